@@ -1,0 +1,36 @@
+# Sightline: `make run` to set up and run everything, `make test` to run every test.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test install browser lint bench clean
+
+run: $(STAMP)
+	$(PY) manage.py serve
+
+test: $(STAMP) browser
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+install: $(STAMP)
+
+# Reinstall when the dependency list changes. torch and torchvision are pinned as a pair in pyproject.toml.
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "Sightline needs Python 3.11 ($(PYTHON))"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+# Browser tests drive Debian's Chromium through Playwright (never `playwright install`).
+browser:
+	@if command -v chromium >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "Browser tests need Chromium: sudo apt-get install chromium"; exit 1; fi
+
+bench: $(STAMP)
+	$(PY) bench/upload.py
+	$(PY) bench/grid.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,1 @@
+"""Users, sign-up and log-in, and the API tokens that scripts use."""

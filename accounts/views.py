@@ -1,0 +1,51 @@
+"""Sign-up and the profile page; log-in and log-out are Django's own views."""
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+from rest_framework.authtoken.models import Token
+
+from accounts import services
+from accounts.forms import SignupForm
+from projects.permissions import projects_for_user
+
+
+def signup(request):
+    if not settings.SIGHTLINE_ALLOW_REGISTRATION:
+        raise Http404("Registration is turned off on this server.")
+    form = SignupForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            user = services.user_register(
+                username=form.cleaned_data["username"],
+                email=form.cleaned_data["email"],
+                password=form.cleaned_data["password1"],
+            )
+        except ValidationError as exc:
+            for field, errors in exc.message_dict.items():
+                form.add_error("password1" if field == "password" else field, errors)
+        else:
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            messages.success(request, f"Welcome to Sightline, {user.username}.")
+            return redirect("projects:list")
+    return render(request, "accounts/signup.html", {"form": form})
+
+
+@login_required
+def profile(request):
+    token = Token.objects.filter(user=request.user).first()
+    projects = projects_for_user(request.user).order_by("id")
+    return render(request, "accounts/profile.html", {"token": token, "projects": projects})
+
+
+@login_required
+@require_POST
+def token_regenerate(request):
+    services.token_regenerate(user=request.user)
+    messages.success(request, "A new API token was made; the old one no longer works.")
+    return redirect("profile")

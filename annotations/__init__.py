@@ -1,0 +1,1 @@
+"""What people say about images: classification labels now; shapes, revisions and formats next."""

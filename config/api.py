@@ -1,0 +1,26 @@
+"""What every Sightline API view shares: strict input, Django validation errors as 400s."""
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework import serializers
+from rest_framework.exceptions import ValidationError
+from rest_framework.views import exception_handler as drf_exception_handler
+
+
+class StrictSerializer(serializers.Serializer):
+    """An input serializer that refuses fields it does not know, instead of silently ignoring them."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, dict):
+            raise ValidationError({"non_field_errors": ["Expected a JSON object."]})
+        unknown = sorted(set(data) - set(self.fields))
+        if unknown:
+            raise ValidationError({name: ["Unknown field."] for name in unknown})
+        return super().to_internal_value(data)
+
+
+def exception_handler(exc, context):
+    """Services raise Django's ValidationError; the API answers it as DRF would its own."""
+    if isinstance(exc, DjangoValidationError):
+        detail = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        exc = ValidationError(detail)
+    return drf_exception_handler(exc, context)

@@ -1,0 +1,27 @@
+"""Top-level routes: pages, the REST API with its schema, admin and the health check."""
+
+from django.contrib import admin
+from django.urls import include, path
+from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from config.health import healthz
+
+api = [
+    path("", include("accounts.api_urls")),
+    path("", include("projects.api_urls")),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+]
+
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="projects:list", permanent=False)),
+    path("healthz", healthz, name="healthz"),
+    path("admin/", admin.site.urls),
+    path("api/", include(api)),
+    path("accounts/", include("accounts.urls")),
+    path("projects/", include("projects.urls")),
+]
+
+admin.site.site_header = "Sightline administration"
+admin.site.site_title = "Sightline admin"

@@ -1,0 +1,1 @@
+"""Projects, their labels, roles and memberships, and the images uploaded to them."""

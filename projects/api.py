@@ -1,0 +1,334 @@
+"""Projects, labels, members and images over REST. Every view starts at projects.permissions."""
+
+from __future__ import annotations
+
+from django.http import FileResponse, Http404
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.models import User
+from config.api import StrictSerializer
+from projects import services, uploads
+from projects.models import Image, Label, Membership, Role
+from projects.permissions import access_image, access_project, projects_for_user, require_owner
+
+# --- output shapes shared by several views ----------------------------------------------------
+
+
+class ProjectOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    description = serializers.CharField()
+    owner = serializers.CharField(source="owner.username")
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+
+class LabelOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    color = serializers.CharField()
+    hotkey = serializers.IntegerField(allow_null=True)
+
+
+class MemberOutput(serializers.Serializer):
+    user_id = serializers.IntegerField(source="user.id")
+    username = serializers.CharField(source="user.username")
+    email = serializers.EmailField(source="user.email")
+    role = serializers.CharField(source="role.name")
+    is_owner = serializers.SerializerMethodField()
+
+    def get_is_owner(self, membership: Membership) -> bool:
+        return membership.user_id == membership.project.owner_id
+
+
+class ImageOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    project_id = serializers.IntegerField()
+    name = serializers.CharField()
+    width = serializers.IntegerField()
+    height = serializers.IntegerField()
+    sha256 = serializers.CharField()
+    is_validation = serializers.BooleanField()
+    labels = serializers.SerializerMethodField()
+    default_label = serializers.SerializerMethodField()
+    file_url = serializers.SerializerMethodField()
+    thumbnail_url = serializers.SerializerMethodField()
+    created_at = serializers.DateTimeField()
+
+    def get_labels(self, image: Image) -> list[str]:
+        return [c.label.name for c in image.classifications.all()]
+
+    def get_default_label(self, image: Image) -> str | None:
+        return next((c.label.name for c in image.classifications.all() if c.is_default), None)
+
+    def get_file_url(self, image: Image) -> str:
+        return f"/api/images/{image.id}/file/"
+
+    def get_thumbnail_url(self, image: Image) -> str:
+        return f"/api/images/{image.id}/thumbnail/"
+
+
+def _role(name: str) -> Role:
+    role = Role.objects.filter(name=name).first()
+    if role is None:
+        raise serializers.ValidationError({"role": [f"No role named {name!r}."]})
+    return role
+
+
+# --- projects -------------------------------------------------------------------------------
+
+
+class ProjectListApi(APIView):
+    class InputSerializer(StrictSerializer):
+        name = serializers.CharField(max_length=200)
+        description = serializers.CharField(required=False, allow_blank=True, default="")
+
+    @extend_schema(responses={200: ProjectOutput(many=True)})
+    def get(self, request):
+        projects = projects_for_user(request.user).select_related("owner").order_by("-created_at", "-id")
+        return Response(ProjectOutput(projects, many=True).data)
+
+    @extend_schema(request=InputSerializer, responses={201: ProjectOutput})
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        project = services.project_create(owner=request.user, **data.validated_data)
+        return Response(ProjectOutput(project).data, status=status.HTTP_201_CREATED)
+
+
+class ProjectDetailApi(APIView):
+    class InputSerializer(StrictSerializer):
+        name = serializers.CharField(max_length=200, required=False)
+        description = serializers.CharField(required=False, allow_blank=True)
+
+    @extend_schema(responses={200: ProjectOutput})
+    def get(self, request, project_id: int):
+        return Response(ProjectOutput(access_project(request.user, project_id)).data)
+
+    @extend_schema(request=InputSerializer, responses={200: ProjectOutput})
+    def patch(self, request, project_id: int):
+        project = access_project(request.user, project_id, "change_project")
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return Response(ProjectOutput(services.project_update(project=project, **data.validated_data)).data)
+
+    def delete(self, request, project_id: int):
+        services.project_delete(project=access_project(request.user, project_id, "delete_project"))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ProjectTransferApi(APIView):
+    class InputSerializer(StrictSerializer):
+        user_id = serializers.IntegerField()
+
+    @extend_schema(request=InputSerializer, responses={200: ProjectOutput})
+    def post(self, request, project_id: int):
+        project = access_project(request.user, project_id, "manage_members_project")
+        require_owner(request.user, project)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        new_owner = User.objects.filter(pk=data.validated_data["user_id"]).first()
+        if new_owner is None:
+            raise serializers.ValidationError({"user_id": ["No such user."]})
+        return Response(ProjectOutput(services.project_transfer_ownership(project=project, new_owner=new_owner)).data)
+
+
+# --- labels ---------------------------------------------------------------------------------
+
+
+class LabelListApi(APIView):
+    class InputSerializer(StrictSerializer):
+        name = serializers.CharField(max_length=100)
+        color = serializers.RegexField(r"^#[0-9a-fA-F]{6}$", required=False)
+        hotkey = serializers.IntegerField(min_value=1, max_value=9, required=False, allow_null=True)
+
+    @extend_schema(responses={200: LabelOutput(many=True)})
+    def get(self, request, project_id: int):
+        project = access_project(request.user, project_id)
+        return Response(LabelOutput(project.labels.all(), many=True).data)
+
+    @extend_schema(request=InputSerializer, responses={201: LabelOutput})
+    def post(self, request, project_id: int):
+        project = access_project(request.user, project_id, "manage_labels_project")
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        label = services.label_create(project=project, **data.validated_data)
+        return Response(LabelOutput(label).data, status=status.HTTP_201_CREATED)
+
+
+class LabelDetailApi(APIView):
+    class InputSerializer(StrictSerializer):
+        name = serializers.CharField(max_length=100, required=False)
+        color = serializers.RegexField(r"^#[0-9a-fA-F]{6}$", required=False)
+        hotkey = serializers.IntegerField(min_value=1, max_value=9, required=False, allow_null=True)
+
+    def _label(self, request, project_id: int, label_id: int, perm: str = "view_project") -> Label:
+        project = access_project(request.user, project_id, perm)
+        return get_object_or_404(Label, project=project, pk=label_id)
+
+    @extend_schema(responses={200: LabelOutput})
+    def get(self, request, project_id: int, label_id: int):
+        return Response(LabelOutput(self._label(request, project_id, label_id)).data)
+
+    @extend_schema(request=InputSerializer, responses={200: LabelOutput})
+    def patch(self, request, project_id: int, label_id: int):
+        label = self._label(request, project_id, label_id, "manage_labels_project")
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return Response(LabelOutput(services.label_update(label=label, **data.validated_data)).data)
+
+    def delete(self, request, project_id: int, label_id: int):
+        services.label_delete(label=self._label(request, project_id, label_id, "manage_labels_project"))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- members and roles ----------------------------------------------------------------------
+
+
+class RoleListApi(APIView):
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        name = serializers.CharField()
+        description = serializers.CharField()
+        permissions = serializers.SerializerMethodField()
+
+        def get_permissions(self, role: Role) -> list[str]:
+            return sorted(role.codenames())
+
+    @extend_schema(responses={200: OutputSerializer(many=True)})
+    def get(self, request):
+        return Response(self.OutputSerializer(Role.objects.with_permissions(), many=True).data)
+
+
+class MemberListApi(APIView):
+    class InputSerializer(StrictSerializer):
+        email = serializers.EmailField()
+        role = serializers.CharField()
+
+    @extend_schema(responses={200: MemberOutput(many=True)})
+    def get(self, request, project_id: int):
+        project = access_project(request.user, project_id)
+        members = project.memberships.select_related("user", "role", "project")
+        return Response(MemberOutput(members, many=True).data)
+
+    @extend_schema(request=InputSerializer, responses={201: MemberOutput})
+    def post(self, request, project_id: int):
+        project = access_project(request.user, project_id, "manage_members_project")
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        membership = services.membership_grant(
+            project=project, email=data.validated_data["email"], role=_role(data.validated_data["role"])
+        )
+        return Response(MemberOutput(membership).data, status=status.HTTP_201_CREATED)
+
+
+class MemberDetailApi(APIView):
+    class InputSerializer(StrictSerializer):
+        role = serializers.CharField()
+
+    def _membership(self, request, project_id: int, user_id: int, perm: str) -> Membership:
+        project = access_project(request.user, project_id, perm)
+        membership = Membership.objects.select_related("user", "role").filter(project=project, user_id=user_id).first()
+        if membership is None:
+            raise Http404("This user is not a member of the project.")
+        membership.project = project
+        return membership
+
+    @extend_schema(responses={200: MemberOutput})
+    def get(self, request, project_id: int, user_id: int):
+        return Response(MemberOutput(self._membership(request, project_id, user_id, "view_project")).data)
+
+    @extend_schema(request=InputSerializer, responses={200: MemberOutput})
+    def patch(self, request, project_id: int, user_id: int):
+        membership = self._membership(request, project_id, user_id, "manage_members_project")
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        membership = services.membership_change_role(membership=membership, role=_role(data.validated_data["role"]))
+        return Response(MemberOutput(membership).data)
+
+    def delete(self, request, project_id: int, user_id: int):
+        services.membership_remove(membership=self._membership(request, project_id, user_id, "manage_members_project"))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- images ---------------------------------------------------------------------------------
+
+
+class ImagePagination(PageNumberPagination):
+    page_size = 100
+    page_size_query_param = "page_size"
+    max_page_size = 1000
+
+
+class ImageListApi(APIView):
+    parser_classes = [MultiPartParser, FormParser]
+
+    class UploadInput(StrictSerializer):
+        files = serializers.ListField(child=serializers.FileField(allow_empty_file=True), allow_empty=False)
+        labels = serializers.CharField(required=False, allow_blank=True, default="")
+
+    class UploadOutput(serializers.Serializer):
+        stored = ImageOutput(many=True)
+        rejected = serializers.ListField(child=serializers.DictField())
+
+    @extend_schema(responses={200: ImageOutput(many=True)})
+    def get(self, request, project_id: int):
+        project = access_project(request.user, project_id)
+        images = Image.objects.for_project(project).prefetch_related("classifications__label").order_by("id")
+        paginator = ImagePagination()
+        page = paginator.paginate_queryset(images, request, view=self)
+        return paginator.get_paginated_response(ImageOutput(page, many=True).data)
+
+    @extend_schema(request={"multipart/form-data": UploadInput}, responses={201: UploadOutput, 400: UploadOutput})
+    def post(self, request, project_id: int):
+        project = access_project(request.user, project_id, "upload_project")
+        data = self.UploadInput(data={**request.data.dict(), "files": request.FILES.getlist("files")})
+        data.is_valid(raise_exception=True)
+        labels = [name for name in data.validated_data["labels"].split(",") if name.strip()]
+        result = uploads.images_upload(
+            project=project, user=request.user, files=data.validated_data["files"], labels=labels
+        )
+        stored = Image.objects.filter(pk__in=[i.pk for i in result.stored]).prefetch_related("classifications__label")
+        body = {
+            "stored": ImageOutput(stored.order_by("id"), many=True).data,
+            "rejected": [{"name": r.name, "reason": r.reason} for r in result.rejected],
+        }
+        return Response(body, status=status.HTTP_201_CREATED if result.stored else status.HTTP_400_BAD_REQUEST)
+
+
+class ImageDetailApi(APIView):
+    @extend_schema(responses={200: ImageOutput})
+    def get(self, request, image_id: int):
+        image = access_image(request.user, image_id)
+        image = Image.objects.prefetch_related("classifications__label").get(pk=image.pk)
+        return Response(ImageOutput(image).data)
+
+    def delete(self, request, image_id: int):
+        image = access_image(request.user, image_id, "delete_images_project")
+        services.images_delete(project=image.project, image_ids=[image.pk])
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ImageFileApi(APIView):
+    """The image's bytes, for those who may see its project. Content never changes, so cache it."""
+
+    field = "file"
+
+    @extend_schema(responses={(200, "application/octet-stream"): bytes})
+    def get(self, request, image_id: int):
+        image = access_image(request.user, image_id)
+        stored = getattr(image, self.field)
+        filename = image.name.rsplit("/", 1)[-1] if self.field == "file" else f"{image.pk}.webp"
+        response = FileResponse(stored.open("rb"), filename=filename)
+        response["Cache-Control"] = "private, max-age=31536000, immutable"
+        return response
+
+
+class ImageThumbnailApi(ImageFileApi):
+    field = "thumbnail"

@@ -1,0 +1,25 @@
+from django import forms
+
+from projects.models import Project, Role
+
+
+class ProjectForm(forms.ModelForm):
+    class Meta:
+        model = Project
+        fields = ["name", "description"]
+        widgets = {"description": forms.Textarea(attrs={"rows": 3})}
+
+
+class LabelForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    color = forms.RegexField(r"^#[0-9a-fA-F]{6}$", required=False, widget=forms.TextInput(attrs={"type": "color"}))
+    hotkey = forms.IntegerField(min_value=1, max_value=9, required=False)
+
+
+class MemberForm(forms.Form):
+    email = forms.EmailField()
+    role = forms.ModelChoiceField(queryset=Role.objects.exclude(name=Role.OWNER), empty_label=None)
+
+
+class RoleForm(forms.Form):
+    role = forms.ModelChoiceField(queryset=Role.objects.exclude(name=Role.OWNER), empty_label=None)

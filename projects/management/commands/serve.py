@@ -1,0 +1,81 @@
+"""`manage.py serve`: migrate, seed the demo once, run the web server and a worker until Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+from django_q.tasks import async_task
+
+from config import embedded_db
+from projects import demo
+from training.tasks import HEARTBEAT_TASK
+
+
+class Command(BaseCommand):
+    help = "Run Sightline: database, migrations, demo data, web server and one background worker."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+        parser.add_argument("--no-demo", action="store_true", help="Do not create the demo user and project.")
+
+    def handle(self, *args, host: str, port: int, no_demo: bool, **options):
+        call_command("migrate", interactive=False, verbosity=0)
+        self.stdout.write("Database ready and migrated.")
+        if not no_demo:
+            _, project, created = demo.demo_seed()
+            if created:
+                self.stdout.write(f"Created the demo project with {project.images.count()} images.")
+        # A first heartbeat now, so /healthz is green as soon as the worker picks it up.
+        async_task(HEARTBEAT_TASK)
+
+        manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
+        children = [
+            subprocess.Popen([*manage, "runserver", f"{host}:{port}", "--noreload"]),
+            subprocess.Popen([*manage, "qcluster"]),
+        ]
+        url = f"http://{'localhost' if host in {'127.0.0.1', '0.0.0.0'} else host}:{port}/"
+        self.stdout.write(self.style.SUCCESS(f"\nSightline is running at {url}"))
+        if not no_demo:
+            self.stdout.write(f"Demo login: {demo.DEMO_USERNAME} / {demo.DEMO_PASSWORD}")
+        self.stdout.write(f"Health: {url}healthz   API docs: {url}api/docs/   Press Ctrl-C to stop.\n")
+        try:
+            self._wait(children)
+        finally:
+            self._stop(children)
+
+    def _wait(self, children: list[subprocess.Popen]) -> None:
+        signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            while all(child.poll() is None for child in children):
+                time.sleep(0.5)
+            self.stderr.write("A Sightline process exited; stopping the others.")
+        except KeyboardInterrupt:
+            self.stdout.write("\nStopping Sightline...")
+
+    def _stop(self, children: list[subprocess.Popen]) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGINT)
+        for child in children:
+            try:
+                child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        if "DATABASE_URL" not in os.environ:
+            from django.db import connections
+
+            connections.close_all()
+            embedded_db.stop(settings.DATA_DIR)
+            self.stdout.write("Embedded PostgreSQL stopped.")
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt

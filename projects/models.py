@@ -1,0 +1,156 @@
+"""Projects own everything else: labels, members (through roles) and images."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth.models import Permission
+from django.db import models
+from django.db.models import Q
+
+# The project permissions, in the order the admin lists them. `view`, `change` and `delete`
+# are Django's defaults; the rest are ours. Codenames are what access_project() takes.
+PROJECT_PERMISSIONS = [
+    ("view_project", "View the project, its images and labels"),
+    ("change_project", "Rename and describe the project"),
+    ("delete_project", "Delete the project"),
+    ("annotate_project", "Label images"),
+    ("review_project", "Review and accept labels and predictions"),
+    ("manage_labels_project", "Create, edit and delete labels"),
+    ("upload_project", "Upload images"),
+    ("delete_images_project", "Delete images"),
+    ("train_project", "Train models and predict"),
+    ("export_project", "Export labels and data"),
+    ("manage_members_project", "Add, remove and change members"),
+]
+
+
+class Project(models.Model):
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="owned_projects")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        default_permissions = ("view", "change", "delete")
+        permissions = [p for p in PROJECT_PERMISSIONS if p[0] not in {"view_project", "change_project", "delete_project"}]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class RoleQuerySet(models.QuerySet):
+    def with_permissions(self):
+        return self.prefetch_related("permissions")
+
+
+class Role(models.Model):
+    """A named set of project permissions. Built-in roles are seeded; owners may add their own in admin."""
+
+    OWNER = "Owner"
+    ADMIN = "Admin"
+    DEVELOPER = "Developer"
+    LABELER = "Labeler"
+    VIEWER = "Viewer"
+
+    name = models.CharField(max_length=100, unique=True)
+    description = models.CharField(max_length=300, blank=True)
+    permissions = models.ManyToManyField(
+        Permission,
+        blank=True,
+        limit_choices_to={"content_type__app_label": "projects", "content_type__model": "project"},
+    )
+    is_builtin = models.BooleanField(default=False, editable=False)
+
+    objects = RoleQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def codenames(self) -> set[str]:
+        return {p.codename for p in self.permissions.all()}
+
+
+class Membership(models.Model):
+    """Who may do what in a project. The source of truth; guardian's object permissions follow it."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.ForeignKey(Role, on_delete=models.PROTECT, related_name="memberships")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project_id", "user__username"]
+        constraints = [models.UniqueConstraint(fields=["project", "user"], name="membership_unique_user")]
+
+    def __str__(self) -> str:
+        return f"{self.user} is {self.role} in {self.project}"
+
+
+class Label(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="labels")
+    name = models.CharField(max_length=100)
+    color = models.CharField(max_length=7, default="#e6194b")
+    hotkey = models.PositiveSmallIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project_id", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="label_unique_name"),
+            models.UniqueConstraint(
+                fields=["project", "hotkey"], condition=Q(hotkey__isnull=False), name="label_unique_hotkey"
+            ),
+            models.CheckConstraint(
+                condition=Q(hotkey__isnull=True) | Q(hotkey__gte=1, hotkey__lte=9), name="label_hotkey_1_to_9"
+            ),
+            models.CheckConstraint(condition=Q(color__regex=r"^#[0-9a-fA-F]{6}$"), name="label_color_hex"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ImageQuerySet(models.QuerySet):
+    def for_project(self, project: Project | int):
+        return self.filter(project=project)
+
+
+def image_upload_path(image: "Image", filename: str) -> str:
+    return f"images/{image.project_id}/{image.sha256[:2]}/{image.sha256}{_suffix(filename)}"
+
+
+def thumbnail_upload_path(image: "Image", filename: str) -> str:
+    return f"thumbnails/{image.project_id}/{image.sha256[:2]}/{image.sha256}.webp"
+
+
+def _suffix(filename: str) -> str:
+    dot = filename.rfind(".")
+    return filename[dot:].lower() if dot > 0 else ""
+
+
+class Image(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="images")
+    name = models.CharField(max_length=255, help_text="The file name as uploaded.")
+    # FileFields, not ImageFields: the service decodes each image once and records its size itself.
+    file = models.FileField(upload_to=image_upload_path, max_length=300)
+    thumbnail = models.FileField(upload_to=thumbnail_upload_path, max_length=300)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    sha256 = models.CharField(max_length=64, help_text="Of the uploaded bytes; a project holds each only once.")
+    is_validation = models.BooleanField(default=False, help_text="Added to the user-defined validation set.")
+    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ImageQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["project_id", "id"]
+        constraints = [models.UniqueConstraint(fields=["project", "sha256"], name="image_unique_bytes")]
+
+    def __str__(self) -> str:
+        return self.name

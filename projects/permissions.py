@@ -1,0 +1,69 @@
+"""The one place that answers "may this user do this in this project".
+
+A project that a user may not see is answered exactly like one that does not exist (404),
+so ids leak nothing. A user who sees the project but lacks the permission gets 403.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import Http404
+from guardian.core import ObjectPermissionChecker
+from guardian.shortcuts import get_objects_for_user
+
+from projects.models import Image, Project
+
+NOT_FOUND = "No such project."
+
+
+def access_project(user, project_id: int, perm: str = "view_project") -> Project:
+    """Return the project if `user` holds `perm` on it; 404 if they may not see it, 403 if they see it only."""
+    if not user.is_authenticated:
+        raise Http404(NOT_FOUND)
+    if not user.is_active:
+        raise Http404(NOT_FOUND)
+    project = Project.objects.filter(pk=project_id).select_related("owner").first()
+    if project is None:
+        raise Http404(NOT_FOUND)
+    checker = ObjectPermissionChecker(user)
+    if not checker.has_perm("view_project", project):
+        raise Http404(NOT_FOUND)
+    if not checker.has_perm(perm, project):
+        raise PermissionDenied(f"Your role in this project does not allow this ({perm.removesuffix('_project')}).")
+    return project
+
+
+def access_image(user, image_id: int, perm: str = "view_project") -> Image:
+    """Return the image if `user` holds `perm` on its project; 404 for an image they may not see."""
+    project_id = Image.objects.filter(pk=image_id).values_list("project_id", flat=True).first()
+    if project_id is None:
+        raise Http404("No such image.")
+    try:
+        project = access_project(user, project_id, perm)
+    except Http404:
+        raise Http404("No such image.") from None
+    image = Image.objects.get(pk=image_id)
+    image.project = project
+    return image
+
+
+def projects_for_user(user, perm: str = "view_project") -> QuerySet[Project]:
+    """The projects in which `user` holds `perm` (all of them for a superuser)."""
+    if not user.is_authenticated or not user.is_active:
+        return Project.objects.none()
+    return get_objects_for_user(user, f"projects.{perm}", klass=Project, accept_global_perms=False)
+
+
+def project_permissions(user, project: Project) -> set[str]:
+    """The codenames `user` holds on `project`, for showing only the actions they may take."""
+    return set(ObjectPermissionChecker(user).get_perms(project))
+
+
+def require_owner(user, project: Project) -> None:
+    """Only the owner (or a superuser) hands a project to someone else."""
+    if project.owner_id == user.pk:
+        return
+    if user.is_superuser:
+        return
+    raise PermissionDenied("Only the project's owner can transfer ownership.")

@@ -1,0 +1,201 @@
+"""Every write to projects, labels and memberships. Image uploads live in projects/uploads.py."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import Permission
+from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from guardian.models import UserObjectPermission
+
+from accounts.models import User
+from projects.models import Image, Label, Membership, Project, Role
+
+LABEL_COLORS = [
+    "#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6",
+    "#bcf60c", "#fabebe", "#008080", "#e6beff", "#9a6324", "#800000", "#aaffc3", "#808000",
+]  # fmt: skip
+
+
+# --- projects -------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def project_create(*, owner: User, name: str, description: str = "") -> Project:
+    project = Project(owner=owner, name=name.strip(), description=description)
+    project.full_clean()
+    project.save()
+    _membership_save(project=project, user=owner, role=Role.objects.get(name=Role.OWNER))
+    return project
+
+
+def project_update(*, project: Project, name: str | None = None, description: str | None = None) -> Project:
+    if name is not None:
+        project.name = name.strip()
+    if description is not None:
+        project.description = description
+    project.full_clean()
+    project.save()
+    return project
+
+
+@transaction.atomic
+def project_delete(*, project: Project) -> None:
+    """Delete the project and everything in it; files go once the transaction commits."""
+    _permission_rows(project=project).delete()
+    project.delete()
+
+
+@transaction.atomic
+def project_transfer_ownership(*, project: Project, new_owner: User) -> Project:
+    """Make `new_owner` the owner (joining them if needed); the previous owner stays on as Admin."""
+    project = Project.objects.select_for_update().get(pk=project.pk)
+    if not new_owner.is_active:
+        raise ValidationError({"user": "Ownership cannot pass to a deactivated user."})
+    if new_owner.pk == project.owner_id:
+        return project
+    previous = Membership.objects.get(project=project, user_id=project.owner_id)
+    _membership_save(project=project, user=previous.user, role=Role.objects.get(name=Role.ADMIN))
+    _membership_save(project=project, user=new_owner, role=Role.objects.get(name=Role.OWNER))
+    project.owner = new_owner
+    project.save(update_fields=["owner", "updated_at"])
+    return project
+
+
+# --- memberships and the guardian rows that follow them ------------------------------------------
+
+
+def membership_grant(*, project: Project, email: str, role: Role) -> Membership:
+    """Share the project with an already registered user."""
+    user = User.objects.filter(email__iexact=email.strip(), is_active=True).first()
+    if user is None:
+        raise ValidationError({"email": "No registered user has this email. Ask them to sign up first."})
+    if Membership.objects.filter(project=project, user=user).exists():
+        raise ValidationError({"email": f"{user.username} is already a member; change their role instead."})
+    _check_assignable(role)
+    with transaction.atomic():
+        return _membership_save(project=project, user=user, role=role)
+
+
+def membership_change_role(*, membership: Membership, role: Role) -> Membership:
+    if membership.user_id == membership.project.owner_id:
+        raise ValidationError({"role": "The owner's role cannot change; transfer ownership first."})
+    _check_assignable(role)
+    with transaction.atomic():
+        return _membership_save(project=membership.project, user=membership.user, role=role)
+
+
+@transaction.atomic
+def membership_set(*, project: Project, user: User, role: Role) -> Membership:
+    """Admin's way in: any role but Owner for any user, guardian rows following."""
+    if user.pk == project.owner_id and role.name != Role.OWNER:
+        raise ValidationError({"role": "The owner's role cannot change; transfer ownership first."})
+    if user.pk != project.owner_id:
+        _check_assignable(role)
+    return _membership_save(project=project, user=user, role=role)
+
+
+@transaction.atomic
+def membership_remove(*, membership: Membership) -> None:
+    if membership.user_id == membership.project.owner_id:
+        raise ValidationError({"user": "The owner cannot be removed; transfer ownership first."})
+    _permission_rows(project=membership.project, user=membership.user).delete()
+    membership.delete()
+
+
+@transaction.atomic
+def role_memberships_resync(*, role: Role) -> int:
+    """After a role's permissions change (in admin), bring every member with that role up to date."""
+    memberships = list(Membership.objects.filter(role=role).select_related("project", "user"))
+    for membership in memberships:
+        _permissions_sync(membership)
+    return len(memberships)
+
+
+def _check_assignable(role: Role) -> None:
+    if role.name == Role.OWNER:
+        raise ValidationError({"role": "A project has one owner; use transfer ownership."})
+
+
+def _membership_save(*, project: Project, user: User, role: Role) -> Membership:
+    membership, _ = Membership.objects.update_or_create(project=project, user=user, defaults={"role": role})
+    _permissions_sync(membership)
+    return membership
+
+
+def _permission_rows(*, project: Project, user: User | None = None):
+    rows = UserObjectPermission.objects.filter(
+        content_type=ContentType.objects.get_for_model(Project), object_pk=str(project.pk)
+    )
+    return rows if user is None else rows.filter(user=user)
+
+
+def _permissions_sync(membership: Membership) -> None:
+    """Make guardian's rows for this user and project exactly the role's permissions."""
+    wanted = set(membership.role.permissions.values_list("pk", flat=True))
+    rows = _permission_rows(project=membership.project, user=membership.user)
+    have = set(rows.values_list("permission_id", flat=True))
+    rows.filter(permission_id__in=have - wanted).delete()
+    content_type = ContentType.objects.get_for_model(Project)
+    UserObjectPermission.objects.bulk_create(
+        UserObjectPermission(
+            user=membership.user, permission_id=pk, content_type=content_type, object_pk=str(membership.project.pk)
+        )
+        for pk in wanted - have
+    )
+
+
+def project_permission_objects() -> list[Permission]:
+    """The permissions a role can hold, for admin and the API."""
+    return list(
+        Permission.objects.filter(content_type=ContentType.objects.get_for_model(Project)).order_by("codename")
+    )
+
+
+# --- labels ----------------------------------------------------------------------------------
+
+
+def label_create(*, project: Project, name: str, color: str | None = None, hotkey: int | None = None) -> Label:
+    name = name.strip()
+    if color is None:
+        color = LABEL_COLORS[project.labels.count() % len(LABEL_COLORS)]
+    label = Label(project=project, name=name, color=color, hotkey=hotkey)
+    label.full_clean()
+    label.save()
+    return label
+
+
+def label_update(*, label: Label, name: str | None = None, color: str | None = None, hotkey=...) -> Label:
+    """Rename, recolour or rebind a label; `hotkey=None` unbinds, leaving it out keeps it."""
+    if name is not None:
+        label.name = name.strip()
+    if color is not None:
+        label.color = color
+    if hotkey is not ...:
+        label.hotkey = hotkey
+    label.full_clean()
+    label.save()
+    return label
+
+
+def label_delete(*, label: Label) -> None:
+    label.delete()
+
+
+def labels_get_or_create(*, project: Project, names: list[str]) -> list[Label]:
+    """The project's labels with these names, in order, creating the ones that do not exist yet."""
+    labels = []
+    for name in dict.fromkeys(n.strip() for n in names if n.strip()):
+        label = Label.objects.filter(project=project, name=name).first()
+        labels.append(label or label_create(project=project, name=name))
+    return labels
+
+
+# --- images (uploads are in projects/uploads.py) ----------------------------------------------
+
+
+def images_delete(*, project: Project, image_ids: list[int]) -> int:
+    """Delete these images of the project; ids from elsewhere are ignored. Files go after commit."""
+    with transaction.atomic():
+        _, per_model = Image.objects.for_project(project).filter(pk__in=image_ids).delete()
+    return per_model.get("projects.Image", 0)

@@ -1,0 +1,197 @@
+"""Project pages: the list, the image grid (htmx paging), settings with labels and members."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from accounts.models import User
+from projects import services
+from projects.forms import LabelForm, MemberForm, ProjectForm, RoleForm
+from projects.models import Image, Membership
+from projects.permissions import access_project, project_permissions, projects_for_user, require_owner
+
+GRID_PAGE_SIZE = 60
+
+
+def _errors(request, exc: ValidationError) -> None:
+    for message in exc.messages:
+        messages.error(request, message)
+
+
+@login_required
+def project_list(request):
+    form = ProjectForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            project = services.project_create(owner=request.user, **form.cleaned_data)
+        except ValidationError as exc:
+            _errors(request, exc)
+        else:
+            return redirect("projects:detail", project_id=project.id)
+    projects = projects_for_user(request.user).select_related("owner").order_by("-created_at", "-id")
+    return render(request, "projects/project_list.html", {"projects": projects, "form": form})
+
+
+@login_required
+def project_detail(request, project_id: int):
+    """The image grid. An htmx request for another page gets only the grid partial."""
+    project = access_project(request.user, project_id)
+    images = Image.objects.for_project(project).only("id", "name", "width", "height").order_by("-id")
+    page = Paginator(images, GRID_PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {"project": project, "page": page, "perms": project_permissions(request.user, project)}
+    if request.htmx:
+        return render(request, "projects/project_detail.html#grid", context)
+    return render(request, "projects/project_detail.html", context)
+
+
+@login_required
+@require_POST
+def images_delete(request, project_id: int):
+    project = access_project(request.user, project_id, "delete_images_project")
+    ids = [int(i) for i in request.POST.getlist("image") if i.isdigit()]
+    deleted = services.images_delete(project=project, image_ids=ids)
+    messages.success(request, f"Deleted {deleted} image{'s' if deleted != 1 else ''}.")
+    return redirect("projects:detail", project_id=project.id)
+
+
+@login_required
+def project_settings(request, project_id: int):
+    project = access_project(request.user, project_id)
+    perms = project_permissions(request.user, project)
+    form = ProjectForm(request.POST or None, instance=project)
+    if request.method == "POST":
+        project = access_project(request.user, project_id, "change_project")
+        if form.is_valid():
+            try:
+                services.project_update(project=project, **form.cleaned_data)
+            except ValidationError as exc:
+                _errors(request, exc)
+            else:
+                messages.success(request, "Project saved.")
+                return redirect("projects:settings", project_id=project.id)
+    context = {
+        "project": project,
+        "form": form,
+        "perms": perms,
+        "labels": project.labels.all(),
+        "label_form": LabelForm(),
+        "members": project.memberships.select_related("user", "role"),
+        "member_form": MemberForm(),
+        "role_form": RoleForm(),
+    }
+    return render(request, "projects/project_settings.html", context)
+
+
+@login_required
+@require_POST
+def project_delete(request, project_id: int):
+    project = access_project(request.user, project_id, "delete_project")
+    if request.POST.get("confirm_name") != project.name:
+        messages.error(request, "Type the project's name to confirm deleting it.")
+        return redirect("projects:settings", project_id=project.id)
+    services.project_delete(project=project)
+    messages.success(request, f"Deleted project {project.name}.")
+    return redirect("projects:list")
+
+
+@login_required
+@require_POST
+def label_create(request, project_id: int):
+    project = access_project(request.user, project_id, "manage_labels_project")
+    form = LabelForm(request.POST)
+    if form.is_valid():
+        try:
+            services.label_create(
+                project=project,
+                name=form.cleaned_data["name"],
+                color=form.cleaned_data["color"] or None,
+                hotkey=form.cleaned_data["hotkey"],
+            )
+        except ValidationError as exc:
+            _errors(request, exc)
+    else:
+        messages.error(request, "Check the label: " + "; ".join(e for errs in form.errors.values() for e in errs))
+    return redirect("projects:settings", project_id=project.id)
+
+
+@login_required
+@require_POST
+def label_delete(request, project_id: int, label_id: int):
+    project = access_project(request.user, project_id, "manage_labels_project")
+    label = project.labels.filter(pk=label_id).first()
+    if label is None:
+        raise Http404("No such label.")
+    services.label_delete(label=label)
+    messages.success(request, f"Deleted label {label.name}.")
+    return redirect("projects:settings", project_id=project.id)
+
+
+@login_required
+@require_POST
+def member_add(request, project_id: int):
+    project = access_project(request.user, project_id, "manage_members_project")
+    form = MemberForm(request.POST)
+    if form.is_valid():
+        try:
+            membership = services.membership_grant(project=project, **form.cleaned_data)
+        except ValidationError as exc:
+            _errors(request, exc)
+        else:
+            messages.success(request, f"Shared with {membership.user.username} as {membership.role}.")
+    else:
+        messages.error(request, "Give the email of a registered user and a role.")
+    return redirect("projects:settings", project_id=project.id)
+
+
+def _membership(request, project_id: int, user_id: int, perm: str = "manage_members_project") -> Membership:
+    project = access_project(request.user, project_id, perm)
+    membership = Membership.objects.select_related("user", "role").filter(project=project, user_id=user_id).first()
+    if membership is None:
+        raise Http404("This user is not a member of the project.")
+    membership.project = project
+    return membership
+
+
+@login_required
+@require_POST
+def member_change(request, project_id: int, user_id: int):
+    membership = _membership(request, project_id, user_id)
+    form = RoleForm(request.POST)
+    if form.is_valid():
+        try:
+            services.membership_change_role(membership=membership, role=form.cleaned_data["role"])
+        except ValidationError as exc:
+            _errors(request, exc)
+        else:
+            messages.success(request, f"{membership.user.username} is now {form.cleaned_data['role']}.")
+    return redirect("projects:settings", project_id=project_id)
+
+
+@login_required
+@require_POST
+def member_remove(request, project_id: int, user_id: int):
+    membership = _membership(request, project_id, user_id)
+    try:
+        services.membership_remove(membership=membership)
+    except ValidationError as exc:
+        _errors(request, exc)
+    else:
+        messages.success(request, f"Removed {membership.user.username} from the project.")
+    return redirect("projects:settings", project_id=project_id)
+
+
+@login_required
+@require_POST
+def ownership_transfer(request, project_id: int, user_id: int):
+    membership = _membership(request, project_id, user_id)
+    require_owner(request.user, membership.project)
+    new_owner = User.objects.get(pk=user_id)
+    services.project_transfer_ownership(project=membership.project, new_owner=new_owner)
+    messages.success(request, f"{new_owner.username} now owns the project; you are an Admin.")
+    return redirect("projects:settings", project_id=project_id)
