@@ -270,7 +270,11 @@ class ImageListApi(APIView):
     parser_classes = [MultiPartParser, FormParser]
 
     class UploadInput(StrictSerializer):
-        files = serializers.ListField(child=serializers.FileField(allow_empty_file=True), allow_empty=False)
+        files = serializers.ListField(
+            child=serializers.FileField(allow_empty_file=True),
+            allow_empty=False,
+            error_messages={"empty": "Send at least one file in the `files` field."},
+        )
         labels = serializers.CharField(required=False, allow_blank=True, default="")
 
     class UploadOutput(serializers.Serializer):

@@ -1,0 +1,251 @@
+import hashlib
+import io
+import zipfile
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from PIL import Image as PILImage
+
+from annotations.models import Classification
+from projects.models import Image, Label
+from tests.conftest import client_for
+from tests.factories import UserFactory, image_bytes, image_file, make_project
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def project(user):
+    return make_project(owner=user)
+
+
+def upload(api, project, files, **data):
+    return api.post(f"/api/projects/{project.id}/images/", {"files": files, **data}, format="multipart")
+
+
+def zip_of(entries: dict[str, bytes], compression=zipfile.ZIP_STORED) -> SimpleUploadedFile:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression) as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return SimpleUploadedFile("images.zip", buffer.getvalue())
+
+
+def test_upload_many_files_with_classification_labels(api, project, media_root):
+    red = image_bytes(color=(255, 0, 0))
+    response = upload(
+        api, project,
+        [SimpleUploadedFile("red.png", red), image_file("blue.jpg", color=(0, 0, 255), width=80, height=60)],
+        labels="gull, adult ,",
+    )  # fmt: skip
+    assert response.status_code == 201
+    body = response.json()
+    assert body["rejected"] == []
+    assert [(i["name"], i["width"], i["height"]) for i in body["stored"]] == [("red.png", 64, 48), ("blue.jpg", 80, 60)]
+    assert body["stored"][0]["sha256"] == hashlib.sha256(red).hexdigest()
+    assert body["stored"][0]["labels"] == ["gull", "adult"]
+    assert body["stored"][0]["default_label"] == "gull"
+    assert sorted(Label.objects.filter(project=project).values_list("name", flat=True)) == ["adult", "gull"]
+    stored = Image.objects.get(name="red.png")
+    assert stored.file.read() == red
+    assert stored.uploaded_by.username == project.owner.username
+    with PILImage.open(stored.thumbnail) as thumb:
+        assert (thumb.format, thumb.size) == ("WEBP", (64, 48))
+
+
+def test_zip_folder_names_become_labels(api, project):
+    archive = zip_of({
+        "dataset/gull/a.png": image_bytes(color=(1, 2, 3)),
+        "dataset/tern/b.png": image_bytes(color=(4, 5, 6)),
+        "c.png": image_bytes(color=(7, 8, 9)),
+        "__MACOSX/dataset/gull/._a.png": b"junk",
+        "dataset/notes.txt": b"not an image",
+    })  # fmt: skip
+    response = upload(api, project, [archive], labels="survey")
+    assert response.status_code == 201
+    labels = {i["name"]: i["labels"] for i in response.json()["stored"]}
+    assert labels == {
+        "images.zip/dataset/gull/a.png": ["survey", "gull"],
+        "images.zip/dataset/tern/b.png": ["survey", "tern"],
+        "images.zip/c.png": ["survey"],
+    }
+    assert response.json()["rejected"] == [
+        {"name": "images.zip/dataset/notes.txt", "reason": "This is not an image file Sightline can read."}
+    ]
+
+
+def test_exif_orientation_is_applied(api, project):
+    pixels = PILImage.new("RGB", (60, 20), (10, 200, 10))
+    exif = pixels.getexif()
+    exif[0x0112] = 6  # rotate 90° clockwise to display
+    out = io.BytesIO()
+    pixels.save(out, "JPEG", exif=exif.tobytes())
+    response = upload(api, project, [SimpleUploadedFile("phone.jpg", out.getvalue())])
+    stored = response.json()["stored"][0]
+    assert (stored["width"], stored["height"]) == (20, 60)
+    assert stored["sha256"] == hashlib.sha256(out.getvalue()).hexdigest()
+    with PILImage.open(Image.objects.get().file) as upright:
+        assert upright.size == (20, 60)
+        assert upright.getexif().get(0x0112, 1) == 1
+
+
+def test_a_duplicate_is_refused_in_the_same_batch_and_later(api, project):
+    data = image_bytes()
+    first = upload(api, project, [SimpleUploadedFile("a.png", data), SimpleUploadedFile("b.png", data)])
+    assert [i["name"] for i in first.json()["stored"]] == ["a.png"]
+    assert first.json()["rejected"] == [{"name": "b.png", "reason": "The same image is already in this project (duplicate)."}]
+    again = upload(api, project, [SimpleUploadedFile("c.png", data)])
+    assert again.status_code == 400
+    assert again.json()["rejected"][0]["reason"] == "The same image is already in this project (duplicate)."
+    assert Image.objects.count() == 1
+
+
+def test_the_same_bytes_may_live_in_two_projects(api, project, user):
+    other = make_project(owner=user, name="Other")
+    data = image_bytes()
+    for p in (project, other):
+        assert upload(api, p, [SimpleUploadedFile("a.png", data)]).status_code == 201
+
+
+def _truncated() -> bytes:
+    data = image_bytes(width=300, height=300, fmt="JPEG")
+    return data[: len(data) // 2]
+
+
+def _bomb_png() -> bytes:
+    # A 1-bit 20000x20000 PNG: a few kilobytes on disk, 400 million pixels decoded.
+    out = io.BytesIO()
+    PILImage.new("1", (20000, 20000)).save(out, "PNG")
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "reason"),
+    [
+        ("notes.png", b"this is text, not pixels", "This is not an image file Sightline can read."),
+        ("empty.png", b"", "The file is empty."),
+        ("half.jpg", _truncated(), "The image is damaged or truncated (image file is truncated"),
+        ("bomb.png", _bomb_png(), "more than 120,000,000 pixels (a decompression bomb?)"),
+    ],
+)
+def test_bad_files_are_refused_by_name_and_the_rest_are_stored(api, project, media_root, name, data, reason):
+    response = upload(api, project, [SimpleUploadedFile(name, data), image_file("good.png")])
+    assert response.status_code == 201
+    assert [i["name"] for i in response.json()["stored"]] == ["good.png"]
+    [rejected] = response.json()["rejected"]
+    assert rejected["name"] == name
+    assert reason in rejected["reason"]
+    assert list(Image.objects.values_list("name", flat=True)) == ["good.png"]
+    assert sorted(p.name for p in (media_root / "images").rglob("*") if p.is_file()) == [
+        Image.objects.get().file.name.rsplit("/", 1)[-1]
+    ]
+
+
+def test_a_file_over_the_size_limit_is_refused(api, project, settings):
+    settings.SIGHTLINE_MAX_UPLOAD_BYTES = 1000
+    response = upload(api, project, [image_file("big.png", width=400, height=400, color=(1, 2, 3))])
+    assert response.status_code == 400
+    [rejected] = response.json()["rejected"]
+    assert rejected["name"] == "big.png"
+    assert rejected["reason"].endswith("bytes; the limit is 1,000.")
+    assert Image.objects.count() == 0
+
+
+def test_the_pixel_limit_is_configurable(api, project, settings):
+    settings.SIGHTLINE_MAX_IMAGE_PIXELS = 64 * 48 - 1
+    response = upload(api, project, [image_file("a.png", width=64, height=48)])
+    assert response.json()["rejected"][0]["reason"] == (
+        "The image is 64x48 = 3,072 pixels, more than the limit of 3,071 (a decompression bomb?)."
+    )
+
+
+@pytest.mark.parametrize(
+    ("entries", "reason"),
+    [
+        ({"ok.png": image_bytes(), "../evil.png": image_bytes(color=(9, 9, 9))}, "a path leading outside it (../evil.png)"),
+        ({"/etc/evil.png": image_bytes()}, "an absolute path (/etc/evil.png)"),
+        ({"a\\..\\..\\evil.png": image_bytes()}, "a path leading outside it"),
+    ],
+)
+def test_unsafe_zip_paths_refuse_the_whole_archive(api, project, entries, reason):
+    response = upload(api, project, [zip_of(entries), image_file("good.png")])
+    assert [i["name"] for i in response.json()["stored"]] == ["good.png"]
+    [rejected] = response.json()["rejected"]
+    assert rejected["name"] == "images.zip"
+    assert reason in rejected["reason"]
+    assert Image.objects.count() == 1
+
+
+def test_zip_limits(api, project, settings):
+    settings.SIGHTLINE_ZIP_MAX_ENTRIES = 2
+    many = zip_of({f"{i}.png": image_bytes(color=(i, i, i)) for i in range(3)})
+    assert upload(api, project, [many]).json()["rejected"] == [
+        {"name": "images.zip", "reason": "The archive has 3 entries; the limit is 2."}
+    ]
+    settings.SIGHTLINE_ZIP_MAX_ENTRIES = 100
+    settings.SIGHTLINE_ZIP_MAX_UNPACKED_BYTES = 100
+    big = zip_of({"a.png": image_bytes(width=100, height=100)})
+    assert "the limit is 100." in upload(api, project, [big]).json()["rejected"][0]["reason"]
+    settings.SIGHTLINE_ZIP_MAX_UNPACKED_BYTES = 10**9
+    bomb = zip_of({"zeros.bmp": bytes(50 * 1024 * 1024)}, compression=zipfile.ZIP_DEFLATED)
+    reason = upload(api, project, [bomb]).json()["rejected"][0]["reason"]
+    assert reason.startswith("zeros.bmp unpacks ")
+    assert reason.endswith("times larger than it is packed (limit 100:1); this looks like a ZIP bomb.")
+    corrupt = SimpleUploadedFile("broken.zip", b"PK\x03\x04 not really a zip")
+    assert upload(api, project, [corrupt]).json()["rejected"] == [
+        {"name": "broken.zip", "reason": "This is not a valid ZIP archive."}
+    ]
+    assert Image.objects.count() == 0
+
+
+def test_upload_without_files_is_400(api, project):
+    response = api.post(f"/api/projects/{project.id}/images/", {"labels": "x"}, format="multipart")
+    assert response.status_code == 400
+    assert response.json() == {"files": ["Send at least one file in the `files` field."]}
+    assert Label.objects.count() == 0
+
+
+def test_upload_with_an_unknown_field_is_400(api, project):
+    response = upload(api, project, [image_file()], colour="red")
+    assert response.status_code == 400
+    assert response.json() == {"colour": ["Unknown field."]}
+    assert Image.objects.count() == 0
+
+
+def test_image_metadata_file_thumbnail_and_delete(api, project, media_root, django_capture_on_commit_callbacks):
+    data = image_bytes(color=(5, 6, 7))
+    stored = upload(api, project, [SimpleUploadedFile("x.png", data)], labels="gull").json()["stored"][0]
+    meta = api.get(f"/api/images/{stored['id']}/").json()
+    assert meta == stored
+    file_response = api.get(f"/api/images/{stored['id']}/file/")
+    assert b"".join(file_response.streaming_content) == data
+    assert file_response["Content-Disposition"] == 'inline; filename="x.png"'
+    thumb = api.get(f"/api/images/{stored['id']}/thumbnail/")
+    assert thumb["Content-Type"] == "image/webp"
+    files_before = [p for p in media_root.rglob("*") if p.is_file()]
+    assert len(files_before) == 2
+    with django_capture_on_commit_callbacks(execute=True):
+        assert api.delete(f"/api/images/{stored['id']}/").status_code == 204
+    assert Image.objects.count() == 0
+    assert Classification.objects.count() == 0
+    assert [p for p in media_root.rglob("*") if p.is_file()] == []
+
+
+def test_image_list_pages(api, project):
+    upload(api, project, [image_file(f"{i}.png", color=(i, 0, 0)) for i in range(5)])
+    page = api.get(f"/api/projects/{project.id}/images/?page_size=2&page=2").json()
+    assert page["count"] == 5
+    assert [i["name"] for i in page["results"]] == ["2.png", "3.png"]
+
+
+def test_images_of_a_hidden_project_are_404(api, project):
+    stranger = UserFactory()
+    image_id = upload(api, project, [image_file()]).json()["stored"][0]["id"]
+    other = client_for(stranger)
+    for url in [f"/api/images/{image_id}/", f"/api/images/{image_id}/file/", f"/api/images/{image_id}/thumbnail/"]:
+        response = other.get(url)
+        assert response.status_code == 404
+        assert response.json() == {"detail": "No such image."}
+    assert other.delete(f"/api/images/{image_id}/").status_code == 404
+    assert upload(other, project, [image_file("x.png", color=(1, 1, 1))]).status_code == 404
+    assert Image.objects.count() == 1

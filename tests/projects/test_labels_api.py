@@ -1,0 +1,59 @@
+import pytest
+
+from projects.models import Label
+from tests.factories import make_project
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def project(user):
+    return make_project(owner=user)
+
+
+def test_create_list_update_and_delete_labels(api, project):
+    created = api.post(f"/api/projects/{project.id}/labels/", {"name": "gull", "color": "#00ff00", "hotkey": 1}, format="json")
+    assert created.status_code == 201
+    label_id = created.json()["id"]
+    assert created.json() == {"id": label_id, "name": "gull", "color": "#00ff00", "hotkey": 1}
+    second = api.post(f"/api/projects/{project.id}/labels/", {"name": "tern"}, format="json").json()
+    assert second["hotkey"] is None
+    assert second["color"] == "#3cb44b"  # the palette's second colour, since one label existed
+    assert [label["name"] for label in api.get(f"/api/projects/{project.id}/labels/").json()] == ["gull", "tern"]
+    updated = api.patch(f"/api/projects/{project.id}/labels/{label_id}/", {"name": "herring gull", "hotkey": None}, format="json")
+    assert updated.json() == {"id": label_id, "name": "herring gull", "color": "#00ff00", "hotkey": None}
+    assert api.delete(f"/api/projects/{project.id}/labels/{label_id}/").status_code == 204
+    assert list(Label.objects.values_list("name", flat=True)) == ["tern"]
+
+
+@pytest.mark.parametrize(
+    ("payload", "field", "message"),
+    [
+        ({"name": "gull"}, "__all__", "Label with this Project and Name already exists."),
+        ({"name": "new", "hotkey": 3}, "__all__", "Constraint “label_unique_hotkey” is violated."),
+        ({"name": "new", "hotkey": 10}, "hotkey", "Ensure this value is less than or equal to 9."),
+        ({"name": "new", "hotkey": 0}, "hotkey", "Ensure this value is greater than or equal to 1."),
+        ({"name": "new", "color": "red"}, "color", "This value does not match the required pattern."),
+        ({"name": "  "}, "name", "This field may not be blank."),
+    ],
+)
+def test_bad_labels_are_400_and_store_nothing(api, project, payload, field, message):
+    Label.objects.create(project=project, name="gull", hotkey=3)
+    response = api.post(f"/api/projects/{project.id}/labels/", payload, format="json")
+    assert response.status_code == 400
+    assert response.json()[field] == [message]
+    assert Label.objects.count() == 1
+
+
+def test_the_same_label_name_may_exist_in_two_projects(api, project, user):
+    other = make_project(owner=user, name="Other")
+    for p in (project, other):
+        assert api.post(f"/api/projects/{p.id}/labels/", {"name": "gull"}, format="json").status_code == 201
+
+
+def test_a_label_of_another_project_is_404(api, project, user):
+    other = make_project(owner=user, name="Other")
+    label = Label.objects.create(project=other, name="gull")
+    assert api.get(f"/api/projects/{project.id}/labels/{label.id}/").status_code == 404
+    assert api.delete(f"/api/projects/{project.id}/labels/{label.id}/").status_code == 404
+    assert Label.objects.filter(pk=label.pk).exists()
