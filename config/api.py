@@ -1,6 +1,7 @@
 """What every Sightline API view shares: strict input, Django validation errors as 400s."""
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular import openapi
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -24,3 +25,13 @@ def exception_handler(exc, context):
         detail = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
         exc = ValidationError(detail)
     return drf_exception_handler(exc, context)
+
+
+class AutoSchema(openapi.AutoSchema):
+    """Names nested `SomeApi.InputSerializer` components `SomeInput`, so they never collide."""
+
+    def get_serializer_name(self, serializer, direction) -> str:
+        outer, _, inner = type(serializer).__qualname__.rpartition(".")
+        if not outer:
+            return super().get_serializer_name(serializer, direction)
+        return outer.removesuffix("Api") + inner.removesuffix("Serializer")

@@ -118,6 +118,7 @@ class ProjectDetailApi(APIView):
         data.is_valid(raise_exception=True)
         return Response(ProjectOutput(services.project_update(project=project, **data.validated_data)).data)
 
+    @extend_schema(responses={204: None})
     def delete(self, request, project_id: int):
         services.project_delete(project=access_project(request.user, project_id, "delete_project"))
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -183,6 +184,7 @@ class LabelDetailApi(APIView):
         data.is_valid(raise_exception=True)
         return Response(LabelOutput(services.label_update(label=label, **data.validated_data)).data)
 
+    @extend_schema(responses={204: None})
     def delete(self, request, project_id: int, label_id: int):
         services.label_delete(label=self._label(request, project_id, label_id, "manage_labels_project"))
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -252,6 +254,7 @@ class MemberDetailApi(APIView):
         membership = services.membership_change_role(membership=membership, role=_role(data.validated_data["role"]))
         return Response(MemberOutput(membership).data)
 
+    @extend_schema(responses={204: None})
     def delete(self, request, project_id: int, user_id: int):
         services.membership_remove(membership=self._membership(request, project_id, user_id, "manage_members_project"))
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -313,6 +316,7 @@ class ImageDetailApi(APIView):
         image = Image.objects.prefetch_related("classifications__label").get(pk=image.pk)
         return Response(ImageOutput(image).data)
 
+    @extend_schema(responses={204: None})
     def delete(self, request, image_id: int):
         image = access_image(request.user, image_id, "delete_images_project")
         services.images_delete(project=image.project, image_ids=[image.pk])

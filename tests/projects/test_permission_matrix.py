@@ -1,0 +1,144 @@
+"""Every role, a stranger and an anonymous client against every endpoint and page so far.
+
+Allowed requests succeed; denied ones get 401/403/404 and change nothing in the database.
+"""
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+from rest_framework.test import APIClient
+
+from projects.models import Image, Label, Membership, Project
+from projects.uploads import images_upload
+from tests.conftest import client_for
+from tests.factories import UserFactory, image_bytes, make_project
+
+pytestmark = pytest.mark.django_db
+
+ROLES = ["Owner", "Admin", "Developer", "Labeler", "Viewer"]
+WHO = [*ROLES, "stranger", "anonymous"]
+
+
+@pytest.fixture
+def world():
+    owner = UserFactory(username="owner")
+    members = {role: UserFactory(username=role.lower()) for role in ROLES[1:]}
+    project = make_project(owner=owner, **members)
+    target = UserFactory(username="target")  # a member that member-management requests act on
+    make_project(owner=owner, name="other")
+    from projects.services import membership_grant
+    from projects.models import Role
+
+    membership_grant(project=project, email=target.email, role=Role.objects.get(name="Viewer"))
+    label = Label.objects.create(project=project, name="gull")
+    image = images_upload(
+        project=project, user=owner, files=[SimpleUploadedFile("a.png", image_bytes())], labels=[]
+    ).stored[0]
+    users = {"Owner": owner, **members, "stranger": UserFactory(username="stranger"), "anonymous": None}
+    newcomer = UserFactory(username="newcomer", email="newcomer@example.com")
+    return {"project": project, "label": label, "image": image, "users": users, "target": target, "newcomer": newcomer}
+
+
+def snapshot():
+    """Everything a denied request could have changed."""
+    return (
+        sorted(Project.objects.values_list("id", "name", "description", "owner_id")),
+        sorted(Label.objects.values_list("id", "name", "color", "hotkey")),
+        sorted(Membership.objects.values_list("project_id", "user_id", "role__name")),
+        sorted(Image.objects.values_list("id", "name")),
+    )
+
+
+# (name, method, url, body, allowed roles). URLs are formatted with the world's ids.
+API = [
+    ("project get", "get", "/api/projects/{p}/", None, ROLES),
+    ("project patch", "patch", "/api/projects/{p}/", {"name": "Renamed"}, ["Owner", "Admin"]),
+    ("project delete", "delete", "/api/projects/{p}/", None, ["Owner"]),
+    ("labels list", "get", "/api/projects/{p}/labels/", None, ROLES),
+    ("label create", "post", "/api/projects/{p}/labels/", {"name": "tern"}, ["Owner", "Admin", "Developer"]),
+    ("label get", "get", "/api/projects/{p}/labels/{l}/", None, ROLES),
+    ("label patch", "patch", "/api/projects/{p}/labels/{l}/", {"color": "#000000"}, ["Owner", "Admin", "Developer"]),
+    ("label delete", "delete", "/api/projects/{p}/labels/{l}/", None, ["Owner", "Admin", "Developer"]),
+    ("members list", "get", "/api/projects/{p}/members/", None, ROLES),
+    ("member add", "post", "/api/projects/{p}/members/", {"email": "newcomer@example.com", "role": "Viewer"}, ["Owner", "Admin"]),
+    ("member get", "get", "/api/projects/{p}/members/{t}/", None, ROLES),
+    ("member role", "patch", "/api/projects/{p}/members/{t}/", {"role": "Labeler"}, ["Owner", "Admin"]),
+    ("member remove", "delete", "/api/projects/{p}/members/{t}/", None, ["Owner", "Admin"]),
+    ("transfer", "post", "/api/projects/{p}/transfer-ownership/", {"user_id": "{t}"}, ["Owner"]),
+    ("images list", "get", "/api/projects/{p}/images/", None, ROLES),
+    ("upload", "upload", "/api/projects/{p}/images/", None, ["Owner", "Admin", "Developer"]),
+    ("image get", "get", "/api/images/{i}/", None, ROLES),
+    ("image file", "get", "/api/images/{i}/file/", None, ROLES),
+    ("image thumbnail", "get", "/api/images/{i}/thumbnail/", None, ROLES),
+    ("image delete", "delete", "/api/images/{i}/", None, ["Owner", "Admin", "Developer"]),
+]
+PAGES = [
+    ("grid page", "get", "/projects/{p}/", None, ROLES),
+    ("settings page", "get", "/projects/{p}/settings/", None, ROLES),
+    ("settings save", "post", "/projects/{p}/settings/", {"name": "Renamed", "description": ""}, ["Owner", "Admin"]),
+    ("delete page", "post", "/projects/{p}/delete/", {"confirm_name": "Birds"}, ["Owner"]),
+    ("label add page", "post", "/projects/{p}/labels/", {"name": "tern"}, ["Owner", "Admin", "Developer"]),
+    ("label delete page", "post", "/projects/{p}/labels/{l}/delete/", {}, ["Owner", "Admin", "Developer"]),
+    ("member add page", "post", "/projects/{p}/members/", {"email": "newcomer@example.com", "role": "{labeler_role}"}, ["Owner", "Admin"]),
+    ("member role page", "post", "/projects/{p}/members/{t}/role/", {"role": "{labeler_role}"}, ["Owner", "Admin"]),
+    ("member remove page", "post", "/projects/{p}/members/{t}/remove/", {}, ["Owner", "Admin"]),
+    ("transfer page", "post", "/projects/{p}/members/{t}/owner/", {}, ["Owner"]),
+    ("images delete page", "post", "/projects/{p}/images/delete/", {"image": "{i}"}, ["Owner", "Admin", "Developer"]),
+]
+
+
+def _fill(value, world):
+    from projects.models import Role
+
+    ids = {
+        "p": world["project"].id, "l": world["label"].id, "i": world["image"].id, "t": world["target"].id,
+        "labeler_role": Role.objects.get(name="Labeler").id,
+    }  # fmt: skip
+    if isinstance(value, str):
+        return value.format(**ids)
+    if isinstance(value, dict):
+        return {k: _fill(v, world) for k, v in value.items()}
+    return value
+
+
+def _api_call(who, method, url, body, world):
+    user = world["users"][who]
+    client = APIClient() if user is None else client_for(user)
+    if method == "upload":
+        files = [SimpleUploadedFile("new.png", image_bytes(color=(9, 9, 9)))]
+        return client.post(url, {"files": files}, format="multipart")
+    return getattr(client, method)(url, body, format="json")
+
+
+@pytest.mark.parametrize("who", WHO)
+@pytest.mark.parametrize(("name", "method", "url", "body", "allowed"), API, ids=[row[0] for row in API])
+def test_api(world, who, name, method, url, body, allowed):
+    before = snapshot()
+    response = _api_call(who, method, _fill(url, world), _fill(body, world), world)
+    if who in allowed:
+        assert response.status_code in {200, 201, 204}, response.content
+    else:
+        expected = {"anonymous": 401, "stranger": 404}.get(who, 403)
+        assert response.status_code == expected, response.content
+        assert snapshot() == before
+
+
+@pytest.mark.parametrize("who", WHO)
+@pytest.mark.parametrize(("name", "method", "url", "body", "allowed"), PAGES, ids=[row[0] for row in PAGES])
+def test_pages(world, who, name, method, url, body, allowed):
+    before = snapshot()
+    client = Client()
+    if world["users"][who] is not None:
+        client.force_login(world["users"][who])
+    response = getattr(client, method)(_fill(url, world), _fill(body, world))
+    if who in allowed:
+        assert response.status_code in {200, 302}
+        if method == "post":
+            assert snapshot() != before
+    elif who == "anonymous":
+        assert response.status_code == 302
+        assert response["Location"].startswith("/accounts/login/")
+        assert snapshot() == before
+    else:
+        assert response.status_code == (404 if who == "stranger" else 403)
+        assert snapshot() == before
