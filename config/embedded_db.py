@@ -7,13 +7,9 @@ process calls `database_settings` and gets the same unix-socket server.
 
 from __future__ import annotations
 
-import logging
-import os
 from pathlib import Path
 
 DATABASE_NAME = "sightline"
-
-logger = logging.getLogger(__name__)
 
 
 def _pgdata(data_dir: Path) -> Path:
@@ -64,4 +60,3 @@ def stop(data_dir: Path) -> None:
     if not (_pgdata(data_dir) / "postmaster.pid").exists():
         return
     _server(data_dir).stop()
-    logger.info("embedded PostgreSQL stopped (pid %s)", os.getpid())

@@ -44,6 +44,9 @@ def decode_image(data: bytes, *, max_pixels: int, thumbnail_size: int = 256) -> 
             raise ImageRejected("This is not an image file Sightline can read.") from None
         except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning):
             raise ImageRejected(f"The image has more than {max_pixels:,} pixels (a decompression bomb?).") from None
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            # A header cut short or malformed: Pillow raises these rather than UnidentifiedImageError.
+            raise ImageRejected(f"The image is damaged or truncated ({exc}).") from None
         if image.format not in ACCEPTED_FORMATS:
             raise ImageRejected(f"{image.format} images are not accepted; use JPEG, PNG, WEBP, BMP, TIFF or GIF.")
         width, height = image.size
@@ -54,7 +57,7 @@ def decode_image(data: bytes, *, max_pixels: int, thumbnail_size: int = 256) -> 
             )
         try:
             image.load()
-        except (OSError, SyntaxError, ValueError) as exc:
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:
             raise ImageRejected(f"The image is damaged or truncated ({exc}).") from None
 
     upright = ImageOps.exif_transpose(image)
