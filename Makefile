@@ -9,8 +9,11 @@ STAMP := $(VENV)/.installed
 run: $(STAMP)
 	$(PY) manage.py serve
 
-test: $(STAMP) browser
+test: $(STAMP) browser lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
 
 install: $(STAMP)
 

@@ -45,7 +45,7 @@ def main() -> None:
         rows = []
         for name, url, headers in cases:
             assert client.get(url, **headers).status_code == 200
-            ms = timed(lambda: client.get(url, **headers), args.repeat)
+            ms = timed(lambda url=url, headers=headers: client.get(url, **headers), args.repeat)
             rows.append([name, f"{percentile(ms, 50):.1f}", f"{percentile(ms, 95):.1f}", f"{max(ms):.1f}"])
     print(f"machine: {machine()}; {args.images:,} images, {args.repeat} requests per case")
     print(table(["request", "p50 ms", "p95 ms", "max ms"], rows))

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from django.http import FileResponse, Http404
-from django.shortcuts import get_object_or_404
+from django.http import FileResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.pagination import PageNumberPagination
@@ -14,8 +13,9 @@ from rest_framework.views import APIView
 from accounts.models import User
 from config.api import StrictSerializer
 from projects import services, uploads
-from projects.models import Image, Label, Membership, Role
+from projects.models import Image, Membership, Role
 from projects.permissions import access_image, access_project, projects_for_user, require_owner
+from projects.selectors import label_get, membership_get
 
 # --- output shapes shared by several views ----------------------------------------------------
 
@@ -169,24 +169,20 @@ class LabelDetailApi(APIView):
         color = serializers.RegexField(r"^#[0-9a-fA-F]{6}$", required=False)
         hotkey = serializers.IntegerField(min_value=1, max_value=9, required=False, allow_null=True)
 
-    def _label(self, request, project_id: int, label_id: int, perm: str = "view_project") -> Label:
-        project = access_project(request.user, project_id, perm)
-        return get_object_or_404(Label, project=project, pk=label_id)
-
     @extend_schema(responses={200: LabelOutput})
     def get(self, request, project_id: int, label_id: int):
-        return Response(LabelOutput(self._label(request, project_id, label_id)).data)
+        return Response(LabelOutput(label_get(user=request.user, project_id=project_id, label_id=label_id)).data)
 
     @extend_schema(request=InputSerializer, responses={200: LabelOutput})
     def patch(self, request, project_id: int, label_id: int):
-        label = self._label(request, project_id, label_id, "manage_labels_project")
+        label = label_get(user=request.user, project_id=project_id, label_id=label_id, perm="manage_labels_project")
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         return Response(LabelOutput(services.label_update(label=label, **data.validated_data)).data)
 
     @extend_schema(responses={204: None})
     def delete(self, request, project_id: int, label_id: int):
-        services.label_delete(label=self._label(request, project_id, label_id, "manage_labels_project"))
+        services.label_delete(label=label_get(user=request.user, project_id=project_id, label_id=label_id, perm="manage_labels_project"))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -234,21 +230,13 @@ class MemberDetailApi(APIView):
     class InputSerializer(StrictSerializer):
         role = serializers.CharField()
 
-    def _membership(self, request, project_id: int, user_id: int, perm: str) -> Membership:
-        project = access_project(request.user, project_id, perm)
-        membership = Membership.objects.select_related("user", "role").filter(project=project, user_id=user_id).first()
-        if membership is None:
-            raise Http404("This user is not a member of the project.")
-        membership.project = project
-        return membership
-
     @extend_schema(responses={200: MemberOutput})
     def get(self, request, project_id: int, user_id: int):
-        return Response(MemberOutput(self._membership(request, project_id, user_id, "view_project")).data)
+        return Response(MemberOutput(membership_get(user=request.user, project_id=project_id, member_id=user_id, perm="view_project")).data)
 
     @extend_schema(request=InputSerializer, responses={200: MemberOutput})
     def patch(self, request, project_id: int, user_id: int):
-        membership = self._membership(request, project_id, user_id, "manage_members_project")
+        membership = membership_get(user=request.user, project_id=project_id, member_id=user_id, perm="manage_members_project")
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         membership = services.membership_change_role(membership=membership, role=_role(data.validated_data["role"]))
@@ -256,7 +244,7 @@ class MemberDetailApi(APIView):
 
     @extend_schema(responses={204: None})
     def delete(self, request, project_id: int, user_id: int):
-        services.membership_remove(membership=self._membership(request, project_id, user_id, "manage_members_project"))
+        services.membership_remove(membership=membership_get(user=request.user, project_id=project_id, member_id=user_id, perm="manage_members_project"))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -6,15 +6,20 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts.models import User
 from projects import services
 from projects.forms import LabelForm, MemberForm, ProjectForm, RoleForm
-from projects.models import Image, Membership
-from projects.permissions import access_project, project_permissions, projects_for_user, require_owner
+from projects.models import Image
+from projects.permissions import (
+    access_project,
+    project_permissions,
+    projects_for_user,
+    require_owner,
+)
+from projects.selectors import label_get, membership_get
 
 GRID_PAGE_SIZE = 60
 
@@ -123,13 +128,10 @@ def label_create(request, project_id: int):
 @login_required
 @require_POST
 def label_delete(request, project_id: int, label_id: int):
-    project = access_project(request.user, project_id, "manage_labels_project")
-    label = project.labels.filter(pk=label_id).first()
-    if label is None:
-        raise Http404("No such label.")
+    label = label_get(user=request.user, project_id=project_id, label_id=label_id, perm="manage_labels_project")
     services.label_delete(label=label)
     messages.success(request, f"Deleted label {label.name}.")
-    return redirect("projects:settings", project_id=project.id)
+    return redirect("projects:settings", project_id=project_id)
 
 
 @login_required
@@ -149,13 +151,8 @@ def member_add(request, project_id: int):
     return redirect("projects:settings", project_id=project.id)
 
 
-def _membership(request, project_id: int, user_id: int, perm: str = "manage_members_project") -> Membership:
-    project = access_project(request.user, project_id, perm)
-    membership = Membership.objects.select_related("user", "role").filter(project=project, user_id=user_id).first()
-    if membership is None:
-        raise Http404("This user is not a member of the project.")
-    membership.project = project
-    return membership
+def _membership(request, project_id: int, user_id: int):
+    return membership_get(user=request.user, project_id=project_id, member_id=user_id, perm="manage_members_project")
 
 
 @login_required

@@ -26,8 +26,8 @@ def world():
     project = make_project(owner=owner, **members)
     target = UserFactory(username="target")  # a member that member-management requests act on
     make_project(owner=owner, name="other")
-    from projects.services import membership_grant
     from projects.models import Role
+    from projects.services import membership_grant
 
     membership_grant(project=project, email=target.email, role=Role.objects.get(name="Viewer"))
     label = Label.objects.create(project=project, name="gull")

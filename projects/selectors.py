@@ -1,0 +1,26 @@
+"""Reads that cross models and permissions: a project's member or label, as seen by a user."""
+
+from django.http import Http404
+
+from projects.models import Label, Membership
+from projects.permissions import access_project
+
+
+def membership_get(*, user, project_id: int, member_id: int, perm: str = "view_project") -> Membership:
+    """The membership of `member_id` in a project `user` may `perm` in; 404 if either is not there."""
+    project = access_project(user, project_id, perm)
+    membership = Membership.objects.select_related("user", "role").filter(project=project, user_id=member_id).first()
+    if membership is None:
+        raise Http404("This user is not a member of the project.")
+    membership.project = project
+    return membership
+
+
+def label_get(*, user, project_id: int, label_id: int, perm: str = "view_project") -> Label:
+    """A label of a project `user` may `perm` in; a label of another project is 404."""
+    project = access_project(user, project_id, perm)
+    label = Label.objects.filter(project=project, pk=label_id).first()
+    if label is None:
+        raise Http404("No such label.")
+    label.project = project
+    return label
