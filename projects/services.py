@@ -182,6 +182,7 @@ def label_delete(*, label: Label) -> None:
     label.delete()
 
 
+@transaction.atomic
 def labels_get_or_create(*, project: Project, names: list[str]) -> list[Label]:
     """The project's labels with these names, in order, creating the ones that do not exist yet."""
     labels = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
@@ -36,7 +37,10 @@ def images_upload(*, project: Project, user: User, files: list[UploadedFile], la
     each image's folder name is added as a label too. Labels that do not exist are created.
     """
     result = UploadResult()
-    common = labels_get_or_create(project=project, names=labels)
+    try:
+        common = labels_get_or_create(project=project, names=labels)
+    except ValidationError as exc:
+        raise ValidationError({"labels": exc.messages}) from None
     seen: set[str] = set()
     for upload in files:
         name = upload.name or "unnamed"

@@ -249,3 +249,10 @@ def test_images_of_a_hidden_project_are_404(api, project):
     assert other.delete(f"/api/images/{image_id}/").status_code == 404
     assert upload(other, project, [image_file("x.png", color=(1, 1, 1))]).status_code == 404
     assert Image.objects.count() == 1
+
+
+def test_a_bad_label_at_upload_is_400_and_creates_no_label_and_no_image(api, project):
+    response = upload(api, project, [image_file()], labels="gull," + "x" * 101)
+    assert response.status_code == 400
+    assert response.json() == {"labels": ["Ensure this value has at most 100 characters (it has 101)."]}
+    assert (Label.objects.count(), Image.objects.count()) == (0, 0)
