@@ -1,6 +1,7 @@
 """Grid benchmark: server time of the project page with 10,000 images (first, middle, last page, htmx).
 
-Image rows are bulk-inserted (the page reads rows only; thumbnails are separate requests).
+Image rows, each with a classification label, are bulk-inserted (the page reads rows only;
+thumbnails are separate requests).
 Run: .venv/bin/python bench/grid.py [--images N]
 """
 
@@ -19,7 +20,8 @@ def main() -> None:
     with bench_database():
         from django.test import Client
 
-        from projects.models import Image
+        from annotations.models import Classification
+        from projects.models import Image, Label
         from projects.views import GRID_PAGE_SIZE
         from tests.factories import UserFactory, make_project
 
@@ -33,6 +35,11 @@ def main() -> None:
             )
             for i in range(args.images)
         )  # fmt: skip
+        labels = [Label.objects.create(project=project, name=f"class {k}") for k in range(10)]
+        Classification.objects.bulk_create(
+            Classification(image=image, label=labels[image.id % 10], is_default=True)
+            for image in Image.objects.for_project(project).only("id")
+        )
         client = Client()
         client.force_login(owner)
         last = -(-args.images // GRID_PAGE_SIZE)

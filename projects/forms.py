@@ -11,9 +11,11 @@ class ProjectForm(forms.ModelForm):
 
 
 class LabelForm(forms.Form):
-    name = forms.CharField(max_length=100)
+    name = forms.CharField(max_length=100, widget=forms.TextInput(attrs={"placeholder": "New label"}))
     color = forms.RegexField(r"^#[0-9a-fA-F]{6}$", required=False, widget=forms.TextInput(attrs={"type": "color"}))
-    hotkey = forms.IntegerField(min_value=1, max_value=9, required=False)
+    hotkey = forms.IntegerField(
+        min_value=1, max_value=9, required=False, widget=forms.NumberInput(attrs={"placeholder": "Hotkey 1-9"})
+    )
 
 
 class MemberForm(forms.Form):

@@ -157,12 +157,15 @@ def project_permission_objects() -> list[Permission]:
 
 def label_create(*, project: Project, name: str, color: str | None = None, hotkey: int | None = None) -> Label:
     name = name.strip()
-    if color is None:
-        color = LABEL_COLORS[project.labels.count() % len(LABEL_COLORS)]
-    label = Label(project=project, name=name, color=color, hotkey=hotkey)
+    label = Label(project=project, name=name, color=color or label_next_color(project=project), hotkey=hotkey)
     label.full_clean()
     label.save()
     return label
+
+
+def label_next_color(*, project: Project) -> str:
+    """The palette colour a new label of this project gets unless one is chosen."""
+    return LABEL_COLORS[project.labels.count() % len(LABEL_COLORS)]
 
 
 def label_update(*, label: Label, name: str | None = None, color: str | None = None, hotkey=...) -> Label:

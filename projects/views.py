@@ -12,7 +12,7 @@ from django.views.decorators.http import require_POST
 from accounts.models import User
 from projects import services
 from projects.forms import LabelForm, MemberForm, ProjectForm, RoleForm
-from projects.models import Image
+from projects.models import Image, Role
 from projects.permissions import (
     access_project,
     project_permissions,
@@ -47,7 +47,12 @@ def project_list(request):
 def project_detail(request, project_id: int):
     """The image grid. An htmx request for another page gets only the grid partial."""
     project = access_project(request.user, project_id)
-    images = Image.objects.for_project(project).only("id", "name", "width", "height").order_by("-id")
+    images = (
+        Image.objects.for_project(project)
+        .only("id", "name", "width", "height")
+        .prefetch_related("classifications__label")
+        .order_by("-id")
+    )
     page = Paginator(images, GRID_PAGE_SIZE).get_page(request.GET.get("page"))
     context = {"project": project, "page": page, "perms": project_permissions(request.user, project)}
     if request.htmx:
@@ -85,9 +90,9 @@ def project_settings(request, project_id: int):
         "form": form,
         "perms": perms,
         "labels": project.labels.all(),
-        "label_form": LabelForm(),
+        "label_form": LabelForm(initial={"color": services.label_next_color(project=project)}),
         "members": project.memberships.select_related("user", "role"),
-        "member_form": MemberForm(),
+        "member_form": MemberForm(initial={"role": Role.objects.filter(name=Role.LABELER).first()}),
         "role_form": RoleForm(),
     }
     return render(request, "projects/project_settings.html", context)
