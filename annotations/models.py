@@ -1,5 +1,6 @@
-"""Classification labels of an image: any number of them, at most one the default."""
+"""What people say about images: classification labels, shapes, per-user status and labeling time."""
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
@@ -19,3 +20,91 @@ class Classification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.image} is {self.label}{' (default)' if self.is_default else ''}"
+
+
+class AnnotationQuerySet(models.QuerySet):
+    def for_image(self, image):
+        return self.filter(image=image)
+
+
+class Annotation(models.Model):
+    """One object on an image: a shape of some kind with a label, in image pixel coordinates."""
+
+    class Kind(models.TextChoices):
+        BOX = "box"
+        POLYGON = "polygon"
+        POLYLINE = "polyline"
+        POINTS = "points"
+        MASK = "mask"
+
+    class Source(models.TextChoices):
+        MANUAL = "manual"
+        SMART = "smart"
+        PREDICTION = "prediction"
+
+    image = models.ForeignKey("projects.Image", on_delete=models.CASCADE, related_name="annotations")
+    label = models.ForeignKey("projects.Label", on_delete=models.CASCADE, related_name="annotations")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    geometry = models.JSONField(help_text="See docs/formats.md: pixels; polygons as parts with holes; masks as RLE.")
+    occluded = models.BooleanField(default=False)
+    keypoints = models.JSONField(default=list, blank=True)
+    attributes = models.JSONField(default=dict, blank=True)
+    source = models.CharField(max_length=12, choices=Source.choices, default=Source.MANUAL)
+    score = models.FloatField(null=True, blank=True)
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = AnnotationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["image_id", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(score__isnull=True) | Q(score__gte=0, score__lte=1), name="annotation_score_0_to_1"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.label} on {self.image}"
+
+
+class ImageStatus(models.Model):
+    """Where one user stands with one image: seen it, or labeled it. No row means not seen."""
+
+    class Status(models.TextChoices):
+        SEEN = "seen"
+        LABELED = "labeled"
+
+    image = models.ForeignKey("projects.Image", on_delete=models.CASCADE, related_name="statuses")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="image_statuses")
+    status = models.CharField(max_length=8, choices=Status.choices)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["image_id", "user_id"]
+        constraints = [models.UniqueConstraint(fields=["image", "user"], name="image_status_unique_user")]
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.status} {self.image}"
+
+
+class LabelingSession(models.Model):
+    """Active labeling seconds of one user on one image on one day, counted on the server from heartbeats."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="labeling_sessions")
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="labeling_sessions")
+    image = models.ForeignKey("projects.Image", on_delete=models.CASCADE, related_name="labeling_sessions")
+    day = models.DateField()
+    active_seconds = models.FloatField(default=0)
+    last_heartbeat_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-day", "user_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "image", "day"], name="labeling_session_unique_day"),
+        ]
+        indexes = [models.Index(fields=["project", "day"])]
+
+    def __str__(self) -> str:
+        return f"{self.user} on {self.image}, {self.day}: {self.active_seconds:.0f} s"

@@ -28,6 +28,9 @@ class Project(models.Model):
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="owned_projects")
+    sync_labels = models.BooleanField(
+        default=False, help_text="Object labels also label the image for classification (spec: synchronise labels)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -96,6 +99,9 @@ class Label(models.Model):
     name = models.CharField(max_length=100)
     color = models.CharField(max_length=7, default="#e6194b")
     hotkey = models.PositiveSmallIntegerField(null=True, blank=True)
+    keypoint_template = models.JSONField(
+        default=list, blank=True, help_text="Keypoint names in order, placed on each new object with this label."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -143,6 +149,9 @@ class Image(models.Model):
     height = models.PositiveIntegerField()
     sha256 = models.CharField(max_length=64, help_text="Of the uploaded bytes; a project holds each only once.")
     is_validation = models.BooleanField(default=False, help_text="Added to the user-defined validation set.")
+    annotation_revision = models.PositiveIntegerField(
+        default=0, help_text="Grows with every save of this image's annotations; a save names the one it read."
+    )
     uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 

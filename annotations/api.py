@@ -1,0 +1,44 @@
+"""Annotations over REST: an image's whole document, read and saved against its revision."""
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotations import documents
+from config.api import StrictSerializer
+from projects.permissions import access_image
+
+
+class ImageAnnotationsApi(APIView):
+    class InputSerializer(StrictSerializer):
+        revision = serializers.IntegerField(min_value=0)
+        classifications = serializers.ListField(child=serializers.JSONField(), required=False, default=list)
+        shapes = serializers.ListField(child=serializers.JSONField(), required=False, default=list)
+        image = serializers.IntegerField(required=False, help_text="Ignored; allowed so a read document can be sent back.")
+
+    @extend_schema(responses={200: dict})
+    def get(self, request, image_id: int):
+        return Response(documents.document_read(image=access_image(request.user, image_id)))
+
+    @extend_schema(request=InputSerializer, responses={200: dict, 409: dict})
+    def put(self, request, image_id: int):
+        image = access_image(request.user, image_id, "annotate_project")
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            document = documents.document_save(
+                image=image,
+                user=request.user,
+                revision=data.validated_data["revision"],
+                classifications=data.validated_data["classifications"],
+                shapes=data.validated_data["shapes"],
+            )
+        except documents.StaleRevision as stale:
+            body = {
+                "detail": f"Someone saved this image since revision {data.validated_data['revision']}; "
+                f"it is now at revision {stale.current['revision']}.",
+                "current": stale.current,
+            }
+            return Response(body, status=status.HTTP_409_CONFLICT)
+        return Response(document)

@@ -1,0 +1,208 @@
+"""An image's annotation document: read it, and save it whole against the revision it was read at.
+
+The document is the API contract the labeler and scripts share:
+`{"revision": n, "classifications": [...], "shapes": [...]}`. A save replaces the image's
+annotations in one transaction; a save based on an old revision is refused with the current
+document, never merged.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from annotations import geometry
+from annotations.models import Annotation, Classification, ImageStatus
+from projects.models import Image, Label
+
+MAX_ATTRIBUTES_BYTES = 4096
+SHAPE_FIELDS = {"id", "label", "kind", "geometry", "occluded", "keypoints", "attributes", "source", "score"}
+# A client may send back a shape as it read it; these are the server's to set, so they are ignored.
+SHAPE_READ_ONLY_FIELDS = {"author", "created_at", "updated_at"}
+CLASSIFICATION_FIELDS = {"label", "default"}
+
+
+class StaleRevision(Exception):
+    """The save was based on an older revision; `current` is the document as it is now."""
+
+    def __init__(self, current: dict):
+        super().__init__(f"stale revision; the image is at revision {current['revision']}")
+        self.current = current
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+def document_read(*, image: Image) -> dict:
+    return {
+        "image": image.pk,
+        "revision": image.annotation_revision,
+        "classifications": classifications_read(image_ids=[image.pk]).get(image.pk, []),
+        "shapes": shapes_read(image_ids=[image.pk]).get(image.pk, []),
+    }
+
+
+def classifications_read(*, image_ids: list[int]) -> dict[int, list[dict]]:
+    out: dict[int, list[dict]] = {}
+    rows = Classification.objects.filter(image_id__in=image_ids).values_list(
+        "image_id", "label_id", "label__name", "is_default"
+    )
+    for image_id, label_id, name, is_default in rows.order_by("image_id", "-is_default", "label__name"):
+        out.setdefault(image_id, []).append({"label": label_id, "name": name, "default": is_default})
+    return out
+
+
+def shapes_read(*, image_ids: list[int]) -> dict[int, list[dict]]:
+    out: dict[int, list[dict]] = {}
+    rows = Annotation.objects.filter(image_id__in=image_ids).order_by("image_id", "id").values(
+        "id", "image_id", "label_id", "kind", "geometry", "occluded", "keypoints", "attributes", "source", "score",
+        "author_id", "created_at", "updated_at",
+    )  # fmt: skip
+    for row in rows:
+        out.setdefault(row["image_id"], []).append({
+            "id": row["id"], "label": row["label_id"], "kind": row["kind"], "geometry": row["geometry"],
+            "occluded": row["occluded"], "keypoints": row["keypoints"], "attributes": row["attributes"],
+            "source": row["source"], "score": row["score"], "author": row["author_id"],
+            "created_at": row["created_at"].isoformat(), "updated_at": row["updated_at"].isoformat(),
+        })  # fmt: skip
+    return out
+
+
+# --- cleaning input --------------------------------------------------------------------------
+
+
+def _fail(where: str, message: str) -> ValidationError:
+    return ValidationError({"shapes": [f"{where}: {message}"]})
+
+
+def shape_clean(raw: Any, *, where: str, image: Image, labels: dict[int, Label]) -> dict:
+    """Validate one incoming shape and return the fields to store. `where` names it in errors."""
+    if not isinstance(raw, dict):
+        raise _fail(where, "must be a JSON object")
+    unknown = sorted(set(raw) - SHAPE_FIELDS - SHAPE_READ_ONLY_FIELDS)
+    if unknown:
+        raise _fail(where, f"unknown fields: {', '.join(unknown)}")
+    label = labels.get(raw.get("label")) if isinstance(raw.get("label"), int) else None
+    if label is None:
+        raise _fail(where, f"label {raw.get('label')!r} is not a label of this project")
+    kind = raw.get("kind")
+    try:
+        shape_geometry = geometry.validate(kind, raw.get("geometry"), width=image.width, height=image.height)
+        keypoints = geometry.validate_keypoints(kind, raw.get("keypoints"), width=image.width, height=image.height)
+    except geometry.GeometryError as exc:
+        raise _fail(where, str(exc)) from None
+    occluded = raw.get("occluded", False)
+    if not isinstance(occluded, bool):
+        raise _fail(where, "occluded must be true or false")
+    attributes = raw.get("attributes") or {}
+    if not isinstance(attributes, dict) or len(json.dumps(attributes)) > MAX_ATTRIBUTES_BYTES:
+        raise _fail(where, f"attributes must be a JSON object of at most {MAX_ATTRIBUTES_BYTES} bytes")
+    source = raw.get("source", Annotation.Source.MANUAL)
+    if source not in Annotation.Source.values:
+        raise _fail(where, f"source must be one of {', '.join(Annotation.Source.values)}")
+    score = raw.get("score")
+    if score is not None and (isinstance(score, bool) or not isinstance(score, (int, float)) or not 0 <= score <= 1):
+        raise _fail(where, "score must be a number from 0 to 1, or null")
+    return {
+        "id": raw.get("id") if isinstance(raw.get("id"), int) else None,
+        "label": label, "kind": kind, "geometry": shape_geometry, "occluded": occluded, "keypoints": keypoints,
+        "attributes": attributes, "source": source, "score": None if score is None else float(score),
+    }  # fmt: skip
+
+
+def classifications_clean(raw: Any, *, labels: dict[int, Label], where: str = "classifications") -> list[tuple]:
+    """(label, is_default) pairs; the first is the default when none is marked."""
+    if not isinstance(raw, list):
+        raise ValidationError({"classifications": [f"{where}: must be a list"]})
+    out: list[tuple[Label, bool]] = []
+    for index, item in enumerate(raw):
+        if not isinstance(item, dict) or set(item) - CLASSIFICATION_FIELDS:
+            raise ValidationError({"classifications": [f"{where}[{index}]: must be {{\"label\": id, \"default\": bool}}"]})
+        label = labels.get(item.get("label")) if isinstance(item.get("label"), int) else None
+        if label is None:
+            raise ValidationError(
+                {"classifications": [f"{where}[{index}]: label {item.get('label')!r} is not a label of this project"]}
+            )
+        if any(existing is label for existing, _ in out):
+            continue
+        out.append((label, bool(item.get("default", False))))
+    defaults = [label for label, is_default in out if is_default]
+    if len(defaults) > 1:
+        raise ValidationError({"classifications": [f"{where}: only one label can be the default"]})
+    if out and not defaults:
+        out[0] = (out[0][0], True)
+    return out
+
+
+# --- saving ----------------------------------------------------------------------------------
+
+
+def project_labels(project_id: int) -> dict[int, Label]:
+    return {label.pk: label for label in Label.objects.filter(project_id=project_id)}
+
+
+@transaction.atomic
+def document_save(*, image: Image, user, revision: int, classifications: Any, shapes: Any) -> dict:
+    """Replace the image's annotations if `revision` is current; raise StaleRevision otherwise."""
+    image = Image.objects.select_for_update().select_related("project").get(pk=image.pk)
+    if image.annotation_revision != revision:
+        raise StaleRevision(document_read(image=image))
+    labels = project_labels(image.project_id)
+    if not isinstance(shapes, list):
+        raise ValidationError({"shapes": ["must be a list"]})
+    cleaned = [shape_clean(raw, where=f"shape {i}", image=image, labels=labels) for i, raw in enumerate(shapes)]
+    pairs = classifications_clean(classifications, labels=labels)
+    _shapes_replace(image, user, cleaned)
+    _classifications_replace(image, pairs, sync=image.project.sync_labels, shapes=cleaned)
+    _revision_bump(image, user, labeled=bool(cleaned or pairs))
+    return document_read(image=image)
+
+
+def _shapes_replace(image: Image, user, cleaned: list[dict]) -> None:
+    existing = {a.pk: a for a in Annotation.objects.filter(image=image)}
+    keep, create, update = set(), [], []
+    fields = ["label", "kind", "geometry", "occluded", "keypoints", "attributes", "source", "score"]
+    now = timezone.now()
+    for shape in cleaned:
+        current = existing.get(shape["id"])
+        if current is None or current.pk in keep:
+            create.append(Annotation(image=image, author=user, **{f: shape[f] for f in fields}))
+            continue
+        keep.add(current.pk)
+        if any(getattr(current, f) != shape[f] for f in fields):
+            for f in fields:
+                setattr(current, f, shape[f])
+            current.updated_at = now  # bulk_update does not apply auto_now
+            update.append(current)
+    Annotation.objects.filter(image=image).exclude(pk__in=keep).delete()
+    if update:
+        Annotation.objects.bulk_update(update, [*fields, "updated_at"])
+    Annotation.objects.bulk_create(create)
+
+
+def _classifications_replace(image: Image, pairs: list[tuple], *, sync: bool, shapes: list[dict]) -> None:
+    if sync:
+        present = {label.pk for label, _ in pairs}
+        for shape in shapes:
+            if shape["label"].pk not in present:
+                pairs.append((shape["label"], not pairs))
+                present.add(shape["label"].pk)
+    Classification.objects.filter(image=image).delete()
+    Classification.objects.bulk_create(
+        Classification(image=image, label=label, is_default=is_default) for label, is_default in pairs
+    )
+
+
+def _revision_bump(image: Image, user, *, labeled: bool) -> None:
+    Image.objects.filter(pk=image.pk).update(annotation_revision=F("annotation_revision") + 1)
+    image.refresh_from_db(fields=["annotation_revision"])
+    if user is not None and user.is_authenticated:
+        ImageStatus.objects.update_or_create(
+            image=image, user=user,
+            defaults={"status": ImageStatus.Status.LABELED if labeled else ImageStatus.Status.SEEN},
+        )  # fmt: skip

@@ -1,0 +1,101 @@
+"""Geometry rules as tables and properties: validation, rasterizing as pycocotools does, tracing masks back."""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pycocotools import mask as coco_mask
+
+from annotations.geometry import GeometryError, bbox, decode_mask, encode_mask, polygonize, rasterize, validate
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_non_finite_numbers_are_refused(bad):
+    with pytest.raises(GeometryError, match="^box x must be a finite number$"):
+        validate("box", {"x": bad, "y": 0, "width": 1, "height": 1}, width=10, height=10)
+    with pytest.raises(GeometryError, match="^polyline point 1 x must be a finite number$"):
+        validate("polyline", {"points": [[0, 0], [bad, 1]]}, width=10, height=10)
+
+
+def test_booleans_are_not_numbers():
+    with pytest.raises(GeometryError, match="^box x must be a number$"):
+        validate("box", {"x": True, "y": 0, "width": 1, "height": 1}, width=10, height=10)
+
+
+def test_a_ring_clipped_onto_one_edge_has_no_area():
+    with pytest.raises(GeometryError, match="^polygon part 0 outer ring has no area"):
+        validate("polygon", {"parts": [{"outer": [[20, 0], [30, 5], [25, 9]]}]}, width=10, height=10)
+
+
+def test_rasterized_polygons_match_pycocotools_for_coco_polygons():
+    ring = [[2.5, 1.0], [17.2, 3.3], [12.0, 14.9], [3.1, 11.0]]
+    ours = decode_mask(rasterize("polygon", {"parts": [{"outer": ring, "holes": []}]}, width=20, height=16)["rle"])
+    flat = [c for p in ring for c in p]
+    theirs = coco_mask.decode(coco_mask.merge(coco_mask.frPyObjects([flat], 16, 20))).astype(bool)
+    assert np.array_equal(ours, theirs)
+    assert int(ours.sum()) == int(theirs.sum()) > 100
+
+
+def test_rasterize_box_and_polygon_with_holes_and_parts():
+    box = decode_mask(rasterize("box", {"x": 1, "y": 1, "width": 3, "height": 2}, width=6, height=5)["rle"])
+    assert box.astype(int).tolist() == [
+        [0, 0, 0, 0, 0, 0], [0, 1, 1, 1, 0, 0], [0, 1, 1, 1, 0, 0], [0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0],
+    ]  # fmt: skip
+    polygon = {"parts": [
+        {"outer": [[0, 0], [8, 0], [8, 8], [0, 8]], "holes": [[[2, 2], [6, 2], [6, 6], [2, 6]]]},
+        {"outer": [[3, 3], [5, 3], [5, 5], [3, 5]], "holes": []},  # an island inside the hole
+    ]}  # fmt: skip
+    mask = decode_mask(rasterize("polygon", polygon, width=10, height=10)["rle"])
+    assert int(mask.sum()) == 64 - 16 + 4
+    assert mask[4, 4] and not mask[2, 2] and mask[0, 0] and not mask[9, 9]
+
+
+def test_polygonize_traces_pixel_edges_exactly_with_holes():
+    mask = np.zeros((40, 50), dtype=bool)
+    mask[5:35, 10:45] = True
+    mask[12:20, 15:30] = False
+    traced = polygonize({"rle": encode_mask(mask)})
+    [part] = traced["parts"]
+    assert sorted(part["outer"]) == [[10.0, 5.0], [10.0, 35.0], [45.0, 5.0], [45.0, 35.0]]
+    assert len(part["holes"]) == 1
+    assert np.array_equal(decode_mask(rasterize("polygon", traced, width=50, height=40)["rle"]), mask)
+
+
+def test_simplify_trades_vertices_for_detail():
+    yy, xx = np.mgrid[:200, :200]
+    disc = (yy - 100) ** 2 + (xx - 100) ** 2 <= 60**2
+    counts = []
+    for simplify in (0.0, 1.0, 3.0):
+        traced = polygonize({"rle": encode_mask(disc)}, simplify=simplify)
+        again = decode_mask(rasterize("polygon", traced, width=200, height=200)["rle"])
+        iou = (again & disc).sum() / (again | disc).sum()
+        counts.append(len(traced["parts"][0]["outer"]))
+        assert iou > {0.0: 0.99, 1.0: 0.98, 3.0: 0.95}[simplify]
+    assert counts[0] > counts[1] > counts[2]
+
+
+def test_bbox_of_every_kind():
+    mask = np.zeros((10, 10), dtype=bool)
+    mask[2:5, 3:9] = True
+    assert bbox("mask", {"rle": encode_mask(mask)}) == (3.0, 2.0, 6.0, 3.0)
+    assert bbox("polyline", {"points": [[1, 2], [4, 8]]}) == (1, 2, 3, 6)
+    assert bbox("box", {"x": 1, "y": 2, "width": 3, "height": 4}) == (1, 2, 3, 4)
+
+
+rectangles = st.lists(
+    st.tuples(st.integers(0, 30), st.integers(0, 30), st.integers(2, 20), st.integers(2, 20)), min_size=1, max_size=4
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(rectangles)
+def test_any_union_of_rectangles_survives_a_trace_and_rasterize_round_trip(rects):
+    mask = np.zeros((48, 48), dtype=bool)
+    for x, y, w, h in rects:
+        mask[y : y + h, x : x + w] = True
+    traced = polygonize({"rle": encode_mask(mask)})
+    again = decode_mask(rasterize("polygon", traced, width=48, height=48)["rle"])
+    iou = (again & mask).sum() / (again | mask).sum()
+    assert iou >= 0.97
