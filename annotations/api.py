@@ -5,7 +5,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotations import documents
+from annotations import documents, operations
 from config.api import StrictSerializer
 from projects.permissions import access_image
 
@@ -42,3 +42,33 @@ class ImageAnnotationsApi(APIView):
             }
             return Response(body, status=status.HTTP_409_CONFLICT)
         return Response(document)
+
+
+class RasterizeApi(APIView):
+    """Box or polygon -> mask. Keypoints and attributes do not survive (spec 000, "Rasterization")."""
+
+    class InputSerializer(StrictSerializer):
+        kind = serializers.ChoiceField(choices=["box", "polygon"])
+        geometry = serializers.JSONField()
+
+    @extend_schema(request=InputSerializer, responses={200: dict})
+    def post(self, request, image_id: int):
+        image = access_image(request.user, image_id, "annotate_project")
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return Response(operations.shape_rasterize(image=image, **data.validated_data))
+
+
+class PolygonizeApi(APIView):
+    """Mask -> polygon parts with holes; `simplify` is the allowed deviation in pixels (0 keeps every step)."""
+
+    class InputSerializer(StrictSerializer):
+        geometry = serializers.JSONField()
+        simplify = serializers.FloatField(min_value=0, max_value=50, required=False, default=1.0)
+
+    @extend_schema(request=InputSerializer, responses={200: dict})
+    def post(self, request, image_id: int):
+        image = access_image(request.user, image_id, "annotate_project")
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return Response(operations.shape_polygonize(image=image, **data.validated_data))

@@ -4,4 +4,6 @@ from annotations import api
 
 urlpatterns = [
     path("images/<int:image_id>/annotations/", api.ImageAnnotationsApi.as_view(), name="api-image-annotations"),
+    path("images/<int:image_id>/rasterize/", api.RasterizeApi.as_view(), name="api-rasterize"),
+    path("images/<int:image_id>/polygonize/", api.PolygonizeApi.as_view(), name="api-polygonize"),
 ]

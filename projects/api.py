@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.http import FileResponse
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -25,6 +25,7 @@ class ProjectOutput(serializers.Serializer):
     name = serializers.CharField()
     description = serializers.CharField()
     owner = serializers.CharField(source="owner.username")
+    sync_labels = serializers.BooleanField()
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
 
@@ -34,6 +35,7 @@ class LabelOutput(serializers.Serializer):
     name = serializers.CharField()
     color = serializers.CharField()
     hotkey = serializers.IntegerField(allow_null=True)
+    keypoint_template = serializers.ListField(child=serializers.CharField())
 
 
 class MemberOutput(serializers.Serializer):
@@ -106,6 +108,7 @@ class ProjectDetailApi(APIView):
     class InputSerializer(StrictSerializer):
         name = serializers.CharField(max_length=200, required=False)
         description = serializers.CharField(required=False, allow_blank=True)
+        sync_labels = serializers.BooleanField(required=False)
 
     @extend_schema(responses={200: ProjectOutput})
     def get(self, request, project_id: int):
@@ -148,6 +151,7 @@ class LabelListApi(APIView):
         name = serializers.CharField(max_length=100)
         color = serializers.RegexField(r"^#[0-9a-fA-F]{6}$", required=False)
         hotkey = serializers.IntegerField(min_value=1, max_value=9, required=False, allow_null=True)
+        keypoint_template = serializers.ListField(child=serializers.CharField(max_length=50), required=False, max_length=50)
 
     @extend_schema(responses={200: LabelOutput(many=True)})
     def get(self, request, project_id: int):
@@ -168,6 +172,7 @@ class LabelDetailApi(APIView):
         name = serializers.CharField(max_length=100, required=False)
         color = serializers.RegexField(r"^#[0-9a-fA-F]{6}$", required=False)
         hotkey = serializers.IntegerField(min_value=1, max_value=9, required=False, allow_null=True)
+        keypoint_template = serializers.ListField(child=serializers.CharField(max_length=50), required=False, max_length=50)
 
     @extend_schema(responses={200: LabelOutput})
     def get(self, request, project_id: int, label_id: int):
@@ -180,9 +185,21 @@ class LabelDetailApi(APIView):
         data.is_valid(raise_exception=True)
         return Response(LabelOutput(services.label_update(label=label, **data.validated_data)).data)
 
-    @extend_schema(responses={204: None})
+    @extend_schema(
+        parameters=[OpenApiParameter("confirm", bool, description="Delete even though annotations use it.")],
+        responses={204: None, 409: dict},
+    )
     def delete(self, request, project_id: int, label_id: int):
-        services.label_delete(label=label_get(user=request.user, project_id=project_id, label_id=label_id, perm="manage_labels_project"))
+        label = label_get(user=request.user, project_id=project_id, label_id=label_id, perm="manage_labels_project")
+        try:
+            services.label_delete(label=label, confirm=request.query_params.get("confirm") in {"1", "true", "yes"})
+        except services.LabelInUse as in_use:
+            body = {
+                "detail": f"{in_use} Send ?confirm=true to delete them all.",
+                "annotations": in_use.annotations,
+                "classifications": in_use.classifications,
+            }
+            return Response(body, status=status.HTTP_409_CONFLICT)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

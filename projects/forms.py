@@ -6,8 +6,14 @@ from projects.models import Project, Role
 class ProjectForm(forms.ModelForm):
     class Meta:
         model = Project
-        fields = ["name", "description"]
+        fields = ["name", "description", "sync_labels"]
         widgets = {"description": forms.Textarea(attrs={"rows": 3})}
+        labels = {"sync_labels": "Synchronise labels: object labels also label the image for classification"}
+
+
+class ProjectCreateForm(ProjectForm):
+    class Meta(ProjectForm.Meta):
+        fields = ["name", "description"]
 
 
 class LabelForm(forms.Form):

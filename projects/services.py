@@ -6,6 +6,7 @@ from django.contrib.auth.models import Permission
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import F
 from guardian.models import UserObjectPermission
 
 from accounts.models import User
@@ -29,7 +30,11 @@ def project_create(*, owner: User, name: str, description: str = "") -> Project:
     return project
 
 
-def project_update(*, project: Project, name: str | None = None, description: str | None = None) -> Project:
+def project_update(
+    *, project: Project, name: str | None = None, description: str | None = None, sync_labels: bool | None = None
+) -> Project:
+    if sync_labels is not None:
+        project.sync_labels = sync_labels
     if name is not None:
         project.name = name.strip()
     if description is not None:
@@ -155,12 +160,27 @@ def project_permission_objects() -> list[Permission]:
 # --- labels ----------------------------------------------------------------------------------
 
 
-def label_create(*, project: Project, name: str, color: str | None = None, hotkey: int | None = None) -> Label:
+def label_create(
+    *, project: Project, name: str, color: str | None = None, hotkey: int | None = None,
+    keypoint_template: list[str] | None = None,
+) -> Label:  # fmt: skip
     name = name.strip()
-    label = Label(project=project, name=name, color=color or label_next_color(project=project), hotkey=hotkey)
+    label = Label(
+        project=project, name=name, color=color or label_next_color(project=project), hotkey=hotkey,
+        keypoint_template=_keypoint_template(keypoint_template or []),
+    )  # fmt: skip
     label.full_clean()
     label.save()
     return label
+
+
+def _keypoint_template(names: list[str]) -> list[str]:
+    cleaned = [n.strip() for n in names]
+    if any(not n for n in cleaned):
+        raise ValidationError({"keypoint_template": "Keypoint names may not be blank."})
+    if len(set(cleaned)) != len(cleaned):
+        raise ValidationError({"keypoint_template": "Keypoint names must differ from each other."})
+    return cleaned
 
 
 def label_next_color(*, project: Project) -> str:
@@ -168,8 +188,12 @@ def label_next_color(*, project: Project) -> str:
     return LABEL_COLORS[project.labels.count() % len(LABEL_COLORS)]
 
 
-def label_update(*, label: Label, name: str | None = None, color: str | None = None, hotkey=...) -> Label:
+def label_update(
+    *, label: Label, name: str | None = None, color: str | None = None, hotkey=..., keypoint_template=None
+) -> Label:
     """Rename, recolour or rebind a label; `hotkey=None` unbinds, leaving it out keeps it."""
+    if keypoint_template is not None:
+        label.keypoint_template = _keypoint_template(keypoint_template)
     if name is not None:
         label.name = name.strip()
     if color is not None:
@@ -181,7 +205,31 @@ def label_update(*, label: Label, name: str | None = None, color: str | None = N
     return label
 
 
-def label_delete(*, label: Label) -> None:
+class LabelInUse(Exception):
+    """Deleting this label would delete annotations; the caller must confirm."""
+
+    def __init__(self, *, annotations: int, classifications: int):
+        self.annotations, self.classifications = annotations, classifications
+        super().__init__(
+            f"{annotations} object{'s' if annotations != 1 else ''} and {classifications} image "
+            f"classification{'s' if classifications != 1 else ''} use this label and would be deleted with it."
+        )
+
+
+@transaction.atomic
+def label_delete(*, label: Label, confirm: bool = False) -> None:
+    """Delete a label; when annotations use it, only with `confirm`, and their images' revisions move on."""
+    from annotations.models import Annotation, Classification
+
+    annotations = Annotation.objects.filter(label=label)
+    classifications = Classification.objects.filter(label=label)
+    counts = {"annotations": annotations.count(), "classifications": classifications.count()}
+    if any(counts.values()) and not confirm:
+        raise LabelInUse(**counts)
+    touched = set(annotations.values_list("image_id", flat=True)) | set(
+        classifications.values_list("image_id", flat=True)
+    )
+    Image.objects.filter(pk__in=touched).update(annotation_revision=F("annotation_revision") + 1)
     label.delete()
 
 

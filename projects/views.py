@@ -6,12 +6,13 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
+from django.db.models import Count
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts.models import User
 from projects import services
-from projects.forms import LabelForm, MemberForm, ProjectForm, RoleForm
+from projects.forms import LabelForm, MemberForm, ProjectCreateForm, ProjectForm, RoleForm
 from projects.models import Image, Role
 from projects.permissions import (
     access_project,
@@ -31,7 +32,7 @@ def _errors(request, exc: ValidationError) -> None:
 
 @login_required
 def project_list(request):
-    form = ProjectForm(request.POST or None)
+    form = ProjectCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
             project = services.project_create(owner=request.user, **form.cleaned_data)
@@ -89,7 +90,9 @@ def project_settings(request, project_id: int):
         "project": project,
         "form": form,
         "perms": perms,
-        "labels": project.labels.all(),
+        "labels": project.labels.annotate(
+            objects=Count("annotations", distinct=True), images=Count("classifications", distinct=True)
+        ),
         "label_form": LabelForm(initial={"color": services.label_next_color(project=project)}),
         "members": project.memberships.select_related("user", "role"),
         "member_form": MemberForm(initial={"role": Role.objects.filter(name=Role.LABELER).first()}),
@@ -134,7 +137,11 @@ def label_create(request, project_id: int):
 @require_POST
 def label_delete(request, project_id: int, label_id: int):
     label = label_get(user=request.user, project_id=project_id, label_id=label_id, perm="manage_labels_project")
-    services.label_delete(label=label)
+    try:
+        services.label_delete(label=label, confirm=request.POST.get("confirm") == "1")
+    except services.LabelInUse as in_use:
+        messages.error(request, f"{in_use} Confirm to delete label {label.name} with them.")
+        return redirect("projects:settings", project_id=project_id)
     messages.success(request, f"Deleted label {label.name}.")
     return redirect("projects:settings", project_id=project_id)
 
