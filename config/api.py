@@ -1,9 +1,11 @@
 """What every Sightline API view shares: strict input, Django validation errors as 400s."""
 
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular import openapi
-from rest_framework import serializers
+from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
+from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 
@@ -21,6 +23,8 @@ class StrictSerializer(serializers.Serializer):
 
 def exception_handler(exc, context):
     """Services raise Django's ValidationError; the API answers it as DRF would its own."""
+    if isinstance(exc, (TooManyFilesSent, TooManyFieldsSent, RequestDataTooBig)):
+        return Response({"detail": f"The request is too large: {exc}"}, status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, DjangoValidationError):
         detail = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
         exc = ValidationError(detail)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
+
 from django.http import FileResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
@@ -10,9 +12,9 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.models import User
 from config.api import StrictSerializer
 from projects import services, uploads
+from projects.imaging import MEDIA_TYPES
 from projects.models import Image, Membership, Role
 from projects.permissions import access_image, access_project, projects_for_user, require_owner
 from projects.selectors import label_get, membership_get
@@ -137,10 +139,13 @@ class ProjectTransferApi(APIView):
         require_owner(request.user, project)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        new_owner = User.objects.filter(pk=data.validated_data["user_id"]).first()
-        if new_owner is None:
-            raise serializers.ValidationError({"user_id": ["No such user."]})
-        return Response(ProjectOutput(services.project_transfer_ownership(project=project, new_owner=new_owner)).data)
+        membership = Membership.objects.select_related("user").filter(
+            project=project, user_id=data.validated_data["user_id"]
+        ).first()
+        if membership is None:
+            raise serializers.ValidationError({"user_id": ["Ownership can only pass to a member of the project."]})
+        project = services.project_transfer_ownership(project=project, new_owner=membership.user)
+        return Response(ProjectOutput(project).data)
 
 
 # --- labels ---------------------------------------------------------------------------------
@@ -300,7 +305,8 @@ class ImageListApi(APIView):
     @extend_schema(request={"multipart/form-data": UploadInput}, responses={201: UploadOutput, 400: UploadOutput})
     def post(self, request, project_id: int):
         project = access_project(request.user, project_id, "upload_project")
-        data = self.UploadInput(data={**request.data.dict(), "files": request.FILES.getlist("files")})
+        fields = {key: ",".join(request.POST.getlist(key)) for key in request.POST}
+        data = self.UploadInput(data={**fields, "files": request.FILES.getlist("files")})
         data.is_valid(raise_exception=True)
         labels = [name for name in data.validated_data["labels"].split(",") if name.strip()]
         result = uploads.images_upload(
@@ -337,9 +343,13 @@ class ImageFileApi(APIView):
     def get(self, request, image_id: int):
         image = access_image(request.user, image_id)
         stored = getattr(image, self.field)
+        # The type comes from what we decoded and stored, never from the name the uploader chose:
+        # a valid PNG named x.html must not be served as HTML.
+        media_type = MEDIA_TYPES[PurePosixPath(stored.name).suffix.lower()]
         filename = image.name.rsplit("/", 1)[-1] if self.field == "file" else f"{image.pk}.webp"
-        response = FileResponse(stored.open("rb"), filename=filename)
+        response = FileResponse(stored.open("rb"), filename=filename, content_type=media_type)
         response["Cache-Control"] = "private, max-age=31536000, immutable"
+        response["Content-Security-Policy"] = "default-src 'none'; sandbox"
         return response
 
 

@@ -28,13 +28,15 @@ class Limits:
     max_entries: int
     max_unpacked_bytes: int
     max_ratio: int
+    max_entry_bytes: int
 
 
 @dataclass(frozen=True)
 class ArchiveEntry:
     path: str
     folder: str | None  # the folder an entry sits in, which becomes its classification label
-    data: bytes
+    data: bytes | None  # None when the entry is refused alone; `refusal` says why
+    refusal: str | None = None
 
 
 def is_zip(name: str, head: bytes) -> bool:
@@ -50,7 +52,12 @@ def read_entries(fileobj: BinaryIO, *, limits: Limits) -> Iterator[ArchiveEntry]
     with archive:
         members = _checked_members(archive, limits)
         for info in members:
-            yield ArchiveEntry(path=info.filename, folder=_folder(info.filename), data=_read(archive, info))
+            folder = _folder(info.filename)
+            if info.file_size > limits.max_entry_bytes:
+                refusal = f"The file is {info.file_size:,} bytes; the limit is {limits.max_entry_bytes:,}."
+                yield ArchiveEntry(path=info.filename, folder=folder, data=None, refusal=refusal)
+                continue
+            yield ArchiveEntry(path=info.filename, folder=folder, data=_read(archive, info))
 
 
 def _checked_members(archive: zipfile.ZipFile, limits: Limits) -> list[zipfile.ZipInfo]:

@@ -36,15 +36,13 @@ def access_project(user, project_id: int, perm: str = "view_project") -> Project
 
 def access_image(user, image_id: int, perm: str = "view_project") -> Image:
     """Return the image if `user` holds `perm` on its project; 404 for an image they may not see."""
-    project_id = Image.objects.filter(pk=image_id).values_list("project_id", flat=True).first()
-    if project_id is None:
+    image = Image.objects.filter(pk=image_id).first()
+    if image is None:
         raise Http404("No such image.")
     try:
-        project = access_project(user, project_id, perm)
+        image.project = access_project(user, image.project_id, perm)
     except Http404:
         raise Http404("No such image.") from None
-    image = Image.objects.get(pk=image_id)
-    image.project = project
     return image
 
 

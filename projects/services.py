@@ -90,13 +90,18 @@ def membership_change_role(*, membership: Membership, role: Role) -> Membership:
         return _membership_save(project=membership.project, user=membership.user, role=role)
 
 
-@transaction.atomic
-def membership_set(*, project: Project, user: User, role: Role) -> Membership:
-    """Admin's way in: any role but Owner for any user, guardian rows following."""
+def membership_check(*, project: Project, user: User, role: Role) -> None:
+    """Raise unless `user` may hold `role` in `project`: the owner stays Owner, nobody else becomes one."""
     if user.pk == project.owner_id and role.name != Role.OWNER:
         raise ValidationError({"role": "The owner's role cannot change; transfer ownership first."})
     if user.pk != project.owner_id:
         _check_assignable(role)
+
+
+@transaction.atomic
+def membership_set(*, project: Project, user: User, role: Role) -> Membership:
+    """Admin's way in: any role but Owner for any user, guardian rows following."""
+    membership_check(project=project, user=user, role=role)
     return _membership_save(project=project, user=user, role=role)
 
 
@@ -169,9 +174,20 @@ def label_create(
         project=project, name=name, color=color or label_next_color(project=project), hotkey=hotkey,
         keypoint_template=_keypoint_template(keypoint_template or []),
     )  # fmt: skip
+    _label_check_unique(label)
     label.full_clean()
     label.save()
     return label
+
+
+def _label_check_unique(label: Label) -> None:
+    """Say which field clashes, in words, before the database constraints would."""
+    others = Label.objects.filter(project_id=label.project_id).exclude(pk=label.pk)
+    if others.filter(name=label.name).exists():
+        raise ValidationError({"name": f"A label named {label.name!r} already exists in this project."})
+    holder = others.filter(hotkey=label.hotkey).first() if label.hotkey is not None else None
+    if holder is not None:
+        raise ValidationError({"hotkey": f"Hotkey {label.hotkey} already belongs to label {holder.name!r}."})
 
 
 def _keypoint_template(names: list[str]) -> list[str]:
@@ -200,6 +216,7 @@ def label_update(
         label.color = color
     if hotkey is not ...:
         label.hotkey = hotkey
+    _label_check_unique(label)
     label.full_clean()
     label.save()
     return label

@@ -17,6 +17,8 @@ from projects.imaging import DecodedImage, ImageRejected, decode_image
 from projects.models import Image, Label, Project
 from projects.services import labels_get_or_create
 
+DUPLICATE = "The same image is already in this project (duplicate)."
+
 
 @dataclass(frozen=True)
 class Rejection:
@@ -30,30 +32,51 @@ class UploadResult:
     rejected: list[Rejection] = field(default_factory=list)
 
 
+@dataclass
+class _Batch:
+    """What one request has written so far, so that a failure can take its files back."""
+
+    project: Project
+    user: User
+    result: UploadResult = field(default_factory=UploadResult)
+    seen: set[str] = field(default_factory=set)
+    folder_labels: dict[str, Label] = field(default_factory=dict)
+    written: list[Image] = field(default_factory=list)  # every image whose files are on disk
+
+
 def images_upload(*, project: Project, user: User, files: list[UploadedFile], labels: list[str]) -> UploadResult:
     """Store every acceptable image, refuse the rest one by one with a reason.
 
     `labels` (classification labels typed at upload) go on every stored image; inside a ZIP,
     each image's folder name is added as a label too. Labels that do not exist are created.
+    The request is one transaction: an unexpected error stores nothing and leaves no file behind.
     """
-    result = UploadResult()
+    batch = _Batch(project=project, user=user)
     try:
-        common = labels_get_or_create(project=project, names=labels)
-    except ValidationError as exc:
-        raise ValidationError({"labels": exc.messages}) from None
-    seen: set[str] = set()
-    for upload in files:
-        name = upload.name or "unnamed"
-        if upload.size > settings.SIGHTLINE_MAX_UPLOAD_BYTES and not _looks_like_zip(upload):
-            result.rejected.append(
-                Rejection(name, f"The file is {upload.size:,} bytes; the limit is {settings.SIGHTLINE_MAX_UPLOAD_BYTES:,}.")
-            )
-            continue
-        if _looks_like_zip(upload):
-            _store_archive(project, user, upload, common, seen, result)
-        else:
-            _store_one(project, user, name, upload.read(), common, seen, result)
-    return result
+        with transaction.atomic():
+            try:
+                common = labels_get_or_create(project=project, names=labels)
+            except ValidationError as exc:
+                raise ValidationError({"labels": exc.messages}) from None
+            for upload in files:
+                _store_upload(batch, upload, common)
+    except BaseException:
+        for image in batch.written:
+            _delete_files(image)
+        raise
+    return batch.result
+
+
+def _store_upload(batch: _Batch, upload: UploadedFile, common: list[Label]) -> None:
+    name = upload.name or "unnamed"
+    if _looks_like_zip(upload):
+        _store_archive(batch, upload, common)
+        return
+    if upload.size > settings.SIGHTLINE_MAX_UPLOAD_BYTES:
+        reason = f"The file is {upload.size:,} bytes; the limit is {settings.SIGHTLINE_MAX_UPLOAD_BYTES:,}."
+        batch.result.rejected.append(Rejection(name, reason))
+        return
+    _store_one(batch, name, upload.read(), common)
 
 
 def _looks_like_zip(upload: UploadedFile) -> bool:
@@ -63,62 +86,79 @@ def _looks_like_zip(upload: UploadedFile) -> bool:
     return archives.is_zip(upload.name or "", head)
 
 
-def _store_archive(project, user, upload, common, seen, result) -> None:
+def _store_archive(batch: _Batch, upload: UploadedFile, common: list[Label]) -> None:
     """A ZIP is stored as a unit: if it turns out unsafe part-way, none of it stays."""
     limits = archives.Limits(
         max_entries=settings.SIGHTLINE_ZIP_MAX_ENTRIES,
         max_unpacked_bytes=settings.SIGHTLINE_ZIP_MAX_UNPACKED_BYTES,
         max_ratio=settings.SIGHTLINE_ZIP_MAX_RATIO,
+        max_entry_bytes=settings.SIGHTLINE_MAX_UPLOAD_BYTES,
     )
-    archive_result = UploadResult()
-    archive_seen = set(seen)
+    before = (len(batch.result.stored), len(batch.result.rejected), set(batch.seen))
     try:
         with transaction.atomic():
             for entry in archives.read_entries(upload, limits=limits):
-                folder_labels = labels_get_or_create(project=project, names=[entry.folder]) if entry.folder else []
-                _store_one(
-                    project, user, f"{upload.name}/{entry.path}", entry.data,
-                    [*common, *folder_labels], archive_seen, archive_result,
-                )  # fmt: skip
+                name = f"{upload.name}/{entry.path}"
+                if entry.refusal is not None:
+                    batch.result.rejected.append(Rejection(name, entry.refusal))
+                    continue
+                folder_labels = _folder_label(batch, entry.folder)
+                if isinstance(folder_labels, Rejection):
+                    batch.result.rejected.append(Rejection(name, folder_labels.reason))
+                    continue
+                _store_one(batch, name, entry.data, [*common, *folder_labels])
     except archives.ArchiveRejected as exc:
-        for image in archive_result.stored:
+        stored, rejected, seen = before
+        for image in batch.result.stored[stored:]:
             _delete_files(image)
-        result.rejected.append(Rejection(upload.name, str(exc)))
-        return
-    seen |= archive_seen
-    result.stored += archive_result.stored
-    result.rejected += archive_result.rejected
+        del batch.result.stored[stored:]
+        del batch.result.rejected[rejected:]
+        batch.seen = seen
+        batch.result.rejected.append(Rejection(upload.name, str(exc)))
 
 
-def _store_one(project, user, name: str, data: bytes, labels: list[Label], seen: set[str], result) -> None:
+def _folder_label(batch: _Batch, folder: str | None) -> list[Label] | Rejection:
+    if folder is None:
+        return []
+    if folder not in batch.folder_labels:
+        try:
+            with transaction.atomic():
+                batch.folder_labels[folder] = labels_get_or_create(project=batch.project, names=[folder])[0]
+        except ValidationError as exc:
+            return Rejection(folder, f"Its folder name {folder[:40]!r} cannot be a label: {' '.join(exc.messages)}")
+    return [batch.folder_labels[folder]]
+
+
+def _store_one(batch: _Batch, name: str, data: bytes, labels: list[Label]) -> None:
     try:
         decoded = decode_image(
             data, max_pixels=settings.SIGHTLINE_MAX_IMAGE_PIXELS, thumbnail_size=settings.SIGHTLINE_THUMBNAIL_SIZE
         )
     except ImageRejected as exc:
-        result.rejected.append(Rejection(name, str(exc)))
+        batch.result.rejected.append(Rejection(name, str(exc)))
         return
-    if decoded.sha256 in seen or Image.objects.filter(project=project, sha256=decoded.sha256).exists():
-        result.rejected.append(Rejection(name, "The same image is already in this project (duplicate)."))
+    if decoded.sha256 in batch.seen or Image.objects.filter(project=batch.project, sha256=decoded.sha256).exists():
+        batch.result.rejected.append(Rejection(name, DUPLICATE))
         return
-    image = _image_save(project, user, name, decoded)
+    image = _image_save(batch, name, decoded)
     if image is None:  # a concurrent upload of the same bytes won the race
-        result.rejected.append(Rejection(name, "The same image is already in this project (duplicate)."))
+        batch.result.rejected.append(Rejection(name, DUPLICATE))
         return
-    seen.add(decoded.sha256)
+    batch.seen.add(decoded.sha256)
     classifications_add(images=[image], labels=labels)
-    result.stored.append(image)
+    batch.result.stored.append(image)
 
 
-def _image_save(project: Project, user: User, name: str, decoded: DecodedImage) -> Image | None:
+def _image_save(batch: _Batch, name: str, decoded: DecodedImage) -> Image | None:
     image = Image(
-        project=project,
+        project=batch.project,
         name=name[-255:],
         width=decoded.width,
         height=decoded.height,
         sha256=decoded.sha256,
-        uploaded_by=user,
+        uploaded_by=batch.user,
     )
+    batch.written.append(image)
     image.file.save(f"upload{decoded.suffix}", ContentFile(decoded.content), save=False)
     image.thumbnail.save("thumbnail.webp", ContentFile(decoded.thumbnail), save=False)
     try:
@@ -133,4 +173,3 @@ def _image_save(project: Project, user: User, name: str, decoded: DecodedImage) 
 def _delete_files(image: Image) -> None:
     image.file.delete(save=False)
     image.thumbnail.delete(save=False)
-

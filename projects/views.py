@@ -10,7 +10,6 @@ from django.db.models import Count
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from accounts.models import User
 from projects import services
 from projects.forms import LabelForm, MemberForm, ProjectCreateForm, ProjectForm, RoleForm
 from projects.models import Image, Role
@@ -179,6 +178,8 @@ def member_change(request, project_id: int, user_id: int):
             _errors(request, exc)
         else:
             messages.success(request, f"{membership.user.username} is now {form.cleaned_data['role']}.")
+    else:
+        messages.error(request, "Choose one of the roles offered.")
     return redirect("projects:settings", project_id=project_id)
 
 
@@ -200,7 +201,10 @@ def member_remove(request, project_id: int, user_id: int):
 def ownership_transfer(request, project_id: int, user_id: int):
     membership = _membership(request, project_id, user_id)
     require_owner(request.user, membership.project)
-    new_owner = User.objects.get(pk=user_id)
-    services.project_transfer_ownership(project=membership.project, new_owner=new_owner)
-    messages.success(request, f"{new_owner.username} now owns the project; you are an Admin.")
+    try:
+        services.project_transfer_ownership(project=membership.project, new_owner=membership.user)
+    except ValidationError as exc:
+        _errors(request, exc)
+    else:
+        messages.success(request, f"{membership.user.username} now owns the project; you are an Admin.")
     return redirect("projects:settings", project_id=project_id)

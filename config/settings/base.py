@@ -25,7 +25,7 @@ DATA_DIR = Path(os.environ.get("SIGHTLINE_DATA_DIR", BASE_DIR / ".data")).resolv
 
 # Development key; config/settings/production.py refuses to start with it.
 SECRET_KEY = os.environ.get("SECRET_KEY", "django-insecure-sightline-development-only")
-DEBUG = env_bool("DEBUG", True)
+DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = [h for h in os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h]
 CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o]
 
@@ -116,9 +116,9 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = DATA_DIR / "staticfiles"
 MEDIA_ROOT = DATA_DIR / "media"
 MEDIA_URL = "media/"  # never served directly: files go through permission-checked views
-# Development serves static files from the source folders; production runs collectstatic.
-WHITENOISE_USE_FINDERS = DEBUG
-WHITENOISE_AUTOREFRESH = DEBUG
+# Serve static files straight from the source folders; production.py switches to collectstatic.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = True
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
@@ -134,6 +134,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 100,
     "EXCEPTION_HANDLER": "config.api.exception_handler",
+    "DEFAULT_THROTTLE_RATES": {"auth": os.environ.get("SIGHTLINE_AUTH_RATE", "30/minute")},
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Sightline API",

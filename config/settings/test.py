@@ -10,6 +10,3 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 MEDIA_ROOT = Path(tempfile.mkdtemp(prefix="sightline-test-media-"))
 SIGHTLINE_ALLOW_REGISTRATION = True
 LOGGING = {"version": 1, "disable_existing_loggers": False, "root": {"level": "WARNING"}}
-# Serve static files from the source folders, as `runserver` does, for the browser tests.
-WHITENOISE_USE_FINDERS = True
-WHITENOISE_AUTOREFRESH = True

@@ -48,6 +48,18 @@ function send(url, body, csrf, onProgress) {
   });
 }
 
+/**
+ * A DRF error body ({"detail": ...} or {"field": ["message", ...]}) as one line of text.
+ * @param {any} json
+ */
+function errorText(json) {
+  if (!json || typeof json !== "object") return "";
+  if (typeof json.detail === "string") return json.detail;
+  return Object.entries(json)
+    .map(([field, messages]) => `${field}: ${[].concat(messages).join(" ")}`)
+    .join("; ");
+}
+
 /** @param {string} text */
 function escapeHtml(text) {
   const div = document.createElement("div");
@@ -96,7 +108,8 @@ if (form) {
           stored += json.stored.length;
           rejected.push(...json.rejected);
         } else {
-          rejected.push(...batch.map((f) => ({ name: f.name, reason: (json && json.detail) || `HTTP ${status}` })));
+          const reason = errorText(json) || `HTTP ${status}`;
+          rejected.push(...batch.map((f) => ({ name: f.name, reason })));
         }
       }
     } catch (error) {

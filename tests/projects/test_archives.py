@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from projects.archives import ArchiveRejected, Limits, read_entries
 
-LIMITS = Limits(max_entries=100, max_unpacked_bytes=10**8, max_ratio=100)
+LIMITS = Limits(max_entries=100, max_unpacked_bytes=10**8, max_ratio=100, max_entry_bytes=10**6)
 
 
 def archive(entries: dict[str, bytes]) -> io.BytesIO:
@@ -52,3 +52,12 @@ def test_an_entry_that_unpacks_larger_than_declared_is_refused():
     raw[local + 22 : local + 26] = (10).to_bytes(4, "little")
     with pytest.raises(ArchiveRejected, match="a.bin"):
         list(read_entries(io.BytesIO(bytes(raw)), limits=LIMITS))
+
+
+def test_an_entry_over_the_size_limit_is_refused_alone():
+    limits = Limits(max_entries=100, max_unpacked_bytes=10**8, max_ratio=100, max_entry_bytes=3)
+    entries = list(read_entries(archive({"big.png": b"1234", "small.png": b"12"}), limits=limits))
+    assert [(e.path, e.data, e.refusal) for e in entries] == [
+        ("big.png", None, "The file is 4 bytes; the limit is 3."),
+        ("small.png", b"12", None),
+    ]

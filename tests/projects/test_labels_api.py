@@ -29,8 +29,8 @@ def test_create_list_update_and_delete_labels(api, project):
 @pytest.mark.parametrize(
     ("payload", "field", "message"),
     [
-        ({"name": "gull"}, "__all__", "Label with this Project and Name already exists."),
-        ({"name": "new", "hotkey": 3}, "__all__", "Constraint “label_unique_hotkey” is violated."),
+        ({"name": "gull"}, "name", "A label named 'gull' already exists in this project."),
+        ({"name": "new", "hotkey": 3}, "hotkey", "Hotkey 3 already belongs to label 'gull'."),
         ({"name": "new", "hotkey": 10}, "hotkey", "Ensure this value is less than or equal to 9."),
         ({"name": "new", "hotkey": 0}, "hotkey", "Ensure this value is greater than or equal to 1."),
         ({"name": "new", "color": "red"}, "color", "This value does not match the required pattern."),

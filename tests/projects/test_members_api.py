@@ -120,3 +120,12 @@ def test_roles_are_listed_with_their_permissions(api):
     assert roles["Viewer"] == ["view_project"]
     assert len(roles["Owner"]) == 11
     assert "delete_project" not in roles["Admin"] and len(roles["Admin"]) == 10
+
+
+def test_ownership_passes_only_to_a_member(api, project):
+    outsider = UserFactory()
+    response = api.post(f"/api/projects/{project.id}/transfer-ownership/", {"user_id": outsider.id}, format="json")
+    assert response.status_code == 400
+    assert response.json() == {"user_id": ["Ownership can only pass to a member of the project."]}
+    project.refresh_from_db()
+    assert project.owner != outsider

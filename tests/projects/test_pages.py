@@ -64,7 +64,7 @@ def test_settings_page_labels_and_members(logged_in, user):
     logged_in.post(f"/projects/{project.id}/labels/", {"name": "gull", "color": "#112233", "hotkey": "2"})
     assert list(project.labels.values_list("name", "color", "hotkey")) == [("gull", "#112233", 2)]
     response = logged_in.post(f"/projects/{project.id}/labels/", {"name": "gull", "color": "", "hotkey": ""}, follow=True)
-    assert "Label with this Project and Name already exists." in response.content.decode()
+    assert "A label named &#x27;gull&#x27; already exists in this project." in response.content.decode()
     logged_in.post(
         f"/projects/{project.id}/members/", {"email": "friend@example.com", "role": Role.objects.get(name="Labeler").id}
     )

@@ -117,6 +117,8 @@ def test_api(world, who, name, method, url, body, allowed):
     response = _api_call(who, method, _fill(url, world), _fill(body, world), world)
     if who in allowed:
         assert response.status_code in {200, 201, 204}, response.content
+        if method != "get":
+            assert snapshot() != before
     else:
         expected = {"anonymous": 401, "stranger": 404}.get(who, 403)
         assert response.status_code == expected, response.content
@@ -142,3 +144,27 @@ def test_pages(world, who, name, method, url, body, allowed):
     else:
         assert response.status_code == (404 if who == "stranger" else 403)
         assert snapshot() == before
+
+
+# Endpoints outside any project: every signed-in user may use them, an anonymous client may not.
+ACCOUNT_API = [("get", "/api/projects/"), ("post", "/api/projects/"), ("get", "/api/me/"), ("get", "/api/roles/")]
+ACCOUNT_PAGES = [("get", "/projects/"), ("post", "/projects/"), ("get", "/accounts/profile/"), ("post", "/accounts/profile/token/")]
+
+
+@pytest.mark.parametrize(("method", "url"), ACCOUNT_API)
+def test_account_api(method, url):
+    body = {"name": "Fresh"} if method == "post" else None
+    assert getattr(APIClient(), method)(url, body, format="json").status_code == 401
+    assert Project.objects.count() == 0
+    assert getattr(client_for(UserFactory()), method)(url, body, format="json").status_code in {200, 201}
+
+
+@pytest.mark.parametrize(("method", "url"), ACCOUNT_PAGES)
+def test_account_pages(method, url):
+    body = {"name": "Fresh", "description": ""} if method == "post" else None
+    response = getattr(Client(), method)(url, body)
+    assert (response.status_code, response["Location"].split("?")[0]) == (302, "/accounts/login/")
+    assert Project.objects.count() == 0
+    client = Client()
+    client.force_login(UserFactory())
+    assert getattr(client, method)(url, body).status_code in {200, 302}

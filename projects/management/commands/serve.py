@@ -52,7 +52,9 @@ class Command(BaseCommand):
             self._stop(children)
 
     def _wait(self, children: list[subprocess.Popen]) -> None:
+        # A shell starts background jobs with SIGINT ignored; take both signals explicitly.
         signal.signal(signal.SIGTERM, _interrupt)
+        signal.signal(signal.SIGINT, _interrupt)
         try:
             while all(child.poll() is None for child in children):
                 time.sleep(0.5)
@@ -63,7 +65,7 @@ class Command(BaseCommand):
     def _stop(self, children: list[subprocess.Popen]) -> None:
         for child in children:
             if child.poll() is None:
-                child.send_signal(signal.SIGINT)
+                child.terminate()
         for child in children:
             try:
                 child.wait(timeout=15)
