@@ -7,7 +7,7 @@ from rest_framework.views import APIView
 
 from annotations import documents, operations
 from config.api import StrictSerializer
-from projects.permissions import access_image
+from projects.permissions import access_image, access_project
 
 
 class ImageAnnotationsApi(APIView):
@@ -72,3 +72,28 @@ class PolygonizeApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         return Response(operations.shape_polygonize(image=image, **data.validated_data))
+
+
+class BulkAnnotationsApi(APIView):
+    """Annotations of many images in one request and one transaction (pre-labeling scripts)."""
+
+    class InputSerializer(StrictSerializer):
+        mode = serializers.ChoiceField(choices=["replace", "append"], default="append")
+        images = serializers.ListField(child=serializers.JSONField(), allow_empty=False)
+
+    @extend_schema(request=InputSerializer, responses={200: dict, 409: dict})
+    def post(self, request, project_id: int):
+        project = access_project(request.user, project_id, "annotate_project")
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            saved = documents.documents_save_many(
+                project=project, user=request.user, items=data.validated_data["images"], mode=data.validated_data["mode"]
+            )
+        except documents.StaleRevisions as stale:
+            body = {
+                "detail": f"{len(stale.current)} image(s) were saved since the revisions you sent; nothing was saved.",
+                "stale": [{"image": pk, "revision": revision} for pk, revision in sorted(stale.current.items())],
+            }
+            return Response(body, status=status.HTTP_409_CONFLICT)
+        return Response({"saved": saved})

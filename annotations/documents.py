@@ -206,3 +206,103 @@ def _revision_bump(image: Image, user, *, labeled: bool) -> None:
             image=image, user=user,
             defaults={"status": ImageStatus.Status.LABELED if labeled else ImageStatus.Status.SEEN},
         )  # fmt: skip
+
+
+# --- many images at once ---------------------------------------------------------------------
+
+MAX_BULK_IMAGES = 10_000
+
+
+class StaleRevisions(Exception):
+    """Some images moved on since the revisions a bulk save named; `current` maps image id -> revision."""
+
+    def __init__(self, current: dict[int, int]):
+        super().__init__(f"{len(current)} image(s) have newer revisions")
+        self.current = current
+
+
+@transaction.atomic
+def documents_save_many(*, project, user, items: Any, mode: str) -> list[dict]:
+    """Save annotations of many images in one transaction, for pre-labeling scripts.
+
+    `mode="replace"`: each item's shapes and classifications replace the image's, and its
+    `revision` must be current (else StaleRevisions, nothing saved). `mode="append"`: shapes
+    and classifications are added to what is there; no revision is needed.
+    """
+    if not isinstance(items, list) or not items:
+        raise ValidationError({"images": ["must be a non-empty list"]})
+    if len(items) > MAX_BULK_IMAGES:
+        raise ValidationError({"images": [f"at most {MAX_BULK_IMAGES:,} images per request, got {len(items):,}"]})
+    ids = [_bulk_image_id(item, index) for index, item in enumerate(items)]
+    if len(set(ids)) != len(ids):
+        raise ValidationError({"images": ["each image may appear only once per request"]})
+    # Lock in primary-key order so two bulk saves cannot deadlock each other.
+    images = {i.pk: i for i in Image.objects.select_for_update().filter(project=project, pk__in=ids).order_by("pk")}
+    labels = project_labels(project.pk)
+    plans, stale = [], {}
+    for index, (item, image_id) in enumerate(zip(items, ids, strict=True)):
+        image = images.get(image_id)
+        if image is None:
+            raise ValidationError({"images": [f"images[{index}]: image {image_id} is not an image of this project"]})
+        if mode == "replace" and item.get("revision") != image.annotation_revision:
+            stale[image.pk] = image.annotation_revision
+        shapes = item.get("shapes", [])
+        if not isinstance(shapes, list):
+            raise ValidationError({"shapes": [f"images[{index}]: shapes must be a list"]})
+        cleaned = [
+            shape_clean(raw, where=f"images[{index}] shape {s}", image=image, labels=labels)
+            for s, raw in enumerate(shapes)
+        ]
+        pairs = classifications_clean(
+            item.get("classifications", []), labels=labels, where=f"images[{index}] classifications"
+        )
+        plans.append((image, cleaned, pairs))
+    if stale:
+        raise StaleRevisions(stale)
+    _bulk_apply(project, user, plans, replace=mode == "replace")
+    revisions = dict(Image.objects.filter(pk__in=ids).values_list("pk", "annotation_revision"))
+    return [{"image": image_id, "revision": revisions[image_id]} for image_id in ids]
+
+
+def _bulk_image_id(item: Any, index: int) -> int:
+    if not isinstance(item, dict) or not isinstance(item.get("image"), int):
+        raise ValidationError({"images": [f'images[{index}]: must be an object with an integer "image" id']})
+    unknown = sorted(set(item) - {"image", "revision", "classifications", "shapes"})
+    if unknown:
+        raise ValidationError({"images": [f"images[{index}]: unknown fields: {', '.join(unknown)}"]})
+    return item["image"]
+
+
+def _bulk_apply(project, user, plans: list[tuple], *, replace: bool) -> None:
+    image_ids = [image.pk for image, _, _ in plans]
+    if replace:
+        Annotation.objects.filter(image_id__in=image_ids).delete()
+        Classification.objects.filter(image_id__in=image_ids).delete()
+    existing = set(Classification.objects.filter(image_id__in=image_ids).values_list("image_id", "label_id"))
+    has_default = set(
+        Classification.objects.filter(image_id__in=image_ids, is_default=True).values_list("image_id", flat=True)
+    )
+    fields = ["label", "kind", "geometry", "occluded", "keypoints", "attributes", "source", "score"]
+    annotations, classifications = [], []
+    for image, cleaned, pairs in plans:
+        annotations += [Annotation(image=image, author=user, **{f: s[f] for f in fields}) for s in cleaned]
+        if project.sync_labels:
+            pairs = pairs + [(s["label"], False) for s in cleaned]
+        new = []
+        for label, is_default in pairs:
+            if (image.pk, label.pk) not in existing:
+                existing.add((image.pk, label.pk))
+                new.append((label, is_default))
+        # An image keeps its default; one without gets the label marked default, else the first.
+        chosen = None
+        if new and image.pk not in has_default:
+            chosen = next((label for label, is_default in new if is_default), new[0][0])
+        classifications += [Classification(image=image, label=label, is_default=label is chosen) for label, _ in new]
+    Annotation.objects.bulk_create(annotations, batch_size=2000)
+    Classification.objects.bulk_create(classifications, batch_size=2000)
+    Image.objects.filter(pk__in=image_ids).update(annotation_revision=F("annotation_revision") + 1)
+    if user is not None and user.is_authenticated:
+        ImageStatus.objects.bulk_create(
+            [ImageStatus(image_id=pk, user=user, status=ImageStatus.Status.LABELED) for pk in image_ids],
+            update_conflicts=True, unique_fields=["image", "user"], update_fields=["status", "updated_at"],
+        )  # fmt: skip
