@@ -5,7 +5,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotations import documents, operations
+from annotations import documents, operations, services
 from config.api import StrictSerializer
 from projects.permissions import access_image, access_project
 
@@ -97,3 +97,12 @@ class BulkAnnotationsApi(APIView):
             }
             return Response(body, status=status.HTTP_409_CONFLICT)
         return Response({"saved": saved})
+
+
+class ImageSeenApi(APIView):
+    """The labeler says the requesting user has opened this image (status 'seen' unless already labeled)."""
+
+    @extend_schema(request=None, responses={204: None})
+    def post(self, request, image_id: int):
+        services.image_seen(image=access_image(request.user, image_id), user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)

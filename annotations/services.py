@@ -2,7 +2,7 @@
 
 from collections.abc import Iterable
 
-from annotations.models import Classification
+from annotations.models import Classification, ImageStatus
 from projects.models import Image, Label
 
 
@@ -26,3 +26,8 @@ def classifications_add(*, images: Iterable[Image], labels: list[Label]) -> None
             with_default.add(image.id)
             rows.append(Classification(image=image, label=label, is_default=is_default))
     Classification.objects.bulk_create(rows)
+
+
+def image_seen(*, image: Image, user) -> None:
+    """Mark the image seen by `user`, keeping a 'labeled' status."""
+    ImageStatus.objects.get_or_create(image=image, user=user, defaults={"status": ImageStatus.Status.SEEN})

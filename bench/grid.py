@@ -7,6 +7,7 @@ Run: .venv/bin/python bench/grid.py [--images N]
 
 import argparse
 import hashlib
+from urllib.parse import quote
 
 from harness import bench_database, machine, percentile, table, timed
 
@@ -48,6 +49,10 @@ def main() -> None:
             ("htmx partial, page 1", f"/projects/{project.id}/?page=1", {"HTTP_HX_REQUEST": "true"}),
             (f"htmx partial, page {last // 2}", f"/projects/{project.id}/?page={last // 2}", {"HTTP_HX_REQUEST": "true"}),
             (f"htmx partial, page {last} (last)", f"/projects/{project.id}/?page={last}", {"HTTP_HX_REQUEST": "true"}),
+            ("filter: labels expression", f"/projects/{project.id}/?labels=" + quote('("class 1" OR "class 2") AND NOT "class 3"'),
+             {"HTTP_HX_REQUEST": "true"}),
+            ("filter: labels + type + status", f"/projects/{project.id}/?labels=" + quote('"class 4"')
+             + "&type=single&status=not-seen", {"HTTP_HX_REQUEST": "true"}),
         ]
         rows = []
         for name, url, headers in cases:

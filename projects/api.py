@@ -12,6 +12,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from annotations import filters
 from config.api import StrictSerializer
 from projects import services, uploads
 from projects.imaging import MEDIA_TYPES
@@ -294,10 +295,22 @@ class ImageListApi(APIView):
         stored = ImageOutput(many=True)
         rejected = serializers.ListField(child=serializers.DictField())
 
-    @extend_schema(responses={200: ImageOutput(many=True)})
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("labels", str, description='Label expression, e.g. "(cat OR dog) AND NOT indoor".'),
+            OpenApiParameter("type", str, enum=list(filters.TYPES)),
+            OpenApiParameter("status", str, enum=list(filters.STATUSES), description="For the requesting user."),
+        ],
+        responses={200: ImageOutput(many=True)},
+    )
     def get(self, request, project_id: int):
         project = access_project(request.user, project_id)
-        images = Image.objects.for_project(project).prefetch_related("classifications__label").order_by("id")
+        images = filters.images_filter(
+            Image.objects.for_project(project), project=project, user=request.user,
+            labels=request.query_params.get("labels", ""), type=request.query_params.get("type", ""),
+            status=request.query_params.get("status", ""),
+        )  # fmt: skip
+        images = images.prefetch_related("classifications__label").order_by("id")
         paginator = ImagePagination()
         page = paginator.paginate_queryset(images, request, view=self)
         return paginator.get_paginated_response(ImageOutput(page, many=True).data)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -10,6 +12,7 @@ from django.db.models import Count
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from annotations import filters
 from projects import services
 from projects.forms import LabelForm, MemberForm, ProjectCreateForm, ProjectForm, RoleForm
 from projects.models import Image, Role
@@ -47,14 +50,21 @@ def project_list(request):
 def project_detail(request, project_id: int):
     """The image grid. An htmx request for another page gets only the grid partial."""
     project = access_project(request.user, project_id)
-    images = (
-        Image.objects.for_project(project)
-        .only("id", "name", "width", "height")
-        .prefetch_related("classifications__label")
-        .order_by("-id")
-    )
+    chosen = {key: request.GET.get(key, "").strip() for key in ("labels", "type", "status")}
+    images = Image.objects.for_project(project).only("id", "name", "width", "height")
+    filter_error = None
+    try:
+        images = filters.images_filter(images, project=project, user=request.user, **chosen)
+    except ValidationError as exc:
+        filter_error = " ".join(exc.messages)
+        images = images.none()
+    images = images.prefetch_related("classifications__label").order_by("-id")
     page = Paginator(images, GRID_PAGE_SIZE).get_page(request.GET.get("page"))
-    context = {"project": project, "page": page, "perms": project_permissions(request.user, project)}
+    context = {
+        "project": project, "page": page, "perms": project_permissions(request.user, project),
+        "filters": chosen, "filter_query": urlencode({k: v for k, v in chosen.items() if v}),
+        "filter_error": filter_error, "types": filters.TYPES, "statuses": filters.STATUSES,
+    }  # fmt: skip
     if request.htmx:
         return render(request, "projects/project_detail.html#grid", context)
     return render(request, "projects/project_detail.html", context)
