@@ -5,7 +5,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotations import documents, operations, services
+from annotations import documents, operations, selectors, services
 from config.api import StrictSerializer
 from projects.permissions import access_image, access_project
 
@@ -106,3 +106,42 @@ class ImageSeenApi(APIView):
     def post(self, request, image_id: int):
         services.image_seen(image=access_image(request.user, image_id), user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class HeartbeatApi(APIView):
+    """The labeler's "still here" every few seconds; the server measures the active time."""
+
+    class OutputSerializer(serializers.Serializer):
+        active_seconds = serializers.FloatField(help_text="This user's active seconds on this image today.")
+
+    @extend_schema(request=None, responses={200: OutputSerializer})
+    def post(self, request, image_id: int):
+        image = access_image(request.user, image_id, "annotate_project")
+        return Response({"active_seconds": round(services.labeling_heartbeat(image=image, user=request.user), 1)})
+
+
+class LabelingTimeApi(APIView):
+    """Spec 000's two tables; `?download=per_day` or `?download=totals` gives one of them as CSV."""
+
+    class QuerySerializer(serializers.Serializer):
+        start = serializers.DateField(required=False)
+        end = serializers.DateField(required=False)
+        user = serializers.IntegerField(required=False)
+        project = serializers.IntegerField(required=False)
+        download = serializers.ChoiceField(choices=["per_day", "totals"], required=False)
+
+    @extend_schema(parameters=[QuerySerializer], responses={200: dict})
+    def get(self, request):
+        query = self.QuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        params = query.validated_data
+        tables = selectors.labeling_time(
+            request.user,
+            selectors.TimeFilter(
+                start=params.get("start"), end=params.get("end"),
+                user_id=params.get("user"), project_id=params.get("project"),
+            ),
+        )  # fmt: skip
+        if "download" in params:
+            return selectors.labeling_time_csv(tables[params["download"]], filename=f"labeling-time-{params['download']}")
+        return Response(tables)

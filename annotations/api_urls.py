@@ -5,6 +5,8 @@ from annotations import api
 urlpatterns = [
     path("images/<int:image_id>/annotations/", api.ImageAnnotationsApi.as_view(), name="api-image-annotations"),
     path("images/<int:image_id>/seen/", api.ImageSeenApi.as_view(), name="api-image-seen"),
+    path("images/<int:image_id>/heartbeat/", api.HeartbeatApi.as_view(), name="api-heartbeat"),
+    path("labeling-time/", api.LabelingTimeApi.as_view(), name="api-labeling-time"),
     path("images/<int:image_id>/rasterize/", api.RasterizeApi.as_view(), name="api-rasterize"),
     path("images/<int:image_id>/polygonize/", api.PolygonizeApi.as_view(), name="api-polygonize"),
     path("projects/<int:project_id>/annotations/bulk/", api.BulkAnnotationsApi.as_view(), name="api-bulk-annotations"),

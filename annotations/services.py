@@ -2,6 +2,8 @@
 
 from collections.abc import Iterable
 
+from django.db import transaction
+
 from annotations.models import Classification, ImageStatus
 from projects.models import Image, Label
 
@@ -31,3 +33,32 @@ def classifications_add(*, images: Iterable[Image], labels: list[Label]) -> None
 def image_seen(*, image: Image, user) -> None:
     """Mark the image seen by `user`, keeping a 'labeled' status."""
     ImageStatus.objects.get_or_create(image=image, user=user, defaults={"status": ImageStatus.Status.SEEN})
+
+
+# Heartbeats further apart than this mean the person was away; the gap is not counted.
+IDLE_SECONDS = 60
+
+
+def labeling_heartbeat(*, image: Image, user, now=None) -> float:
+    """Count the time since this user's last heartbeat on this image today, if they were not idle.
+
+    Time is measured here, on the server: the client only says "still here".
+    Returns the active seconds of this user on this image today.
+    """
+    from django.utils import timezone
+
+    from annotations.models import LabelingSession
+
+    now = now or timezone.now()
+    with transaction.atomic():
+        session, created = LabelingSession.objects.select_for_update().get_or_create(
+            user=user, image=image, day=timezone.localdate(now),
+            defaults={"project_id": image.project_id, "last_heartbeat_at": now},
+        )  # fmt: skip
+        if not created:
+            gap = (now - session.last_heartbeat_at).total_seconds()
+            if 0 < gap <= IDLE_SECONDS:
+                session.active_seconds += gap
+            session.last_heartbeat_at = max(now, session.last_heartbeat_at)
+            session.save(update_fields=["active_seconds", "last_heartbeat_at"])
+    return session.active_seconds

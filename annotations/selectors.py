@@ -1,0 +1,74 @@
+"""Reads that cross users and projects: the labeling-time tables of spec 000."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+from dataclasses import dataclass
+
+from django.db.models import Q, QuerySet, Sum
+from django.http import HttpResponse
+
+from annotations.models import LabelingSession
+from projects.permissions import projects_for_user
+
+
+@dataclass(frozen=True)
+class TimeFilter:
+    start: dt.date | None = None
+    end: dt.date | None = None
+    user_id: int | None = None
+    project_id: int | None = None
+
+
+def labeling_sessions_visible(user) -> QuerySet[LabelingSession]:
+    """Everyone's time in projects where `user` manages members (owners, admins); elsewhere only their own."""
+    managed = projects_for_user(user, "manage_members_project").values("pk")
+    visible = projects_for_user(user).values("pk")
+    return LabelingSession.objects.filter(project__in=visible).filter(Q(project__in=managed) | Q(user=user))
+
+
+def labeling_time(user, filters: TimeFilter) -> dict:
+    """Two tables: seconds per day, project and user; and total seconds per project (and user)."""
+    sessions = labeling_sessions_visible(user)
+    if filters.start:
+        sessions = sessions.filter(day__gte=filters.start)
+    if filters.end:
+        sessions = sessions.filter(day__lte=filters.end)
+    if filters.user_id:
+        sessions = sessions.filter(user_id=filters.user_id)
+    if filters.project_id:
+        sessions = sessions.filter(project_id=filters.project_id)
+    per_day = (
+        sessions.values("day", "project_id", "project__name", "user_id", "user__username")
+        .annotate(seconds=Sum("active_seconds"))
+        .order_by("-day", "project__name", "user__username")
+    )
+    totals = (
+        sessions.values("project_id", "project__name", "user_id", "user__username")
+        .annotate(seconds=Sum("active_seconds"))
+        .order_by("project__name", "user__username")
+    )
+    return {
+        "per_day": [_row(r, day=True) for r in per_day],
+        "totals": [_row(r, day=False) for r in totals],
+    }
+
+
+def _row(row: dict, *, day: bool) -> dict:
+    out = {"day": row["day"].isoformat()} if day else {}
+    out.update({
+        "project": row["project_id"], "project_name": row["project__name"],
+        "user": row["user_id"], "username": row["user__username"], "seconds": round(row["seconds"], 1),
+    })  # fmt: skip
+    return out
+
+
+def labeling_time_csv(rows: list[dict], *, filename: str) -> HttpResponse:
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}.csv"'
+    columns = (["day"] if rows and "day" in rows[0] else []) + ["project", "project_name", "user", "username", "seconds"]
+    writer = csv.DictWriter(response, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    return response
