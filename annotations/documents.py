@@ -222,12 +222,13 @@ class StaleRevisions(Exception):
 
 
 @transaction.atomic
-def documents_save_many(*, project, user, items: Any, mode: str) -> list[dict]:
-    """Save annotations of many images in one transaction, for pre-labeling scripts.
+def documents_save_many(*, project, user, items: Any, mode: str, names: list[str] | None = None) -> list[dict]:
+    """Save annotations of many images in one transaction, for pre-labeling scripts and imports.
 
     `mode="replace"`: each item's shapes and classifications replace the image's, and its
     `revision` must be current (else StaleRevisions, nothing saved). `mode="append"`: shapes
-    and classifications are added to what is there; no revision is needed.
+    and classifications are added to what is there; no revision is needed. `mode="overwrite"`
+    (imports): replace without revisions. `names` name the items in error messages.
     """
     if not isinstance(items, list) or not items:
         raise ValidationError({"images": ["must be a non-empty list"]})
@@ -241,25 +242,23 @@ def documents_save_many(*, project, user, items: Any, mode: str) -> list[dict]:
     labels = project_labels(project.pk)
     plans, stale = [], {}
     for index, (item, image_id) in enumerate(zip(items, ids, strict=True)):
+        where = f"image {names[index]!r}" if names else f"images[{index}]"
         image = images.get(image_id)
         if image is None:
-            raise ValidationError({"images": [f"images[{index}]: image {image_id} is not an image of this project"]})
+            raise ValidationError({"images": [f"{where}: image {image_id} is not an image of this project"]})
         if mode == "replace" and item.get("revision") != image.annotation_revision:
             stale[image.pk] = image.annotation_revision
         shapes = item.get("shapes", [])
         if not isinstance(shapes, list):
-            raise ValidationError({"shapes": [f"images[{index}]: shapes must be a list"]})
+            raise ValidationError({"shapes": [f"{where}: shapes must be a list"]})
         cleaned = [
-            shape_clean(raw, where=f"images[{index}] shape {s}", image=image, labels=labels)
-            for s, raw in enumerate(shapes)
+            shape_clean(raw, where=f"{where} shape {s}", image=image, labels=labels) for s, raw in enumerate(shapes)
         ]
-        pairs = classifications_clean(
-            item.get("classifications", []), labels=labels, where=f"images[{index}] classifications"
-        )
+        pairs = classifications_clean(item.get("classifications", []), labels=labels, where=f"{where} classifications")
         plans.append((image, cleaned, pairs))
     if stale:
         raise StaleRevisions(stale)
-    _bulk_apply(project, user, plans, replace=mode == "replace")
+    _bulk_apply(project, user, plans, replace=mode in {"replace", "overwrite"})
     revisions = dict(Image.objects.filter(pk__in=ids).values_list("pk", "annotation_revision"))
     return [{"image": image_id, "revision": revisions[image_id]} for image_id in ids]
 

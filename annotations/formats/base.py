@@ -1,0 +1,100 @@
+"""What every format reads and writes: a plain, Django-free picture of a project's annotations.
+
+Exporting turns the database into a `Dataset` and a format writes it; importing has a format
+read a `Dataset`, which one service applies in one transaction. Formats know nothing of models.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from dataclasses import dataclass, field
+
+
+class FormatError(ValueError):
+    """The file cannot be imported; the message names the line, entry or field, for a person."""
+
+
+@dataclass
+class LabelInfo:
+    name: str
+    color: str = "#e6194b"
+    keypoint_template: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Shape:
+    label: str
+    kind: str
+    geometry: dict
+    occluded: bool = False
+    keypoints: list[dict] = field(default_factory=list)
+    attributes: dict = field(default_factory=dict)
+    source: str = "manual"
+    score: float | None = None
+
+
+@dataclass
+class DatasetImage:
+    name: str
+    width: int
+    height: int
+    classifications: list[str] = field(default_factory=list)  # the first is the default
+    shapes: list[Shape] = field(default_factory=list)
+    split: str = "train"  # "train" or "valid"
+    sha256: str = ""
+    content: bytes | None = None  # the image bytes, for formats that carry them
+    suffix: str = ".jpg"
+
+
+@dataclass
+class Dataset:
+    labels: list[LabelInfo] = field(default_factory=list)
+    images: list[DatasetImage] = field(default_factory=list)
+
+    def label(self, name: str) -> LabelInfo:
+        return next(label for label in self.labels if label.name == name)
+
+
+@dataclass
+class Summary:
+    """What an export wrote and what it could not hold; what an import read and what it skipped."""
+
+    images: int = 0
+    shapes: int = 0
+    classifications: int = 0
+    not_held: dict[str, int] = field(default_factory=dict)  # reason -> count
+    skipped: list[str] = field(default_factory=list)
+
+    def cannot_hold(self, reason: str, count: int = 1) -> None:
+        self.not_held[reason] = self.not_held.get(reason, 0) + count
+
+    def as_dict(self) -> dict:
+        return {
+            "images": self.images, "shapes": self.shapes, "classifications": self.classifications,
+            "not_held": [{"reason": r, "count": c} for r, c in sorted(self.not_held.items())],
+            "skipped": self.skipped,
+        }  # fmt: skip
+
+
+@dataclass
+class Exported:
+    filename: str
+    content: bytes
+    media_type: str
+    summary: Summary
+
+
+def zip_bytes(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def stem(name: str) -> str:
+    """An image name without its extension, keeping folders: 'a/b.png' -> 'a/b'."""
+    head, _, tail = name.rpartition("/")
+    base = tail.rsplit(".", 1)[0] if "." in tail else tail
+    return f"{head}/{base}" if head else base

@@ -1,0 +1,97 @@
+"""Sightline JSON: everything we store, with the seed's `name`, `mainClassificationLabel`, `classificationLabels`."""
+
+from __future__ import annotations
+
+import json
+
+from annotations.formats.base import Dataset, DatasetImage, Exported, FormatError, LabelInfo, Shape, Summary
+
+KEY = "json"
+VERSION = 1
+
+
+def write(dataset: Dataset) -> Exported:
+    summary = Summary(images=len(dataset.images))
+    images = []
+    for image in dataset.images:
+        summary.shapes += len(image.shapes)
+        summary.classifications += len(image.classifications)
+        images.append({
+            "name": image.name, "width": image.width, "height": image.height, "split": image.split,
+            "mainClassificationLabel": image.classifications[0] if image.classifications else None,
+            "classificationLabels": image.classifications,
+            "shapes": [shape.__dict__ for shape in image.shapes],
+        })  # fmt: skip
+    document = {
+        "format": "sightline",
+        "version": VERSION,
+        "labels": [label.__dict__ for label in dataset.labels],
+        "images": images,
+    }
+    content = json.dumps(document, indent=1, allow_nan=False).encode()
+    return Exported("annotations.json", content, "application/json", summary)
+
+
+def read(content: bytes, *, known: dict[str, tuple[int, int]] | None = None) -> Dataset:
+    try:
+        document = json.loads(content, parse_constant=_refuse_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FormatError(f"Not valid JSON: {exc}") from None
+    if not isinstance(document, (dict, list)):
+        raise FormatError("The JSON must be an object with 'images', or a list of images.")
+    # The seed's clients upload a bare list of images; ours is an object with labels too.
+    images = document if isinstance(document, list) else document.get("images")
+    if not isinstance(images, list):
+        raise FormatError("'images' must be a list.")
+    labels = [] if isinstance(document, list) else document.get("labels", [])
+    if not isinstance(labels, list):
+        raise FormatError("'labels' must be a list.")
+    dataset = Dataset(labels=[_label(raw, f"labels[{i}]") for i, raw in enumerate(labels)])
+    dataset.images = [_image(raw, f"images[{i}]") for i, raw in enumerate(images)]
+    return dataset
+
+
+def _refuse_constant(name: str):
+    raise FormatError(f"{name} is not a number JSON allows.")
+
+
+def _label(raw, where: str) -> LabelInfo:
+    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+        raise FormatError(f"{where}: must be an object with a 'name'.")
+    template = raw.get("keypoint_template", [])
+    if not isinstance(template, list) or not all(isinstance(n, str) for n in template):
+        raise FormatError(f"{where}.keypoint_template: must be a list of names.")
+    return LabelInfo(name=raw["name"], color=str(raw.get("color") or "#e6194b"), keypoint_template=template)
+
+
+def _image(raw, where: str) -> DatasetImage:
+    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+        raise FormatError(f"{where}: must be an object with a 'name'.")
+    labels = raw.get("classificationLabels", [])
+    if not isinstance(labels, list) or not all(isinstance(n, str) for n in labels):
+        raise FormatError(f"{where}.classificationLabels: must be a list of label names.")
+    main = raw.get("mainClassificationLabel")
+    if main is not None and not isinstance(main, str):
+        raise FormatError(f"{where}.mainClassificationLabel: must be a label name.")
+    ordered = ([main] if main else []) + [n for n in labels if n != main]
+    shapes = raw.get("shapes", [])
+    if not isinstance(shapes, list):
+        raise FormatError(f"{where}.shapes: must be a list.")
+    return DatasetImage(
+        name=raw["name"], width=int(raw.get("width") or 0), height=int(raw.get("height") or 0),
+        split=raw.get("split") if raw.get("split") in {"train", "valid"} else "train",
+        classifications=ordered, shapes=[_shape(s, f"{where}.shapes[{j}]") for j, s in enumerate(shapes)],
+    )  # fmt: skip
+
+
+def _shape(raw, where: str) -> Shape:
+    if not isinstance(raw, dict):
+        raise FormatError(f"{where}: must be an object.")
+    for key, kind in (("label", str), ("kind", str), ("geometry", dict)):
+        if not isinstance(raw.get(key), kind):
+            raise FormatError(f"{where}.{key}: missing or of the wrong type.")
+    return Shape(
+        label=raw["label"], kind=raw["kind"], geometry=raw["geometry"], occluded=bool(raw.get("occluded", False)),
+        keypoints=raw.get("keypoints") or [], attributes=raw.get("attributes") or {},
+        source=raw.get("source") or "manual", score=raw.get("score"),
+    )  # fmt: skip

@@ -1,0 +1,133 @@
+"""Moving a project's annotations in and out: build a Dataset from the database, apply one to it."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from annotations import documents
+from annotations.formats import FORMATS
+from annotations.formats.base import Dataset, DatasetImage, Exported, FormatError, LabelInfo, Shape, Summary
+from projects.models import Image, Label, Project
+from projects.services import label_create
+
+CHUNK = 2000  # images read per query batch, so memory stays flat on big projects
+
+
+def dataset_build(*, project: Project, with_content: bool = False, progress=None) -> Dataset:
+    """Everything the project holds, as a plain Dataset (image bytes only when a format carries them)."""
+    labels = list(project.labels.order_by("name"))
+    names = {label.pk: label.name for label in labels}
+    dataset = Dataset(labels=[LabelInfo(label.name, label.color, list(label.keypoint_template)) for label in labels])
+    rows = list(Image.objects.for_project(project).order_by("id").values_list(
+        "id", "name", "width", "height", "is_validation", "sha256", "file"
+    ))  # fmt: skip
+    for start in range(0, len(rows), CHUNK):
+        chunk = rows[start : start + CHUNK]
+        ids = [row[0] for row in chunk]
+        classifications = documents.classifications_read(image_ids=ids)
+        shapes = documents.shapes_read(image_ids=ids)
+        for image_id, name, width, height, is_validation, sha256, file_name in chunk:
+            image = DatasetImage(
+                name=name, width=width, height=height, split="valid" if is_validation else "train", sha256=sha256,
+                classifications=[c["name"] for c in classifications.get(image_id, [])],
+                shapes=[_shape(s, names) for s in shapes.get(image_id, [])],
+                suffix=file_name[file_name.rfind("."):] if "." in file_name else ".jpg",
+            )  # fmt: skip
+            if with_content:
+                image.content = _read_file(file_name)
+            dataset.images.append(image)
+        if progress:
+            progress(min(1.0, (start + len(chunk)) / max(len(rows), 1)))
+    return dataset
+
+
+def _read_file(name: str) -> bytes:
+    from django.core.files.storage import default_storage
+
+    with default_storage.open(name, "rb") as stored:
+        return stored.read()
+
+
+def _shape(row: dict, names: dict[int, str]) -> Shape:
+    return Shape(
+        label=names[row["label"]], kind=row["kind"], geometry=row["geometry"], occluded=row["occluded"],
+        keypoints=row["keypoints"], attributes=row["attributes"], source=row["source"], score=row["score"],
+    )  # fmt: skip
+
+
+def project_export(*, project: Project, format_key: str, progress=None) -> Exported:
+    module = FORMATS[format_key]
+    dataset = dataset_build(project=project, with_content=getattr(module, "CARRIES_IMAGES", False), progress=progress)
+    return module.write(dataset)
+
+
+@transaction.atomic
+def project_import(*, project: Project, user, format_key: str, content: bytes, mode: str = "append") -> Summary:
+    """Read the file and apply it in one transaction; a malformed file raises and imports nothing."""
+    module = FORMATS[format_key]
+    known = {name: (w, h) for name, w, h in Image.objects.for_project(project).values_list("name", "width", "height")}
+    try:
+        dataset = module.read(content, known=known)
+    except FormatError as exc:
+        raise ValidationError({"file": [str(exc)]}) from None
+    return dataset_apply(project=project, user=user, dataset=dataset, mode=mode)
+
+
+def dataset_apply(*, project: Project, user, dataset: Dataset, mode: str) -> Summary:
+    summary = Summary()
+    images = {image.name: image for image in Image.objects.for_project(project)}
+    by_sha = {image.sha256: image for image in images.values()}
+    labels = _labels_ensure(project, dataset)
+    items, names = [], []
+    for entry in dataset.images:
+        image = images.get(entry.name) or (by_sha.get(entry.sha256) if entry.sha256 else None)
+        if image is None:
+            summary.skipped.append(f"{entry.name}: no image of this name in the project")
+            continue
+        items.append({
+            "image": image.pk,
+            "classifications": [{"label": labels[name].pk} for name in entry.classifications],
+            "shapes": [_raw_shape(shape, labels) for shape in entry.shapes],
+        })  # fmt: skip
+        names.append(entry.name)
+        summary.images += 1
+        summary.shapes += len(entry.shapes)
+        summary.classifications += len(entry.classifications)
+    if items:
+        documents.documents_save_many(
+            project=project, user=user, items=items, mode="overwrite" if mode == "replace" else "append", names=names
+        )
+    return summary
+
+
+def _labels_ensure(project: Project, dataset: Dataset) -> dict[str, Label]:
+    """The project's labels by name, creating those the file names (with its colours and templates)."""
+    labels = {label.name: label for label in project.labels.all()}
+    infos = {info.name: info for info in dataset.labels}
+    wanted = list(infos) + [n for image in dataset.images for n in image.classifications]
+    wanted += [shape.label for image in dataset.images for shape in image.shapes]
+    for name in dict.fromkeys(wanted):
+        if name in labels:
+            continue
+        info = infos.get(name)
+        try:
+            labels[name] = label_create(
+                project=project, name=name,
+                color=info.color if info and _is_color(info.color) else None,
+                keypoint_template=info.keypoint_template if info else None,
+            )  # fmt: skip
+        except ValidationError as exc:
+            raise ValidationError({"file": [f"Label {name!r}: {' '.join(exc.messages)}"]}) from None
+    return labels
+
+
+def _is_color(value: str) -> bool:
+    return len(value) == 7 and value.startswith("#") and all(c in "0123456789abcdefABCDEF" for c in value[1:])
+
+
+def _raw_shape(shape: Shape, labels: dict[str, Label]) -> dict:
+    return {
+        "label": labels[shape.label].pk, "kind": shape.kind, "geometry": shape.geometry, "occluded": shape.occluded,
+        "keypoints": shape.keypoints, "attributes": shape.attributes, "source": shape.source, "score": shape.score,
+    }  # fmt: skip
