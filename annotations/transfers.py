@@ -91,6 +91,8 @@ def dataset_apply(*, project: Project, user, dataset: Dataset, mode: str) -> Sum
             "shapes": [_raw_shape(shape, labels) for shape in entry.shapes],
         })  # fmt: skip
         names.append(entry.name)
+        if dataset.splits_known and image.is_validation != (entry.split == "valid"):
+            Image.objects.filter(pk=image.pk).update(is_validation=entry.split == "valid")
         summary.images += 1
         summary.shapes += len(entry.shapes)
         summary.classifications += len(entry.classifications)

@@ -1,5 +1,16 @@
-"""Import and export formats, one module each; every format imports what it exports."""
+"""Import and export formats, one module each; every format imports what it exports.
 
-from annotations.formats import coco, csv_labels, sightline_json
+A format has a KEY, `write(dataset) -> Exported` and `read(content, known=...) -> Dataset`,
+where `known` maps the project's image names to their sizes. CARRIES_IMAGES marks a format
+whose files hold the image bytes themselves.
+"""
 
-FORMATS = {module.KEY: module for module in (csv_labels, sightline_json, coco)}
+from annotations.formats import classification_zip, coco, csv_labels, masks, sightline_json, voc, yolo
+
+FORMATS = {
+    module.KEY: module
+    for module in (
+        csv_labels, sightline_json, coco, yolo.detection, yolo.segmentation, voc, masks.png_masks, masks.bw_masks,
+        classification_zip,
+    )
+}  # fmt: skip

@@ -51,6 +51,7 @@ class DatasetImage:
 class Dataset:
     labels: list[LabelInfo] = field(default_factory=list)
     images: list[DatasetImage] = field(default_factory=list)
+    splits_known: bool = False  # the file says which images are in the validation set
 
     def label(self, name: str) -> LabelInfo:
         return next(label for label in self.labels if label.name == name)
@@ -98,3 +99,40 @@ def stem(name: str) -> str:
     head, _, tail = name.rpartition("/")
     base = tail.rsplit(".", 1)[0] if "." in tail else tail
     return f"{head}/{base}" if head else base
+
+
+def read_zip(content: bytes) -> dict[str, bytes]:
+    """A ZIP's files by path, through the same safety checks as image uploads (paths, bombs, sizes)."""
+    from django.conf import settings
+
+    from projects import archives
+
+    limits = archives.Limits(
+        max_entries=settings.SIGHTLINE_ZIP_MAX_ENTRIES,
+        max_unpacked_bytes=settings.SIGHTLINE_ZIP_MAX_UNPACKED_BYTES,
+        max_ratio=settings.SIGHTLINE_ZIP_MAX_RATIO,
+        max_entry_bytes=settings.SIGHTLINE_MAX_UPLOAD_BYTES,
+    )
+    try:
+        entries = list(archives.read_entries(io.BytesIO(content), limits=limits))
+    except archives.ArchiveRejected as exc:
+        raise FormatError(str(exc)) from None
+    for entry in entries:
+        if entry.refusal:
+            raise FormatError(f"{entry.path}: {entry.refusal}")
+    return {entry.path: entry.data for entry in entries}
+
+
+def flat_name(name: str) -> str:
+    """An image name as one path segment (its folders joined by '__'), for formats with a file per image."""
+    return name.replace("/", "__")
+
+
+def by_stem(known: dict[str, tuple[int, int]] | None) -> dict[str, str]:
+    """Image names keyed by their flattened stem, to find the image a per-image file belongs to."""
+    return {stem(flat_name(name)): name for name in (known or {})}
+
+
+def tidy(value: float) -> float:
+    """Undo arithmetic noise from normalising or subtracting: a millionth of a pixel is below anything drawn."""
+    return round(value, 6) + 0.0

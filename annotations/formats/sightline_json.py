@@ -46,7 +46,7 @@ def read(content: bytes, *, known: dict[str, tuple[int, int]] | None = None) -> 
     labels = [] if isinstance(document, list) else document.get("labels", [])
     if not isinstance(labels, list):
         raise FormatError("'labels' must be a list.")
-    dataset = Dataset(labels=[_label(raw, f"labels[{i}]") for i, raw in enumerate(labels)])
+    dataset = Dataset(labels=[_label(raw, f"labels[{i}]") for i, raw in enumerate(labels)], splits_known=True)
     dataset.images = [_image(raw, f"images[{i}]") for i, raw in enumerate(images)]
     return dataset
 

@@ -1,0 +1,113 @@
+"""YOLO detection (`yolo`) and segmentation (`yolo-seg`): one text file per image, normalised coordinates.
+
+A ZIP with `obj.names` (one class a line), `data.yaml`, and `labels/<image>.txt`. Every image
+gets its file, empty when it holds no object (a background image, as YOLO expects).
+"""
+
+from __future__ import annotations
+
+from annotations.formats.base import (
+    Dataset, DatasetImage, Exported, FormatError, LabelInfo, Shape, Summary, by_stem, flat_name, read_zip, stem,
+    tidy, zip_bytes,
+)  # fmt: skip
+
+
+def _number(value: float) -> str:
+    return f"{value:.10g}"
+
+
+class _Yolo:
+    def __init__(self, key: str, kinds: set[str]):
+        self.KEY, self.kinds = key, kinds
+
+    def write(self, dataset: Dataset) -> Exported:
+        summary = Summary(images=len(dataset.images))
+        index = {label.name: i for i, label in enumerate(dataset.labels)}
+        files = {}
+        for image in dataset.images:
+            lines = []
+            for shape in image.shapes:
+                lines += self._lines(shape, image, index[shape.label], summary)
+            if image.classifications:
+                summary.cannot_hold("image classification labels (YOLO holds objects only)", len(image.classifications))
+            files[f"labels/{stem(flat_name(image.name))}.txt"] = "".join(f"{line}\n" for line in lines).encode()
+        names = [label.name for label in dataset.labels]
+        files["obj.names"] = "".join(f"{n}\n" for n in names).encode()
+        yaml_names = ", ".join('"' + n.replace('"', '\\"') + '"' for n in names)
+        files["data.yaml"] = f"nc: {len(names)}\nnames: [{yaml_names}]\n".encode()
+        return Exported(f"{self.KEY}.zip", zip_bytes(files), "application/zip", summary)
+
+    def _lines(self, shape: Shape, image: DatasetImage, cls: int, summary: Summary) -> list[str]:
+        if shape.kind not in self.kinds:
+            summary.cannot_hold(f"{shape.kind} objects ({self.KEY} holds {_kinds_text(self.kinds)} only)")
+            return []
+        w, h = image.width, image.height
+        if shape.kind == "box":
+            g = shape.geometry
+            values = [(g["x"] + g["width"] / 2) / w, (g["y"] + g["height"] / 2) / h, g["width"] / w, g["height"] / h]
+            summary.shapes += 1
+            return [" ".join([str(cls), *map(_number, values)])]
+        parts = shape.geometry["parts"]
+        if any(part["holes"] for part in parts):
+            summary.cannot_hold(f"polygon holes ({self.KEY} has none; the outlines are kept)",
+                                sum(len(p["holes"]) for p in parts))  # fmt: skip
+        if len(parts) > 1:
+            summary.cannot_hold(f"polygon parts beyond the first ({self.KEY} writes each part as its own object)",
+                                len(parts) - 1)  # fmt: skip
+        summary.shapes += 1
+        return [" ".join([str(cls), *(_number(v) for x, y in part["outer"] for v in (x / w, y / h))]) for part in parts]
+
+    def read(self, content: bytes, *, known: dict[str, tuple[int, int]] | None = None) -> Dataset:
+        files = read_zip(content)
+        names = _class_names(files)
+        dataset = Dataset(labels=[LabelInfo(name) for name in names])
+        stems = by_stem(known)
+        for path, data in sorted(files.items()):
+            if not (path.startswith("labels/") and path.endswith(".txt")):
+                continue
+            name = stems.get(path.removeprefix("labels/").removesuffix(".txt"))
+            if name is None:
+                dataset.images.append(DatasetImage(name=path, width=0, height=0))  # reported as not found
+                continue
+            width, height = known[name]
+            image = DatasetImage(name=name, width=width, height=height)
+            for number, line in enumerate(data.decode("utf-8", "replace").splitlines(), start=1):
+                if line.strip():
+                    image.shapes.append(self._shape(line, names, width, height, f"{path} line {number}"))
+            dataset.images.append(image)
+        return dataset
+
+    def _shape(self, line: str, names: list[str], width: int, height: int, where: str) -> Shape:
+        fields = line.split()
+        try:
+            cls, values = int(fields[0]), [float(v) for v in fields[1:]]
+        except (ValueError, IndexError):
+            raise FormatError(f"{where}: expected a class number and then numbers.") from None
+        if not 0 <= cls < len(names):
+            raise FormatError(f"{where}: class {cls} is not in obj.names ({len(names)} classes).")
+        if "box" in self.kinds:
+            if len(values) != 4:
+                raise FormatError(f"{where}: expected class cx cy w h, got {len(fields)} fields.")
+            cx, cy, bw, bh = values
+            geometry = {"x": tidy((cx - bw / 2) * width), "y": tidy((cy - bh / 2) * height),
+                        "width": tidy(bw * width), "height": tidy(bh * height)}  # fmt: skip
+            return Shape(label=names[cls], kind="box", geometry=geometry)
+        if len(values) < 6 or len(values) % 2:
+            raise FormatError(f"{where}: a polygon needs at least 3 x y pairs.")
+        outer = [[tidy(values[i] * width), tidy(values[i + 1] * height)] for i in range(0, len(values), 2)]
+        return Shape(label=names[cls], kind="polygon", geometry={"parts": [{"outer": outer, "holes": []}]})
+
+
+def _kinds_text(kinds: set[str]) -> str:
+    return "boxes" if kinds == {"box"} else "polygons"
+
+
+def _class_names(files: dict[str, bytes]) -> list[str]:
+    for candidate in ("obj.names", "classes.txt"):
+        if candidate in files:
+            return [n.strip() for n in files[candidate].decode("utf-8", "replace").splitlines() if n.strip()]
+    raise FormatError("The ZIP needs obj.names (or classes.txt) with one class name per line.")
+
+
+detection = _Yolo("yolo", {"box"})
+segmentation = _Yolo("yolo-seg", {"polygon"})
