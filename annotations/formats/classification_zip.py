@@ -13,7 +13,15 @@ import hashlib
 import io
 
 from annotations.formats.base import (
-    Dataset, DatasetImage, Exported, FormatError, LabelInfo, Summary, flat_name, read_zip, zip_bytes,
+    Dataset,
+    DatasetImage,
+    Exported,
+    FormatError,
+    LabelInfo,
+    Summary,
+    flat_name,
+    read_zip,
+    zip_bytes,
 )  # fmt: skip
 
 KEY = "classification-zip"

@@ -17,7 +17,17 @@ from PIL import Image as PILImage
 
 from annotations import geometry as geo
 from annotations.formats.base import (
-    Dataset, DatasetImage, Exported, FormatError, LabelInfo, Shape, Summary, by_stem, flat_name, read_zip, stem,
+    Dataset,
+    DatasetImage,
+    Exported,
+    FormatError,
+    LabelInfo,
+    Shape,
+    Summary,
+    by_stem,
+    flat_name,
+    read_zip,
+    stem,
     zip_bytes,
 )  # fmt: skip
 

@@ -8,8 +8,19 @@ from defusedxml import ElementTree as SafeET
 from defusedxml.common import DefusedXmlException
 
 from annotations.formats.base import (
-    Dataset, DatasetImage, Exported, FormatError, LabelInfo, Shape, Summary, by_stem, flat_name, read_zip, stem,
-    tidy, zip_bytes,
+    Dataset,
+    DatasetImage,
+    Exported,
+    FormatError,
+    LabelInfo,
+    Shape,
+    Summary,
+    by_stem,
+    flat_name,
+    read_zip,
+    stem,
+    tidy,
+    zip_bytes,
 )  # fmt: skip
 
 KEY = "voc"

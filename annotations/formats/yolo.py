@@ -7,8 +7,19 @@ gets its file, empty when it holds no object (a background image, as YOLO expect
 from __future__ import annotations
 
 from annotations.formats.base import (
-    Dataset, DatasetImage, Exported, FormatError, LabelInfo, Shape, Summary, by_stem, flat_name, read_zip, stem,
-    tidy, zip_bytes,
+    Dataset,
+    DatasetImage,
+    Exported,
+    FormatError,
+    LabelInfo,
+    Shape,
+    Summary,
+    by_stem,
+    flat_name,
+    read_zip,
+    stem,
+    tidy,
+    zip_bytes,
 )  # fmt: skip
 
 
