@@ -1,13 +1,19 @@
 """Annotations over REST: an image's whole document, read and saved against its revision."""
 
+import json
+
+from django.http import FileResponse, Http404, HttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotations import documents, operations, selectors, services
+from annotations import documents, operations, selectors, services, transfers
+from annotations.formats import FORMATS
+from annotations.formats.base import FormatError
 from config.api import StrictSerializer
-from projects.permissions import access_image, access_project
+from projects.permissions import access_image, access_project, project_permissions
 
 
 class ImageAnnotationsApi(APIView):
@@ -145,3 +151,97 @@ class LabelingTimeApi(APIView):
         if "download" in params:
             return selectors.labeling_time_csv(tables[params["download"]], filename=f"labeling-time-{params['download']}")
         return Response(tables)
+
+
+def _job_body(job) -> dict:
+    return {
+        "id": job.pk, "project": job.project_id, "direction": job.direction, "format": job.format, "mode": job.mode,
+        "status": job.status, "progress": job.progress, "summary": job.summary, "error": job.error,
+        "download_url": f"/api/transfers/{job.pk}/file/" if job.direction == "export" and job.status == "finished"
+        else None,
+        "created_at": job.created_at.isoformat(),
+        "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+    }  # fmt: skip
+
+
+class ExportApi(APIView):
+    """The file at once for a project of up to 2,000 images; otherwise (or with ?background=1) a job (202)."""
+
+    class QuerySerializer(serializers.Serializer):
+        format = serializers.ChoiceField(choices=list(FORMATS))
+        background = serializers.BooleanField(required=False, default=False)
+
+    @extend_schema(parameters=[QuerySerializer], responses={(200, "application/octet-stream"): bytes, 202: dict})
+    def get(self, request, project_id: int):
+        project = access_project(request.user, project_id, "export_project")
+        query = self.QuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        format_key = query.validated_data["format"]
+        if query.validated_data["background"] or project.images.count() > transfers.SYNC_EXPORT_IMAGES:
+            job = transfers.transfer_start(project=project, user=request.user, direction="export", format_key=format_key)
+            return Response(_job_body(job), status=status.HTTP_202_ACCEPTED)
+        try:
+            exported = transfers.project_export(project=project, format_key=format_key)
+        except FormatError as exc:
+            return Response({"format": [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
+        response = HttpResponse(exported.content, content_type=exported.media_type)
+        response["Content-Disposition"] = f'attachment; filename="{exported.filename}"'
+        response["X-Sightline-Summary"] = json.dumps(exported.summary.as_dict(), separators=(",", ":"))
+        return response
+
+
+class ImportApi(APIView):
+    """Small files are imported at once (200 with the summary); larger ones, or ?background=1, as a job (202)."""
+
+    parser_classes = [MultiPartParser]
+
+    class InputSerializer(StrictSerializer):
+        format = serializers.ChoiceField(choices=list(FORMATS))
+        file = serializers.FileField()
+        mode = serializers.ChoiceField(choices=["append", "replace"], default="append")
+        background = serializers.BooleanField(required=False, default=False)
+
+    @extend_schema(request={"multipart/form-data": InputSerializer}, responses={200: dict, 202: dict})
+    def post(self, request, project_id: int):
+        project = access_project(request.user, project_id, "annotate_project")
+        data = self.InputSerializer(data={**{k: request.POST.get(k) for k in request.POST}, **request.FILES.dict()})
+        data.is_valid(raise_exception=True)
+        upload, format_key, mode = (data.validated_data[k] for k in ("file", "format", "mode"))
+        if data.validated_data["background"] or upload.size > transfers.SYNC_IMPORT_BYTES:
+            job = transfers.transfer_start(
+                project=project, user=request.user, direction="import", format_key=format_key, upload=upload, mode=mode
+            )
+            return Response(_job_body(job), status=status.HTTP_202_ACCEPTED)
+        summary = transfers.project_import(
+            project=project, user=request.user, format_key=format_key, content=upload.read(), mode=mode,
+            may_create_labels="manage_labels_project" in project_permissions(request.user, project),
+        )  # fmt: skip
+        return Response({"summary": summary.as_dict()})
+
+
+class TransferApi(APIView):
+    @extend_schema(responses={200: dict})
+    def get(self, request, job_id: int):
+        return Response(_job_body(_job(request, job_id)))
+
+
+class TransferFileApi(APIView):
+    @extend_schema(responses={(200, "application/octet-stream"): bytes})
+    def get(self, request, job_id: int):
+        job = _job(request, job_id)
+        if job.direction != "export" or job.status != "finished":
+            raise Http404("This job has no file to download (yet).")
+        return FileResponse(job.file.open("rb"), as_attachment=True, filename=job.filename)
+
+
+def _job(request, job_id: int):
+    from annotations.models import TransferJob
+
+    job = TransferJob.objects.filter(pk=job_id).first()
+    if job is None:
+        raise Http404("No such job.")
+    try:
+        access_project(request.user, job.project_id, f"{'export' if job.direction == 'export' else 'annotate'}_project")
+    except Http404:
+        raise Http404("No such job.") from None
+    return job

@@ -63,7 +63,9 @@ def project_export(*, project: Project, format_key: str, progress=None) -> Expor
 
 
 @transaction.atomic
-def project_import(*, project: Project, user, format_key: str, content: bytes, mode: str = "append") -> Summary:
+def project_import(
+    *, project: Project, user, format_key: str, content: bytes, mode: str = "append", may_create_labels: bool = True
+) -> Summary:
     """Read the file and apply it in one transaction; a malformed file raises and imports nothing."""
     module = FORMATS[format_key]
     known = {name: (w, h) for name, w, h in Image.objects.for_project(project).values_list("name", "width", "height")}
@@ -71,14 +73,14 @@ def project_import(*, project: Project, user, format_key: str, content: bytes, m
         dataset = module.read(content, known=known)
     except FormatError as exc:
         raise ValidationError({"file": [str(exc)]}) from None
-    return dataset_apply(project=project, user=user, dataset=dataset, mode=mode)
+    return dataset_apply(project=project, user=user, dataset=dataset, mode=mode, may_create_labels=may_create_labels)
 
 
-def dataset_apply(*, project: Project, user, dataset: Dataset, mode: str) -> Summary:
+def dataset_apply(*, project: Project, user, dataset: Dataset, mode: str, may_create_labels: bool = True) -> Summary:
     summary = Summary()
     images = {image.name: image for image in Image.objects.for_project(project)}
     by_sha = {image.sha256: image for image in images.values()}
-    labels = _labels_ensure(project, dataset)
+    labels = _labels_ensure(project, dataset, may_create=may_create_labels)
     items, names = [], []
     for entry in dataset.images:
         image = images.get(entry.name) or (by_sha.get(entry.sha256) if entry.sha256 else None)
@@ -103,7 +105,7 @@ def dataset_apply(*, project: Project, user, dataset: Dataset, mode: str) -> Sum
     return summary
 
 
-def _labels_ensure(project: Project, dataset: Dataset) -> dict[str, Label]:
+def _labels_ensure(project: Project, dataset: Dataset, *, may_create: bool) -> dict[str, Label]:
     """The project's labels by name, creating those the file names (with its colours and templates)."""
     labels = {label.name: label for label in project.labels.all()}
     infos = {info.name: info for info in dataset.labels}
@@ -112,6 +114,10 @@ def _labels_ensure(project: Project, dataset: Dataset) -> dict[str, Label]:
     for name in dict.fromkeys(wanted):
         if name in labels:
             continue
+        if not may_create:
+            raise ValidationError(
+                {"file": [f"Label {name!r} is not in this project, and your role may not create labels."]}
+            )
         info = infos.get(name)
         try:
             labels[name] = label_create(
@@ -133,3 +139,77 @@ def _raw_shape(shape: Shape, labels: dict[str, Label]) -> dict:
         "label": labels[shape.label].pk, "kind": shape.kind, "geometry": shape.geometry, "occluded": shape.occluded,
         "keypoints": shape.keypoints, "attributes": shape.attributes, "source": shape.source, "score": shape.score,
     }  # fmt: skip
+
+
+# --- background jobs -------------------------------------------------------------------------
+
+# Below these, the API answers at once; above, it starts a job and answers 202.
+SYNC_EXPORT_IMAGES = 2000
+SYNC_IMPORT_BYTES = 5 * 1024 * 1024
+
+
+def transfer_start(*, project: Project, user, direction: str, format_key: str, upload=None, mode: str = "append"):
+    """Create the job row and queue its task once the row is committed."""
+    from django_q.tasks import async_task
+
+    from annotations.models import TransferJob
+
+    if format_key not in FORMATS:
+        raise ValidationError({"format": [f"Unknown format {format_key!r}; use one of {', '.join(FORMATS)}."]})
+    job = TransferJob(project=project, created_by=user, direction=direction, format=format_key, mode=mode)
+    if upload is not None:
+        job.file.save(upload.name or "upload", upload, save=False)
+        job.filename = upload.name or "upload"
+    job.save()
+    transaction.on_commit(lambda: async_task("annotations.tasks.transfer_run", job.pk))
+    return job
+
+
+def transfer_run(*, job_id: int) -> None:
+    """Run a queued job; a job that is no longer queued (ran already, or was picked twice) is left alone."""
+    from django.core.files.base import ContentFile
+    from django.utils import timezone
+
+    from annotations.models import TransferJob
+
+    claimed = TransferJob.objects.filter(pk=job_id, status=TransferJob.Status.QUEUED).update(
+        status=TransferJob.Status.RUNNING
+    )
+    if not claimed:
+        return
+    job = TransferJob.objects.select_related("project", "created_by").get(pk=job_id)
+
+    def progress(fraction: float) -> None:
+        TransferJob.objects.filter(pk=job.pk).update(progress=round(min(max(fraction, 0.0), 1.0), 3))
+
+    try:
+        if job.direction == TransferJob.Direction.EXPORT:
+            exported = project_export(project=job.project, format_key=job.format, progress=progress)
+            job.file.save(exported.filename, ContentFile(exported.content), save=False)
+            job.filename, job.summary = exported.filename, exported.summary.as_dict()
+        else:
+            with job.file.open("rb") as stored:
+                content = stored.read()
+            job.summary = project_import(
+                project=job.project, user=job.created_by, format_key=job.format, content=content, mode=job.mode,
+                may_create_labels=_may_create_labels(job.created_by, job.project),
+            ).as_dict()
+        job.status = TransferJob.Status.FINISHED
+    except (ValidationError, FormatError) as exc:
+        job.status, job.error = TransferJob.Status.FAILED, " ".join(getattr(exc, "messages", [str(exc)]))
+    except Exception as exc:  # a job reports every failure on its row instead of dying silently
+        job.status, job.error = TransferJob.Status.FAILED, f"Unexpected error: {type(exc).__name__}: {exc}"
+        raise
+    finally:
+        job.finished_at = timezone.now()
+        fields = ["status", "error", "summary", "file", "filename", "finished_at"]
+        if job.status == TransferJob.Status.FINISHED:
+            job.progress = 1.0
+            fields.append("progress")
+        job.save(update_fields=fields)
+
+
+def _may_create_labels(user, project: Project) -> bool:
+    from projects.permissions import project_permissions
+
+    return user is not None and "manage_labels_project" in project_permissions(user, project)

@@ -43,6 +43,8 @@ def write(dataset: Dataset) -> Exported:
                 continue
             _object(root, shape)
             summary.shapes += 1
+            if shape.keypoints:
+                summary.cannot_hold("keypoints (Pascal VOC has none)", len(shape.keypoints))
         if image.classifications:
             summary.cannot_hold("image classification labels (Pascal VOC holds objects only)", len(image.classifications))
         files[f"Annotations/{stem(flat_name(image.name))}.xml"] = ET.tostring(root, encoding="utf-8", xml_declaration=True)

@@ -52,6 +52,8 @@ class _Yolo:
         if shape.kind not in self.kinds:
             summary.cannot_hold(f"{shape.kind} objects ({self.KEY} holds {_kinds_text(self.kinds)} only)")
             return []
+        if shape.keypoints:
+            summary.cannot_hold(f"keypoints ({self.KEY} has none)", len(shape.keypoints))
         w, h = image.width, image.height
         if shape.kind == "box":
             g = shape.geometry

@@ -134,6 +134,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 100,
     "EXCEPTION_HANDLER": "config.api.exception_handler",
+    # `?format=` names an export format (coco, yolo, ...), not a DRF renderer.
+    "URL_FORMAT_OVERRIDE": None,
     "DEFAULT_THROTTLE_RATES": {"auth": os.environ.get("SIGHTLINE_AUTH_RATE", "30/minute")},
 }
 SPECTACULAR_SETTINGS = {

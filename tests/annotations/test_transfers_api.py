@@ -1,0 +1,201 @@
+"""Export and import through the API: every format into a second project, bad files, background jobs."""
+
+import io
+import json
+import zipfile
+
+import numpy as np
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from annotations.geometry import encode_mask
+from annotations.models import Annotation, Classification, TransferJob
+from projects.models import Image, Label, Role
+from projects.services import membership_grant
+from projects.uploads import images_upload
+from tests.conftest import client_for
+from tests.factories import UserFactory, image_bytes, make_project
+
+pytestmark = pytest.mark.django_db
+
+FILES = [("a.png", (200, 10, 10)), ("b.png", (10, 200, 10))]
+
+
+def make(user, name):
+    project = make_project(owner=user, name=name)
+    files = [SimpleUploadedFile(n, image_bytes(width=64, height=48, color=c)) for n, c in FILES]
+    images = {i.name: i for i in images_upload(project=project, user=user, files=files, labels=[]).stored}
+    return project, images
+
+
+@pytest.fixture
+def source(user, api):
+    project, images = make(user, "Source")
+    gull = Label.objects.create(project=project, name="gull", color="#123456", keypoint_template=["beak"])
+    tern = Label.objects.create(project=project, name="tern")
+    mask = np.zeros((48, 64), dtype=bool)
+    mask[20:30, 5:15] = True
+    api.put(f"/api/images/{images['a.png'].id}/annotations/", {"revision": 0, "classifications": [{"label": tern.id}],
+        "shapes": [
+            {"label": gull.id, "kind": "box", "geometry": {"x": 2, "y": 3, "width": 20, "height": 10},
+             "keypoints": [{"name": "beak", "x": 5, "y": 6, "visible": True}], "occluded": True},
+            {"label": tern.id, "kind": "polygon", "geometry": {"parts": [{"outer": [[30, 5], [60, 5], [45, 40]], "holes": []}]}},
+            {"label": tern.id, "kind": "mask", "geometry": {"rle": encode_mask(mask)}},
+            {"label": gull.id, "kind": "polyline", "geometry": {"points": [[1, 1], [10, 10]]}},
+        ]}, format="json")  # fmt: skip
+    api.put(f"/api/images/{images['b.png'].id}/annotations/", {"revision": 0, "classifications": [
+        {"label": gull.id}, {"label": tern.id, "default": True}]}, format="json")  # fmt: skip
+    return project
+
+
+def export(api, project, key):
+    response = api.get(f"/api/projects/{project.id}/export/", {"format": key})
+    assert response.status_code == 200, response.content
+    return response
+
+
+def import_(api, project, key, content, **extra):
+    upload = SimpleUploadedFile(f"upload.{key}", content)
+    return api.post(f"/api/projects/{project.id}/import/", {"format": key, "file": upload, **extra}, format="multipart")
+
+
+def document(api, image):
+    doc = api.get(f"/api/images/{image.id}/annotations/").json()
+    shapes = sorted((Label.objects.get(pk=s["label"]).name, s["kind"], json.dumps(s["geometry"], sort_keys=True),
+                     s["occluded"], json.dumps(s["keypoints"])) for s in doc["shapes"])  # fmt: skip
+    return [c["name"] for c in doc["classifications"]], shapes
+
+
+@pytest.mark.parametrize(
+    ("key", "kinds", "classifications", "fields"),
+    [
+        ("json", {"box", "polygon", "mask", "polyline"}, True, 5),
+        ("coco", {"box", "polygon", "mask"}, False, 5),
+        ("csv", set(), True, 5),
+        ("yolo", {"box"}, False, 3),  # label, kind, geometry
+        ("yolo-seg", {"polygon"}, False, 3),
+        ("voc", {"box"}, False, 4),  # and occluded
+        ("classification-zip", set(), True, 5),
+    ],
+)
+def test_export_then_import_into_a_second_project(api, user, source, key, kinds, classifications, fields):
+    target, images = make(user, "Target")
+    exported = export(api, source, key)
+    response = import_(api, target, key, exported.content)
+    assert response.status_code == 200, response.json()
+    source_images = {i.name: i for i in source.images.all()}
+    for name in ("a.png", "b.png"):
+        want_classes, want_shapes = document(api, source_images[name])
+        got_classes, got_shapes = document(api, images[name])
+        assert got_classes == (want_classes if classifications else [])
+        assert [s[:fields] for s in got_shapes] == [s[:fields] for s in want_shapes if s[1] in kinds]
+    summary = json.loads(exported["X-Sightline-Summary"])
+    assert summary["images"] == 2
+
+
+@pytest.mark.parametrize("key", ["png-masks", "bw-masks-zip"])
+def test_bitmap_formats_bring_areas_back_as_masks(api, user, source, key):
+    target, images = make(user, "Target")
+    response = import_(api, target, key, export(api, source, key).content)
+    assert response.status_code == 200, response.json()
+    kinds = sorted(Annotation.objects.filter(image=images["a.png"]).values_list("label__name", "kind"))
+    assert kinds == [("gull", "mask"), ("tern", "mask"), ("tern", "mask")]
+    assert response.json()["summary"]["shapes"] == 3
+
+
+def test_the_export_summary_names_what_the_format_cannot_hold(api, source):
+    summary = json.loads(export(api, source, "coco")["X-Sightline-Summary"])
+    assert summary["shapes"] == 3
+    assert summary["not_held"] == [
+        {"reason": "image classification labels (COCO instances has none)", "count": 3},
+        {"reason": "polyline objects (COCO instances has no polyline)", "count": 1},
+    ]
+
+
+def test_import_replace_mode_replaces_and_append_adds(api, user, source):
+    exported = export(api, source, "json").content
+    import_(api, source, "json", exported)
+    assert Annotation.objects.filter(image__project=source).count() == 8
+    import_(api, source, "json", exported, mode="replace")
+    assert Annotation.objects.filter(image__project=source).count() == 4
+
+
+@pytest.mark.parametrize(
+    ("key", "content", "message"),
+    [
+        ("json", b"{not json", "Not valid JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"),
+        ("json", b'{"images": [{"name": "a.png", "shapes": [{"label": "x", "kind": "box"}]}]}',
+         "images[0].shapes[0].geometry: missing or of the wrong type."),
+        ("json", b'{"images": [{"name": "a.png", "shapes": [{"label": "x", "kind": "polygon", "geometry": '
+                 b'{"parts": [{"outer": [[0, 0], [1, 1]]}]}}]}]}',
+         "image 'a.png' shape 0: polygon part 0 outer ring needs at least 3 points, got 2"),
+        ("csv", b"a.png,cat\n,dog\n", "Line 2: the first field must be the image's file name."),
+        ("coco", b'{"images": [], "annotations": [{"image_id": 7}], "categories": []}',
+         "annotations[0].image_id: 7 is not in 'images'."),
+        ("yolo", b"PK\x03\x04 broken", "This is not a valid ZIP archive."),
+    ],
+)  # fmt: skip
+def test_malformed_files_are_400_naming_the_place_and_import_nothing(api, user, key, content, message):
+    project, _ = make(user, "Target")
+    response = import_(api, project, key, content)
+    assert response.status_code == 400
+    assert message in " ".join(sum(response.json().values(), []))
+    assert (Annotation.objects.count(), Classification.objects.count(), Label.objects.count()) == (0, 0, 0)
+
+
+def test_a_yolo_line_error_names_file_and_line(api, user):
+    project, _ = make(user, "Target")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("obj.names", "gull\n")
+        archive.writestr("labels/a.txt", "0 0.5 0.5 0.2 0.2\n0 0.5 oops 0.2 0.2\n")
+    response = import_(api, project, "yolo", buffer.getvalue())
+    assert response.json() == {"file": ["labels/a.txt line 2: expected a class number and then numbers."]}
+    assert Annotation.objects.count() == 0
+
+
+def test_images_not_in_the_project_are_reported_not_fatal(api, user):
+    project, _ = make(user, "Target")
+    response = import_(api, project, "csv", b"a.png,cat\nmissing.png,dog\n")
+    assert response.json()["summary"]["skipped"] == ["missing.png: no image of this name in the project"]
+    assert response.json()["summary"]["images"] == 1
+
+
+def test_background_export_and_import_jobs(api, user, source, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api.get(f"/api/projects/{source.id}/export/", {"format": "coco", "background": "true"})
+    assert response.status_code == 202
+    job = api.get(f"/api/transfers/{response.json()['id']}/").json()
+    assert (job["status"], job["progress"], job["summary"]["shapes"]) == ("finished", 1.0, 3)
+    content = b"".join(api.get(job["download_url"]).streaming_content)
+    target, images = make(user, "Target")
+    upload = SimpleUploadedFile("instances.json", content)
+    with django_capture_on_commit_callbacks(execute=True):
+        started = api.post(f"/api/projects/{target.id}/import/", {"format": "coco", "file": upload, "background": "true"},
+                           format="multipart")  # fmt: skip
+    assert started.status_code == 202
+    finished = api.get(f"/api/transfers/{started.json()['id']}/").json()
+    assert (finished["status"], finished["summary"]["shapes"], finished["download_url"]) == ("finished", 3, None)
+    assert Annotation.objects.filter(image__project=target).count() == 3
+
+
+def test_a_failed_background_import_says_why(api, user, django_capture_on_commit_callbacks):
+    project, _ = make(user, "Target")
+    upload = SimpleUploadedFile("x.csv", b",nameless\n")
+    with django_capture_on_commit_callbacks(execute=True):
+        started = api.post(f"/api/projects/{project.id}/import/", {"format": "csv", "file": upload, "background": "1"},
+                       format="multipart").json()  # fmt: skip
+    job = TransferJob.objects.get(pk=started["id"])
+    assert (job.status, job.error) == ("failed", "Line 1: the first field must be the image's file name.")
+
+
+def test_permissions_for_transfers(user, source):
+    labeler, stranger = UserFactory(), UserFactory()
+    membership_grant(project=source, email=labeler.email, role=Role.objects.get(name="Labeler"))
+    assert client_for(labeler).get(f"/api/projects/{source.id}/export/", {"format": "json"}).status_code == 403
+    assert client_for(stranger).get(f"/api/projects/{source.id}/export/", {"format": "json"}).status_code == 404
+    response = import_(client_for(labeler), source, "csv", b"a.png,brand-new-label\n")
+    assert response.status_code == 400
+    assert response.json() == {"file": ["Label 'brand-new-label' is not in this project, and your role may not create labels."]}
+    assert import_(client_for(labeler), source, "csv", b"a.png,gull\n").status_code == 200
+    assert Image.objects.filter(project=source).count() == 2
