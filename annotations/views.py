@@ -1,14 +1,20 @@
-"""The labeling-time page: spec 000's two tables, with filters and CSV downloads."""
+"""Pages of the annotations app: labeling time (spec 000's two tables), and import / export with progress."""
 
 from urllib.parse import urlencode
 
 from django import forms
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.shortcuts import render
+from django.core.exceptions import ValidationError
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
 
 from accounts.models import User
-from annotations import selectors
-from projects.permissions import projects_for_user
+from annotations import selectors, transfers
+from annotations.formats import FORMATS
+from annotations.models import TransferJob
+from projects.permissions import access_project, project_permissions, projects_for_user
 
 
 class TimeFilterForm(forms.Form):
@@ -45,3 +51,45 @@ def labeling_time(request):
         row["duration"] = _duration(row["seconds"])
     query = urlencode({k: v for k, v in request.GET.items() if v and k != "download"})
     return render(request, "annotations/labeling_time.html", {"form": form, "tables": tables, "query": query})
+
+
+# --- import and export page ------------------------------------------------------------------
+
+
+@login_required
+def transfers_page(request, project_id: int):
+    project = access_project(request.user, project_id)
+    jobs = TransferJob.objects.filter(project=project).select_related("created_by")[:20]
+    context = {"project": project, "formats": list(FORMATS), "jobs": jobs, "perms": project_permissions(request.user, project)}
+    return render(request, "annotations/transfers.html", context)
+
+
+@login_required
+@require_POST
+def transfer_start(request, project_id: int):
+    """Start an export or import job; the page then polls its row (htmx) until it is done."""
+    direction = "export" if "export" in request.POST else "import"
+    project = access_project(request.user, project_id, "export_project" if direction == "export" else "annotate_project")
+    upload = request.FILES.get("file") if direction == "import" else None
+    try:
+        if direction == "import" and upload is None:
+            raise ValidationError("Choose a file to import.")
+        job = transfers.transfer_start(
+            project=project, user=request.user, direction=direction, format_key=request.POST.get("format", ""),
+            upload=upload, mode="replace" if request.POST.get("mode") == "replace" else "append",
+        )  # fmt: skip
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return redirect("annotations:transfers", project_id=project.id)
+    if request.htmx:
+        return render(request, "annotations/transfers.html#job", {"project": project, "job": job})
+    return redirect("annotations:transfers", project_id=project.id)
+
+
+@login_required
+def transfer_job(request, project_id: int, job_id: int):
+    project = access_project(request.user, project_id)
+    job = TransferJob.objects.filter(project=project, pk=job_id).first()
+    if job is None:
+        raise Http404("No such job.")
+    return render(request, "annotations/transfers.html#job", {"project": project, "job": job})

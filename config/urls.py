@@ -22,7 +22,7 @@ urlpatterns = [
     path("api/", include(api)),
     path("accounts/", include("accounts.urls")),
     path("projects/", include("projects.urls")),
-    path("labeling-time/", include("annotations.urls")),
+    path("", include("annotations.urls")),
 ]
 
 admin.site.site_header = "Sightline administration"

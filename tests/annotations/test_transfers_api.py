@@ -199,3 +199,26 @@ def test_permissions_for_transfers(user, source):
     assert response.json() == {"file": ["Label 'brand-new-label' is not in this project, and your role may not create labels."]}
     assert import_(client_for(labeler), source, "csv", b"a.png,gull\n").status_code == 200
     assert Image.objects.filter(project=source).count() == 2
+
+
+def test_the_transfer_page_starts_a_job_and_polls_it_to_the_download(client, user, source, django_capture_on_commit_callbacks):
+    client.force_login(user)
+    page = client.get(f"/projects/{source.id}/transfer/").content.decode()
+    assert 'id="export-form"' in page and 'id="import-form"' in page and '<option value="bw-masks-zip">' in page
+    with django_capture_on_commit_callbacks(execute=True):
+        started = client.post(f"/projects/{source.id}/transfer/start/", {"format": "voc", "export": "1"},
+                              HTTP_HX_REQUEST="true")  # fmt: skip
+    job = TransferJob.objects.get()
+    assert f'id="job-{job.id}"' in started.content.decode()
+    polled = client.get(f"/projects/{source.id}/transfer/jobs/{job.id}/", HTTP_HX_REQUEST="true").content.decode()
+    assert f'href="/api/transfers/{job.id}/file/"' in polled
+    assert "not held: 1 polygon objects (Pascal VOC holds boxes only)" in polled
+    assert 'hx-trigger="every 1s"' not in polled  # finished: polling stops
+
+
+def test_a_queued_job_is_polled_with_a_progress_bar(client, user, source):
+    client.force_login(user)
+    client.post(f"/projects/{source.id}/transfer/start/", {"format": "json", "export": "1"})  # not committed: stays queued
+    job = TransferJob.objects.get()
+    partial = client.get(f"/projects/{source.id}/transfer/jobs/{job.id}/").content.decode()
+    assert 'hx-trigger="every 1s"' in partial and '<progress max="1" value="0.0">' in partial
