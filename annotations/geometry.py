@@ -48,6 +48,19 @@ def _points(value: Any, what: str, minimum: int, width: int, height: int) -> lis
         raise GeometryError(f"{what} must be a list of [x, y] points")
     if len(value) < minimum:
         raise GeometryError(f"{what} needs at least {minimum} points, got {len(value)}")
+    # Fast path for the common case (labelers save thousands of vertices a second); anything
+    # unusual falls through to the point-by-point check, which names the bad point.
+    try:
+        array = np.asarray(value)
+    except ValueError:
+        array = None
+    if array is not None and array.dtype.kind in "iuf" and array.ndim == 2 and array.shape[1] == 2:
+        array = array.astype(np.float64)
+        if np.isfinite(array).all():
+            # ufuncs directly: np.clip's Python wrapper costs more than the clipping here.
+            np.maximum(array, 0.0, out=array)
+            np.minimum(array, (float(width), float(height)), out=array)
+            return array.tolist()
     out = []
     for index, point in enumerate(value):
         if not isinstance(point, (list, tuple)) or len(point) != 2:
@@ -59,9 +72,13 @@ def _points(value: Any, what: str, minimum: int, width: int, height: int) -> lis
 
 
 def _ring_area(ring: list[list[float]]) -> float:
-    xs = np.array([p[0] for p in ring])
-    ys = np.array([p[1] for p in ring])
-    return float(abs(np.dot(xs, np.roll(ys, 1)) - np.dot(ys, np.roll(xs, 1))) / 2)
+    """Shoelace formula; plain Python beats numpy for the few dozen vertices a ring has."""
+    twice = 0.0
+    previous_x, previous_y = ring[-1]
+    for x, y in ring:
+        twice += previous_x * y - x * previous_y
+        previous_x, previous_y = x, y
+    return abs(twice) / 2
 
 
 def _ring(value: Any, what: str, width: int, height: int) -> list[list[float]]:

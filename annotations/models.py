@@ -4,6 +4,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from annotations.fields import FastJSONField
+
 
 class Classification(models.Model):
     image = models.ForeignKey("projects.Image", on_delete=models.CASCADE, related_name="classifications")
@@ -45,10 +47,10 @@ class Annotation(models.Model):
     image = models.ForeignKey("projects.Image", on_delete=models.CASCADE, related_name="annotations")
     label = models.ForeignKey("projects.Label", on_delete=models.CASCADE, related_name="annotations")
     kind = models.CharField(max_length=10, choices=Kind.choices)
-    geometry = models.JSONField(help_text="See docs/formats.md: pixels; polygons as parts with holes; masks as RLE.")
+    geometry = FastJSONField(help_text="See docs/formats.md: pixels; polygons as parts with holes; masks as RLE.")
     occluded = models.BooleanField(default=False)
-    keypoints = models.JSONField(default=list, blank=True)
-    attributes = models.JSONField(default=dict, blank=True)
+    keypoints = FastJSONField(default=list, blank=True)
+    attributes = FastJSONField(default=dict, blank=True)
     source = models.CharField(max_length=12, choices=Source.choices, default=Source.MANUAL)
     score = models.FloatField(null=True, blank=True)
     author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
