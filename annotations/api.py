@@ -12,21 +12,8 @@ from rest_framework.views import APIView
 from annotations import documents, operations, selectors, services, transfers
 from annotations.formats import FORMATS
 from annotations.formats.base import FormatError
-from config.api import StrictSerializer
+from config.api import PlainListField, StrictSerializer
 from projects.permissions import access_image, access_project, project_permissions
-
-
-class PlainListField(serializers.Field):
-    """A JSON list passed through as parsed; the service validates its items (DRF's per-item JSONField
-    re-encodes every element, which costs more than the save itself for a thousand shapes)."""
-
-    def to_internal_value(self, data):
-        if not isinstance(data, list):
-            raise serializers.ValidationError("Expected a list.")
-        return data
-
-    def to_representation(self, value):
-        return value
 
 
 def _document_response(image_id: int) -> HttpResponse:
