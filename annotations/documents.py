@@ -9,6 +9,7 @@ document, never merged.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -297,8 +298,7 @@ def documents_save_many(*, project, user, items: Any, mode: str, names: list[str
     ids = [_bulk_image_id(item, index) for index, item in enumerate(items)]
     if len(set(ids)) != len(ids):
         raise ValidationError({"images": ["each image may appear only once per request"]})
-    # Lock in primary-key order so two bulk saves cannot deadlock each other.
-    images = {i.pk: i for i in Image.objects.select_for_update().filter(project=project, pk__in=ids).order_by("pk")}
+    images = _images_lock(project.pk, ids)
     labels = project_labels(project.pk)
     plans, stale = [], {}
     for index, (item, image_id) in enumerate(zip(items, ids, strict=True)):
@@ -319,8 +319,30 @@ def documents_save_many(*, project, user, items: Any, mode: str, names: list[str
     if stale:
         raise StaleRevisions(stale)
     _bulk_apply(project, user, plans, replace=mode in {"replace", "overwrite"})
-    revisions = dict(Image.objects.filter(pk__in=ids).values_list("pk", "annotation_revision"))
-    return [{"image": image_id, "revision": revisions[image_id]} for image_id in ids]
+    return [{"image": image_id, "revision": images[image_id].annotation_revision + 1} for image_id in ids]
+
+
+@dataclass(frozen=True)
+class _LockedImage:
+    pk: int
+    width: int
+    height: int
+    annotation_revision: int
+
+
+def _images_lock(project_id: int, ids: list[int]) -> dict[int, _LockedImage]:
+    """Lock the project's images with these ids, in primary-key order so two bulk saves cannot deadlock.
+
+    Light rows and one array parameter: an import locks hundreds of thousands of images.
+    """
+    table = Image._meta.db_table
+    sql = f"""
+        SELECT id, width, height, annotation_revision FROM {table}
+        WHERE project_id = %s AND id = ANY(%s) ORDER BY id FOR UPDATE
+    """  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [project_id, ids])
+        return {row[0]: _LockedImage(*row) for row in cursor.fetchall()}
 
 
 def _bulk_image_id(item: Any, index: int) -> int:
@@ -333,35 +355,48 @@ def _bulk_image_id(item: Any, index: int) -> int:
 
 
 def _bulk_apply(project, user, plans: list[tuple], *, replace: bool) -> None:
+    """Set-based writes for many images: one array or JSON parameter per statement, no model objects."""
     image_ids = [image.pk for image, _, _ in plans]
-    if replace:
-        Annotation.objects.filter(image_id__in=image_ids).delete()
-        Classification.objects.filter(image_id__in=image_ids).delete()
-    existing = set(Classification.objects.filter(image_id__in=image_ids).values_list("image_id", "label_id"))
-    has_default = set(
-        Classification.objects.filter(image_id__in=image_ids, is_default=True).values_list("image_id", flat=True)
-    )
-    annotations, classifications = [], []
-    for image, cleaned, pairs in plans:
-        annotations += [(image.pk, shape) for shape in cleaned]
-        if project.sync_labels:
-            pairs = pairs + [(s["label"], False) for s in cleaned]
-        new = []
-        for label, is_default in pairs:
-            if (image.pk, label.pk) not in existing:
-                existing.add((image.pk, label.pk))
-                new.append((label, is_default))
-        # An image keeps its default; one without gets the label marked default, else the first.
-        chosen = None
-        if new and image.pk not in has_default:
-            chosen = next((label for label, is_default in new if is_default), new[0][0])
-        classifications += [Classification(image=image, label=label, is_default=label is chosen) for label, _ in new]
-    for start in range(0, len(annotations), 20_000):
-        _rows_insert(annotations[start : start + 20_000], author_id=getattr(user, "pk", None))
-    Classification.objects.bulk_create(classifications, batch_size=2000)
-    Image.objects.filter(pk__in=image_ids).update(annotation_revision=F("annotation_revision") + 1)
-    if user is not None and user.is_authenticated:
-        ImageStatus.objects.bulk_create(
-            [ImageStatus(image_id=pk, user=user, status=ImageStatus.Status.LABELED) for pk in image_ids],
-            update_conflicts=True, unique_fields=["image", "user"], update_fields=["status", "updated_at"],
-        )  # fmt: skip
+    a, c, i, s = (m._meta.db_table for m in (Annotation, Classification, Image, ImageStatus))
+    with connection.cursor() as cursor:
+        if replace:
+            cursor.execute(f"DELETE FROM {a} WHERE image_id = ANY(%s)", [image_ids])  # noqa: S608
+            cursor.execute(f"DELETE FROM {c} WHERE image_id = ANY(%s)", [image_ids])  # noqa: S608
+        cursor.execute(f"SELECT image_id, label_id, is_default FROM {c} WHERE image_id = ANY(%s)", [image_ids])  # noqa: S608
+        existing, has_default = set(), set()
+        for image_id, label_id, is_default in cursor.fetchall():
+            existing.add((image_id, label_id))
+            if is_default:
+                has_default.add(image_id)
+        annotations, classifications = [], []
+        for image, cleaned, pairs in plans:
+            annotations += [(image.pk, shape) for shape in cleaned]
+            if project.sync_labels:
+                pairs = pairs + [(shape["label"], False) for shape in cleaned]
+            new = []
+            for label, is_default in pairs:
+                if (image.pk, label.pk) not in existing:
+                    existing.add((image.pk, label.pk))
+                    new.append((label, is_default))
+            # An image keeps its default; one without gets the label marked default, else the first.
+            chosen = None
+            if new and image.pk not in has_default:
+                chosen = next((label for label, is_default in new if is_default), new[0][0])
+            classifications += [(image.pk, label.pk, label is chosen) for label, _ in new]
+        for start in range(0, len(annotations), 20_000):
+            _rows_insert(annotations[start : start + 20_000], author_id=getattr(user, "pk", None))
+        if classifications:
+            image_col, label_col, default_col = (list(column) for column in zip(*classifications, strict=True))
+            cursor.execute(
+                f"""INSERT INTO {c} (image_id, label_id, is_default, created_at)
+                    SELECT *, clock_timestamp() FROM unnest(%s::bigint[], %s::bigint[], %s::boolean[])""",  # noqa: S608
+                [image_col, label_col, default_col],
+            )
+        cursor.execute(f"UPDATE {i} SET annotation_revision = annotation_revision + 1 WHERE id = ANY(%s)", [image_ids])  # noqa: S608
+        if user is not None and user.is_authenticated:
+            cursor.execute(
+                f"""INSERT INTO {s} (image_id, user_id, status, updated_at)
+                    SELECT image_id, %s, %s, clock_timestamp() FROM unnest(%s::bigint[]) AS image_id
+                    ON CONFLICT (image_id, user_id) DO UPDATE SET status = EXCLUDED.status, updated_at = EXCLUDED.updated_at""",  # noqa: S608
+                [user.pk, ImageStatus.Status.LABELED.value, image_ids],
+            )

@@ -78,23 +78,25 @@ def project_import(
 
 def dataset_apply(*, project: Project, user, dataset: Dataset, mode: str, may_create_labels: bool = True) -> Summary:
     summary = Summary()
-    images = {image.name: image for image in Image.objects.for_project(project)}
-    by_sha = {image.sha256: image for image in images.values()}
+    rows = Image.objects.for_project(project).values_list("name", "pk", "sha256", "is_validation")
+    by_name = {name: (pk, is_validation) for name, pk, _, is_validation in rows}
+    by_sha = {sha256: (pk, is_validation) for _, pk, sha256, is_validation in rows}
     labels = _labels_ensure(project, dataset, may_create=may_create_labels)
-    items, names = [], []
+    items, names, validation = [], [], {True: [], False: []}
     for entry in dataset.images:
-        image = images.get(entry.name) or (by_sha.get(entry.sha256) if entry.sha256 else None)
-        if image is None:
+        found = by_name.get(entry.name) or (by_sha.get(entry.sha256) if entry.sha256 else None)
+        if found is None:
             summary.skipped.append(f"{entry.name}: no image of this name in the project")
             continue
+        pk, is_validation = found
         items.append({
-            "image": image.pk,
+            "image": pk,
             "classifications": [{"label": labels[name].pk} for name in entry.classifications],
             "shapes": [_raw_shape(shape, labels) for shape in entry.shapes],
         })  # fmt: skip
         names.append(entry.name)
-        if dataset.splits_known and image.is_validation != (entry.split == "valid"):
-            Image.objects.filter(pk=image.pk).update(is_validation=entry.split == "valid")
+        if dataset.splits_known and is_validation != (entry.split == "valid"):
+            validation[entry.split == "valid"].append(pk)
         summary.images += 1
         summary.shapes += len(entry.shapes)
         summary.classifications += len(entry.classifications)
@@ -102,6 +104,8 @@ def dataset_apply(*, project: Project, user, dataset: Dataset, mode: str, may_cr
         documents.documents_save_many(
             project=project, user=user, items=items, mode="overwrite" if mode == "replace" else "append", names=names
         )
+    for flag, ids in validation.items():
+        Image.objects.filter(pk__in=ids).update(is_validation=flag)
     return summary
 
 
