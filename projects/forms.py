@@ -22,6 +22,13 @@ class LabelForm(forms.Form):
     hotkey = forms.IntegerField(
         min_value=1, max_value=9, required=False, widget=forms.NumberInput(attrs={"placeholder": "Hotkey 1-9"})
     )
+    keypoints = forms.CharField(
+        required=False, max_length=1000,
+        widget=forms.TextInput(attrs={"placeholder": "Keypoints, e.g. left eye, right eye"}),
+    )  # fmt: skip
+
+    def clean_keypoints(self) -> list[str]:
+        return [name.strip() for name in self.cleaned_data["keypoints"].split(",") if name.strip()]
 
 
 class MemberForm(forms.Form):

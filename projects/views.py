@@ -134,6 +134,7 @@ def label_create(request, project_id: int):
                 name=form.cleaned_data["name"],
                 color=form.cleaned_data["color"] or None,
                 hotkey=form.cleaned_data["hotkey"],
+                keypoint_template=form.cleaned_data["keypoints"],
             )
         except ValidationError as exc:
             _errors(request, exc)

@@ -61,8 +61,11 @@ def test_delete_selected_images_from_the_grid(logged_in, user):
 def test_settings_page_labels_and_members(logged_in, user):
     project = make_project(owner=user)
     friend = UserFactory(email="friend@example.com")
-    logged_in.post(f"/projects/{project.id}/labels/", {"name": "gull", "color": "#112233", "hotkey": "2"})
-    assert list(project.labels.values_list("name", "color", "hotkey")) == [("gull", "#112233", 2)]
+    logged_in.post(f"/projects/{project.id}/labels/", {"name": "gull", "color": "#112233", "hotkey": "2",
+                                                       "keypoints": "beak, left eye,"})  # fmt: skip
+    assert list(project.labels.values_list("name", "color", "hotkey", "keypoint_template")) == [
+        ("gull", "#112233", 2, ["beak", "left eye"])
+    ]
     response = logged_in.post(f"/projects/{project.id}/labels/", {"name": "gull", "color": "", "hotkey": ""}, follow=True)
     assert "A label named &#x27;gull&#x27; already exists in this project." in response.content.decode()
     logged_in.post(
