@@ -337,11 +337,12 @@ def _images_lock(project_id: int, ids: list[int]) -> dict[int, _LockedImage]:
     """
     table = Image._meta.db_table
     sql = f"""
-        SELECT id, width, height, annotation_revision FROM {table}
-        WHERE project_id = %s AND id = ANY(%s) ORDER BY id FOR UPDATE
+        SELECT i.id, i.width, i.height, i.annotation_revision
+        FROM {table} i JOIN unnest(%s::bigint[]) AS wanted(id) ON i.id = wanted.id
+        WHERE i.project_id = %s ORDER BY i.id FOR UPDATE OF i
     """  # noqa: S608
     with connection.cursor() as cursor:
-        cursor.execute(sql, [project_id, ids])
+        cursor.execute(sql, [ids, project_id])
         return {row[0]: _LockedImage(*row) for row in cursor.fetchall()}
 
 
@@ -354,15 +355,19 @@ def _bulk_image_id(item: Any, index: int) -> int:
     return item["image"]
 
 
+# Joining an unnested array hashes; `id = ANY(array)` compares every row with every id.
+_IDS = "unnest(%s::bigint[]) AS ids(id)"
+
+
 def _bulk_apply(project, user, plans: list[tuple], *, replace: bool) -> None:
     """Set-based writes for many images: one array or JSON parameter per statement, no model objects."""
     image_ids = [image.pk for image, _, _ in plans]
     a, c, i, s = (m._meta.db_table for m in (Annotation, Classification, Image, ImageStatus))
     with connection.cursor() as cursor:
         if replace:
-            cursor.execute(f"DELETE FROM {a} WHERE image_id = ANY(%s)", [image_ids])  # noqa: S608
-            cursor.execute(f"DELETE FROM {c} WHERE image_id = ANY(%s)", [image_ids])  # noqa: S608
-        cursor.execute(f"SELECT image_id, label_id, is_default FROM {c} WHERE image_id = ANY(%s)", [image_ids])  # noqa: S608
+            for table in (a, c):
+                cursor.execute(f"DELETE FROM {table} t USING {_IDS} WHERE t.image_id = ids.id", [image_ids])  # noqa: S608
+        cursor.execute(f"SELECT image_id, label_id, is_default FROM {c} JOIN {_IDS} ON image_id = ids.id", [image_ids])  # noqa: S608
         existing, has_default = set(), set()
         for image_id, label_id, is_default in cursor.fetchall():
             existing.add((image_id, label_id))
@@ -392,7 +397,10 @@ def _bulk_apply(project, user, plans: list[tuple], *, replace: bool) -> None:
                     SELECT *, clock_timestamp() FROM unnest(%s::bigint[], %s::bigint[], %s::boolean[])""",  # noqa: S608
                 [image_col, label_col, default_col],
             )
-        cursor.execute(f"UPDATE {i} SET annotation_revision = annotation_revision + 1 WHERE id = ANY(%s)", [image_ids])  # noqa: S608
+        cursor.execute(
+            f"UPDATE {i} SET annotation_revision = annotation_revision + 1 FROM {_IDS} WHERE {i}.id = ids.id",  # noqa: S608
+            [image_ids],
+        )
         if user is not None and user.is_authenticated:
             cursor.execute(
                 f"""INSERT INTO {s} (image_id, user_id, status, updated_at)
