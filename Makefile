@@ -34,6 +34,7 @@ browser:
 bench: $(STAMP)
 	$(PY) bench/upload.py
 	$(PY) bench/grid.py
+	$(PY) bench/annotations.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

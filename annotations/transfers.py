@@ -59,6 +59,8 @@ def _shape(row: dict, names: dict[int, str]) -> Shape:
 def project_export(*, project: Project, format_key: str, progress=None) -> Exported:
     module = FORMATS[format_key]
     dataset = dataset_build(project=project, with_content=getattr(module, "CARRIES_IMAGES", False), progress=progress)
+    if not dataset.images:
+        raise FormatError("The project has no images yet; there is nothing to export.")
     return module.write(dataset)
 
 

@@ -222,3 +222,10 @@ def test_a_queued_job_is_polled_with_a_progress_bar(client, user, source):
     job = TransferJob.objects.get()
     partial = client.get(f"/projects/{source.id}/transfer/jobs/{job.id}/").content.decode()
     assert 'hx-trigger="every 1s"' in partial and '<progress max="1" value="0.0">' in partial
+
+
+def test_an_empty_project_exports_no_empty_file(api, user):
+    project = make_project(owner=user, name="Empty")
+    response = api.get(f"/api/projects/{project.id}/export/", {"format": "csv"})
+    assert response.status_code == 400
+    assert response.json() == {"format": ["The project has no images yet; there is nothing to export."]}
