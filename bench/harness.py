@@ -25,6 +25,10 @@ def bench_database():
 
     setup_test_environment()
     connection.creation.create_test_db(verbosity=0, autoclobber=True)
+    # As the server does once it has loaded (config/wsgi.py).
+    from config.wsgi import freeze_startup_objects
+
+    freeze_startup_objects()
     try:
         yield
     finally:

@@ -1,5 +1,6 @@
-"""WSGI entry point for gunicorn."""
+"""WSGI entry point for gunicorn (and runserver, through WSGI_APPLICATION)."""
 
+import gc
 import os
 
 from django.core.wsgi import get_wsgi_application
@@ -7,3 +8,17 @@ from django.core.wsgi import get_wsgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.production")
 
 application = get_wsgi_application()
+
+
+def freeze_startup_objects() -> None:
+    """Move everything loaded at start-up out of the garbage collector's reach.
+
+    A request that parses a thousand shapes allocates enough to trigger a full collection,
+    which then walks every object Django and the libraries created: 90 ms pauses in a
+    100 ms save. Frozen objects are never scanned (CPython's advice for long-lived servers).
+    """
+    gc.collect()
+    gc.freeze()
+
+
+freeze_startup_objects()
