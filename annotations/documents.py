@@ -204,7 +204,8 @@ def _shapes_replace(image: Image, user, cleaned: list[dict]) -> None:
 
 
 # A thousand shapes per save is normal; the ORM's per-field preparation costs more than the
-# database does, so rows travel as one JSON parameter that PostgreSQL expands itself.
+# database does, so rows travel as one JSON parameter that PostgreSQL expands itself. Inserts
+# keep the order they were sent in, so new ids follow it (the labeler maps them back by order).
 _RECORD = (
     "r(id bigint, image_id bigint, label_id bigint, kind text, geometry jsonb, occluded boolean, keypoints jsonb, "
     "attributes jsonb, source text, score double precision)"
@@ -229,8 +230,9 @@ def _rows_insert(rows: list[tuple[int, dict]], *, author_id: int | None) -> None
                              author_id, created_at, updated_at)
         SELECT r.image_id, r.label_id, r.kind, r.geometry, r.occluded, r.keypoints, r.attributes, r.source, r.score,
                %s, clock_timestamp(), clock_timestamp()
-        FROM jsonb_to_recordset(%s::jsonb) AS {_RECORD}
-        ORDER BY r.image_id
+        FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS e(value, position),
+             jsonb_to_record(e.value) AS {_RECORD}
+        ORDER BY e.position
     """  # noqa: S608  (the table name comes from model metadata; values are parameters)
     with connection.cursor() as cursor:
         cursor.execute(sql, [author_id, _records(rows)])
