@@ -72,3 +72,22 @@ def labeling_time_csv(rows: list[dict], *, filename: str) -> HttpResponse:
     writer.writeheader()
     writer.writerows(rows)
     return response
+
+
+def image_neighbours(*, project, image, user, filters: dict) -> tuple[int | None, int | None, int, int]:
+    """Previous and next image ids, the image's position and the count, within the grid's filters.
+
+    Labeling walks the filtered images only when a filter is on (spec 000); the order is the
+    grid's, newest first.
+    """
+    from annotations.filters import images_filter
+    from projects.models import Image
+
+    images = Image.objects.for_project(project)
+    if any(filters.values()):
+        images = images_filter(images, project=project, user=user, **filters)
+    ids = list(images.order_by("-id").values_list("id", flat=True))
+    if image.pk not in ids:
+        return (None, ids[0] if ids else None, 0, len(ids))
+    at = ids.index(image.pk)
+    return (ids[at - 1] if at > 0 else None, ids[at + 1] if at + 1 < len(ids) else None, at + 1, len(ids))

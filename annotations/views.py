@@ -7,13 +7,14 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import Http404
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts.models import User
 from annotations import selectors, transfers
 from annotations.formats import FORMATS
 from annotations.models import TransferJob
+from projects.models import Image
 from projects.permissions import access_project, project_permissions, projects_for_user
 
 
@@ -93,3 +94,32 @@ def transfer_job(request, project_id: int, job_id: int):
     if job is None:
         raise Http404("No such job.")
     return render(request, "annotations/transfers.html#job", {"project": project, "job": job})
+
+
+# --- the labeler -----------------------------------------------------------------------------
+
+
+@login_required
+def labeler(request, project_id: int, image_id: int):
+    """The labeling page: one canvas island (static/labeler/) around the image, with htmx around it."""
+    project = access_project(request.user, project_id)
+    image = get_object_or_404(Image, project=project, pk=image_id)
+    query = {key: request.GET.get(key, "").strip() for key in ("labels", "type", "status")}
+    neighbours = selectors.image_neighbours(project=project, image=image, user=request.user, filters=query)
+    labels = [
+        {"id": label.pk, "name": label.name, "color": label.color, "hotkey": label.hotkey,
+         "keypoint_template": label.keypoint_template}
+        for label in project.labels.all()
+    ]  # fmt: skip
+    suffix = f"?{urlencode({k: v for k, v in query.items() if v})}" if any(query.values()) else ""
+    config = {
+        "image": {"id": image.pk, "name": image.name, "width": image.width, "height": image.height,
+                  "url": f"/api/images/{image.pk}/file/"},
+        "labels": labels,
+        "canAnnotate": "annotate_project" in project_permissions(request.user, project),
+        "previousUrl": f"/projects/{project.pk}/images/{neighbours[0]}/label/{suffix}" if neighbours[0] else None,
+        "nextUrl": f"/projects/{project.pk}/images/{neighbours[1]}/label/{suffix}" if neighbours[1] else None,
+    }  # fmt: skip
+    context = {"project": project, "image": image, "config": config, "position": neighbours[2],
+               "total": neighbours[3], "filtered": any(query.values())}  # fmt: skip
+    return render(request, "annotations/labeler.html", context)

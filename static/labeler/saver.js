@@ -1,0 +1,96 @@
+// @ts-check
+/**
+ * Saves every change by itself. Until the server confirms a save, the document waits in
+ * localStorage, so a closed tab, a reload or a dropped network loses nothing: the next load
+ * sends it. A save the server refuses as stale (409) asks the person which version to keep.
+ */
+
+const DEBOUNCE_MS = 500;
+const RETRY_MS = 3000;
+
+/** @param {number} imageId */
+export function pendingKey(imageId) {
+  return `sightline:pending:${imageId}`;
+}
+
+export class Saver extends EventTarget {
+  /**
+   * @param {import("./store.js").Store} store @param {number} imageId @param {HTMLElement} status
+   * @param {(current: any) => void} onConflict
+   */
+  constructor(store, imageId, status, onConflict) {
+    super();
+    this.store = store;
+    this.imageId = imageId;
+    this.status = status;
+    this.onConflict = onConflict;
+    this.timer = 0;
+    this.saving = false;
+    this.again = false;
+    store.addEventListener("change", () => this.schedule());
+    window.addEventListener("beforeunload", (event) => {
+      if (localStorage.getItem(pendingKey(imageId))) event.preventDefault();
+    });
+  }
+
+  /** @param {string} state @param {string} text */
+  show(state, text) {
+    this.status.dataset.state = state;
+    this.status.textContent = text;
+  }
+
+  schedule() {
+    localStorage.setItem(pendingKey(this.imageId), JSON.stringify(this.store.document()));
+    this.show("pending", "Unsaved changes…");
+    clearTimeout(this.timer);
+    this.timer = window.setTimeout(() => this.save(), DEBOUNCE_MS);
+  }
+
+  async save() {
+    if (this.saving) {
+      this.again = true;
+      return;
+    }
+    this.saving = true;
+    const version = this.store.version;
+    const sent = this.store.shapes.slice();
+    this.show("saving", "Saving…");
+    try {
+      const response = await fetch(`/api/images/${this.imageId}/annotations/`, {
+        method: "PUT",
+        headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
+        body: JSON.stringify(this.store.document()),
+      });
+      const body = await response.json();
+      if (response.status === 409) {
+        this.show("conflict", "Conflict: choose a version");
+        this.onConflict(body.current);
+      } else if (!response.ok) {
+        this.show("error", `Not saved: ${JSON.stringify(body)}`);
+      } else {
+        this.store.acknowledge(body, sent);
+        if (this.store.version === version) {
+          localStorage.removeItem(pendingKey(this.imageId));
+          this.show("saved", "Saved");
+        } else {
+          this.again = true;
+        }
+        this.dispatchEvent(new Event("saved"));
+      }
+    } catch {
+      this.show("offline", "Offline: changes kept in this browser, retrying…");
+      this.timer = window.setTimeout(() => this.save(), RETRY_MS);
+    } finally {
+      this.saving = false;
+      if (this.again) {
+        this.again = false;
+        this.save();
+      }
+    }
+  }
+}
+
+export function csrfToken() {
+  const headers = JSON.parse(document.body.getAttribute("hx-headers") || "{}");
+  return headers["X-CSRFToken"] || "";
+}

@@ -1,0 +1,242 @@
+// @ts-check
+/**
+ * The mode state machine: which tool is active and what a pointer does with it.
+ * select: pick, move, drag vertices. box: drag a rectangle. polygon / polyline: click vertices,
+ * Enter (or a click on the first vertex) finishes. points: each click is a point.
+ * Space-drag or the middle button pans in every mode; the wheel zooms at the cursor.
+ */
+import { geometryOf, handles } from "./renderer.js";
+
+/** @typedef {import("./store.js").Shape} Shape */
+
+const HANDLE_PX = 8;
+const scratch = /** @type {CanvasRenderingContext2D} */ (document.createElement("canvas").getContext("2d"));
+
+export class Tools extends EventTarget {
+  /**
+   * @param {HTMLCanvasElement} canvas @param {import("./renderer.js").Renderer} renderer
+   * @param {import("./store.js").Store} store @param {{width: number, height: number}} image
+   */
+  constructor(canvas, renderer, store, image) {
+    super();
+    this.canvas = canvas;
+    this.renderer = renderer;
+    this.store = store;
+    this.image = image;
+    this.tool = "select";
+    /** @type {number|null} */
+    this.label = null;
+    /** @type {number[][]} */
+    this.draft = [];
+    /** @type {any} */
+    this.drag = null;
+    this.spaceDown = false;
+    /** @type {number[]} */
+    this.pointer = [0, 0];
+    renderer.overlay = (ctx, scale) => this.drawOverlay(ctx, scale);
+    canvas.addEventListener("pointerdown", (e) => this.down(e));
+    canvas.addEventListener("pointermove", (e) => this.move(e));
+    canvas.addEventListener("pointerup", (e) => this.up(e));
+    canvas.addEventListener("wheel", (e) => {
+      e.preventDefault();
+      this.renderer.zoomAt(e.offsetX, e.offsetY, Math.exp(-e.deltaY * 0.0015));
+    }, { passive: false });
+  }
+
+  /** @param {string} tool */
+  setTool(tool) {
+    this.tool = tool;
+    this.draft = [];
+    this.dispatchEvent(new Event("tool"));
+    this.renderer.requestDraw();
+  }
+
+  /** @param {number|undefined} key */
+  select(key) {
+    this.renderer.selected = key;
+    this.dispatchEvent(new Event("select"));
+    this.renderer.requestDraw();
+  }
+
+  /** @param {PointerEvent} e */
+  at(e) {
+    const [x, y] = this.renderer.toImage(e.offsetX, e.offsetY);
+    return [Math.min(Math.max(x, 0), this.image.width), Math.min(Math.max(y, 0), this.image.height)];
+  }
+
+  /** @param {PointerEvent} e */
+  down(e) {
+    this.canvas.setPointerCapture(e.pointerId);
+    if (this.spaceDown || e.button === 1) {
+      this.drag = { kind: "pan", x: e.offsetX, y: e.offsetY };
+      return;
+    }
+    if (e.button !== 0) return;
+    const point = this.at(e);
+    if (this.tool === "select") return this.pick(e, point);
+    if (this.label === null) return this.dispatchEvent(new CustomEvent("need-label"));
+    if (this.tool === "box") this.drag = { kind: "box", from: point, to: point };
+    else if (this.tool === "points") this.create("points", { points: [point] });
+    else if (this.tool === "polygon" || this.tool === "polyline") this.addVertex(point);
+  }
+
+  /** @param {PointerEvent} e @param {number[]} point */
+  pick(e, point) {
+    const selected = this.store.find(this.renderer.selected);
+    const tolerance = HANDLE_PX / this.renderer.view.scale;
+    if (selected) {
+      const index = handles(selected).findIndex(([hx, hy]) => Math.abs(hx - point[0]) <= tolerance && Math.abs(hy - point[1]) <= tolerance);
+      if (index >= 0) {
+        this.drag = { kind: "vertex", shape: selected, index, before: this.store.snapshot() };
+        return;
+      }
+    }
+    const hit = this.hitTest(point);
+    this.select(hit?._key);
+    if (hit) this.drag = { kind: "move", shape: hit, from: point, original: hit.geometry, before: this.store.snapshot() };
+  }
+
+  /** The topmost visible shape under a point. @param {number[]} point */
+  hitTest([x, y]) {
+    const tolerance = 6 / this.renderer.view.scale;
+    for (let i = this.store.shapes.length - 1; i >= 0; i--) {
+      const shape = this.store.shapes[i];
+      if (shape._hidden) continue;
+      const { box, path } = geometryOf(shape);
+      if (x < box[0] - tolerance || x > box[2] + tolerance || y < box[1] - tolerance || y > box[3] + tolerance) continue;
+      if (shape.kind === "mask") return shape;
+      scratch.lineWidth = tolerance * 2;
+      if (shape.kind === "polyline" ? scratch.isPointInStroke(path, x, y) : scratch.isPointInPath(path, x, y, "evenodd") || scratch.isPointInStroke(path, x, y)) return shape;
+    }
+    return undefined;
+  }
+
+  /** @param {PointerEvent} e */
+  move(e) {
+    this.pointer = this.at(e);
+    const drag = this.drag;
+    if (!drag) {
+      if (this.draft.length) this.renderer.requestDraw();
+      return;
+    }
+    if (drag.kind === "pan") {
+      this.renderer.pan(e.offsetX - drag.x, e.offsetY - drag.y);
+      drag.x = e.offsetX;
+      drag.y = e.offsetY;
+    } else if (drag.kind === "box") {
+      drag.to = this.pointer;
+    } else if (drag.kind === "move") {
+      drag.shape.geometry = translate(drag.shape.kind, drag.original, this.pointer[0] - drag.from[0], this.pointer[1] - drag.from[1]);
+      drag.moved = true;
+    } else if (drag.kind === "vertex") {
+      drag.shape.geometry = moveVertex(drag.shape, drag.index, this.pointer);
+      drag.moved = true;
+    }
+    this.renderer.requestDraw();
+  }
+
+  /** @param {PointerEvent} e */
+  up(e) {
+    const drag = this.drag;
+    this.drag = null;
+    if (!drag) return;
+    if (drag.kind === "box") {
+      const [x0, y0] = drag.from, [x1, y1] = drag.to;
+      const width = Math.abs(x1 - x0), height = Math.abs(y1 - y0);
+      if (width * this.renderer.view.scale > 3 && height * this.renderer.view.scale > 3) {
+        this.create("box", { x: Math.min(x0, x1), y: Math.min(y0, y1), width, height });
+      }
+      this.renderer.requestDraw();
+    } else if ((drag.kind === "move" || drag.kind === "vertex") && drag.moved) {
+      // The drag changed the shape in place; record it as one undoable step.
+      this.store.undoStack.push(drag.before);
+      this.store.redoStack = [];
+      this.store.changed();
+    }
+  }
+
+  /** @param {number[]} point */
+  addVertex(point) {
+    const first = this.draft[0];
+    const closeEnough = first && Math.hypot(point[0] - first[0], point[1] - first[1]) * this.renderer.view.scale <= HANDLE_PX;
+    if (this.tool === "polygon" && this.draft.length >= 3 && closeEnough) return this.finish();
+    this.draft.push(point);
+    this.renderer.requestDraw();
+  }
+
+  /** Enter: finish the polygon or polyline being drawn. */
+  finish() {
+    if (this.tool === "polygon" && this.draft.length >= 3) {
+      this.create("polygon", { parts: [{ outer: this.draft, holes: [] }] });
+    } else if (this.tool === "polyline" && this.draft.length >= 2) {
+      this.create("polyline", { points: this.draft });
+    }
+    this.draft = [];
+    this.renderer.requestDraw();
+  }
+
+  cancel() {
+    this.draft = [];
+    this.drag = null;
+    this.renderer.requestDraw();
+  }
+
+  /** @param {string} kind @param {any} geometry */
+  create(kind, geometry) {
+    const label = /** @type {number} */ (this.label);
+    const shape = this.store.add({ label, kind, geometry, keypoints: this.templateKeypoints(label, kind, geometry) });
+    this.select(shape._key);
+  }
+
+  /** A new box or polygon gets its label's keypoint template, spread across it, to place. */
+  templateKeypoints(/** @type {number} */ label, /** @type {string} */ kind, /** @type {any} */ geometry) {
+    const template = this.renderer.labels.get(label)?.keypoint_template || [];
+    if (!template.length || (kind !== "box" && kind !== "polygon")) return [];
+    const [x0, y0, x1, y1] = geometryOf(/** @type {any} */ ({ kind, geometry })).box;
+    return template.map((/** @type {string} */ name, /** @type {number} */ i) => ({
+      name, x: x0 + ((i + 1) * (x1 - x0)) / (template.length + 1), y: (y0 + y1) / 2, visible: true,
+    }));
+  }
+
+  /** @param {CanvasRenderingContext2D} ctx @param {number} scale */
+  drawOverlay(ctx, scale) {
+    ctx.strokeStyle = "#ffff00";
+    ctx.lineWidth = 1.5 / scale;
+    if (this.drag?.kind === "box") {
+      const [x0, y0] = this.drag.from, [x1, y1] = this.drag.to;
+      ctx.strokeRect(Math.min(x0, x1), Math.min(y0, y1), Math.abs(x1 - x0), Math.abs(y1 - y0));
+    }
+    if (this.draft.length) {
+      ctx.beginPath();
+      this.draft.forEach(([x, y], i) => (i ? ctx.lineTo(x, y) : ctx.moveTo(x, y)));
+      ctx.lineTo(this.pointer[0], this.pointer[1]);
+      ctx.stroke();
+    }
+  }
+}
+
+/** @param {string} kind @param {any} g @param {number} dx @param {number} dy */
+function translate(kind, g, dx, dy) {
+  /** @param {number[][]} ring */
+  const shift = (ring) => ring.map(([x, y]) => [x + dx, y + dy]);
+  if (kind === "box") return { ...g, x: g.x + dx, y: g.y + dy };
+  if (kind === "polygon") return { parts: g.parts.map((/** @type {any} */ p) => ({ outer: shift(p.outer), holes: p.holes.map(shift) })) };
+  if (kind === "polyline" || kind === "points") return { points: shift(g.points) };
+  return g;
+}
+
+/** A new geometry with one handle moved. @param {Shape} shape @param {number} index @param {number[]} to */
+function moveVertex(shape, index, [x, y]) {
+  const g = shape.geometry;
+  if (shape.kind === "box") {
+    const corners = handles(shape), [ox, oy] = corners[(index + 2) % 4];
+    return { x: Math.min(ox, x), y: Math.min(oy, y), width: Math.abs(x - ox), height: Math.abs(y - oy) };
+  }
+  if (shape.kind === "polyline" || shape.kind === "points") {
+    return { points: g.points.map((/** @type {number[]} */ p, /** @type {number} */ i) => (i === index ? [x, y] : p)) };
+  }
+  let n = 0;
+  /** @param {number[][]} ring */
+  const edit = (ring) => ring.map((p) => (n++ === index ? [x, y] : p));
+  return { parts: g.parts.map((/** @type {any} */ p) => ({ outer: edit(p.outer), holes: p.holes.map(edit) })) };
+}

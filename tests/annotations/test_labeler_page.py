@@ -1,0 +1,47 @@
+import json
+import re
+
+import pytest
+
+from projects.models import Role
+from projects.services import membership_grant
+from projects.uploads import images_upload
+from tests.factories import UserFactory, image_file, make_project
+
+pytestmark = pytest.mark.django_db
+
+
+def config(response) -> dict:
+    match = re.search(r'<script id="labeler-config" type="application/json">(.*?)</script>', response.content.decode())
+    return json.loads(match.group(1))
+
+
+@pytest.fixture
+def project(user):
+    project = make_project(owner=user)
+    files = [image_file(f"{i}.png", color=(i, 3, 3)) for i in range(3)]
+    images_upload(project=project, user=user, files=files, labels=[])
+    images_upload(project=project, user=user, files=[image_file("cat.png", color=(9, 9, 9))], labels=["cat"])
+    return project
+
+
+def test_the_labeler_walks_the_grid_order_and_only_the_filtered_images(client, user, project):
+    client.force_login(user)
+    ids = list(project.images.order_by("-id").values_list("id", flat=True))
+    middle = config(client.get(f"/projects/{project.id}/images/{ids[1]}/label/"))
+    assert middle["previousUrl"] == f"/projects/{project.id}/images/{ids[0]}/label/"
+    assert middle["nextUrl"] == f"/projects/{project.id}/images/{ids[2]}/label/"
+    assert middle["canAnnotate"] is True
+    assert middle["image"]["url"] == f"/api/images/{ids[1]}/file/"
+    filtered = config(client.get(f"/projects/{project.id}/images/{ids[0]}/label/", {"labels": "cat"}))
+    assert (filtered["previousUrl"], filtered["nextUrl"]) == (None, None)  # cat.png is the only match
+
+
+def test_a_viewer_may_look_but_not_annotate_and_a_stranger_gets_404(client, project):
+    viewer = UserFactory()
+    membership_grant(project=project, email=viewer.email, role=Role.objects.get(name="Viewer"))
+    image = project.images.first()
+    client.force_login(viewer)
+    assert config(client.get(f"/projects/{project.id}/images/{image.id}/label/"))["canAnnotate"] is False
+    client.force_login(UserFactory())
+    assert client.get(f"/projects/{project.id}/images/{image.id}/label/").status_code == 404

@@ -1,0 +1,139 @@
+"""The labeler in Chromium: each tool draws, and the API stores exactly what was drawn."""
+
+import json
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from annotations.models import Annotation
+from projects.models import Label
+from projects.uploads import images_upload
+from tests.factories import UserFactory, image_bytes, make_project
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+
+
+@pytest.fixture
+def setup(live_server):
+    user = UserFactory(username="labeler")
+    project = make_project(owner=user, name="Birds")
+    gull = Label.objects.create(project=project, name="gull", color="#ff0000", hotkey=1)
+    tern = Label.objects.create(project=project, name="tern", color="#00ff00", hotkey=2)
+    image = images_upload(project=project, user=user, labels=[],
+                          files=[SimpleUploadedFile("a.png", image_bytes(400, 300))]).stored[0]  # fmt: skip
+    return {"user": user, "project": project, "image": image, "gull": gull, "tern": tern,
+            "url": f"{live_server.url}/projects/{project.id}/images/{image.id}/label/"}  # fmt: skip
+
+
+def login(page, live_server):
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("input[name=username]", "labeler")
+    page.fill("input[name=password]", "correct-horse-battery")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/projects/")
+
+
+def open_labeler(page, url):
+    page.goto(url)
+    page.wait_for_selector("body[data-labeler-ready=true]")
+
+
+def screen(page, x, y):
+    """Page coordinates of an image point."""
+    box = page.locator("#canvas").bounding_box()
+    view = page.evaluate("() => window.sightline.renderer.view")
+    return box["x"] + view["x"] + x * view["scale"], box["y"] + view["y"] + y * view["scale"]
+
+
+def saved(page):
+    page.wait_for_function("document.getElementById('save-state').dataset.state === 'saved'")
+
+
+def shapes(image):
+    return list(Annotation.objects.filter(image=image).order_by("id").values("kind", "label__name", "geometry"))
+
+
+def test_draw_a_box_with_the_box_tool(setup, page, live_server):
+    login(page, live_server)
+    open_labeler(page, setup["url"])
+    page.keyboard.press("b")
+    page.mouse.move(*screen(page, 50, 40))
+    page.mouse.down()
+    page.mouse.move(*screen(page, 150, 120), steps=5)
+    page.mouse.up()
+    saved(page)
+    [box] = shapes(setup["image"])
+    assert (box["kind"], box["label__name"]) == ("box", "gull")
+    g = box["geometry"]
+    assert [round(g[k]) for k in ("x", "y", "width", "height")] == [50, 40, 100, 80]
+
+
+def test_draw_a_polygon_then_relabel_undo_and_redo(setup, page, live_server):
+    login(page, live_server)
+    open_labeler(page, setup["url"])
+    page.keyboard.press("n")
+    for x, y in [(100, 100), (200, 100), (150, 200)]:
+        page.mouse.click(*screen(page, x, y))
+    page.keyboard.press("Enter")
+    saved(page)
+    [polygon] = shapes(setup["image"])
+    assert polygon["kind"] == "polygon"
+    assert [[round(v) for v in p] for p in polygon["geometry"]["parts"][0]["outer"]] == [[100, 100], [200, 100], [150, 200]]
+    page.keyboard.press("2")  # the new polygon is selected: hotkey 2 makes it a tern
+    saved(page)
+    assert shapes(setup["image"])[0]["label__name"] == "tern"
+    page.keyboard.press("Control+z")
+    saved(page)
+    assert shapes(setup["image"])[0]["label__name"] == "gull"
+    page.keyboard.press("Control+z")
+    saved(page)
+    assert shapes(setup["image"]) == []
+    page.keyboard.press("Control+Shift+z")
+    saved(page)
+    assert [s["kind"] for s in shapes(setup["image"])] == ["polygon"]
+
+
+def test_unsaved_work_survives_a_reload(setup, page, live_server):
+    login(page, live_server)
+    open_labeler(page, setup["url"])
+    page.route("**/annotations/", lambda route: route.abort() if route.request.method == "PUT" else route.continue_())
+    page.keyboard.press("p")
+    page.mouse.click(*screen(page, 30, 30))
+    page.wait_for_function("document.getElementById('save-state').dataset.state === 'offline'")
+    assert shapes(setup["image"]) == []
+    kept = json.loads(page.evaluate(f"() => localStorage.getItem('sightline:pending:{setup['image'].id}')"))
+    assert [s["kind"] for s in kept["shapes"]] == ["points"]
+    page.unroute("**/annotations/")
+    open_labeler(page, setup["url"])
+    saved(page)
+    [point] = shapes(setup["image"])
+    assert [round(v) for v in point["geometry"]["points"][0]] == [30, 30]
+
+
+@pytest.mark.parametrize(("choice", "expected"), [("keep-both", [[10, 10], [20, 20]]), ("keep-mine", [[20, 20]]),
+                                                  ("take-theirs", [[10, 10]])])  # fmt: skip
+def test_two_browsers_get_the_conflict_dialog(setup, browser, live_server, choice, expected):
+    contexts, pages = [], []
+    for _ in range(2):
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        login(page, live_server)
+        open_labeler(page, setup["url"])
+        pages.append(page)
+    first, second = pages
+    first.keyboard.press("p")
+    first.mouse.click(*screen(first, 10, 10))
+    saved(first)
+    second.keyboard.press("p")
+    second.mouse.click(*screen(second, 20, 20))
+    second.wait_for_selector("#conflict[open]")
+    assert second.inner_text("#conflict-text") == "Your version has 1 objects; the saved one (revision 1) has 1."
+    second.click(f"#conflict [data-action={choice}]")
+    saved(second)
+    points = sorted([round(v) for v in s["geometry"]["points"][0]] for s in shapes(setup["image"]))
+    assert points == expected
+    assert second.evaluate("() => window.sightline.store.shapes.length") == len(expected)
+    for context in contexts:
+        context.close()
