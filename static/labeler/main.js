@@ -89,7 +89,7 @@ async function start() {
       item.onclick = () => tools.select(shape._key);
       item.append(
         button(shape._hidden ? "show" : "hide", () => { shape._hidden = !shape._hidden; renderPanels(); renderer.requestDraw(); }),
-        button(shape.occluded ? "occluded" : "visible", () => store.commit(() => { shape.occluded = !shape.occluded; })),
+        button(shape.occluded ? "occluded ✓" : "occluded", () => store.commit(() => { replace(shape, { occluded: !shape.occluded }); })),
         button("×", () => remove(shape._key)),
       );
       return item;
@@ -104,11 +104,25 @@ async function start() {
     tools.label = labelId;
     const shape = store.find(renderer.selected);
     if (shape && shape.label !== labelId) {
-      store.commit(() => {
-        shape.label = labelId;
-        shape.keypoints = tools.templateKeypoints(labelId, shape.kind, shape.geometry);
-      });
+      store.commit(() => replace(shape, { label: labelId, keypoints: tools.templateKeypoints(labelId, shape.kind, shape.geometry) }));
     } else renderPanels();
+  }
+
+  /** Changes go on a new object, so undo snapshots (shallow copies) keep the old one. */
+  function replace(/** @type {any} */ shape, /** @type {object} */ changes) {
+    store.shapes = store.shapes.map((s) => (s === shape ? { ...s, ...changes } : s));
+  }
+
+  // Panels follow the canvas by a frame: a new shape is drawn first, its list entry next.
+  let panelsFrame = 0;
+  function renderPanelsSoon() {
+    if (!panelsFrame) panelsFrame = requestAnimationFrame(() => { panelsFrame = 0; renderPanels(); });
+  }
+
+  /** Selecting only moves the highlight; rebuilding hundreds of list entries would cost a frame. */
+  function markSelected() {
+    for (const item of $("object-list").querySelectorAll("[aria-selected=true]")) item.setAttribute("aria-selected", "false");
+    $("object-list").querySelector(`[data-key="${renderer.selected}"]`)?.setAttribute("aria-selected", "true");
   }
 
   /** @param {number|undefined} key */
@@ -118,8 +132,8 @@ async function start() {
     tools.select(undefined);
   }
 
-  store.addEventListener("change", () => { renderPanels(); renderer.requestDraw(); });
-  tools.addEventListener("select", renderPanels);
+  store.addEventListener("change", () => { renderPanelsSoon(); renderer.requestDraw(); });
+  tools.addEventListener("select", markSelected);
   tools.addEventListener("tool", renderPanels);
   tools.addEventListener("need-label", () => saver.show("error", "Create a label first (project settings)."));
   document.querySelectorAll("[data-tool]").forEach((el) => el.addEventListener("click", () => tools.setTool(/** @type {HTMLElement} */ (el).dataset.tool || "select")));

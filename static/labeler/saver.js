@@ -28,7 +28,12 @@ export class Saver extends EventTarget {
     this.saving = false;
     this.again = false;
     store.addEventListener("change", () => this.schedule());
+    this.dirty = false;
+    // Writing a big document to localStorage costs milliseconds, so it happens with the save,
+    // and at once when the page goes away.
+    window.addEventListener("pagehide", () => this.keep());
     window.addEventListener("beforeunload", (event) => {
+      this.keep();
       if (localStorage.getItem(pendingKey(imageId))) event.preventDefault();
     });
   }
@@ -39,8 +44,15 @@ export class Saver extends EventTarget {
     this.status.textContent = text;
   }
 
-  schedule() {
+  /** Keep the unsaved document in this browser until the server has it. */
+  keep() {
+    if (!this.dirty) return;
     localStorage.setItem(pendingKey(this.imageId), JSON.stringify(this.store.document()));
+    this.dirty = false;
+  }
+
+  schedule() {
+    this.dirty = true;
     this.show("pending", "Unsaved changes…");
     clearTimeout(this.timer);
     this.timer = window.setTimeout(() => this.save(), DEBOUNCE_MS);
@@ -52,6 +64,7 @@ export class Saver extends EventTarget {
       return;
     }
     this.saving = true;
+    this.keep();
     const version = this.store.version;
     const sent = this.store.shapes.slice();
     this.show("saving", "Saving…");

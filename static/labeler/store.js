@@ -22,22 +22,26 @@ export class Store extends EventTarget {
     this.shapes = document.shapes.map((s) => ({ ...s, _key: nextKey++ }));
     /** @type {Classification[]} */
     this.classifications = document.classifications.map((c) => ({ label: c.label, default: c.default }));
-    /** @type {string[]} */
+    /** @type {{shapes: Shape[], classifications: Classification[]}[]} */
     this.undoStack = [];
-    /** @type {string[]} */
+    /** @type {{shapes: Shape[], classifications: Classification[]}[]} */
     this.redoStack = [];
     this.version = 0;
   }
 
+  /**
+   * The state before a change, for undo. Shallow copies are enough: edits replace a shape's
+   * geometry object instead of changing it, so a copy still points at the old one.
+   * @returns {{shapes: Shape[], classifications: Classification[]}}
+   */
   snapshot() {
-    return JSON.stringify({ shapes: this.shapes, classifications: this.classifications });
+    return { shapes: this.shapes.map((s) => ({ ...s })), classifications: this.classifications.map((c) => ({ ...c })) };
   }
 
-  /** @param {string} state */
+  /** @param {{shapes: Shape[], classifications: Classification[]}} state */
   restore(state) {
-    const parsed = JSON.parse(state);
-    this.shapes = parsed.shapes;
-    this.classifications = parsed.classifications;
+    this.shapes = state.shapes;
+    this.classifications = state.classifications;
   }
 
   /**
