@@ -31,3 +31,16 @@ def page(browser):
     page.set_default_timeout(15_000)
     yield page
     context.close()
+
+
+@pytest.fixture(autouse=True)
+def builtin_roles(transactional_db):
+    """Live-server tests run in flushed databases; put back the roles the migration seeds."""
+    import importlib
+
+    from django.apps import apps
+
+    from projects.models import Role
+
+    if not Role.objects.filter(name=Role.OWNER).exists():
+        importlib.import_module("projects.migrations.0002_builtin_roles").seed_roles(apps, None)
