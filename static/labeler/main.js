@@ -125,6 +125,24 @@ async function start() {
     $("object-list").querySelector(`[data-key="${renderer.selected}"]`)?.setAttribute("aria-selected", "true");
   }
 
+  /**
+   * Rasterize (box or polygon to mask, clearing keypoints and attributes) or convert a mask
+   * to a polygon, on the server's geometry code.
+   * @param {"rasterize"|"polygonize"} operation
+   */
+  async function convert(operation) {
+    const shape = store.find(renderer.selected);
+    if (!shape) return saver.show("error", "Select an object first.");
+    const simplify = /** @type {HTMLInputElement} */ ($("simplify")).checked ? 1.5 : 0;
+    const body = operation === "rasterize" ? { kind: shape.kind, geometry: shape.geometry } : { geometry: shape.geometry, simplify };
+    const response = await fetch(`/api/images/${config.image.id}/${operation}/`, {
+      method: "POST", headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() }, body: JSON.stringify(body),
+    });
+    const result = await response.json();
+    if (!response.ok) return saver.show("error", Object.values(result).flat().join(" "));
+    store.commit(() => replace(shape, result));
+  }
+
   /** @param {number|undefined} key */
   function remove(key) {
     if (key === undefined) return;
@@ -142,6 +160,8 @@ async function start() {
     undo: () => store.undo(), redo: () => store.redo(), fit: () => renderer.fit(),
     previous: () => config.previousUrl && (location.href = config.previousUrl),
     next: () => config.nextUrl && (location.href = config.nextUrl),
+    rasterize: () => convert("rasterize"),
+    polygonize: () => convert("polygonize"),
     "hide-all": () => { store.shapes.forEach((s) => { s._hidden = true; }); renderPanels(); renderer.requestDraw(); },
     "show-all": () => { store.shapes.forEach((s) => { s._hidden = false; }); renderPanels(); renderer.requestDraw(); },
   };
@@ -164,6 +184,8 @@ async function start() {
     const keys = {
       v: () => tools.setTool("select"), escape: () => { tools.cancel(); tools.setTool("select"); },
       b: () => tools.setTool("box"), n: () => tools.setTool("polygon"), l: () => tools.setTool("polyline"),
+      g: () => tools.setTool("polygon", store.find(renderer.selected)?.kind === "polygon" ? "part" : "new"),
+      h: () => tools.setTool("polygon", store.find(renderer.selected)?.kind === "polygon" ? "hole" : "new"),
       p: () => tools.setTool("points"), enter: () => tools.finish(), f: () => renderer.fit(),
       delete: () => remove(renderer.selected), backspace: () => remove(renderer.selected),
       a: actions.previous, arrowleft: actions.previous, d: actions.next, arrowright: actions.next,

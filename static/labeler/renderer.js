@@ -168,6 +168,12 @@ export class Renderer {
     const ctx = this.context, size = 6 / this.view.scale;
     ctx.fillStyle = "#ffffff";
     for (const [hx, hy] of handles(shape)) ctx.fillRect(hx - size / 2, hy - size / 2, size, size);
+    for (const k of shape.keypoints || []) {
+      ctx.beginPath();
+      ctx.arc(k.x, k.y, 4 / this.view.scale, 0, Math.PI * 2);
+      ctx.fillStyle = k.visible ? "#ffeb3b" : "#9e9e9e";
+      ctx.fill();
+    }
   }
 }
 

@@ -24,6 +24,8 @@ export class Tools extends EventTarget {
     this.store = store;
     this.image = image;
     this.tool = "select";
+    /** "new", or "part" / "hole" to add the drawn ring to the selected polygon (G and H). */
+    this.ringMode = "new";
     /** @type {number|null} */
     this.label = null;
     /** @type {number[][]} */
@@ -43,9 +45,10 @@ export class Tools extends EventTarget {
     }, { passive: false });
   }
 
-  /** @param {string} tool */
-  setTool(tool) {
+  /** @param {string} tool @param {string} [ringMode] */
+  setTool(tool, ringMode = "new") {
     this.tool = tool;
+    this.ringMode = ringMode;
     this.draft = [];
     this.dispatchEvent(new Event("tool"));
     this.renderer.requestDraw();
@@ -85,7 +88,14 @@ export class Tools extends EventTarget {
     const selected = this.store.find(this.renderer.selected);
     const tolerance = HANDLE_PX / this.renderer.view.scale;
     if (selected) {
-      const index = handles(selected).findIndex(([hx, hy]) => Math.abs(hx - point[0]) <= tolerance && Math.abs(hy - point[1]) <= tolerance);
+      const near = (/** @type {number} */ hx, /** @type {number} */ hy) => Math.abs(hx - point[0]) <= tolerance && Math.abs(hy - point[1]) <= tolerance;
+      const keypoint = (selected.keypoints || []).findIndex((/** @type {any} */ k) => near(k.x, k.y));
+      if (keypoint >= 0) {
+        if (e.altKey) return this.toggleKeypoint(selected, keypoint);
+        this.drag = { kind: "keypoint", shape: selected, index: keypoint, before: this.store.snapshot() };
+        return;
+      }
+      const index = handles(selected).findIndex(([hx, hy]) => near(hx, hy));
       if (index >= 0) {
         this.drag = { kind: "vertex", shape: selected, index, before: this.store.snapshot() };
         return;
@@ -131,6 +141,10 @@ export class Tools extends EventTarget {
     } else if (drag.kind === "vertex") {
       drag.shape.geometry = moveVertex(drag.shape, drag.index, this.pointer);
       drag.moved = true;
+    } else if (drag.kind === "keypoint") {
+      const [x, y] = this.pointer;
+      drag.shape.keypoints = drag.shape.keypoints.map((/** @type {any} */ k, /** @type {number} */ i) => (i === drag.index ? { ...k, x, y } : k));
+      drag.moved = true;
     }
     this.renderer.requestDraw();
   }
@@ -147,12 +161,20 @@ export class Tools extends EventTarget {
         this.create("box", { x: Math.min(x0, x1), y: Math.min(y0, y1), width, height });
       }
       this.renderer.requestDraw();
-    } else if ((drag.kind === "move" || drag.kind === "vertex") && drag.moved) {
+    } else if ((drag.kind === "move" || drag.kind === "vertex" || drag.kind === "keypoint") && drag.moved) {
       // The drag changed the shape in place; record it as one undoable step.
       this.store.undoStack.push(drag.before);
       this.store.redoStack = [];
       this.store.changed();
     }
+  }
+
+  /** Alt+click on a keypoint marks it (not) visible. @param {Shape} shape @param {number} index */
+  toggleKeypoint(shape, index) {
+    const keypoints = (shape.keypoints || []).map((k, i) => (i === index ? { ...k, visible: !k.visible } : k));
+    this.store.commit(() => {
+      this.store.shapes = this.store.shapes.map((s) => (s === shape ? { ...s, keypoints } : s));
+    });
   }
 
   /** @param {number[]} point */
@@ -166,13 +188,38 @@ export class Tools extends EventTarget {
 
   /** Enter: finish the polygon or polyline being drawn. */
   finish() {
-    if (this.tool === "polygon" && this.draft.length >= 3) {
+    const target = this.store.find(this.renderer.selected);
+    if (this.tool === "polygon" && this.draft.length >= 3 && this.ringMode !== "new" && target?.kind === "polygon") {
+      this.addRing(target, this.draft);
+    } else if (this.tool === "polygon" && this.draft.length >= 3) {
       this.create("polygon", { parts: [{ outer: this.draft, holes: [] }] });
     } else if (this.tool === "polyline" && this.draft.length >= 2) {
       this.create("polyline", { points: this.draft });
     }
     this.draft = [];
     this.renderer.requestDraw();
+  }
+
+  /**
+   * G adds a part to the selected polygon, H a hole in the part the hole starts in.
+   * @param {Shape} target @param {number[][]} ring
+   */
+  addRing(target, ring) {
+    const parts = target.geometry.parts.map((/** @type {any} */ p) => ({ outer: p.outer, holes: p.holes.slice() }));
+    if (this.ringMode === "part") parts.push({ outer: ring, holes: [] });
+    else {
+      const [x, y] = ring[0];
+      const index = Math.max(0, parts.findIndex((/** @type {any} */ p) => {
+        const path = new Path2D();
+        p.outer.forEach(([px, py], /** @type {number} */ i) => (i ? path.lineTo(px, py) : path.moveTo(px, py)));
+        return scratch.isPointInPath(path, x, y);
+      }));
+      parts[index].holes.push(ring);
+    }
+    this.store.commit(() => {
+      this.store.shapes = this.store.shapes.map((s) => (s === target ? { ...s, geometry: { parts } } : s));
+    });
+    this.ringMode = "new";
   }
 
   cancel() {

@@ -137,3 +137,75 @@ def test_two_browsers_get_the_conflict_dialog(setup, browser, live_server, choic
     assert second.evaluate("() => window.sightline.store.shapes.length") == len(expected)
     for context in contexts:
         context.close()
+
+
+def test_a_polygon_with_a_second_part_and_a_hole_then_rasterize_and_back(setup, page, live_server):
+    login(page, live_server)
+    open_labeler(page, setup["url"])
+    page.keyboard.press("n")
+    for x, y in [(20, 20), (180, 20), (180, 180), (20, 180)]:
+        page.mouse.click(*screen(page, x, y))
+    page.keyboard.press("Enter")
+    page.keyboard.press("g")
+    for x, y in [(250, 20), (350, 20), (300, 100)]:
+        page.mouse.click(*screen(page, x, y))
+    page.keyboard.press("Enter")
+    page.keyboard.press("h")
+    for x, y in [(60, 60), (140, 60), (140, 140), (60, 140)]:
+        page.mouse.click(*screen(page, x, y))
+    page.keyboard.press("Enter")
+    saved(page)
+    [polygon] = shapes(setup["image"])
+    parts = polygon["geometry"]["parts"]
+    assert [len(p["outer"]) for p in parts] == [4, 3]
+    assert [[round(v) for v in point] for point in parts[0]["holes"][0]] == [[60, 60], [140, 60], [140, 140], [60, 140]]
+    page.click("[data-action=rasterize]")
+    page.wait_for_function("window.sightline.store.shapes[0].kind === 'mask'")
+    saved(page)
+    [mask] = shapes(setup["image"])
+    assert mask["kind"] == "mask"
+    from annotations.geometry import decode_mask, rasterize
+
+    pixels = decode_mask(mask["geometry"]["rle"])
+    expected = decode_mask(rasterize("polygon", polygon["geometry"], width=400, height=300)["rle"])
+    assert (pixels == expected).all()
+    assert not pixels[100, 100] and pixels[30, 30] and pixels[40, 300]  # the hole, the square, the triangle
+    page.uncheck("#simplify")
+    page.click("[data-action=polygonize]")
+    page.wait_for_function("window.sightline.store.shapes[0].kind === 'polygon'")
+    saved(page)
+    [back] = shapes(setup["image"])
+    assert back["kind"] == "polygon"
+    assert len(back["geometry"]["parts"]) == 2
+    assert sum(len(p["holes"]) for p in back["geometry"]["parts"]) == 1
+
+
+def test_keypoints_from_the_label_template_can_be_placed_and_hidden(setup, page, live_server):
+    face = Label.objects.create(project=setup["project"], name="face", color="#0000ff", hotkey=3,
+                                keypoint_template=["left eye", "right eye"])  # fmt: skip
+    login(page, live_server)
+    open_labeler(page, setup["url"])
+    page.keyboard.press("3")
+    page.keyboard.press("b")
+    page.mouse.move(*screen(page, 100, 100))
+    page.mouse.down()
+    page.mouse.move(*screen(page, 190, 160), steps=4)
+    page.mouse.up()
+    saved(page)
+    [box] = Annotation.objects.filter(image=setup["image"]).values("label_id", "keypoints")
+    assert box["label_id"] == face.id
+    assert [(k["name"], round(k["x"]), round(k["y"]), k["visible"]) for k in box["keypoints"]] == [
+        ("left eye", 130, 130, True), ("right eye", 160, 130, True),
+    ]  # fmt: skip
+    page.keyboard.press("v")
+    page.mouse.move(*screen(page, 130, 130))
+    page.mouse.down()
+    page.mouse.move(*screen(page, 125, 120), steps=3)
+    page.mouse.up()
+    page.keyboard.down("Alt")
+    page.mouse.click(*screen(page, 160, 130))
+    page.keyboard.up("Alt")
+    page.wait_for_function("window.sightline.store.shapes[0].keypoints[1].visible === false")
+    saved(page)
+    [box] = Annotation.objects.filter(image=setup["image"]).values("keypoints")
+    assert [(round(k["x"]), round(k["y"]), k["visible"]) for k in box["keypoints"]] == [(125, 120, True), (160, 130, False)]
