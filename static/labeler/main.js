@@ -97,6 +97,8 @@ async function start() {
     for (const el of document.querySelectorAll("[data-tool]")) {
       el.setAttribute("aria-pressed", String(/** @type {HTMLElement} */ (el).dataset.tool === tools.tool));
     }
+    $("bitmap-mode").hidden = tools.tool !== "mask";
+    $("bitmap-mode").textContent = `${tools.bitmap.mode} · ${Math.round(tools.bitmap.size)} px (E brush, R eraser, G fill, [ ] size, N new)`;
   }
 
   /** @param {number} labelId */
@@ -181,12 +183,22 @@ async function start() {
     const hotkey = config.labels.find((/** @type {any} */ l) => String(l.hotkey) === e.key);
     if (hotkey) return setLabel(hotkey.id);
     /** @type {Record<string, () => void>} */
+    if (tools.tool === "mask") {
+      /** @type {Record<string, () => void>} */
+      const bitmapKeys = {
+        e: () => { tools.bitmap.mode = "brush"; }, r: () => { tools.bitmap.mode = "eraser"; }, g: () => { tools.bitmap.mode = "fill"; },
+        n: () => { tools.closeBitmap(); tools.select(undefined); },
+        "[": () => { tools.bitmap.size = Math.max(1, tools.bitmap.size / 1.25); },
+        "]": () => { tools.bitmap.size = Math.min(400, tools.bitmap.size * 1.25); },
+      };
+      if (bitmapKeys[key]) { e.preventDefault(); bitmapKeys[key](); return renderPanels(); }
+    }
     const keys = {
       v: () => tools.setTool("select"), escape: () => { tools.cancel(); tools.setTool("select"); },
       b: () => tools.setTool("box"), n: () => tools.setTool("polygon"), l: () => tools.setTool("polyline"),
       g: () => tools.setTool("polygon", store.find(renderer.selected)?.kind === "polygon" ? "part" : "new"),
       h: () => tools.setTool("polygon", store.find(renderer.selected)?.kind === "polygon" ? "hole" : "new"),
-      p: () => tools.setTool("points"), enter: () => tools.finish(), f: () => renderer.fit(),
+      p: () => tools.setTool("points"), m: () => tools.setTool("mask"), enter: () => tools.finish(), f: () => renderer.fit(),
       delete: () => remove(renderer.selected), backspace: () => remove(renderer.selected),
       a: actions.previous, arrowleft: actions.previous, d: actions.next, arrowright: actions.next,
     };

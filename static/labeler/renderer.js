@@ -67,6 +67,8 @@ export class Renderer {
     this.view = { scale: 1, x: 0, y: 0 };
     /** @type {number|undefined} */
     this.selected = undefined;
+    /** @type {number|undefined} the mask the bitmap tool is editing, drawn by the tool instead */
+    this.editingKey = undefined;
     /** @type {((context: CanvasRenderingContext2D, scale: number) => void) | null} */
     this.overlay = null;
     /** @type {WeakMap<object, OffscreenCanvas>} */
@@ -135,7 +137,7 @@ export class Renderer {
     ctx.lineWidth = 2 / scale;
     let drawn = 0;
     for (const shape of this.store.shapes) {
-      if (shape._hidden) continue;
+      if (shape._hidden || shape._key === this.editingKey) continue;
       const { box, path } = geometryOf(shape);
       if (box[2] < vx0 || box[0] > vx1 || box[3] < vy0 || box[1] > vy1) continue;
       drawn += 1;

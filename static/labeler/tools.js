@@ -5,6 +5,7 @@
  * Enter (or a click on the first vertex) finishes. points: each click is a point.
  * Space-drag or the middle button pans in every mode; the wheel zooms at the cursor.
  */
+import { BitmapEditor } from "./bitmap.js";
 import { geometryOf, handles } from "./renderer.js";
 
 /** @typedef {import("./store.js").Shape} Shape */
@@ -33,6 +34,7 @@ export class Tools extends EventTarget {
     /** @type {any} */
     this.drag = null;
     this.spaceDown = false;
+    this.bitmap = new BitmapEditor(image);
     /** @type {number[]} */
     this.pointer = [0, 0];
     renderer.overlay = (ctx, scale) => this.drawOverlay(ctx, scale);
@@ -47,6 +49,7 @@ export class Tools extends EventTarget {
 
   /** @param {string} tool @param {string} [ringMode] */
   setTool(tool, ringMode = "new") {
+    if (tool !== "mask") this.closeBitmap();
     this.tool = tool;
     this.ringMode = ringMode;
     this.draft = [];
@@ -78,6 +81,7 @@ export class Tools extends EventTarget {
     const point = this.at(e);
     if (this.tool === "select") return this.pick(e, point);
     if (this.label === null) return this.dispatchEvent(new CustomEvent("need-label"));
+    if (this.tool === "mask") return this.paint(point);
     if (this.tool === "box") this.drag = { kind: "box", from: point, to: point };
     else if (this.tool === "points") this.create("points", { points: [point] });
     else if (this.tool === "polygon" || this.tool === "polyline") this.addVertex(point);
@@ -141,6 +145,8 @@ export class Tools extends EventTarget {
     } else if (drag.kind === "vertex") {
       drag.shape.geometry = moveVertex(drag.shape, drag.index, this.pointer);
       drag.moved = true;
+    } else if (drag.kind === "paint") {
+      this.bitmap.stroke(this.pointer);
     } else if (drag.kind === "keypoint") {
       const [x, y] = this.pointer;
       drag.shape.keypoints = drag.shape.keypoints.map((/** @type {any} */ k, /** @type {number} */ i) => (i === drag.index ? { ...k, x, y } : k));
@@ -154,6 +160,7 @@ export class Tools extends EventTarget {
     const drag = this.drag;
     this.drag = null;
     if (!drag) return;
+    if (drag.kind === "paint") return this.finishBitmap();
     if (drag.kind === "box") {
       const [x0, y0] = drag.from, [x1, y1] = drag.to;
       const width = Math.abs(x1 - x0), height = Math.abs(y1 - y0);
@@ -167,6 +174,50 @@ export class Tools extends EventTarget {
       this.store.redoStack = [];
       this.store.changed();
     }
+  }
+
+  /** Bitmap tool: brush or eraser strokes on the selected mask (or a new one), or a fill. @param {number[]} point */
+  paint(point) {
+    const selected = this.store.find(this.renderer.selected);
+    const target = selected?.kind === "mask" ? selected : undefined;
+    const label = target ? target.label : /** @type {number} */ (this.label);
+    this.bitmap.begin(target, this.renderer.labels.get(label)?.color || "#ffffff");
+    this.bitmap.label = label;
+    this.renderer.editingKey = this.bitmap.key;
+    if (this.bitmap.mode === "fill") {
+      this.bitmap.fill(point);
+      this.finishBitmap();
+    } else {
+      this.bitmap.stroke(point);
+      this.drag = { kind: "paint" };
+    }
+    this.renderer.requestDraw();
+  }
+
+  finishBitmap() {
+    const geometry = this.bitmap.finish();
+    const shape = this.store.find(this.bitmap.key);
+    if (shape) {
+      this.store.commit(() => {
+        this.store.shapes = geometry
+          ? this.store.shapes.map((s) => (s === shape ? { ...s, geometry } : s))
+          : this.store.shapes.filter((s) => s !== shape);
+      });
+      if (!geometry) this.closeBitmap();
+    } else if (geometry) {
+      const created = this.store.add({ label: /** @type {number} */ (this.bitmap.label), kind: "mask", geometry, source: "manual" });
+      this.bitmap.key = created._key;
+      this.renderer.editingKey = created._key;
+      this.select(created._key);
+    }
+    this.renderer.requestDraw();
+  }
+
+  /** Stop editing: the next stroke starts a new mask object (N), or another tool took over. */
+  closeBitmap() {
+    this.bitmap.close();
+    this.renderer.editingKey = undefined;
+    this.renderer.requestDraw();
   }
 
   /** Alt+click on a keypoint marks it (not) visible. @param {Shape} shape @param {number} index */
@@ -247,6 +298,11 @@ export class Tools extends EventTarget {
 
   /** @param {CanvasRenderingContext2D} ctx @param {number} scale */
   drawOverlay(ctx, scale) {
+    if (this.bitmap.canvas) {
+      ctx.globalAlpha = 0.5;
+      ctx.drawImage(this.bitmap.canvas, 0, 0);
+      ctx.globalAlpha = 1;
+    }
     ctx.strokeStyle = "#ffff00";
     ctx.lineWidth = 1.5 / scale;
     if (this.drag?.kind === "box") {

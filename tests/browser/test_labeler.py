@@ -209,3 +209,39 @@ def test_keypoints_from_the_label_template_can_be_placed_and_hidden(setup, page,
     saved(page)
     [box] = Annotation.objects.filter(image=setup["image"]).values("keypoints")
     assert [(round(k["x"]), round(k["y"]), k["visible"]) for k in box["keypoints"]] == [(125, 120, True), (160, 130, False)]
+
+
+def stroke(page, points):
+    page.mouse.move(*screen(page, *points[0]))
+    page.mouse.down()
+    for point in points[1:]:
+        page.mouse.move(*screen(page, *point), steps=4)
+    page.mouse.up()
+
+
+def test_bitmap_brush_eraser_and_fill(setup, page, live_server):
+    from annotations.geometry import decode_mask
+
+    login(page, live_server)
+    open_labeler(page, setup["url"])
+    page.keyboard.press("m")
+    stroke(page, [(50, 50), (150, 50)])
+    saved(page)
+    [mask] = shapes(setup["image"])
+    pixels = decode_mask(mask["geometry"]["rle"])
+    assert (mask["kind"], bool(pixels[50, 60]), bool(pixels[50, 140]), bool(pixels[80, 100])) == ("mask", True, True, False)
+    page.keyboard.press("r")
+    stroke(page, [(100, 30), (100, 70)])
+    saved(page)
+    pixels = decode_mask(shapes(setup["image"])[0]["geometry"]["rle"])
+    assert (bool(pixels[50, 100]), bool(pixels[50, 60]), bool(pixels[50, 140])) == (False, True, True)
+    # A new object: a closed outline, then G fills it.
+    page.keyboard.press("n")
+    page.keyboard.press("e")
+    stroke(page, [(200, 150), (300, 150), (300, 250), (200, 250), (200, 150)])
+    page.keyboard.press("g")
+    page.mouse.click(*screen(page, 250, 200))
+    page.wait_for_function("window.sightline.store.shapes.length === 2 && document.getElementById('save-state').dataset.state === 'saved'")
+    saved(page)
+    filled = decode_mask(shapes(setup["image"])[1]["geometry"]["rle"])
+    assert (bool(filled[200, 250]), bool(filled[150, 250]), bool(filled[100, 250])) == (True, True, False)
