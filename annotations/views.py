@@ -116,6 +116,7 @@ def labeler(request, project_id: int, image_id: int):
         "image": {"id": image.pk, "name": image.name, "width": image.width, "height": image.height,
                   "url": f"/api/images/{image.pk}/file/"},
         "labels": labels,
+        "projectId": project.pk,
         "canAnnotate": "annotate_project" in project_permissions(request.user, project),
         "previousUrl": f"/projects/{project.pk}/images/{neighbours[0]}/label/{suffix}" if neighbours[0] else None,
         "nextUrl": f"/projects/{project.pk}/images/{neighbours[1]}/label/{suffix}" if neighbours[1] else None,

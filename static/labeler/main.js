@@ -155,7 +155,27 @@ async function start() {
   store.addEventListener("change", () => { renderPanelsSoon(); renderer.requestDraw(); });
   tools.addEventListener("select", markSelected);
   tools.addEventListener("tool", renderPanels);
-  tools.addEventListener("need-label", () => saver.show("error", "Create a label first (project settings)."));
+  tools.addEventListener("need-label", () => saver.show("error", "Create a label first."));
+  tools.addEventListener("notice", (event) => saver.show("error", /** @type {CustomEvent} */ (event).detail));
+  /** @type {HTMLInputElement} */ ($("aspect")).addEventListener("change", (event) => {
+    const [w, h] = /** @type {HTMLInputElement} */ (event.target).value.split(":").map(Number);
+    tools.aspect = w > 0 && h > 0 ? w / h : 0;
+  });
+  /** @type {HTMLFormElement} */ ($("label-create")).addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const input = /** @type {HTMLInputElement} */ ($("label-name"));
+    const response = await fetch(`/api/projects/${config.projectId}/labels/`, {
+      method: "POST", headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
+      body: JSON.stringify({ name: input.value }),
+    });
+    const body = await response.json();
+    if (!response.ok) return saver.show("error", Object.values(body).flat().join(" "));
+    config.labels.push(body);
+    labels.set(body.id, body);
+    input.value = "";
+    setLabel(body.id);
+    renderPanels();
+  });
   document.querySelectorAll("[data-tool]").forEach((el) => el.addEventListener("click", () => tools.setTool(/** @type {HTMLElement} */ (el).dataset.tool || "select")));
   /** @type {Record<string, () => void>} */
   const actions = {
@@ -197,6 +217,9 @@ async function start() {
       v: () => tools.setTool("select"), escape: () => { tools.cancel(); tools.setTool("select"); },
       b: () => tools.setTool("box"), n: () => tools.setTool("polygon"), l: () => tools.setTool("polyline"),
       g: () => tools.setTool("polygon", store.find(renderer.selected)?.kind === "polygon" ? "part" : "new"),
+      k: () => tools.setTool("polyline", store.find(renderer.selected)?.kind === "polyline" ? "extend" : "new"),
+      r: () => { tools.setTool("select"); tools.vertexMode = "remove"; saver.show(saver.status.dataset.state || "saved", "Click vertices to remove them (Esc to stop)"); },
+      e: () => tools.setTool("select"),
       h: () => tools.setTool("polygon", store.find(renderer.selected)?.kind === "polygon" ? "hole" : "new"),
       p: () => tools.setTool("points"), m: () => tools.setTool("mask"), enter: () => tools.finish(), f: () => renderer.fit(),
       delete: () => remove(renderer.selected), backspace: () => remove(renderer.selected),

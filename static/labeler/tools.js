@@ -27,6 +27,10 @@ export class Tools extends EventTarget {
     this.tool = "select";
     /** "new", or "part" / "hole" to add the drawn ring to the selected polygon (G and H). */
     this.ringMode = "new";
+    /** In select mode, "remove" makes a click on a vertex delete it (R). */
+    this.vertexMode = "move";
+    /** Width / height a new box keeps, or 0 for any (settings: fixed aspect ratio). */
+    this.aspect = 0;
     /** @type {number|null} */
     this.label = null;
     /** @type {number[][]} */
@@ -52,6 +56,7 @@ export class Tools extends EventTarget {
     if (tool !== "mask") this.closeBitmap();
     this.tool = tool;
     this.ringMode = ringMode;
+    this.vertexMode = "move";
     this.draft = [];
     this.dispatchEvent(new Event("tool"));
     this.renderer.requestDraw();
@@ -100,8 +105,18 @@ export class Tools extends EventTarget {
         return;
       }
       const index = handles(selected).findIndex(([hx, hy]) => near(hx, hy));
+      if (index >= 0 && this.vertexMode === "remove") return this.removeVertex(selected, index);
       if (index >= 0) {
         this.drag = { kind: "vertex", shape: selected, index, before: this.store.snapshot() };
+        return;
+      }
+      const edge = selected.kind === "polygon" ? edgeNear(selected, point, tolerance) : null;
+      if (edge) {
+        // A click on an edge's projection adds a vertex there, ready to drag (spec 000, "Edit").
+        const before = this.store.snapshot();
+        selected.geometry = insertVertex(selected, edge);
+        this.drag = { kind: "vertex", shape: selected, index: edge.handle, before, moved: true };
+        this.renderer.requestDraw();
         return;
       }
     }
@@ -138,7 +153,7 @@ export class Tools extends EventTarget {
       drag.x = e.offsetX;
       drag.y = e.offsetY;
     } else if (drag.kind === "box") {
-      drag.to = this.pointer;
+      drag.to = this.aspect ? keepAspect(drag.from, this.pointer, this.aspect) : this.pointer;
     } else if (drag.kind === "move") {
       drag.shape.geometry = translate(drag.shape.kind, drag.original, this.pointer[0] - drag.from[0], this.pointer[1] - drag.from[1]);
       drag.moved = true;
@@ -220,6 +235,27 @@ export class Tools extends EventTarget {
     this.renderer.requestDraw();
   }
 
+  /** R: remove a vertex; the shape redraws itself joined (rings keep 3, polylines 2, points 1). @param {Shape} shape @param {number} index */
+  removeVertex(shape, index) {
+    const minimum = { polygon: 3, polyline: 2, points: 1 }[/** @type {"polygon"} */ (shape.kind)];
+    if (!minimum) return;
+    let n = 0, tooFew = false;
+    /** @param {number[][]} ring */
+    const drop = (ring) => {
+      const kept = ring.filter(() => n++ !== index);
+      if (kept.length < minimum) tooFew = true;
+      return kept;
+    };
+    const g = shape.geometry;
+    const geometry = shape.kind === "polygon"
+      ? { parts: g.parts.map((/** @type {any} */ p) => ({ outer: drop(p.outer), holes: p.holes.map(drop) })) }
+      : { points: drop(g.points) };
+    if (tooFew) return this.dispatchEvent(new CustomEvent("notice", { detail: `A ${shape.kind} needs at least ${minimum} points.` }));
+    this.store.commit(() => {
+      this.store.shapes = this.store.shapes.map((s) => (s === shape ? { ...s, geometry } : s));
+    });
+  }
+
   /** Alt+click on a keypoint marks it (not) visible. @param {Shape} shape @param {number} index */
   toggleKeypoint(shape, index) {
     const keypoints = (shape.keypoints || []).map((k, i) => (i === index ? { ...k, visible: !k.visible } : k));
@@ -230,6 +266,15 @@ export class Tools extends EventTarget {
 
   /** @param {number[]} point */
   addVertex(point) {
+    const target = this.store.find(this.renderer.selected);
+    if (this.tool === "polyline" && this.ringMode === "extend" && target?.kind === "polyline") {
+      // K: each click adds a point joined to the previous one.
+      this.store.commit(() => {
+        this.store.shapes = this.store.shapes.map((s) =>
+          s === target ? { ...s, geometry: { points: [...s.geometry.points, point] } } : s);
+      });
+      return;
+    }
     const first = this.draft[0];
     const closeEnough = first && Math.hypot(point[0] - first[0], point[1] - first[1]) * this.renderer.view.scale <= HANDLE_PX;
     if (this.tool === "polygon" && this.draft.length >= 3 && closeEnough) return this.finish();
@@ -342,4 +387,47 @@ function moveVertex(shape, index, [x, y]) {
   /** @param {number[][]} ring */
   const edit = (ring) => ring.map((p) => (n++ === index ? [x, y] : p));
   return { parts: g.parts.map((/** @type {any} */ p) => ({ outer: edit(p.outer), holes: p.holes.map(edit) })) };
+}
+
+/** The corner that keeps width / height = aspect, following the pointer's larger side. */
+function keepAspect(/** @type {number[]} */ [x0, y0], /** @type {number[]} */ [x1, y1], /** @type {number} */ aspect) {
+  const width = Math.abs(x1 - x0), height = Math.abs(y1 - y0);
+  const w = Math.max(width, height * aspect), h = w / aspect;
+  return [x0 + Math.sign(x1 - x0 || 1) * w, y0 + Math.sign(y1 - y0 || 1) * h];
+}
+
+/**
+ * The polygon edge nearest a point, if within `tolerance`: where to insert a vertex.
+ * @param {Shape} shape @param {number[]} point @param {number} tolerance
+ * @returns {{part: number, ring: number, after: number, at: number[], handle: number} | null}
+ */
+function edgeNear(shape, [px, py], tolerance) {
+  let handle = 0, best = null, bestDistance = tolerance;
+  shape.geometry.parts.forEach((/** @type {any} */ part, /** @type {number} */ p) => {
+    [part.outer, ...part.holes].forEach((/** @type {number[][]} */ ring, /** @type {number} */ r) => {
+      ring.forEach(([ax, ay], i) => {
+        const [bx, by] = ring[(i + 1) % ring.length];
+        const dx = bx - ax, dy = by - ay, length = dx * dx + dy * dy || 1;
+        const t = Math.max(0, Math.min(1, ((px - ax) * dx + (py - ay) * dy) / length));
+        const x = ax + t * dx, y = ay + t * dy, distance = Math.hypot(px - x, py - y);
+        if (distance < bestDistance) {
+          bestDistance = distance;
+          best = { part: p, ring: r, after: i, at: [x, y], handle: handle + i + 1 };
+        }
+      });
+      handle += ring.length;
+    });
+  });
+  return best;
+}
+
+/** @param {Shape} shape @param {{part: number, ring: number, after: number, at: number[]}} edge */
+function insertVertex(shape, edge) {
+  return {
+    parts: shape.geometry.parts.map((/** @type {any} */ part, /** @type {number} */ p) => {
+      const rings = [part.outer, ...part.holes].map((/** @type {number[][]} */ ring, /** @type {number} */ r) =>
+        p === edge.part && r === edge.ring ? [...ring.slice(0, edge.after + 1), edge.at, ...ring.slice(edge.after + 1)] : ring);
+      return { outer: rings[0], holes: rings.slice(1) };
+    }),
+  };
 }

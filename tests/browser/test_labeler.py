@@ -245,3 +245,60 @@ def test_bitmap_brush_eraser_and_fill(setup, page, live_server):
     saved(page)
     filled = decode_mask(shapes(setup["image"])[1]["geometry"]["rle"])
     assert (bool(filled[200, 250]), bool(filled[150, 250]), bool(filled[100, 250])) == (True, True, False)
+
+
+def test_polyline_add_and_remove_points_and_polygon_edge_insert(setup, page, live_server):
+    login(page, live_server)
+    open_labeler(page, setup["url"])
+    page.keyboard.press("l")
+    for point in [(10, 10), (60, 10)]:
+        page.mouse.click(*screen(page, *point))
+    page.keyboard.press("Enter")
+    page.keyboard.press("k")
+    page.mouse.click(*screen(page, 60, 60))
+    page.mouse.click(*screen(page, 110, 60))
+    saved(page)
+    [line] = shapes(setup["image"])
+    assert [[round(v) for v in p] for p in line["geometry"]["points"]] == [[10, 10], [60, 10], [60, 60], [110, 60]]
+    page.keyboard.press("r")
+    page.mouse.click(*screen(page, 60, 10))
+    saved(page)
+    assert [[round(v) for v in p] for p in shapes(setup["image"])[0]["geometry"]["points"]] == [[10, 10], [60, 60], [110, 60]]
+    page.keyboard.press("Escape")
+    page.keyboard.press("n")
+    for point in [(200, 100), (300, 100), (300, 200)]:
+        page.mouse.click(*screen(page, *point))
+    page.keyboard.press("Enter")
+    page.keyboard.press("v")
+    page.mouse.move(*screen(page, 250, 100))  # the middle of the top edge
+    page.mouse.down()
+    page.mouse.move(*screen(page, 250, 80), steps=3)
+    page.mouse.up()
+    saved(page)
+    polygon = shapes(setup["image"])[1]
+    assert [[round(v) for v in p] for p in polygon["geometry"]["parts"][0]["outer"]] == [[200, 100], [250, 80], [300, 100], [300, 200]]
+
+
+def test_label_panel_hide_show_and_fixed_aspect_boxes(setup, page, live_server):
+    login(page, live_server)
+    open_labeler(page, setup["url"])
+    page.fill("#label-name", "heron")
+    page.click("#label-create button")
+    page.wait_for_selector("#label-list li[aria-selected=true] >> text=heron")
+    page.fill("#aspect", "2:1")
+    page.dispatch_event("#aspect", "change")
+    page.click("[data-tool=box]")
+    page.mouse.move(*screen(page, 100, 100))
+    page.mouse.down()
+    page.mouse.move(*screen(page, 140, 180), steps=3)
+    page.mouse.up()
+    page.wait_for_function("window.sightline.store.shapes.length === 1")
+    saved(page)
+    [box] = shapes(setup["image"])
+    assert box["label__name"] == "heron"
+    assert [round(box["geometry"][k]) for k in ("width", "height")] == [160, 80]
+    page.click("[data-action=hide-all]")
+    page.wait_for_function("window.sightline.renderer.drawn === 0")
+    page.click("[data-action=show-all]")
+    page.wait_for_function("window.sightline.renderer.drawn === 1")
+    assert Label.objects.filter(project=setup["project"], name="heron").exists()
