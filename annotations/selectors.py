@@ -80,14 +80,23 @@ def image_neighbours(*, project, image, user, filters: dict) -> tuple[int | None
     Labeling walks the filtered images only when a filter is on (spec 000); the order is the
     grid's, newest first.
     """
-    from annotations.filters import images_filter
-    from projects.models import Image
-
-    images = Image.objects.for_project(project)
-    if any(filters.values()):
-        images = images_filter(images, project=project, user=user, **filters)
-    ids = list(images.order_by("-id").values_list("id", flat=True))
+    ids = filtered_image_ids(project=project, user=user, filters=filters)
     if image.pk not in ids:
         return (None, ids[0] if ids else None, 0, len(ids))
     at = ids.index(image.pk)
     return (ids[at - 1] if at > 0 else None, ids[at + 1] if at + 1 < len(ids) else None, at + 1, len(ids))
+
+
+def filtered_image_ids(*, project, user, filters: dict) -> list[int]:
+    """The grid's image ids, newest first: only the chosen ones (`ids`) or the filtered ones when given."""
+    from annotations.filters import images_filter
+    from projects.models import Image
+
+    images = Image.objects.for_project(project)
+    chosen = [int(i) for i in filters.get("ids", "").split(",") if i.strip().isdigit()]
+    if chosen:
+        images = images.filter(pk__in=chosen)
+    rest = {k: v for k, v in filters.items() if k != "ids"}
+    if any(rest.values()):
+        images = images_filter(images, project=project, user=user, **rest)
+    return list(images.order_by("-id").values_list("id", flat=True))

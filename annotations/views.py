@@ -104,8 +104,12 @@ def labeler(request, project_id: int, image_id: int):
     """The labeling page: one canvas island (static/labeler/) around the image, with htmx around it."""
     project = access_project(request.user, project_id)
     image = get_object_or_404(Image, project=project, pk=image_id)
-    query = {key: request.GET.get(key, "").strip() for key in ("labels", "type", "status")}
-    neighbours = selectors.image_neighbours(project=project, image=image, user=request.user, filters=query)
+    query = {key: request.GET.get(key, "").strip() for key in ("labels", "type", "status", "ids")}
+    try:
+        neighbours = selectors.image_neighbours(project=project, image=image, user=request.user, filters=query)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return redirect("projects:detail", project_id=project.pk)
     labels = [
         {"id": label.pk, "name": label.name, "color": label.color, "hotkey": label.hotkey,
          "keypoint_template": label.keypoint_template}
@@ -122,5 +126,19 @@ def labeler(request, project_id: int, image_id: int):
         "nextUrl": f"/projects/{project.pk}/images/{neighbours[1]}/label/{suffix}" if neighbours[1] else None,
     }  # fmt: skip
     context = {"project": project, "image": image, "config": config, "position": neighbours[2],
-               "total": neighbours[3], "filtered": any(query.values())}  # fmt: skip
+               "total": neighbours[3], "filtered": any(query.values()), "suffix": suffix}  # fmt: skip
     return render(request, "annotations/labeler.html", context)
+
+
+@login_required
+def labeler_strip(request, project_id: int, image_id: int):
+    """The sidebar's image list (htmx): a page of the images the labeler walks, around this one."""
+    project = access_project(request.user, project_id)
+    query = {key: request.GET.get(key, "").strip() for key in ("labels", "type", "status", "ids")}
+    ids = selectors.filtered_image_ids(project=project, user=request.user, filters=query)
+    at = ids.index(image_id) if image_id in ids else 0
+    window = ids[max(0, at - 6) : at + 14]
+    images = {i.pk: i for i in Image.objects.filter(pk__in=window).only("id", "name")}
+    suffix = f"?{urlencode({k: v for k, v in query.items() if v})}" if any(query.values()) else ""
+    context = {"project": project, "current": image_id, "images": [images[i] for i in window], "suffix": suffix}
+    return render(request, "annotations/labeler_strip.html", context)

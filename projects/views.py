@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from annotations import filters
@@ -68,6 +69,20 @@ def project_detail(request, project_id: int):
     if request.htmx:
         return render(request, "projects/project_detail.html#grid", context)
     return render(request, "projects/project_detail.html", context)
+
+
+@login_required
+def label_selected(request, project_id: int):
+    """Open the labeler on the selected images only, or on all of them when none is selected (spec 000)."""
+    project = access_project(request.user, project_id)
+    ids = sorted({int(i) for i in request.GET.getlist("image") if i.isdigit()})
+    images = Image.objects.for_project(project)
+    first = (images.filter(pk__in=ids) if ids else images).order_by("-id").first()
+    if first is None:
+        messages.error(request, "There is no image to label yet.")
+        return redirect("projects:detail", project_id=project.id)
+    url = reverse("annotations:labeler", args=[project.id, first.pk])
+    return redirect(f"{url}?ids={','.join(map(str, ids))}" if ids else url)
 
 
 @login_required

@@ -45,3 +45,24 @@ def test_a_viewer_may_look_but_not_annotate_and_a_stranger_gets_404(client, proj
     assert config(client.get(f"/projects/{project.id}/images/{image.id}/label/"))["canAnnotate"] is False
     client.force_login(UserFactory())
     assert client.get(f"/projects/{project.id}/images/{image.id}/label/").status_code == 404
+
+
+def test_label_selected_walks_only_the_chosen_images(client, user, project):
+    client.force_login(user)
+    ids = list(project.images.order_by("-id").values_list("id", flat=True))
+    response = client.get(f"/projects/{project.id}/images/label/", {"image": [ids[3], ids[1]]})
+    assert response["Location"] == f"/projects/{project.id}/images/{ids[1]}/label/?ids={ids[3]},{ids[1]}"
+    page = config(client.get(response["Location"]))
+    assert page["previousUrl"] is None
+    assert page["nextUrl"] == f"/projects/{project.id}/images/{ids[3]}/label/?ids={ids[3]}%2C{ids[1]}"
+    strip = client.get(f"/projects/{project.id}/images/{ids[1]}/label/strip/", {"ids": f"{ids[3]},{ids[1]}"}).content.decode()
+    assert strip.count("<li") == 2 and 'aria-current="true"' in strip
+    everything = client.get(f"/projects/{project.id}/images/label/")
+    assert everything["Location"] == f"/projects/{project.id}/images/{ids[0]}/label/"
+
+
+def test_a_bad_filter_on_the_labeler_returns_to_the_grid_with_the_reason(client, user, project):
+    client.force_login(user)
+    image = project.images.first()
+    response = client.get(f"/projects/{project.id}/images/{image.id}/label/", {"labels": "horse"}, follow=True)
+    assert "No label named &#x27;horse&#x27; in this project." in response.content.decode()
