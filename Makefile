@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(PY) bench/upload.py
 	$(PY) bench/grid.py
 	$(PY) bench/annotations.py
+	$(PY) bench/labeler.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
