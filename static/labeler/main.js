@@ -215,7 +215,9 @@ async function start() {
     }
     const keys = {
       v: () => tools.setTool("select"), escape: () => { tools.cancel(); tools.setTool("select"); },
-      b: () => tools.setTool("box"), n: () => tools.setTool("polygon"), l: () => tools.setTool("polyline"),
+      b: () => tools.setTool("box"), l: () => tools.setTool("polyline"),
+      // N (or Enter with nothing being drawn) starts a new object of the current kind; polygons by default.
+      n: () => tools.setTool(tools.tool === "polyline" ? "polyline" : "polygon"),
       g: () => tools.setTool("polygon", store.find(renderer.selected)?.kind === "polygon" ? "part" : "new"),
       k: () => tools.setTool("polyline", store.find(renderer.selected)?.kind === "polyline" ? "extend" : "new"),
       r: () => { tools.setTool("select"); tools.vertexMode = "remove"; saver.show(saver.status.dataset.state || "saved", "Click vertices to remove them (Esc to stop)"); },

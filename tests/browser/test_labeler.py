@@ -302,3 +302,23 @@ def test_label_panel_hide_show_and_fixed_aspect_boxes(setup, page, live_server):
     page.click("[data-action=show-all]")
     page.wait_for_function("window.sightline.renderer.drawn === 1")
     assert Label.objects.filter(project=setup["project"], name="heron").exists()
+
+
+def test_classification_labels_with_plus_minus_and_the_default_star(setup, page, live_server):
+    login(page, live_server)
+    open_labeler(page, setup["url"])
+    page.click("#classification-list li:has-text('gull') button")  # +
+    saved(page)
+    page.click("#classification-list li:has-text('tern') button")  # +
+    saved(page)
+    page.click("#classification-list li:has-text('tern') button:has-text('☆')")  # star: tern is the default
+    saved(page)
+    document = page.evaluate(f"() => fetch('/api/images/{setup['image'].id}/annotations/').then(r => r.json())")
+    assert document["classifications"] == [
+        {"label": setup["tern"].id, "name": "tern", "default": True},
+        {"label": setup["gull"].id, "name": "gull", "default": False},
+    ]
+    page.click("#classification-list li:has-text('tern') button:has-text('−')")  # remove the default
+    saved(page)
+    document = page.evaluate(f"() => fetch('/api/images/{setup['image'].id}/annotations/').then(r => r.json())")
+    assert document["classifications"] == [{"label": setup["gull"].id, "name": "gull", "default": True}]
