@@ -29,10 +29,13 @@ async function start() {
     const dialog = /** @type {HTMLDialogElement} */ ($("conflict"));
     $("conflict-text").textContent = `Your version has ${store.shapes.length} objects; the saved one ` +
       `(revision ${current.revision}) has ${current.shapes.length}.`;
+    renderer.ghost = new Store(current).shapes; // theirs, dashed white over yours
+    renderer.requestDraw();
     dialog.onclick = (event) => {
       const action = /** @type {HTMLElement} */ (event.target).dataset.action;
       if (!action) return;
       dialog.close();
+      renderer.ghost = null;
       if (action === "keep-mine" || action === "keep-both") {
         if (action === "keep-both") {
           // Theirs, with my version of objects we both have and my new objects added.
@@ -53,7 +56,7 @@ async function start() {
         renderer.requestDraw();
       }
     };
-    dialog.showModal();
+    dialog.show(); // not modal: both versions stay visible on the canvas
   }
 
   function renderPanels() {

@@ -69,6 +69,8 @@ export class Renderer {
     this.selected = undefined;
     /** @type {number|undefined} the mask the bitmap tool is editing, drawn by the tool instead */
     this.editingKey = undefined;
+    /** @type {Shape[]|null} the server's version during a conflict, drawn dashed over ours */
+    this.ghost = null;
     /** @type {((context: CanvasRenderingContext2D, scale: number) => void) | null} */
     this.overlay = null;
     /** @type {WeakMap<object, OffscreenCanvas>} */
@@ -158,6 +160,12 @@ export class Renderer {
       ctx.lineWidth = (selected ? 3 : 1.5) / scale;
       ctx.stroke(path);
       if (selected) this.drawHandles(shape);
+    }
+    if (this.ghost) {
+      ctx.strokeStyle = "#ffffff";
+      ctx.lineWidth = 2 / scale;
+      ctx.setLineDash([8 / scale, 6 / scale]);
+      for (const shape of this.ghost) if (shape.kind !== "mask") ctx.stroke(geometryOf(shape).path);
     }
     ctx.setLineDash([]);
     if (this.overlay) this.overlay(ctx, scale);

@@ -130,11 +130,13 @@ def test_two_browsers_get_the_conflict_dialog(setup, browser, live_server, choic
     second.mouse.click(*screen(second, 20, 20))
     second.wait_for_selector("#conflict[open]")
     assert second.inner_text("#conflict-text") == "Your version has 1 objects; the saved one (revision 1) has 1."
+    assert second.evaluate("() => window.sightline.renderer.ghost.length") == 1  # theirs, drawn over mine
     second.click(f"#conflict [data-action={choice}]")
     saved(second)
     points = sorted([round(v) for v in s["geometry"]["points"][0]] for s in shapes(setup["image"]))
     assert points == expected
     assert second.evaluate("() => window.sightline.store.shapes.length") == len(expected)
+    assert second.evaluate("() => window.sightline.renderer.ghost") is None
     for context in contexts:
         context.close()
 
