@@ -13,7 +13,7 @@ from annotations import documents, operations, selectors, services, transfers
 from annotations.formats import FORMATS
 from annotations.formats.base import FormatError
 from config.api import PlainListField, StrictSerializer
-from projects.permissions import access_image, access_project, project_permissions
+from projects.permissions import access_image, access_project
 
 
 def _document_response(image_id: int) -> HttpResponse:
@@ -222,9 +222,8 @@ class ImportApi(APIView):
             )
             return Response(_job_body(job), status=status.HTTP_202_ACCEPTED)
         summary = transfers.project_import(
-            project=project, user=request.user, format_key=format_key, content=upload.read(), mode=mode,
-            may_create_labels="manage_labels_project" in project_permissions(request.user, project),
-        )  # fmt: skip
+            project=project, user=request.user, format_key=format_key, content=upload.read(), mode=mode
+        )
         return Response({"summary": summary.as_dict()})
 
 

@@ -65,17 +65,19 @@ def project_export(*, project: Project, format_key: str, progress=None) -> Expor
 
 
 @transaction.atomic
-def project_import(
-    *, project: Project, user, format_key: str, content: bytes, mode: str = "append", may_create_labels: bool = True
-) -> Summary:
-    """Read the file and apply it in one transaction; a malformed file raises and imports nothing."""
+def project_import(*, project: Project, user, format_key: str, content: bytes, mode: str = "append") -> Summary:
+    """Read the file and apply it in one transaction; a malformed file raises and imports nothing.
+
+    Labels the file names that the project lacks are created only if `user` may manage labels.
+    """
     module = FORMATS[format_key]
     known = {name: (w, h) for name, w, h in Image.objects.for_project(project).values_list("name", "width", "height")}
     try:
         dataset = module.read(content, known=known)
     except FormatError as exc:
         raise ValidationError({"file": [str(exc)]}) from None
-    return dataset_apply(project=project, user=user, dataset=dataset, mode=mode, may_create_labels=may_create_labels)
+    may_create = _may_create_labels(user, project)
+    return dataset_apply(project=project, user=user, dataset=dataset, mode=mode, may_create_labels=may_create)
 
 
 def dataset_apply(*, project: Project, user, dataset: Dataset, mode: str, may_create_labels: bool = True) -> Summary:
@@ -197,8 +199,7 @@ def transfer_run(*, job_id: int) -> None:
             with job.file.open("rb") as stored:
                 content = stored.read()
             job.summary = project_import(
-                project=job.project, user=job.created_by, format_key=job.format, content=content, mode=job.mode,
-                may_create_labels=_may_create_labels(job.created_by, job.project),
+                project=job.project, user=job.created_by, format_key=job.format, content=content, mode=job.mode
             ).as_dict()
         job.status = TransferJob.Status.FINISHED
     except (ValidationError, FormatError) as exc:

@@ -99,12 +99,19 @@ def transfer_job(request, project_id: int, job_id: int):
 # --- the labeler -----------------------------------------------------------------------------
 
 
+def _walk(request) -> tuple[dict[str, str], str]:
+    """Which images the labeler walks (the grid's filters, or chosen ids), and the query string that keeps them."""
+    query = {key: request.GET.get(key, "").strip() for key in ("labels", "type", "status", "ids")}
+    chosen = {k: v for k, v in query.items() if v}
+    return query, f"?{urlencode(chosen)}" if chosen else ""
+
+
 @login_required
 def labeler(request, project_id: int, image_id: int):
     """The labeling page: one canvas island (static/labeler/) around the image, with htmx around it."""
     project = access_project(request.user, project_id)
     image = get_object_or_404(Image, project=project, pk=image_id)
-    query = {key: request.GET.get(key, "").strip() for key in ("labels", "type", "status", "ids")}
+    query, suffix = _walk(request)
     try:
         neighbours = selectors.image_neighbours(project=project, image=image, user=request.user, filters=query)
     except ValidationError as exc:
@@ -115,7 +122,6 @@ def labeler(request, project_id: int, image_id: int):
          "keypoint_template": label.keypoint_template}
         for label in project.labels.all()
     ]  # fmt: skip
-    suffix = f"?{urlencode({k: v for k, v in query.items() if v})}" if any(query.values()) else ""
     config = {
         "image": {"id": image.pk, "name": image.name, "width": image.width, "height": image.height,
                   "url": f"/api/images/{image.pk}/file/"},
@@ -134,11 +140,13 @@ def labeler(request, project_id: int, image_id: int):
 def labeler_strip(request, project_id: int, image_id: int):
     """The sidebar's image list (htmx): a page of the images the labeler walks, around this one."""
     project = access_project(request.user, project_id)
-    query = {key: request.GET.get(key, "").strip() for key in ("labels", "type", "status", "ids")}
-    ids = selectors.filtered_image_ids(project=project, user=request.user, filters=query)
+    query, suffix = _walk(request)
+    try:
+        ids = selectors.filtered_image_ids(project=project, user=request.user, filters=query)
+    except ValidationError:
+        ids = []  # the labeler page itself explains a bad filter
     at = ids.index(image_id) if image_id in ids else 0
     window = ids[max(0, at - 6) : at + 14]
     images = {i.pk: i for i in Image.objects.filter(pk__in=window).only("id", "name")}
-    suffix = f"?{urlencode({k: v for k, v in query.items() if v})}" if any(query.values()) else ""
     context = {"project": project, "current": image_id, "images": [images[i] for i in window], "suffix": suffix}
     return render(request, "annotations/labeler_strip.html", context)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import PurePosixPath
 
+from django.db.models import prefetch_related_objects
 from django.http import FileResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
@@ -337,7 +338,7 @@ class ImageDetailApi(APIView):
     @extend_schema(responses={200: ImageOutput})
     def get(self, request, image_id: int):
         image = access_image(request.user, image_id)
-        image = Image.objects.prefetch_related("classifications__label").get(pk=image.pk)
+        prefetch_related_objects([image], "classifications__label")
         return Response(ImageOutput(image).data)
 
     @extend_schema(responses={204: None})

@@ -31,6 +31,18 @@ class Limits:
     max_entry_bytes: int
 
 
+def limits_from_settings() -> Limits:
+    """The configured limits, for every place that reads a ZIP a person sent (uploads and imports)."""
+    from django.conf import settings
+
+    return Limits(
+        max_entries=settings.SIGHTLINE_ZIP_MAX_ENTRIES,
+        max_unpacked_bytes=settings.SIGHTLINE_ZIP_MAX_UNPACKED_BYTES,
+        max_ratio=settings.SIGHTLINE_ZIP_MAX_RATIO,
+        max_entry_bytes=settings.SIGHTLINE_MAX_UPLOAD_BYTES,
+    )
+
+
 @dataclass(frozen=True)
 class ArchiveEntry:
     path: str

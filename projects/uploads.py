@@ -88,12 +88,7 @@ def _looks_like_zip(upload: UploadedFile) -> bool:
 
 def _store_archive(batch: _Batch, upload: UploadedFile, common: list[Label]) -> None:
     """A ZIP is stored as a unit: if it turns out unsafe part-way, none of it stays."""
-    limits = archives.Limits(
-        max_entries=settings.SIGHTLINE_ZIP_MAX_ENTRIES,
-        max_unpacked_bytes=settings.SIGHTLINE_ZIP_MAX_UNPACKED_BYTES,
-        max_ratio=settings.SIGHTLINE_ZIP_MAX_RATIO,
-        max_entry_bytes=settings.SIGHTLINE_MAX_UPLOAD_BYTES,
-    )
+    limits = archives.limits_from_settings()
     before = (len(batch.result.stored), len(batch.result.rejected), set(batch.seen))
     try:
         with transaction.atomic():

@@ -103,16 +103,9 @@ def stem(name: str) -> str:
 
 def read_zip(content: bytes) -> dict[str, bytes]:
     """A ZIP's files by path, through the same safety checks as image uploads (paths, bombs, sizes)."""
-    from django.conf import settings
-
     from projects import archives
 
-    limits = archives.Limits(
-        max_entries=settings.SIGHTLINE_ZIP_MAX_ENTRIES,
-        max_unpacked_bytes=settings.SIGHTLINE_ZIP_MAX_UNPACKED_BYTES,
-        max_ratio=settings.SIGHTLINE_ZIP_MAX_RATIO,
-        max_entry_bytes=settings.SIGHTLINE_MAX_UPLOAD_BYTES,
-    )
+    limits = archives.limits_from_settings()
     try:
         entries = list(archives.read_entries(io.BytesIO(content), limits=limits))
     except archives.ArchiveRejected as exc:
