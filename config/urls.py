@@ -11,6 +11,7 @@ api = [
     path("", include("accounts.api_urls")),
     path("", include("projects.api_urls")),
     path("", include("annotations.api_urls")),
+    path("", include("training.api_urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
 ]

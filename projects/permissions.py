@@ -34,16 +34,23 @@ def access_project(user, project_id: int, perm: str = "view_project") -> Project
     return project
 
 
+def access_child(user, child, perm: str, missing: str):
+    """Return `child` (anything with a project_id) if `user` holds `perm` on its project.
+
+    A missing child and one in a project they may not see get the same 404, with `missing` as its message.
+    """
+    if child is None:
+        raise Http404(missing)
+    try:
+        child.project = access_project(user, child.project_id, perm)
+    except Http404:
+        raise Http404(missing) from None
+    return child
+
+
 def access_image(user, image_id: int, perm: str = "view_project") -> Image:
     """Return the image if `user` holds `perm` on its project; 404 for an image they may not see."""
-    image = Image.objects.filter(pk=image_id).first()
-    if image is None:
-        raise Http404("No such image.")
-    try:
-        image.project = access_project(user, image.project_id, perm)
-    except Http404:
-        raise Http404("No such image.") from None
-    return image
+    return access_child(user, Image.objects.filter(pk=image_id).first(), perm, "No such image.")
 
 
 def projects_for_user(user, perm: str = "view_project") -> QuerySet[Project]:

@@ -1,6 +1,24 @@
-"""Background workers' heartbeats (training jobs, dataset versions and models will live here too)."""
+"""Training: frozen dataset versions, background training jobs, the model versions they make, worker heartbeats.
 
+One shape for every task (classification now; detection and segmentation later): a job freezes a
+DatasetVersion of the project's images and targets, trains on it in django-q2, and on success
+leaves a ModelVersion with its best and last checkpoints and their evaluations.
+"""
+
+from django.conf import settings
 from django.db import models
+from django.db.models import Q
+
+
+class Task(models.TextChoices):
+    CLASSIFICATION = "classification"
+    DETECTION = "detection"
+    SEGMENTATION = "segmentation"
+
+
+class Split(models.TextChoices):
+    TRAIN = "train"
+    VALID = "valid"
 
 
 class WorkerHeartbeat(models.Model):
@@ -14,3 +32,167 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.host} at {self.beat_at:%Y-%m-%d %H:%M:%S}"
+
+
+class DatasetVersion(models.Model):
+    """Exactly what one training run learned from: images, their targets and splits, the label map."""
+
+    class SplitMethod(models.TextChoices):
+        PERCENT = "percent", "stratified percentage"
+        USER = "user", "user-defined validation set"
+
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="dataset_versions")
+    number = models.PositiveIntegerField(help_text="Counts up within the project: v1, v2, ...")
+    task = models.CharField(max_length=16, choices=Task.choices)
+    multi_label = models.BooleanField(default=False)
+    labels = models.JSONField(help_text='The label map in output order: [{"id": 3, "name": "cat", "color": "#..."}].')
+    split_method = models.CharField(max_length=8, choices=SplitMethod.choices)
+    validation_percent = models.PositiveSmallIntegerField(default=20)
+    seed = models.IntegerField(default=0)
+    counts = models.JSONField(default=dict, help_text="Images per split and per label, for the page.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project_id", "-number"]
+        constraints = [models.UniqueConstraint(fields=["project", "number"], name="dataset_version_unique_number")]
+
+    def __str__(self) -> str:
+        return f"{self.project} dataset v{self.number} ({self.task})"
+
+    @property
+    def label_names(self) -> list[str]:
+        return [label["name"] for label in self.labels]
+
+
+class DatasetItem(models.Model):
+    """One image in a dataset version, with its targets as they were when the version was frozen."""
+
+    dataset_version = models.ForeignKey(DatasetVersion, on_delete=models.CASCADE, related_name="items")
+    # The image may be deleted later; the version still says what was trained on.
+    image = models.ForeignKey("projects.Image", null=True, on_delete=models.SET_NULL, related_name="dataset_items")
+    image_name = models.CharField(max_length=255)
+    file = models.CharField(max_length=300, help_text="The stored file's name in the default storage.")
+    sha256 = models.CharField(max_length=64)
+    revision = models.PositiveIntegerField(help_text="The image's annotation revision when frozen.")
+    split = models.CharField(max_length=5, choices=Split.choices)
+    targets = models.JSONField(help_text="Classification: label indices, the default first. Detection: shapes.")
+
+    class Meta:
+        ordering = ["dataset_version_id", "id"]
+        indexes = [models.Index(fields=["dataset_version", "split"])]
+
+    def __str__(self) -> str:
+        return f"{self.image_name} ({self.split}) in {self.dataset_version}"
+
+
+class TrainingJobQuerySet(models.QuerySet):
+    def active(self):
+        return self.filter(status__in=[TrainingJob.Status.QUEUED, TrainingJob.Status.RUNNING])
+
+
+class TrainingJob(models.Model):
+    """A training run in the background: what was asked, how far it got, and how it ended."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        FINISHED = "finished"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="training_jobs")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    task = models.CharField(max_length=16, choices=Task.choices)
+    name = models.CharField(max_length=100, help_text="The model's name, as the predict endpoint takes it.")
+    parameters = models.JSONField(help_text="Every parameter, defaults filled in.")
+    dataset_version = models.ForeignKey(
+        DatasetVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="training_jobs"
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    cancel_requested = models.BooleanField(default=False)
+    epoch = models.PositiveIntegerField(default=0, help_text="Epochs completed.")
+    epochs = models.PositiveIntegerField(default=0, help_text="Epochs planned.")
+    progress = models.FloatField(default=0)
+    loss = models.FloatField(null=True, blank=True, help_text="The latest training loss.")
+    history = models.JSONField(default=list, blank=True, help_text="One entry per epoch: losses and accuracies.")
+    best_epoch = models.PositiveIntegerField(null=True, blank=True)
+    eta_seconds = models.FloatField(null=True, blank=True)
+    device = models.CharField(max_length=64, blank=True)
+    log = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="Last sign of life from the worker.")
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = TrainingJobQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(progress__gte=0, progress__lte=1), name="training_job_progress_0_to_1"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.task}, {self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in {self.Status.QUEUED, self.Status.RUNNING}
+
+
+def checkpoint_upload_path(model: "ModelVersion", filename: str) -> str:
+    return f"models/{model.project_id}/{model.job_id}/{filename}"
+
+
+class Checkpoint(models.TextChoices):
+    BEST = "best", "best model (lowest validation loss)"
+    LAST = "last", "last model"
+
+
+class ModelVersion(models.Model):
+    """A trained model: its checkpoints, label map, what it learned from, and how good it is."""
+
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="model_versions")
+    job = models.OneToOneField(TrainingJob, on_delete=models.CASCADE, related_name="model_version")
+    dataset_version = models.ForeignKey(DatasetVersion, on_delete=models.RESTRICT, related_name="model_versions")
+    name = models.CharField(max_length=100)
+    task = models.CharField(max_length=16, choices=Task.choices)
+    multi_label = models.BooleanField(default=False)
+    backbone = models.CharField(max_length=100)
+    image_size = models.PositiveIntegerField()
+    labels = models.JSONField(help_text="Output names in order.")
+    best_epoch = models.PositiveIntegerField()
+    epochs_trained = models.PositiveIntegerField()
+    best_checkpoint = models.FileField(upload_to=checkpoint_upload_path, max_length=300)
+    last_checkpoint = models.FileField(upload_to=checkpoint_upload_path, max_length=300)
+    best_evaluation = models.FileField(upload_to=checkpoint_upload_path, max_length=300)
+    last_evaluation = models.FileField(upload_to=checkpoint_upload_path, max_length=300)
+    metrics = models.JSONField(default=dict, help_text="Summary per checkpoint and split, for lists and the API.")
+    optimized_thresholds = models.JSONField(default=dict, help_text="Multi-label: per checkpoint, the F1-best threshold per label.")
+    thresholds = models.JSONField(default=dict, blank=True, help_text="Multi-label: thresholds a person set, per checkpoint.")
+    predict_with = models.CharField(
+        max_length=4, choices=Checkpoint.choices, default=Checkpoint.BEST,
+        help_text="Which checkpoint answers predictions that do not name one.",
+    )  # fmt: skip
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project_id", "-created_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["project", "name"], name="model_version_unique_name")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.task}{', multi-label' if self.multi_label else ''})"
+
+    def checkpoint_file(self, checkpoint: str):
+        return self.best_checkpoint if checkpoint == Checkpoint.BEST else self.last_checkpoint
+
+    def evaluation_file(self, checkpoint: str):
+        return self.best_evaluation if checkpoint == Checkpoint.BEST else self.last_evaluation
+
+    def thresholds_for(self, checkpoint: str) -> list[float] | None:
+        """Multi-label score thresholds in use: the person's if set, else the F1-optimised ones."""
+        if not self.multi_label:
+            return None
+        return self.thresholds.get(checkpoint) or self.optimized_thresholds.get(checkpoint)

@@ -1,10 +1,22 @@
-"""Every write to training's tables."""
+"""Every write to training's tables: worker heartbeats, starting and cancelling jobs, model settings."""
+
+from __future__ import annotations
 
 import socket
+from datetime import timedelta
 
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.utils import timezone
 
-from training.models import WorkerHeartbeat
+from projects.models import Project
+from training import datasets
+from training.models import Checkpoint, ModelVersion, Task, TrainingJob, WorkerHeartbeat
+from training.parameters import parameters_clean
+
+RUN_TASK = "training.tasks.training_job_run"
+MAX_NAME = 100
 
 
 def worker_heartbeat_record(*, host: str | None = None) -> WorkerHeartbeat:
@@ -12,3 +24,116 @@ def worker_heartbeat_record(*, host: str | None = None) -> WorkerHeartbeat:
         host=host or socket.gethostname(), defaults={"beat_at": timezone.now()}
     )
     return heartbeat
+
+
+def _name_clean(project: Project, name: str | None, task: str) -> str:
+    taken = set(ModelVersion.objects.filter(project=project).values_list("name", flat=True))
+    taken |= set(TrainingJob.objects.filter(project=project).active().values_list("name", flat=True))
+    if not name:
+        number = TrainingJob.objects.filter(project=project).count() + 1
+        while f"{task}-{number}" in taken:
+            number += 1
+        return f"{task}-{number}"
+    name = name.strip()
+    if not name or len(name) > MAX_NAME or "/" in name:
+        raise ValidationError({"name": [f"A model name has 1 to {MAX_NAME} characters and no '/'."]})
+    if name in taken:
+        raise ValidationError({"name": [f"This project already has a model named {name!r}."]})
+    return name
+
+
+@transaction.atomic
+def training_job_start(
+    *, project: Project, user, task: str, multi_label: bool = False, name: str | None = None,
+    parameters: dict | None = None,
+) -> TrainingJob:
+    """Check the parameters, freeze a dataset version, and queue the job once the rows are committed."""
+    if task not in Task.values:
+        raise ValidationError({"task": [f"Unknown task {task!r}; use one of {', '.join(Task.values)}."]})
+    cleaned = parameters_clean(task, parameters or {})
+    name = _name_clean(project, name, task)
+    version = datasets.dataset_version_create(
+        project=project, user=user, task=task, multi_label=multi_label,
+        validation_percent=cleaned["validation_percent"], use_validation_set=cleaned["use_validation_set"],
+        seed=cleaned["seed"],
+    )  # fmt: skip
+    job = TrainingJob.objects.create(
+        project=project, created_by=user, task=task, name=name, dataset_version=version,
+        parameters={**cleaned, "multi_label": multi_label}, epochs=cleaned["epochs"],
+    )  # fmt: skip
+    transaction.on_commit(lambda: _enqueue(job.pk))
+    return job
+
+
+def _enqueue(job_id: int) -> None:
+    from django_q.tasks import async_task
+
+    async_task(RUN_TASK, job_id, task_name=f"training job {job_id}")
+
+
+def training_job_cancel(*, job: TrainingJob) -> TrainingJob:
+    """A queued job is cancelled at once; a running one stops at its next batch (keeping any finished epoch)."""
+    with transaction.atomic():
+        job = TrainingJob.objects.select_for_update().get(pk=job.pk)
+        if job.status == TrainingJob.Status.QUEUED:
+            job.status, job.finished_at = TrainingJob.Status.CANCELLED, timezone.now()
+            job.save(update_fields=["status", "finished_at"])
+        elif job.status == TrainingJob.Status.RUNNING:
+            job.cancel_requested = True
+            job.save(update_fields=["cancel_requested"])
+        else:
+            raise ValidationError({"status": [f"The job has already {job.status}."]})
+    return job
+
+
+def training_jobs_fail_stale(*, now=None) -> int:
+    """Mark running jobs whose worker stopped beating as failed, so none stays 'running' forever."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.SIGHTLINE_TRAINING_STALE_SECONDS)
+    stale = TrainingJob.objects.filter(status=TrainingJob.Status.RUNNING, heartbeat_at__lt=cutoff)
+    return stale.update(
+        status=TrainingJob.Status.FAILED, finished_at=now,
+        error="The worker running this job stopped (killed, out of memory or restarted) before it finished.",
+    )  # fmt: skip
+
+
+def model_version_update(
+    *, model: ModelVersion, predict_with: str | None = None, thresholds: dict[str, list[float] | None] | None = None
+) -> ModelVersion:
+    """Choose the checkpoint that predicts, or set (None: reset to optimised) multi-label thresholds."""
+    fields = []
+    if predict_with is not None:
+        if predict_with not in Checkpoint.values:
+            raise ValidationError({"predict_with": ["Choose best or last."]})
+        model.predict_with = predict_with
+        fields.append("predict_with")
+    if thresholds is not None:
+        if not model.multi_label:
+            raise ValidationError({"thresholds": ["Only multi-label models have score thresholds."]})
+        merged = dict(model.thresholds)
+        for checkpoint, values in thresholds.items():
+            if checkpoint not in Checkpoint.values:
+                raise ValidationError({"thresholds": [f"Unknown checkpoint {checkpoint!r}; use best or last."]})
+            if values is None:
+                merged.pop(checkpoint, None)
+                continue
+            if (
+                not isinstance(values, list) or len(values) != len(model.labels)
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in values)
+            ):  # fmt: skip
+                raise ValidationError({"thresholds": [f"Give {len(model.labels)} numbers from 0 to 1, one per label."]})
+            merged[checkpoint] = [float(v) for v in values]
+        model.thresholds = merged
+        fields.append("thresholds")
+    if fields:
+        model.save(update_fields=fields)
+    return model
+
+
+def model_version_delete(*, model: ModelVersion) -> None:
+    """Delete the model, its files after commit, and the job that made it."""
+    files = [f for f in (model.best_checkpoint, model.last_checkpoint, model.best_evaluation, model.last_evaluation) if f]
+    names = [(f.storage, f.name) for f in files]
+    with transaction.atomic():
+        model.job.delete()
+    transaction.on_commit(lambda: [storage.delete(name) for storage, name in names])

@@ -177,6 +177,9 @@ SIGHTLINE_THUMBNAIL_SIZE = 256
 SIGHTLINE_ALLOW_REGISTRATION = env_bool("SIGHTLINE_ALLOW_REGISTRATION", True)
 # A worker whose heartbeat is older than this is reported as down by /healthz.
 SIGHTLINE_WORKER_STALE_SECONDS = env_int("SIGHTLINE_WORKER_STALE_SECONDS", 180)
+# A running training job beats this often; one silent for the stale time is marked failed.
+SIGHTLINE_TRAINING_HEARTBEAT_SECONDS = env_int("SIGHTLINE_TRAINING_HEARTBEAT_SECONDS", 10)
+SIGHTLINE_TRAINING_STALE_SECONDS = env_int("SIGHTLINE_TRAINING_STALE_SECONDS", 120)
 
 LOGGING = {
     "version": 1,

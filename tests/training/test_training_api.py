@@ -1,0 +1,119 @@
+"""Training through the API, as a script would: start a job, it runs in the worker, a model comes out."""
+
+import pytest
+
+from projects.models import Role
+from projects.services import membership_grant
+from tests.conftest import client_for
+from tests.factories import UserFactory
+from tests.training.conftest import FAST, colour_png
+from training.models import DatasetItem, ModelVersion, TrainingJob
+
+pytestmark = pytest.mark.django_db
+
+
+def start(api, project, capture, **body):
+    with capture(execute=True):
+        return api.post(f"/api/projects/{project.id}/training-jobs/", {"task": "classification", **body}, format="json")
+
+
+def test_a_job_trains_a_single_label_model_that_predicts(api, colours_project, django_capture_on_commit_callbacks):
+    response = start(api, colours_project, django_capture_on_commit_callbacks, name="colours", parameters=FAST)
+    assert response.status_code == 201, response.content
+    job = api.get(f"/api/training-jobs/{response.json()['id']}/").json()
+    assert job["status"] == "finished", job["error"] + job["log"]
+    assert (job["epoch"], job["epochs"], job["progress"]) == (3, 3, 1.0)
+    assert [entry["epoch"] for entry in job["history"]] == [1, 2, 3]
+    assert job["dataset_version"]["labels"] == ["blue", "red"]
+    # 20% of each class of 12, stratified: round(2.4) = 2 each.
+    assert job["dataset_version"]["counts"]["labels"] == {"blue": {"train": 10, "valid": 2}, "red": {"train": 10, "valid": 2}}
+    assert job["device"].startswith("cpu")
+
+    models = api.get(f"/api/projects/{colours_project.id}/models/").json()
+    assert [m["name"] for m in models] == ["colours"]
+    model = models[0]
+    assert model["id"] == job["model_id"]
+    assert (model["labels"], model["multi_label"], model["predict_with"]) == (["blue", "red"], False, "best")
+    assert model["metrics"]["best"]["valid"]["count"] == 4
+    assert model["metrics"]["best"]["valid"]["accuracy"] == 1.0
+
+    red = colour_png((220, 30, 30), 999)
+    reply = api.post(f"/api/predict/{colours_project.id}/colours/", red, content_type="application/octet-stream")
+    assert reply.status_code == 200, reply.content
+    body = reply.json()
+    assert (body["model"], body["checkpoint"]) == ("colours", "best")
+    assert [p["label"] for p in body["predictions"]] == ["red", "blue"]
+    assert body["predictions"][0]["score"] > 0.5
+    assert abs(sum(p["score"] for p in body["predictions"]) - 1.0) < 1e-4
+
+
+def test_predict_with_the_last_checkpoint_and_with_a_form(api, colours_project, django_capture_on_commit_callbacks):
+    start(api, colours_project, django_capture_on_commit_callbacks, name="colours", parameters=FAST)
+    blue = colour_png((30, 30, 220), 998)
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    last = api.post(f"/api/predict/{colours_project.id}/colours/last", blue, content_type="image/png")
+    form = api.post(f"/api/predict/{colours_project.id}/colours/best/", {"file": SimpleUploadedFile("b.png", blue)},
+                    format="multipart")  # fmt: skip
+    assert last.status_code == 200 and form.status_code == 200
+    assert (last.json()["checkpoint"], form.json()["checkpoint"]) == ("last", "best")
+    assert last.json()["predictions"][0]["label"] == form.json()["predictions"][0]["label"] == "blue"
+
+
+def test_predicting_refuses_what_is_not_an_image_and_unknown_models(api, colours_project, django_capture_on_commit_callbacks):
+    start(api, colours_project, django_capture_on_commit_callbacks, name="colours", parameters=FAST)
+    bad = api.post(f"/api/predict/{colours_project.id}/colours/", b"not an image", content_type="application/octet-stream")
+    assert bad.status_code == 400
+    assert bad.json() == {"file": ["This is not an image file Sightline can read."]}
+    missing = api.post(f"/api/predict/{colours_project.id}/nope/", b"x", content_type="application/octet-stream")
+    assert missing.status_code == 404
+
+
+def test_bad_parameters_are_refused_before_anything_is_frozen(api, colours_project, django_capture_on_commit_callbacks):
+    response = start(api, colours_project, django_capture_on_commit_callbacks,
+                     parameters={"epochs": 0, "image_size": 300, "learning_rate": "fast", "colour": 1})  # fmt: skip
+    assert response.status_code == 400
+    assert response.json() == {
+        "colour": [
+            "Unknown parameter; classification takes epochs, batch_size, learning_rate, image_size, validation_percent, "
+            "use_validation_set, time_limit_minutes, patience, backbone, pretrained, fine_tune, augment, flip, seed."
+        ],
+        "epochs": ["Must be from 1 to 500."],
+        "learning_rate": ["Must be a number."],
+        "image_size": ["Must be one of 224, 320, 416, 512, 640."],
+    }
+    assert (TrainingJob.objects.count(), DatasetItem.objects.count()) == (0, 0)
+
+
+def test_pretrained_weights_that_are_not_here_are_an_error_not_random_weights(api, colours_project, django_capture_on_commit_callbacks):
+    response = start(api, colours_project, django_capture_on_commit_callbacks, parameters={"backbone": "resnet18"})
+    assert response.status_code == 400
+    assert response.json()["pretrained"][0].startswith("No pretrained weights for resnet18 on this server")
+    random_weights = start(api, colours_project, django_capture_on_commit_callbacks,
+                           parameters={**FAST, "backbone": "resnet18", "pretrained": False, "epochs": 1})  # fmt: skip
+    assert random_weights.status_code == 201
+    assert TrainingJob.objects.get().status == "finished"
+
+
+def test_a_project_without_labels_cannot_train(api, user, django_capture_on_commit_callbacks):
+    from tests.factories import make_project
+
+    project = make_project(owner=user)
+    response = start(api, project, django_capture_on_commit_callbacks)
+    assert response.status_code == 400
+    assert response.json() == {"task": ["No image has a classification label yet: label some images first."]}
+
+
+def test_a_labeler_may_watch_but_not_train_and_a_stranger_sees_nothing(api, user, colours_project, django_capture_on_commit_callbacks):
+    labeler, stranger = UserFactory(), UserFactory()
+    membership_grant(project=colours_project, email=labeler.email, role=Role.objects.get(name="Labeler"))
+    denied = start(client_for(labeler), colours_project, django_capture_on_commit_callbacks)
+    assert denied.status_code == 403
+    assert TrainingJob.objects.count() == 0
+    job = start(api, colours_project, django_capture_on_commit_callbacks, name="c", parameters=FAST).json()
+    assert client_for(labeler).get(f"/api/training-jobs/{job['id']}/").status_code == 200
+    assert client_for(labeler).post(f"/api/training-jobs/{job['id']}/cancel/").status_code == 403
+    assert client_for(stranger).get(f"/api/training-jobs/{job['id']}/").status_code == 404
+    assert client_for(stranger).get(f"/api/models/{job['model_id']}/").status_code == 404
+    assert client_for(stranger).post(f"/api/predict/{colours_project.id}/c/", b"x", content_type="image/png").status_code == 404
+    assert ModelVersion.objects.count() == 1

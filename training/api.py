@@ -1,0 +1,267 @@
+"""Training over REST: start and watch jobs, read models and their statistics, predict (spec 000's contract)."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.http import HttpResponse
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.parsers import FileUploadParser, FormParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config.api import StrictSerializer
+from projects.permissions import access_project
+from training import bundles, downloads, predictions, selectors, services, statistics
+from training.models import Checkpoint, ModelVersion, Split, Task, TrainingJob
+
+
+class JobOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    project_id = serializers.IntegerField()
+    name = serializers.CharField()
+    task = serializers.CharField()
+    status = serializers.CharField()
+    parameters = serializers.DictField()
+    epoch = serializers.IntegerField()
+    epochs = serializers.IntegerField()
+    progress = serializers.FloatField()
+    loss = serializers.FloatField(allow_null=True)
+    eta_seconds = serializers.FloatField(allow_null=True)
+    best_epoch = serializers.IntegerField(allow_null=True)
+    history = serializers.ListField(child=serializers.DictField())
+    device = serializers.CharField()
+    cancel_requested = serializers.BooleanField()
+    error = serializers.CharField()
+    log = serializers.CharField()
+    dataset_version = serializers.SerializerMethodField()
+    model_id = serializers.SerializerMethodField()
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+    def get_dataset_version(self, job: TrainingJob) -> dict | None:
+        version = job.dataset_version
+        if version is None:
+            return None
+        return {"id": version.id, "number": version.number, "labels": version.label_names, "counts": version.counts,
+                "split_method": version.split_method}  # fmt: skip
+
+    def get_model_id(self, job: TrainingJob) -> int | None:
+        model = getattr(job, "model_version", None)
+        return model.id if model else None
+
+
+class ModelOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    project_id = serializers.IntegerField()
+    name = serializers.CharField()
+    task = serializers.CharField()
+    multi_label = serializers.BooleanField()
+    backbone = serializers.CharField()
+    image_size = serializers.IntegerField()
+    labels = serializers.ListField(child=serializers.CharField())
+    best_epoch = serializers.IntegerField()
+    epochs_trained = serializers.IntegerField()
+    predict_with = serializers.CharField()
+    metrics = serializers.DictField()
+    thresholds = serializers.SerializerMethodField()
+    optimized_thresholds = serializers.DictField()
+    job_id = serializers.IntegerField()
+    dataset_version = serializers.SerializerMethodField()
+    predict_url = serializers.SerializerMethodField()
+    created_at = serializers.DateTimeField()
+
+    def get_thresholds(self, model: ModelVersion) -> dict | None:
+        if not model.multi_label:
+            return None
+        return {checkpoint: model.thresholds_for(checkpoint) for checkpoint in Checkpoint.values}
+
+    def get_dataset_version(self, model: ModelVersion) -> dict:
+        return {"id": model.dataset_version_id, "number": model.dataset_version.number}
+
+    def get_predict_url(self, model: ModelVersion) -> str:
+        return f"/api/predict/{model.project_id}/{model.name}/"
+
+
+class TrainingJobListApi(APIView):
+    class InputSerializer(StrictSerializer):
+        task = serializers.ChoiceField(choices=Task.values)
+        multi_label = serializers.BooleanField(default=False)
+        name = serializers.CharField(required=False, allow_blank=True, max_length=200)
+        parameters = serializers.DictField(required=False, default=dict)
+
+    @extend_schema(responses={200: JobOutput(many=True)})
+    def get(self, request, project_id: int):
+        project = access_project(request.user, project_id)
+        jobs = TrainingJob.objects.filter(project=project).select_related("dataset_version", "model_version")[:100]
+        return Response(JobOutput(jobs, many=True).data)
+
+    @extend_schema(request=InputSerializer, responses={201: JobOutput})
+    def post(self, request, project_id: int):
+        project = access_project(request.user, project_id, "train_project")
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        job = services.training_job_start(project=project, user=request.user, **data.validated_data)
+        job.refresh_from_db()
+        return Response(JobOutput(job).data, status=status.HTTP_201_CREATED)
+
+
+class TrainingJobDetailApi(APIView):
+    @extend_schema(responses={200: JobOutput})
+    def get(self, request, job_id: int):
+        return Response(JobOutput(selectors.job_get(user=request.user, job_id=job_id)).data)
+
+
+class TrainingJobCancelApi(APIView):
+    @extend_schema(request=None, responses={200: JobOutput})
+    def post(self, request, job_id: int):
+        job = selectors.job_get(user=request.user, job_id=job_id, perm="train_project")
+        return Response(JobOutput(services.training_job_cancel(job=job)).data)
+
+
+class ModelListApi(APIView):
+    @extend_schema(responses={200: ModelOutput(many=True)})
+    def get(self, request, project_id: int):
+        project = access_project(request.user, project_id)
+        models = ModelVersion.objects.filter(project=project).select_related("dataset_version")
+        return Response(ModelOutput(models, many=True).data)
+
+
+class ModelDetailApi(APIView):
+    class InputSerializer(StrictSerializer):
+        predict_with = serializers.ChoiceField(choices=Checkpoint.values, required=False)
+        thresholds = serializers.DictField(
+            required=False, allow_null=True,
+            help_text='Multi-label: {"best": [one number per label] or null to use the optimised ones, "last": ...}',
+        )  # fmt: skip
+
+    @extend_schema(responses={200: ModelOutput})
+    def get(self, request, model_id: int):
+        return Response(ModelOutput(selectors.model_get(user=request.user, model_id=model_id)).data)
+
+    @extend_schema(request=InputSerializer, responses={200: ModelOutput})
+    def patch(self, request, model_id: int):
+        model = selectors.model_get(user=request.user, model_id=model_id, perm="train_project")
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        model = services.model_version_update(model=model, **data.validated_data)
+        return Response(ModelOutput(model).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request, model_id: int):
+        services.model_version_delete(model=selectors.model_get(user=request.user, model_id=model_id, perm="train_project"))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def _view_query(request) -> tuple[str, str]:
+    checkpoint = request.query_params.get("checkpoint", Checkpoint.BEST)
+    split = request.query_params.get("split", Split.VALID)
+    if checkpoint not in Checkpoint.values:
+        raise ValidationError({"checkpoint": ["Choose best or last."]})
+    if split not in Split.values:
+        raise ValidationError({"split": ["Choose train or valid."]})
+    return checkpoint, split
+
+
+def thresholds_parse(raw: str | None, model: ModelVersion) -> list[float] | None:
+    """`0.4` for every label, or one comma-separated number per label; None when not given."""
+    if not raw:
+        return None
+    try:
+        values = [float(v) for v in raw.split(",")]
+    except ValueError:
+        raise ValidationError({"thresholds": ["Give numbers from 0 to 1, separated by commas."]}) from None
+    if len(values) == 1:
+        values = values * len(model.labels)
+    if len(values) != len(model.labels) or not all(0 <= v <= 1 for v in values):
+        raise ValidationError({"thresholds": [f"Give one number from 0 to 1, or {len(model.labels)} of them."]})
+    return values
+
+
+VIEW_PARAMETERS = [
+    OpenApiParameter("checkpoint", str, enum=Checkpoint.values, description="Default best."),
+    OpenApiParameter("split", str, enum=Split.values, description="Default valid."),
+    OpenApiParameter("thresholds", str, description="Multi-label: one threshold, or one per label, comma-separated."),
+]
+
+
+class ModelStatisticsApi(APIView):
+    @extend_schema(parameters=VIEW_PARAMETERS, responses={200: dict})
+    def get(self, request, model_id: int):
+        model = selectors.model_get(user=request.user, model_id=model_id)
+        checkpoint, split = _view_query(request)
+        thresholds = thresholds_parse(request.query_params.get("thresholds"), model)
+        stats = statistics.model_statistics(model=model, checkpoint=checkpoint, split=split, thresholds=thresholds)
+        return Response({**stats, "history": model.job.history, "best_epoch": model.best_epoch})
+
+
+class ModelPredictionsApi(APIView):
+    @extend_schema(
+        parameters=[*VIEW_PARAMETERS, OpenApiParameter("show", str, enum=["all", "wrong", "right"]),
+                    OpenApiParameter("advanced", bool, description="Every label, not only the predicted ones.")],
+        responses={200: dict},
+    )  # fmt: skip
+    def get(self, request, model_id: int):
+        model = selectors.model_get(user=request.user, model_id=model_id)
+        checkpoint, split = _view_query(request)
+        rows = statistics.model_predictions(
+            model=model, checkpoint=checkpoint, split=split, show=request.query_params.get("show", "all"),
+            advanced=request.query_params.get("advanced", "") in {"1", "true", "yes"},
+            thresholds=thresholds_parse(request.query_params.get("thresholds"), model),
+        )  # fmt: skip
+        return Response({"checkpoint": checkpoint, "split": split, "count": len(rows), "images": rows})
+
+
+def _zip_response(content: bytes, filename: str) -> HttpResponse:
+    response = HttpResponse(content, content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+class ModelPredictionsDownloadApi(APIView):
+    @extend_schema(parameters=VIEW_PARAMETERS[:1], responses={(200, "application/zip"): bytes})
+    def get(self, request, model_id: int):
+        model = selectors.model_get(user=request.user, model_id=model_id, perm="export_project")
+        checkpoint, _ = _view_query(request)
+        content = downloads.predictions_zip(model=model, checkpoint=checkpoint)
+        return _zip_response(content, f"{model.name}-{checkpoint}-predictions.zip")
+
+
+class ModelBundleApi(APIView):
+    @extend_schema(parameters=VIEW_PARAMETERS[:1], responses={(200, "application/zip"): bytes})
+    def get(self, request, model_id: int):
+        model = selectors.model_get(user=request.user, model_id=model_id, perm="export_project")
+        checkpoint = request.query_params.get("checkpoint", model.predict_with)
+        if checkpoint not in Checkpoint.values:
+            raise ValidationError({"checkpoint": ["Choose best or last."]})
+        return _zip_response(bundles.model_bundle(model=model, checkpoint=checkpoint), f"{model.name}-{checkpoint}.zip")
+
+
+class _RawImageParser(FileUploadParser):
+    """The spec's clients POST the image itself as the body (application/octet-stream or image/*)."""
+
+    media_type = "*/*"
+
+    def get_filename(self, stream, media_type, parser_context):
+        return "image"
+
+
+class PredictApi(APIView):
+    """POST an image (raw body, or the `file` field of a form): labels with scores, best first."""
+
+    parser_classes = [MultiPartParser, FormParser, _RawImageParser]
+
+    @extend_schema(
+        request={"application/octet-stream": bytes, "multipart/form-data": {"type": "object",
+                 "properties": {"file": {"type": "string", "format": "binary"}}}},
+        responses={200: dict},
+    )  # fmt: skip
+    def post(self, request, project_id: int, model_name: str, checkpoint: str | None = None):
+        model = selectors.model_by_name(user=request.user, project_id=project_id, name=model_name, perm="train_project")
+        upload = request.FILES.get("file")
+        if upload is None:
+            raise ValidationError({"file": ["Send the image as the request body or as the `file` field."]})
+        checkpoint = checkpoint or model.predict_with
+        [result] = predictions.images_predict(model=model, checkpoint=checkpoint, images=[upload.read()])
+        return Response({"model": model.name, "checkpoint": checkpoint, "predictions": result})

@@ -1,0 +1,137 @@
+"""Freezing what a training run learns from: a DatasetVersion of images, targets and splits.
+
+Classification (spec 000): single-label models learn each image's default label; multi-label
+models every label it has. With one label in use, images without labels become "background"
+(spec 000, Training question 4); otherwise unlabeled images are left out.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, defaultdict
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Max
+
+from annotations.models import Classification
+from projects.models import Image, Project
+from training.models import DatasetItem, DatasetVersion, Split, Task
+
+BACKGROUND = "background"
+BACKGROUND_COLOR = "#9e9e9e"
+
+
+def stratified_validation(groups: list, percent: float, seed: int) -> set[int]:
+    """Indices that go to validation: `percent` of each group, at least one of any group of two or more.
+
+    A group of one stays in training, so every class the model learns has a training example.
+    """
+    by_group: dict = defaultdict(list)
+    for index, group in enumerate(groups):
+        by_group[group].append(index)
+    chosen: set[int] = set()
+    rng = random.Random(seed)
+    for group in sorted(by_group, key=str):
+        members = by_group[group]
+        if len(members) < 2:
+            continue
+        rng.shuffle(members)
+        take = min(len(members) - 1, max(1, round(len(members) * percent / 100)))
+        chosen.update(members[:take])
+    return chosen
+
+
+def _classification_targets(project: Project, multi_label: bool) -> tuple[list[dict], dict[int, list[int]]]:
+    """The label map and each image's target indices (the default label first)."""
+    rows = (
+        Classification.objects.filter(image__project=project)
+        .order_by("image_id", "-is_default", "label__name")
+        .values_list("image_id", "label_id", "label__name", "label__color")
+    )
+    per_image: dict[int, list[int]] = defaultdict(list)
+    info: dict[int, tuple[str, str]] = {}
+    for image_id, label_id, name, color in rows:
+        per_image[image_id].append(label_id)
+        info[label_id] = (name, color)
+    if not multi_label:
+        per_image = {image_id: ids[:1] for image_id, ids in per_image.items()}
+    used = sorted({label_id for ids in per_image.values() for label_id in ids}, key=lambda pk: info[pk][0])
+    label_map = [{"id": pk, "name": info[pk][0], "color": info[pk][1]} for pk in used]
+    index = {pk: i for i, pk in enumerate(used)}
+    return label_map, {image_id: [index[pk] for pk in ids] for image_id, ids in per_image.items()}
+
+
+@transaction.atomic
+def dataset_version_create(
+    *, project: Project, user, task: str, multi_label: bool, validation_percent: int, use_validation_set: bool,
+    seed: int = 0,
+) -> DatasetVersion:
+    """Freeze the project's labelled images now; later labelling does not change this version."""
+    if task != Task.CLASSIFICATION:
+        raise ValidationError({"task": [f"Datasets for {task} are not available yet."]})
+    label_map, targets = _classification_targets(project, multi_label)
+    if not label_map:
+        raise ValidationError({"task": ["No image has a classification label yet: label some images first."]})
+    images = list(
+        Image.objects.for_project(project).order_by("id")
+        .values_list("id", "name", "file", "sha256", "annotation_revision", "is_validation")
+    )  # fmt: skip
+    if len(label_map) == 1:
+        background = [row for row in images if row[0] not in targets]
+        if not background:
+            raise ValidationError({"task": [
+                f"Only one label ({label_map[0]['name']}) is in use. A one-class model learns it against "
+                "'background' images: upload some images without labels, or label images with a second label."
+            ]})  # fmt: skip
+        if multi_label:  # a background image is simply one with no positive label
+            targets.update({row[0]: [] for row in background})
+        else:
+            name = BACKGROUND if label_map[0]["name"] != BACKGROUND else f"not {BACKGROUND}"
+            label_map.append({"id": None, "name": name, "color": BACKGROUND_COLOR})
+            targets.update({row[0]: [1] for row in background})
+    images = [row for row in images if row[0] in targets]
+
+    if use_validation_set:
+        valid = {i for i, row in enumerate(images) if row[5]}
+        if not valid:
+            raise ValidationError({"use_validation_set": [
+                "No labelled image is in the validation set: mark some with 'Add to validation set' in the grid "
+                "or the labeler, or validate on a percentage instead."
+            ]})  # fmt: skip
+    else:
+        groups = [tuple(targets[row[0]][:1]) for row in images]
+        valid = stratified_validation(groups, validation_percent, seed)
+    if len(valid) == len(images):
+        raise ValidationError({"use_validation_set": ["Every labelled image is in the validation set; none is left to train on."]})
+    if not valid:
+        raise ValidationError({"validation_percent": [
+            f"Too few labelled images ({len(images)}) to hold any out for validation: label more images."
+        ]})  # fmt: skip
+
+    number = (DatasetVersion.objects.filter(project=project).aggregate(n=Max("number"))["n"] or 0) + 1
+    version = DatasetVersion.objects.create(
+        project=project, number=number, task=task, multi_label=multi_label, labels=label_map,
+        split_method=DatasetVersion.SplitMethod.USER if use_validation_set else DatasetVersion.SplitMethod.PERCENT,
+        validation_percent=0 if use_validation_set else validation_percent, seed=seed, created_by=user,
+    )  # fmt: skip
+    items = [
+        DatasetItem(
+            dataset_version=version, image_id=pk, image_name=name, file=file, sha256=sha256, revision=revision,
+            split=Split.VALID if i in valid else Split.TRAIN, targets=targets[pk],
+        )
+        for i, (pk, name, file, sha256, revision, _) in enumerate(images)
+    ]  # fmt: skip
+    DatasetItem.objects.bulk_create(items, batch_size=2000)
+    version.counts = _counts(items, label_map)
+    version.save(update_fields=["counts"])
+    return version
+
+
+def _counts(items: list[DatasetItem], label_map: list[dict]) -> dict:
+    per_label = {label["name"]: {"train": 0, "valid": 0} for label in label_map}
+    for item in items:
+        for index in item.targets:
+            per_label[label_map[index]["name"]][item.split] += 1
+    splits = Counter(item.split for item in items)
+    return {"train": splits[Split.TRAIN], "valid": splits[Split.VALID], "labels": per_label}

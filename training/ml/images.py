@@ -1,0 +1,56 @@
+"""Turning stored image bytes into normalised tensors: decode with Pillow, square resize, optional augmentation."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image as PILImage
+
+ReadBytes = Callable[[str], bytes]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One training or evaluation image: where its bytes are, and its target label indices."""
+
+    source: str
+    targets: tuple[int, ...]
+
+
+def read_file(path: str) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+def decode_rgb(data: bytes, size: int) -> np.ndarray:
+    """HxWx3 uint8 at size x size. Grayscale, palette and alpha images become plain RGB."""
+    with PILImage.open(io.BytesIO(data)) as image:
+        image.draft("RGB", (size, size))  # JPEGs decode at a reduced scale when they can
+        rgb = image.convert("RGB").resize((size, size), PILImage.Resampling.BILINEAR)
+        return np.asarray(rgb, dtype=np.uint8)
+
+
+def to_tensor(batch: Sequence[np.ndarray], mean: Sequence[float], std: Sequence[float]):
+    """NCHW float tensor (channels-last in memory, which the CPU convolutions prefer), normalised."""
+    import torch
+
+    array = torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2).float().div_(255)
+    mean_t = torch.tensor(mean).view(1, 3, 1, 1)
+    std_t = torch.tensor(std).view(1, 3, 1, 1)
+    return ((array - mean_t) / std_t).contiguous(memory_format=torch.channels_last)
+
+
+def augment(image: np.ndarray, rng: np.random.Generator, *, flip: bool) -> np.ndarray:
+    """A random crop of 80-100% of each side, resized back, and a horizontal flip when allowed."""
+    height, width = image.shape[:2]
+    scale = rng.uniform(0.8, 1.0)
+    crop_h, crop_w = max(1, int(height * scale)), max(1, int(width * scale))
+    top, left = rng.integers(0, height - crop_h + 1), rng.integers(0, width - crop_w + 1)
+    crop = PILImage.fromarray(image[top : top + crop_h, left : left + crop_w])
+    out = np.asarray(crop.resize((width, height), PILImage.Resampling.BILINEAR))
+    if flip and rng.random() < 0.5:
+        out = out[:, ::-1]
+    return np.ascontiguousarray(out)

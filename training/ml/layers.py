@@ -1,0 +1,102 @@
+"""Cutting a timm classifier into a frozen front and a trainable back, so the front runs once per image.
+
+On a CPU a full fine-tune of EfficientNet-Lite0 at 224 px trains about 10 images a second on two
+cores; computing the frozen stages once and training the last two stages and the head trains about
+90 a second, and the head alone far more. `fine_tune` picks the cut:
+- "all": nothing frozen; images are augmented every epoch (best on a GPU).
+- "top": the last two stages (EfficientNet, MobileNet) or the last stage (ResNet) and the head train.
+- "head": only the classifier trains, on pooled features (any timm backbone).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+FINE_TUNE_CHOICES = ("top", "all", "head")
+
+
+class UnsupportedCut(ValueError):
+    """This backbone cannot be cut where asked; the message names the choices that work."""
+
+
+class _Front(nn.Module):
+    def __init__(self, model: nn.Module, stages: list[nn.Module]):
+        super().__init__()
+        self.stages = nn.ModuleList(stages)
+
+    def forward(self, x):
+        for stage in self.stages:
+            x = stage(x)
+        return x
+
+
+class _Back(nn.Module):
+    """The trainable stages, then the model's head rebuilt from its own modules: pooling, dropout, classifier."""
+
+    def __init__(self, model: nn.Module, stages: list[nn.Module]):
+        super().__init__()
+        self.stages = nn.ModuleList(stages)
+        self.pool = model.global_pool
+        self.dropout = nn.Dropout(getattr(model, "drop_rate", 0.0))
+        self.classifier = model.get_classifier()
+
+    def forward(self, x):
+        for stage in self.stages:
+            x = stage(x)
+        return self.classifier(self.dropout(self.pool(x)))
+
+
+class _PooledFeatures(nn.Module):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model.forward_head(self.model.forward_features(x), pre_logits=True)
+
+
+def supports_top(model: nn.Module) -> bool:
+    return _top_stages(model) is not None
+
+
+def _top_stages(model: nn.Module) -> tuple[list[nn.Module], list[nn.Module]] | None:
+    if all(hasattr(model, name) for name in ("conv_stem", "bn1", "blocks", "conv_head", "bn2")):  # EfficientNet, MobileNet
+        blocks = list(model.blocks)
+        return [model.conv_stem, model.bn1, *blocks[:-2]], [*blocks[-2:], model.conv_head, model.bn2]
+    if all(hasattr(model, name) for name in ("conv1", "bn1", "act1", "maxpool", "layer3", "layer4")):  # ResNet
+        front = [model.conv1, model.bn1, model.act1, model.maxpool, model.layer1, model.layer2, model.layer3]
+        return front, [model.layer4]
+    return None
+
+
+def split(model: nn.Module, fine_tune: str) -> tuple[nn.Module | None, nn.Module]:
+    """(frozen front or None, trainable back); front then back computes the model's logits."""
+    if fine_tune == "all":
+        return None, model
+    if fine_tune == "head":
+        return _PooledFeatures(model), model.get_classifier()
+    if fine_tune == "top":
+        stages = _top_stages(model)
+        if stages is None:
+            raise UnsupportedCut(
+                f"fine_tune=top works with EfficientNet, MobileNet and ResNet backbones, not {type(model).__name__}; "
+                "choose all or head."
+            )
+        return _Front(model, stages[0]), _Back(model, stages[1])
+    raise UnsupportedCut(f"fine_tune must be one of {', '.join(FINE_TUNE_CHOICES)}.")
+
+
+def freeze(front: nn.Module | None, back: nn.Module) -> None:
+    """Gradients only for the back; the front stays in eval mode, so its batch-norm statistics stay ImageNet's."""
+    if front is None:
+        return
+    for parameter in front.parameters():
+        parameter.requires_grad_(False)
+    front.eval()
+    for parameter in back.parameters():
+        parameter.requires_grad_(True)
+
+
+def trainable_parameters(back: nn.Module) -> list[torch.nn.Parameter]:
+    return [p for p in back.parameters() if p.requires_grad]

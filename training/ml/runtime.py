@@ -1,0 +1,49 @@
+"""Where torch runs: CUDA with mixed precision when there is a GPU, otherwise the CPU cores this process may use."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+
+def cpu_count() -> int:
+    """The cores this process may run on (a container's affinity, not the host's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def device_choose(preference: str = "auto"):
+    """CUDA when asked for or available, else the CPU, with torch's threads set to our cores."""
+    import torch
+
+    if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    torch.set_num_threads(cpu_count())
+    return torch.device("cpu")
+
+
+def describe(device) -> str:
+    import torch
+
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def autocast(device):
+    """Mixed precision on a GPU (fp16 with a scaler, or bf16 where supported); full precision on the CPU."""
+    import torch
+
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+def grad_scaler(device):
+    import torch
+
+    enabled = device.type == "cuda" and not torch.cuda.is_bf16_supported()
+    return torch.amp.GradScaler("cuda", enabled=enabled)

@@ -1,0 +1,133 @@
+"""Training parameters per task: defaults, ranges and checks, shared by the API and the training form.
+
+Ranges follow spec 004's ML Mode (epochs 1-500, batch 1-64, learning rate 0.00001-0.1, image sizes
+224-640) and spec 000 (validation %, user-defined validation set, time limit, early stopping).
+Defaults are chosen so a classification model trains in minutes on a CPU (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.exceptions import ValidationError
+
+from training.ml.backbones import DEFAULT_BACKBONE, weights_file
+from training.ml.layers import FINE_TUNE_CHOICES
+
+IMAGE_SIZES = (224, 320, 416, 512, 640)
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    default: Any
+    help: str
+    kind: type = int
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple | None = None
+    advanced: bool = False
+
+
+CLASSIFICATION = [
+    Parameter("epochs", 6, "Passes over the training images.", int, 1, 500),
+    Parameter("batch_size", 32, "Images per training step; lower it if memory runs out.", int, 1, 64),
+    Parameter("learning_rate", 0.001, "Step size of the optimizer (AdamW, cosine schedule).", float, 0.00001, 0.1),
+    Parameter("image_size", 224, "Images are resized to this square size.", int, choices=IMAGE_SIZES),
+    Parameter("validation_percent", 20, "Share of images held out for validation, stratified by label.", int, 5, 50),
+    Parameter(
+        "use_validation_set", False, "Validate on the images marked 'validation' instead of a percentage.", bool
+    ),
+    Parameter("time_limit_minutes", 60, "Training stops after this long and keeps what it has.", float, 1, 10080),
+    Parameter("patience", 3, "Stop when validation loss has not improved for this many epochs (0: never).", int, 0, 100),
+    Parameter("backbone", DEFAULT_BACKBONE, "A timm model name.", str, advanced=True),
+    Parameter("pretrained", True, "Start from ImageNet weights.", bool, advanced=True),
+    Parameter(
+        "fine_tune", "top",
+        "top: train the last stages and the head on features computed once (fast on a CPU); "
+        "all: train every layer with augmentation (best on a GPU); head: the classifier only.",
+        str, choices=FINE_TUNE_CHOICES, advanced=True,
+    ),  # fmt: skip
+    Parameter("augment", True, "Random crops while training (fine_tune=all).", bool, advanced=True),
+    Parameter("flip", True, "Random horizontal flips too (turn off for text, digits, arrows).", bool, advanced=True),
+    Parameter("seed", 0, "Seeds the split and the training, for repeatable runs.", int, 0, 2**31 - 1, advanced=True),
+]
+
+TASK_PARAMETERS = {"classification": CLASSIFICATION}
+
+
+def parameters_clean(task: str, raw: dict) -> dict:
+    """Every parameter of the task, defaults filled in; a 400-ready ValidationError names each bad one."""
+    if task not in TASK_PARAMETERS:
+        raise ValidationError({"task": [f"Training {task!r} models is not available yet; use classification."]})
+    spec = {p.name: p for p in TASK_PARAMETERS[task]}
+    errors: dict[str, list[str]] = {}
+    unknown = sorted(set(raw) - set(spec))
+    for name in unknown:
+        errors[name] = [f"Unknown parameter; {task} takes {', '.join(spec)}."]
+    out = {}
+    for name, parameter in spec.items():
+        value = raw.get(name, parameter.default)
+        try:
+            out[name] = _coerce(parameter, value)
+        except ValueError as exc:
+            errors[name] = [str(exc)]
+    if not errors:
+        errors.update(_check_backbone(out))
+    if errors:
+        raise ValidationError(errors)
+    return out
+
+
+def _coerce(parameter: Parameter, value: Any) -> Any:
+    if parameter.kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in {"true", "false", "on", "off", "1", "0"}:
+            return value.lower() in {"true", "on", "1"}
+        raise ValueError("Must be true or false.")
+    if parameter.kind is str:
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError("Must be a non-empty string.")
+        value = value.strip()
+    else:
+        if isinstance(value, bool):
+            raise ValueError("Must be a number.")
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ValueError("Must be a number.") from None
+        if parameter.kind is int and number != int(number):
+            raise ValueError("Must be a whole number.")
+        value = int(number) if parameter.kind is int else number
+        if parameter.minimum is not None and not parameter.minimum <= value <= parameter.maximum:
+            raise ValueError(f"Must be from {parameter.minimum:g} to {parameter.maximum:g}.")
+    if parameter.choices is not None and value not in parameter.choices:
+        raise ValueError(f"Must be one of {', '.join(str(c) for c in parameter.choices)}.")
+    return value
+
+
+def _check_backbone(parameters: dict) -> dict[str, list[str]]:
+    """A backbone timm does not know, or pretrained weights this machine lacks, fail before the job starts."""
+    import timm
+
+    name = parameters["backbone"]
+    if not timm.is_model(name):
+        return {"backbone": [f"timm has no model named {name!r}."]}
+    if parameters["pretrained"] and weights_file(name) is None:
+        return {"pretrained": [
+            f"No pretrained weights for {name} on this server: put {name}.pth or {name}.safetensors in "
+            f"SIGHTLINE_WEIGHTS_DIR, choose {DEFAULT_BACKBONE}, or turn pretrained off."
+        ]}  # fmt: skip
+    if parameters["fine_tune"] == "top" and not _supports_top(name):
+        return {"fine_tune": [f"{name} cannot train only its top stages; choose all or head."]}
+    return {}
+
+
+def _supports_top(name: str) -> bool:
+    import timm
+
+    from training.ml.layers import supports_top
+
+    return supports_top(timm.create_model(name, pretrained=False, num_classes=2))

@@ -1,0 +1,55 @@
+"""Predicting with a trained model: image bytes in, labels with scores out, best first.
+
+Loaded checkpoints stay in memory (a few per process), so a stream of predictions pays the
+loading once. The bytes are checked like an upload (type, truncation, decompression bombs).
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+
+import numpy as np
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.files.storage import default_storage
+
+from projects.imaging import ImageRejected, decode_image
+from training.ml.classification import Classifier
+from training.models import ModelVersion
+
+
+@functools.lru_cache(maxsize=4)
+def classifier_load(name: str) -> Classifier:
+    import torch
+
+    with default_storage.open(name, "rb") as stored:
+        return Classifier(torch.load(io.BytesIO(stored.read()), map_location="cpu", weights_only=True))
+
+
+def image_check(data: bytes) -> None:
+    try:
+        decode_image(data, max_pixels=settings.SIGHTLINE_MAX_IMAGE_PIXELS, thumbnail_size=8)
+    except ImageRejected as exc:
+        raise ValidationError({"file": [str(exc)]}) from None
+
+
+def predictions_rank(model: ModelVersion, checkpoint: str, scores: np.ndarray) -> list[dict]:
+    """Labels with scores, best first. Multi-label rows say whether each reaches its threshold."""
+    thresholds = model.thresholds_for(checkpoint)
+    order = np.argsort(-scores, kind="stable")
+    out = []
+    for i in order:
+        row = {"label": model.labels[i], "score": round(float(scores[i]), 6)}
+        if thresholds is not None:
+            row["threshold"] = round(thresholds[i], 6)
+            row["positive"] = bool(scores[i] >= thresholds[i])
+        out.append(row)
+    return out
+
+
+def images_predict(*, model: ModelVersion, checkpoint: str, images: list[bytes]) -> list[list[dict]]:
+    for data in images:
+        image_check(data)
+    classifier = classifier_load(model.checkpoint_file(checkpoint).name)
+    return [predictions_rank(model, checkpoint, row) for row in classifier.predict(images)]

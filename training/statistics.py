@@ -1,0 +1,145 @@
+"""A model's statistics and predictions on its training and validation images (spec 000, Training 6-11).
+
+Each checkpoint's scores on every image of its dataset version are saved once, when training ends
+(an .npz of item ids, splits and scores); everything here is computed from them on request, so a
+new threshold redraws the statistics at once.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+from dataclasses import dataclass
+
+import numpy as np
+from django.core.files.storage import default_storage
+
+from training.ml import metrics
+from training.models import Checkpoint, DatasetItem, ModelVersion, Split
+
+SPLITS = {Split.TRAIN: 0, Split.VALID: 1}
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    item_ids: np.ndarray
+    splits: np.ndarray
+    scores: np.ndarray  # N x C probabilities
+    targets: np.ndarray  # N x C, 0/1
+
+    def subset(self, split: str) -> Evaluation:
+        keep = self.splits == SPLITS[split]
+        return Evaluation(self.item_ids[keep], self.splits[keep], self.scores[keep], self.targets[keep])
+
+
+@functools.lru_cache(maxsize=32)
+def _arrays(name: str) -> dict[str, np.ndarray]:
+    """An evaluation file never changes once written, so its arrays are cached by name."""
+    with default_storage.open(name, "rb") as stored:
+        with np.load(io.BytesIO(stored.read())) as data:
+            return {key: data[key] for key in data.files}
+
+
+@functools.lru_cache(maxsize=32)
+def _targets(dataset_version_id: int, num_classes: int, item_ids: tuple[int, ...]) -> np.ndarray:
+    found = dict(DatasetItem.objects.filter(dataset_version_id=dataset_version_id).values_list("id", "targets"))
+    return metrics.one_hot([found[pk] for pk in item_ids], num_classes)
+
+
+def evaluation_load(model: ModelVersion, checkpoint: str) -> Evaluation:
+    arrays = _arrays(model.evaluation_file(checkpoint).name)
+    targets = _targets(model.dataset_version_id, len(model.labels), tuple(arrays["item_ids"].tolist()))
+    return Evaluation(arrays["item_ids"], arrays["splits"], arrays["scores"], targets)
+
+
+def _threshold_source(evaluation: Evaluation) -> Evaluation:
+    """Thresholds are optimised on validation images, or on training images when there are none."""
+    valid = evaluation.subset(Split.VALID)
+    return valid if len(valid.item_ids) else evaluation.subset(Split.TRAIN)
+
+
+def _summary(stats: dict, multi_label: bool) -> dict:
+    keys = ("count", "image_accuracy", "label_accuracy", "loss", "roc_auc") if multi_label else ("count", "accuracy", "loss")
+    return {key: stats[key] for key in keys}
+
+
+def model_summarise(*, model: ModelVersion) -> ModelVersion:
+    """Optimised thresholds and summary metrics per checkpoint and split, stored on the row for lists and the API."""
+    summary, optimised = {}, {}
+    for checkpoint in Checkpoint.values:
+        evaluation = evaluation_load(model, checkpoint)
+        if model.multi_label:
+            source = _threshold_source(evaluation)
+            optimised[checkpoint] = metrics.optimal_thresholds(source.scores, source.targets)
+        summary[checkpoint] = {}
+        for split in SPLITS:
+            part = evaluation.subset(split)
+            stats = (
+                metrics.multi_label(part.scores, part.targets, model.labels, optimised[checkpoint])
+                if model.multi_label
+                else metrics.single_label(part.scores, part.targets, model.labels)
+            )
+            summary[checkpoint][split] = _summary(stats, model.multi_label)
+    model.metrics, model.optimized_thresholds = summary, optimised
+    model.save(update_fields=["metrics", "optimized_thresholds"])
+    return model
+
+
+def model_statistics(*, model: ModelVersion, checkpoint: str, split: str, thresholds: list[float] | None = None) -> dict:
+    """Everything the statistics page draws for one checkpoint and split."""
+    part = evaluation_load(model, checkpoint).subset(split)
+    out = {"checkpoint": checkpoint, "split": split, "labels": model.labels, "multi_label": model.multi_label}
+    if not model.multi_label:
+        return {**out, **metrics.single_label(part.scores, part.targets, model.labels)}
+    thresholds = thresholds or model.thresholds_for(checkpoint)
+    stats = metrics.multi_label(part.scores, part.targets, model.labels, thresholds)
+    curves = {"all": metrics.pr_curve(part.targets.ravel(), part.scores.ravel())}
+    for column, name in enumerate(model.labels):
+        curves[name] = metrics.pr_curve(part.targets[:, column], part.scores[:, column])
+    return {**out, **stats, "thresholds": thresholds, "optimized_thresholds": model.optimized_thresholds[checkpoint],
+            "pr_curves": curves}  # fmt: skip
+
+
+def model_predictions(
+    *, model: ModelVersion, checkpoint: str, split: str, show: str = "all", advanced: bool = False,
+    thresholds: list[float] | None = None,
+) -> list[dict]:
+    """Per image: ground truth and predictions, marked right or wrong (spec 000's green and red).
+
+    Single-label: the prediction is the top label. Multi-label: a label is predicted when its score
+    reaches its threshold. The basic view lists predicted labels only; the advanced view every label.
+    `show` keeps all images, or only the wrong or right ones; wrong ones come most confident first.
+    """
+    part = evaluation_load(model, checkpoint).subset(split)
+    thresholds = thresholds or model.thresholds_for(checkpoint)
+    items = {
+        pk: (image_id, name)
+        for pk, image_id, name in DatasetItem.objects.filter(pk__in=part.item_ids.tolist()).values_list(
+            "id", "image_id", "image_name"
+        )
+    }
+    rows = []
+    for item_id, scores, truth in zip(part.item_ids.tolist(), part.scores, part.targets, strict=True):
+        if model.multi_label:
+            positive = scores >= np.asarray(thresholds)
+        else:
+            positive = np.zeros(len(scores), dtype=bool)
+            positive[int(scores.argmax())] = True
+        correct = bool((positive == (truth > 0)).all())
+        if (show == "wrong" and correct) or (show == "right" and not correct):
+            continue
+        order = np.argsort(-scores, kind="stable")
+        predictions = [
+            {"label": model.labels[i], "score": float(scores[i]), "truth": bool(truth[i]), "positive": bool(positive[i]),
+             "correct": bool(positive[i]) == bool(truth[i])}
+            for i in order if advanced or positive[i]
+        ]  # fmt: skip
+        image_id, name = items.get(item_id, (None, "?"))
+        rows.append({
+            "item": item_id, "image_id": image_id, "image_name": name, "correct": correct,
+            "truth": [model.labels[i] for i in np.flatnonzero(truth)], "predictions": predictions,
+            "top_score": float(scores.max()),
+        })  # fmt: skip
+    if show == "wrong":
+        rows.sort(key=lambda row: -row["top_score"])
+    return rows
