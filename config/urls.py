@@ -24,6 +24,7 @@ urlpatterns = [
     path("accounts/", include("accounts.urls")),
     path("projects/", include("projects.urls")),
     path("", include("annotations.urls")),
+    path("", include("training.urls")),
 ]
 
 admin.site.site_header = "Sightline administration"

@@ -335,11 +335,42 @@ class ImageListApi(APIView):
 
 
 class ImageDetailApi(APIView):
+    class InputSerializer(StrictSerializer):
+        is_validation = serializers.BooleanField(help_text="In the user-defined validation set.")
+
     @extend_schema(responses={200: ImageOutput})
     def get(self, request, image_id: int):
         image = access_image(request.user, image_id)
         prefetch_related_objects([image], "classifications__label")
         return Response(ImageOutput(image).data)
+
+    @extend_schema(request=InputSerializer, responses={200: ImageOutput})
+    def patch(self, request, image_id: int):
+        image = access_image(request.user, image_id, "annotate_project")
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.images_set_validation(project=image.project, image_ids=[image.pk], **data.validated_data)
+        image.refresh_from_db()
+        prefetch_related_objects([image], "classifications__label")
+        return Response(ImageOutput(image).data)
+
+
+class ImageValidationApi(APIView):
+    """Add many images to the user-defined validation set, or take them out (spec 000)."""
+
+    class InputSerializer(StrictSerializer):
+        images = serializers.ListField(child=serializers.IntegerField(), allow_empty=False, max_length=100_000)
+        is_validation = serializers.BooleanField()
+
+    @extend_schema(request=InputSerializer, responses={200: dict})
+    def post(self, request, project_id: int):
+        project = access_project(request.user, project_id, "annotate_project")
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        changed = services.images_set_validation(
+            project=project, image_ids=data.validated_data["images"], is_validation=data.validated_data["is_validation"]
+        )
+        return Response({"changed": changed})
 
     @extend_schema(responses={204: None})
     def delete(self, request, image_id: int):

@@ -268,3 +268,8 @@ def images_delete(*, project: Project, image_ids: list[int]) -> int:
     with transaction.atomic():
         _, per_model = Image.objects.for_project(project).filter(pk__in=image_ids).delete()
     return per_model.get("projects.Image", 0)
+
+
+def images_set_validation(*, project: Project, image_ids: list[int], is_validation: bool) -> int:
+    """Add images to, or take them out of, the user-defined validation set; ids from elsewhere are ignored."""
+    return Image.objects.for_project(project).filter(pk__in=image_ids).update(is_validation=is_validation)

@@ -8,6 +8,7 @@ urlpatterns = [
     path("<int:project_id>/", views.project_detail, name="detail"),
     path("<int:project_id>/images/delete/", views.images_delete, name="images-delete"),
     path("<int:project_id>/images/label/", views.label_selected, name="label-selected"),
+    path("<int:project_id>/images/validation/", views.images_validation, name="images-validation"),
     path("<int:project_id>/settings/", views.project_settings, name="settings"),
     path("<int:project_id>/delete/", views.project_delete, name="delete"),
     path("<int:project_id>/labels/", views.label_create, name="label-create"),

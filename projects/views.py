@@ -52,7 +52,7 @@ def project_detail(request, project_id: int):
     """The image grid. An htmx request for another page gets only the grid partial."""
     project = access_project(request.user, project_id)
     chosen = {key: request.GET.get(key, "").strip() for key in ("labels", "type", "status")}
-    images = Image.objects.for_project(project).only("id", "name", "width", "height")
+    images = Image.objects.for_project(project).only("id", "name", "width", "height", "is_validation")
     filter_error = None
     try:
         images = filters.images_filter(images, project=project, user=request.user, **chosen)
@@ -92,6 +92,19 @@ def images_delete(request, project_id: int):
     ids = [int(i) for i in request.POST.getlist("image") if i.isdigit()]
     deleted = services.images_delete(project=project, image_ids=ids)
     messages.success(request, f"Deleted {deleted} image{'s' if deleted != 1 else ''}.")
+    return redirect("projects:detail", project_id=project.id)
+
+
+@login_required
+@require_POST
+def images_validation(request, project_id: int):
+    """The grid's 'Add to validation set' and 'Remove from validation set' for the selected images."""
+    project = access_project(request.user, project_id, "annotate_project")
+    ids = [int(i) for i in request.POST.getlist("image") if i.isdigit()]
+    adding = request.POST.get("validation") == "add"
+    changed = services.images_set_validation(project=project, image_ids=ids, is_validation=adding)
+    verb = "Added" if adding else "Removed"
+    messages.success(request, f"{verb} {changed} image{'s' if changed != 1 else ''} {'to' if adding else 'from'} the validation set.")
     return redirect("projects:detail", project_id=project.id)
 
 

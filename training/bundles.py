@@ -1,7 +1,8 @@
-"""A model for offline use: one ZIP with a TorchScript model, its label map, a README and a server script.
+"""A model for offline use: one ZIP with an exported model, its label map, a README and a server script.
 
-The TorchScript module takes uint8 HxWx3 pixels and does the normalisation and the softmax or
-sigmoid itself, so the bundle needs torch, numpy and Pillow and nothing of Sightline.
+The model is a `torch.export` program (TorchScript is deprecated as of torch 2.14) that takes uint8
+N x H x W x 3 pixels and does the normalisation and the softmax or sigmoid itself, so the bundle
+needs torch, numpy and Pillow and nothing of Sightline.
 """
 
 from __future__ import annotations
@@ -40,11 +41,11 @@ def model_bundle(*, model: ModelVersion, checkpoint: str) -> bytes:
     # A copy: the loaded classifier keeps answering predictions in other threads meanwhile.
     network = copy.deepcopy(classifier.model).cpu().to(memory_format=torch.contiguous_format)
     packaged = _Packaged(network, classifier.mean, classifier.std, model.multi_label).eval()
-    example = torch.zeros(1, model.image_size, model.image_size, 3, dtype=torch.uint8)
-    with torch.inference_mode():
-        traced = torch.jit.trace(packaged, example, check_trace=False)
-    scripted = io.BytesIO()
-    torch.jit.save(traced, scripted)
+    example = torch.zeros(2, model.image_size, model.image_size, 3, dtype=torch.uint8)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    program = torch.export.export(packaged, (example,), dynamic_shapes={"pixels": {0: batch}})
+    exported = io.BytesIO()
+    torch.export.save(program, exported)
     thresholds = model.thresholds_for(checkpoint)
     meta = {
         "name": model.name, "project_id": model.project_id, "checkpoint": checkpoint, "task": model.task,
@@ -61,7 +62,7 @@ def model_bundle(*, model: ModelVersion, checkpoint: str) -> bytes:
     out = io.BytesIO()
     folder = f"{model.name}-{checkpoint}"
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as bundle:
-        bundle.writestr(f"{folder}/model.torchscript", scripted.getvalue())
+        bundle.writestr(f"{folder}/model.pt2", exported.getvalue())
         bundle.writestr(f"{folder}/model.json", json.dumps(meta, indent=2))
         bundle.writestr(f"{folder}/README.md", readme)
         bundle.writestr(f"{folder}/serve.py", (BUNDLE_DIR / "serve.py").read_text())

@@ -29,15 +29,29 @@ class Parameter:
     choices: tuple | None = None
     advanced: bool = False
 
+    @property
+    def label(self) -> str:
+        return self.name.replace("_", " ").capitalize()
+
+    @property
+    def widget(self) -> str:
+        """How the training form asks for it."""
+        if self.kind is bool:
+            return "checkbox"
+        if self.choices:
+            return "select"
+        return "text" if self.kind is str else "number"
+
 
 CLASSIFICATION = [
     Parameter("epochs", 6, "Passes over the training images.", int, 1, 500),
-    Parameter("batch_size", 32, "Images per training step; lower it if memory runs out.", int, 1, 64),
-    Parameter("learning_rate", 0.001, "Step size of the optimizer (AdamW, cosine schedule).", float, 0.00001, 0.1),
-    Parameter("image_size", 224, "Images are resized to this square size.", int, choices=IMAGE_SIZES),
-    Parameter("validation_percent", 20, "Share of images held out for validation, stratified by label.", int, 5, 50),
+    Parameter("batch_size", 32, "Images per training step; lower it if memory runs out.", int, 1, 64, advanced=True),
+    Parameter("learning_rate", 0.001, "Step size of the optimizer (AdamW, cosine schedule).", float, 0.00001, 0.1, advanced=True),
+    Parameter("image_size", 224, "Images are resized to this square size.", int, choices=IMAGE_SIZES, advanced=True),
+    Parameter("validation_percent", 20, "Share of images held out for validation, stratified by label.", int, 5, 50, advanced=True),
     Parameter(
-        "use_validation_set", False, "Validate on the images marked 'validation' instead of a percentage.", bool
+        "use_validation_set", False, "Validate on the images marked 'validation' instead of a percentage.", bool,
+        advanced=True,
     ),
     Parameter("time_limit_minutes", 60, "Training stops after this long and keeps what it has.", float, 1, 10080),
     Parameter("patience", 3, "Stop when validation loss has not improved for this many epochs (0: never).", int, 0, 100),

@@ -20,7 +20,7 @@ from PIL import Image
 
 HERE = Path(__file__).resolve().parent
 META = json.loads((HERE / "model.json").read_text())
-MODEL = torch.jit.load(str(HERE / "model.torchscript"), map_location="cpu").eval()
+MODEL = torch.export.load(str(HERE / "model.pt2")).module()
 PATH = re.compile(r"^/api/predict/[^/]+/[^/]+/(best/?|last/?)?$")
 MAX_PIXELS = 120_000_000
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS

@@ -1,0 +1,138 @@
+"""The life of a training job: datasets it freezes, cancelling, a dead worker, and what a model remembers."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from projects.models import Image
+from tests.training.conftest import FAST, colour_png, upload
+from training import runs
+from training.models import DatasetItem, ModelVersion, TrainingJob
+from training.tasks import worker_heartbeat
+
+pytestmark = pytest.mark.django_db
+
+
+def start(api, project, capture, execute=True, **body):
+    with capture(execute=execute):
+        response = api.post(f"/api/projects/{project.id}/training-jobs/", {"task": "classification", **body}, format="json")
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
+def test_the_dataset_version_is_frozen_when_the_job_starts(api, colours_project, django_capture_on_commit_callbacks):
+    job = start(api, colours_project, django_capture_on_commit_callbacks, execute=False, parameters=FAST)
+    assert job["status"] == "queued"
+    # Labelling after the start changes nothing the job trains on.
+    upload(colours_project, colours_project.owner, [("late.png", colour_png((30, 200, 30), 500))], ["green"])
+    version = TrainingJob.objects.get(pk=job["id"]).dataset_version
+    assert version.label_names == ["blue", "red"]
+    assert DatasetItem.objects.filter(dataset_version=version).count() == 24
+    runs.training_job_run(job_id=job["id"])
+    assert ModelVersion.objects.get().labels == ["blue", "red"]
+
+
+def test_one_label_trains_against_background_images(api, user, django_capture_on_commit_callbacks):
+    from tests.factories import make_project
+
+    project = make_project(owner=user)
+    upload(project, user, [(f"red{i}.png", colour_png((220, 30, 30), i)) for i in range(8)], ["red"])
+    refused = api.post(f"/api/projects/{project.id}/training-jobs/", {"task": "classification"}, format="json")
+    assert refused.status_code == 400
+    assert refused.json() == {"task": [
+        "Only one label (red) is in use. A one-class model learns it against 'background' images: upload some "
+        "images without labels, or label images with a second label."
+    ]}  # fmt: skip
+    upload(project, user, [(f"other{i}.png", colour_png((30, 200, 30), 50 + i)) for i in range(8)], [])
+    job = start(api, project, django_capture_on_commit_callbacks, parameters=FAST)
+    assert job["dataset_version"]["labels"] == ["red", "background"]
+    assert job["dataset_version"]["counts"]["labels"] == {"red": {"train": 6, "valid": 2}, "background": {"train": 6, "valid": 2}}
+    model = api.get(f"/api/projects/{project.id}/models/").json()[0]
+    assert model["labels"] == ["red", "background"]
+
+
+def test_the_user_defined_validation_set(api, colours_project, django_capture_on_commit_callbacks):
+    refused = api.post(f"/api/projects/{colours_project.id}/training-jobs/",
+                       {"task": "classification", "parameters": {"use_validation_set": True}}, format="json")  # fmt: skip
+    assert refused.status_code == 400
+    assert refused.json()["use_validation_set"][0].startswith("No labelled image is in the validation set")
+    chosen = list(Image.objects.filter(name__in=["red0.png", "blue0.png", "blue1.png"]).values_list("id", flat=True))
+    marked = api.post(f"/api/projects/{colours_project.id}/images/validation/", {"images": chosen, "is_validation": True},
+                      format="json")  # fmt: skip
+    assert marked.json() == {"changed": 3}
+    single = api.patch(f"/api/images/{chosen[0]}/", {"is_validation": False}, format="json")
+    assert single.json()["is_validation"] is False
+    job = start(api, colours_project, django_capture_on_commit_callbacks, parameters={**FAST, "use_validation_set": True})
+    assert (job["dataset_version"]["counts"]["train"], job["dataset_version"]["counts"]["valid"]) == (22, 2)
+    valid = set(DatasetItem.objects.filter(split="valid").values_list("image_name", flat=True))
+    assert valid == set(Image.objects.filter(pk__in=chosen[1:]).values_list("name", flat=True))
+
+
+def test_cancelling_a_queued_job_and_a_finished_one(api, colours_project, django_capture_on_commit_callbacks):
+    job = start(api, colours_project, django_capture_on_commit_callbacks, execute=False, parameters=FAST)
+    cancelled = api.post(f"/api/training-jobs/{job['id']}/cancel/").json()
+    assert cancelled["status"] == "cancelled"
+    runs.training_job_run(job_id=job["id"])  # the worker finds it cancelled and leaves it alone
+    assert TrainingJob.objects.get().status == "cancelled"
+    again = api.post(f"/api/training-jobs/{job['id']}/cancel/")
+    assert again.status_code == 400
+    assert again.json() == {"status": ["The job has already cancelled."]}
+    assert ModelVersion.objects.count() == 0
+
+
+def test_stopping_a_running_job_keeps_the_epochs_it_finished(api, colours_project, monkeypatch, django_capture_on_commit_callbacks):
+    # The person presses Stop during the second epoch.
+    monkeypatch.setattr(runs._Reporter, "stop", lambda self: self.epochs_written >= 1)
+    job = start(api, colours_project, django_capture_on_commit_callbacks, parameters={**FAST, "epochs": 5})
+    job = api.get(f"/api/training-jobs/{job['id']}/").json()
+    assert job["status"] == "cancelled"
+    assert len(job["history"]) == 2
+    model = ModelVersion.objects.get()
+    assert (model.epochs_trained, model.job_id) == (2, job["id"])
+
+
+def test_stopping_before_the_first_epoch_leaves_no_model(api, colours_project, monkeypatch, django_capture_on_commit_callbacks):
+    monkeypatch.setattr(runs._Reporter, "stop", lambda self: True)
+    job = start(api, colours_project, django_capture_on_commit_callbacks, parameters=FAST)
+    job = api.get(f"/api/training-jobs/{job['id']}/").json()
+    assert (job["status"], job["model_id"]) == ("cancelled", None)
+    assert "Cancelled while preparing features." in job["log"]
+
+
+def test_a_job_whose_worker_died_is_marked_failed(api, colours_project, settings, django_capture_on_commit_callbacks):
+    job = start(api, colours_project, django_capture_on_commit_callbacks, execute=False, parameters=FAST)
+    fresh = start(api, colours_project, django_capture_on_commit_callbacks, execute=False, parameters=FAST)
+    now = timezone.now()
+    TrainingJob.objects.filter(pk=job["id"]).update(status="running", heartbeat_at=now - timedelta(seconds=121))
+    TrainingJob.objects.filter(pk=fresh["id"]).update(status="running", heartbeat_at=now - timedelta(seconds=30))
+    worker_heartbeat()  # the scheduled task, every minute
+    dead, alive = TrainingJob.objects.get(pk=job["id"]), TrainingJob.objects.get(pk=fresh["id"])
+    assert (dead.status, alive.status) == ("failed", "running")
+    assert dead.error == "The worker running this job stopped (killed, out of memory or restarted) before it finished."
+    assert dead.finished_at is not None
+
+
+def test_a_failure_inside_training_is_recorded_on_the_job(api, colours_project, monkeypatch, django_capture_on_commit_callbacks):
+    def explode(*args, **kwargs):
+        raise RuntimeError("CUDA error: device-side assert triggered")
+
+    monkeypatch.setattr(runs.classification, "train", explode)
+    job = start(api, colours_project, django_capture_on_commit_callbacks, parameters=FAST)
+    job = api.get(f"/api/training-jobs/{job['id']}/").json()
+    assert job["status"] == "failed"
+    assert job["error"] == "Unexpected error: RuntimeError: CUDA error: device-side assert triggered"
+    assert ModelVersion.objects.count() == 0
+
+
+def test_model_names_are_unique_in_a_project(api, colours_project, django_capture_on_commit_callbacks):
+    start(api, colours_project, django_capture_on_commit_callbacks, name="colours", parameters=FAST)
+    again = api.post(f"/api/projects/{colours_project.id}/training-jobs/",
+                     {"task": "classification", "name": "colours"}, format="json")  # fmt: skip
+    assert again.status_code == 400
+    assert again.json() == {"name": ["This project already has a model named 'colours'."]}
+    slash = api.post(f"/api/projects/{colours_project.id}/training-jobs/",
+                     {"task": "classification", "name": "a/b"}, format="json")  # fmt: skip
+    assert slash.json() == {"name": ["A model name has 1 to 100 characters and no '/'."]}
+    unnamed = start(api, colours_project, django_capture_on_commit_callbacks, execute=False, parameters=FAST)
+    assert unnamed["name"] == "classification-2"

@@ -1,0 +1,265 @@
+"""Training pages: start a job, watch it live, study a model's statistics and predictions, predict new images."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from projects.models import Image
+from projects.permissions import access_project, project_permissions
+from training import charts, predictions, selectors, services, statistics
+from training.api import thresholds_parse
+from training.models import Checkpoint, ModelVersion, Split, TrainingJob
+from training.parameters import CLASSIFICATION
+
+GALLERY_PAGE_SIZE = 48
+PREDICT_MAX_IMAGES = 48
+
+
+def _errors(request, exc: ValidationError) -> None:
+    items = exc.message_dict.items() if hasattr(exc, "error_dict") else [("", exc.messages)]
+    for field, texts in items:
+        for text in texts:
+            messages.error(request, f"{field.replace('_', ' ')}: {text}" if field and field != "__all__" else text)
+
+
+@login_required
+def models_page(request, project_id: int):
+    """Train a model (the form) and the project's jobs and models."""
+    project = access_project(request.user, project_id)
+    if request.method == "POST":
+        project = access_project(request.user, project_id, "train_project")
+        fields = {p.name: request.POST.get(p.name) for p in CLASSIFICATION if p.kind is not bool}
+        fields.update({p.name: p.name in request.POST for p in CLASSIFICATION if p.kind is bool})
+        try:
+            job = services.training_job_start(
+                project=project, user=request.user, task="classification",
+                multi_label=request.POST.get("kind") == "multi", name=request.POST.get("name", "").strip() or None,
+                parameters={k: v for k, v in fields.items() if v not in (None, "")},
+            )  # fmt: skip
+        except ValidationError as exc:
+            _errors(request, exc)
+        else:
+            return redirect("training:job", project_id=project.id, job_id=job.id)
+    jobs = TrainingJob.objects.filter(project=project).select_related("model_version")[:30]
+    context = {
+        "project": project, "perms": project_permissions(request.user, project), "jobs": jobs,
+        "basic": [p for p in CLASSIFICATION if not p.advanced],
+        "advanced": [p for p in CLASSIFICATION if p.advanced],
+        "values": request.POST if request.method == "POST" else {},
+    }  # fmt: skip
+    return render(request, "training/models.html", context)
+
+
+def _job_context(request, project, job: TrainingJob) -> dict:
+    curves = []
+    if job.history:
+        curves = [
+            charts.learning_curve(job.history, "loss", best_epoch=job.best_epoch, title="Cross-entropy loss"),
+            charts.learning_curve(job.history, "accuracy", best_epoch=job.best_epoch, title="Accuracy"),
+        ]
+    model = getattr(job, "model_version", None)
+    return {"project": project, "job": job, "curves": curves, "model": model,
+            "perms": project_permissions(request.user, project)}  # fmt: skip
+
+
+@login_required
+def job_page(request, project_id: int, job_id: int):
+    """A job's live progress; htmx polls the #job-progress partial while the job is queued or running."""
+    project = access_project(request.user, project_id)
+    job = TrainingJob.objects.filter(project=project, pk=job_id).select_related("dataset_version").first()
+    if job is None:
+        raise Http404("No such training job.")
+    context = _job_context(request, project, job)
+    if request.htmx:
+        return render(request, "training/job.html#job-progress", context)
+    return render(request, "training/job.html", context)
+
+
+@login_required
+@require_POST
+def job_cancel(request, project_id: int, job_id: int):
+    job = selectors.job_get(user=request.user, job_id=job_id, perm="train_project")
+    if job.project_id != project_id:
+        raise Http404("No such training job.")
+    try:
+        services.training_job_cancel(job=job)
+    except ValidationError as exc:
+        _errors(request, exc)
+    return redirect("training:job", project_id=project_id, job_id=job.id)
+
+
+def _model_in(request, project_id: int, model_id: int, perm: str = "view_project") -> ModelVersion:
+    model = selectors.model_get(user=request.user, model_id=model_id, perm=perm)
+    if model.project_id != project_id:
+        raise Http404("No such model.")
+    return model
+
+
+def _view_state(request, model: ModelVersion) -> dict:
+    checkpoint = request.GET.get("checkpoint", Checkpoint.BEST)
+    split = request.GET.get("split", Split.VALID)
+    return {
+        "checkpoint": checkpoint if checkpoint in Checkpoint.values else Checkpoint.BEST,
+        "split": split if split in Split.values else Split.VALID,
+    }
+
+
+@login_required
+def model_page(request, project_id: int, model_id: int):
+    """Statistics of one checkpoint on one split; thresholds (multi-label) come from the URL, the model, or F1."""
+    model = _model_in(request, project_id, model_id)
+    state = _view_state(request, model)
+    try:
+        thresholds = thresholds_parse(request.GET.get("thresholds"), model) if model.multi_label else None
+    except ValidationError as exc:
+        _errors(request, exc)
+        thresholds = None
+    stats = statistics.model_statistics(model=model, checkpoint=state["checkpoint"], split=state["split"],
+                                        thresholds=thresholds)  # fmt: skip
+    history = model.job.history
+    context = {
+        "project": model.project, "model": model, "stats": stats, **state,
+        "perms": project_permissions(request.user, model.project),
+        "curves": [
+            charts.learning_curve(history, "accuracy", best_epoch=model.best_epoch, title="Accuracy"),
+            charts.learning_curve(history, "loss", best_epoch=model.best_epoch, title="Cross-entropy loss"),
+        ],
+        "counts": model.dataset_version.counts,
+        "query": urlencode(state),
+    }  # fmt: skip
+    if model.multi_label:
+        context.update(_pr_context(request, model, stats))
+    else:
+        context["confusion"] = _confusion_rows(stats)
+    if request.htmx:
+        return render(request, "training/model.html#statistics", context)
+    return render(request, "training/model.html", context)
+
+
+def _pr_context(request, model: ModelVersion, stats: dict) -> dict:
+    chosen = request.GET.get("curve", "all")
+    chosen = chosen if chosen in stats["pr_curves"] else "all"
+    thresholds = stats["thresholds"]
+    threshold = None if chosen == "all" else thresholds[model.labels.index(chosen)]
+    if chosen == "all" and len(set(thresholds)) == 1:
+        threshold = thresholds[0]
+    chart, clickable = charts.pr_curve(stats["pr_curves"][chosen], threshold=threshold,
+                                       title=f"Precision-recall: {'all labels' if chosen == 'all' else chosen}")  # fmt: skip
+    return {
+        "pr_chart": chart, "pr_points": json.dumps(clickable), "curve": chosen,
+        "custom_thresholds": stats["thresholds"] != stats["optimized_thresholds"],
+        "threshold_rows": list(zip(model.labels, thresholds, stats["optimized_thresholds"], strict=True)),
+    }  # fmt: skip
+
+
+def _confusion_rows(stats: dict) -> list[dict]:
+    """Rows of the confusion matrix with each cell's share of its row, for shading."""
+    rows = []
+    for label, counts in zip(stats["labels"], stats["confusion"], strict=True):
+        total = sum(counts) or 1
+        rows.append({"label": label, "cells": [{"count": c, "share": round(c / total, 3)} for c in counts]})
+    return rows
+
+
+@login_required
+@require_POST
+def model_predict_with(request, project_id: int, model_id: int):
+    model = _model_in(request, project_id, model_id, perm="train_project")
+    try:
+        services.model_version_update(model=model, predict_with=request.POST.get("checkpoint", ""))
+    except ValidationError as exc:
+        _errors(request, exc)
+    else:
+        messages.success(request, f"{model.name} now predicts with its {model.predict_with} checkpoint.")
+    return redirect("training:model", project_id=project_id, model_id=model.id)
+
+
+@login_required
+@require_POST
+def model_thresholds(request, project_id: int, model_id: int):
+    """Save the thresholds in the form for this checkpoint, or go back to the F1-optimised ones."""
+    model = _model_in(request, project_id, model_id, perm="train_project")
+    checkpoint = request.POST.get("checkpoint", Checkpoint.BEST)
+    try:
+        if "optimized" in request.POST:
+            values = None
+        else:
+            values = thresholds_parse(",".join(request.POST.getlist("threshold")), model)
+        services.model_version_update(model=model, thresholds={checkpoint: values})
+    except ValidationError as exc:
+        _errors(request, exc)
+    else:
+        messages.success(request, "Thresholds saved; predictions and statistics use them.")
+    return redirect(f"/projects/{project_id}/models/{model.id}/?checkpoint={checkpoint}&split={request.POST.get('split', 'valid')}")
+
+
+@login_required
+def model_delete(request, project_id: int, model_id: int):
+    if request.method != "POST":
+        return redirect("training:model", project_id=project_id, model_id=model_id)
+    model = _model_in(request, project_id, model_id, perm="train_project")
+    services.model_version_delete(model=model)
+    messages.success(request, f"Deleted the model {model.name}.")
+    return redirect("training:models", project_id=project_id)
+
+
+@login_required
+def predictions_page(request, project_id: int, model_id: int):
+    """Predictions on training or validation images beside their ground truth (green truth, red other labels)."""
+    model = _model_in(request, project_id, model_id)
+    state = _view_state(request, model)
+    show = request.GET.get("show", "all") if request.GET.get("show") in {"all", "wrong", "right"} else "all"
+    advanced = request.GET.get("view") == "advanced"
+    rows = statistics.model_predictions(model=model, show=show, advanced=advanced, **state)
+    page = Paginator(rows, GALLERY_PAGE_SIZE).get_page(request.GET.get("page"))
+    query = urlencode({**state, "show": show, "view": "advanced" if advanced else "basic"})
+    context = {"project": model.project, "model": model, "page": page, "show": show, "advanced": advanced,
+               "query": query, "thresholds": model.thresholds_for(state["checkpoint"]), **state}  # fmt: skip
+    if request.htmx:
+        return render(request, "training/predictions.html#gallery", context)
+    return render(request, "training/predictions.html", context)
+
+
+@login_required
+def predict_page(request, project_id: int):
+    """Predict with a chosen model: an uploaded image, or images of the project chosen in the grid."""
+    project = access_project(request.user, project_id, "train_project")
+    models = list(ModelVersion.objects.filter(project=project))
+    chosen = next((m for m in models if str(m.pk) == request.POST.get("model", request.GET.get("model"))), None)
+    chosen = chosen or (models[0] if models else None)
+    ids = [int(i) for i in request.POST.getlist("image") or request.GET.getlist("image") if str(i).isdigit()]
+    images = list(Image.objects.for_project(project).filter(pk__in=ids[:PREDICT_MAX_IMAGES]).order_by("id"))
+    results = []
+    if chosen and request.method == "POST":
+        checkpoint = request.POST.get("checkpoint", chosen.predict_with)
+        checkpoint = checkpoint if checkpoint in Checkpoint.values else chosen.predict_with
+        uploads = request.FILES.getlist("file")
+        try:
+            if uploads:
+                data = [upload.read() for upload in uploads[:PREDICT_MAX_IMAGES]]
+                ranked = predictions.images_predict(model=chosen, checkpoint=checkpoint, images=data)
+                results = [{"name": u.name, "image": None, "predictions": r} for u, r in zip(uploads, ranked, strict=False)]
+            elif images:
+                data = [_read(image.file) for image in images]
+                ranked = predictions.images_predict(model=chosen, checkpoint=checkpoint, images=data)
+                results = [{"name": i.name, "image": i, "predictions": r} for i, r in zip(images, ranked, strict=True)]
+            else:
+                messages.error(request, "Choose an image file, or select images in the grid first.")
+        except ValidationError as exc:
+            _errors(request, exc)
+    context = {"project": project, "models": models, "chosen": chosen, "images": images, "results": results}
+    return render(request, "training/predict.html", context)
+
+
+def _read(field) -> bytes:
+    with field.open("rb") as stored:
+        return stored.read()
