@@ -355,6 +355,13 @@ class ImageDetailApi(APIView):
         return Response(ImageOutput(image).data)
 
 
+    @extend_schema(responses={204: None})
+    def delete(self, request, image_id: int):
+        image = access_image(request.user, image_id, "delete_images_project")
+        services.images_delete(project=image.project, image_ids=[image.pk])
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
 class ImageValidationApi(APIView):
     """Add many images to the user-defined validation set, or take them out (spec 000)."""
 
@@ -371,13 +378,6 @@ class ImageValidationApi(APIView):
             project=project, image_ids=data.validated_data["images"], is_validation=data.validated_data["is_validation"]
         )
         return Response({"changed": changed})
-
-    @extend_schema(responses={204: None})
-    def delete(self, request, image_id: int):
-        image = access_image(request.user, image_id, "delete_images_project")
-        services.images_delete(project=image.project, image_ids=[image.pk])
-        return Response(status=status.HTTP_204_NO_CONTENT)
-
 
 class ImageFileApi(APIView):
     """The image's bytes, for those who may see its project. Content never changes, so cache it."""

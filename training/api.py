@@ -247,16 +247,18 @@ class _RawImageParser(FileUploadParser):
         return "image"
 
 
+PREDICT_REQUEST = {
+    "application/octet-stream": bytes,
+    "multipart/form-data": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}},
+}
+
+
 class PredictApi(APIView):
     """POST an image (raw body, or the `file` field of a form): labels with scores, best first."""
 
     parser_classes = [MultiPartParser, FormParser, _RawImageParser]
 
-    @extend_schema(
-        request={"application/octet-stream": bytes, "multipart/form-data": {"type": "object",
-                 "properties": {"file": {"type": "string", "format": "binary"}}}},
-        responses={200: dict},
-    )  # fmt: skip
+    @extend_schema(request=PREDICT_REQUEST, responses={200: dict}, operation_id="predict")
     def post(self, request, project_id: int, model_name: str, checkpoint: str | None = None):
         model = selectors.model_by_name(user=request.user, project_id=project_id, name=model_name, perm="train_project")
         upload = request.FILES.get("file")
@@ -265,3 +267,11 @@ class PredictApi(APIView):
         checkpoint = checkpoint or model.predict_with
         [result] = predictions.images_predict(model=model, checkpoint=checkpoint, images=[upload.read()])
         return Response({"model": model.name, "checkpoint": checkpoint, "predictions": result})
+
+
+class PredictCheckpointApi(PredictApi):
+    """The same, with the checkpoint named in the URL: `.../last` or `.../best`."""
+
+    @extend_schema(request=PREDICT_REQUEST, responses={200: dict}, operation_id="predict_with_checkpoint")
+    def post(self, request, project_id: int, model_name: str, checkpoint: str | None = None):
+        return super().post(request, project_id, model_name, checkpoint)

@@ -15,6 +15,6 @@ urlpatterns = [
     path("models/<int:model_id>/bundle/", api.ModelBundleApi.as_view(), name="api-model-bundle"),
     path("predict/<int:project_id>/<str:model_name>/", api.PredictApi.as_view(), name="api-predict"),
     # Spec 000: `.../{model_name}/last` predicts with the last checkpoint (and `/best` with the best one).
-    re_path(r"^predict/(?P<project_id>[0-9]+)/(?P<model_name>[^/]+)/(?P<checkpoint>best|last)/?$", api.PredictApi.as_view(),
+    re_path(r"^predict/(?P<project_id>[0-9]+)/(?P<model_name>[^/]+)/(?P<checkpoint>best|last)/?$", api.PredictCheckpointApi.as_view(),
             name="api-predict-checkpoint"),
 ]

@@ -51,7 +51,7 @@ def test_multi_label_statistics_agree_with_the_predictions_at_any_threshold(api,
         rows = api.get(f"/api/models/{model['id']}/predictions/",
                        {"split": "valid", "thresholds": thresholds, "advanced": "1"}).json()["images"]  # fmt: skip
         right = [p["correct"] for row in rows for p in row["predictions"]]
-        assert stats["count"] == len(rows) == 8  # a quarter of every label set of six: round(1.5) = 2
+        assert stats["count"] == len(rows) == 8  # 20% of the 24 with a bar, 12 with a disc first, 6 squares alone: 5 + 2 + 1
         assert stats["label_accuracy"] == pytest.approx(sum(right) / len(right))
         assert stats["image_accuracy"] == pytest.approx(sum(row["correct"] for row in rows) / len(rows))
         expected = [0.5, 0.5, 0.5] if thresholds == "0.5" else [0.2, 0.5, 0.8]

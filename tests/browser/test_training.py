@@ -1,0 +1,125 @@
+"""Training in Chromium: start from the form, watch the job page update itself, read the statistics, set thresholds."""
+
+import os
+
+import pytest
+
+from projects.models import Image
+from tests.factories import UserFactory, make_project
+from tests.training.conftest import colour_png, shapes_png, upload
+from training.models import ModelVersion, TrainingJob
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+SHOTS = os.environ.get("SIGHTLINE_SCREENSHOTS")  # a folder to keep screenshots in, for a person to look at
+
+
+def shot(page, name: str) -> None:
+    if SHOTS:
+        page.screenshot(path=os.path.join(SHOTS, f"{name}.png"), full_page=True)
+
+
+def login(page, live_server, username):
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", "correct-horse-battery")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/projects/")
+
+
+def fast_settings(page):
+    page.fill("input[name=epochs]", "3")
+    page.click("summary:has-text('Advanced parameters')")
+    page.fill("input[name=batch_size]", "8")
+    page.fill("input[name=learning_rate]", "0.01")
+    page.select_option("select[name=fine_tune]", "head")
+
+
+def test_train_from_the_form_and_read_the_statistics(page, live_server):
+    user = UserFactory(username="trainer")
+    project = make_project(owner=user, name="Colours")
+    upload(project, user, [(f"red{i}.png", colour_png((220, 30, 30), i)) for i in range(12)], ["red"])
+    upload(project, user, [(f"blue{i}.png", colour_png((30, 30, 220), 100 + i)) for i in range(12)], ["blue"])
+    login(page, live_server, "trainer")
+    page.goto(f"{live_server.url}/projects/{project.id}/")
+    page.click("#models-link")
+    page.fill("input[name=name]", "colours")
+    fast_settings(page)
+    shot(page, "train-form")
+    page.click("#train-form button[type=submit]")  # in tests the job runs inside this request
+    page.wait_for_selector("#model-link")
+    assert page.text_content("#job-status") == "finished"
+    assert page.locator("#job-progress svg").count() == 2
+    shot(page, "job-finished")
+    page.click("#model-link")
+    page.wait_for_selector("#confusion")
+    assert page.text_content("#accuracy") == "1.0000"
+    assert page.locator("#confusion td.diagonal").all_text_contents() == ["2", "2"]
+    shot(page, "statistics-single")
+    page.select_option("select[name=split]", "train")  # htmx redraws the statistics and pushes the URL
+    page.wait_for_url("**split=train**")
+    page.wait_for_function("document.querySelector('#summary strong').textContent === '20'")
+    page.click("#show-predictions")
+    page.wait_for_selector("#gallery")
+    assert page.locator("#gallery .tile").count() == 20
+    page.goto(f"{live_server.url}/projects/{project.id}/models/{ModelVersion.objects.get().id}/")
+    page.click("#switch-checkpoint")
+    page.wait_for_selector("#predict-with:has-text('last')")
+    assert ModelVersion.objects.get().predict_with == "last"
+
+
+def test_the_job_page_follows_a_running_job_until_it_ends(page, live_server, monkeypatch):
+    user = UserFactory(username="watcher")
+    project = make_project(owner=user, name="Colours")
+    upload(project, user, [(f"red{i}.png", colour_png((220, 30, 30), i)) for i in range(4)], ["red"])
+    upload(project, user, [(f"blue{i}.png", colour_png((30, 30, 220), 100 + i)) for i in range(4)], ["blue"])
+    from training import services
+
+    monkeypatch.setattr(services, "_enqueue", lambda job_id: None)  # this test plays the worker itself
+    job = services.training_job_start(project=project, user=user, task="classification")
+    TrainingJob.objects.filter(pk=job.pk).update(status="running", epoch=2, progress=0.3, loss=0.5)
+    login(page, live_server, "watcher")
+    page.goto(f"{live_server.url}/projects/{project.id}/training/{job.pk}/")
+    assert page.get_attribute("#job-bar", "value") == "0.3"
+    # The worker reports a later epoch: the page shows it without a reload.
+    history = [{"epoch": e, "train_loss": 1 / e, "valid_loss": 1.2 / e, "train_accuracy": 0.5 + e / 10,
+                "valid_accuracy": 0.45 + e / 10, "learning_rate": 0.001, "seconds": 1.0} for e in (1, 2, 3)]  # fmt: skip
+    TrainingJob.objects.filter(pk=job.pk).update(epoch=3, progress=0.6, loss=0.2, history=history, best_epoch=3)
+    page.wait_for_function("document.getElementById('job-bar').value === 0.6", timeout=10_000)
+    assert "epoch 3 of 6" in page.text_content("#job-progress")
+    assert page.locator("#model-link").count() == 0
+    assert page.locator("#job-progress svg").count() == 2
+    shot(page, "job-running")
+    page.click("#cancel-job")
+    page.wait_for_selector("text=stopping")
+    assert TrainingJob.objects.get(pk=job.pk).cancel_requested is True
+    TrainingJob.objects.filter(pk=job.pk).update(status="failed", error="The worker ran out of memory.")
+    page.wait_for_selector("#job-error", timeout=10_000)
+    assert page.text_content("#job-error") == "The worker ran out of memory."
+
+
+def test_clicking_the_precision_recall_curve_sets_thresholds(page, live_server):
+    user = UserFactory(username="tuner")
+    project = make_project(owner=user, name="Scenes")
+    kinds = ["bar", "disc", "square"]
+    for mask in range(8):
+        chosen = [k for bit, k in enumerate(kinds) if mask >> bit & 1]
+        upload(project, user, [(f"s{mask}-{i}.png", shapes_png(set(chosen), mask * 10 + i)) for i in range(6)], chosen)
+    login(page, live_server, "tuner")
+    page.goto(f"{live_server.url}/projects/{project.id}/models/")
+    page.check("input[name=kind][value=multi]")
+    fast_settings(page)
+    page.click("#train-form button[type=submit]")
+    page.click("#model-link")
+    page.wait_for_selector("#thresholds-form")
+    shot(page, "statistics-multi")
+    box = page.locator("svg.clickable").bounding_box()
+    page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.3)  # somewhere on the curve
+    page.wait_for_url("**thresholds=**")
+    values = page.locator("input[name=threshold]").evaluate_all("inputs => inputs.map(i => i.value)")
+    assert len(set(values)) == 1  # the "all labels" curve sets one threshold for every label
+    page.click("#thresholds-form button.primary")
+    shot(page, "thresholds-saved")
+    page.wait_for_selector("text=Thresholds saved")
+    model = ModelVersion.objects.get()
+    assert model.thresholds["best"] == [float(values[0])] * 3
+    assert Image.objects.filter(project=project).count() == 43  # the empty scene's six copies are one image
