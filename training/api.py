@@ -6,7 +6,7 @@ from django.core.exceptions import ValidationError
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
-from rest_framework.parsers import FileUploadParser, FormParser, MultiPartParser
+from rest_framework.parsers import FileUploadParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -256,7 +256,8 @@ PREDICT_REQUEST = {
 class PredictApi(APIView):
     """POST an image (raw body, or the `file` field of a form): labels with scores, best first."""
 
-    parser_classes = [MultiPartParser, FormParser, _RawImageParser]
+    # No FormParser: `curl --data-binary @image.jpg` without a Content-Type says form-urlencoded, yet sends an image.
+    parser_classes = [MultiPartParser, _RawImageParser]
 
     @extend_schema(request=PREDICT_REQUEST, responses={200: dict}, operation_id="predict")
     def post(self, request, project_id: int, model_name: str, checkpoint: str | None = None):

@@ -16,6 +16,7 @@ from training.ml.backbones import DEFAULT_BACKBONE, weights_file
 from training.ml.layers import FINE_TUNE_CHOICES
 
 IMAGE_SIZES = (224, 320, 416, 512, 640)
+SAVE_MARGIN_SECONDS = 600  # after the time limit: the last validation, scoring every image, saving
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,7 @@ def parameters_clean(task: str, raw: dict) -> dict:
         except ValueError as exc:
             errors[name] = [str(exc)]
     if not errors:
+        errors.update(_check_time_limit(out))
         errors.update(_check_backbone(out))
     if errors:
         raise ValidationError(errors)
@@ -120,6 +122,19 @@ def _coerce(parameter: Parameter, value: Any) -> Any:
     if parameter.choices is not None and value not in parameter.choices:
         raise ValueError(f"Must be one of {', '.join(str(c) for c in parameter.choices)}.")
     return value
+
+
+def _check_time_limit(parameters: dict) -> dict[str, list[str]]:
+    """Training must end (and evaluate and save) well before django-q2 kills the task."""
+    from django.conf import settings
+
+    most = (settings.Q_CLUSTER["timeout"] - SAVE_MARGIN_SECONDS) / 60
+    if parameters["time_limit_minutes"] > most:
+        return {"time_limit_minutes": [
+            f"At most {most:g} minutes on this server: the worker stops any task after "
+            f"{settings.Q_CLUSTER['timeout'] / 60:g} minutes (SIGHTLINE_TASK_TIMEOUT)."
+        ]}  # fmt: skip
+    return {}
 
 
 def _check_backbone(parameters: dict) -> dict[str, list[str]]:

@@ -123,3 +123,19 @@ def test_clicking_the_precision_recall_curve_sets_thresholds(page, live_server):
     model = ModelVersion.objects.get()
     assert model.thresholds["best"] == [float(values[0])] * 3
     assert Image.objects.filter(project=project).count() == 43  # the empty scene's six copies are one image
+
+
+def test_the_labeler_adds_its_image_to_the_validation_set(page, live_server):
+    user = UserFactory(username="marker")
+    project = make_project(owner=user, name="Colours")
+    [image] = upload(project, user, [("red.png", colour_png((220, 30, 30), 1))], ["red"])
+    login(page, live_server, "marker")
+    page.goto(f"{live_server.url}/projects/{project.id}/images/{image.id}/label/")
+    with page.expect_response(f"**/api/images/{image.id}/") as saved:
+        page.check("#in-validation")
+    assert saved.value.status == 200
+    assert Image.objects.get(pk=image.pk).is_validation is True
+    with page.expect_response(f"**/api/images/{image.id}/"):
+        page.uncheck("#in-validation")
+    page.reload()
+    assert page.is_checked("#in-validation") is False

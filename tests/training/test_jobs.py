@@ -136,3 +136,26 @@ def test_model_names_are_unique_in_a_project(api, colours_project, django_captur
     assert slash.json() == {"name": ["A model name has 1 to 100 characters and no '/'."]}
     unnamed = start(api, colours_project, django_capture_on_commit_callbacks, execute=False, parameters=FAST)
     assert unnamed["name"] == "classification-2"
+
+
+def test_admin_lists_jobs_and_models_and_deletes_models_with_their_files(client, colours_project, django_capture_on_commit_callbacks):
+    from tests.factories import UserFactory
+
+    staff = UserFactory(is_staff=True, is_superuser=True)
+    client.force_login(staff)
+    from training import services
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.training_job_start(project=colours_project, user=staff, task="classification", name="c", parameters=FAST)
+    model = ModelVersion.objects.get()
+    path = model.best_checkpoint.path
+    for url in ("/admin/training/trainingjob/", "/admin/training/modelversion/", "/admin/training/datasetversion/",
+                f"/admin/training/modelversion/{model.pk}/change/"):  # fmt: skip
+        assert client.get(url).status_code == 200, url
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post("/admin/training/modelversion/", {"action": "delete_selected", "_selected_action": [model.pk], "post": "yes"})
+    assert response.status_code == 302
+    assert (ModelVersion.objects.count(), TrainingJob.objects.count()) == (0, 0)
+    import os
+
+    assert not os.path.exists(path)

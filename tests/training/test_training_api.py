@@ -52,7 +52,8 @@ def test_predict_with_the_last_checkpoint_and_with_a_form(api, colours_project, 
     blue = colour_png((30, 30, 220), 998)
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    last = api.post(f"/api/predict/{colours_project.id}/colours/last", blue, content_type="image/png")
+    # As `curl --data-binary @blue.png` sends it when no Content-Type is given.
+    last = api.post(f"/api/predict/{colours_project.id}/colours/last", blue, content_type="application/x-www-form-urlencoded")
     form = api.post(f"/api/predict/{colours_project.id}/colours/best/", {"file": SimpleUploadedFile("b.png", blue)},
                     format="multipart")  # fmt: skip
     assert last.status_code == 200 and form.status_code == 200
@@ -117,3 +118,11 @@ def test_a_labeler_may_watch_but_not_train_and_a_stranger_sees_nothing(api, user
     assert client_for(stranger).get(f"/api/models/{job['model_id']}/").status_code == 404
     assert client_for(stranger).post(f"/api/predict/{colours_project.id}/c/", b"x", content_type="image/png").status_code == 404
     assert ModelVersion.objects.count() == 1
+
+
+def test_the_time_limit_must_end_before_the_worker_would_kill_the_task(api, colours_project, django_capture_on_commit_callbacks):
+    response = start(api, colours_project, django_capture_on_commit_callbacks, parameters={"time_limit_minutes": 360})
+    assert response.status_code == 400
+    assert response.json() == {"time_limit_minutes": [
+        "At most 350 minutes on this server: the worker stops any task after 360 minutes (SIGHTLINE_TASK_TIMEOUT)."
+    ]}  # fmt: skip
