@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(PY) bench/grid.py
 	$(PY) bench/annotations.py
 	$(PY) bench/labeler.py
+	$(PY) bench/training.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -55,7 +55,10 @@ def models_page(request, project_id: int):
         "basic": [p for p in CLASSIFICATION if not p.advanced],
         "advanced": [p for p in CLASSIFICATION if p.advanced],
         "values": request.POST if request.method == "POST" else {},
+        "any_active": any(job.is_active for job in jobs),
     }  # fmt: skip
+    if request.htmx:
+        return render(request, "training/models.html#job-table", context)
     return render(request, "training/models.html", context)
 
 

@@ -52,6 +52,9 @@ def test_a_running_job_polls_and_offers_stop(browser_client, colours_project, dj
     assert 'hx-trigger="every 2s"' in partial
     assert 'value="0.4"' in partial and "epoch 1 of 3" in partial and "loss 0.2500" in partial and "about 30 s left" in partial
     assert "Stop (keeps the best model so far)" in partial
+    table = browser_client.get(f"/projects/{colours_project.id}/models/", HTTP_HX_REQUEST="true").content.decode()
+    assert table.lstrip().startswith('<section class="card grow" id="jobs" hx-get=')  # polls while a job runs
+    assert 'value="0.4"' in table and "epoch 1/3" in table
     browser_client.post(f"/projects/{colours_project.id}/training/{job.id}/cancel/")
     assert TrainingJob.objects.get().cancel_requested is True
 
