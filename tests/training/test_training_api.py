@@ -126,3 +126,14 @@ def test_the_time_limit_must_end_before_the_worker_would_kill_the_task(api, colo
     assert response.json() == {"time_limit_minutes": [
         "At most 350 minutes on this server: the worker stops any task after 360 minutes (SIGHTLINE_TASK_TIMEOUT)."
     ]}  # fmt: skip
+
+
+@pytest.mark.parametrize("fine_tune", ["top", "all"])
+def test_every_way_of_fine_tuning_trains_a_model_that_tells_the_colours_apart(api, colours_project, fine_tune, django_capture_on_commit_callbacks):
+    parameters = {"epochs": 2, "batch_size": 8, "learning_rate": 0.003, "fine_tune": fine_tune, "patience": 0}
+    response = start(api, colours_project, django_capture_on_commit_callbacks, name=fine_tune, parameters=parameters)
+    job = api.get(f"/api/training-jobs/{response.json()['id']}/").json()
+    assert job["status"] == "finished", job["error"]
+    assert ("Frozen stages computed once for 24 images" in job["log"]) == (fine_tune == "top")
+    reply = api.post(f"/api/predict/{colours_project.id}/{fine_tune}/", colour_png((30, 30, 220), 555), content_type="image/png")
+    assert reply.json()["predictions"][0]["label"] == "blue"
