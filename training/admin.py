@@ -28,6 +28,13 @@ class TrainingJobAdmin(ReadOnlyAdmin):
         for job in queryset.active():
             services.training_job_cancel(job=job)
 
+    def has_delete_permission(self, request, obj=None):
+        return obj is None or not obj.is_active
+
+    def delete_queryset(self, request, queryset):
+        for job in queryset.exclude(status__in=[TrainingJob.Status.QUEUED, TrainingJob.Status.RUNNING]):
+            services.training_job_delete(job=job)
+
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(ReadOnlyAdmin):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from django.core.exceptions import ValidationError
 from django.http import HttpResponse
+from django.utils.http import content_disposition_header
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.parsers import FileUploadParser, MultiPartParser
@@ -81,7 +84,7 @@ class ModelOutput(serializers.Serializer):
         return {"id": model.dataset_version_id, "number": model.dataset_version.number}
 
     def get_predict_url(self, model: ModelVersion) -> str:
-        return f"/api/predict/{model.project_id}/{model.name}/"
+        return f"/api/predict/{model.project_id}/{quote(model.name, safe='')}/"
 
 
 class TrainingJobListApi(APIView):
@@ -94,6 +97,7 @@ class TrainingJobListApi(APIView):
     @extend_schema(responses={200: JobOutput(many=True)})
     def get(self, request, project_id: int):
         project = access_project(request.user, project_id)
+        services.training_jobs_fail_stale(project=project)
         jobs = TrainingJob.objects.filter(project=project).select_related("dataset_version", "model_version")[:100]
         return Response(JobOutput(jobs, many=True).data)
 
@@ -110,7 +114,10 @@ class TrainingJobListApi(APIView):
 class TrainingJobDetailApi(APIView):
     @extend_schema(responses={200: JobOutput})
     def get(self, request, job_id: int):
-        return Response(JobOutput(selectors.job_get(user=request.user, job_id=job_id)).data)
+        job = selectors.job_get(user=request.user, job_id=job_id)
+        if job.status == TrainingJob.Status.RUNNING and services.training_jobs_fail_stale(project=job.project):
+            job.refresh_from_db()
+        return Response(JobOutput(job).data)
 
 
 class TrainingJobCancelApi(APIView):
@@ -215,7 +222,7 @@ class ModelPredictionsApi(APIView):
 
 def _zip_response(content: bytes, filename: str) -> HttpResponse:
     response = HttpResponse(content, content_type="application/zip")
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["Content-Disposition"] = content_disposition_header(as_attachment=True, filename=filename)
     return response
 
 
@@ -266,7 +273,7 @@ class PredictApi(APIView):
         if upload is None:
             raise ValidationError({"file": ["Send the image as the request body or as the `file` field."]})
         checkpoint = checkpoint or model.predict_with
-        [result] = predictions.images_predict(model=model, checkpoint=checkpoint, images=[upload.read()])
+        [result] = predictions.images_predict(model=model, checkpoint=checkpoint, images=[predictions.upload_read(upload)])
         return Response({"model": model.name, "checkpoint": checkpoint, "predictions": result})
 
 

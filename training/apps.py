@@ -1,6 +1,11 @@
+"""Training: dataset versions, background training jobs, model versions, statistics and predictions."""
+
 from django.apps import AppConfig
 
 
 class TrainingConfig(AppConfig):
     name = "training"
     verbose_name = "Training"
+
+    def ready(self) -> None:
+        from training import signals  # noqa: F401  (file clean-up receivers)

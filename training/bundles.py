@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from training.downloads import safe_name
+from training.ml import images as images_module
 from training.models import ModelVersion
 from training.predictions import classifier_load
 
@@ -60,11 +62,12 @@ def model_bundle(*, model: ModelVersion, checkpoint: str) -> bytes:
         if thresholds is not None else "Single-label scores add up to 1.",
     )  # fmt: skip
     out = io.BytesIO()
-    folder = f"{model.name}-{checkpoint}"
+    folder = f"{safe_name(model.name)}-{checkpoint}"
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as bundle:
         bundle.writestr(f"{folder}/model.pt2", exported.getvalue())
         bundle.writestr(f"{folder}/model.json", json.dumps(meta, indent=2))
         bundle.writestr(f"{folder}/README.md", readme)
         bundle.writestr(f"{folder}/serve.py", (BUNDLE_DIR / "serve.py").read_text())
+        bundle.writestr(f"{folder}/sightline_images.py", Path(images_module.__file__).read_text())
         bundle.writestr(f"{folder}/requirements.txt", f"torch=={torch.__version__.split('+')[0]}\nnumpy\npillow\n")
     return out.getvalue()

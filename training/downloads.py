@@ -39,7 +39,7 @@ def predictions_zip(*, model: ModelVersion, checkpoint: str) -> bytes:
             name = thumbnails.get(row["image_id"])
             if name and default_storage.exists(name):
                 with default_storage.open(name, "rb") as stored:
-                    archive.writestr(f"images/{row['split']}/{row['item']}-{_safe(row['image_name'])}.webp", stored.read())
+                    archive.writestr(f"images/{row['split']}/{row['item']}-{safe_name(row['image_name'])}.webp", stored.read())
         archive.writestr("predictions.csv", table.getvalue())
         meta = {"model": model.name, "checkpoint": checkpoint, "labels": model.labels, "multi_label": model.multi_label,
                 "thresholds": model.thresholds_for(checkpoint), "images": rows}  # fmt: skip
@@ -47,7 +47,7 @@ def predictions_zip(*, model: ModelVersion, checkpoint: str) -> bytes:
     return out.getvalue()
 
 
-def _safe(name: str) -> str:
+def safe_name(name: str) -> str:
     """A file name with no folders or odd characters, for inside the ZIP."""
     base = name.rsplit("/", 1)[-1]
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in base)[:80]

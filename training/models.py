@@ -132,6 +132,10 @@ class TrainingJob(models.Model):
         ordering = ["-created_at", "-id"]
         constraints = [
             models.CheckConstraint(condition=Q(progress__gte=0, progress__lte=1), name="training_job_progress_0_to_1"),
+            # Two live jobs may not promise the same model name; a finished job's name lives on in its model.
+            models.UniqueConstraint(
+                fields=["project", "name"], condition=Q(status__in=["queued", "running"]), name="training_job_unique_active_name"
+            ),
         ]
 
     def __str__(self) -> str:

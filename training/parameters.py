@@ -156,7 +156,9 @@ def _check_backbone(parameters: dict) -> dict[str, list[str]]:
 
 def _supports_top(name: str) -> bool:
     import timm
+    import torch
 
     from training.ml.layers import supports_top
 
-    return supports_top(timm.create_model(name, pretrained=False, num_classes=2))
+    with torch.device("meta"):  # the architecture without allocating its weights, however large
+        return supports_top(timm.create_model(name, pretrained=False, num_classes=2))

@@ -27,6 +27,14 @@ def classifier_load(name: str) -> Classifier:
         return Classifier(torch.load(io.BytesIO(stored.read()), map_location="cpu", weights_only=True))
 
 
+def upload_read(upload) -> bytes:
+    """An uploaded file's bytes, refusing one over the upload limit before reading it into memory."""
+    limit = settings.SIGHTLINE_MAX_UPLOAD_BYTES
+    if upload.size is not None and upload.size > limit:
+        raise ValidationError({"file": [f"The image is {upload.size:,} bytes, more than the limit of {limit:,}."]})
+    return upload.read()
+
+
 def image_check(data: bytes) -> None:
     try:
         decode_image(data, max_pixels=settings.SIGHTLINE_MAX_IMAGE_PIXELS, thumbnail_size=8)

@@ -17,7 +17,7 @@ import torch
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from training import statistics
@@ -38,9 +38,17 @@ class _Beat(threading.Thread):
         self.job_id, self.every, self.done = job_id, every, threading.Event()
 
     def run(self) -> None:
+        from training.services import worker_heartbeat_record
+
         try:
             while not self.done.wait(self.every):
-                TrainingJob.objects.filter(pk=self.job_id).update(heartbeat_at=timezone.now())
+                try:
+                    TrainingJob.objects.filter(pk=self.job_id).update(heartbeat_at=timezone.now())
+                    # The scheduled heartbeat task waits while this job holds the worker; /healthz should not.
+                    worker_heartbeat_record()
+                except DatabaseError:  # a blip: the next beat tries again, and the reaper allows for a few
+                    logger.warning("Training job %s: heartbeat failed", self.job_id, exc_info=True)
+                    connection.close()
         finally:
             connection.close()
 
@@ -111,7 +119,8 @@ def training_job_run(*, job_id: int) -> None:
     fields = {"status": status, "error": error, "finished_at": timezone.now(), "log": "\n".join(reporter.lines)[-LOG_LIMIT:]}
     if status == TrainingJob.Status.FINISHED:
         fields.update(progress=1.0, eta_seconds=0)
-    TrainingJob.objects.filter(pk=job_id).update(**fields)
+    # Only a job still running is ended here: one the reaper marked failed stays failed.
+    TrainingJob.objects.filter(pk=job_id, status=TrainingJob.Status.RUNNING).update(**fields)
 
 
 def _samples(job: TrainingJob, reporter: _Reporter) -> tuple[list, list, list, list]:
@@ -185,7 +194,16 @@ def _model_save(job, config, result, train_items, valid_items) -> ModelVersion:
             f"{checkpoint}.pt", ContentFile(_bytes_of(result.checkpoints[checkpoint], torch.save)), save=False
         )
         getattr(model, f"{checkpoint}_evaluation").save(f"{checkpoint}-evaluation.npz", ContentFile(evaluation), save=False)
-    with transaction.atomic():
-        model.save()
-        statistics.model_summarise(model=model)
+    try:
+        model.metrics, model.optimized_thresholds = statistics.model_summary(model=model)
+        with transaction.atomic():
+            # The reaper may have given up on this job meanwhile; then its model is not kept.
+            if not TrainingJob.objects.select_for_update().filter(pk=job.pk, status=TrainingJob.Status.RUNNING).exists():
+                raise ValueError("The job was marked failed while it ran (its heartbeat went stale); its model is not kept.")
+            model.save()
+    except BaseException:
+        for field in (model.best_checkpoint, model.last_checkpoint, model.best_evaluation, model.last_evaluation):
+            if field:
+                field.storage.delete(field.name)
+        raise
     return model

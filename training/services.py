@@ -35,8 +35,8 @@ def _name_clean(project: Project, name: str | None, task: str) -> str:
             number += 1
         return f"{task}-{number}"
     name = name.strip()
-    if not name or len(name) > MAX_NAME or "/" in name:
-        raise ValidationError({"name": [f"A model name has 1 to {MAX_NAME} characters and no '/'."]})
+    if not name or len(name) > MAX_NAME or any(c in name for c in '/\\"') or not name.isprintable():
+        raise ValidationError({"name": [f"A model name has 1 to {MAX_NAME} printable characters, none of / \\ \"."]})
     if name in taken:
         raise ValidationError({"name": [f"This project already has a model named {name!r}."]})
     return name
@@ -51,6 +51,8 @@ def training_job_start(
     if task not in Task.values:
         raise ValidationError({"task": [f"Unknown task {task!r}; use one of {', '.join(Task.values)}."]})
     cleaned = parameters_clean(task, parameters or {})
+    # One start at a time per project: the name check and the dataset version number read, then write.
+    Project.objects.select_for_update().filter(pk=project.pk).first()
     name = _name_clean(project, name, task)
     version = datasets.dataset_version_create(
         project=project, user=user, task=task, multi_label=multi_label,
@@ -86,11 +88,17 @@ def training_job_cancel(*, job: TrainingJob) -> TrainingJob:
     return job
 
 
-def training_jobs_fail_stale(*, now=None) -> int:
-    """Mark running jobs whose worker stopped beating as failed, so none stays 'running' forever."""
+def training_jobs_fail_stale(*, project: Project | None = None, now=None) -> int:
+    """Mark running jobs whose worker stopped beating as failed, so none stays 'running' forever.
+
+    The worker's schedule runs this every minute; pages and the API run it for their project too,
+    so a job whose whole cluster is gone still ends.
+    """
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=settings.SIGHTLINE_TRAINING_STALE_SECONDS)
     stale = TrainingJob.objects.filter(status=TrainingJob.Status.RUNNING, heartbeat_at__lt=cutoff)
+    if project is not None:
+        stale = stale.filter(project=project)
     return stale.update(
         status=TrainingJob.Status.FAILED, finished_at=now,
         error="The worker running this job stopped (killed, out of memory or restarted) before it finished.",
@@ -131,9 +139,12 @@ def model_version_update(
 
 
 def model_version_delete(*, model: ModelVersion) -> None:
-    """Delete the model, its files after commit, and the job that made it."""
-    files = [f for f in (model.best_checkpoint, model.last_checkpoint, model.best_evaluation, model.last_evaluation) if f]
-    names = [(f.storage, f.name) for f in files]
-    with transaction.atomic():
-        model.job.delete()
-    transaction.on_commit(lambda: [storage.delete(name) for storage, name in names])
+    """Delete the model and the job that made it; training/signals.py removes its files after commit."""
+    model.job.delete()
+
+
+def training_job_delete(*, job: TrainingJob) -> None:
+    """Delete a job that is not running (and the model it made, if any)."""
+    if job.is_active:
+        raise ValidationError({"status": ["Cancel the job before deleting it."]})
+    job.delete()

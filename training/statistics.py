@@ -63,8 +63,8 @@ def _summary(stats: dict, multi_label: bool) -> dict:
     return {key: stats[key] for key in keys}
 
 
-def model_summarise(*, model: ModelVersion) -> ModelVersion:
-    """Optimised thresholds and summary metrics per checkpoint and split, stored on the row for lists and the API."""
+def model_summary(*, model: ModelVersion) -> tuple[dict, dict]:
+    """Summary metrics per checkpoint and split, and the F1-optimised thresholds (multi-label), for the row."""
     summary, optimised = {}, {}
     for checkpoint in Checkpoint.values:
         evaluation = evaluation_load(model, checkpoint)
@@ -80,9 +80,7 @@ def model_summarise(*, model: ModelVersion) -> ModelVersion:
                 else metrics.single_label(part.scores, part.targets, model.labels)
             )
             summary[checkpoint][split] = _summary(stats, model.multi_label)
-    model.metrics, model.optimized_thresholds = summary, optimised
-    model.save(update_fields=["metrics", "optimized_thresholds"])
-    return model
+    return summary, optimised
 
 
 def model_statistics(*, model: ModelVersion, checkpoint: str, split: str, thresholds: list[float] | None = None) -> dict:
@@ -93,9 +91,10 @@ def model_statistics(*, model: ModelVersion, checkpoint: str, split: str, thresh
         return {**out, **metrics.single_label(part.scores, part.targets, model.labels)}
     thresholds = thresholds or model.thresholds_for(checkpoint)
     stats = metrics.multi_label(part.scores, part.targets, model.labels, thresholds)
-    curves = {"all": metrics.pr_curve(part.targets.ravel(), part.scores.ravel())}
-    for column, name in enumerate(model.labels):
-        curves[name] = metrics.pr_curve(part.targets[:, column], part.scores[:, column])
+    curves = {
+        "all": metrics.pr_curve(part.targets.ravel(), part.scores.ravel()),
+        "labels": [metrics.pr_curve(part.targets[:, column], part.scores[:, column]) for column in range(len(model.labels))],
+    }  # per label by position, so a label named "all" is just another label
     return {**out, **stats, "thresholds": thresholds, "optimized_thresholds": model.optimized_thresholds[checkpoint],
             "pr_curves": curves}  # fmt: skip
 

@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from projects.models import Image
@@ -49,6 +50,7 @@ def models_page(request, project_id: int):
             _errors(request, exc)
         else:
             return redirect("training:job", project_id=project.id, job_id=job.id)
+    services.training_jobs_fail_stale(project=project)
     jobs = TrainingJob.objects.filter(project=project).select_related("model_version")[:30]
     context = {
         "project": project, "perms": project_permissions(request.user, project), "jobs": jobs,
@@ -78,6 +80,7 @@ def _job_context(request, project, job: TrainingJob) -> dict:
 def job_page(request, project_id: int, job_id: int):
     """A job's live progress; htmx polls the #job-progress partial while the job is queued or running."""
     project = access_project(request.user, project_id)
+    services.training_jobs_fail_stale(project=project)
     job = TrainingJob.objects.filter(project=project, pk=job_id).select_related("dataset_version").first()
     if job is None:
         raise Http404("No such training job.")
@@ -107,6 +110,17 @@ def _model_in(request, project_id: int, model_id: int, perm: str = "view_project
     return model
 
 
+def _previewed_thresholds(request, model: ModelVersion) -> list[float] | None:
+    """Thresholds tried out on the page (clicked on the curve or typed), not yet saved; None when there are none."""
+    if not model.multi_label:
+        return None
+    try:
+        return thresholds_parse(request.GET.get("thresholds"), model)
+    except ValidationError as exc:
+        _errors(request, exc)
+        return None
+
+
 def _view_state(request, model: ModelVersion) -> dict:
     checkpoint = request.GET.get("checkpoint", Checkpoint.BEST)
     split = request.GET.get("split", Split.VALID)
@@ -121,11 +135,7 @@ def model_page(request, project_id: int, model_id: int):
     """Statistics of one checkpoint on one split; thresholds (multi-label) come from the URL, the model, or F1."""
     model = _model_in(request, project_id, model_id)
     state = _view_state(request, model)
-    try:
-        thresholds = thresholds_parse(request.GET.get("thresholds"), model) if model.multi_label else None
-    except ValidationError as exc:
-        _errors(request, exc)
-        thresholds = None
+    thresholds = _previewed_thresholds(request, model)
     stats = statistics.model_statistics(model=model, checkpoint=state["checkpoint"], split=state["split"],
                                         thresholds=thresholds)  # fmt: skip
     history = model.job.history
@@ -137,7 +147,8 @@ def model_page(request, project_id: int, model_id: int):
             charts.learning_curve(history, "loss", best_epoch=model.best_epoch, title="Cross-entropy loss"),
         ],
         "counts": model.dataset_version.counts,
-        "query": urlencode(state),
+        "query": urlencode({**state, **({"thresholds": request.GET["thresholds"]} if thresholds else {})}),
+        "previewed": request.GET.get("thresholds", "") if thresholds else "",
     }  # fmt: skip
     if model.multi_label:
         context.update(_pr_context(request, model, stats))
@@ -149,17 +160,19 @@ def model_page(request, project_id: int, model_id: int):
 
 
 def _pr_context(request, model: ModelVersion, stats: dict) -> dict:
-    chosen = request.GET.get("curve", "all")
-    chosen = chosen if chosen in stats["pr_curves"] else "all"
+    """The precision-recall chart of all labels or of one (`curve` is "all" or a label's position)."""
+    raw = request.GET.get("curve", "all")
+    index = int(raw) if raw.isdigit() and int(raw) < len(model.labels) else None
     thresholds = stats["thresholds"]
-    threshold = None if chosen == "all" else thresholds[model.labels.index(chosen)]
-    if chosen == "all" and len(set(thresholds)) == 1:
-        threshold = thresholds[0]
-    chart, clickable = charts.pr_curve(stats["pr_curves"][chosen], threshold=threshold,
-                                       title=f"Precision-recall: {'all labels' if chosen == 'all' else chosen}")  # fmt: skip
+    if index is None:
+        points, title = stats["pr_curves"]["all"], "all labels"
+        threshold = thresholds[0] if len(set(thresholds)) == 1 else None
+    else:
+        points, title, threshold = stats["pr_curves"]["labels"][index], model.labels[index], thresholds[index]
+    chart, clickable = charts.pr_curve(points, threshold=threshold, title=f"Precision-recall: {title}")
     return {
-        "pr_chart": chart, "pr_points": json.dumps(clickable), "curve": chosen,
-        "custom_thresholds": stats["thresholds"] != stats["optimized_thresholds"],
+        "pr_chart": chart, "pr_points": json.dumps(clickable), "curve": "all" if index is None else str(index),
+        "custom_thresholds": thresholds != stats["optimized_thresholds"],
         "threshold_rows": list(zip(model.labels, thresholds, stats["optimized_thresholds"], strict=True)),
     }  # fmt: skip
 
@@ -202,7 +215,9 @@ def model_thresholds(request, project_id: int, model_id: int):
         _errors(request, exc)
     else:
         messages.success(request, "Thresholds saved; predictions and statistics use them.")
-    return redirect(f"/projects/{project_id}/models/{model.id}/?checkpoint={checkpoint}&split={request.POST.get('split', 'valid')}")
+    split = request.POST.get("split") if request.POST.get("split") in Split.values else Split.VALID
+    url = reverse("training:model", args=[project_id, model.id])
+    return redirect(f"{url}?{urlencode({'checkpoint': checkpoint, 'split': split})}")
 
 
 @login_required
@@ -222,11 +237,14 @@ def predictions_page(request, project_id: int, model_id: int):
     state = _view_state(request, model)
     show = request.GET.get("show", "all") if request.GET.get("show") in {"all", "wrong", "right"} else "all"
     advanced = request.GET.get("view") == "advanced"
-    rows = statistics.model_predictions(model=model, show=show, advanced=advanced, **state)
+    previewed = _previewed_thresholds(request, model)
+    rows = statistics.model_predictions(model=model, show=show, advanced=advanced, thresholds=previewed, **state)
     page = Paginator(rows, GALLERY_PAGE_SIZE).get_page(request.GET.get("page"))
-    query = urlencode({**state, "show": show, "view": "advanced" if advanced else "basic"})
+    extra = {"thresholds": request.GET["thresholds"]} if previewed else {}
+    query = urlencode({**state, "show": show, "view": "advanced" if advanced else "basic", **extra})
     context = {"project": model.project, "model": model, "page": page, "show": show, "advanced": advanced,
-               "query": query, "thresholds": model.thresholds_for(state["checkpoint"]), **state}  # fmt: skip
+               "query": query, "thresholds": previewed or model.thresholds_for(state["checkpoint"]),
+               "previewed": extra.get("thresholds", ""), **state}  # fmt: skip
     if request.htmx:
         return render(request, "training/predictions.html#gallery", context)
     return render(request, "training/predictions.html", context)
@@ -248,7 +266,7 @@ def predict_page(request, project_id: int):
         uploads = request.FILES.getlist("file")
         try:
             if uploads:
-                data = [upload.read() for upload in uploads[:PREDICT_MAX_IMAGES]]
+                data = [predictions.upload_read(upload) for upload in uploads[:PREDICT_MAX_IMAGES]]
                 ranked = predictions.images_predict(model=chosen, checkpoint=checkpoint, images=data)
                 results = [{"name": u.name, "image": None, "predictions": r} for u, r in zip(uploads, ranked, strict=False)]
             elif images:

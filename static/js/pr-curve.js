@@ -42,7 +42,7 @@ document.addEventListener("click", (event) => {
   }
   const curve = form.dataset.curve || "all";
   for (const input of /** @type {NodeListOf<HTMLInputElement>} */ (form.querySelectorAll("input[name=threshold]"))) {
-    if (curve === "all" || input.dataset.label === curve) input.value = best.t.toFixed(4);
+    if (curve === "all" || input.dataset.index === curve) input.value = best.t.toFixed(4);
   }
   preview();
 });

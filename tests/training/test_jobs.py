@@ -131,9 +131,10 @@ def test_model_names_are_unique_in_a_project(api, colours_project, django_captur
                      {"task": "classification", "name": "colours"}, format="json")  # fmt: skip
     assert again.status_code == 400
     assert again.json() == {"name": ["This project already has a model named 'colours'."]}
-    slash = api.post(f"/api/projects/{colours_project.id}/training-jobs/",
-                     {"task": "classification", "name": "a/b"}, format="json")  # fmt: skip
-    assert slash.json() == {"name": ["A model name has 1 to 100 characters and no '/'."]}
+    for bad in ("a/b", "a\\b", 'say "hi"', "line\nbreak"):
+        refused = api.post(f"/api/projects/{colours_project.id}/training-jobs/",
+                           {"task": "classification", "name": bad}, format="json")  # fmt: skip
+        assert refused.json() == {"name": ['A model name has 1 to 100 printable characters, none of / \\ ".']}, bad
     unnamed = start(api, colours_project, django_capture_on_commit_callbacks, execute=False, parameters=FAST)
     assert unnamed["name"] == "classification-2"
 
@@ -159,3 +160,35 @@ def test_admin_lists_jobs_and_models_and_deletes_models_with_their_files(client,
     import os
 
     assert not os.path.exists(path)
+
+
+def test_a_diverging_loss_fails_the_job_with_advice(api, colours_project, monkeypatch, django_capture_on_commit_callbacks):
+    import torch
+
+    class Diverged(torch.nn.CrossEntropyLoss):
+        def forward(self, logits, target):
+            return super().forward(logits, target) * float("nan")
+
+    monkeypatch.setattr(runs.classification, "loss_function", lambda multi_label: Diverged())
+    job = start(api, colours_project, django_capture_on_commit_callbacks, parameters=FAST)
+    job = api.get(f"/api/training-jobs/{job['id']}/").json()
+    assert job["status"] == "failed"
+    assert job["error"] == "The loss became nan in epoch 1: training diverged. Lower the learning rate (it is 0.01)."
+
+
+def test_a_job_reaped_while_it_ran_stays_failed_and_keeps_no_files(api, colours_project, monkeypatch, media_root,
+                                                                   django_capture_on_commit_callbacks):
+    real_train = runs.classification.train
+
+    def train_while_the_reaper_gives_up(*args, **kwargs):
+        result = real_train(*args, **kwargs)
+        TrainingJob.objects.update(status="failed", error="The worker running this job stopped (...)")
+        return result
+
+    monkeypatch.setattr(runs.classification, "train", train_while_the_reaper_gives_up)
+    job = start(api, colours_project, django_capture_on_commit_callbacks, parameters=FAST)
+    job = api.get(f"/api/training-jobs/{job['id']}/").json()
+    assert (job["status"], job["model_id"]) == ("failed", None)
+    assert job["error"] == "The worker running this job stopped (...)"
+    assert ModelVersion.objects.count() == 0
+    assert not list((media_root / "models").rglob("*.*"))

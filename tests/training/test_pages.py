@@ -127,3 +127,19 @@ def test_a_viewer_sees_statistics_but_not_the_training_form_or_predict(client, u
     assert client.get(f"/projects/{colours_project.id}/predict/").status_code == 403
     assert client.post(f"/projects/{colours_project.id}/images/validation/", {"image": [1], "validation": "add"}).status_code == 403
     assert TrainingJob.objects.count() == 1 and not Image.objects.filter(is_validation=True).exists()
+
+
+def test_a_label_named_all_has_its_own_precision_recall_curve(browser_client, user, django_capture_on_commit_callbacks):
+    from tests.factories import make_project
+    from tests.training.conftest import upload
+
+    project = make_project(owner=user, name="Odd names")
+    upload(project, user, [(f"r{i}.png", colour_png((220, 30, 30), i)) for i in range(6)], ["all", "red"])
+    upload(project, user, [(f"b{i}.png", colour_png((30, 30, 220), 50 + i)) for i in range(6)], ["all"])
+    form_start(browser_client, project, django_capture_on_commit_callbacks, kind="multi", name="odd")
+    model = ModelVersion.objects.get()
+    assert model.labels == ["all", "red"]
+    overall = browser_client.get(f"/projects/{project.id}/models/{model.id}/?curve=all").content.decode()
+    label = browser_client.get(f"/projects/{project.id}/models/{model.id}/?curve=0").content.decode()
+    assert "Precision-recall: all labels" in overall and 'data-curve="all"' in overall
+    assert "Precision-recall: all</figcaption>" in label and 'data-curve="0"' in label

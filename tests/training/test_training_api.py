@@ -137,3 +137,13 @@ def test_every_way_of_fine_tuning_trains_a_model_that_tells_the_colours_apart(ap
     assert ("Frozen stages computed once for 24 images" in job["log"]) == (fine_tune == "top")
     reply = api.post(f"/api/predict/{colours_project.id}/{fine_tune}/", colour_png((30, 30, 220), 555), content_type="image/png")
     assert reply.json()["predictions"][0]["label"] == "blue"
+
+
+def test_an_image_over_the_upload_limit_is_refused_before_it_is_read(api, colours_project, settings, django_capture_on_commit_callbacks):
+    start(api, colours_project, django_capture_on_commit_callbacks, name="colours", parameters=FAST)
+    settings.SIGHTLINE_MAX_UPLOAD_BYTES = 1000
+    big = colour_png((220, 30, 30), 1, size=64)
+    assert len(big) > 1000
+    reply = api.post(f"/api/predict/{colours_project.id}/colours/", big, content_type="image/png")
+    assert reply.status_code == 400
+    assert reply.json() == {"file": [f"The image is {len(big):,} bytes, more than the limit of 1,000."]}

@@ -1,12 +1,11 @@
 """Serve a Sightline model offline: POST an image to /api/predict/<project_id>/<model_name>/ and get its labels.
 
-Needs only torch, numpy and Pillow (requirements.txt). Run: python serve.py [--host 0.0.0.0] [--port 8500]
+Needs only torch, numpy and Pillow (requirements.txt); sightline_images.py must sit beside it. Run: python serve.py [--host 0.0.0.0] [--port 8500]
 Send the image as the raw request body, or as the `file` field of a multipart form:
   curl --data-binary @image.jpg -H "Content-Type: application/octet-stream" localhost:8500/api/predict/1/my-model/
 """
 
 import argparse
-import io
 import json
 import re
 from email.parser import BytesParser
@@ -14,24 +13,21 @@ from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
+from sightline_images import decode_rgb  # the decoding Sightline trains and predicts with, shipped beside this file
 
 HERE = Path(__file__).resolve().parent
 META = json.loads((HERE / "model.json").read_text())
 MODEL = torch.export.load(str(HERE / "model.pt2")).module()
 PATH = re.compile(r"^/api/predict/[^/]+/[^/]+/(best/?|last/?)?$")
-MAX_PIXELS = 120_000_000
-Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+MAX_BYTES = 100 * 1024 * 1024
+Image.MAX_IMAGE_PIXELS = 120_000_000
 
 
 def predict(data: bytes) -> list:
     """Labels with scores, best first; multi-label rows say whether each score reaches its threshold."""
-    with Image.open(io.BytesIO(data)) as image:
-        size = META["image_size"]
-        rgb = image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
-    pixels = torch.from_numpy(np.asarray(rgb, dtype=np.uint8).copy()).unsqueeze(0)
+    pixels = torch.from_numpy(decode_rgb(data, META["image_size"])).unsqueeze(0)
     with torch.inference_mode():
         scores = MODEL(pixels)[0].tolist()
     rows = []
@@ -59,6 +55,8 @@ class Handler(BaseHTTPRequestHandler):
         if not PATH.match(self.path):
             return self._reply(404, {"detail": "POST images to /api/predict/<project_id>/<model_name>/."})
         length = int(self.headers.get("Content-Length") or 0)
+        if not 0 < length <= MAX_BYTES:
+            return self._reply(400, {"detail": f"Send an image of 1 byte to {MAX_BYTES // 1024**2} MiB."})
         try:
             data = image_from_request(self.headers.get("Content-Type", ""), self.rfile.read(length))
             result = predict(data)

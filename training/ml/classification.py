@@ -149,139 +149,187 @@ def train(
     device=None,
 ) -> TrainResult:
     """Train, keep the best (lowest validation loss) and last weights, and score every image with both."""
-    hooks = hooks or Hooks()
-    device = device or runtime.device_choose()
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
-    started = time.monotonic()
-    model = build_model(config).to(device).to(memory_format=torch.channels_last)
-    front, back = layers.split(model, config.fine_tune)
-    layers.freeze(front, back)
-    mean, std = normalization(config.backbone)
-    num_classes = len(config.labels)
-    y_train = target_tensor(train_samples, num_classes, config.multi_label)
-    y_valid = target_tensor(valid_samples, num_classes, config.multi_label)
-    pixels = {
-        "train": _Pixels(train_samples, config.image_size, read, CACHE_BUDGET_BYTES // 2),
-        "valid": _Pixels(valid_samples, config.image_size, read, CACHE_BUDGET_BYTES // 2),
-    }
-
-    def images(split: str, indices: Sequence[int], augmented: bool) -> torch.Tensor:
-        batch = [pixels[split].get(i) for i in indices]
-        if augmented:
-            batch = [augment(image, rng, flip=config.flip) for image in batch]
-        return to_tensor(batch, mean, std).to(device)
-
-    prep_share = 0.15 if front is not None else 0.0
-    features: dict[str, torch.Tensor | None] = {"train": None, "valid": None}
-    if front is not None:
-        total = len(train_samples) + len(valid_samples)
-        done = 0
-        for split, samples in (("train", train_samples), ("valid", valid_samples)):
-            features[split], done = _front_outputs(
-                front, lambda idx, s=split: images(s, idx, False), len(samples), device, hooks, done, total, prep_share,
-                config,
-            )
-        hooks.log(f"Frozen stages computed once for {total} images in {time.monotonic() - started:.1f} s.")
-
-    def inputs(split: str, indices: Sequence[int], training: bool) -> torch.Tensor:
-        cached = features[split]
-        if cached is not None:
-            return cached[indices].to(device, non_blocking=True).float()
-        return images(split, indices, training and config.augment and front is None)
-
-    parameters = layers.trainable_parameters(back)
-    optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=1e-4)
-    steps_per_epoch = max(1, math.ceil(len(train_samples) / config.batch_size))
-    total_steps = steps_per_epoch * config.epochs
-    warmup = min(steps_per_epoch, max(1, total_steps // 10))
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
-    )  # fmt: skip
-    scaler = runtime.grad_scaler(device)
-    criterion = loss_function(config.multi_label)
-
-    history: list[dict] = []
-    best_loss, best_epoch, best_state, since_best = math.inf, 0, None, 0
+    run = _Run(config, train_samples, valid_samples, hooks or Hooks(), read, device or runtime.device_choose())
+    run.prepare()
     stopped_by = "epochs"
-    training_started = time.monotonic()
     for epoch in range(1, config.epochs + 1):
-        epoch_started = time.monotonic()
-        back.train()
-        order = torch.randperm(len(train_samples)).tolist()
-        seen, loss_sum, correct = 0, 0.0, 0.0
-        interrupted = None
-        for step, start in enumerate(range(0, len(order), config.batch_size)):
-            indices = order[start : start + config.batch_size]
-            x, y = inputs("train", indices, True), y_train[indices].to(device)
-            with runtime.autocast(device):
-                logits = back(x)
-                loss = criterion(logits.float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            schedule.step()
-            seen += len(indices)
-            loss_sum += float(loss.detach()) * len(indices)
-            correct += correct_count(logits.detach().float(), y, config.multi_label)
-            elapsed = time.monotonic() - training_started
-            fraction = ((epoch - 1) + (step + 1) / steps_per_epoch) / config.epochs
-            hooks.progress(Progress(
-                phase="training", fraction=prep_share + (1 - prep_share) * fraction, epoch=epoch - 1,
-                epochs=config.epochs, loss=loss_sum / seen, history=history, best_epoch=best_epoch or None,
-                eta_seconds=_eta(elapsed, fraction, config.time_limit_seconds),
-                message=f"Epoch {epoch} of {config.epochs}",
-            ))  # fmt: skip
-            if hooks.stop():
-                interrupted = "cancelled"
-                break
-            if config.time_limit_seconds is not None and time.monotonic() - started >= config.time_limit_seconds:
-                interrupted = "time limit"
-                break
-        if interrupted == "cancelled" and seen < len(order) and not history:
-            raise Cancelled("Cancelled before the first epoch finished.")
-        valid_loss, valid_accuracy = _evaluate_loss(back, inputs, y_valid, criterion, config, device)
-        stats = EpochStats(
-            epoch=epoch, train_loss=loss_sum / max(seen, 1), train_accuracy=correct / max(seen, 1),
-            valid_loss=valid_loss, valid_accuracy=valid_accuracy, learning_rate=schedule.get_last_lr()[0],
-            seconds=time.monotonic() - epoch_started,
-        )  # fmt: skip
-        history.append(asdict(stats))
-        score = valid_loss if valid_loss is not None else stats.train_loss
-        if score < best_loss:
-            best_loss, best_epoch, since_best = score, epoch, 0
-            best_state = copy.deepcopy(model.state_dict())
-        else:
-            since_best += 1
-        hooks.log(_epoch_line(stats, best_epoch == epoch))
-        fraction = epoch / config.epochs
-        hooks.progress(Progress(
-            phase="training", fraction=prep_share + (1 - prep_share) * fraction, epoch=epoch, epochs=config.epochs,
-            loss=stats.train_loss, history=history, best_epoch=best_epoch,
-            eta_seconds=_eta(time.monotonic() - training_started, fraction, config.time_limit_seconds),
-            message=f"Epoch {epoch} of {config.epochs}",
-        ))  # fmt: skip
+        interrupted = run.epoch(epoch)
         if interrupted:
             stopped_by = interrupted
             break
-        if config.patience and since_best >= config.patience and epoch < config.epochs:
+        if config.patience and run.since_best >= config.patience and epoch < config.epochs:
             stopped_by = "early stopping"
-            hooks.log(f"No better validation loss for {config.patience} epochs: stopping early.")
+            run.hooks.log(f"No better validation loss for {config.patience} epochs: stopping early.")
             break
+    return run.finish(stopped_by)
 
-    last_state = copy.deepcopy(model.state_dict())
-    scores = {}
-    for name, state in (("last", last_state), ("best", best_state)):
-        model.load_state_dict(state)
-        scores[name] = {
-            "train": _scores(back, inputs, "train", len(train_samples), config, device),
-            "valid": _scores(back, inputs, "valid", len(valid_samples), config, device),
+
+class _Run:
+    """One training run: the model cut in two, its inputs (cached features or pixels), the optimiser, the history."""
+
+    def __init__(self, config: ClassifierConfig, train_samples, valid_samples, hooks: Hooks, read: ReadBytes, device):
+        self.config, self.hooks, self.device = config, hooks, device
+        self.samples = {"train": train_samples, "valid": valid_samples}
+        torch.manual_seed(config.seed)
+        self.rng = np.random.default_rng(config.seed)
+        self.started = time.monotonic()
+        self.model = build_model(config).to(device).to(memory_format=torch.channels_last)
+        self.front, self.back = layers.split(self.model, config.fine_tune)
+        layers.freeze(self.front, self.back)
+        self.mean, self.std = normalization(config.backbone)
+        self.targets = {
+            split: target_tensor(samples, len(config.labels), config.multi_label) for split, samples in self.samples.items()
         }
-    return TrainResult(
-        best_epoch=best_epoch, history=history, stopped_by=stopped_by,
-        checkpoints={"best": checkpoint(config, best_state), "last": checkpoint(config, last_state)}, scores=scores,
-    )  # fmt: skip
+        budget = CACHE_BUDGET_BYTES // 2
+        self.pixels = {split: _Pixels(samples, config.image_size, read, budget) for split, samples in self.samples.items()}
+        self.features: dict[str, torch.Tensor | None] = {"train": None, "valid": None}
+        self.prep_share = 0.15 if self.front is not None else 0.0
+        self.history: list[dict] = []
+        self.best_loss, self.best_epoch, self.best_state, self.since_best = math.inf, 0, None, 0
+        self.seconds_per_image = 0.0  # inference, measured on validation: reserves time to score every image at the end
+        self.criterion = loss_function(config.multi_label)
+        steps_per_epoch = max(1, math.ceil(len(train_samples) / config.batch_size))
+        total = steps_per_epoch * config.epochs
+        warmup = min(steps_per_epoch, max(1, total // 10))
+        self.steps_per_epoch = steps_per_epoch
+        self.optimizer = torch.optim.AdamW(layers.trainable_parameters(self.back), lr=config.learning_rate, weight_decay=1e-4)
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+        )  # fmt: skip
+        self.scaler = runtime.grad_scaler(device)
+
+    # inputs
+
+    def images(self, split: str, indices: Sequence[int], augmented: bool) -> torch.Tensor:
+        batch = [self.pixels[split].get(i) for i in indices]
+        if augmented:
+            batch = [augment(image, self.rng, flip=self.config.flip) for image in batch]
+        return to_tensor(batch, self.mean, self.std).to(self.device)
+
+    def inputs(self, split: str, indices: Sequence[int], training: bool = False) -> torch.Tensor:
+        cached = self.features[split]
+        if cached is not None:
+            return cached[indices].to(self.device, non_blocking=True).float()
+        return self.images(split, indices, training and self.config.augment and self.front is None)
+
+    def prepare(self) -> None:
+        """With a frozen front, run it once over every image; the decoded pixels are not needed after that."""
+        if self.front is None:
+            return
+        total, done = sum(len(s) for s in self.samples.values()), 0
+        for split, samples in self.samples.items():
+            self.features[split], done = _front_outputs(
+                self.front, lambda idx, s=split: self.images(s, idx, False), len(samples), self.device, self.hooks,
+                done, total, self.prep_share, self.config,
+            )  # fmt: skip
+            self.pixels[split].cache = None
+        self.hooks.log(f"Frozen stages computed once for {total} images in {time.monotonic() - self.started:.1f} s.")
+
+    # training
+
+    def epoch(self, epoch: int) -> str | None:
+        """Train one epoch and validate; returns why training must stop now, if it must."""
+        config, started = self.config, time.monotonic()
+        self.back.train()
+        order = torch.randperm(len(self.samples["train"])).tolist()
+        seen, loss_sum, correct, interrupted = 0, 0.0, 0.0, None
+        for step, start in enumerate(range(0, len(order), config.batch_size)):
+            indices = order[start : start + config.batch_size]
+            loss, right = self._step(indices, epoch)
+            seen, loss_sum, correct = seen + len(indices), loss_sum + loss * len(indices), correct + right
+            fraction = ((epoch - 1) + (step + 1) / self.steps_per_epoch) / config.epochs
+            self._report(fraction, epoch - 1, loss_sum / seen)
+            if self.hooks.stop():
+                interrupted = "cancelled"
+            elif self._out_of_time():
+                interrupted = "time limit"
+            if interrupted:
+                break
+        partial = seen < len(order)
+        if interrupted == "cancelled" and partial and not self.history:
+            raise Cancelled("Cancelled before the first epoch finished.")
+        self._end_epoch(epoch, seen, loss_sum, correct, partial, started)
+        return interrupted
+
+    def _step(self, indices: list[int], epoch: int) -> tuple[float, float]:
+        x, y = self.inputs("train", indices, training=True), self.targets["train"][indices].to(self.device)
+        with runtime.autocast(self.device):
+            logits = self.back(x)
+            loss = self.criterion(logits.float(), y)
+        if not torch.isfinite(loss):
+            raise ValueError(
+                f"The loss became {float(loss.detach())} in epoch {epoch}: training diverged. "
+                f"Lower the learning rate (it is {self.config.learning_rate:g})."
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.schedule.step()
+        return float(loss.detach()), correct_count(logits.detach().float(), y, self.config.multi_label)
+
+    def _end_epoch(self, epoch: int, seen: int, loss_sum: float, correct: float, partial: bool, started: float) -> None:
+        """Validate, record the epoch, and keep the weights if they are the best so far.
+
+        An epoch cut short (stop, time limit) is recorded as partial; it becomes the best model only
+        when no full epoch exists, so a stopped run always has one.
+        """
+        valid_started = time.monotonic()
+        valid_loss, valid_accuracy = _evaluate_loss(self.back, self.inputs, self.targets["valid"], self.criterion,
+                                                    self.config, self.device)  # fmt: skip
+        if len(self.samples["valid"]):
+            self.seconds_per_image = (time.monotonic() - valid_started) / len(self.samples["valid"])
+        stats = EpochStats(
+            epoch=epoch, train_loss=loss_sum / max(seen, 1), train_accuracy=correct / max(seen, 1),
+            valid_loss=valid_loss, valid_accuracy=valid_accuracy, learning_rate=self.schedule.get_last_lr()[0],
+            seconds=time.monotonic() - started,
+        )  # fmt: skip
+        self.history.append({**asdict(stats), "partial": partial})
+        score = valid_loss if valid_loss is not None else stats.train_loss
+        if (score < self.best_loss and not partial) or self.best_state is None:
+            self.best_loss, self.best_epoch, self.since_best = score, epoch, 0
+            self.best_state = copy.deepcopy(self.model.state_dict())
+        else:
+            self.since_best += 1
+        self.hooks.log(_epoch_line(stats, self.best_epoch == epoch) + (" (cut short)" if partial else ""))
+        self._report(epoch / self.config.epochs, epoch, stats.train_loss)
+
+    def _out_of_time(self) -> bool:
+        """Past the time limit, less the time scoring every image twice will take at the measured speed."""
+        limit = self.config.time_limit_seconds
+        if limit is None:
+            return False
+        reserve = self.seconds_per_image * sum(len(s) for s in self.samples.values()) * 2
+        return time.monotonic() - self.started + reserve >= limit
+
+    def _report(self, fraction: float, epoch: int, loss: float) -> None:
+        elapsed = time.monotonic() - self.started
+        self.hooks.progress(Progress(
+            phase="training", fraction=self.prep_share + (1 - self.prep_share) * fraction, epoch=epoch,
+            epochs=self.config.epochs, loss=loss, history=self.history, best_epoch=self.best_epoch or None,
+            eta_seconds=_eta(elapsed, fraction, self.config.time_limit_seconds),
+            message=f"Epoch {min(epoch + 1, self.config.epochs)} of {self.config.epochs}",
+        ))  # fmt: skip
+
+    # the end
+
+    def finish(self, stopped_by: str) -> TrainResult:
+        """Score every image with the last and the best weights (once, when they are the same epoch)."""
+        last_state = copy.deepcopy(self.model.state_dict())
+        scores = {"last": self._scores_all()}
+        if self.best_epoch == len(self.history):
+            scores["best"] = scores["last"]
+        else:
+            self.model.load_state_dict(self.best_state)
+            scores["best"] = self._scores_all()
+        return TrainResult(
+            best_epoch=self.best_epoch, history=self.history, stopped_by=stopped_by, scores=scores,
+            checkpoints={"best": checkpoint(self.config, self.best_state), "last": checkpoint(self.config, last_state)},
+        )  # fmt: skip
+
+    def _scores_all(self) -> dict[str, np.ndarray]:
+        return {split: _scores(self.back, self.inputs, split, len(samples), self.config, self.device)
+                for split, samples in self.samples.items()}  # fmt: skip
 
 
 def _front_outputs(front, images_of, count, device, hooks, done, total, share, config):

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image as PILImage
+from PIL import ImageOps
 
 ReadBytes = Callable[[str], bytes]
 
@@ -26,10 +27,12 @@ def read_file(path: str) -> bytes:
 
 
 def decode_rgb(data: bytes, size: int) -> np.ndarray:
-    """HxWx3 uint8 at size x size. Grayscale, palette and alpha images become plain RGB."""
+    """HxWx3 uint8 at size x size, upright as its EXIF orientation says (uploads are stored upright, so a
+    photo sent straight from a phone predicts like its stored copy). Grayscale, palette and alpha become RGB."""
     with PILImage.open(io.BytesIO(data)) as image:
         image.draft("RGB", (size, size))  # JPEGs decode at a reduced scale when they can
-        rgb = image.convert("RGB").resize((size, size), PILImage.Resampling.BILINEAR)
+        upright = ImageOps.exif_transpose(image)
+        rgb = upright.convert("RGB").resize((size, size), PILImage.Resampling.BILINEAR)
         return np.asarray(rgb, dtype=np.uint8)
 
 

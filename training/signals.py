@@ -1,0 +1,15 @@
+"""File clean-up only: a model row deleted (alone, with its job, or with its project) takes its files with it."""
+
+from django.db import transaction
+from django.db.models.signals import post_delete
+from django.dispatch import receiver
+
+from training.models import ModelVersion
+
+
+@receiver(post_delete, sender=ModelVersion, dispatch_uid="model_files_delete")
+def model_files_delete(sender, instance: ModelVersion, **kwargs) -> None:
+    fields = (instance.best_checkpoint, instance.last_checkpoint, instance.best_evaluation, instance.last_evaluation)
+    names = [(f.storage, f.name) for f in fields if f]
+    # After commit, so a rolled-back delete never loses a file.
+    transaction.on_commit(lambda: [storage.delete(name) for storage, name in names])
