@@ -99,9 +99,9 @@ def training_job_run(*, job_id: int) -> None:
     reporter = _Reporter(job)
     beat = _Beat(job.pk, settings.SIGHTLINE_TRAINING_HEARTBEAT_SECONDS)
     beat.start()
-    status, error, model = TrainingJob.Status.FAILED, "", None
+    status, error = TrainingJob.Status.FAILED, ""
     try:
-        model, stopped_by = _train(job, reporter)
+        _, stopped_by = _train(job, reporter)
         status = TrainingJob.Status.CANCELLED if stopped_by == "cancelled" else TrainingJob.Status.FINISHED
     except classification.Cancelled as exc:
         status = TrainingJob.Status.CANCELLED
