@@ -9,14 +9,15 @@ from django.http import HttpResponse
 from django.utils.http import content_disposition_header
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
+from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import FileUploadParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.api import StrictSerializer
-from projects.permissions import access_project
+from projects.permissions import access_child, access_project
 from training import bundles, downloads, predictions, selectors, services, statistics
-from training.models import Checkpoint, ModelVersion, Split, Task, TrainingJob
+from training.models import Checkpoint, DatasetItem, DatasetVersion, ModelVersion, Split, Task, TrainingJob
 
 
 class JobOutput(serializers.Serializer):
@@ -85,6 +86,56 @@ class ModelOutput(serializers.Serializer):
 
     def get_predict_url(self, model: ModelVersion) -> str:
         return f"/api/predict/{model.project_id}/{quote(model.name, safe='')}/"
+
+
+class DatasetVersionOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    project_id = serializers.IntegerField()
+    number = serializers.IntegerField()
+    task = serializers.CharField()
+    multi_label = serializers.BooleanField()
+    labels = serializers.ListField(child=serializers.DictField())
+    split_method = serializers.CharField()
+    validation_percent = serializers.IntegerField()
+    seed = serializers.IntegerField()
+    counts = serializers.DictField()
+    created_at = serializers.DateTimeField()
+
+
+class DatasetItemOutput(serializers.Serializer):
+    image_id = serializers.IntegerField(allow_null=True, help_text="Null once the image was deleted.")
+    image_name = serializers.CharField()
+    sha256 = serializers.CharField()
+    revision = serializers.IntegerField()
+    split = serializers.CharField()
+    labels = serializers.SerializerMethodField()
+
+    def get_labels(self, item: DatasetItem) -> list[str]:
+        names = self.context["names"]
+        return [names[i] for i in item.targets]
+
+
+class DatasetVersionListApi(APIView):
+    @extend_schema(responses={200: DatasetVersionOutput(many=True)})
+    def get(self, request, project_id: int):
+        project = access_project(request.user, project_id)
+        return Response(DatasetVersionOutput(DatasetVersion.objects.filter(project=project), many=True).data)
+
+
+class DatasetVersionDetailApi(APIView):
+    """A frozen version and, a page at a time, its images with their split and labels as they were."""
+
+    @extend_schema(responses={200: DatasetVersionOutput})
+    def get(self, request, version_id: int):
+        version = access_child(request.user, DatasetVersion.objects.filter(pk=version_id).first(), "view_project",
+                               "No such dataset version.")  # fmt: skip
+        paginator = PageNumberPagination()
+        paginator.page_size = 500
+        items = paginator.paginate_queryset(DatasetItem.objects.filter(dataset_version=version).order_by("id"), request)
+        body = DatasetVersionOutput(version).data
+        body["items"] = DatasetItemOutput(items, many=True, context={"names": version.label_names}).data
+        body["items_count"], body["next"] = paginator.page.paginator.count, paginator.get_next_link()
+        return Response(body)
 
 
 class TrainingJobListApi(APIView):

@@ -3,6 +3,8 @@ from django.urls import path, re_path
 from training import api
 
 urlpatterns = [
+    path("projects/<int:project_id>/dataset-versions/", api.DatasetVersionListApi.as_view(), name="api-dataset-versions"),
+    path("dataset-versions/<int:version_id>/", api.DatasetVersionDetailApi.as_view(), name="api-dataset-version"),
     path("projects/<int:project_id>/training-jobs/", api.TrainingJobListApi.as_view(), name="api-training-jobs"),
     path("training-jobs/<int:job_id>/", api.TrainingJobDetailApi.as_view(), name="api-training-job"),
     path("training-jobs/<int:job_id>/cancel/", api.TrainingJobCancelApi.as_view(), name="api-training-job-cancel"),

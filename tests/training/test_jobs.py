@@ -192,3 +192,19 @@ def test_a_job_reaped_while_it_ran_stays_failed_and_keeps_no_files(api, colours_
     assert job["error"] == "The worker running this job stopped (...)"
     assert ModelVersion.objects.count() == 0
     assert not list((media_root / "models").rglob("*.*"))
+
+
+def test_a_dataset_version_says_exactly_what_was_trained_on(api, colours_project, django_capture_on_commit_callbacks):
+    job = start(api, colours_project, django_capture_on_commit_callbacks, execute=False, parameters=FAST)
+    versions = api.get(f"/api/projects/{colours_project.id}/dataset-versions/").json()
+    assert [(v["number"], v["split_method"], v["validation_percent"]) for v in versions] == [(1, "percent", 20)]
+    labels = {label.name: label for label in colours_project.labels.all()}
+    assert versions[0]["labels"] == [{"id": labels[n].id, "name": n, "color": labels[n].color} for n in ("blue", "red")]
+    detail = api.get(f"/api/dataset-versions/{job['dataset_version']['id']}/").json()
+    assert detail["items_count"] == 24 and detail["next"] is None
+    red0 = next(item for item in detail["items"] if item["image_name"] == "red0.png")
+    assert (red0["labels"], red0["revision"]) == (["red"], 0)
+    assert sorted(item["split"] for item in detail["items"]).count("valid") == 4
+    Image.objects.filter(name="red0.png").delete()  # the version still remembers it
+    again = api.get(f"/api/dataset-versions/{job['dataset_version']['id']}/").json()
+    assert next(item for item in again["items"] if item["image_name"] == "red0.png")["image_id"] is None

@@ -34,7 +34,7 @@ def world(django_capture_on_commit_callbacks):
     queued = services.training_job_start(project=project, user=owner, task="classification", name="q", parameters=TINY)
     users = {"Owner": owner, **members, "stranger": UserFactory(username="stranger"), "anonymous": None}
     model = ModelVersion.objects.get(job=job)
-    return {"p": project.id, "j": queued.id, "m": model.id, "users": users}
+    return {"p": project.id, "j": queued.id, "m": model.id, "d": job.dataset_version_id, "users": users}
 
 
 def snapshot():
@@ -48,6 +48,8 @@ def snapshot():
 RED = colour_png((220, 30, 30), 99)
 # (name, method, url, body, allowed). Mutations are tried by every denied caller, then by one allowed one.
 API = [
+    ("dataset versions", "get", "/api/projects/{p}/dataset-versions/", None, ROLES),
+    ("dataset version", "get", "/api/dataset-versions/{d}/", None, ROLES),
     ("jobs list", "get", "/api/projects/{p}/training-jobs/", None, ROLES),
     ("job start", "post", "/api/projects/{p}/training-jobs/", {"task": "classification", "parameters": TINY}, TRAINERS),
     ("job get", "get", "/api/training-jobs/{j}/", None, ROLES),
