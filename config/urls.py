@@ -12,6 +12,7 @@ api = [
     path("", include("projects.api_urls")),
     path("", include("annotations.api_urls")),
     path("", include("training.api_urls")),
+    path("", include("similarity.api_urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
 ]
@@ -25,6 +26,7 @@ urlpatterns = [
     path("projects/", include("projects.urls")),
     path("", include("annotations.urls")),
     path("", include("training.urls")),
+    path("", include("similarity.urls")),
 ]
 
 admin.site.site_header = "Sightline administration"

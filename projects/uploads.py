@@ -60,6 +60,11 @@ def images_upload(*, project: Project, user: User, files: list[UploadedFile], la
                 raise ValidationError({"labels": exc.messages}) from None
             for upload in files:
                 _store_upload(batch, upload, common)
+            if batch.result.stored:
+                # New images join the similarity index in the background, once they are committed.
+                from similarity.services import embeddings_schedule
+
+                embeddings_schedule(project_id=project.pk)
     except BaseException:
         for image in batch.written:
             _delete_files(image)

@@ -10,11 +10,12 @@ from django.utils.http import content_disposition_header
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.pagination import PageNumberPagination
-from rest_framework.parsers import FileUploadParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.api import StrictSerializer
+from config.parsers import RawImageParser
 from projects.permissions import access_child, access_project
 from training import bundles, downloads, predictions, selectors, services, statistics
 from training.models import Checkpoint, DatasetItem, DatasetVersion, ModelVersion, Split, Task, TrainingJob
@@ -296,15 +297,6 @@ class ModelBundleApi(APIView):
         return _zip_response(bundles.model_bundle(model=model, checkpoint=checkpoint), f"{model.name}-{checkpoint}.zip")
 
 
-class _RawImageParser(FileUploadParser):
-    """The spec's clients POST the image itself as the body (application/octet-stream or image/*)."""
-
-    media_type = "*/*"
-
-    def get_filename(self, stream, media_type, parser_context):
-        return "image"
-
-
 PREDICT_REQUEST = {
     "application/octet-stream": bytes,
     "multipart/form-data": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}},
@@ -315,7 +307,7 @@ class PredictApi(APIView):
     """POST an image (raw body, or the `file` field of a form): labels with scores, best first."""
 
     # No FormParser: `curl --data-binary @image.jpg` without a Content-Type says form-urlencoded, yet sends an image.
-    parser_classes = [MultiPartParser, _RawImageParser]
+    parser_classes = [MultiPartParser, RawImageParser]
 
     @extend_schema(request=PREDICT_REQUEST, responses={200: dict}, operation_id="predict")
     def post(self, request, project_id: int, model_name: str, checkpoint: str | None = None):

@@ -180,6 +180,8 @@ SIGHTLINE_WORKER_STALE_SECONDS = env_int("SIGHTLINE_WORKER_STALE_SECONDS", 180)
 # A running training job beats this often; one silent for the stale time is marked failed.
 SIGHTLINE_TRAINING_HEARTBEAT_SECONDS = env_int("SIGHTLINE_TRAINING_HEARTBEAT_SECONDS", 10)
 SIGHTLINE_TRAINING_STALE_SECONDS = env_int("SIGHTLINE_TRAINING_STALE_SECONDS", 120)
+# NvN searches over more indexed images than this run as background jobs with progress.
+SIGHTLINE_SYNC_PAIR_IMAGES = env_int("SIGHTLINE_SYNC_PAIR_IMAGES", 20_000)
 
 LOGGING = {
     "version": 1,

@@ -1,0 +1,66 @@
+"""Image embeddings in pgvector, searched by cosine distance through an HNSW index; pair searches as jobs."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from pgvector.django import HnswIndex, VectorField
+
+from training.ml.embedder import DIMENSIONS
+
+
+class ImageEmbeddingQuerySet(models.QuerySet):
+    def for_project(self, project):
+        return self.filter(project=project)
+
+
+class ImageEmbedding(models.Model):
+    """One image's unit-length feature vector; its cosine distance to another is 1 - their similarity."""
+
+    image = models.OneToOneField("projects.Image", on_delete=models.CASCADE, primary_key=True, related_name="embedding")
+    # Denormalised from the image, so a search filters by project without a join.
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="+")
+    embedder = models.CharField(max_length=64)
+    vector = VectorField(dimensions=DIMENSIONS)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ImageEmbeddingQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["image_id"]
+        indexes = [
+            HnswIndex(name="embedding_vector_hnsw", fields=["vector"], m=16, ef_construction=64,
+                      opclasses=["vector_cosine_ops"]),  # fmt: skip
+            models.Index(fields=["project"], name="embedding_project"),
+        ]
+
+    def __str__(self) -> str:
+        return f"embedding of image {self.image_id} ({self.embedder})"
+
+
+class PairSearch(models.Model):
+    """An NvN search run in the background for a large project, with progress and the pairs it found."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        FINISHED = "finished"
+        FAILED = "failed"
+
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="pair_searches")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    parameters = models.JSONField(help_text="threshold, limit, labels, op")
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
+    progress = models.FloatField(default=0)
+    pairs = models.JSONField(default=list, blank=True, help_text="[[image_a, image_b, score], ...], best first")
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(progress__gte=0, progress__lte=1), name="pair_search_progress_0_to_1"),
+        ]
+
+    def __str__(self) -> str:
+        return f"pair search in {self.project} ({self.status})"

@@ -1,0 +1,71 @@
+"""The searches pages and the API run, shaped for output: by an image, by uploaded bytes, pairs, index status."""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+from projects.models import Image, Project
+from similarity import selectors, services
+from similarity.models import ImageEmbedding, PairSearch
+
+
+def _vector_of(image: Image):
+    """The image's stored embedding, or one computed now when the background indexer has not reached it."""
+    stored = ImageEmbedding.objects.filter(image=image).values_list("vector", flat=True).first()
+    if stored is not None:
+        return stored
+    with image.file.open("rb") as handle:
+        return services.embedder().embed([handle.read()])[0]
+
+
+def _run(project: Project, vector, *, limit, threshold, labels, op, exclude_image_id=None) -> dict:
+    names = [name.strip() for name in labels.split(",") if name.strip()] if isinstance(labels, str) else list(labels)
+    label_ids = selectors.labels_resolve(project=project, names=names) if names else []
+    results = selectors.similar_images(project=project, vector=vector, limit=limit, threshold=threshold,
+                                       label_ids=label_ids, op=op, exclude_image_id=exclude_image_id)  # fmt: skip
+    images = Image.objects.in_bulk([image_id for image_id, _ in results])
+    return {
+        "parameters": {"limit": limit, "threshold": threshold, "labels": names, "op": op},
+        "index": index_status(project=project),
+        "results": [{"image": image_out(images[i]), "score": round(score, 6)} for i, score in results if i in images],
+    }
+
+
+def similar_to_image(*, project: Project, image: Image, **query) -> dict:
+    """1vN for an image of the project; the image itself is not among its results."""
+    return {"query": image_out(image), **_run(project, _vector_of(image), exclude_image_id=image.pk, **query)}
+
+
+def similar_to_bytes(*, project: Project, data: bytes, **query) -> dict:
+    """1vN for an uploaded image (checked by the caller), which is not stored."""
+    return {"query": None, **_run(project, services.embedder().embed([data])[0], **query)}
+
+
+def image_out(image: Image) -> dict:
+    return {"id": image.pk, "name": image.name, "thumbnail_url": f"/api/images/{image.pk}/thumbnail/",
+            "file_url": f"/api/images/{image.pk}/file/"}  # fmt: skip
+
+
+def pairs_out(pairs: list) -> list[dict]:
+    images = Image.objects.in_bulk({i for a, b, _ in pairs for i in (a, b)})
+    return [{"a": image_out(images[a]), "b": image_out(images[b]), "score": score}
+            for a, b, score in pairs if a in images and b in images]  # fmt: skip
+
+
+def pair_search_out(search: PairSearch) -> dict:
+    body = {"id": search.pk, "status": search.status, "progress": search.progress, "parameters": search.parameters,
+            "error": search.error, "url": f"/api/pair-searches/{search.pk}/"}  # fmt: skip
+    if search.status == PairSearch.Status.FINISHED:
+        body["pairs"] = pairs_out(search.pairs)
+    return body
+
+
+def runs_in_background(project: Project) -> bool:
+    """Pair searches over more indexed images than this run as jobs with progress."""
+    return ImageEmbedding.objects.for_project(project).count() > settings.SIGHTLINE_SYNC_PAIR_IMAGES
+
+
+def index_status(*, project: Project) -> dict:
+    images = Image.objects.for_project(project).count()
+    indexed = ImageEmbedding.objects.for_project(project).count()
+    return {"images": images, "indexed": indexed, "complete": indexed >= images}

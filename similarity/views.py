@@ -1,0 +1,115 @@
+"""Similarity pages: images like one image (1vN), the most similar pairs (NvN), and the index's progress."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import Http404
+from django.shortcuts import render
+
+from projects.models import Image
+from projects.permissions import access_child, access_project, project_permissions
+from similarity import searches, selectors, services
+from similarity.models import PairSearch
+from training.predictions import image_check, upload_read
+
+
+class QueryForm(forms.Form):
+    """Every option may be left out; its initial value is used then."""
+
+    limit = forms.IntegerField(required=False, min_value=1, max_value=selectors.MAX_LIMIT, initial=selectors.DEFAULT_LIMIT)
+    threshold = forms.FloatField(required=False, min_value=-1, max_value=1, initial=selectors.DEFAULT_THRESHOLD)
+    labels = forms.CharField(required=False, help_text="Comma-separated label names")
+    op = forms.ChoiceField(required=False, choices=[("or", "any of them"), ("and", "all of them")], initial="or")
+
+
+class PairsForm(QueryForm):
+    limit = forms.IntegerField(required=False, min_value=1, max_value=selectors.MAX_PAIRS, initial=100)
+    threshold = forms.FloatField(required=False, min_value=-1, max_value=1, initial=selectors.DEFAULT_PAIR_THRESHOLD)
+
+
+def _query(form: forms.Form) -> dict:
+    """The form's values, its initial ones where a field was left out."""
+    values = {name: field.initial for name, field in form.fields.items()}
+    if form.is_bound and form.is_valid():
+        values.update({k: v for k, v in form.cleaned_data.items() if v not in (None, "")})
+    values["labels"] = values.get("labels") or ""
+    return values
+
+
+def _errors(request, exc: ValidationError) -> None:
+    for text in exc.messages:
+        messages.error(request, text)
+
+
+@login_required
+def similar_page(request, project_id: int):
+    """1vN: results for ?image=ID, or for an uploaded file (POST), with the query form."""
+    project = access_project(request.user, project_id)
+    form = QueryForm(request.GET if any(k in request.GET for k in ("limit", "threshold", "labels", "op")) else None)
+    query = _query(form)
+    raw = request.GET.get("image", "")
+    image = Image.objects.for_project(project).filter(pk=int(raw)).first() if raw.isdigit() else None
+    result = None
+    try:
+        if request.method == "POST" and request.FILES.get("file"):
+            data = upload_read(request.FILES["file"])
+            image_check(data)
+            result = searches.similar_to_bytes(project=project, data=data, **query)
+        elif image is not None:
+            result = searches.similar_to_image(project=project, image=image, **query)
+    except ValidationError as exc:
+        _errors(request, exc)
+    context = {"project": project, "form": form if form.is_bound else QueryForm(initial=query), "image": image,
+               "result": result, "index": searches.index_status(project=project)}  # fmt: skip
+    return render(request, "similarity/similar.html", context)
+
+
+@login_required
+def pairs_page(request, project_id: int):
+    """NvN: the most similar pairs side by side, newer image of each pre-ticked for deletion."""
+    project = access_project(request.user, project_id)
+    form = PairsForm(request.GET if request.GET else None)
+    query = _query(form)
+    query["labels"] = [name.strip() for name in query["labels"].split(",") if name.strip()]
+    pairs, search = None, None
+    if form.is_bound and not form.is_valid():
+        for field, texts in form.errors.items():
+            messages.error(request, f"{field}: {' '.join(texts)}")
+    elif request.GET.get("search"):
+        try:
+            if query["labels"]:
+                selectors.labels_resolve(project=project, names=query["labels"])
+            if searches.runs_in_background(project):
+                search = services.pair_search_start(project=project, user=request.user, parameters=query)
+            else:
+                pairs = searches.pairs_out(selectors.similar_pairs(project=project, **query))
+        except ValidationError as exc:
+            _errors(request, exc)
+    context = {"project": project, "form": form if form.is_bound else PairsForm(initial=query), "pairs": pairs,
+               "search": search, "perms": project_permissions(request.user, project),
+               "index": searches.index_status(project=project), "query": urlencode(request.GET)}  # fmt: skip
+    return render(request, "similarity/pairs.html", context)
+
+
+@login_required
+def pair_search_page(request, project_id: int, search_id: int):
+    """The polled partial of a background pair search: progress, then the pairs."""
+    search = access_child(request.user, PairSearch.objects.filter(pk=search_id).first(), "view_project", "No such search.")
+    if search.project_id != project_id:
+        raise Http404("No such search.")
+    pairs = searches.pairs_out(search.pairs) if search.status == PairSearch.Status.FINISHED else None
+    context = {"project": search.project, "search": search, "pairs": pairs,
+               "perms": project_permissions(request.user, search.project)}  # fmt: skip
+    return render(request, "similarity/pairs.html#results", context)
+
+
+@login_required
+def index_page(request, project_id: int):
+    """The project page's indexing progress (htmx), polled until every image is indexed."""
+    project = access_project(request.user, project_id)
+    return render(request, "similarity/index_status.html", {"project": project, "index": searches.index_status(project=project)})

@@ -1,0 +1,143 @@
+"""Similarity search through the API: uploads get indexed, 1vN by image or file with label filters, NvN pairs."""
+
+import numpy as np
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
+
+from projects.models import Image
+from projects.uploads import images_upload
+from similarity.models import ImageEmbedding, PairSearch
+from tests.factories import make_project
+from tests.similarity.near_duplicates import near_duplicate, originals
+
+pytestmark = pytest.mark.django_db
+
+PHOTOS = dict((name, data) for name, data in originals(digits=0))
+
+
+def upload(project, user, files, labels, capture):
+    with capture(execute=True):  # the embeddings are computed by the task queued after commit
+        return images_upload(project=project, user=user, labels=labels,
+                             files=[SimpleUploadedFile(n, d) for n, d in files]).stored  # fmt: skip
+
+
+@pytest.fixture
+def photos(user, django_capture_on_commit_callbacks):
+    """The six sample photos labelled 'photo' and three more, each with a near-duplicate copy."""
+    project = make_project(owner=user, name="Photos")
+    names = ["astronaut.png", "chelsea.png", "coffee.png", "rocket.png", "camera.png", "coins.png"]
+    upload(project, user, [(n, PHOTOS[n]) for n in names], ["photo"], django_capture_on_commit_callbacks)
+    upload(project, user, [(n, PHOTOS[n]) for n in ["brick.png", "moon.png", "page.png"]], ["other"],
+           django_capture_on_commit_callbacks)  # fmt: skip
+    copies = [(f"copy-{n}".replace(".png", ".jpg"), near_duplicate(PHOTOS[n], i)) for i, n in enumerate(names[:3])]
+    upload(project, user, copies, ["copy"], django_capture_on_commit_callbacks)
+    return project
+
+
+def image(name):
+    return Image.objects.get(name=name)
+
+
+def test_uploads_are_indexed_in_the_background(api, photos):
+    assert ImageEmbedding.objects.filter(project=photos).count() == 12
+    assert api.get(f"/api/projects/{photos.id}/similarity-index/").json() == {"images": 12, "indexed": 12, "complete": True}
+    vector = np.asarray(ImageEmbedding.objects.get(image=image("chelsea.png")).vector)
+    assert vector.shape == (1280,)
+    assert abs(float((vector**2).sum()) - 1.0) < 1e-4
+
+
+def test_a_copy_finds_its_original_first(api, photos):
+    for copy, original in [("copy-astronaut.jpg", "astronaut.png"), ("copy-chelsea.jpg", "chelsea.png")]:
+        body = api.get(f"/api/projects/{photos.id}/similar/", {"image": image(copy).id, "limit": 5}).json()
+        assert body["query"]["name"] == copy
+        assert body["results"][0]["image"]["name"] == original, body["results"]
+        scores = [r["score"] for r in body["results"]]
+        assert scores == sorted(scores, reverse=True) and copy not in [r["image"]["name"] for r in body["results"]]
+
+
+def test_an_uploaded_file_is_searched_without_being_stored(api, photos):
+    copy = near_duplicate(PHOTOS["rocket.png"], 99)
+    reply = api.post(f"/api/projects/{photos.id}/similar/?limit=3", {"file": SimpleUploadedFile("q.jpg", copy)}, format="multipart")
+    assert reply.status_code == 200, reply.content
+    assert reply.json()["results"][0]["image"]["name"] == "rocket.png"
+    raw = api.post(f"/api/projects/{photos.id}/similar/?limit=1", copy, content_type="image/jpeg")
+    assert raw.json()["results"][0]["image"]["name"] == "rocket.png"
+    assert Image.objects.filter(project=photos).count() == 12
+
+
+def test_label_filters_still_fill_the_limit(api, photos):
+    query = image("copy-coffee.jpg").id
+    anyone = api.get(f"/api/projects/{photos.id}/similar/", {"image": query, "limit": 3, "labels": "other", "threshold": -1})
+    names = [r["image"]["name"] for r in anyone.json()["results"]]
+    assert sorted(names) == ["brick.png", "moon.png", "page.png"]  # all three 'other' images, though none is near
+    both = api.get(f"/api/projects/{photos.id}/similar/",
+                   {"image": query, "limit": 10, "labels": "photo,copy", "op": "and", "threshold": -1})  # fmt: skip
+    assert both.json()["results"] == []  # no image is both a photo and a copy
+    either = api.get(f"/api/projects/{photos.id}/similar/",
+                     {"image": query, "limit": 10, "labels": "photo,copy", "op": "or", "threshold": -1})  # fmt: skip
+    assert len(either.json()["results"]) == 8  # six photos and the two other copies
+
+
+def test_the_threshold_and_bad_queries(api, photos):
+    strict = api.get(f"/api/projects/{photos.id}/similar/", {"image": image("copy-chelsea.jpg").id, "threshold": 0.6})
+    assert [r["image"]["name"] for r in strict.json()["results"]] == ["chelsea.png"]
+    assert api.get(f"/api/projects/{photos.id}/similar/", {"image": 0}).json() == {"image": ["Give the id of an image of this project."]}
+    assert api.get(f"/api/projects/{photos.id}/similar/", {"image": image("moon.png").id, "labels": "nope"}).json() == {
+        "labels": ["No label named 'nope' in this project."]}
+    assert api.get(f"/api/projects/{photos.id}/similar/", {"image": image("moon.png").id, "limit": 0}).status_code == 400
+    bad = api.post(f"/api/projects/{photos.id}/similar/", b"not an image", content_type="image/png")
+    assert bad.json() == {"file": ["This is not an image file Sightline can read."]}
+
+
+def test_pairs_are_the_near_duplicates(api, photos):
+    body = api.get(f"/api/projects/{photos.id}/similar-pairs/").json()
+    found = {frozenset((p["a"]["name"], p["b"]["name"])) for p in body["pairs"]}
+    assert found == {frozenset(("astronaut.png", "copy-astronaut.jpg")), frozenset(("chelsea.png", "copy-chelsea.jpg")),
+                     frozenset(("coffee.png", "copy-coffee.jpg"))}  # fmt: skip
+    limited = api.get(f"/api/projects/{photos.id}/similar-pairs/", {"limit": 1}).json()["pairs"]
+    assert len(limited) == 1 and limited[0]["score"] == max(p["score"] for p in body["pairs"])
+    only_photos = api.get(f"/api/projects/{photos.id}/similar-pairs/", {"labels": "photo"}).json()["pairs"]
+    assert only_photos == []
+
+
+def test_large_projects_search_pairs_in_the_background(api, photos, settings, django_capture_on_commit_callbacks):
+    settings.SIGHTLINE_SYNC_PAIR_IMAGES = 5
+    with django_capture_on_commit_callbacks(execute=True):
+        started = api.get(f"/api/projects/{photos.id}/similar-pairs/", {"limit": 2})
+    assert started.status_code == 202
+    job = api.get(started.json()["url"]).json()
+    assert (job["status"], job["progress"], len(job["pairs"])) == ("finished", 1.0, 2)
+    assert PairSearch.objects.get().parameters == {"limit": 2, "threshold": 0.6, "labels": [], "op": "or"}
+
+
+def test_reindexing_recomputes_the_same_vectors(photos):
+    before = dict(ImageEmbedding.objects.values_list("image_id", "vector"))
+    ImageEmbedding.objects.filter(project=photos).delete()
+    call_command("embeddings_reindex", "--project", str(photos.id))
+    after = dict(ImageEmbedding.objects.values_list("image_id", "vector"))
+    assert set(after) == set(before)
+    assert all(abs(float(np.dot(after[k], before[k])) - 1.0) < 1e-5 for k in before)
+
+
+def test_through_the_hnsw_index_a_label_filter_still_fills_the_limit(photos):
+    """Force the index scan a large project would get, and check it keeps scanning past filtered-out rows."""
+    from django.db import connection
+
+    from similarity import selectors
+
+    query = ImageEmbedding.objects.get(image=image("copy-coffee.jpg")).vector
+    other = list(photos.labels.filter(name="other").values_list("id", flat=True))
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("SET LOCAL enable_bitmapscan = off")
+        cursor.execute("SET LOCAL enable_indexscan = on")
+        cursor.execute("SET LOCAL hnsw.iterative_scan = strict_order")
+        cursor.execute(
+            "EXPLAIN SELECT image_id FROM similarity_imageembedding ORDER BY vector <=> %s::vector LIMIT 3",
+            [str(list(map(float, query)))],
+        )
+        plan = " ".join(row[0] for row in cursor.fetchall())
+    assert "embedding_vector_hnsw" in plan
+    found = selectors.similar_images(project=photos, vector=query, limit=3, threshold=-1, label_ids=other)
+    assert sorted(Image.objects.get(pk=pk).name for pk, _ in found) == ["brick.png", "moon.png", "page.png"]
