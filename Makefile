@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(PY) bench/annotations.py
 	$(PY) bench/labeler.py
 	$(PY) bench/training.py
+	$(PY) bench/similarity.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -56,13 +56,25 @@ def quality(client, owner, digits: int) -> list[list]:
     return rows
 
 
-def clustered_vectors(count: int, rng) -> np.ndarray:
-    centres = rng.standard_normal((2000, 1280)).astype(np.float32)
-    vectors = centres[rng.integers(0, len(centres), count)] + 0.6 * rng.standard_normal((count, 1280)).astype(np.float32)
+def vectors_of(kind: str, count: int, rng) -> np.ndarray:
+    """Unit vectors of two kinds.
+
+    - manifold: like real image features, of low intrinsic dimension: 2,000 clusters in a 48-d space,
+      mapped into 1,280-d by a random linear map, plus a little isotropic noise.
+    - clusters: 2,000 random centres in 1,280-d with strong isotropic noise, so the ~50 members of a
+      cluster are almost equidistant: near-ties that make any approximate search lose recall.
+    """
+    if kind == "manifold":
+        centres = rng.standard_normal((2000, 48)).astype(np.float32)
+        latent = centres[rng.integers(0, len(centres), count)] + 0.5 * rng.standard_normal((count, 48)).astype(np.float32)
+        vectors = latent @ rng.standard_normal((48, 1280)).astype(np.float32) + 0.5 * rng.standard_normal((count, 1280)).astype(np.float32)
+    else:
+        centres = rng.standard_normal((2000, 1280)).astype(np.float32)
+        vectors = centres[rng.integers(0, len(centres), count)] + 0.6 * rng.standard_normal((count, 1280)).astype(np.float32)
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
-def scale(owner, count: int) -> list[list]:
+def scale(owner, count: int, kind: str, nvn: bool) -> list[list]:
     from django.db import connection
     from pgvector.psycopg import register_vector
 
@@ -74,16 +86,16 @@ def scale(owner, count: int) -> list[list]:
     from training.ml.embedder import top_pairs
 
     rng = np.random.default_rng(0)
-    project = make_project(owner=owner, name="Scale")
+    project = make_project(owner=owner, name=f"Scale {kind}")
     rare = Label.objects.create(project=project, name="rare")
-    vectors = clustered_vectors(count, rng)
+    vectors = vectors_of(kind, count, rng)
     Image.objects.bulk_create([Image(project=project, name=f"v{i}.png", file=f"none/{i}.png", thumbnail=f"none/{i}.webp",
                                      width=1, height=1, sha256=f"{i:064x}") for i in range(count)], batch_size=5000)  # fmt: skip
     image_ids = list(Image.objects.filter(project=project).order_by("id").values_list("id", flat=True))
     labelled = set(rng.choice(len(image_ids), count // 100, replace=False).tolist())  # 1% carry the label
     Classification.objects.bulk_create([Classification(image_id=image_ids[i], label=rare, is_default=True) for i in labelled])
     with connection.cursor() as cursor:
-        cursor.execute("DROP INDEX embedding_vector_hnsw")
+        cursor.execute("DROP INDEX IF EXISTS embedding_vector_hnsw")
     register_vector(connection.connection)
     started = time.perf_counter()
     with connection.connection.cursor() as cursor:
@@ -103,20 +115,26 @@ def scale(owner, count: int) -> list[list]:
                        "USING hnsw (vector vector_cosine_ops) WITH (m = 16, ef_construction = 64)")  # fmt: skip
         cursor.execute("ANALYZE similarity_imageembedding")
     built = time.perf_counter() - started
-    rows = [["write 100k vectors (COPY)", count, f"{loaded:.1f} s", "", ""], ["build HNSW index", count, f"{built:.1f} s", "", ""]]
+    rows = [[f"{kind}: write vectors (COPY)", count, f"{loaded:.1f} s", "", ""],
+            [f"{kind}: build HNSW index", count, f"{built:.1f} s", "", ""]]
 
-    queries = rng.choice(count, 200, replace=False)
-    for name, label_ids, pool in (("1vN, top 10", None, np.arange(count)), ("1vN, top 10, label on 1%", [rare.id], np.array(sorted(labelled)))):
+    queries = [vectors[q] + 0.05 * rng.standard_normal(1280).astype(np.float32) for q in rng.choice(count, 200, replace=False)]
+    cases = [(f"1vN top 10, ef_search {ef}", ef, None, np.arange(count)) for ef in (40, 100, 200)]
+    cases.append(("1vN top 10, label on 1%", selectors.EF_SEARCH, [rare.id], np.array(sorted(labelled))))
+    for name, ef, label_ids, pool in cases:
         times, recalls = [], []
-        for q in queries:
-            query = vectors[q] + 0.05 * rng.standard_normal(1280).astype(np.float32)
+        for query in queries:
             start = time.perf_counter()
-            found = selectors.similar_images(project=project, vector=query, limit=10, threshold=-1, label_ids=label_ids)
+            found = selectors.similar_images(project=project, vector=query, limit=10, threshold=-1, label_ids=label_ids,
+                                             ef_search=ef)  # fmt: skip
             times.append((time.perf_counter() - start) * 1000)
             exact = pool[np.argsort(-(vectors[pool] @ query))[:10]]
             recalls.append(len({image_ids[i] for i in exact} & {pk for pk, _ in found}) / 10)
-        rows.append([name, count, f"p50 {percentile(times, 50):.1f} ms", f"p95 {percentile(times, 95):.1f} ms",
+        rows.append([f"{kind}: {name}", count, f"p50 {percentile(times, 50):.1f} ms", f"p95 {percentile(times, 95):.1f} ms",
                      f"recall@10 {np.mean(recalls):.3f}"])  # fmt: skip
+    if not nvn:
+        ImageEmbedding.objects.filter(project=project).delete()
+        return rows
 
     started = time.perf_counter()
     ids, stored = selectors.project_vectors(project=project)
@@ -124,8 +142,8 @@ def scale(owner, count: int) -> list[list]:
     started = time.perf_counter()
     pairs = top_pairs(stored, threshold=0.5, limit=1000)
     computed = time.perf_counter() - started
-    rows.append(["NvN: read vectors", count, f"{read:.1f} s", "", ""])
-    rows.append(["NvN: blocked products, top 1,000 pairs", count, f"{computed:.1f} s", f"{len(pairs)} pairs", ""])
+    rows.append([f"{kind}: NvN, read vectors (binary)", count, f"{read:.1f} s", "", ""])
+    rows.append([f"{kind}: NvN, blocked products, top 1,000 pairs", count, f"{computed:.1f} s", f"{len(pairs)} pairs", ""])
     ImageEmbedding.objects.filter(project=project).delete()
     return rows
 
@@ -157,6 +175,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--vectors", type=int, default=100_000)
     parser.add_argument("--digits", type=int, default=100)
+    parser.add_argument("--scale-only", action="store_true", help="Skip embedding speed and quality.")
     args = parser.parse_args()
     from django_q.conf import Conf
 
@@ -166,9 +185,9 @@ def main() -> None:
         from tests.factories import UserFactory
 
         owner = UserFactory()
-        speed = embedding_speed()
-        quality_rows = quality(client_for(owner), owner, args.digits)
-        scale_rows = scale(owner, args.vectors)
+        speed = embedding_speed() if not args.scale_only else []
+        quality_rows = quality(client_for(owner), owner, args.digits) if not args.scale_only else []
+        scale_rows = scale(owner, args.vectors, "manifold", nvn=True) + scale(owner, args.vectors, "clusters", nvn=False)
     print(f"machine: {machine()}")
     print(table(["embedding", "images", "time", "throughput", "device"], speed))
     print(table(["quality", "n", "", "", "", ""], quality_rows))

@@ -103,7 +103,7 @@ def pair_search_page(request, project_id: int, search_id: int):
     if search.project_id != project_id:
         raise Http404("No such search.")
     pairs = searches.pairs_out(search.pairs) if search.status == PairSearch.Status.FINISHED else None
-    context = {"project": search.project, "search": search, "pairs": pairs,
+    context = {"project": search.project, "search": search, "pairs": pairs, "index": searches.index_status(project=search.project),
                "perms": project_permissions(request.user, search.project)}  # fmt: skip
     return render(request, "similarity/pairs.html#results", context)
 

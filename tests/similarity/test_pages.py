@@ -71,3 +71,20 @@ def test_a_stranger_sees_nothing_and_a_viewer_searches_but_cannot_delete(client,
     page = client.get(f"/projects/{photos.id}/similar-pairs/?search=1").content.decode()
     assert "3 pairs" in page and "Delete ticked images" not in page
     assert client_for(viewer).get(f"/api/projects/{photos.id}/similar-pairs/").status_code == 200
+
+
+def test_a_large_project_searches_pairs_in_the_background_and_the_page_polls(browser, photos, settings,  # noqa: F811
+                                                                            django_capture_on_commit_callbacks):
+    from similarity.models import PairSearch
+
+    settings.SIGHTLINE_SYNC_PAIR_IMAGES = 5
+    with django_capture_on_commit_callbacks(execute=False):
+        page = browser.get(f"/projects/{photos.id}/similar-pairs/", {"search": "1"}).content.decode()
+    search = PairSearch.objects.get()
+    assert f'hx-get="/projects/{photos.id}/similar-pairs/{search.id}/"' in page and "Searching 12 images" in page
+    from similarity.services import pair_search_run
+
+    pair_search_run(search_id=search.id)  # the worker's turn
+    partial = browser.get(f"/projects/{photos.id}/similar-pairs/{search.id}/").content.decode()
+    assert partial.lstrip().startswith('<section class="card" id="pair-results"') and "hx-get" not in partial.split(">")[0]
+    assert "3 pairs; the newer image of each is ticked." in partial

@@ -141,3 +141,24 @@ def test_through_the_hnsw_index_a_label_filter_still_fills_the_limit(photos):
     assert "embedding_vector_hnsw" in plan
     found = selectors.similar_images(project=photos, vector=query, limit=3, threshold=-1, label_ids=other)
     assert sorted(Image.objects.get(pk=pk).name for pk, _ in found) == ["brick.png", "moon.png", "page.png"]
+
+
+def test_near_duplicates_of_every_sample_photo_are_found(api, user, django_capture_on_commit_callbacks):
+    """The quality bar on real photos: each copy's first result is its original; pairs have precision and recall >= 0.95.
+
+    (Digits are measured in bench/similarity.py: ImageNet features do not tell two writers' 8x8 digits apart.)
+    """
+    project = make_project(owner=user, name="All photos")
+    copies = [(f"copy-{name.replace('.png', '.jpg')}", near_duplicate(data, i)) for i, (name, data) in enumerate(PHOTOS.items())]
+    upload(project, user, list(PHOTOS.items()), [], django_capture_on_commit_callbacks)
+    upload(project, user, copies, [], django_capture_on_commit_callbacks)
+    ids = dict(Image.objects.filter(project=project).values_list("name", "id"))
+    truth = {frozenset((ids[name], ids[f"copy-{name.replace('.png', '.jpg')}"])) for name in PHOTOS}
+    pairs = api.get(f"/api/projects/{project.id}/similar-pairs/", {"limit": 1000}).json()["pairs"]
+    found = {frozenset((p["a"]["id"], p["b"]["id"])) for p in pairs}
+    precision, recall = len(found & truth) / len(found), len(found & truth) / len(truth)
+    assert precision >= 0.95 and recall >= 0.95, (precision, recall)
+    for name in PHOTOS:
+        copy = ids[f"copy-{name.replace('.png', '.jpg')}"]
+        best = api.get(f"/api/projects/{project.id}/similar/", {"image": copy, "limit": 1, "threshold": -1}).json()
+        assert best["results"][0]["image"]["name"] == name
