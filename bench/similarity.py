@@ -119,7 +119,7 @@ def scale(owner, count: int, kind: str, nvn: bool) -> list[list]:
             [f"{kind}: build HNSW index", count, f"{built:.1f} s", "", ""]]
 
     queries = [vectors[q] + 0.05 * rng.standard_normal(1280).astype(np.float32) for q in rng.choice(count, 200, replace=False)]
-    cases = [(f"1vN top 10, ef_search {ef}", ef, None, np.arange(count)) for ef in (40, 100, 200)]
+    cases = [(f"1vN top 10, ef_search {ef}", ef, None, np.arange(count)) for ef in (40, 64, 100)]
     cases.append(("1vN top 10, label on 1%", selectors.EF_SEARCH, [rare.id], np.array(sorted(labelled))))
     for name, ef, label_ids, pool in cases:
         times, recalls = [], []
