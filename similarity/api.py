@@ -55,7 +55,7 @@ class SimilarApi(APIView):
     def get(self, request, project_id: int):
         project = access_project(request.user, project_id)
         raw = request.query_params.get("image", "")
-        image = Image.objects.for_project(project).filter(pk=int(raw)).first() if raw.isdigit() else None
+        image = Image.objects.for_project(project).filter(pk=int(raw)).first() if raw.isascii() and raw.isdigit() else None
         if image is None:
             raise ValidationError({"image": ["Give the id of an image of this project."]})
         return Response(searches.similar_to_image(project=project, image=image, **self._query(request)))
@@ -85,7 +85,7 @@ class SimilarPairsApi(APIView):
             selectors.labels_resolve(project=project, names=parameters["labels"])  # a bad name is a 400 now, not later
         if searches.runs_in_background(project):
             search = services.pair_search_start(project=project, user=request.user, parameters=parameters)
-            return Response(searches.pair_search_out(search), status=status.HTTP_202_ACCEPTED)
+            return Response(searches.pair_search_out(search), status=status.HTTP_202_ACCEPTED)  # a rerun polls the same job
         pairs = selectors.similar_pairs(project=project, **parameters)
         return Response({"status": "finished", "parameters": parameters, "pairs": searches.pairs_out(pairs)})
 

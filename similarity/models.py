@@ -37,6 +37,21 @@ class ImageEmbedding(models.Model):
         return f"embedding of image {self.image_id} ({self.embedder})"
 
 
+class UnindexedImage(models.Model):
+    """An image the indexer could not read or decode: skipped from then on, and counted on the project page."""
+
+    image = models.OneToOneField("projects.Image", on_delete=models.CASCADE, primary_key=True, related_name="unindexed")
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="+")
+    reason = models.CharField(max_length=300)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["image_id"]
+
+    def __str__(self) -> str:
+        return f"image {self.image_id} not indexed: {self.reason}"
+
+
 class PairSearch(models.Model):
     """An NvN search run in the background for a large project, with progress and the pairs it found."""
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 
 from projects.models import Image, Project
 from similarity import selectors, services
-from similarity.models import ImageEmbedding, PairSearch
+from similarity.models import ImageEmbedding, PairSearch, UnindexedImage
 
 
 def _vector_of(image: Image):
@@ -14,8 +15,11 @@ def _vector_of(image: Image):
     stored = ImageEmbedding.objects.filter(image=image).values_list("vector", flat=True).first()
     if stored is not None:
         return stored
-    with image.file.open("rb") as handle:
-        return services.embedder().embed([handle.read()])[0]
+    try:
+        with image.file.open("rb") as handle:
+            return services.embedder().embed([handle.read()])[0]
+    except Exception as exc:  # a missing or damaged file is the image's problem, not a server error
+        raise ValidationError({"image": [f"{image.name} cannot be read, so it cannot be searched with ({exc})."]}) from None
 
 
 def _run(project: Project, vector, *, limit, threshold, labels, op, exclude_image_id=None) -> dict:
@@ -66,6 +70,8 @@ def runs_in_background(project: Project) -> bool:
 
 
 def index_status(*, project: Project) -> dict:
+    """Images, how many are indexed, and how many could not be (unreadable or undecodable files)."""
     images = Image.objects.for_project(project).count()
     indexed = ImageEmbedding.objects.for_project(project).count()
-    return {"images": images, "indexed": indexed, "complete": indexed >= images}
+    unreadable = UnindexedImage.objects.filter(project=project).count()
+    return {"images": images, "indexed": indexed, "unreadable": unreadable, "complete": indexed + unreadable >= images}

@@ -14,9 +14,9 @@ import numpy as np
 import psycopg
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Q
 
-from annotations.models import Classification
+from annotations.models import Annotation, Classification
 from projects.models import Project
 from similarity.models import ImageEmbedding
 from training.ml.embedder import DIMENSIONS
@@ -39,13 +39,20 @@ def labels_resolve(*, project: Project, names: list[str]) -> list[int]:
 
 
 def _with_labels(queryset, label_ids: list[int], op: str):
+    """Keep embeddings of images with all (`and`) or any (`or`) of the labels, as classification or object labels."""
     if not label_ids:
         return queryset
+
+    def has(ids) -> Q:
+        return Q(Exists(Classification.objects.filter(image_id=OuterRef("image_id"), label_id__in=ids))) | Q(
+            Exists(Annotation.objects.filter(image_id=OuterRef("image_id"), label_id__in=ids))
+        )
+
     if op == "and":
         for label_id in label_ids:
-            queryset = queryset.filter(Exists(Classification.objects.filter(image_id=OuterRef("image_id"), label_id=label_id)))
+            queryset = queryset.filter(has([label_id]))
         return queryset
-    return queryset.filter(Exists(Classification.objects.filter(image_id=OuterRef("image_id"), label_id__in=label_ids)))
+    return queryset.filter(has(label_ids))
 
 
 _REGISTERED: weakref.WeakSet = weakref.WeakSet()
@@ -64,13 +71,15 @@ def _vector_connection():
 
 
 def _label_sql(label_ids: list[int], op: str) -> tuple[str, list]:
+    """The same rule as `_with_labels` (and annotations.filters): a classification label or an object's label."""
     if not label_ids:
         return "", []
-    table = Classification._meta.db_table
+    classes, objects = Classification._meta.db_table, Annotation._meta.db_table
+    labels_of = (f"SELECT c.label_id FROM {classes} c WHERE c.image_id = e.image_id AND c.label_id = ANY(%s)"
+                 f" UNION SELECT a.label_id FROM {objects} a WHERE a.image_id = e.image_id AND a.label_id = ANY(%s)")  # fmt: skip
     if op == "and":
-        return (f" AND (SELECT count(DISTINCT c.label_id) FROM {table} c WHERE c.image_id = e.image_id"
-                f" AND c.label_id = ANY(%s)) = %s", [label_ids, len(set(label_ids))])  # fmt: skip
-    return f" AND EXISTS (SELECT 1 FROM {table} c WHERE c.image_id = e.image_id AND c.label_id = ANY(%s))", [label_ids]
+        return f" AND (SELECT count(*) FROM ({labels_of}) l) = %s", [label_ids, label_ids, len(set(label_ids))]
+    return f" AND EXISTS ({labels_of})", [label_ids, label_ids]
 
 
 def similar_images(
@@ -95,14 +104,20 @@ def similar_images(
     query = Vector(np.asarray(vector, dtype=np.float32))
     params = [query, project.pk, *([exclude_image_id] if exclude_image_id is not None else []), *labels_params, query, limit]
     candidates = max(ef_search or EF_SEARCH, 2 * int(limit))
-    with transaction.atomic():
+    with transaction.atomic(), connection.wrap_database_errors:
         with psycopg.Cursor(_vector_connection()) as cursor:
             # relaxed_order: strict_order re-walks up to hnsw.max_scan_tuples when later candidates come back
             # closer (measured: 0.5 s a query on near-tied vectors); the few rows are sorted here instead.
             cursor.execute("SELECT set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', 'relaxed_order', true)",
                            [str(min(1000, candidates))])  # fmt: skip
             cursor.execute(sql, params, binary=True)
-            rows = sorted(cursor.fetchall(), key=lambda row: row[1])
+            rows = cursor.fetchall()
+            if len(rows) < limit and (labels_sql or exclude_sql):
+                # The walk stops after hnsw.max_scan_tuples; a rare label in a large index can come back
+                # short. Then search exactly (`+ 0` keeps the planner off the index).
+                cursor.execute(sql.replace("ORDER BY e.vector <=> %s", "ORDER BY (e.vector <=> %s) + 0"), params, binary=True)
+                rows = cursor.fetchall()
+    rows.sort(key=lambda row: row[1])
     return [(image_id, 1.0 - distance) for image_id, distance in rows if 1.0 - distance >= threshold]
 
 
@@ -114,7 +129,7 @@ def project_vectors(*, project: Project, label_ids: list[int] | None = None, op:
     queryset = _with_labels(ImageEmbedding.objects.filter(project=project), label_ids or [], op).order_by("image_id")
     sql, params = queryset.values_list("image_id", "vector").query.sql_with_params()
     # Django's cursors bind parameters on the client, which cannot return binary rows.
-    with psycopg.Cursor(_vector_connection()) as cursor:
+    with connection.wrap_database_errors, psycopg.Cursor(_vector_connection()) as cursor:
         cursor.execute(sql, params, binary=True)
         rows = cursor.fetchall()
     if not rows:

@@ -6,11 +6,11 @@ import functools
 import logging
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from projects.models import Image, Project
-from similarity.models import ImageEmbedding, PairSearch
+from similarity.models import ImageEmbedding, PairSearch, UnindexedImage
 
 logger = logging.getLogger(__name__)
 COMPUTE_TASK = "similarity.tasks.embeddings_compute"
@@ -42,43 +42,90 @@ def embeddings_compute(*, project_id: int, progress=None) -> int:
     """Embed every image of the project that has no embedding yet, a batch at a time; returns how many.
 
     Idempotent: a second run, or two at once, finds nothing left (or skips what the other wrote).
+    An image deleted meanwhile is skipped; one that cannot be read or decoded is marked unindexed
+    with the reason, so it is not retried forever and the project page can say so.
     """
     from training.ml.embedder import EMBEDDER_NAME
 
     done = 0
     while True:
         batch = list(
-            Image.objects.filter(project_id=project_id, embedding__isnull=True).order_by("id")[:BATCH]
-        )
+            Image.objects.filter(project_id=project_id, embedding__isnull=True, unindexed__isnull=True)
+            .order_by("id")[:BATCH]
+        )  # fmt: skip
         if not batch:
             return done
-        readable, data = [], []
-        for image in batch:
-            try:
-                data.append(_read(image))
-                readable.append(image)
-            except OSError:  # the file went missing; leave the image unindexed and say so
-                logger.warning("Image %s has no readable file; not indexed", image.pk)
-        vectors = embedder().embed(data) if data else []
-        rows = [
-            ImageEmbedding(image=image, project_id=project_id, embedder=EMBEDDER_NAME, vector=vector)
-            for image, vector in zip(readable, vectors, strict=True)
-        ]
-        ImageEmbedding.objects.bulk_create(rows, ignore_conflicts=True)
-        done += len(rows)
+        embedded = _embed(batch)
+        rows = [ImageEmbedding(image_id=image.pk, project_id=project_id, embedder=EMBEDDER_NAME, vector=vector)
+                for image, vector in embedded]  # fmt: skip
+        done += _embeddings_insert(rows)
         if progress:
             progress(done)
-        if len(readable) < len(batch):  # unreadable files would be picked again forever
-            return done
+
+
+def _embed(batch: list[Image]) -> list[tuple[Image, object]]:
+    """(image, vector) for the batch; if the batch fails, image by image, marking the ones that fail."""
+    data = []
+    for image in batch:
+        try:
+            data.append(_read(image))
+        except OSError as exc:
+            data.append(exc)
+    readable = [(image, content) for image, content in zip(batch, data, strict=True) if isinstance(content, bytes)]
+    try:
+        vectors = embedder().embed([content for _, content in readable])
+        out = [(image, vector) for (image, _), vector in zip(readable, vectors, strict=True)]
+    except Exception:  # one image that will not decode must not stop the rest
+        out = []
+        for image, content in readable:
+            try:
+                out.append((image, embedder().embed([content])[0]))
+            except Exception as exc:
+                data[batch.index(image)] = exc
+    for image, content in zip(batch, data, strict=True):
+        if isinstance(content, Exception):
+            logger.warning("Image %s cannot be indexed: %s", image.pk, content)
+            UnindexedImage.objects.get_or_create(
+                image_id=image.pk, defaults={"project_id": image.project_id, "reason": str(content)[:300] or type(content).__name__}
+            )
+    return out
+
+
+def _embeddings_insert(rows: list[ImageEmbedding], *, replace: bool = False) -> int:
+    """Insert (or, re-indexing, replace), skipping images that were deleted while they were embedded."""
+    for _ in range(3):
+        alive = set(Image.objects.filter(pk__in=[row.image_id for row in rows]).values_list("pk", flat=True))
+        rows = [row for row in rows if row.image_id in alive]
+        try:
+            with transaction.atomic():
+                if replace:
+                    ImageEmbedding.objects.bulk_create(rows, update_conflicts=True, unique_fields=["image"],
+                                                       update_fields=["vector", "embedder"])  # fmt: skip
+                else:
+                    ImageEmbedding.objects.bulk_create(rows, ignore_conflicts=True)
+            return len(rows)
+        except IntegrityError:  # an image went between the check and the insert: check again
+            continue
+    return 0
 
 
 def embeddings_reindex(*, project: Project | None = None) -> int:
-    """Drop and recompute the embeddings of one project, or of every project."""
+    """Recompute the embeddings of one project, or of every project, replacing each row in place.
+
+    Searches keep working meanwhile: nothing is emptied first. Images marked unreadable get another try.
+    """
+    from training.ml.embedder import EMBEDDER_NAME
+
     projects = [project] if project is not None else list(Project.objects.order_by("id"))
     total = 0
     for each in projects:
-        ImageEmbedding.objects.filter(project=each).delete()
-        total += embeddings_compute(project_id=each.pk)
+        UnindexedImage.objects.filter(project=each).delete()
+        last = 0
+        while batch := list(Image.objects.filter(project=each, pk__gt=last).order_by("id")[:BATCH]):
+            last = batch[-1].pk
+            rows = [ImageEmbedding(image_id=image.pk, project_id=each.pk, embedder=EMBEDDER_NAME, vector=vector)
+                    for image, vector in _embed(batch)]  # fmt: skip
+            total += _embeddings_insert(rows, replace=True)
     return total
 
 
@@ -86,10 +133,18 @@ def embeddings_reindex(*, project: Project | None = None) -> int:
 
 
 def pair_search_start(*, project: Project, user, parameters: dict) -> PairSearch:
-    search = PairSearch.objects.create(project=project, created_by=user, parameters=parameters)
-    from django_q.tasks import async_task
+    """Queue a pair search, or hand back the one already queued or running with the same parameters."""
+    with transaction.atomic():
+        Project.objects.select_for_update().filter(pk=project.pk).first()
+        live = PairSearch.objects.filter(
+            project=project, parameters=parameters, status__in=[PairSearch.Status.QUEUED, PairSearch.Status.RUNNING]
+        ).first()
+        if live is not None:
+            return live
+        search = PairSearch.objects.create(project=project, created_by=user, parameters=parameters)
+        from django_q.tasks import async_task
 
-    transaction.on_commit(lambda: async_task(PAIRS_TASK, search.pk, task_name=f"pair search {search.pk}"))
+        transaction.on_commit(lambda: async_task(PAIRS_TASK, search.pk, task_name=f"pair search {search.pk}"))
     return search
 
 

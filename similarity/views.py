@@ -53,7 +53,10 @@ def similar_page(request, project_id: int):
     form = QueryForm(request.GET if any(k in request.GET for k in ("limit", "threshold", "labels", "op")) else None)
     query = _query(form)
     raw = request.GET.get("image", "")
-    image = Image.objects.for_project(project).filter(pk=int(raw)).first() if raw.isdigit() else None
+    image = Image.objects.for_project(project).filter(pk=int(raw)).first() if raw.isascii() and raw.isdigit() else None
+    if form.is_bound and not form.is_valid():
+        for field, texts in form.errors.items():
+            messages.error(request, f"{field}: {' '.join(texts)}")
     result = None
     try:
         if request.method == "POST" and request.FILES.get("file"):

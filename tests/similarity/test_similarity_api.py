@@ -41,7 +41,8 @@ def image(name):
 
 def test_uploads_are_indexed_in_the_background(api, photos):
     assert ImageEmbedding.objects.filter(project=photos).count() == 12
-    assert api.get(f"/api/projects/{photos.id}/similarity-index/").json() == {"images": 12, "indexed": 12, "complete": True}
+    assert api.get(f"/api/projects/{photos.id}/similarity-index/").json() == {
+        "images": 12, "indexed": 12, "unreadable": 0, "complete": True}
     vector = np.asarray(ImageEmbedding.objects.get(image=image("chelsea.png")).vector)
     assert vector.shape == (1280,)
     assert abs(float((vector**2).sum()) - 1.0) < 1e-4
@@ -111,10 +112,12 @@ def test_large_projects_search_pairs_in_the_background(api, photos, settings, dj
     assert PairSearch.objects.get().parameters == {"limit": 2, "threshold": 0.6, "labels": [], "op": "or"}
 
 
-def test_reindexing_recomputes_the_same_vectors(photos):
+def test_reindexing_recomputes_the_same_vectors_in_place(photos):
     before = dict(ImageEmbedding.objects.values_list("image_id", "vector"))
-    ImageEmbedding.objects.filter(project=photos).delete()
+    ImageEmbedding.objects.filter(image__name="moon.png").delete()  # one missing, the rest replaced
+    ImageEmbedding.objects.filter(image__name="brick.png").update(embedder="older")
     call_command("embeddings_reindex", "--project", str(photos.id))
+    assert set(ImageEmbedding.objects.values_list("embedder", flat=True)) == {"tf_efficientnet_lite0-imagenet-224"}
     after = dict(ImageEmbedding.objects.values_list("image_id", "vector"))
     assert set(after) == set(before)
     assert all(abs(float(np.dot(after[k], before[k])) - 1.0) < 1e-5 for k in before)
@@ -162,3 +165,33 @@ def test_near_duplicates_of_every_sample_photo_are_found(api, user, django_captu
         copy = ids[f"copy-{name.replace('.png', '.jpg')}"]
         best = api.get(f"/api/projects/{project.id}/similar/", {"image": copy, "limit": 1, "threshold": -1}).json()
         assert best["results"][0]["image"]["name"] == name
+
+
+def test_asking_again_reuses_the_pair_search_that_is_still_running(api, photos, settings, django_capture_on_commit_callbacks):
+    settings.SIGHTLINE_SYNC_PAIR_IMAGES = 5
+    with django_capture_on_commit_callbacks(execute=False):  # the worker has not picked it up yet
+        first = api.get(f"/api/projects/{photos.id}/similar-pairs/", {"limit": 2}).json()
+        again = api.get(f"/api/projects/{photos.id}/similar-pairs/", {"limit": 2}).json()
+        other = api.get(f"/api/projects/{photos.id}/similar-pairs/", {"limit": 3}).json()
+    assert first["id"] == again["id"] != other["id"]
+    assert PairSearch.objects.count() == 2
+
+
+def test_an_object_label_counts_for_the_label_filter(api, photos):
+    """As in the grid's filters, an image has a label if it classifies it or labels one of its objects."""
+    moon = image("moon.png")
+    crater = photos.labels.create(name="crater")
+    document = api.get(f"/api/images/{moon.id}/annotations/").json()  # a save replaces the whole document
+    saved = api.put(f"/api/images/{moon.id}/annotations/", {
+        "revision": document["revision"], "classifications": [{"label": c["label"]} for c in document["classifications"]],
+        "shapes": [{"label": crater.id, "kind": "box", "geometry": {"x": 10, "y": 10, "width": 20, "height": 20}}],
+    }, format="json")  # fmt: skip
+    assert saved.status_code == 200, saved.content
+    query = image("copy-coffee.jpg").id
+    found = api.get(f"/api/projects/{photos.id}/similar/", {"image": query, "labels": "crater", "threshold": -1}).json()
+    assert [r["image"]["name"] for r in found["results"]] == ["moon.png"]
+    both = api.get(f"/api/projects/{photos.id}/similar/",
+                   {"image": query, "labels": "crater,other", "op": "and", "threshold": -1}).json()  # fmt: skip
+    assert [r["image"]["name"] for r in both["results"]] == ["moon.png"]
+    pairs = api.get(f"/api/projects/{photos.id}/similar-pairs/", {"labels": "crater", "threshold": -1}).json()
+    assert pairs["pairs"] == []  # one image makes no pair

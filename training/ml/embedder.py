@@ -51,41 +51,35 @@ def top_pairs(vectors: np.ndarray, *, threshold: float, limit: int, block: int =
     """The `limit` most similar pairs (i < j) with cosine >= threshold, best first, by blocked matrix products.
 
     Each block of rows is multiplied with itself and every later row, so the whole N x N matrix is
-    never held; only pairs above the threshold are kept, and only the best `limit` of those.
+    never held, and only each block's best `limit` pairs are kept: memory stays at one block of
+    scores plus 2 x `limit` candidates, however many pairs pass a low threshold.
     """
     import torch
 
     matrix = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
     count = len(matrix)
-    found_i, found_j, found_s = [], [], []
-    kept = 0
+    best_s = torch.empty(0)
+    best_i = torch.empty(0, dtype=torch.long)
+    best_j = torch.empty(0, dtype=torch.long)
     for start in range(0, count, block):
         rows = matrix[start : start + block]
         scores = rows @ matrix[start:].T  # this block against itself and every later row
-        # Within the block, keep i < j only (the diagonal is each image with itself).
-        square = scores[:, : len(rows)]
-        square.masked_fill_(torch.ones_like(square, dtype=torch.bool).tril(), -2.0)
-        hits = (scores >= threshold).nonzero()
+        keep = scores >= threshold
+        keep[:, : len(rows)].triu_(diagonal=1)  # within the block, i < j only (not each image with itself)
+        hits = keep.nonzero()
         if len(hits):
             values = scores[hits[:, 0], hits[:, 1]]
-            found_i.append(hits[:, 0] + start)
-            found_j.append(hits[:, 1] + start)
-            found_s.append(values)
-            kept += len(values)
-            if kept > 4 * limit:  # keep memory bounded: only the best `limit` can be answered
-                found_i, found_j, found_s = _best(found_i, found_j, found_s, limit)
-                kept = len(found_s[0])
+            if len(values) > limit:
+                values, chosen = values.topk(limit)
+                hits = hits[chosen]
+            best_s = torch.cat([best_s, values])
+            best_i = torch.cat([best_i, hits[:, 0] + start])
+            best_j = torch.cat([best_j, hits[:, 1] + start])
+            if len(best_s) > limit:
+                best_s, chosen = best_s.topk(limit)
+                best_i, best_j = best_i[chosen], best_j[chosen]
         if progress:
             progress(min(1.0, (start + len(rows)) / count))
-    if not found_s:
-        return []
-    (i,), (j,), (s,) = _best(found_i, found_j, found_s, limit)
-    return [(int(a), int(b), float(c)) for a, b, c in zip(i.tolist(), j.tolist(), s.tolist(), strict=True)]
-
-
-def _best(found_i, found_j, found_s, limit):
-    import torch
-
-    i, j, s = torch.cat(found_i), torch.cat(found_j), torch.cat(found_s)
-    order = torch.argsort(s, descending=True, stable=True)[:limit]
-    return [i[order]], [j[order]], [s[order]]
+    order = torch.argsort(best_s, descending=True, stable=True)
+    return [(int(i), int(j), float(v)) for i, j, v in zip(best_i[order].tolist(), best_j[order].tolist(),
+                                                          best_s[order].tolist(), strict=True)]

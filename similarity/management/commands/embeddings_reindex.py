@@ -7,7 +7,7 @@ from similarity import services
 
 
 class Command(BaseCommand):
-    help = "Drop and recompute the image embeddings of one project (--project ID) or of every project."
+    help = "Recompute the image embeddings of one project (--project ID) or of every project, in place."
 
     def add_arguments(self, parser):
         parser.add_argument("--project", type=int, help="Only this project's images.")

@@ -1,0 +1,47 @@
+"""The background indexer: unreadable files and images deleted mid-batch do not stop it."""
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from projects.models import Image
+from projects.uploads import images_upload
+from similarity import services
+from similarity.models import ImageEmbedding, UnindexedImage
+from tests.factories import image_bytes, make_project
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def three(user):
+    """Three images, not indexed yet (the task queued after commit never ran)."""
+    project = make_project(owner=user)
+    files = [SimpleUploadedFile(f"{i}.png", image_bytes(color=(40 * i, 10, 10))) for i in range(3)]
+    return project, images_upload(project=project, user=user, files=files, labels=[]).stored
+
+
+def test_unreadable_and_undecodable_files_are_marked_and_the_rest_are_indexed(three, api):
+    project, images = three
+    images[0].file.storage.delete(images[0].file.name)
+    with images[1].file.storage.open(images[1].file.name, "wb") as damaged:
+        damaged.write(b"\x89PNG\r\n\x1a\n not the rest of a png")
+    assert services.embeddings_compute(project_id=project.id) == 1
+    assert list(ImageEmbedding.objects.values_list("image_id", flat=True)) == [images[2].pk]
+    assert sorted(UnindexedImage.objects.values_list("image_id", flat=True)) == [images[0].pk, images[1].pk]
+    assert services.embeddings_compute(project_id=project.id) == 0  # not retried forever
+    status = api.get(f"/api/projects/{project.id}/similarity-index/").json()
+    assert status == {"images": 3, "indexed": 1, "unreadable": 2, "complete": True}
+
+
+def test_an_image_deleted_while_it_is_embedded_is_skipped(three, monkeypatch):
+    project, images = three
+    real = services.embedder()
+
+    class DeletingEmbedder:
+        def embed(self, data):
+            Image.objects.filter(pk=images[1].pk).delete()  # someone deletes it meanwhile
+            return real.embed(data)
+
+    monkeypatch.setattr(services, "embedder", lambda: DeletingEmbedder())
+    assert services.embeddings_compute(project_id=project.id) == 2
+    assert sorted(ImageEmbedding.objects.values_list("image_id", flat=True)) == [images[0].pk, images[2].pk]
