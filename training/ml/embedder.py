@@ -51,8 +51,8 @@ def top_pairs(vectors: np.ndarray, *, threshold: float, limit: int, block: int =
     """The `limit` most similar pairs (i < j) with cosine >= threshold, best first, by blocked matrix products.
 
     Each block of rows is multiplied with itself and every later row, so the whole N x N matrix is
-    never held, and only each block's best `limit` pairs are kept: memory stays at one block of
-    scores plus 2 x `limit` candidates, however many pairs pass a low threshold.
+    never held. Once `limit` pairs are in hand, only scores above the worst of them can enter, so
+    later blocks yield few hits however low the threshold: memory stays at one block of scores.
     """
     import torch
 
@@ -61,23 +61,27 @@ def top_pairs(vectors: np.ndarray, *, threshold: float, limit: int, block: int =
     best_s = torch.empty(0)
     best_i = torch.empty(0, dtype=torch.long)
     best_j = torch.empty(0, dtype=torch.long)
+    floor = threshold
     for start in range(0, count, block):
         rows = matrix[start : start + block]
         scores = rows @ matrix[start:].T  # this block against itself and every later row
-        keep = scores >= threshold
+        keep = scores >= floor
         keep[:, : len(rows)].triu_(diagonal=1)  # within the block, i < j only (not each image with itself)
-        hits = keep.nonzero()
-        if len(hits):
+        passing = int(keep.sum())
+        if passing > limit:  # many hits (a low floor, early on): the block's best, without listing every hit
+            values, flat = scores.masked_fill_(~keep, float("-inf")).view(-1).topk(limit)
+            hits = torch.stack([flat // scores.shape[1], flat % scores.shape[1]], dim=1)
+        elif passing:
+            hits = keep.nonzero()
             values = scores[hits[:, 0], hits[:, 1]]
-            if len(values) > limit:
-                values, chosen = values.topk(limit)
-                hits = hits[chosen]
+        if passing:
             best_s = torch.cat([best_s, values])
             best_i = torch.cat([best_i, hits[:, 0] + start])
             best_j = torch.cat([best_j, hits[:, 1] + start])
-            if len(best_s) > limit:
+            if len(best_s) >= limit:
                 best_s, chosen = best_s.topk(limit)
                 best_i, best_j = best_i[chosen], best_j[chosen]
+                floor = max(threshold, float(best_s[-1]))  # the worst pair kept: nothing below it can enter
         if progress:
             progress(min(1.0, (start + len(rows)) / count))
     order = torch.argsort(best_s, descending=True, stable=True)
