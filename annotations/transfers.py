@@ -8,6 +8,7 @@ from django.db import transaction
 from annotations import documents
 from annotations.formats import FORMATS
 from annotations.formats.base import Dataset, DatasetImage, Exported, FormatError, LabelInfo, Shape, Summary
+from projects.files import stored_bytes
 from projects.models import Image, Label, Project
 from projects.services import label_create
 
@@ -35,18 +36,11 @@ def dataset_build(*, project: Project, with_content: bool = False, progress=None
                 suffix=file_name[file_name.rfind("."):] if "." in file_name else ".jpg",
             )  # fmt: skip
             if with_content:
-                image.content = _read_file(file_name)
+                image.content = stored_bytes(file_name)
             dataset.images.append(image)
         if progress:
             progress(min(1.0, (start + len(chunk)) / max(len(rows), 1)))
     return dataset
-
-
-def _read_file(name: str) -> bytes:
-    from django.core.files.storage import default_storage
-
-    with default_storage.open(name, "rb") as stored:
-        return stored.read()
 
 
 def _shape(row: dict, names: dict[int, str]) -> Shape:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
+from projects.files import stored_bytes
 from projects.models import Image, Project
 from similarity import selectors, services
 from similarity.models import ImageEmbedding, PairSearch, UnindexedImage
@@ -16,8 +17,7 @@ def _vector_of(image: Image):
     if stored is not None:
         return stored
     try:
-        with image.file.open("rb") as handle:
-            return services.embedder().embed([handle.read()])[0]
+        return services.embedder().embed([stored_bytes(image.file.name)])[0]
     except Exception as exc:  # a missing or damaged file is the image's problem, not a server error
         raise ValidationError({"image": [f"{image.name} cannot be read, so it cannot be searched with ({exc})."]}) from None
 

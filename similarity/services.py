@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from projects.files import stored_bytes
 from projects.models import Image, Project
 from similarity.models import ImageEmbedding, PairSearch, UnindexedImage
 
@@ -31,11 +32,6 @@ def embeddings_schedule(*, project_id: int) -> None:
     from django_q.tasks import async_task
 
     transaction.on_commit(lambda: async_task(COMPUTE_TASK, project_id, task_name=f"embeddings of project {project_id}"))
-
-
-def _read(image: Image) -> bytes:
-    with image.file.open("rb") as stored:
-        return stored.read()
 
 
 def embeddings_compute(*, project_id: int, progress=None) -> int:
@@ -68,7 +64,7 @@ def _embed(batch: list[Image]) -> list[tuple[Image, object]]:
     data = []
     for image in batch:
         try:
-            data.append(_read(image))
+            data.append(stored_bytes(image.file.name))
         except OSError as exc:
             data.append(exc)
     readable = [(image, content) for image, content in zip(batch, data, strict=True) if isinstance(content, bytes)]

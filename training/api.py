@@ -19,6 +19,7 @@ from config.parsers import RawImageParser
 from projects.permissions import access_child, access_project
 from training import bundles, downloads, predictions, selectors, services, statistics
 from training.models import Checkpoint, DatasetItem, DatasetVersion, ModelVersion, Split, Task, TrainingJob
+from training.statistics import thresholds_parse
 
 
 class JobOutput(serializers.Serializer):
@@ -221,21 +222,6 @@ def _view_query(request) -> tuple[str, str]:
     if split not in Split.values:
         raise ValidationError({"split": ["Choose train or valid."]})
     return checkpoint, split
-
-
-def thresholds_parse(raw: str | None, model: ModelVersion) -> list[float] | None:
-    """`0.4` for every label, or one comma-separated number per label; None when not given."""
-    if not raw:
-        return None
-    try:
-        values = [float(v) for v in raw.split(",")]
-    except ValueError:
-        raise ValidationError({"thresholds": ["Give numbers from 0 to 1, separated by commas."]}) from None
-    if len(values) == 1:
-        values = values * len(model.labels)
-    if len(values) != len(model.labels) or not all(0 <= v <= 1 for v in values):
-        raise ValidationError({"thresholds": [f"Give one number from 0 to 1, or {len(model.labels)} of them."]})
-    return values
 
 
 VIEW_PARAMETERS = [

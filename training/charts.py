@@ -19,7 +19,6 @@ class Series:
     name: str
     color: str
     points: str  # "x,y x,y ..." in SVG coordinates
-    dashed: bool = False
     dots: list[tuple[float, float, str]] = field(default_factory=list)  # x, y, title
 
 
@@ -36,8 +35,6 @@ class Chart:
     height: int = HEIGHT
     left: int = LEFT
     top: int = TOP
-    plot_width: int = WIDTH - LEFT - RIGHT
-    plot_height: int = HEIGHT - TOP - BOTTOM
     bottom: int = HEIGHT - BOTTOM
 
 

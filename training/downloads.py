@@ -13,6 +13,7 @@ import zipfile
 
 from django.core.files.storage import default_storage
 
+from projects.files import stored_bytes
 from projects.models import Image
 from training import statistics
 from training.models import ModelVersion, Split
@@ -38,8 +39,7 @@ def predictions_zip(*, model: ModelVersion, checkpoint: str) -> bytes:
             ])  # fmt: skip
             name = thumbnails.get(row["image_id"])
             if name and default_storage.exists(name):
-                with default_storage.open(name, "rb") as stored:
-                    archive.writestr(f"images/{row['split']}/{row['item']}-{safe_name(row['image_name'])}.webp", stored.read())
+                archive.writestr(f"images/{row['split']}/{row['item']}-{safe_name(row['image_name'])}.webp", stored_bytes(name))
         archive.writestr("predictions.csv", table.getvalue())
         meta = {"model": model.name, "checkpoint": checkpoint, "labels": model.labels, "multi_label": model.multi_label,
                 "thresholds": model.thresholds_for(checkpoint), "images": rows}  # fmt: skip

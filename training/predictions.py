@@ -12,8 +12,8 @@ import io
 import numpy as np
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.files.storage import default_storage
 
+from projects.files import stored_bytes
 from projects.imaging import ImageRejected, decode_image
 from training.ml.classification import Classifier
 from training.models import ModelVersion
@@ -23,8 +23,7 @@ from training.models import ModelVersion
 def classifier_load(name: str) -> Classifier:
     import torch
 
-    with default_storage.open(name, "rb") as stored:
-        return Classifier(torch.load(io.BytesIO(stored.read()), map_location="cpu", weights_only=True))
+    return Classifier(torch.load(io.BytesIO(stored_bytes(name)), map_location="cpu", weights_only=True))
 
 
 def upload_read(upload) -> bytes:

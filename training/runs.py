@@ -20,6 +20,7 @@ from django.core.files.storage import default_storage
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
+from projects.files import stored_bytes
 from training import statistics
 from training.ml import classification, runtime
 from training.ml.images import Sample
@@ -139,11 +140,6 @@ def _samples(job: TrainingJob, reporter: _Reporter) -> tuple[list, list, list, l
     return samples(train), samples(valid), train, valid
 
 
-def _read(name: str) -> bytes:
-    with default_storage.open(name, "rb") as stored:
-        return stored.read()
-
-
 def _train(job: TrainingJob, reporter: _Reporter) -> tuple[ModelVersion, str]:
     parameters, version = job.parameters, job.dataset_version
     train_samples, valid_samples, train_items, valid_items = _samples(job, reporter)
@@ -163,7 +159,7 @@ def _train(job: TrainingJob, reporter: _Reporter) -> tuple[ModelVersion, str]:
         f"{runtime.describe(device)}."
     )
     result = classification.train(
-        config, train_samples, valid_samples, hooks=reporter.hooks(), read=_read, device=device
+        config, train_samples, valid_samples, hooks=reporter.hooks(), read=stored_bytes, device=device
     )
     reporter.log(f"Stopped by {result.stopped_by}; best epoch {result.best_epoch} of {len(result.history)}.")
     return _model_save(job, config, result, train_items, valid_items), result.stopped_by

@@ -12,8 +12,9 @@ import io
 from dataclasses import dataclass
 
 import numpy as np
-from django.core.files.storage import default_storage
+from django.core.exceptions import ValidationError
 
+from projects.files import stored_bytes
 from training.ml import metrics
 from training.models import Checkpoint, DatasetItem, ModelVersion, Split
 
@@ -35,9 +36,8 @@ class Evaluation:
 @functools.lru_cache(maxsize=32)
 def _arrays(name: str) -> dict[str, np.ndarray]:
     """An evaluation file never changes once written, so its arrays are cached by name."""
-    with default_storage.open(name, "rb") as stored:
-        with np.load(io.BytesIO(stored.read())) as data:
-            return {key: data[key] for key in data.files}
+    with np.load(io.BytesIO(stored_bytes(name))) as data:
+        return {key: data[key] for key in data.files}
 
 
 @functools.lru_cache(maxsize=32)
@@ -142,3 +142,18 @@ def model_predictions(
     if show == "wrong":
         rows.sort(key=lambda row: -row["top_score"])
     return rows
+
+
+def thresholds_parse(raw: str | None, model: ModelVersion) -> list[float] | None:
+    """`0.4` for every label, or one comma-separated number per label; None when not given."""
+    if not raw:
+        return None
+    try:
+        values = [float(v) for v in raw.split(",")]
+    except ValueError:
+        raise ValidationError({"thresholds": ["Give numbers from 0 to 1, separated by commas."]}) from None
+    if len(values) == 1:
+        values = values * len(model.labels)
+    if len(values) != len(model.labels) or not all(0 <= v <= 1 for v in values):
+        raise ValidationError({"thresholds": [f"Give one number from 0 to 1, or {len(model.labels)} of them."]})
+    return values

@@ -14,12 +14,13 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from projects.files import stored_bytes
 from projects.models import Image
 from projects.permissions import access_project, project_permissions
 from training import charts, predictions, selectors, services, statistics
-from training.api import thresholds_parse
 from training.models import Checkpoint, ModelVersion, Split, TrainingJob
 from training.parameters import CLASSIFICATION
+from training.statistics import thresholds_parse
 
 GALLERY_PAGE_SIZE = 48
 PREDICT_MAX_IMAGES = 48
@@ -270,7 +271,7 @@ def predict_page(request, project_id: int):
                 ranked = predictions.images_predict(model=chosen, checkpoint=checkpoint, images=data)
                 results = [{"name": u.name, "image": None, "predictions": r} for u, r in zip(uploads, ranked, strict=False)]
             elif images:
-                data = [_read(image.file) for image in images]
+                data = [stored_bytes(image.file.name) for image in images]
                 ranked = predictions.images_predict(model=chosen, checkpoint=checkpoint, images=data)
                 results = [{"name": i.name, "image": i, "predictions": r} for i, r in zip(images, ranked, strict=True)]
             else:
@@ -279,8 +280,3 @@ def predict_page(request, project_id: int):
             _errors(request, exc)
     context = {"project": project, "models": models, "chosen": chosen, "images": images, "results": results}
     return render(request, "training/predict.html", context)
-
-
-def _read(field) -> bytes:
-    with field.open("rb") as stored:
-        return stored.read()
