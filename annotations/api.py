@@ -9,7 +9,7 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotations import documents, operations, selectors, services, transfers
+from annotations import documents, operations, selectors, services, smart, transfers
 from annotations.formats import FORMATS
 from annotations.formats.base import FormatError
 from config.api import PlainListField, StrictSerializer
@@ -82,6 +82,37 @@ class PolygonizeApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         return Response(operations.shape_polygonize(image=image, **data.validated_data))
+
+
+class SmartApi(APIView):
+    """The smart labeling tool (spec 000): a work area and marks in, a mask out. Nothing is saved here;
+    the labeler saves the mask (source `smart`) when the person presses Done.
+
+    `box` is {x, y, width, height} in image pixels (the whole image when left out); `foreground` and
+    `background` are lists of clicks `[x, y]` or strokes `[[x, y], ...]`. The reply's `rle` is COCO RLE
+    the size of the image, ready to be a mask shape's `geometry.rle`."""
+
+    class InputSerializer(StrictSerializer):
+        box = serializers.JSONField(required=False, default=None)
+        foreground = PlainListField(required=False, default=list)
+        background = PlainListField(required=False, default=list)
+
+    @extend_schema(responses={200: dict})
+    def get(self, request, image_id: int):
+        """Which engine would answer, and whether this image's SAM embedding is ready."""
+        image = access_image(request.user, image_id, "annotate_project")
+        backend = smart.smart_backend()
+        return Response({**backend.as_dict(), "embedding_cached": smart.sam_embedding_ready(backend, image)})
+
+    @extend_schema(request=InputSerializer, responses={200: dict, 400: dict})
+    def post(self, request, image_id: int):
+        image = access_image(request.user, image_id, "annotate_project")
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            return Response(smart.smart_segment(image=image, **data.validated_data))
+        except smart.PromptError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
 
 
 class BulkAnnotationsApi(APIView):

@@ -74,7 +74,18 @@ def labeling_time_csv(rows: list[dict], *, filename: str) -> HttpResponse:
     return response
 
 
-def image_neighbours(*, project, image, user, filters: dict) -> tuple[int | None, int | None, int, int]:
+@dataclass(frozen=True)
+class Walk:
+    """Where an image sits among the images the labeler walks."""
+
+    previous: int | None
+    next: int | None
+    position: int  # 1-based; 0 when the image is outside the filter
+    total: int
+    ahead: list[int]  # the next few ids, whose smart-tool embeddings are worth computing now
+
+
+def image_neighbours(*, project, image, user, filters: dict, ahead: int = 0) -> Walk:
     """Previous and next image ids, the image's position and the count, within the grid's filters.
 
     Labeling walks the filtered images only when a filter is on (spec 000); the order is the
@@ -82,9 +93,12 @@ def image_neighbours(*, project, image, user, filters: dict) -> tuple[int | None
     """
     ids = filtered_image_ids(project=project, user=user, filters=filters)
     if image.pk not in ids:
-        return (None, ids[0] if ids else None, 0, len(ids))
+        return Walk(None, ids[0] if ids else None, 0, len(ids), ids[:ahead])
     at = ids.index(image.pk)
-    return (ids[at - 1] if at > 0 else None, ids[at + 1] if at + 1 < len(ids) else None, at + 1, len(ids))
+    return Walk(
+        ids[at - 1] if at > 0 else None, ids[at + 1] if at + 1 < len(ids) else None, at + 1, len(ids),
+        ids[at + 1 : at + 1 + ahead],
+    )  # fmt: skip
 
 
 def filtered_image_ids(*, project, user, filters: dict) -> list[int]:

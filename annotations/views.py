@@ -3,6 +3,7 @@
 from urllib.parse import urlencode
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -11,7 +12,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts.models import User
-from annotations import selectors, transfers
+from annotations import selectors, smart, transfers
 from annotations.formats import FORMATS
 from annotations.models import TransferJob
 from projects.models import Image
@@ -113,7 +114,9 @@ def labeler(request, project_id: int, image_id: int):
     image = get_object_or_404(Image, project=project, pk=image_id)
     query, suffix = _walk(request)
     try:
-        neighbours = selectors.image_neighbours(project=project, image=image, user=request.user, filters=query)
+        walk = selectors.image_neighbours(
+            project=project, image=image, user=request.user, filters=query, ahead=settings.SIGHTLINE_SAM_PREFETCH
+        )
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
         return redirect("projects:detail", project_id=project.pk)
@@ -122,17 +125,23 @@ def labeler(request, project_id: int, image_id: int):
          "keypoint_template": label.keypoint_template}
         for label in project.labels.all()
     ]  # fmt: skip
+    can_annotate = "annotate_project" in project_permissions(request.user, project)
+    backend = smart.smart_backend()
+    if can_annotate:
+        # The person will likely click here first and then go on: SAM embeddings for both, computed now.
+        smart.sam_prefetch_schedule(image_ids=[image.pk, *walk.ahead])
     config = {
         "image": {"id": image.pk, "name": image.name, "width": image.width, "height": image.height,
                   "url": f"/api/images/{image.pk}/file/"},
         "labels": labels,
         "projectId": project.pk,
-        "canAnnotate": "annotate_project" in project_permissions(request.user, project),
-        "previousUrl": f"/projects/{project.pk}/images/{neighbours[0]}/label/{suffix}" if neighbours[0] else None,
-        "nextUrl": f"/projects/{project.pk}/images/{neighbours[1]}/label/{suffix}" if neighbours[1] else None,
+        "canAnnotate": can_annotate,
+        "smart": backend.as_dict(),
+        "previousUrl": f"/projects/{project.pk}/images/{walk.previous}/label/{suffix}" if walk.previous else None,
+        "nextUrl": f"/projects/{project.pk}/images/{walk.next}/label/{suffix}" if walk.next else None,
     }  # fmt: skip
-    context = {"project": project, "image": image, "config": config, "position": neighbours[2],
-               "total": neighbours[3], "filtered": any(query.values()), "suffix": suffix}  # fmt: skip
+    context = {"project": project, "image": image, "config": config, "position": walk.position,
+               "total": walk.total, "filtered": any(query.values()), "suffix": suffix}  # fmt: skip
     return render(request, "annotations/labeler.html", context)
 
 

@@ -1,4 +1,5 @@
-"""GET /healthz: is the database up, is pgvector installed, is a background worker alive."""
+"""GET /healthz: is the database up, is pgvector installed, is a background worker alive, can the smart tool
+use the SAM checkpoint it was given."""
 
 from django.conf import settings
 from django.db import connection
@@ -35,14 +36,21 @@ def _worker() -> dict:
     return {"ok": True, **body}
 
 
-CHECKS = {"database": _database, "vector": _vector, "worker": _worker}
+def _smart() -> dict:
+    from annotations.smart import smart_backend
+
+    backend = smart_backend()
+    return {"ok": not backend.error, **backend.as_dict()}
+
+
+CHECKS = {"database": _database, "vector": _vector, "worker": _worker, "smart": _smart}
 
 
 @require_GET
 def healthz(request):
     results = {}
     for name, check in CHECKS.items():
-        if name != "database" and not results["database"]["ok"]:
+        if name in {"vector", "worker"} and not results["database"]["ok"]:
             results[name] = {"ok": False, "error": "The database is down."}
             continue
         try:

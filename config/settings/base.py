@@ -183,6 +183,16 @@ SIGHTLINE_TRAINING_STALE_SECONDS = env_int("SIGHTLINE_TRAINING_STALE_SECONDS", 1
 # NvN searches over more indexed images than this run as background jobs with progress.
 SIGHTLINE_SYNC_PAIR_IMAGES = env_int("SIGHTLINE_SYNC_PAIR_IMAGES", 5_000)
 
+# The smart labeling tool: Segment Anything when this names a vit_b / vit_l / vit_h checkpoint,
+# GrabCut otherwise. Image embeddings are cached on disk (about 2 MB each) up to the size given,
+# and computed in the background for this many images ahead of the one a person opens.
+SIGHTLINE_SAM_CHECKPOINT = os.environ.get("SIGHTLINE_SAM_CHECKPOINT", "")
+SIGHTLINE_SAM_CACHE_DIR = Path(os.environ.get("SIGHTLINE_SAM_CACHE_DIR", DATA_DIR / "cache" / "sam"))
+SIGHTLINE_SAM_CACHE_MB = env_int("SIGHTLINE_SAM_CACHE_MB", 4096)
+SIGHTLINE_SAM_PREFETCH = env_int("SIGHTLINE_SAM_PREFETCH", 3)
+# GrabCut works on the work area scaled down to this many pixels on its longer side.
+SIGHTLINE_GRABCUT_MAX_SIDE = env_int("SIGHTLINE_GRABCUT_MAX_SIDE", 512)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

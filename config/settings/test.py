@@ -8,6 +8,7 @@ from .base import *  # noqa: F403
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 MEDIA_ROOT = Path(tempfile.mkdtemp(prefix="sightline-test-media-"))
+SIGHTLINE_SAM_CACHE_DIR = Path(tempfile.mkdtemp(prefix="sightline-test-sam-"))
 SIGHTLINE_ALLOW_REGISTRATION = True
 LOGGING = {"version": 1, "disable_existing_loggers": False, "root": {"level": "WARNING"}}
 

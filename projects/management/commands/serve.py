@@ -13,6 +13,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django_q.tasks import async_task
 
+from annotations.smart import smart_backend
 from config import embedded_db
 from projects import demo
 from training.tasks import HEARTBEAT_TASK
@@ -33,6 +34,11 @@ class Command(BaseCommand):
             _, project, created = demo.demo_seed()
             if created:
                 self.stdout.write(f"Created the demo project with {project.images.count()} images.")
+        backend = smart_backend()
+        if backend.error:
+            self.stderr.write(self.style.ERROR(f"Smart labeling: {backend.error} Using GrabCut until it is fixed."))
+        else:
+            self.stdout.write(f"Smart labeling: {backend.description}.")
         # A first heartbeat now, so /healthz is green as soon as the worker picks it up.
         async_task(HEARTBEAT_TASK)
 
