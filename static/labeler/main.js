@@ -101,6 +101,9 @@ async function start() {
       el.setAttribute("aria-pressed", String(/** @type {HTMLElement} */ (el).dataset.tool === tools.tool));
     }
     $("bitmap-mode").hidden = tools.tool !== "mask";
+    $("smart-panel").hidden = tools.tool !== "smart";
+    $("smart-mode").textContent = tools.smart.mode === "foreground" ? "Marking: foreground (X)" : "Marking: background (X)";
+    $("smart-mode").dataset.mode = tools.smart.mode;
     $("bitmap-mode").textContent = `${tools.bitmap.mode} · ${Math.round(tools.bitmap.size)} px (E brush, R eraser, G fill, [ ] size, N new)`;
   }
 
@@ -148,6 +151,21 @@ async function start() {
     store.commit(() => replace(shape, result));
   }
 
+  /** Done: the last extracted mask becomes an object (source "smart"), selected for touch-ups. */
+  function smartDone() {
+    const geometry = tools.smart.geometry();
+    if (!geometry) return smartStatus(tools.smart.result ? "Nothing to keep: Extract found no pixels." : "Extract first.");
+    const shape = store.add({ label: /** @type {number} */ (tools.label), kind: "mask", geometry, source: "smart" });
+    tools.smart.reset();
+    tools.select(shape._key);
+    smartStatus("Kept as a mask object. Bitmap (M) touches it up; To polygon converts it. Drag a new work area for the next.");
+  }
+
+  /** @param {string} text */
+  function smartStatus(text) {
+    $("smart-state").textContent = text;
+  }
+
   /** @param {number|undefined} key */
   function remove(key) {
     if (key === undefined) return;
@@ -159,6 +177,11 @@ async function start() {
   tools.addEventListener("select", markSelected);
   tools.addEventListener("tool", renderPanels);
   tools.addEventListener("need-label", () => saver.show("error", "Create a label first."));
+  tools.smart.addEventListener("status", (event) => smartStatus(/** @type {CustomEvent} */ (event).detail));
+  tools.smart.addEventListener("extracted", () => renderer.requestDraw());
+  $("smart-backend").textContent = config.smart.description;
+  $("smart-backend").title = config.smart.error || "";
+  $("smart-backend").classList.toggle("warning", !!config.smart.error);
   tools.addEventListener("notice", (event) => saver.show("error", /** @type {CustomEvent} */ (event).detail));
   /** @type {HTMLInputElement} */ ($("aspect")).addEventListener("change", (event) => {
     const [w, h] = /** @type {HTMLInputElement} */ (event.target).value.split(":").map(Number);
@@ -186,6 +209,11 @@ async function start() {
     previous: () => config.previousUrl && (location.href = config.previousUrl),
     next: () => config.nextUrl && (location.href = config.nextUrl),
     rasterize: () => convert("rasterize"),
+    "smart-extract": () => tools.smart.extract(labels.get(/** @type {number} */ (tools.label))?.color || "#ffffff"),
+    "smart-done": () => smartDone(),
+    "smart-clear": () => { tools.smart.reset(); renderer.requestDraw(); },
+    "smart-new-area": () => { tools.smart.newArea = true; smartStatus("Drag the new work area."); },
+    "smart-mode": () => { tools.smart.mode = tools.smart.mode === "foreground" ? "background" : "foreground"; renderPanels(); },
     polygonize: () => convert("polygonize"),
     "hide-all": () => { store.shapes.forEach((s) => { s._hidden = true; }); renderPanels(); renderer.requestDraw(); },
     "show-all": () => { store.shapes.forEach((s) => { s._hidden = false; }); renderPanels(); renderer.requestDraw(); },
@@ -206,6 +234,15 @@ async function start() {
     const hotkey = config.labels.find((/** @type {any} */ l) => String(l.hotkey) === e.key);
     if (hotkey) return setLabel(hotkey.id);
     /** @type {Record<string, () => void>} */
+    if (tools.tool === "smart") {
+      /** @type {Record<string, () => void>} */
+      const smartKeys = {
+        enter: () => (e.shiftKey ? actions["smart-done"]() : actions["smart-extract"]()),
+        x: actions["smart-mode"],
+        escape: () => { actions["smart-clear"](); },
+      };
+      if (smartKeys[key]) { e.preventDefault(); smartKeys[key](); return; }
+    }
     if (tools.tool === "mask") {
       /** @type {Record<string, () => void>} */
       const bitmapKeys = {
@@ -226,7 +263,7 @@ async function start() {
       r: () => { tools.setTool("select"); tools.vertexMode = "remove"; saver.show(saver.status.dataset.state || "saved", "Click vertices to remove them (Esc to stop)"); },
       e: () => tools.setTool("select"),
       h: () => tools.setTool("polygon", store.find(renderer.selected)?.kind === "polygon" ? "hole" : "new"),
-      p: () => tools.setTool("points"), m: () => tools.setTool("mask"), enter: () => tools.finish(), f: () => renderer.fit(),
+      p: () => tools.setTool("points"), m: () => tools.setTool("mask"), w: () => tools.setTool("smart"), enter: () => tools.finish(), f: () => renderer.fit(),
       delete: () => remove(renderer.selected), backspace: () => remove(renderer.selected),
       a: actions.previous, arrowleft: actions.previous, d: actions.next, arrowright: actions.next,
     };

@@ -3,10 +3,12 @@
  * The mode state machine: which tool is active and what a pointer does with it.
  * select: pick, move, drag vertices. box: drag a rectangle. polygon / polyline: click vertices,
  * Enter (or a click on the first vertex) finishes. points: each click is a point.
+ * smart: a work area and foreground/background marks for the server's SAM or GrabCut (smart.js).
  * Space-drag or the middle button pans in every mode; the wheel zooms at the cursor.
  */
 import { BitmapEditor } from "./bitmap.js";
 import { geometryOf, handles } from "./renderer.js";
+import { SmartTool } from "./smart.js";
 
 /** @typedef {import("./store.js").Shape} Shape */
 
@@ -16,7 +18,7 @@ const scratch = /** @type {CanvasRenderingContext2D} */ (document.createElement(
 export class Tools extends EventTarget {
   /**
    * @param {HTMLCanvasElement} canvas @param {import("./renderer.js").Renderer} renderer
-   * @param {import("./store.js").Store} store @param {{width: number, height: number}} image
+   * @param {import("./store.js").Store} store @param {{id: number, width: number, height: number}} image
    */
   constructor(canvas, renderer, store, image) {
     super();
@@ -39,12 +41,15 @@ export class Tools extends EventTarget {
     this.drag = null;
     this.spaceDown = false;
     this.bitmap = new BitmapEditor(image);
+    this.smart = new SmartTool(image);
     /** @type {number[]} */
     this.pointer = [0, 0];
     renderer.overlay = (ctx, scale) => this.drawOverlay(ctx, scale);
     canvas.addEventListener("pointerdown", (e) => this.down(e));
     canvas.addEventListener("pointermove", (e) => this.move(e));
     canvas.addEventListener("pointerup", (e) => this.up(e));
+    // The right button marks background in the smart tool.
+    canvas.addEventListener("contextmenu", (e) => { if (this.tool === "smart") e.preventDefault(); });
     canvas.addEventListener("wheel", (e) => {
       e.preventDefault();
       this.renderer.zoomAt(e.offsetX, e.offsetY, Math.exp(-e.deltaY * 0.0015));
@@ -54,6 +59,7 @@ export class Tools extends EventTarget {
   /** @param {string} tool @param {string} [ringMode] */
   setTool(tool, ringMode = "new") {
     if (tool !== "mask") this.closeBitmap();
+    if (tool !== "smart" && this.tool === "smart") this.smart.reset(); // nothing is kept until Done
     this.tool = tool;
     this.ringMode = ringMode;
     this.vertexMode = "move";
@@ -82,8 +88,15 @@ export class Tools extends EventTarget {
       this.drag = { kind: "pan", x: e.offsetX, y: e.offsetY };
       return;
     }
-    if (e.button !== 0) return;
     const point = this.at(e);
+    if (this.tool === "smart" && (e.button === 0 || e.button === 2)) {
+      if (this.label === null) return this.dispatchEvent(new CustomEvent("need-label"));
+      this.smart.down(point, e);
+      this.drag = { kind: "smart" };
+      this.renderer.requestDraw();
+      return;
+    }
+    if (e.button !== 0) return;
     if (this.tool === "select") return this.pick(e, point);
     if (this.label === null) return this.dispatchEvent(new CustomEvent("need-label"));
     if (this.tool === "mask") return this.paint(point);
@@ -162,6 +175,8 @@ export class Tools extends EventTarget {
       drag.moved = true;
     } else if (drag.kind === "paint") {
       this.bitmap.stroke(this.pointer);
+    } else if (drag.kind === "smart") {
+      this.smart.move(this.pointer, this.renderer.view.scale);
     } else if (drag.kind === "keypoint") {
       const [x, y] = this.pointer;
       drag.shape.keypoints = drag.shape.keypoints.map((/** @type {any} */ k, /** @type {number} */ i) => (i === drag.index ? { ...k, x, y } : k));
@@ -176,6 +191,11 @@ export class Tools extends EventTarget {
     this.drag = null;
     if (!drag) return;
     if (drag.kind === "paint") return this.finishBitmap();
+    if (drag.kind === "smart") {
+      this.smart.up(this.renderer.view.scale);
+      this.renderer.requestDraw();
+      return;
+    }
     if (drag.kind === "box") {
       const [x0, y0] = drag.from, [x1, y1] = drag.to;
       const width = Math.abs(x1 - x0), height = Math.abs(y1 - y0);
@@ -343,6 +363,7 @@ export class Tools extends EventTarget {
 
   /** @param {CanvasRenderingContext2D} ctx @param {number} scale */
   drawOverlay(ctx, scale) {
+    if (this.tool === "smart") this.smart.draw(ctx, scale);
     if (this.bitmap.canvas) {
       ctx.globalAlpha = 0.5;
       ctx.drawImage(this.bitmap.canvas, 0, 0);

@@ -1,0 +1,68 @@
+"""The smart tool in Chromium: work area, scribbles, Extract, refine, Done, and the mask is stored."""
+
+import io
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from PIL import Image as PILImage
+
+from annotations.geometry import decode_mask
+from annotations.models import Annotation
+from projects.models import Label
+from projects.uploads import images_upload
+from tests.annotations.smart_scenes import iou, scene
+from tests.browser.test_labeler import login, open_labeler, saved, screen
+from tests.browser.test_training import shot
+from tests.factories import UserFactory, make_project
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+
+
+def drag(page, points):
+    page.mouse.move(*screen(page, *points[0]))
+    page.mouse.down()
+    for point in points[1:]:
+        page.mouse.move(*screen(page, *point), steps=4)
+    page.mouse.up()
+
+
+def test_extract_refine_and_keep_a_smart_mask(live_server, page):
+    user = UserFactory(username="labeler")
+    project = make_project(owner=user, name="Shapes")
+    Label.objects.create(project=project, name="blob", color="#ff8800", hotkey=1)
+    s = scene("ring", 2)
+    buffer = io.BytesIO()
+    PILImage.fromarray(s.rgb).save(buffer, format="PNG")
+    image = images_upload(project=project, user=user, labels=[],
+                          files=[SimpleUploadedFile("ring.png", buffer.getvalue())]).stored[0]  # fmt: skip
+    login(page, live_server)
+    open_labeler(page, f"{live_server.url}/projects/{project.id}/images/{image.id}/label/")
+
+    page.keyboard.press("w")
+    assert page.locator("#smart-backend").inner_text() == "GrabCut (OpenCV): foreground and background scribbles"
+    box = s.box
+    drag(page, [(box["x"], box["y"]), (box["x"] + box["width"], box["y"] + box["height"])])
+    ring = s.foreground[0]
+    drag(page, ring[:12])  # half the ring first
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.getElementById('smart-state').textContent.startsWith('Extracted')")
+    first = page.evaluate("() => window.sightline.tools.smart.result")
+    assert Annotation.objects.count() == 0  # until Done, nothing is saved
+
+    # Refine: the rest of the ring, and the hole as background (right button).
+    drag(page, ring[12:])
+    page.mouse.click(*screen(page, *s.background[0]), button="right")
+    page.click("button[data-action=smart-extract]")
+    page.wait_for_function(f"window.sightline.tools.smart.result && window.sightline.tools.smart.result.rle.counts !== {first['rle']['counts']!r}")
+    shot(page, "smart-refined")
+    assert page.evaluate("() => [window.sightline.tools.smart.foreground.length, window.sightline.tools.smart.background.length]") == [2, 1]
+
+    page.click("button[data-action=smart-done]")
+    saved(page)
+    stored = Annotation.objects.get(image=image)
+    assert (stored.kind, stored.source, stored.label.name) == ("mask", "smart", "blob")
+    mask = decode_mask(stored.geometry["rle"])
+    assert iou(mask, s.truth) >= 0.9
+    assert not mask[int(s.truth.shape[0] / 2), int(s.truth.shape[1] / 2)]  # the hole stays a hole
+    assert page.locator("#object-list li").count() == 1
+    assert page.evaluate("() => window.sightline.tools.smart.result") is None
