@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(PY) bench/labeler.py
 	$(PY) bench/training.py
 	$(PY) bench/similarity.py
+	$(PY) bench/smart.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -167,6 +167,7 @@ def sam_embedding(backend: SmartBackend, image: Image) -> tuple[np.ndarray, bool
             if features is None:
                 features = sam_engine(backend).embed(image_rgb(image))
                 _cache_write(path, features)
+    features = features.astype(np.float32)  # on disk in half precision; cast once, not on every click
     _embeddings.put(key, features)
     return features, cached
 

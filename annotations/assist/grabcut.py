@@ -16,7 +16,7 @@ from annotations.assist.prompts import Prompt, PromptError
 MARGIN = 0.1  # of the work area's size, on each side, as background the model learns from
 
 
-def grabcut_segment(rgb: np.ndarray, prompt: Prompt, *, max_side: int = 512, iterations: int = 3) -> np.ndarray:
+def grabcut_segment(rgb: np.ndarray, prompt: Prompt, *, max_side: int = 512, iterations: int = 2) -> np.ndarray:
     """A boolean mask the size of `rgb` (HxWx3 uint8), true on the foreground inside the work area."""
     height, width = rgb.shape[:2]
     x0, y0, x1, y1 = prompt.box

@@ -287,7 +287,7 @@ def decoder_onnx(model):
     session = onnxruntime.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
 
     def run(coords: np.ndarray, labels: np.ndarray, features: np.ndarray):
-        feed = {"point_coords": coords, "point_labels": labels, "image_embeddings": features[None].astype(np.float32)}
+        feed = {"point_coords": coords, "point_labels": labels, "image_embeddings": np.asarray(features, np.float32)[None]}
         masks, quality = session.run(None, feed)
         return masks, quality
 
