@@ -18,6 +18,8 @@ export class SmartTool extends EventTarget {
     this.image = image;
     /** "foreground" or "background": what a left-button mark means (X toggles). */
     this.mode = "foreground";
+    /** How many Extracts have answered on this page (tests and the status line wait on it). */
+    this.extractions = 0;
     this.reset();
   }
 
@@ -112,6 +114,7 @@ export class SmartTool extends EventTarget {
         return;
       }
       this.result = body;
+      this.extractions += 1;
       this.overlay = body.area ? maskCanvas(body.rle, color, 130) : null;
       const seconds = ((performance.now() - started) / 1000).toFixed(2);
       this.dispatchEvent(new CustomEvent("status", {
