@@ -26,7 +26,8 @@ from django.conf import settings
 from django.db import connection, transaction
 from PIL import Image as PILImage
 
-from annotations.assist.prompts import Prompt, PromptError, prompt_parse
+from annotations.assist.prompts import PromptError, prompt_parse
+from annotations.geometry import bbox as geometry_bbox
 from annotations.geometry import encode_mask
 from projects.files import stored_bytes
 from projects.models import Image
@@ -228,32 +229,19 @@ def smart_segment(*, image: Image, box, foreground, background) -> dict:
         from annotations.assist.grabcut import grabcut_segment
 
         mask = grabcut_segment(image_rgb(image), prompt, max_side=settings.SIGHTLINE_GRABCUT_MAX_SIDE)
-    mask = _inside(mask, prompt)
-    area = int(mask.sum())
-    rows, columns = np.any(mask, axis=1), np.any(mask, axis=0)
+    mask = prompt.bound(mask)
+    rle, area = encode_mask(mask), int(mask.sum())
+    bbox = None
     if area:
-        y0, y1 = np.flatnonzero(rows)[[0, -1]]
-        x0, x1 = np.flatnonzero(columns)[[0, -1]]
-        bbox = {"x": int(x0), "y": int(y0), "width": int(x1 - x0 + 1), "height": int(y1 - y0 + 1)}
-    else:
-        bbox = None
-    result.update(
-        rle=encode_mask(mask), bbox=bbox, area=area, elapsed_ms=round((time.perf_counter() - started) * 1000, 1)
-    )
+        bbox = dict(zip(("x", "y", "width", "height"), map(int, geometry_bbox("mask", {"rle": rle})), strict=True))
+    elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
+    result.update(rle=rle, bbox=bbox, area=area, elapsed_ms=elapsed_ms)
     return result
 
 
-def _inside(mask: np.ndarray, prompt: Prompt) -> np.ndarray:
-    """The work area bounds the object (spec 000: "select a rectangular area of work")."""
-    x0, y0, x1, y1 = prompt.box
-    bounded = np.zeros_like(mask)
-    bounded[y0:y1, x0:x1] = mask[y0:y1, x0:x1]
-    return bounded
-
-
-def sam_prefetch_schedule(*, image_ids: list[int]) -> bool:
+def sam_prefetch_schedule(*, backend: SmartBackend, image_ids: list[int]) -> bool:
     """Ask the worker for these images' embeddings (the one opened first); false when SAM is not active."""
-    if not image_ids or smart_backend().name != "sam":
+    if not image_ids or backend.name != "sam":
         return False
     from django_q.tasks import async_task
 
@@ -274,7 +262,7 @@ def sam_embeddings_prefetch(*, image_ids: list[int], requested_at: float) -> int
     computed = 0
     images = {image.pk: image for image in Image.objects.filter(pk__in=image_ids)}
     for image_id in image_ids:
-        if image_id in images and _cache_read(_cache_path(backend, images[image_id])) is None:
+        if image_id in images and not sam_embedding_ready(backend, images[image_id]):
             sam_embedding(backend, images[image_id])
             computed += 1
     if computed:

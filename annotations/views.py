@@ -129,7 +129,7 @@ def labeler(request, project_id: int, image_id: int):
     backend = smart.smart_backend()
     if can_annotate:
         # The person will likely click here first and then go on: SAM embeddings for both, computed now.
-        smart.sam_prefetch_schedule(image_ids=[image.pk, *walk.ahead])
+        smart.sam_prefetch_schedule(backend=backend, image_ids=[image.pk, *walk.ahead])
     config = {
         "image": {"id": image.pk, "name": image.name, "width": image.width, "height": image.height,
                   "url": f"/api/images/{image.pk}/file/"},

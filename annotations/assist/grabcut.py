@@ -17,7 +17,8 @@ MARGIN = 0.1  # of the work area's size, on each side, as background the model l
 
 
 def grabcut_segment(rgb: np.ndarray, prompt: Prompt, *, max_side: int = 512, iterations: int = 2) -> np.ndarray:
-    """A boolean mask the size of `rgb` (HxWx3 uint8), true on the foreground inside the work area."""
+    """A boolean mask the size of `rgb` (HxWx3 uint8), true on the foreground. The margin is definite
+    background, so only the smooth scaling back can reach a pixel past the work area; the caller bounds it."""
     height, width = rgb.shape[:2]
     x0, y0, x1, y1 = prompt.box
     mx, my = round(prompt.width * MARGIN), round(prompt.height * MARGIN)
@@ -54,7 +55,4 @@ def grabcut_segment(rgb: np.ndarray, prompt: Prompt, *, max_side: int = 512, ite
         chosen = cv2.resize(chosen, (cx1 - cx0, cy1 - cy0), interpolation=cv2.INTER_LINEAR)
     mask = np.zeros((height, width), bool)
     mask[cy0:cy1, cx0:cx1] = chosen >= 0.5
-    outside = np.ones_like(mask)
-    outside[y0:y1, x0:x1] = False
-    mask[outside] = False
     return mask

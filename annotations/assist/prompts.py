@@ -34,6 +34,13 @@ class Prompt:
     def height(self) -> int:
         return self.box[3] - self.box[1]
 
+    def bound(self, mask: np.ndarray) -> np.ndarray:
+        """The mask with everything outside the work area cleared: the area bounds the object (spec 000)."""
+        x0, y0, x1, y1 = self.box
+        bounded = np.zeros_like(mask)
+        bounded[y0:y1, x0:x1] = mask[y0:y1, x0:x1]
+        return bounded
+
 
 def prompt_parse(box: Any, foreground: Any, background: Any, *, width: int, height: int) -> Prompt:
     """Check and normalise what a client sent; the work area defaults to the whole image."""

@@ -205,12 +205,11 @@ class SamEngine:
             raise PromptError("Mark some foreground, or draw a work area around the object.")
         # SAM's sparse prompt: clicks labelled 1 / 0, then the box as two corners labelled 2 and 3,
         # or, with no box, a padding point labelled -1 (as its own predictor pads).
-        points = np.concatenate([positive, negative]) if len(positive) + len(negative) else np.zeros((0, 2))
+        points = np.concatenate([positive, negative, np.zeros((0, 2))])
         labels = np.concatenate([np.ones(len(positive)), np.zeros(len(negative))])
         if whole_image:
-            points, labels = np.concatenate([points, [[0.0, 0.0]]]), np.concatenate([labels, [-1]])
-            scaled = self.transform.apply_coords(points[:-1], size)
-            scaled = np.concatenate([scaled, [[0.0, 0.0]]])
+            scaled = np.concatenate([self.transform.apply_coords(points, size), [[0.0, 0.0]]])
+            labels = np.concatenate([labels, [-1]])
         else:
             corners = np.array(prompt.box, float).reshape(2, 2)
             scaled = self.transform.apply_coords(np.concatenate([points, corners]), size)

@@ -239,7 +239,7 @@ async function start() {
       const smartKeys = {
         enter: () => (e.shiftKey ? actions["smart-done"]() : actions["smart-extract"]()),
         x: actions["smart-mode"],
-        escape: () => { actions["smart-clear"](); },
+        escape: actions["smart-clear"],
       };
       if (smartKeys[key]) { e.preventDefault(); smartKeys[key](); return; }
     }
