@@ -12,6 +12,7 @@ from django.utils import timezone
 from projects.files import stored_bytes
 from projects.models import Image, Project
 from similarity.models import ImageEmbedding, PairSearch, UnindexedImage
+from training.ml.embedder import EMBEDDER_NAME  # torch-free; torch loads inside Embedder
 
 logger = logging.getLogger(__name__)
 COMPUTE_TASK = "similarity.tasks.embeddings_compute"
@@ -34,15 +35,13 @@ def embeddings_schedule(*, project_id: int) -> None:
     transaction.on_commit(lambda: async_task(COMPUTE_TASK, project_id, task_name=f"embeddings of project {project_id}"))
 
 
-def embeddings_compute(*, project_id: int, progress=None) -> int:
+def embeddings_compute(*, project_id: int) -> int:
     """Embed every image of the project that has no embedding yet, a batch at a time; returns how many.
 
     Idempotent: a second run, or two at once, finds nothing left (or skips what the other wrote).
     An image deleted meanwhile is skipped; one that cannot be read or decoded is marked unindexed
     with the reason, so it is not retried forever and the project page can say so.
     """
-    from training.ml.embedder import EMBEDDER_NAME
-
     done = 0
     while True:
         batch = list(
@@ -51,12 +50,12 @@ def embeddings_compute(*, project_id: int, progress=None) -> int:
         )  # fmt: skip
         if not batch:
             return done
-        embedded = _embed(batch)
-        rows = [ImageEmbedding(image_id=image.pk, project_id=project_id, embedder=EMBEDDER_NAME, vector=vector)
-                for image, vector in embedded]  # fmt: skip
-        done += _embeddings_insert(rows)
-        if progress:
-            progress(done)
+        done += _embeddings_insert(_rows(batch, project_id))
+
+
+def _rows(batch: list[Image], project_id: int) -> list[ImageEmbedding]:
+    return [ImageEmbedding(image_id=image.pk, project_id=project_id, embedder=EMBEDDER_NAME, vector=vector)
+            for image, vector in _embed(batch)]  # fmt: skip
 
 
 def _embed(batch: list[Image]) -> list[tuple[Image, object]]:
@@ -110,8 +109,6 @@ def embeddings_reindex(*, project: Project | None = None) -> int:
 
     Searches keep working meanwhile: nothing is emptied first. Images marked unreadable get another try.
     """
-    from training.ml.embedder import EMBEDDER_NAME
-
     projects = [project] if project is not None else list(Project.objects.order_by("id"))
     total = 0
     for each in projects:
@@ -119,9 +116,7 @@ def embeddings_reindex(*, project: Project | None = None) -> int:
         last = 0
         while batch := list(Image.objects.filter(project=each, pk__gt=last).order_by("id")[:BATCH]):
             last = batch[-1].pk
-            rows = [ImageEmbedding(image_id=image.pk, project_id=each.pk, embedder=EMBEDDER_NAME, vector=vector)
-                    for image, vector in _embed(batch)]  # fmt: skip
-            total += _embeddings_insert(rows, replace=True)
+            total += _embeddings_insert(_rows(batch, each.pk), replace=True)
     return total
 
 

@@ -68,7 +68,7 @@ def similar_page(request, project_id: int):
     except ValidationError as exc:
         _errors(request, exc)
     context = {"project": project, "form": form if form.is_bound else QueryForm(initial=query), "image": image,
-               "result": result, "index": searches.index_status(project=project)}  # fmt: skip
+               "result": result, "index": result["index"] if result else searches.index_status(project=project)}  # fmt: skip
     return render(request, "similarity/similar.html", context)
 
 
