@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 from config.api import StrictSerializer
 from config.parsers import RawImageParser
 from projects.permissions import access_child, access_project
-from training import bundles, downloads, predictions, selectors, services, statistics
+from training import downloads, predictions, selectors, services, statistics
 from training.models import Checkpoint, DatasetItem, DatasetVersion, ModelVersion, Split, Task, TrainingJob
 from training.statistics import thresholds_parse
 
@@ -280,6 +280,8 @@ class ModelBundleApi(APIView):
         checkpoint = request.query_params.get("checkpoint", model.predict_with)
         if checkpoint not in Checkpoint.values:
             raise ValidationError({"checkpoint": ["Choose best or last."]})
+        from training import bundles  # torch.export: loaded when a bundle is asked for
+
         return _zip_response(bundles.model_bundle(model=model, checkpoint=checkpoint), f"{model.name}-{checkpoint}.zip")
 
 

@@ -12,8 +12,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 
-from training.ml.backbones import DEFAULT_BACKBONE, weights_file
-from training.ml.layers import FINE_TUNE_CHOICES
+from training.ml.backbones import DEFAULT_BACKBONE, FINE_TUNE_CHOICES, weights_file
 
 IMAGE_SIZES = (224, 320, 416, 512, 640)
 SAVE_MARGIN_SECONDS = 600  # after the time limit: the last validation, scoring every image, saving

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import io
+from typing import TYPE_CHECKING
 
 import numpy as np
 from django.conf import settings
@@ -15,13 +16,17 @@ from django.core.exceptions import ValidationError
 
 from projects.files import stored_bytes
 from projects.imaging import ImageRejected, decode_image
-from training.ml.classification import Classifier
 from training.models import ModelVersion
+
+if TYPE_CHECKING:
+    from training.ml.classification import Classifier  # torch: imported where a model is loaded
 
 
 @functools.lru_cache(maxsize=4)
 def classifier_load(name: str) -> Classifier:
     import torch
+
+    from training.ml.classification import Classifier
 
     return Classifier(torch.load(io.BytesIO(stored_bytes(name)), map_location="cpu", weights_only=True))
 

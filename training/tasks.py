@@ -1,6 +1,6 @@
 """django-q2 tasks of the training app: thin, idempotent, ids in."""
 
-from training import runs, services
+from training import services
 
 HEARTBEAT_TASK = "training.tasks.worker_heartbeat"
 
@@ -13,4 +13,6 @@ def worker_heartbeat() -> str:
 
 def training_job_run(job_id: int) -> None:
     """Train one job; a job that is not queued any more (done, cancelled, or picked twice) is left alone."""
+    from training import runs  # torch: only the worker that trains loads it
+
     runs.training_job_run(job_id=job_id)

@@ -36,9 +36,8 @@ def _errors(request, exc: ValidationError) -> None:
 @login_required
 def models_page(request, project_id: int):
     """Train a model (the form) and the project's jobs and models."""
-    project = access_project(request.user, project_id)
+    project = access_project(request.user, project_id, "train_project" if request.method == "POST" else "view_project")
     if request.method == "POST":
-        project = access_project(request.user, project_id, "train_project")
         fields = {p.name: request.POST.get(p.name) for p in CLASSIFICATION if p.kind is not bool}
         fields.update({p.name: p.name in request.POST for p in CLASSIFICATION if p.kind is bool})
         try:

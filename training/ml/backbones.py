@@ -14,6 +14,8 @@ from collections import OrderedDict
 from pathlib import Path
 
 DEFAULT_BACKBONE = "tf_efficientnet_lite0"
+# Which layers train (training/ml/layers.py); here so reading parameters does not import torch.
+FINE_TUNE_CHOICES = ("top", "all", "head")
 # mean = std = 0.5 for the TF-ported EfficientNet-Lite weights; ImageNet statistics otherwise.
 NORMALIZATION = {DEFAULT_BACKBONE: ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))}
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-FINE_TUNE_CHOICES = ("top", "all", "head")
+from training.ml.backbones import FINE_TUNE_CHOICES
 
 
 class UnsupportedCut(ValueError):
