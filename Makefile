@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(PY) bench/labeler.py
 	$(PY) bench/training.py
 	$(PY) bench/similarity.py
+	$(PY) bench/near_duplicates.py
 	$(PY) bench/smart.py
 
 clean:
