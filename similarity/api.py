@@ -12,8 +12,7 @@ from rest_framework.views import APIView
 from config.parsers import RawImageParser
 from projects.models import Image, Project
 from projects.permissions import access_project
-from similarity import searches, selectors, services
-from similarity.models import PairSearch
+from similarity import searches, selectors
 from training.predictions import image_check, upload_read
 
 
@@ -27,10 +26,6 @@ class QueryInput(serializers.Serializer):
 class PairsInput(QueryInput):
     limit = serializers.IntegerField(min_value=1, max_value=selectors.MAX_PAIRS, default=100)
     threshold = serializers.FloatField(min_value=-1, max_value=1, default=selectors.DEFAULT_PAIR_THRESHOLD)
-
-
-def _names(raw: str) -> list[str]:
-    return [name.strip() for name in raw.split(",") if name.strip()]
 
 
 QUERY_PARAMETERS = [
@@ -80,24 +75,17 @@ class SimilarPairsApi(APIView):
         project = access_project(request.user, project_id)
         data = PairsInput(data=request.query_params)
         data.is_valid(raise_exception=True)
-        parameters = {**data.validated_data, "labels": _names(data.validated_data["labels"])}
-        if parameters["labels"]:
-            selectors.labels_resolve(project=project, names=parameters["labels"])  # a bad name is a 400 now, not later
-        if searches.runs_in_background(project):
-            search = services.pair_search_start(project=project, user=request.user, parameters=parameters)
+        parameters = {**data.validated_data, "labels": searches.label_names(data.validated_data["labels"])}
+        pairs, search = searches.pairs_now_or_later(project=project, user=request.user, parameters=parameters)
+        if search is not None:
             return Response(searches.pair_search_out(search), status=status.HTTP_202_ACCEPTED)  # a rerun polls the same job
-        pairs = selectors.similar_pairs(project=project, **parameters)
-        return Response({"status": "finished", "parameters": parameters, "pairs": searches.pairs_out(pairs)})
+        return Response({"status": "finished", "parameters": parameters, "pairs": pairs})
 
 
 class PairSearchApi(APIView):
     @extend_schema(responses={200: dict})
     def get(self, request, search_id: int):
-        from projects.permissions import access_child
-
-        search = access_child(request.user, PairSearch.objects.filter(pk=search_id).first(), "view_project",
-                              "No such pair search.")  # fmt: skip
-        return Response(searches.pair_search_out(search))
+        return Response(searches.pair_search_out(searches.pair_search_get(user=request.user, search_id=search_id)))
 
 
 class IndexStatusApi(APIView):

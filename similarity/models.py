@@ -69,6 +69,7 @@ class PairSearch(models.Model):
     pairs = models.JSONField(default=list, blank=True, help_text="[[image_a, image_b, score], ...], best first")
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="Last sign of life from the worker running it.")
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

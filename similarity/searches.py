@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.http import Http404
 
 from projects.files import stored_bytes
 from projects.models import Image, Project
@@ -22,8 +23,13 @@ def _vector_of(image: Image):
         raise ValidationError({"image": [f"{image.name} cannot be read, so it cannot be searched with ({exc})."]}) from None
 
 
+def label_names(labels: str | list[str]) -> list[str]:
+    """The label names of a query: a comma-separated string (forms, query strings) or a list already."""
+    return [name.strip() for name in labels.split(",") if name.strip()] if isinstance(labels, str) else list(labels)
+
+
 def _run(project: Project, vector, *, limit, threshold, labels, op, exclude_image_id=None) -> dict:
-    names = [name.strip() for name in labels.split(",") if name.strip()] if isinstance(labels, str) else list(labels)
+    names = label_names(labels)
     label_ids = selectors.labels_resolve(project=project, names=names) if names else []
     results = selectors.similar_images(project=project, vector=vector, limit=limit, threshold=threshold,
                                        label_ids=label_ids, op=op, exclude_image_id=exclude_image_id)  # fmt: skip
@@ -64,9 +70,30 @@ def pair_search_out(search: PairSearch) -> dict:
     return body
 
 
-def runs_in_background(project: Project) -> bool:
-    """Pair searches over more indexed images than this run as jobs with progress."""
-    return ImageEmbedding.objects.for_project(project).count() > settings.SIGHTLINE_SYNC_PAIR_IMAGES
+def pairs_now_or_later(*, project: Project, user, parameters: dict) -> tuple[list[dict] | None, PairSearch | None]:
+    """(pairs, None) found now in a small project; (None, search) for a large one, a background job to poll.
+
+    Pair searches over more indexed images than SIGHTLINE_SYNC_PAIR_IMAGES run as jobs with progress.
+    A label name the project does not have is refused now, not when the job runs.
+    """
+    parameters = {**parameters, "labels": label_names(parameters["labels"])}
+    if parameters["labels"]:
+        selectors.labels_resolve(project=project, names=parameters["labels"])
+    if ImageEmbedding.objects.for_project(project).count() > settings.SIGHTLINE_SYNC_PAIR_IMAGES:
+        return None, services.pair_search_start(project=project, user=user, parameters=parameters)
+    return pairs_out(selectors.similar_pairs(project=project, **parameters)), None
+
+
+def pair_search_get(*, user, search_id: int, project_id: int | None = None) -> PairSearch:
+    """A pair search the user may see (404 otherwise); one whose worker died is reported failed."""
+    from projects.permissions import access_child
+
+    search = access_child(user, PairSearch.objects.filter(pk=search_id).first(), "view_project", "No such pair search.")
+    if project_id is not None and search.project_id != project_id:
+        raise Http404("No such pair search.")
+    if search.status == PairSearch.Status.RUNNING and services.pair_searches_fail_stale(project=search.project):
+        search.refresh_from_db()
+    return search
 
 
 def index_status(*, project: Project) -> dict:

@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from config.jobs import jobs_fail_stale
 from projects.files import stored_bytes
 from projects.models import Image, Project
 from similarity.models import ImageEmbedding, PairSearch, UnindexedImage
@@ -125,6 +126,7 @@ def embeddings_reindex(*, project: Project | None = None) -> int:
 
 def pair_search_start(*, project: Project, user, parameters: dict) -> PairSearch:
     """Queue a pair search, or hand back the one already queued or running with the same parameters."""
+    pair_searches_fail_stale(project=project)  # a search whose worker died must not stand in for a new one
     with transaction.atomic():
         Project.objects.select_for_update().filter(pk=project.pk).first()
         live = PairSearch.objects.filter(
@@ -144,14 +146,15 @@ def pair_search_run(*, search_id: int) -> None:
     from similarity import selectors
 
     claimed = PairSearch.objects.filter(pk=search_id, status=PairSearch.Status.QUEUED).update(
-        status=PairSearch.Status.RUNNING
+        status=PairSearch.Status.RUNNING, heartbeat_at=timezone.now()
     )
     if not claimed:
         return
     search = PairSearch.objects.select_related("project").get(pk=search_id)
 
-    def progress(fraction: float) -> None:
-        PairSearch.objects.filter(pk=search_id).update(progress=round(min(max(fraction, 0.0), 1.0), 3))
+    def progress(fraction: float) -> None:  # once per block of rows: also the job's sign of life
+        PairSearch.objects.filter(pk=search_id).update(progress=round(min(max(fraction, 0.0), 1.0), 3),
+                                                       heartbeat_at=timezone.now())  # fmt: skip
 
     fields = {"finished_at": timezone.now()}
     try:
@@ -162,4 +165,15 @@ def pair_search_run(*, search_id: int) -> None:
     except Exception as exc:  # a job reports every failure on its row instead of dying silently
         logger.exception("Pair search %s failed", search_id)
         fields.update(status=PairSearch.Status.FAILED, error=f"Unexpected error: {type(exc).__name__}: {exc}")
-    PairSearch.objects.filter(pk=search_id).update(**fields)
+    # Only a search still running is ended here: one the reaper marked failed stays failed.
+    PairSearch.objects.filter(pk=search_id, status=PairSearch.Status.RUNNING).update(**fields)
+
+
+def pair_searches_fail_stale(*, project: Project | None = None, now=None) -> int:
+    """Mark running searches whose worker went silent as failed, so none stays 'running' forever.
+
+    Run by the worker's minute schedule, and by the pages and the API for their project.
+    """
+    searches = PairSearch.objects.filter(project=project) if project is not None else PairSearch.objects.all()
+    return jobs_fail_stale(searches, now=now,
+                           error="The worker running this search stopped (killed, out of memory or restarted) before it finished.")  # fmt: skip

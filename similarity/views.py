@@ -8,12 +8,11 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import Http404
 from django.shortcuts import render
 
 from projects.models import Image
-from projects.permissions import access_child, access_project, project_permissions
-from similarity import searches, selectors, services
+from projects.permissions import access_project, project_permissions
+from similarity import searches, selectors
 from similarity.models import PairSearch
 from training.predictions import image_check, upload_read
 
@@ -78,19 +77,14 @@ def pairs_page(request, project_id: int):
     project = access_project(request.user, project_id)
     form = PairsForm(request.GET if request.GET else None)
     query = _query(form)
-    query["labels"] = [name.strip() for name in query["labels"].split(",") if name.strip()]
+    query["labels"] = searches.label_names(query["labels"])
     pairs, search = None, None
     if form.is_bound and not form.is_valid():
         for field, texts in form.errors.items():
             messages.error(request, f"{field}: {' '.join(texts)}")
     elif request.GET.get("search"):
         try:
-            if query["labels"]:
-                selectors.labels_resolve(project=project, names=query["labels"])
-            if searches.runs_in_background(project):
-                search = services.pair_search_start(project=project, user=request.user, parameters=query)
-            else:
-                pairs = searches.pairs_out(selectors.similar_pairs(project=project, **query))
+            pairs, search = searches.pairs_now_or_later(project=project, user=request.user, parameters=query)
         except ValidationError as exc:
             _errors(request, exc)
     context = {"project": project, "form": form if form.is_bound else PairsForm(initial=query), "pairs": pairs,
@@ -102,9 +96,7 @@ def pairs_page(request, project_id: int):
 @login_required
 def pair_search_page(request, project_id: int, search_id: int):
     """The polled partial of a background pair search: progress, then the pairs."""
-    search = access_child(request.user, PairSearch.objects.filter(pk=search_id).first(), "view_project", "No such search.")
-    if search.project_id != project_id:
-        raise Http404("No such search.")
+    search = searches.pair_search_get(user=request.user, search_id=search_id, project_id=project_id)
     pairs = searches.pairs_out(search.pairs) if search.status == PairSearch.Status.FINISHED else None
     context = {"project": search.project, "search": search, "pairs": pairs, "index": searches.index_status(project=search.project),
                "perms": project_permissions(request.user, search.project)}  # fmt: skip

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import socket
-from datetime import timedelta
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from config.jobs import jobs_fail_stale
 from projects.models import Project
 from training import datasets
 from training.models import Checkpoint, ModelVersion, Task, TrainingJob, WorkerHeartbeat
@@ -94,15 +93,9 @@ def training_jobs_fail_stale(*, project: Project | None = None, now=None) -> int
     The worker's schedule runs this every minute; pages and the API run it for their project too,
     so a job whose whole cluster is gone still ends.
     """
-    now = now or timezone.now()
-    cutoff = now - timedelta(seconds=settings.SIGHTLINE_TRAINING_STALE_SECONDS)
-    stale = TrainingJob.objects.filter(status=TrainingJob.Status.RUNNING, heartbeat_at__lt=cutoff)
-    if project is not None:
-        stale = stale.filter(project=project)
-    return stale.update(
-        status=TrainingJob.Status.FAILED, finished_at=now,
-        error="The worker running this job stopped (killed, out of memory or restarted) before it finished.",
-    )  # fmt: skip
+    jobs = TrainingJob.objects.filter(project=project) if project is not None else TrainingJob.objects.all()
+    return jobs_fail_stale(jobs, now=now,
+                           error="The worker running this job stopped (killed, out of memory or restarted) before it finished.")  # fmt: skip
 
 
 def model_version_update(

@@ -7,7 +7,10 @@ HEARTBEAT_TASK = "training.tasks.worker_heartbeat"
 
 def worker_heartbeat() -> str:
     """Runs every minute from a schedule: /healthz tells a live worker from a dead one, and dead jobs end."""
+    from similarity.services import pair_searches_fail_stale
+
     services.training_jobs_fail_stale()
+    pair_searches_fail_stale()
     return services.worker_heartbeat_record().beat_at.isoformat()
 
 

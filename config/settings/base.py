@@ -177,9 +177,10 @@ SIGHTLINE_THUMBNAIL_SIZE = 256
 SIGHTLINE_ALLOW_REGISTRATION = env_bool("SIGHTLINE_ALLOW_REGISTRATION", True)
 # A worker whose heartbeat is older than this is reported as down by /healthz.
 SIGHTLINE_WORKER_STALE_SECONDS = env_int("SIGHTLINE_WORKER_STALE_SECONDS", 180)
-# A running training job beats this often; one silent for the stale time is marked failed.
+# A running training job beats this often; a running job (training or pair search) silent for the
+# stale time is marked failed.
 SIGHTLINE_TRAINING_HEARTBEAT_SECONDS = env_int("SIGHTLINE_TRAINING_HEARTBEAT_SECONDS", 10)
-SIGHTLINE_TRAINING_STALE_SECONDS = env_int("SIGHTLINE_TRAINING_STALE_SECONDS", 120)
+SIGHTLINE_JOB_STALE_SECONDS = env_int("SIGHTLINE_JOB_STALE_SECONDS", 120)
 # NvN searches over more indexed images than this run as background jobs with progress.
 SIGHTLINE_SYNC_PAIR_IMAGES = env_int("SIGHTLINE_SYNC_PAIR_IMAGES", 5_000)
 

@@ -149,7 +149,7 @@ def test_through_the_hnsw_index_a_label_filter_still_fills_the_limit(photos):
 def test_near_duplicates_of_every_sample_photo_are_found(api, user, django_capture_on_commit_callbacks):
     """The quality bar on real photos: each copy's first result is its original; pairs have precision and recall >= 0.95.
 
-    (Digits are measured in bench/similarity.py: ImageNet features do not tell two writers' 8x8 digits apart.)
+    (Digits are measured in bench/near_duplicates.py: ImageNet features do not tell two writers' 8x8 digits apart.)
     """
     project = make_project(owner=user, name="All photos")
     copies = [(f"copy-{name.replace('.png', '.jpg')}", near_duplicate(data, i)) for i, (name, data) in enumerate(PHOTOS.items())]
@@ -175,6 +175,42 @@ def test_asking_again_reuses_the_pair_search_that_is_still_running(api, photos, 
         other = api.get(f"/api/projects/{photos.id}/similar-pairs/", {"limit": 3}).json()
     assert first["id"] == again["id"] != other["id"]
     assert PairSearch.objects.count() == 2
+
+
+def test_a_pair_search_whose_worker_died_is_failed_and_asking_again_starts_a_new_one(api, photos, settings,
+                                                                                     django_capture_on_commit_callbacks):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from similarity.services import pair_search_run
+
+    settings.SIGHTLINE_SYNC_PAIR_IMAGES = 5
+    with django_capture_on_commit_callbacks(execute=False):
+        first = api.get(f"/api/projects/{photos.id}/similar-pairs/", {"limit": 2}).json()
+    silent_since = timezone.now() - timedelta(seconds=settings.SIGHTLINE_JOB_STALE_SECONDS + 1)
+    PairSearch.objects.filter(pk=first["id"]).update(status="running", heartbeat_at=silent_since)  # then the worker died
+    polled = api.get(first["url"]).json()
+    assert (polled["status"], polled["error"]) == (
+        "failed", "The worker running this search stopped (killed, out of memory or restarted) before it finished.")
+    pair_search_run(search_id=first["id"])  # a late worker does not bring it back
+    assert PairSearch.objects.get(pk=first["id"]).status == "failed"
+    with django_capture_on_commit_callbacks(execute=True):
+        again = api.get(f"/api/projects/{photos.id}/similar-pairs/", {"limit": 2}).json()
+    assert again["id"] != first["id"]
+    assert (PairSearch.objects.get(pk=again["id"]).status, len(api.get(again["url"]).json()["pairs"])) == ("finished", 2)
+
+
+def test_a_running_pair_search_that_still_beats_is_left_running(api, photos, settings, django_capture_on_commit_callbacks):
+    from django.utils import timezone
+
+    settings.SIGHTLINE_SYNC_PAIR_IMAGES = 5
+    with django_capture_on_commit_callbacks(execute=False):
+        first = api.get(f"/api/projects/{photos.id}/similar-pairs/", {"limit": 2}).json()
+    PairSearch.objects.filter(pk=first["id"]).update(status="running", heartbeat_at=timezone.now())
+    assert api.get(first["url"]).json()["status"] == "running"
+    with django_capture_on_commit_callbacks(execute=False):
+        assert api.get(f"/api/projects/{photos.id}/similar-pairs/", {"limit": 2}).json()["id"] == first["id"]
 
 
 def test_an_object_label_counts_for_the_label_filter(api, photos):
