@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import functools
 import logging
+from contextlib import contextmanager
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from config.jobs import jobs_fail_stale
@@ -19,6 +20,7 @@ logger = logging.getLogger(__name__)
 COMPUTE_TASK = "similarity.tasks.embeddings_compute"
 PAIRS_TASK = "similarity.tasks.pair_search_run"
 BATCH = 64  # images embedded and written per round
+INDEXING_LOCK = 0x51D1  # first key of the (key, project id) advisory lock held while a project is indexed
 
 
 @functools.lru_cache(maxsize=1)
@@ -39,19 +41,39 @@ def embeddings_schedule(*, project_id: int) -> None:
 def embeddings_compute(*, project_id: int) -> int:
     """Embed every image of the project that has no embedding yet, a batch at a time; returns how many.
 
-    Idempotent: a second run, or two at once, finds nothing left (or skips what the other wrote).
-    An image deleted meanwhile is skipped; one that cannot be read or decoded is marked unindexed
-    with the reason, so it is not retried forever and the project page can say so.
+    Idempotent, and one task at a time per project: uploads in quick succession queue several tasks,
+    and a second one that finds the project being indexed leaves at once instead of embedding the
+    same batch again. The one indexing looks again after it lets go, so images committed while it
+    held the project (whose own task left) are not missed. An image deleted meanwhile is skipped;
+    one that cannot be read or decoded is marked unindexed with the reason, so it is not retried
+    forever and the project page can say so.
     """
     done = 0
-    while True:
-        batch = list(
-            Image.objects.filter(project_id=project_id, embedding__isnull=True, unindexed__isnull=True)
-            .order_by("id")[:BATCH]
-        )  # fmt: skip
-        if not batch:
-            return done
-        done += _embeddings_insert(_rows(batch, project_id))
+    while _missing(project_id).exists():
+        with _indexing(project_id) as held:
+            if not held:
+                return done
+            while batch := list(_missing(project_id)[:BATCH]):
+                done += _embeddings_insert(_rows(batch, project_id))
+    return done
+
+
+def _missing(project_id: int):
+    return Image.objects.filter(project_id=project_id, embedding__isnull=True, unindexed__isnull=True).order_by("id")
+
+
+@contextmanager
+def _indexing(project_id: int):
+    """Hold the project's indexing lock (a PostgreSQL session advisory lock) if it is free; yields whether it was."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [INDEXING_LOCK, project_id])
+        held = cursor.fetchone()[0]
+    try:
+        yield held
+    finally:
+        if held:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [INDEXING_LOCK, project_id])
 
 
 def _rows(batch: list[Image], project_id: int) -> list[ImageEmbedding]:

@@ -45,3 +45,24 @@ def test_an_image_deleted_while_it_is_embedded_is_skipped(three, monkeypatch):
     monkeypatch.setattr(services, "embedder", lambda: DeletingEmbedder())
     assert services.embeddings_compute(project_id=project.id) == 2
     assert sorted(ImageEmbedding.objects.values_list("image_id", flat=True)) == [images[0].pk, images[2].pk]
+
+
+def test_a_second_task_leaves_a_project_another_is_indexing_and_the_first_finishes_it(three):
+    """Uploads in quick succession queue several tasks; only one embeds, none embeds a batch twice."""
+    import psycopg
+    from django.db import connection
+
+    project, images = three
+    other = psycopg.connect(**connection.get_connection_params(), autocommit=True)  # another worker's session
+    try:
+        other.execute("SELECT pg_advisory_lock(%s, %s)", [services.INDEXING_LOCK, project.id])
+        assert services.embeddings_compute(project_id=project.id) == 0
+        assert ImageEmbedding.objects.count() == 0
+        other.execute("SELECT pg_advisory_unlock(%s, %s)", [services.INDEXING_LOCK, project.id])
+    finally:
+        other.close()
+    assert services.embeddings_compute(project_id=project.id) == 3
+    assert sorted(ImageEmbedding.objects.values_list("image_id", flat=True)) == sorted(image.pk for image in images)
+    with connection.cursor() as cursor:  # and the lock was let go
+        cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = %s", [project.id])
+        assert cursor.fetchone()[0] == 0
