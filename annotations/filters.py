@@ -102,9 +102,10 @@ class _Parser:
         raise ValidationError({"labels": [f"Expected a label name in the label filter, found {found}."]})
 
 
-def has_label(label_id: int) -> Q:
-    return Q(Exists(Classification.objects.filter(image=OuterRef("pk"), label_id=label_id))) | Q(
-        Exists(Annotation.objects.filter(image=OuterRef("pk"), label_id=label_id))
+def has_label(*label_ids: int, image: str = "pk") -> Q:
+    """Rows whose image (the outer query's `image` column) has any of the labels, on itself or on an object."""
+    return Q(Exists(Classification.objects.filter(image=OuterRef(image), label_id__in=label_ids))) | Q(
+        Exists(Annotation.objects.filter(image=OuterRef(image), label_id__in=label_ids))
     )
 
 

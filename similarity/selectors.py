@@ -14,8 +14,8 @@ import numpy as np
 import psycopg
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef, Q
 
+from annotations.filters import has_label
 from annotations.models import Annotation, Classification
 from projects.models import Project
 from similarity.models import ImageEmbedding
@@ -42,17 +42,11 @@ def _with_labels(queryset, label_ids: list[int], op: str):
     """Keep embeddings of images with all (`and`) or any (`or`) of the labels, as classification or object labels."""
     if not label_ids:
         return queryset
-
-    def has(ids) -> Q:
-        return Q(Exists(Classification.objects.filter(image_id=OuterRef("image_id"), label_id__in=ids))) | Q(
-            Exists(Annotation.objects.filter(image_id=OuterRef("image_id"), label_id__in=ids))
-        )
-
     if op == "and":
         for label_id in label_ids:
-            queryset = queryset.filter(has([label_id]))
+            queryset = queryset.filter(has_label(label_id, image="image_id"))
         return queryset
-    return queryset.filter(has(label_ids))
+    return queryset.filter(has_label(*label_ids, image="image_id"))
 
 
 _REGISTERED: weakref.WeakSet = weakref.WeakSet()
