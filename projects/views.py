@@ -71,11 +71,16 @@ def project_detail(request, project_id: int):
     return render(request, "projects/project_detail.html", context)
 
 
+def _selected_ids(data) -> list[int]:
+    """The grid's ticked images (`image` fields); anything that is not a plain number is ignored."""
+    return [int(i) for i in data.getlist("image") if i.isascii() and i.isdigit()]
+
+
 @login_required
 def label_selected(request, project_id: int):
     """Open the labeler on the selected images only, or on all of them when none is selected (spec 000)."""
     project = access_project(request.user, project_id)
-    ids = sorted({int(i) for i in request.GET.getlist("image") if i.isdigit()})
+    ids = sorted(set(_selected_ids(request.GET)))
     images = Image.objects.for_project(project)
     first = (images.filter(pk__in=ids) if ids else images).order_by("-id").first()
     if first is None:
@@ -89,7 +94,7 @@ def label_selected(request, project_id: int):
 @require_POST
 def images_delete(request, project_id: int):
     project = access_project(request.user, project_id, "delete_images_project")
-    ids = [int(i) for i in request.POST.getlist("image") if i.isdigit()]
+    ids = _selected_ids(request.POST)
     deleted = services.images_delete(project=project, image_ids=ids)
     messages.success(request, f"Deleted {deleted} image{'s' if deleted != 1 else ''}.")
     return redirect("projects:detail", project_id=project.id)
@@ -100,7 +105,7 @@ def images_delete(request, project_id: int):
 def images_validation(request, project_id: int):
     """The grid's 'Add to validation set' and 'Remove from validation set' for the selected images."""
     project = access_project(request.user, project_id, "annotate_project")
-    ids = [int(i) for i in request.POST.getlist("image") if i.isdigit()]
+    ids = _selected_ids(request.POST)
     adding = request.POST.get("validation") == "add"
     changed = services.images_set_validation(project=project, image_ids=ids, is_validation=adding)
     verb = "Added" if adding else "Removed"
