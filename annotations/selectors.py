@@ -107,7 +107,7 @@ def filtered_image_ids(*, project, user, filters: dict) -> list[int]:
     from projects.models import Image
 
     images = Image.objects.for_project(project)
-    chosen = [int(i) for i in filters.get("ids", "").split(",") if i.strip().isdigit()]
+    chosen = [int(i) for i in filters.get("ids", "").split(",") if i.strip().isascii() and i.strip().isdigit()]
     if chosen:
         images = images.filter(pk__in=chosen)
     rest = {k: v for k, v in filters.items() if k != "ids"}

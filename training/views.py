@@ -162,7 +162,7 @@ def model_page(request, project_id: int, model_id: int):
 def _pr_context(request, model: ModelVersion, stats: dict) -> dict:
     """The precision-recall chart of all labels or of one (`curve` is "all" or a label's position)."""
     raw = request.GET.get("curve", "all")
-    index = int(raw) if raw.isdigit() and int(raw) < len(model.labels) else None
+    index = int(raw) if raw.isascii() and raw.isdigit() and int(raw) < len(model.labels) else None
     thresholds = stats["thresholds"]
     if index is None:
         points, title = stats["pr_curves"]["all"], "all labels"
@@ -257,7 +257,7 @@ def predict_page(request, project_id: int):
     models = list(ModelVersion.objects.filter(project=project))
     chosen = next((m for m in models if str(m.pk) == request.POST.get("model", request.GET.get("model"))), None)
     chosen = chosen or (models[0] if models else None)
-    ids = [int(i) for i in request.POST.getlist("image") or request.GET.getlist("image") if str(i).isdigit()]
+    ids = [int(i) for i in request.POST.getlist("image") or request.GET.getlist("image") if i.isascii() and i.isdigit()]
     images = list(Image.objects.for_project(project).filter(pk__in=ids[:PREDICT_MAX_IMAGES]).order_by("id"))
     results = []
     if chosen and request.method == "POST":

@@ -173,7 +173,7 @@ def _natural(path: str) -> tuple:
     """object_10 after object_9, so objects come back in the order they were written."""
     head, _, number = path.rpartition("_")
     digits = number.split(".")[0]
-    return (head, int(digits) if digits.isdigit() else 0, path)
+    return (head, int(digits) if digits.isascii() and digits.isdigit() else 0, path)
 
 
 png_masks = PngMasks()
