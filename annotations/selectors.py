@@ -11,6 +11,7 @@ from django.http import HttpResponse
 
 from annotations.models import LabelingSession
 from projects.permissions import projects_for_user
+from projects.selectors import ids_parse
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ def filtered_image_ids(*, project, user, filters: dict) -> list[int]:
     from projects.models import Image
 
     images = Image.objects.for_project(project)
-    chosen = [int(i) for i in filters.get("ids", "").split(",") if i.strip().isascii() and i.strip().isdigit()]
+    chosen = ids_parse(filters.get("ids", "").split(","))
     if chosen:
         images = images.filter(pk__in=chosen)
     rest = {k: v for k, v in filters.items() if k != "ids"}

@@ -34,12 +34,13 @@ def access_project(user, project_id: int, perm: str = "view_project") -> Project
     return project
 
 
-def access_child(user, child, perm: str, missing: str):
+def access_child(user, child, perm: str, missing: str, *, project_id: int | None = None):
     """Return `child` (anything with a project_id) if `user` holds `perm` on its project.
 
-    A missing child and one in a project they may not see get the same 404, with `missing` as its message.
+    A missing child, one in a project they may not see, and (given `project_id`, the project the URL
+    names) one of another project get the same 404, with `missing` as its message.
     """
-    if child is None:
+    if child is None or (project_id is not None and child.project_id != project_id):
         raise Http404(missing)
     try:
         child.project = access_project(user, child.project_id, perm)

@@ -2,7 +2,7 @@
 
 from django.http import Http404
 
-from projects.models import Label, Membership
+from projects.models import Image, Label, Membership
 from projects.permissions import access_project
 
 
@@ -24,3 +24,17 @@ def label_get(*, user, project_id: int, label_id: int, perm: str = "view_project
         raise Http404("No such label.")
     label.project = project
     return label
+
+
+def ids_parse(values) -> list[int]:
+    """Image ids from request values (`image` fields, an `ids` list): what is not a plain number is ignored.
+
+    str.isdigit alone is not enough: it accepts '²', which int() refuses.
+    """
+    return [int(value) for value in (v.strip() for v in values) if value.isascii() and value.isdigit()]
+
+
+def image_in_project(project, raw: str):
+    """The project's image with the id `raw` (as a request sends it), or None."""
+    ids = ids_parse([raw])
+    return Image.objects.for_project(project).filter(pk=ids[0]).first() if ids else None

@@ -14,6 +14,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from annotations import filters
+from config.flash import flash_errors
 from projects import services
 from projects.forms import LabelForm, MemberForm, ProjectCreateForm, ProjectForm, RoleForm
 from projects.models import Image, Role
@@ -23,14 +24,9 @@ from projects.permissions import (
     projects_for_user,
     require_owner,
 )
-from projects.selectors import label_get, membership_get
+from projects.selectors import ids_parse, label_get, membership_get
 
 GRID_PAGE_SIZE = 60
-
-
-def _errors(request, exc: ValidationError) -> None:
-    for message in exc.messages:
-        messages.error(request, message)
 
 
 @login_required
@@ -40,7 +36,7 @@ def project_list(request):
         try:
             project = services.project_create(owner=request.user, **form.cleaned_data)
         except ValidationError as exc:
-            _errors(request, exc)
+            flash_errors(request, exc)
         else:
             return redirect("projects:detail", project_id=project.id)
     projects = projects_for_user(request.user).select_related("owner").order_by("-created_at", "-id")
@@ -71,16 +67,11 @@ def project_detail(request, project_id: int):
     return render(request, "projects/project_detail.html", context)
 
 
-def _selected_ids(data) -> list[int]:
-    """The grid's ticked images (`image` fields); anything that is not a plain number is ignored."""
-    return [int(i) for i in data.getlist("image") if i.isascii() and i.isdigit()]
-
-
 @login_required
 def label_selected(request, project_id: int):
     """Open the labeler on the selected images only, or on all of them when none is selected (spec 000)."""
     project = access_project(request.user, project_id)
-    ids = sorted(set(_selected_ids(request.GET)))
+    ids = sorted(set(ids_parse(request.GET.getlist("image"))))
     images = Image.objects.for_project(project)
     first = (images.filter(pk__in=ids) if ids else images).order_by("-id").first()
     if first is None:
@@ -94,7 +85,7 @@ def label_selected(request, project_id: int):
 @require_POST
 def images_delete(request, project_id: int):
     project = access_project(request.user, project_id, "delete_images_project")
-    ids = _selected_ids(request.POST)
+    ids = ids_parse(request.POST.getlist("image"))
     deleted = services.images_delete(project=project, image_ids=ids)
     messages.success(request, f"Deleted {deleted} image{'s' if deleted != 1 else ''}.")
     return redirect("projects:detail", project_id=project.id)
@@ -105,7 +96,7 @@ def images_delete(request, project_id: int):
 def images_validation(request, project_id: int):
     """The grid's 'Add to validation set' and 'Remove from validation set' for the selected images."""
     project = access_project(request.user, project_id, "annotate_project")
-    ids = _selected_ids(request.POST)
+    ids = ids_parse(request.POST.getlist("image"))
     adding = request.POST.get("validation") == "add"
     changed = services.images_set_validation(project=project, image_ids=ids, is_validation=adding)
     verb = "Added" if adding else "Removed"
@@ -124,7 +115,7 @@ def project_settings(request, project_id: int):
             try:
                 services.project_update(project=project, **form.cleaned_data)
             except ValidationError as exc:
-                _errors(request, exc)
+                flash_errors(request, exc)
             else:
                 messages.success(request, "Project saved.")
                 return redirect("projects:settings", project_id=project.id)
@@ -170,7 +161,7 @@ def label_create(request, project_id: int):
                 keypoint_template=form.cleaned_data["keypoints"],
             )
         except ValidationError as exc:
-            _errors(request, exc)
+            flash_errors(request, exc)
     else:
         messages.error(request, "Check the label: " + "; ".join(e for errs in form.errors.values() for e in errs))
     return redirect("projects:settings", project_id=project.id)
@@ -198,7 +189,7 @@ def member_add(request, project_id: int):
         try:
             membership = services.membership_grant(project=project, **form.cleaned_data)
         except ValidationError as exc:
-            _errors(request, exc)
+            flash_errors(request, exc)
         else:
             messages.success(request, f"Shared with {membership.user.username} as {membership.role}.")
     else:
@@ -219,7 +210,7 @@ def member_change(request, project_id: int, user_id: int):
         try:
             services.membership_change_role(membership=membership, role=form.cleaned_data["role"])
         except ValidationError as exc:
-            _errors(request, exc)
+            flash_errors(request, exc)
         else:
             messages.success(request, f"{membership.user.username} is now {form.cleaned_data['role']}.")
     else:
@@ -234,7 +225,7 @@ def member_remove(request, project_id: int, user_id: int):
     try:
         services.membership_remove(membership=membership)
     except ValidationError as exc:
-        _errors(request, exc)
+        flash_errors(request, exc)
     else:
         messages.success(request, f"Removed {membership.user.username} from the project.")
     return redirect("projects:settings", project_id=project_id)
@@ -248,7 +239,7 @@ def ownership_transfer(request, project_id: int, user_id: int):
     try:
         services.project_transfer_ownership(project=membership.project, new_owner=membership.user)
     except ValidationError as exc:
-        _errors(request, exc)
+        flash_errors(request, exc)
     else:
         messages.success(request, f"{membership.user.username} now owns the project; you are an Admin.")
     return redirect("projects:settings", project_id=project_id)

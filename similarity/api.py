@@ -10,8 +10,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.parsers import RawImageParser
-from projects.models import Image, Project
+from projects.models import Project
 from projects.permissions import access_project
+from projects.selectors import image_in_project
 from similarity import searches, selectors
 from training.predictions import image_check, upload_read
 
@@ -49,8 +50,7 @@ class SimilarApi(APIView):
     @extend_schema(parameters=[OpenApiParameter("image", int, required=True), *QUERY_PARAMETERS], responses={200: dict})
     def get(self, request, project_id: int):
         project = access_project(request.user, project_id)
-        raw = request.query_params.get("image", "")
-        image = Image.objects.for_project(project).filter(pk=int(raw)).first() if raw.isascii() and raw.isdigit() else None
+        image = image_in_project(project, request.query_params.get("image", ""))
         if image is None:
             raise ValidationError({"image": ["Give the id of an image of this project."]})
         return Response(searches.similar_to_image(project=project, image=image, **self._query(request)))

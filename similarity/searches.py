@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.http import Http404
 
 from projects.files import stored_bytes
 from projects.models import Image, Project
+from projects.permissions import access_child
 from similarity import selectors, services
 from similarity.models import ImageEmbedding, PairSearch, UnindexedImage
 
@@ -73,24 +73,21 @@ def pair_search_out(search: PairSearch) -> dict:
 def pairs_now_or_later(*, project: Project, user, parameters: dict) -> tuple[list[dict] | None, PairSearch | None]:
     """(pairs, None) found now in a small project; (None, search) for a large one, a background job to poll.
 
-    Pair searches over more indexed images than SIGHTLINE_SYNC_PAIR_IMAGES run as jobs with progress.
-    A label name the project does not have is refused now, not when the job runs.
+    `parameters` are similar_pairs' (labels as a list of names). Pair searches over more indexed
+    images than SIGHTLINE_SYNC_PAIR_IMAGES run as jobs with progress; a label name the project does
+    not have is refused now, not when the job runs.
     """
-    parameters = {**parameters, "labels": label_names(parameters["labels"])}
-    if parameters["labels"]:
-        selectors.labels_resolve(project=project, names=parameters["labels"])
     if ImageEmbedding.objects.for_project(project).count() > settings.SIGHTLINE_SYNC_PAIR_IMAGES:
+        if parameters["labels"]:
+            selectors.labels_resolve(project=project, names=parameters["labels"])
         return None, services.pair_search_start(project=project, user=user, parameters=parameters)
     return pairs_out(selectors.similar_pairs(project=project, **parameters)), None
 
 
 def pair_search_get(*, user, search_id: int, project_id: int | None = None) -> PairSearch:
     """A pair search the user may see (404 otherwise); one whose worker died is reported failed."""
-    from projects.permissions import access_child
-
-    search = access_child(user, PairSearch.objects.filter(pk=search_id).first(), "view_project", "No such pair search.")
-    if project_id is not None and search.project_id != project_id:
-        raise Http404("No such pair search.")
+    search = access_child(user, PairSearch.objects.filter(pk=search_id).first(), "view_project", "No such pair search.",
+                          project_id=project_id)  # fmt: skip
     if search.status == PairSearch.Status.RUNNING and services.pair_searches_fail_stale(project=search.project):
         search.refresh_from_db()
     return search

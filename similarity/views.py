@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
-
 from django import forms
-from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.shortcuts import render
 
-from projects.models import Image
+from config.flash import flash_errors, flash_form_errors
 from projects.permissions import access_project, project_permissions
+from projects.selectors import image_in_project
 from similarity import searches, selectors
 from similarity.models import PairSearch
 from training.predictions import image_check, upload_read
@@ -40,22 +38,15 @@ def _query(form: forms.Form) -> dict:
     return values
 
 
-def _errors(request, exc: ValidationError) -> None:
-    for text in exc.messages:
-        messages.error(request, text)
-
-
 @login_required
 def similar_page(request, project_id: int):
     """1vN: results for ?image=ID, or for an uploaded file (POST), with the query form."""
     project = access_project(request.user, project_id)
     form = QueryForm(request.GET if any(k in request.GET for k in ("limit", "threshold", "labels", "op")) else None)
     query = _query(form)
-    raw = request.GET.get("image", "")
-    image = Image.objects.for_project(project).filter(pk=int(raw)).first() if raw.isascii() and raw.isdigit() else None
+    image = image_in_project(project, request.GET.get("image", ""))
     if form.is_bound and not form.is_valid():
-        for field, texts in form.errors.items():
-            messages.error(request, f"{field}: {' '.join(texts)}")
+        flash_form_errors(request, form)
     result = None
     try:
         if request.method == "POST" and request.FILES.get("file"):
@@ -65,7 +56,7 @@ def similar_page(request, project_id: int):
         elif image is not None:
             result = searches.similar_to_image(project=project, image=image, **query)
     except ValidationError as exc:
-        _errors(request, exc)
+        flash_errors(request, exc)
     context = {"project": project, "form": form if form.is_bound else QueryForm(initial=query), "image": image,
                "result": result, "index": result["index"] if result else searches.index_status(project=project)}  # fmt: skip
     return render(request, "similarity/similar.html", context)
@@ -80,16 +71,15 @@ def pairs_page(request, project_id: int):
     query["labels"] = searches.label_names(query["labels"])
     pairs, search = None, None
     if form.is_bound and not form.is_valid():
-        for field, texts in form.errors.items():
-            messages.error(request, f"{field}: {' '.join(texts)}")
+        flash_form_errors(request, form)
     elif request.GET.get("search"):
         try:
             pairs, search = searches.pairs_now_or_later(project=project, user=request.user, parameters=query)
         except ValidationError as exc:
-            _errors(request, exc)
+            flash_errors(request, exc)
     context = {"project": project, "form": form if form.is_bound else PairsForm(initial=query), "pairs": pairs,
                "search": search, "perms": project_permissions(request.user, project),
-               "index": searches.index_status(project=project), "query": urlencode(request.GET)}  # fmt: skip
+               "index": searches.index_status(project=project)}  # fmt: skip
     return render(request, "similarity/pairs.html", context)
 
 

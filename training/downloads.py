@@ -11,8 +11,6 @@ import io
 import json
 import zipfile
 
-from django.core.files.storage import default_storage
-
 from projects.files import stored_bytes
 from projects.models import Image
 from training import statistics
@@ -38,8 +36,12 @@ def predictions_zip(*, model: ModelVersion, checkpoint: str) -> bytes:
                 *(f"{scores[label]:.6f}" for label in model.labels),
             ])  # fmt: skip
             name = thumbnails.get(row["image_id"])
-            if name and default_storage.exists(name):
-                archive.writestr(f"images/{row['split']}/{row['item']}-{safe_name(row['image_name'])}.webp", stored_bytes(name))
+            try:
+                thumbnail = stored_bytes(name) if name else None
+            except OSError:  # deleted since: the row stays in the tables, without its picture
+                thumbnail = None
+            if thumbnail is not None:
+                archive.writestr(f"images/{row['split']}/{row['item']}-{safe_name(row['image_name'])}.webp", thumbnail)
         archive.writestr("predictions.csv", table.getvalue())
         meta = {"model": model.name, "checkpoint": checkpoint, "labels": model.labels, "multi_label": model.multi_label,
                 "thresholds": model.thresholds_for(checkpoint), "images": rows}  # fmt: skip

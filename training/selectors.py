@@ -8,14 +8,15 @@ from projects.permissions import access_child, access_project
 from training.models import ModelVersion, TrainingJob
 
 
-def job_get(*, user, job_id: int, perm: str = "view_project") -> TrainingJob:
+def job_get(*, user, job_id: int, perm: str = "view_project", project_id: int | None = None) -> TrainingJob:
     job = TrainingJob.objects.select_related("dataset_version").filter(pk=job_id).first()
-    return access_child(user, job, perm, "No such training job.")
+    return access_child(user, job, perm, "No such training job.", project_id=project_id)
 
 
-def model_get(*, user, model_id: int, perm: str = "view_project") -> ModelVersion:
+def model_get(*, user, model_id: int, perm: str = "view_project", project_id: int | None = None) -> ModelVersion:
+    """The model, if `user` holds `perm` on its project (and it is in `project_id`, when the URL names one)."""
     model = ModelVersion.objects.select_related("job", "dataset_version").filter(pk=model_id).first()
-    return access_child(user, model, perm, "No such model.")
+    return access_child(user, model, perm, "No such model.", project_id=project_id)
 
 
 def model_by_name(*, user, project_id: int, name: str, perm: str = "view_project") -> ModelVersion:

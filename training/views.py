@@ -17,6 +17,7 @@ from django.views.decorators.http import require_POST
 from projects.files import stored_bytes
 from projects.models import Image
 from projects.permissions import access_project, project_permissions
+from projects.selectors import ids_parse
 from training import charts, predictions, selectors, services, statistics
 from training.models import Checkpoint, ModelVersion, Split, TrainingJob
 from training.parameters import CLASSIFICATION
@@ -93,21 +94,12 @@ def job_page(request, project_id: int, job_id: int):
 @login_required
 @require_POST
 def job_cancel(request, project_id: int, job_id: int):
-    job = selectors.job_get(user=request.user, job_id=job_id, perm="train_project")
-    if job.project_id != project_id:
-        raise Http404("No such training job.")
+    job = selectors.job_get(user=request.user, job_id=job_id, perm="train_project", project_id=project_id)
     try:
         services.training_job_cancel(job=job)
     except ValidationError as exc:
         _errors(request, exc)
     return redirect("training:job", project_id=project_id, job_id=job.id)
-
-
-def _model_in(request, project_id: int, model_id: int, perm: str = "view_project") -> ModelVersion:
-    model = selectors.model_get(user=request.user, model_id=model_id, perm=perm)
-    if model.project_id != project_id:
-        raise Http404("No such model.")
-    return model
 
 
 def _previewed_thresholds(request, model: ModelVersion) -> list[float] | None:
@@ -133,7 +125,7 @@ def _view_state(request, model: ModelVersion) -> dict:
 @login_required
 def model_page(request, project_id: int, model_id: int):
     """Statistics of one checkpoint on one split; thresholds (multi-label) come from the URL, the model, or F1."""
-    model = _model_in(request, project_id, model_id)
+    model = selectors.model_get(user=request.user, model_id=model_id, project_id=project_id)
     state = _view_state(request, model)
     thresholds = _previewed_thresholds(request, model)
     stats = statistics.model_statistics(model=model, checkpoint=state["checkpoint"], split=state["split"],
@@ -189,7 +181,7 @@ def _confusion_rows(stats: dict) -> list[dict]:
 @login_required
 @require_POST
 def model_predict_with(request, project_id: int, model_id: int):
-    model = _model_in(request, project_id, model_id, perm="train_project")
+    model = selectors.model_get(user=request.user, model_id=model_id, perm="train_project", project_id=project_id)
     try:
         services.model_version_update(model=model, predict_with=request.POST.get("checkpoint", ""))
     except ValidationError as exc:
@@ -203,7 +195,7 @@ def model_predict_with(request, project_id: int, model_id: int):
 @require_POST
 def model_thresholds(request, project_id: int, model_id: int):
     """Save the thresholds in the form for this checkpoint, or go back to the F1-optimised ones."""
-    model = _model_in(request, project_id, model_id, perm="train_project")
+    model = selectors.model_get(user=request.user, model_id=model_id, perm="train_project", project_id=project_id)
     checkpoint = request.POST.get("checkpoint", Checkpoint.BEST)
     try:
         if "optimized" in request.POST:
@@ -224,7 +216,7 @@ def model_thresholds(request, project_id: int, model_id: int):
 def model_delete(request, project_id: int, model_id: int):
     if request.method != "POST":
         return redirect("training:model", project_id=project_id, model_id=model_id)
-    model = _model_in(request, project_id, model_id, perm="train_project")
+    model = selectors.model_get(user=request.user, model_id=model_id, perm="train_project", project_id=project_id)
     services.model_version_delete(model=model)
     messages.success(request, f"Deleted the model {model.name}.")
     return redirect("training:models", project_id=project_id)
@@ -233,7 +225,7 @@ def model_delete(request, project_id: int, model_id: int):
 @login_required
 def predictions_page(request, project_id: int, model_id: int):
     """Predictions on training or validation images beside their ground truth (green truth, red other labels)."""
-    model = _model_in(request, project_id, model_id)
+    model = selectors.model_get(user=request.user, model_id=model_id, project_id=project_id)
     state = _view_state(request, model)
     show = request.GET.get("show", "all") if request.GET.get("show") in {"all", "wrong", "right"} else "all"
     advanced = request.GET.get("view") == "advanced"
@@ -257,7 +249,7 @@ def predict_page(request, project_id: int):
     models = list(ModelVersion.objects.filter(project=project))
     chosen = next((m for m in models if str(m.pk) == request.POST.get("model", request.GET.get("model"))), None)
     chosen = chosen or (models[0] if models else None)
-    ids = [int(i) for i in request.POST.getlist("image") or request.GET.getlist("image") if i.isascii() and i.isdigit()]
+    ids = ids_parse(request.POST.getlist("image") or request.GET.getlist("image"))
     images = list(Image.objects.for_project(project).filter(pk__in=ids[:PREDICT_MAX_IMAGES]).order_by("id"))
     results = []
     if chosen and request.method == "POST":

@@ -56,7 +56,6 @@ class EpochStats:
 
 @dataclass
 class Progress:
-    phase: str  # "preparing" (computing frozen features) or "training"
     fraction: float  # of the whole run, 0..1
     epoch: int  # epochs completed
     epochs: int
@@ -64,7 +63,6 @@ class Progress:
     eta_seconds: float | None = None
     history: list[dict] = field(default_factory=list)
     best_epoch: int | None = None
-    message: str = ""
 
 
 @dataclass
@@ -305,10 +303,9 @@ class _Run:
     def _report(self, fraction: float, epoch: int, loss: float) -> None:
         elapsed = time.monotonic() - self.started
         self.hooks.progress(Progress(
-            phase="training", fraction=self.prep_share + (1 - self.prep_share) * fraction, epoch=epoch,
+            fraction=self.prep_share + (1 - self.prep_share) * fraction, epoch=epoch,
             epochs=self.config.epochs, loss=loss, history=self.history, best_epoch=self.best_epoch or None,
             eta_seconds=_eta(elapsed, fraction, self.config.time_limit_seconds),
-            message=f"Epoch {min(epoch + 1, self.config.epochs)} of {self.config.epochs}",
         ))  # fmt: skip
 
     # the end
@@ -352,10 +349,7 @@ def _front_outputs(front, images_of, count, device, hooks, done, total, share, c
                     )
             chunks.append(out.contiguous(memory_format=torch.channels_last) if out.dim() == 4 else out)
             done += len(indices)
-            hooks.progress(Progress(
-                phase="preparing", fraction=share * done / total, epoch=0, epochs=config.epochs,
-                message=f"Preparing features: {done} of {total} images",
-            ))  # fmt: skip
+            hooks.progress(Progress(fraction=share * done / total, epoch=0, epochs=config.epochs))
             if hooks.stop():
                 raise Cancelled("Cancelled while preparing features.")
     return torch.cat(chunks), done
@@ -437,10 +431,6 @@ class Classifier:
         model = create_backbone(saved["backbone"], pretrained=False, num_classes=len(self.labels))
         model.load_state_dict(saved["state_dict"])
         self.model = model.to(self.device).to(memory_format=torch.channels_last).eval()
-
-    @classmethod
-    def load(cls, path, device=None) -> Classifier:
-        return cls(torch.load(path, map_location="cpu", weights_only=True), device=device)
 
     def predict(self, images: Sequence[bytes]) -> np.ndarray:
         """N x C probabilities (rows sum to 1 for single-label models)."""
