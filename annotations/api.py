@@ -115,6 +115,10 @@ class SmartApi(APIView):
             return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
 
 
+# Replacing many images' annotations at once (other people's too) needs more than annotating.
+REPLACE = "replace_annotations_project"
+
+
 class BulkAnnotationsApi(APIView):
     """Annotations of many images in one request and one transaction (pre-labeling scripts)."""
 
@@ -132,6 +136,8 @@ class BulkAnnotationsApi(APIView):
         project = access_project(request.user, project_id, "annotate_project")
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        if data.validated_data["mode"] == "replace":
+            access_project(request.user, project_id, REPLACE)
         try:
             saved = documents.documents_save_many(
                 project=project, user=request.user, items=data.validated_data["images"], mode=data.validated_data["mode"]
@@ -247,6 +253,8 @@ class ImportApi(APIView):
         data = self.InputSerializer(data={**{k: request.POST.get(k) for k in request.POST}, **request.FILES.dict()})
         data.is_valid(raise_exception=True)
         upload, format_key, mode = (data.validated_data[k] for k in ("file", "format", "mode"))
+        if mode == "replace":
+            access_project(request.user, project_id, REPLACE)
         if data.validated_data["background"] or upload.size > transfers.SYNC_IMPORT_BYTES:
             job = transfers.transfer_start(
                 project=project, user=request.user, direction="import", format_key=format_key, upload=upload, mode=mode
@@ -256,6 +264,26 @@ class ImportApi(APIView):
             project=project, user=request.user, format_key=format_key, content=upload.read(), mode=mode
         )
         return Response({"summary": summary.as_dict()})
+
+
+class ImportPreviewApi(APIView):
+    """What a replace would overwrite: the images of the project the file names, and their annotations now."""
+
+    parser_classes = [MultiPartParser]
+
+    class InputSerializer(StrictSerializer):
+        format = serializers.ChoiceField(choices=list(FORMATS))
+        file = serializers.FileField()
+
+    @extend_schema(request={"multipart/form-data": InputSerializer}, responses={200: dict})
+    def post(self, request, project_id: int):
+        project = access_project(request.user, project_id, REPLACE)
+        data = self.InputSerializer(data={**{k: request.POST.get(k) for k in request.POST}, **request.FILES.dict()})
+        data.is_valid(raise_exception=True)
+        preview = transfers.import_preview(
+            project=project, format_key=data.validated_data["format"], upload=data.validated_data["file"]
+        )
+        return Response(preview)
 
 
 class TransferApi(APIView):

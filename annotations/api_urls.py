@@ -9,6 +9,7 @@ urlpatterns = [
     path("labeling-time/", api.LabelingTimeApi.as_view(), name="api-labeling-time"),
     path("projects/<int:project_id>/export/", api.ExportApi.as_view(), name="api-export"),
     path("projects/<int:project_id>/import/", api.ImportApi.as_view(), name="api-import"),
+    path("projects/<int:project_id>/import/preview/", api.ImportPreviewApi.as_view(), name="api-import-preview"),
     path("transfers/<int:job_id>/", api.TransferApi.as_view(), name="api-transfer-job"),
     path("transfers/<int:job_id>/file/", api.TransferFileApi.as_view(), name="api-transfer-file"),
     path("images/<int:image_id>/rasterize/", api.RasterizeApi.as_view(), name="api-rasterize"),

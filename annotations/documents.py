@@ -18,6 +18,7 @@ from django.db import connection, transaction
 from django.db.models import F
 
 from annotations import geometry
+from annotations.history import history_record
 from annotations.models import Annotation, Classification, ImageStatus
 from projects.models import Image, Label
 
@@ -287,13 +288,16 @@ class StaleRevisions(Exception):
 
 
 @transaction.atomic
-def documents_save_many(*, project, user, items: Any, mode: str, names: list[str] | None = None) -> list[dict]:
+def documents_save_many(
+    *, project, user, items: Any, mode: str, names: list[str] | None = None, reason: str = "bulk save"
+) -> list[dict]:
     """Save annotations of many images in one transaction, for pre-labeling scripts and imports.
 
     `mode="replace"`: each item's shapes and classifications replace the image's, and its
     `revision` must be current (else StaleRevisions, nothing saved). `mode="append"`: shapes
     and classifications are added to what is there; no revision is needed. `mode="overwrite"`
-    (imports): replace without revisions. `names` name the items in error messages.
+    (imports): replace without revisions. `names` name the items in error messages. What a
+    replace overwrites is kept in the history first (annotations.history), under `reason`.
     """
     if not isinstance(items, list) or not items:
         raise ValidationError({"images": ["must be a non-empty list"]})
@@ -320,6 +324,8 @@ def documents_save_many(*, project, user, items: Any, mode: str, names: list[str
         plans.append((image, cleaned, pairs))
     if stale:
         raise StaleRevisions(stale)
+    if mode in {"replace", "overwrite"}:
+        history_record(image_ids=ids, user=user, reason=reason)
     _bulk_apply(project, user, plans, replace=mode in {"replace", "overwrite"})
     return [{"image": image_id, "revision": images[image_id].annotation_revision + 1} for image_id in ids]
 

@@ -151,3 +151,26 @@ class TransferJob(models.Model):
 
     def __str__(self) -> str:
         return f"{self.direction} {self.format} of {self.project} ({self.status})"
+
+
+class ReplacedDocument(models.Model):
+    """An image's annotations as they were before a bulk replace (an import or a script) overwrote them.
+
+    Kept until someone purges it (admin, or `manage.py annotations_history_purge`), so a replace
+    can always be undone image by image.
+    """
+
+    image = models.ForeignKey("projects.Image", on_delete=models.CASCADE, related_name="replaced_documents")
+    revision = models.PositiveIntegerField(help_text="The revision that was replaced.")
+    shapes = FastJSONField(default=list)
+    classifications = FastJSONField(default=list)
+    reason = models.CharField(max_length=40, help_text="What replaced it: an import or a bulk save.")
+    replaced_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    replaced_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-replaced_at", "-id"]
+        indexes = [models.Index(fields=["image", "-replaced_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.image} at revision {self.revision}, replaced by {self.reason}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 
 from annotations import documents
 from annotations.formats import FORMATS
@@ -74,6 +75,33 @@ def project_import(*, project: Project, user, format_key: str, content: bytes, m
     return dataset_apply(project=project, user=user, dataset=dataset, mode=mode, may_create_labels=may_create)
 
 
+def import_preview(*, project: Project, format_key: str, upload) -> dict:
+    """How many images, objects and classification labels a replace with this file would overwrite.
+
+    A file small enough to import at once is read to find the images it names; for a larger one the
+    answer is an upper bound, the whole project, so the page never reads a big file in a request.
+    """
+    from annotations.models import Annotation, Classification
+
+    images = Image.objects.for_project(project)
+    exact = upload.size <= SYNC_IMPORT_BYTES
+    if exact:
+        known = {name: (w, h) for name, w, h in images.values_list("name", "width", "height")}
+        try:
+            dataset = FORMATS[format_key].read(upload.read(), known=known)
+        except FormatError as exc:
+            raise ValidationError({"file": [str(exc)]}) from None
+        names = [entry.name for entry in dataset.images]
+        shas = [entry.sha256 for entry in dataset.images if entry.sha256]
+        images = images.filter(Q(name__in=names) | Q(sha256__in=shas))
+    return {
+        "exact": exact,
+        "images": images.count(),
+        "objects": Annotation.objects.filter(image__in=images).count(),
+        "classifications": Classification.objects.filter(image__in=images).count(),
+    }
+
+
 def dataset_apply(*, project: Project, user, dataset: Dataset, mode: str, may_create_labels: bool = True) -> Summary:
     summary = Summary()
     rows = Image.objects.for_project(project).values_list("name", "pk", "sha256", "is_validation")
@@ -100,7 +128,12 @@ def dataset_apply(*, project: Project, user, dataset: Dataset, mode: str, may_cr
         summary.classifications += len(entry.classifications)
     if items:
         documents.documents_save_many(
-            project=project, user=user, items=items, mode="overwrite" if mode == "replace" else "append", names=names
+            project=project,
+            user=user,
+            items=items,
+            mode="overwrite" if mode == "replace" else "append",
+            names=names,
+            reason="import",
         )
     for flag, ids in validation.items():
         Image.objects.filter(pk__in=ids).update(is_validation=flag)
@@ -132,8 +165,8 @@ def _labels_ensure(project: Project, dataset: Dataset, *, may_create: bool) -> d
     return labels
 
 
-def _is_color(value: str) -> bool:
-    return len(value) == 7 and value.startswith("#") and all(c in "0123456789abcdefABCDEF" for c in value[1:])
+def _is_color(value: str | None) -> bool:
+    return value is not None and len(value) == 7 and value.startswith("#") and all(c in "0123456789abcdefABCDEF" for c in value[1:])
 
 
 def _raw_shape(shape: Shape, labels: dict[str, Label]) -> dict:

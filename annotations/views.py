@@ -9,6 +9,8 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django_htmx.http import HttpResponseClientRedirect
 from django.views.decorators.http import require_POST
 
 from accounts.models import User
@@ -73,18 +75,30 @@ def transfer_start(request, project_id: int):
     direction = "export" if "export" in request.POST else "import"
     project = access_project(request.user, project_id, "export_project" if direction == "export" else "annotate_project")
     upload = request.FILES.get("file") if direction == "import" else None
+    mode = "replace" if direction == "import" and request.POST.get("mode") == "replace" else "append"
+    if mode == "replace":
+        access_project(request.user, project_id, "replace_annotations_project")
     try:
         if direction == "import" and upload is None:
             raise ValidationError("Choose a file to import.")
+        if mode == "replace" and request.POST.get("confirmed") != "1":
+            raise ValidationError("Replacing annotations must be confirmed: nothing was imported.")
         job = transfers.transfer_start(
-            project=project, user=request.user, direction=direction, format_key=request.POST.get("format", ""),
-            upload=upload, mode="replace" if request.POST.get("mode") == "replace" else "append",
-        )  # fmt: skip
+            project=project,
+            user=request.user,
+            direction=direction,
+            format_key=request.POST.get("format", ""),
+            upload=upload,
+            mode=mode,
+        )
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
+        if request.htmx:  # the message is shown by a page load, not inside the job list
+            return HttpResponseClientRedirect(reverse("annotations:transfers", args=[project.id]))
         return redirect("annotations:transfers", project_id=project.id)
     if request.htmx:
-        return render(request, "annotations/transfers.html#job", {"project": project, "job": job})
+        context = {"project": project, "job": job, "perms": project_permissions(request.user, project)}
+        return render(request, "annotations/transfers.html#job", context)
     return redirect("annotations:transfers", project_id=project.id)
 
 
@@ -94,7 +108,8 @@ def transfer_job(request, project_id: int, job_id: int):
     job = TransferJob.objects.filter(project=project, pk=job_id).first()
     if job is None:
         raise Http404("No such job.")
-    return render(request, "annotations/transfers.html#job", {"project": project, "job": job})
+    context = {"project": project, "job": job, "perms": project_permissions(request.user, project)}
+    return render(request, "annotations/transfers.html#job", context)
 
 
 # --- the labeler -----------------------------------------------------------------------------

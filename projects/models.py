@@ -15,6 +15,7 @@ PROJECT_PERMISSIONS = [
     ("delete_project", "Delete the project"),
     ("annotate_project", "Label images"),
     ("review_project", "Review and accept labels and predictions"),
+    ("replace_annotations_project", "Replace annotations in bulk (imports, scripts), other people's included"),
     ("manage_labels_project", "Create, edit and delete labels"),
     ("upload_project", "Upload images"),
     ("delete_images_project", "Delete images"),
@@ -29,7 +30,7 @@ class Project(models.Model):
     description = models.TextField(blank=True)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="owned_projects")
     sync_labels = models.BooleanField(
-        default=False, help_text="Object labels also label the image for classification (spec: synchronise labels)."
+        default=False, help_text="Object labels also label the image for classification."
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

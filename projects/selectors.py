@@ -1,5 +1,7 @@
 """Reads that cross models and permissions: a project's member or label, as seen by a user."""
 
+from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.http import Http404
 
 from projects.models import Image, Label, Membership
@@ -24,6 +26,20 @@ def label_get(*, user, project_id: int, label_id: int, perm: str = "view_project
         raise Http404("No such label.")
     label.project = project
     return label
+
+
+def label_usage(*, project) -> QuerySet[Label]:
+    """The project's labels with how many objects and images use each.
+
+    One subquery per count: joining both tables would multiply their rows (objects x images).
+    """
+    from annotations.models import Annotation, Classification
+
+    def count(model):
+        rows = model.objects.filter(label=OuterRef("pk")).order_by().values("label").annotate(n=Count("pk"))
+        return Coalesce(Subquery(rows.values("n"), output_field=IntegerField()), 0)
+
+    return project.labels.annotate(objects=count(Annotation), images=count(Classification))
 
 
 def ids_parse(values) -> list[int]:

@@ -166,14 +166,17 @@ def project_permission_objects() -> list[Permission]:
 
 
 def label_create(
-    *, project: Project, name: str, color: str | None = None, hotkey: int | None = None,
-    keypoint_template: list[str] | None = None,
-) -> Label:  # fmt: skip
+    *, project: Project, name: str, color: str | None = None, hotkey=..., keypoint_template: list[str] | None = None
+) -> Label:
+    """A new label; unless chosen, it takes the next palette colour and the next free hotkey (1-9, or none)."""
     name = name.strip()
     label = Label(
-        project=project, name=name, color=color or label_next_color(project=project), hotkey=hotkey,
+        project=project,
+        name=name,
+        color=color or label_next_color(project=project),
+        hotkey=label_next_hotkey(project=project) if hotkey is ... else hotkey,
         keypoint_template=_keypoint_template(keypoint_template or []),
-    )  # fmt: skip
+    )
     _label_check_unique(label)
     label.full_clean()
     label.save()
@@ -200,8 +203,16 @@ def _keypoint_template(names: list[str]) -> list[str]:
 
 
 def label_next_color(*, project: Project) -> str:
-    """The palette colour a new label of this project gets unless one is chosen."""
-    return LABEL_COLORS[project.labels.count() % len(LABEL_COLORS)]
+    """The palette colour a new label of this project gets unless one is chosen: the first one unused."""
+    used = {c.lower() for c in project.labels.values_list("color", flat=True)}
+    free = [c for c in LABEL_COLORS if c.lower() not in used]
+    return free[0] if free else LABEL_COLORS[len(used) % len(LABEL_COLORS)]
+
+
+def label_next_hotkey(*, project: Project) -> int | None:
+    """The lowest hotkey 1-9 no label of the project holds, or None when all nine are taken."""
+    taken = set(project.labels.exclude(hotkey=None).values_list("hotkey", flat=True))
+    return next((key for key in range(1, 10) if key not in taken), None)
 
 
 def label_update(
@@ -251,6 +262,16 @@ def label_delete(*, label: Label, confirm: bool = False) -> None:
 
 
 @transaction.atomic
+def labels_validate(*, project: Project, names: list[str]) -> list[str]:
+    """The cleaned, distinct names, each one an existing label or a valid new one; creates nothing."""
+    cleaned = list(dict.fromkeys(n.strip() for n in names if n.strip()))
+    existing = set(Label.objects.filter(project=project, name__in=cleaned).values_list("name", flat=True))
+    for name in cleaned:
+        if name not in existing:
+            Label(project=project, name=name, color=LABEL_COLORS[0]).full_clean(exclude=["project"])
+    return cleaned
+
+
 def labels_get_or_create(*, project: Project, names: list[str]) -> list[Label]:
     """The project's labels with these names, in order, creating the ones that do not exist yet."""
     labels = []

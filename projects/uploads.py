@@ -15,7 +15,7 @@ from annotations.services import classifications_add
 from projects import archives
 from projects.imaging import DecodedImage, ImageRejected, decode_image
 from projects.models import Image, Label, Project
-from projects.services import labels_get_or_create
+from projects.services import labels_get_or_create, labels_validate
 
 DUPLICATE = "The same image is already in this project (duplicate)."
 
@@ -40,7 +40,7 @@ class _Batch:
     user: User
     result: UploadResult = field(default_factory=UploadResult)
     seen: set[str] = field(default_factory=set)
-    folder_labels: dict[str, Label] = field(default_factory=dict)
+    labels: dict[str, Label] = field(default_factory=dict)  # created on the first stored image that needs them
     written: list[Image] = field(default_factory=list)  # every image whose files are on disk
 
 
@@ -48,16 +48,17 @@ def images_upload(*, project: Project, user: User, files: list[UploadedFile], la
     """Store every acceptable image, refuse the rest one by one with a reason.
 
     `labels` (classification labels typed at upload) go on every stored image; inside a ZIP,
-    each image's folder name is added as a label too. Labels that do not exist are created.
+    each image's folder name is added as a label too. Labels that do not exist are created, but
+    only when an image that carries them is stored: a refused upload leaves no label behind.
     The request is one transaction: an unexpected error stores nothing and leaves no file behind.
     """
     batch = _Batch(project=project, user=user)
     try:
+        common = labels_validate(project=project, names=labels)
+    except ValidationError as exc:
+        raise ValidationError({"labels": exc.messages}) from None
+    try:
         with transaction.atomic():
-            try:
-                common = labels_get_or_create(project=project, names=labels)
-            except ValidationError as exc:
-                raise ValidationError({"labels": exc.messages}) from None
             for upload in files:
                 _store_upload(batch, upload, common)
             if batch.result.stored:
@@ -72,7 +73,7 @@ def images_upload(*, project: Project, user: User, files: list[UploadedFile], la
     return batch.result
 
 
-def _store_upload(batch: _Batch, upload: UploadedFile, common: list[Label]) -> None:
+def _store_upload(batch: _Batch, upload: UploadedFile, common: list[str]) -> None:
     name = upload.name or "unnamed"
     if _looks_like_zip(upload):
         _store_archive(batch, upload, common)
@@ -91,24 +92,29 @@ def _looks_like_zip(upload: UploadedFile) -> bool:
     return archives.is_zip(upload.name or "", head)
 
 
-def _store_archive(batch: _Batch, upload: UploadedFile, common: list[Label]) -> None:
-    """A ZIP is stored as a unit: if it turns out unsafe part-way, none of it stays."""
+def _store_archive(batch: _Batch, upload: UploadedFile, common: list[str]) -> None:
+    """A ZIP is stored as a unit: if it turns out unsafe part-way, none of it stays.
+
+    Its images are named by their path inside the ZIP (the part that tells them apart); refusals
+    name the ZIP too, so a person finds the file.
+    """
     limits = archives.limits_from_settings()
-    before = (len(batch.result.stored), len(batch.result.rejected), set(batch.seen))
+    before = (len(batch.result.stored), len(batch.result.rejected), set(batch.seen), dict(batch.labels))
     try:
         with transaction.atomic():
             for entry in archives.read_entries(upload, limits=limits):
-                name = f"{upload.name}/{entry.path}"
+                shown = f"{upload.name}/{entry.path}"
                 if entry.refusal is not None:
-                    batch.result.rejected.append(Rejection(name, entry.refusal))
+                    batch.result.rejected.append(Rejection(shown, entry.refusal))
                     continue
-                folder_labels = _folder_label(batch, entry.folder)
-                if isinstance(folder_labels, Rejection):
-                    batch.result.rejected.append(Rejection(name, folder_labels.reason))
+                folder = _folder_label(batch, entry.folder)
+                if isinstance(folder, Rejection):
+                    batch.result.rejected.append(Rejection(shown, folder.reason))
                     continue
-                _store_one(batch, name, entry.data, [*common, *folder_labels])
+                _store_one(batch, entry.path, entry.data, [*common, *folder], shown=shown)
     except archives.ArchiveRejected as exc:
-        stored, rejected, seen = before
+        stored, rejected, seen, labels = before
+        batch.labels = labels
         for image in batch.result.stored[stored:]:
             _delete_files(image)
         del batch.result.stored[stored:]
@@ -117,36 +123,42 @@ def _store_archive(batch: _Batch, upload: UploadedFile, common: list[Label]) -> 
         batch.result.rejected.append(Rejection(upload.name, str(exc)))
 
 
-def _folder_label(batch: _Batch, folder: str | None) -> list[Label] | Rejection:
+def _folder_label(batch: _Batch, folder: str | None) -> list[str] | Rejection:
+    """The folder's label name, checked now and created only with the first image stored under it."""
     if folder is None:
         return []
-    if folder not in batch.folder_labels:
-        try:
-            with transaction.atomic():
-                batch.folder_labels[folder] = labels_get_or_create(project=batch.project, names=[folder])[0]
-        except ValidationError as exc:
-            return Rejection(folder, f"Its folder name {folder[:40]!r} cannot be a label: {' '.join(exc.messages)}")
-    return [batch.folder_labels[folder]]
+    try:
+        return labels_validate(project=batch.project, names=[folder])
+    except ValidationError as exc:
+        return Rejection(folder, f"Its folder name {folder[:40]!r} cannot be a label: {' '.join(exc.messages)}")
 
 
-def _store_one(batch: _Batch, name: str, data: bytes, labels: list[Label]) -> None:
+def _store_one(batch: _Batch, name: str, data: bytes, labels: list[str], *, shown: str | None = None) -> None:
+    shown = shown or name
     try:
         decoded = decode_image(
             data, max_pixels=settings.SIGHTLINE_MAX_IMAGE_PIXELS, thumbnail_size=settings.SIGHTLINE_THUMBNAIL_SIZE
         )
     except ImageRejected as exc:
-        batch.result.rejected.append(Rejection(name, str(exc)))
+        batch.result.rejected.append(Rejection(shown, str(exc)))
         return
     if decoded.sha256 in batch.seen or Image.objects.filter(project=batch.project, sha256=decoded.sha256).exists():
-        batch.result.rejected.append(Rejection(name, DUPLICATE))
+        batch.result.rejected.append(Rejection(shown, DUPLICATE))
         return
     image = _image_save(batch, name, decoded)
     if image is None:  # a concurrent upload of the same bytes won the race
-        batch.result.rejected.append(Rejection(name, DUPLICATE))
+        batch.result.rejected.append(Rejection(shown, DUPLICATE))
         return
     batch.seen.add(decoded.sha256)
-    classifications_add(images=[image], labels=labels)
+    classifications_add(images=[image], labels=_labels_for(batch, labels))
     batch.result.stored.append(image)
+
+
+def _labels_for(batch: _Batch, names: list[str]) -> list[Label]:
+    missing = [name for name in names if name not in batch.labels]
+    for label in labels_get_or_create(project=batch.project, names=missing):
+        batch.labels[label.name] = label
+    return [batch.labels[name] for name in names]
 
 
 def _image_save(batch: _Batch, name: str, decoded: DecodedImage) -> Image | None:

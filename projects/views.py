@@ -8,7 +8,6 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Count
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -24,7 +23,7 @@ from projects.permissions import (
     projects_for_user,
     require_owner,
 )
-from projects.selectors import ids_parse, label_get, membership_get
+from projects.selectors import ids_parse, label_get, label_usage, membership_get
 
 GRID_PAGE_SIZE = 60
 
@@ -123,10 +122,13 @@ def project_settings(request, project_id: int):
         "project": project,
         "form": form,
         "perms": perms,
-        "labels": project.labels.annotate(
-            objects=Count("annotations", distinct=True), images=Count("classifications", distinct=True)
+        "labels": label_usage(project=project),
+        "label_form": LabelForm(
+            initial={
+                "color": services.label_next_color(project=project),
+                "hotkey": services.label_next_hotkey(project=project),
+            }
         ),
-        "label_form": LabelForm(initial={"color": services.label_next_color(project=project)}),
         "members": project.memberships.select_related("user", "role"),
         "member_form": MemberForm(initial={"role": Role.objects.filter(name=Role.LABELER).first()}),
         "role_form": RoleForm(),
@@ -165,6 +167,29 @@ def label_create(request, project_id: int):
     else:
         messages.error(request, "Check the label: " + "; ".join(e for errs in form.errors.values() for e in errs))
     return redirect("projects:settings", project_id=project.id)
+
+
+@login_required
+@require_POST
+def label_edit(request, project_id: int, label_id: int):
+    label = label_get(user=request.user, project_id=project_id, label_id=label_id, perm="manage_labels_project")
+    form = LabelForm(request.POST)
+    if form.is_valid():
+        try:
+            services.label_update(
+                label=label,
+                name=form.cleaned_data["name"],
+                color=form.cleaned_data["color"] or None,
+                hotkey=form.cleaned_data["hotkey"],
+                keypoint_template=form.cleaned_data["keypoints"],
+            )
+        except ValidationError as exc:
+            flash_errors(request, exc)
+        else:
+            messages.success(request, f"Saved label {label.name}.")
+    else:
+        messages.error(request, "Check the label: " + "; ".join(e for errs in form.errors.values() for e in errs))
+    return redirect("projects:settings", project_id=project_id)
 
 
 @login_required

@@ -131,6 +131,7 @@ def model_page(request, project_id: int, model_id: int):
     stats = statistics.model_statistics(model=model, checkpoint=state["checkpoint"], split=state["split"],
                                         thresholds=thresholds)  # fmt: skip
     history = model.job.history
+    request.session[_last_model_key(model.project)] = model.pk  # "Predict selected" in the grid defaults to it
     context = {
         "project": model.project, "model": model, "stats": stats, **state,
         "perms": project_permissions(request.user, model.project),
@@ -242,17 +243,25 @@ def predictions_page(request, project_id: int, model_id: int):
     return render(request, "training/predictions.html", context)
 
 
+def _last_model_key(project) -> str:
+    return f"sightline:last-model:{project.pk}"
+
+
 @login_required
 def predict_page(request, project_id: int):
     """Predict with a chosen model: an uploaded image, or images of the project chosen in the grid."""
     project = access_project(request.user, project_id, "train_project")
     models = list(ModelVersion.objects.filter(project=project))
-    chosen = next((m for m in models if str(m.pk) == request.POST.get("model", request.GET.get("model"))), None)
-    chosen = chosen or (models[0] if models else None)
+    # The model asked for, else the one this user last looked at in this project, else the newest.
+    wanted = request.POST.get("model", request.GET.get("model")) or str(request.session.get(_last_model_key(project), ""))
+    chosen = next((m for m in models if str(m.pk) == wanted), None) or (models[0] if models else None)
+    if chosen:
+        request.session[_last_model_key(project)] = chosen.pk
     ids = ids_parse(request.POST.getlist("image") or request.GET.getlist("image"))
     images = list(Image.objects.for_project(project).filter(pk__in=ids[:PREDICT_MAX_IMAGES]).order_by("id"))
     results = []
-    if chosen and request.method == "POST":
+    # The grid's "Predict selected" posts the chosen images here; the Predict button runs the model.
+    if chosen and request.method == "POST" and request.POST.get("predict"):
         checkpoint = request.POST.get("checkpoint", chosen.predict_with)
         checkpoint = checkpoint if checkpoint in Checkpoint.values else chosen.predict_with
         uploads = request.FILES.getlist("file")

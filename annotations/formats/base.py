@@ -18,7 +18,7 @@ class FormatError(ValueError):
 @dataclass
 class LabelInfo:
     name: str
-    color: str = "#e6194b"
+    color: str | None = None  # None: the project's next palette colour
     keypoint_template: list[str] = field(default_factory=list)
 
 

@@ -61,7 +61,7 @@ def _label(raw, where: str) -> LabelInfo:
     template = raw.get("keypoint_template", [])
     if not isinstance(template, list) or not all(isinstance(n, str) for n in template):
         raise FormatError(f"{where}.keypoint_template: must be a list of names.")
-    return LabelInfo(name=raw["name"], color=str(raw.get("color") or "#e6194b"), keypoint_template=template)
+    return LabelInfo(name=raw["name"], color=str(raw["color"]) if raw.get("color") else None, keypoint_template=template)
 
 
 def _image(raw, where: str) -> DatasetImage:

@@ -5,6 +5,7 @@ from django.db import migrations
 
 ALL = [
     "view_project", "change_project", "delete_project", "annotate_project", "review_project",
+    "replace_annotations_project",
     "manage_labels_project", "upload_project", "delete_images_project", "train_project",
     "export_project", "manage_members_project",
 ]  # fmt: skip

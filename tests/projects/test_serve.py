@@ -1,0 +1,97 @@
+"""`manage.py serve` (what `make run` runs) stops everything it started, even when Ctrl-C comes twice."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+from django.conf import settings
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every live process below `pid`, however deep (qcluster's workers are its grandchildren)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_a_second_ctrl_c_during_shutdown_still_stops_the_worker_the_web_server_and_postgres():
+    data_dir = settings.BASE_DIR / ".data" / f"test-serve-{uuid.uuid4().hex[:8]}"
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "DJANGO_SETTINGS_MODULE"}}
+    env.update(SIGHTLINE_DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1")
+    serve = subprocess.Popen(
+        [sys.executable, str(settings.BASE_DIR / "manage.py"), "serve", "--no-demo", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert serve.poll() is None, serve.stdout.read()
+            assert time.monotonic() < deadline, "serve did not answer within 120 s"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/accounts/login/", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.5)
+        started = _descendants(serve.pid)
+        postmaster = int((data_dir / "pg" / "postmaster.pid").read_text().split()[0])
+        assert _alive(postmaster)
+        assert len(started) >= 3  # runserver, qcluster and at least one of qcluster's workers
+
+        serve.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+        serve.send_signal(signal.SIGINT)  # the second Ctrl-C arrives while it is shutting down
+        output, _ = serve.communicate(timeout=60)
+
+        assert serve.returncode == 0, output
+        assert "Embedded PostgreSQL stopped." in output
+        assert [pid for pid in started if _alive(pid)] == []
+        time.sleep(0.5)
+        assert not _alive(postmaster)
+        assert not (data_dir / "pg" / "postmaster.pid").exists()
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+        pid_file = data_dir / "pg" / "postmaster.pid"
+        if pid_file.exists():  # a failed run must not leave its server behind
+            os.kill(int(pid_file.read_text().split()[0]), signal.SIGQUIT)
+            time.sleep(1)
+        shutil.rmtree(data_dir, ignore_errors=True)
