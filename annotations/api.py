@@ -9,9 +9,10 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotations import documents, operations, selectors, services, smart, transfers
+from annotations import documents, history, operations, selectors, services, smart, transfers
 from annotations.formats import FORMATS
 from annotations.formats.base import FormatError
+from annotations.models import ReplacedDocument
 from config.api import PlainListField, StrictSerializer
 from projects.permissions import access_image, access_project
 
@@ -312,3 +313,38 @@ def _job(request, job_id: int):
     except Http404:
         raise Http404("No such job.") from None
     return job
+
+
+class HistoryApi(APIView):
+    """What bulk replaces overwrote on this image, newest first; each entry can be restored."""
+
+    @extend_schema(responses={200: dict})
+    def get(self, request, image_id: int):
+        image = access_image(request.user, image_id)
+        entries = ReplacedDocument.objects.filter(image=image).select_related("replaced_by")
+        return Response({"history": [_history_body(entry) for entry in entries]})
+
+
+class HistoryRestoreApi(APIView):
+    """Put what a replace overwrote back on the image, as a new revision (today's version goes to the history)."""
+
+    @extend_schema(request=None, responses={200: dict})
+    def post(self, request, image_id: int, entry_id: int):
+        image = access_image(request.user, image_id, "annotate_project")
+        entry = ReplacedDocument.objects.filter(image=image, pk=entry_id).first()
+        if entry is None:
+            raise Http404("No such history entry for this image.")
+        history.history_restore(entry=entry, user=request.user)
+        return _document_response(image.pk)
+
+
+def _history_body(entry: ReplacedDocument) -> dict:
+    return {
+        "id": entry.pk,
+        "revision": entry.revision,
+        "reason": entry.reason,
+        "replaced_by": entry.replaced_by.username if entry.replaced_by else None,
+        "replaced_at": entry.replaced_at.isoformat(),
+        "shapes": len(entry.shapes),
+        "classifications": len(entry.classifications),
+    }

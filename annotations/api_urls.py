@@ -4,6 +4,12 @@ from annotations import api
 
 urlpatterns = [
     path("images/<int:image_id>/annotations/", api.ImageAnnotationsApi.as_view(), name="api-image-annotations"),
+    path("images/<int:image_id>/history/", api.HistoryApi.as_view(), name="api-image-history"),
+    path(
+        "images/<int:image_id>/history/<int:entry_id>/restore/",
+        api.HistoryRestoreApi.as_view(),
+        name="api-image-history-restore",
+    ),
     path("images/<int:image_id>/seen/", api.ImageSeenApi.as_view(), name="api-image-seen"),
     path("images/<int:image_id>/heartbeat/", api.HeartbeatApi.as_view(), name="api-heartbeat"),
     path("labeling-time/", api.LabelingTimeApi.as_view(), name="api-labeling-time"),

@@ -203,10 +203,15 @@ def _keypoint_template(names: list[str]) -> list[str]:
 
 
 def label_next_color(*, project: Project) -> str:
-    """The palette colour a new label of this project gets unless one is chosen: the first one unused."""
+    """The palette colour a new label of this project gets unless one is chosen: the next one, skipping
+    colours other labels already have, so labels made one after another (by hand or by an import) differ."""
     used = {c.lower() for c in project.labels.values_list("color", flat=True)}
-    free = [c for c in LABEL_COLORS if c.lower() not in used]
-    return free[0] if free else LABEL_COLORS[len(used) % len(LABEL_COLORS)]
+    start = len(used)
+    for step in range(len(LABEL_COLORS)):
+        color = LABEL_COLORS[(start + step) % len(LABEL_COLORS)]
+        if color.lower() not in used:
+            return color
+    return LABEL_COLORS[start % len(LABEL_COLORS)]
 
 
 def label_next_hotkey(*, project: Project) -> int | None:

@@ -55,3 +55,5 @@ document.addEventListener("click", async (event) => {
     stop();
   }
 });
+
+export {}; // an ES module: its names stay its own

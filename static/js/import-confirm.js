@@ -40,3 +40,5 @@ form?.addEventListener("htmx:confirm", (event) => {
       button.textContent = "Import";
     });
 });
+
+export {}; // an ES module: its names stay its own

@@ -51,3 +51,5 @@ document.addEventListener("change", (event) => {
   const input = /** @type {HTMLInputElement} */ (event.target);
   if (input.name === "threshold" && input.form?.id === "thresholds-form") preview();
 });
+
+export {}; // an ES module: its names stay its own

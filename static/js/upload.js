@@ -128,3 +128,5 @@ if (form) {
     window.htmx.ajax("GET", form.dataset.gridUrl, { target: "#grid", swap: "outerHTML" });
   });
 }
+
+export {}; // an ES module: its names stay its own

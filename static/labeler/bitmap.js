@@ -31,6 +31,22 @@ export class BitmapEditor {
     this.color = color;
   }
 
+  /**
+   * Undo or redo changed the document under the brush: show and keep exactly what it holds now,
+   * so an undone stroke is neither drawn nor saved again. `shape` is the edited mask as it is
+   * now, or undefined when the undo took it away.
+   * @param {any} shape
+   */
+  reload(shape) {
+    if (!this.canvas) return;
+    if (shape?.kind !== "mask") {
+      this.close();
+      return;
+    }
+    this.canvas = maskCanvas(shape.geometry.rle, this.color, 255);
+    this.last = null;
+  }
+
   /** @param {number[]} point */
   stroke(point) {
     const ctx = /** @type {OffscreenCanvasRenderingContext2D} */ (/** @type {OffscreenCanvas} */ (this.canvas).getContext("2d"));

@@ -1,154 +1,69 @@
 // @ts-check
 /**
- * The labeler page: loads the image's document (or the unsaved one this browser kept),
- * wires the store, renderer, tools and saver together, and keeps the panels and shortcuts.
+ * The labeler page: loads the image's document (or the unsaved one this browser kept) and wires
+ * the store, renderer, tools, saver, panels, keymap and conflict dialog together. The island
+ * announces `shape-created`, `shape-changed` and `saved` on #labeler for the page around it.
  */
+import * as api from "./api.js";
+import { showConflict } from "./conflict.js";
+import { installKeymap, renderShortcuts } from "./keymap.js";
+import { Panels, toggleClassification } from "./panels.js";
 import { Renderer } from "./renderer.js";
-import { Saver, csrfToken, pendingKey } from "./saver.js";
+import { Saver, pendingKey } from "./saver.js";
 import { Store } from "./store.js";
 import { Tools } from "./tools.js";
 
 const config = JSON.parse(/** @type {HTMLElement} */ (document.getElementById("labeler-config")).textContent || "{}");
-const labels = new Map(config.labels.map((/** @type {any} */ l) => [l.id, l]));
+/** @type {import("./panels.js").Label[]} */
+const labelList = config.labels;
+const labels = new Map(labelList.map((l) => [l.id, l]));
+const canEdit = !!config.canAnnotate;
+const island = /** @type {HTMLElement} */ (document.getElementById("labeler"));
+const lastLabelKey = `sightline:label:${config.projectId}`;
 const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
 
 async function start() {
   const image = new Image();
   image.src = config.image.url;
-  const [response] = await Promise.all([fetch(`/api/images/${config.image.id}/annotations/`), image.decode()]);
-  const server = await response.json();
-  const kept = localStorage.getItem(pendingKey(config.image.id));
-  const store = new Store(kept ? JSON.parse(kept) : server);
+  const [loaded] = await Promise.all([api.loadDocument(config.image.id), image.decode()]);
+  const kept = canEdit ? localStorage.getItem(pendingKey(config.image.id)) : null;
+  if (!canEdit) localStorage.removeItem(pendingKey(config.image.id)); // a read-only user has nothing to send
+  const store = new Store(kept ? JSON.parse(kept) : loaded.body);
   const renderer = new Renderer(/** @type {HTMLCanvasElement} */ ($("canvas")), image, store, labels);
-  const tools = new Tools(renderer.canvas, renderer, store, config.image);
-  tools.label = config.labels[0]?.id ?? null;
-  const saver = new Saver(store, config.image.id, $("save-state"), (current) => conflict(current));
+  const tools = new Tools(renderer.canvas, renderer, store, config.image, { canEdit });
+  const remembered = Number(localStorage.getItem(lastLabelKey));
+  tools.label = labels.has(remembered) ? remembered : (labelList[0]?.id ?? null);
+  const status = $("save-state");
+  const saver = canEdit
+    ? new Saver(store, config.image.id, status, (current) => showConflict(
+      { store, renderer, saver: /** @type {Saver} */ (saver), dialog: /** @type {HTMLDialogElement} */ ($("conflict")), text: $("conflict-text") },
+      current))
+    : null;
+  const say = (/** @type {string} */ state, /** @type {string} */ text) => { status.dataset.state = state; status.textContent = text; };
+  if (!canEdit) say("read-only", "Read only: your role may look, not label");
 
-  /** @param {any} current */
-  function conflict(current) {
-    const dialog = /** @type {HTMLDialogElement} */ ($("conflict"));
-    $("conflict-text").textContent = `Your version has ${store.shapes.length} objects; the saved one ` +
-      `(revision ${current.revision}) has ${current.shapes.length}.`;
-    renderer.ghost = new Store(current).shapes; // theirs, dashed white over yours
-    renderer.requestDraw();
-    dialog.onclick = (event) => {
-      const action = /** @type {HTMLElement} */ (event.target).dataset.action;
-      if (!action) return;
-      dialog.close();
-      renderer.ghost = null;
-      if (action === "keep-mine" || action === "keep-both") {
-        if (action === "keep-both") {
-          // Theirs, with my version of objects we both have and my new objects added.
-          const mine = new Map(store.shapes.filter((s) => s.id !== undefined).map((s) => [s.id, s]));
-          const theirs = new Store(current).shapes.map((s) => mine.get(s.id) || s);
-          store.commit(() => { store.shapes = [...theirs, ...store.shapes.filter((s) => s.id === undefined)]; });
-        }
-        store.revision = current.revision;
-        saver.save();
-      } else {
-        const fresh = new Store(current);
-        store.shapes = fresh.shapes;
-        store.classifications = fresh.classifications;
-        store.revision = current.revision;
-        localStorage.removeItem(pendingKey(config.image.id));
-        saver.show("saved", "Saved");
-        renderPanels();
-        renderer.requestDraw();
-      }
-    };
-    dialog.show(); // not modal: both versions stay visible on the canvas
-  }
-
-  function renderPanels() {
-    const selected = renderer.selected;
-    $("label-list").replaceChildren(...config.labels.map((/** @type {any} */ label) => {
-      const item = listItem(label.color, label.name, label.hotkey ? String(label.hotkey) : "");
-      item.setAttribute("aria-selected", String(label.id === tools.label));
-      item.onclick = () => setLabel(label.id);
-      return item;
-    }));
-    $("classification-list").replaceChildren(...config.labels.map((/** @type {any} */ label) => {
-      const entry = store.classifications.find((c) => c.label === label.id);
-      const item = listItem(label.color, `${entry?.default ? "★ " : ""}${label.name}`, "");
-      const toggle = button(entry ? "−" : "+", () => store.commit(() => {
-        store.classifications = entry ? store.classifications.filter((c) => c !== entry)
-          : [...store.classifications, { label: label.id, default: !store.classifications.length }];
-        if (store.classifications.length && !store.classifications.some((c) => c.default)) store.classifications[0].default = true;
-      }));
-      item.append(toggle);
-      if (entry && !entry.default) item.append(button("☆", () => store.commit(() => {
-        store.classifications = store.classifications.map((c) => ({ ...c, default: c === entry }));
-      })));
-      return item;
-    }));
-    const shown = store.shapes.slice(0, 500);
-    $("object-count").textContent = `(${store.shapes.length})`;
-    $("object-list").replaceChildren(...shown.map((shape) => {
-      const label = labels.get(shape.label);
-      const item = listItem(label?.color || "#fff", `${label?.name || "?"} · ${shape.kind}`, "");
-      item.classList.toggle("hidden-object", !!shape._hidden);
-      item.setAttribute("aria-selected", String(shape._key === selected));
-      item.dataset.key = String(shape._key);
-      item.onclick = () => tools.select(shape._key);
-      item.append(
-        button(shape._hidden ? "show" : "hide", () => { shape._hidden = !shape._hidden; renderPanels(); renderer.requestDraw(); }),
-        button(shape.occluded ? "occluded ✓" : "occluded", () => store.commit(() => { replace(shape, { occluded: !shape.occluded }); })),
-        button("×", () => remove(shape._key)),
-      );
-      return item;
-    }));
-    for (const el of document.querySelectorAll("[data-tool]")) {
-      el.setAttribute("aria-pressed", String(/** @type {HTMLElement} */ (el).dataset.tool === tools.tool));
-    }
-    $("bitmap-mode").hidden = tools.tool !== "mask";
-    $("smart-panel").hidden = tools.tool !== "smart";
-    $("smart-mode").textContent = tools.smart.mode === "foreground" ? "Marking: foreground (X)" : "Marking: background (X)";
-    $("smart-mode").dataset.mode = tools.smart.mode;
-    $("bitmap-mode").textContent = `${tools.bitmap.mode} · ${Math.round(tools.bitmap.size)} px (E brush, R eraser, G fill, [ ] size, N new)`;
-  }
-
-  /** @param {number} labelId */
+  /** The label of the next object; it relabels the selected object only when the person selected it. @param {number} labelId */
   function setLabel(labelId) {
     tools.label = labelId;
-    const shape = store.find(renderer.selected);
-    if (shape && shape.label !== labelId) {
-      store.commit(() => replace(shape, { label: labelId, keypoints: tools.templateKeypoints(labelId, shape.kind, shape.geometry) }));
-    } else renderPanels();
+    localStorage.setItem(lastLabelKey, String(labelId));
+    const shape = store.find(tools.selected);
+    if (canEdit && tools.userSelected && shape && shape.label !== labelId) {
+      store.update(shape._key, { label: labelId, keypoints: tools.templateKeypoints(labelId, shape.kind, shape.geometry) });
+    }
+    panels.render();
   }
 
-  /** Changes go on a new object, so undo snapshots (shallow copies) keep the old one. */
-  function replace(/** @type {any} */ shape, /** @type {object} */ changes) {
-    store.shapes = store.shapes.map((s) => (s === shape ? { ...s, ...changes } : s));
-  }
+  const panels = new Panels({ labels: labelList, byId: labels, store, tools, canEdit, setLabel });
 
-  // Panels follow the canvas by a frame: a new shape is drawn first, its list entry next.
-  let panelsFrame = 0;
-  function renderPanelsSoon() {
-    if (!panelsFrame) panelsFrame = requestAnimationFrame(() => { panelsFrame = 0; renderPanels(); });
-  }
-
-  /** Selecting only moves the highlight; rebuilding hundreds of list entries would cost a frame. */
-  function markSelected() {
-    for (const item of $("object-list").querySelectorAll("[aria-selected=true]")) item.setAttribute("aria-selected", "false");
-    $("object-list").querySelector(`[data-key="${renderer.selected}"]`)?.setAttribute("aria-selected", "true");
-  }
-
-  /**
-   * Rasterize (box or polygon to mask, clearing keypoints and attributes) or convert a mask
-   * to a polygon, on the server's geometry code.
-   * @param {"rasterize"|"polygonize"} operation
-   */
+  /** Rasterize (box or polygon to mask) or turn a mask into polygons, on the server's geometry code. @param {"rasterize"|"polygonize"} operation */
   async function convert(operation) {
-    const shape = store.find(renderer.selected);
-    if (!shape) return saver.show("error", "Select an object first.");
+    const shape = store.find(tools.selected);
+    if (!shape) return say("error", "Select an object first.");
     const simplify = /** @type {HTMLInputElement} */ ($("simplify")).checked ? 1.5 : 0;
     const body = operation === "rasterize" ? { kind: shape.kind, geometry: shape.geometry } : { geometry: shape.geometry, simplify };
-    const response = await fetch(`/api/images/${config.image.id}/${operation}/`, {
-      method: "POST", headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() }, body: JSON.stringify(body),
-    });
-    const result = await response.json();
-    if (!response.ok) return saver.show("error", Object.values(result).flat().join(" "));
-    store.commit(() => replace(shape, result));
+    const answer = await api.convertShape(config.image.id, operation, body);
+    if (!answer.ok) return say("error", api.errorText(answer));
+    store.update(shape._key, answer.body);
   }
 
   /** Done: the last extracted mask becomes an object (source "smart"), selected for touch-ups. */
@@ -157,165 +72,155 @@ async function start() {
     if (!geometry) return smartStatus(tools.smart.result ? "Nothing to keep: Extract found no pixels." : "Extract first.");
     const shape = store.add({ label: /** @type {number} */ (tools.label), kind: "mask", geometry, source: "smart" });
     tools.smart.reset();
-    tools.select(shape._key);
+    tools.created(shape);
+    tools.select(shape._key); // for Bitmap (M) and To polygon; a hotkey does not relabel it
     smartStatus("Kept as a mask object. Bitmap (M) touches it up; To polygon converts it. Drag a new work area for the next.");
   }
 
   /** @param {string} text */
   function smartStatus(text) {
-    $("smart-state").textContent = text;
+    const state = document.getElementById("smart-state");
+    if (state) state.textContent = text;
   }
 
-  /** @param {number|undefined} key */
-  function remove(key) {
-    if (key === undefined) return;
-    store.commit(() => { store.shapes = store.shapes.filter((s) => s._key !== key); });
-    tools.select(undefined);
+  /** @param {"previous"|"next"} direction */
+  function go(direction) {
+    const url = direction === "next" ? config.nextUrl : config.previousUrl;
+    if (url) location.href = url;
+    else say(status.dataset.state || "saved", direction === "next" ? "This is the last image." : "This is the first image.");
   }
 
-  store.addEventListener("change", () => { renderPanelsSoon(); renderer.requestDraw(); });
-  tools.addEventListener("select", markSelected);
-  tools.addEventListener("tool", renderPanels);
-  tools.addEventListener("need-label", () => saver.show("error", "Create a label first."));
-  tools.smart.addEventListener("status", (event) => smartStatus(/** @type {CustomEvent} */ (event).detail));
-  tools.smart.addEventListener("extracted", () => renderer.requestDraw());
-  $("smart-backend").textContent = config.smart.description;
-  $("smart-backend").title = config.smart.error || "";
-  $("smart-backend").classList.toggle("warning", !!config.smart.error);
-  tools.addEventListener("notice", (event) => saver.show("error", /** @type {CustomEvent} */ (event).detail));
-  /** @type {HTMLInputElement} */ ($("aspect")).addEventListener("change", (event) => {
-    const [w, h] = /** @type {HTMLInputElement} */ (event.target).value.split(":").map(Number);
-    tools.aspect = w > 0 && h > 0 ? w / h : 0;
-  });
-  /** @type {HTMLFormElement} */ ($("label-create")).addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const input = /** @type {HTMLInputElement} */ ($("label-name"));
-    const response = await fetch(`/api/projects/${config.projectId}/labels/`, {
-      method: "POST", headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
-      body: JSON.stringify({ name: input.value }),
-    });
-    const body = await response.json();
-    if (!response.ok) return saver.show("error", Object.values(body).flat().join(" "));
-    config.labels.push(body);
-    labels.set(body.id, body);
-    input.value = "";
-    setLabel(body.id);
-    renderPanels();
-  });
-  document.querySelectorAll("[data-tool]").forEach((el) => el.addEventListener("click", () => tools.setTool(/** @type {HTMLElement} */ (el).dataset.tool || "select")));
+  const smartExtract = () => tools.smart.extract(labels.get(/** @type {number} */ (tools.label))?.color || "#ffffff");
+  const toggleSmartMode = () => { tools.smart.mode = tools.smart.mode === "foreground" ? "background" : "foreground"; panels.render(); };
+  const bitmapSet = (/** @type {() => void} */ change) => () => { change(); panels.renderToolbar(); };
+  const inMode = (/** @type {string} */ tool) => () => tools.tool === tool;
+
   /** @type {Record<string, () => void>} */
   const actions = {
     undo: () => store.undo(), redo: () => store.redo(), fit: () => renderer.fit(),
-    previous: () => config.previousUrl && (location.href = config.previousUrl),
-    next: () => config.nextUrl && (location.href = config.nextUrl),
-    rasterize: () => convert("rasterize"),
-    "smart-extract": () => tools.smart.extract(labels.get(/** @type {number} */ (tools.label))?.color || "#ffffff"),
-    "smart-done": () => smartDone(),
+    previous: () => go("previous"), next: () => go("next"),
+    rasterize: () => convert("rasterize"), polygonize: () => convert("polygonize"),
+    "smart-extract": smartExtract, "smart-done": smartDone, "smart-mode": toggleSmartMode,
     "smart-clear": () => { tools.smart.reset(); renderer.requestDraw(); },
     "smart-new-area": () => { tools.smart.newArea = true; smartStatus("Drag the new work area."); },
-    "smart-mode": () => { tools.smart.mode = tools.smart.mode === "foreground" ? "background" : "foreground"; renderPanels(); },
-    polygonize: () => convert("polygonize"),
-    "hide-all": () => { store.shapes.forEach((s) => { s._hidden = true; }); renderPanels(); renderer.requestDraw(); },
-    "show-all": () => { store.shapes.forEach((s) => { s._hidden = false; }); renderPanels(); renderer.requestDraw(); },
+    "hide-all": () => store.setHidden(store.shapes.map((s) => /** @type {number} */ (s._key)), true),
+    "show-all": () => store.setHidden(store.shapes.map((s) => /** @type {number} */ (s._key)), false),
+    shortcuts: () => /** @type {HTMLDialogElement} */ ($("shortcuts")).showModal(),
   };
+
+  /** @type {import("./keymap.js").Binding[]} */
+  const bindings = [
+    { group: "Smart tool", keys: ["enter"], label: "Extract", run: smartExtract, when: inMode("smart"), edits: true },
+    { group: "Smart tool", keys: ["shift+enter"], label: "Done: keep the mask", run: smartDone, when: inMode("smart"), edits: true },
+    { group: "Smart tool", keys: ["x"], label: "Mark foreground / background", run: toggleSmartMode, when: inMode("smart"), edits: true },
+    { group: "Bitmap", keys: ["e"], label: "Brush", run: bitmapSet(() => { tools.bitmap.mode = "brush"; }), when: inMode("mask"), edits: true },
+    { group: "Bitmap", keys: ["r"], label: "Eraser", run: bitmapSet(() => { tools.bitmap.mode = "eraser"; }), when: inMode("mask"), edits: true },
+    { group: "Bitmap", keys: ["g"], label: "Fill", run: bitmapSet(() => { tools.bitmap.mode = "fill"; }), when: inMode("mask"), edits: true },
+    { group: "Bitmap", keys: ["["], label: "Smaller brush", run: bitmapSet(() => { tools.bitmap.size = Math.max(1, tools.bitmap.size / 1.25); }), when: inMode("mask"), edits: true },
+    { group: "Bitmap", keys: ["]"], label: "Larger brush", run: bitmapSet(() => { tools.bitmap.size = Math.min(400, tools.bitmap.size * 1.25); }), when: inMode("mask"), edits: true },
+    { group: "Bitmap", keys: ["n"], label: "Next strokes make a new mask", run: () => { tools.closeBitmap(); tools.select(undefined); }, when: inMode("mask"), edits: true },
+    { group: "Tools", keys: ["v", "e"], label: "Select, move and edit", run: () => tools.setTool("select") },
+    { group: "Tools", keys: ["b"], label: "Box", run: () => tools.setTool("box"), edits: true },
+    { group: "Tools", keys: ["n"], label: "New polygon (or polyline)", run: () => tools.setTool(tools.tool === "polyline" ? "polyline" : "polygon"), edits: true },
+    { group: "Tools", keys: ["g"], label: "Add a part to the polygon", run: () => tools.setTool("polygon", "part"), edits: true },
+    { group: "Tools", keys: ["h"], label: "Add a hole to the polygon", run: () => tools.setTool("polygon", "hole"), edits: true },
+    { group: "Tools", keys: ["l"], label: "Polyline", run: () => tools.setTool("polyline"), edits: true },
+    { group: "Tools", keys: ["k"], label: "Add points to the polyline", run: () => tools.setTool("polyline", "extend"), edits: true },
+    { group: "Tools", keys: ["p"], label: "Points", run: () => tools.setTool("points"), edits: true },
+    { group: "Tools", keys: ["m"], label: "Bitmap brush", run: () => tools.setTool("mask"), edits: true },
+    { group: "Tools", keys: ["w"], label: "Smart tool", run: () => tools.setTool("smart"), edits: true },
+    { group: "Tools", keys: ["r"], label: "Remove vertices by clicking them", edits: true, run: () => {
+      if (tools.setTool("select")) { tools.vertexMode = "remove"; say(status.dataset.state || "saved", "Click vertices to remove them (Esc to stop)"); }
+    } },
+    { group: "Edit", keys: ["enter"], label: "Finish the polygon or polyline", run: () => tools.finish(), edits: true },
+    { group: "Edit", keys: ["delete", "backspace"], label: "Delete the selected object", run: () => store.remove(tools.selected), edits: true },
+    { group: "Edit", keys: ["ctrl+z"], label: "Undo", run: actions.undo, edits: true },
+    { group: "Edit", keys: ["ctrl+shift+z", "ctrl+y"], label: "Redo", run: actions.redo, edits: true },
+    { group: "Edit", keys: ["escape"], label: "Cancel the drawing, then deselect", run: () => tools.escape() },
+    ...labelList.filter((l) => l.hotkey).flatMap((label) => [
+      { group: "Labels", keys: [String(label.hotkey)], label: `${label.name}: the next object's label`, run: () => setLabel(label.id) },
+      { group: "Labels", keys: [`shift+digit${label.hotkey}`], label: `${label.name}: add to / remove from the image`,
+        run: () => toggleClassification(store, label.id), edits: true },
+    ]),
+    { group: "View", keys: ["f"], label: "Fit to the screen", run: actions.fit },
+    { group: "View", keys: ["a", "arrowleft"], label: "Previous image", run: actions.previous },
+    { group: "View", keys: ["d", "arrowright"], label: "Next image", run: actions.next },
+    { group: "View", keys: ["?"], label: "These shortcuts", run: actions.shortcuts },
+  ];
+  installKeymap(bindings, { canEdit, onSpace: (down) => { tools.spaceDown = down; } });
+  renderShortcuts($("shortcut-list"), bindings, canEdit);
+
+  store.addEventListener("change", (event) => {
+    const { cause, keys } = /** @type {CustomEvent} */ (event).detail;
+    panels.renderSoon();
+    renderer.requestDraw();
+    const type = cause === "created" ? "shape-created" : "shape-changed";
+    island.dispatchEvent(new CustomEvent(type, { detail: { cause, keys, shapes: keys.map((k) => store.find(k)) } }));
+  });
+  store.addEventListener("preview", () => renderer.requestDraw());
+  store.addEventListener("view", () => { panels.renderObjects(); renderer.requestDraw(); });
+  saver?.addEventListener("saved", (event) => {
+    island.dispatchEvent(new CustomEvent("saved", { detail: /** @type {CustomEvent} */ (event).detail }));
+  });
+  tools.addEventListener("select", () => panels.markSelected());
+  tools.addEventListener("tool", () => panels.renderToolbar());
+  tools.addEventListener("notice", (event) => say("error", /** @type {CustomEvent} */ (event).detail));
+  tools.smart.addEventListener("status", (event) => smartStatus(/** @type {CustomEvent} */ (event).detail));
+  tools.smart.addEventListener("extracted", () => renderer.requestDraw());
+
+  const backend = document.getElementById("smart-backend");
+  if (backend) {
+    backend.textContent = config.smart.description;
+    backend.title = config.smart.error || "";
+    backend.classList.toggle("warning", !!config.smart.error);
+  }
+  document.getElementById("aspect")?.addEventListener("change", (event) => {
+    const [w, h] = /** @type {HTMLInputElement} */ (event.target).value.split(":").map(Number);
+    tools.aspect = w > 0 && h > 0 ? w / h : 0;
+  });
+  document.getElementById("label-create")?.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const input = /** @type {HTMLInputElement} */ ($("label-name"));
+    const answer = await api.createLabel(config.projectId, input.value);
+    if (!answer.ok) return say("error", api.errorText(answer));
+    labelList.push(answer.body);
+    labels.set(answer.body.id, answer.body);
+    input.value = "";
+    setLabel(answer.body.id);
+  });
+  document.querySelectorAll("[data-tool]").forEach((el) =>
+    el.addEventListener("click", () => tools.setTool(/** @type {HTMLElement} */ (el).dataset.tool || "select")));
   document.querySelectorAll("[data-action]").forEach((el) => {
     const action = actions[/** @type {HTMLElement} */ (el).dataset.action || ""];
     if (action) el.addEventListener("click", action);
   });
-
-  window.addEventListener("keydown", (e) => {
-    if (e.target instanceof HTMLInputElement || e.target instanceof HTMLTextAreaElement) return;
-    const key = e.key.toLowerCase();
-    if (e.ctrlKey || e.metaKey) {
-      if (key === "z") { e.preventDefault(); e.shiftKey ? store.redo() : store.undo(); }
-      return;
-    }
-    if (key === " ") { tools.spaceDown = true; e.preventDefault(); return; }
-    const hotkey = config.labels.find((/** @type {any} */ l) => String(l.hotkey) === e.key);
-    if (hotkey) return setLabel(hotkey.id);
-    /** @type {Record<string, () => void>} */
-    if (tools.tool === "smart") {
-      /** @type {Record<string, () => void>} */
-      const smartKeys = {
-        enter: () => (e.shiftKey ? actions["smart-done"]() : actions["smart-extract"]()),
-        x: actions["smart-mode"],
-        escape: actions["smart-clear"],
-      };
-      if (smartKeys[key]) { e.preventDefault(); smartKeys[key](); return; }
-    }
-    if (tools.tool === "mask") {
-      /** @type {Record<string, () => void>} */
-      const bitmapKeys = {
-        e: () => { tools.bitmap.mode = "brush"; }, r: () => { tools.bitmap.mode = "eraser"; }, g: () => { tools.bitmap.mode = "fill"; },
-        n: () => { tools.closeBitmap(); tools.select(undefined); },
-        "[": () => { tools.bitmap.size = Math.max(1, tools.bitmap.size / 1.25); },
-        "]": () => { tools.bitmap.size = Math.min(400, tools.bitmap.size * 1.25); },
-      };
-      if (bitmapKeys[key]) { e.preventDefault(); bitmapKeys[key](); return renderPanels(); }
-    }
-    const keys = {
-      v: () => tools.setTool("select"), escape: () => { tools.cancel(); tools.setTool("select"); },
-      b: () => tools.setTool("box"), l: () => tools.setTool("polyline"),
-      // N (or Enter with nothing being drawn) starts a new object of the current kind; polygons by default.
-      n: () => tools.setTool(tools.tool === "polyline" ? "polyline" : "polygon"),
-      g: () => tools.setTool("polygon", store.find(renderer.selected)?.kind === "polygon" ? "part" : "new"),
-      k: () => tools.setTool("polyline", store.find(renderer.selected)?.kind === "polyline" ? "extend" : "new"),
-      r: () => { tools.setTool("select"); tools.vertexMode = "remove"; saver.show(saver.status.dataset.state || "saved", "Click vertices to remove them (Esc to stop)"); },
-      e: () => tools.setTool("select"),
-      h: () => tools.setTool("polygon", store.find(renderer.selected)?.kind === "polygon" ? "hole" : "new"),
-      p: () => tools.setTool("points"), m: () => tools.setTool("mask"), w: () => tools.setTool("smart"), enter: () => tools.finish(), f: () => renderer.fit(),
-      delete: () => remove(renderer.selected), backspace: () => remove(renderer.selected),
-      a: actions.previous, arrowleft: actions.previous, d: actions.next, arrowright: actions.next,
-    };
-    if (keys[key]) { e.preventDefault(); keys[key](); }
+  const more = /** @type {HTMLDetailsElement} */ ($("more-menu"));
+  more.addEventListener("click", (event) => {
+    if (/** @type {HTMLElement} */ (event.target).closest("button")) more.open = false; // an action was picked
   });
-  window.addEventListener("keyup", (e) => { if (e.key === " ") tools.spaceDown = false; });
+  document.addEventListener("pointerdown", (event) => {
+    if (!more.contains(/** @type {Node} */ (event.target))) more.open = false;
+  });
 
-  // Labeling time: the server counts the gaps between these, up to a minute each.
-  let lastActive = Date.now();
-  for (const type of ["pointermove", "keydown", "wheel"]) window.addEventListener(type, () => { lastActive = Date.now(); });
-  const beat = () => {
-    if (config.canAnnotate && Date.now() - lastActive < 60_000 && document.visibilityState === "visible") {
-      fetch(`/api/images/${config.image.id}/heartbeat/`, { method: "POST", headers: { "X-CSRFToken": csrfToken() } });
-    }
-  };
-  beat();
-  setInterval(beat, 15_000);
-  fetch(`/api/images/${config.image.id}/seen/`, { method: "POST", headers: { "X-CSRFToken": csrfToken() } });
+  if (canEdit) startLabelingClock();
+  api.markSeen(config.image.id);
 
-  renderPanels();
+  panels.render();
   renderer.resize();
-  if (kept) saver.save(); // what this browser kept from last time goes to the server first
-  Object.assign(window, { sightline: { store, renderer, tools, saver } }); // for tests and benchmarks
+  if (kept) saver?.save(); // what this browser kept from last time goes to the server first
+  Object.assign(window, { sightline: { store, renderer, tools, saver, panels } }); // for tests and benchmarks
   document.body.dataset.labelerReady = "true";
 }
 
-/** @param {string} color @param {string} text @param {string} hint */
-function listItem(color, text, hint) {
-  const item = document.createElement("li");
-  const swatch = document.createElement("span");
-  swatch.className = "swatch";
-  swatch.style.background = color;
-  const name = document.createElement("span");
-  name.textContent = text;
-  item.append(swatch, name);
-  if (hint) {
-    const key = document.createElement("span");
-    key.className = "key";
-    key.textContent = hint;
-    item.append(key);
-  }
-  return item;
-}
-
-/** @param {string} text @param {() => void} onClick */
-function button(text, onClick) {
-  const el = document.createElement("button");
-  el.type = "button";
-  el.className = "link";
-  el.textContent = text;
-  el.onclick = (event) => { event.stopPropagation(); onClick(); };
-  return el;
+/** Labeling time: the server counts the gaps between heartbeats, up to a minute each. */
+function startLabelingClock() {
+  let lastActive = Date.now();
+  for (const type of ["pointermove", "keydown", "wheel"]) window.addEventListener(type, () => { lastActive = Date.now(); });
+  const beat = () => {
+    if (Date.now() - lastActive < 60_000 && document.visibilityState === "visible") api.heartbeat(config.image.id);
+  };
+  beat();
+  setInterval(beat, 15_000);
 }
 
 start();

@@ -76,16 +76,19 @@ export class Renderer {
     /** @type {WeakMap<object, OffscreenCanvas>} */
     this.masks = new WeakMap();
     this.frame = 0;
+    /** Whether the person zoomed or panned since the last fit: then a resize keeps their view. */
+    this.moved = false;
     this.lastDrawMs = 0;
     this.drawn = 0;
     new ResizeObserver(() => this.resize()).observe(canvas);
   }
 
+  /** The stage changed size (window, toolbar, side panel): refit unless the person zoomed or panned. */
   resize() {
     const ratio = window.devicePixelRatio || 1;
     this.canvas.width = Math.round(this.canvas.clientWidth * ratio);
     this.canvas.height = Math.round(this.canvas.clientHeight * ratio);
-    if (!this.fitted) this.fit();
+    if (!this.moved) this.fit();
     this.draw();
   }
 
@@ -94,7 +97,7 @@ export class Renderer {
     if (!w || !h) return;
     const scale = Math.min(w / this.image.naturalWidth, h / this.image.naturalHeight) * 0.95;
     this.view = { scale, x: (w - this.image.naturalWidth * scale) / 2, y: (h - this.image.naturalHeight * scale) / 2 };
-    this.fitted = true;
+    this.moved = false;
     this.requestDraw();
   }
 
@@ -109,6 +112,7 @@ export class Renderer {
     this.view.scale = Math.min(64, Math.max(0.01, this.view.scale * factor));
     this.view.x = px - ix * this.view.scale;
     this.view.y = py - iy * this.view.scale;
+    this.moved = true;
     this.requestDraw();
   }
 
@@ -116,6 +120,7 @@ export class Renderer {
   pan(dx, dy) {
     this.view.x += dx;
     this.view.y += dy;
+    this.moved = true;
     this.requestDraw();
   }
 
@@ -147,8 +152,22 @@ export class Renderer {
       const selected = shape._key === this.selected;
       if (shape.kind === "mask") {
         let bitmap = this.masks.get(shape.geometry);
-        if (!bitmap) this.masks.set(shape.geometry, (bitmap = maskCanvas(shape.geometry.rle, color)));
+        if (!bitmap) this.masks.set(shape.geometry, (bitmap = outlinedMask(shape.geometry.rle, color)));
         ctx.drawImage(bitmap, 0, 0);
+        if (selected) ctx.drawImage(bitmap, 0, 0); // twice as strong when selected
+        continue;
+      }
+      if (shape.kind === "points") {
+        // A dark halo under a white ring under the label's colour: visible on any image.
+        ctx.lineWidth = 5 / scale;
+        ctx.strokeStyle = "rgba(0, 0, 0, 0.7)";
+        ctx.stroke(path);
+        ctx.lineWidth = 3 / scale;
+        ctx.strokeStyle = "#ffffff";
+        ctx.stroke(path);
+        ctx.fillStyle = color;
+        ctx.fill(path);
+        if (selected) this.drawHandles(shape);
         continue;
       }
       ctx.strokeStyle = color;
@@ -185,6 +204,25 @@ export class Renderer {
       ctx.fill();
     }
   }
+}
+
+/**
+ * A mask in its label's colour with a two-pixel outline, white outside and dark inside, so it
+ * shows on light and dark images alike. Built once per geometry.
+ * @param {{size: number[], counts: string}} rle @param {string} color
+ */
+function outlinedMask(rle, color) {
+  const fill = maskCanvas(rle, color, 110);
+  const solid = maskCanvas(rle, "#ffffff", 255);
+  const [height, width] = rle.size;
+  const out = new OffscreenCanvas(width, height);
+  const ctx = /** @type {OffscreenCanvasRenderingContext2D} */ (out.getContext("2d"));
+  for (const [dx, dy] of [[-1, 0], [1, 0], [0, -1], [0, 1], [-1, -1], [1, 1], [-1, 1], [1, -1]]) ctx.drawImage(solid, dx, dy);
+  ctx.globalCompositeOperation = "destination-out";
+  ctx.drawImage(solid, 0, 0); // only the ring just outside the mask stays white
+  ctx.globalCompositeOperation = "source-over";
+  ctx.drawImage(fill, 0, 0);
+  return out;
 }
 
 /** The draggable vertices of a shape (box corners, polygon and polyline vertices). @param {Shape} shape */

@@ -2,8 +2,11 @@
 /**
  * Saves every change by itself. Until the server confirms a save, the document waits in
  * localStorage, so a closed tab, a reload or a dropped network loses nothing: the next load
- * sends it. A save the server refuses as stale (409) asks the person which version to keep.
+ * sends it. A save the server refuses as stale (409) asks the person which version to keep;
+ * one it refuses for any other reason (a role without the right, an invalid shape) is explained
+ * in words and dropped from this browser, never sent again by itself.
  */
+import { errorText, saveDocument } from "./api.js";
 
 const DEBOUNCE_MS = 500;
 const RETRY_MS = 3000;
@@ -27,8 +30,10 @@ export class Saver extends EventTarget {
     this.timer = 0;
     this.saving = false;
     this.again = false;
-    store.addEventListener("change", () => this.schedule());
     this.dirty = false;
+    store.addEventListener("change", (event) => {
+      if (/** @type {CustomEvent} */ (event).detail.cause !== "loaded") this.schedule();
+    });
     // Writing a big document to localStorage costs milliseconds, so it happens with the save,
     // and at once when the page goes away.
     window.addEventListener("pagehide", () => this.keep());
@@ -51,6 +56,12 @@ export class Saver extends EventTarget {
     this.dirty = false;
   }
 
+  /** The server has this version, or refused it for good: nothing waits in this browser. */
+  forget() {
+    this.dirty = false;
+    localStorage.removeItem(pendingKey(this.imageId));
+  }
+
   schedule() {
     this.dirty = true;
     this.show("pending", "Unsaved changes…");
@@ -69,26 +80,24 @@ export class Saver extends EventTarget {
     const sent = this.store.shapes.slice();
     this.show("saving", "Saving…");
     try {
-      const response = await fetch(`/api/images/${this.imageId}/annotations/`, {
-        method: "PUT",
-        headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
-        body: JSON.stringify(this.store.document()),
-      });
-      const body = await response.json();
-      if (response.status === 409) {
+      const answer = await saveDocument(this.imageId, this.store.document());
+      if (answer.status === 409) {
         this.show("conflict", "Conflict: choose a version");
-        this.onConflict(body.current);
-      } else if (!response.ok) {
-        this.show("error", `Not saved: ${JSON.stringify(body)}`);
+        this.onConflict(answer.body.current);
+      } else if (!answer.ok) {
+        this.forget();
+        this.again = false;
+        this.show("error", `Not saved: ${errorText(answer)}`);
+        this.dispatchEvent(new CustomEvent("refused", { detail: answer }));
       } else {
-        this.store.acknowledge(body, sent);
+        this.store.acknowledge(answer.body, sent);
         if (this.store.version === version) {
-          localStorage.removeItem(pendingKey(this.imageId));
+          this.forget();
           this.show("saved", "Saved");
         } else {
           this.again = true;
         }
-        this.dispatchEvent(new Event("saved"));
+        this.dispatchEvent(new CustomEvent("saved", { detail: { revision: answer.body.revision } }));
       }
     } catch {
       this.show("offline", "Offline: changes kept in this browser, retrying…");
@@ -101,9 +110,4 @@ export class Saver extends EventTarget {
       }
     }
   }
-}
-
-export function csrfToken() {
-  const headers = JSON.parse(document.body.getAttribute("hx-headers") || "{}");
-  return headers["X-CSRFToken"] || "";
 }

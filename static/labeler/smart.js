@@ -6,8 +6,8 @@
  * source "smart". Until Done nothing is stored: the marks and the result live here only.
  * The server runs SAM or GrabCut (`POST /api/images/{id}/smart/`); this module only draws and asks.
  */
+import { errorText, smartSegment } from "./api.js";
 import { maskCanvas } from "./rle.js";
-import { csrfToken } from "./saver.js";
 
 /** @typedef {{kind: "area", from: number[], to: number[]} | {kind: "foreground"|"background", points: number[][]}} Drawing */
 
@@ -20,11 +20,6 @@ export class SmartTool extends EventTarget {
     this.mode = "foreground";
     /** How many Extracts have answered on this page (tests and the status line wait on it). */
     this.extractions = 0;
-    this.reset();
-  }
-
-  /** Forget the work area, the marks and the result (Esc, Done, or another tool). */
-  reset() {
     /** @type {{x: number, y: number, width: number, height: number} | null} */
     this.area = null;
     /** @type {(number[]|number[][])[]} */
@@ -36,6 +31,19 @@ export class SmartTool extends EventTarget {
     /** @type {OffscreenCanvas|null} */
     this.overlay = null;
     /** @type {Drawing|null} */
+    this.drawing = null;
+    this.busy = false;
+    this.newArea = false;
+    this.reset();
+  }
+
+  /** Forget the work area, the marks and the result (Esc, Done, or another tool). */
+  reset() {
+    this.area = null;
+    this.foreground = [];
+    this.background = [];
+    this.result = null;
+    this.overlay = null;
     this.drawing = null;
     this.busy = false;
     this.newArea = false;
@@ -103,14 +111,10 @@ export class SmartTool extends EventTarget {
     })), 250);
     this.dispatchEvent(new CustomEvent("status", { detail: "Extracting…" }));
     try {
-      const response = await fetch(`/api/images/${this.image.id}/smart/`, {
-        method: "POST",
-        headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
-        body: JSON.stringify({ box: this.area, foreground: this.foreground, background: this.background }),
-      });
-      const body = await response.json();
-      if (!response.ok) {
-        this.dispatchEvent(new CustomEvent("status", { detail: body.detail || Object.values(body).flat().join(" ") }));
+      const answer = await smartSegment(this.image.id, { box: this.area, foreground: this.foreground, background: this.background });
+      const body = answer.body;
+      if (!answer.ok) {
+        this.dispatchEvent(new CustomEvent("status", { detail: errorText(answer) }));
         return;
       }
       this.result = body;

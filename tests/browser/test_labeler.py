@@ -45,6 +45,12 @@ def screen(page, x, y):
     return box["x"] + view["x"] + x * view["scale"], box["y"] + view["y"] + y * view["scale"]
 
 
+def menu(page, action):
+    """Rare actions live in the toolbar's More menu."""
+    page.click("#more-menu summary")
+    page.click(f"[data-action={action}]")
+
+
 def saved(page):
     page.wait_for_function("document.getElementById('save-state').dataset.state === 'saved'")
 
@@ -79,7 +85,9 @@ def test_draw_a_polygon_then_relabel_undo_and_redo(setup, page, live_server):
     [polygon] = shapes(setup["image"])
     assert polygon["kind"] == "polygon"
     assert [[round(v) for v in p] for p in polygon["geometry"]["parts"][0]["outer"]] == [[100, 100], [200, 100], [150, 200]]
-    page.keyboard.press("2")  # the new polygon is selected: hotkey 2 makes it a tern
+    page.keyboard.press("v")
+    page.mouse.click(*screen(page, 150, 130))  # the person selects the polygon: now hotkey 2 relabels it
+    page.keyboard.press("2")
     saved(page)
     assert shapes(setup["image"])[0]["label__name"] == "tern"
     page.keyboard.press("Control+z")
@@ -161,7 +169,9 @@ def test_a_polygon_with_a_second_part_and_a_hole_then_rasterize_and_back(setup, 
     parts = polygon["geometry"]["parts"]
     assert [len(p["outer"]) for p in parts] == [4, 3]
     assert [[round(v) for v in point] for point in parts[0]["holes"][0]] == [[60, 60], [140, 60], [140, 140], [60, 140]]
-    page.click("[data-action=rasterize]")
+    page.keyboard.press("v")
+    page.mouse.click(*screen(page, 30, 30))  # select the polygon: conversions act on the selected object
+    menu(page, "rasterize")
     page.wait_for_function("window.sightline.store.shapes[0].kind === 'mask'")
     saved(page)
     [mask] = shapes(setup["image"])
@@ -172,6 +182,7 @@ def test_a_polygon_with_a_second_part_and_a_hole_then_rasterize_and_back(setup, 
     expected = decode_mask(rasterize("polygon", polygon["geometry"], width=400, height=300)["rle"])
     assert (pixels == expected).all()
     assert not pixels[100, 100] and pixels[30, 30] and pixels[40, 300]  # the hole, the square, the triangle
+    page.click("#more-menu summary")
     page.uncheck("#simplify")
     page.click("[data-action=polygonize]")
     page.wait_for_function("window.sightline.store.shapes[0].kind === 'polygon'")
@@ -200,6 +211,7 @@ def test_keypoints_from_the_label_template_can_be_placed_and_hidden(setup, page,
         ("left eye", 130, 130, True), ("right eye", 160, 130, True),
     ]  # fmt: skip
     page.keyboard.press("v")
+    page.mouse.click(*screen(page, 110, 150))  # select the box; its keypoints then take drags
     page.mouse.move(*screen(page, 130, 130))
     page.mouse.down()
     page.mouse.move(*screen(page, 125, 120), steps=3)
@@ -272,6 +284,7 @@ def test_polyline_add_and_remove_points_and_polygon_edge_insert(setup, page, liv
         page.mouse.click(*screen(page, *point))
     page.keyboard.press("Enter")
     page.keyboard.press("v")
+    page.mouse.click(*screen(page, 280, 150))  # select the polygon: its edges then take new vertices
     page.mouse.move(*screen(page, 250, 100))  # the middle of the top edge
     page.mouse.down()
     page.mouse.move(*screen(page, 250, 80), steps=3)
@@ -287,6 +300,7 @@ def test_label_panel_hide_show_and_fixed_aspect_boxes(setup, page, live_server):
     page.fill("#label-name", "heron")
     page.click("#label-create button")
     page.wait_for_selector("#label-list li[aria-selected=true] >> text=heron")
+    page.click("#more-menu summary")
     page.fill("#aspect", "2:1")
     page.dispatch_event("#aspect", "change")
     page.click("[data-tool=box]")

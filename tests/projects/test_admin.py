@@ -86,7 +86,7 @@ def test_built_in_role_names_cannot_change_in_admin(admin_client):
     owner = Role.objects.get(name="Owner")
     admin_client.post(f"/admin/projects/role/{owner.pk}/change/", {"name": "Proprietor", "description": "x"})
     assert Role.objects.filter(name="Owner").exists()
-    assert len(Role.objects.get(name="Owner").codenames()) == 11
+    assert len(Role.objects.get(name="Owner").codenames()) == 12
     viewer = Role.objects.get(name="Viewer")
     admin_client.post(f"/admin/projects/role/{viewer.pk}/change/", {"name": "Watcher", "description": "", "permissions": []})
     assert Role.objects.filter(name="Viewer").exists()

@@ -17,7 +17,7 @@ def test_create_list_update_and_delete_labels(api, project):
     label_id = created.json()["id"]
     assert created.json() == {"id": label_id, "name": "gull", "color": "#00ff00", "hotkey": 1, "keypoint_template": []}
     second = api.post(f"/api/projects/{project.id}/labels/", {"name": "tern"}, format="json").json()
-    assert second["hotkey"] is None
+    assert second["hotkey"] == 2  # the lowest hotkey no label holds
     assert second["color"] == "#3cb44b"  # the palette's second colour, since one label existed
     assert [label["name"] for label in api.get(f"/api/projects/{project.id}/labels/").json()] == ["gull", "tern"]
     updated = api.patch(f"/api/projects/{project.id}/labels/{label_id}/", {"name": "herring gull", "hotkey": None}, format="json")

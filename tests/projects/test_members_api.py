@@ -118,8 +118,8 @@ def test_roles_are_listed_with_their_permissions(api):
     roles = {r["name"]: r["permissions"] for r in api.get("/api/roles/").json()}
     assert sorted(roles) == ["Admin", "Developer", "Labeler", "Owner", "Viewer"]
     assert roles["Viewer"] == ["view_project"]
-    assert len(roles["Owner"]) == 11
-    assert "delete_project" not in roles["Admin"] and len(roles["Admin"]) == 10
+    assert len(roles["Owner"]) == 12
+    assert "delete_project" not in roles["Admin"] and len(roles["Admin"]) == 11
 
 
 def test_ownership_passes_only_to_a_member(api, project):

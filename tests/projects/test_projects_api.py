@@ -16,7 +16,7 @@ def test_create_project_makes_the_creator_its_owner(user, api):
     assert response.json()["owner"] == user.username
     assert (project.owner, project.description) == (user, "Gulls and terns")
     assert Membership.objects.get(project=project).role.name == "Owner"
-    assert UserObjectPermission.objects.filter(user=user, object_pk=str(project.pk)).count() == 11
+    assert UserObjectPermission.objects.filter(user=user, object_pk=str(project.pk)).count() == 12
 
 
 def test_list_shows_only_the_projects_the_user_can_see(user, api):

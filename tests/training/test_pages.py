@@ -87,19 +87,38 @@ def test_predict_page_predicts_uploads_and_images_chosen_in_the_grid(browser_cli
     form_start(browser_client, colours_project, django_capture_on_commit_callbacks)
     model = ModelVersion.objects.get()
     upload = SimpleUploadedFile("new-red.png", colour_png((220, 30, 30), 77))
-    html = browser_client.post(f"/projects/{colours_project.id}/predict/", {"model": model.id, "file": upload}).content.decode()
+    html = browser_client.post(f"/projects/{colours_project.id}/predict/",
+                               {"model": model.id, "file": upload, "predict": "1"}).content.decode()  # fmt: skip
     assert "new-red.png" in html
     assert re.search(r'<li class="positive">red <strong>\d+%</strong>', html)
     chosen = Image.objects.filter(name__in=["blue3.png", "red3.png"]).order_by("id")
-    page = browser_client.get(f"/projects/{colours_project.id}/predict/", {"image": [i.id for i in chosen]}).content.decode()
-    assert "2 images chosen in the grid" in page
+    # The grid's "Predict selected" posts the ids (no token in any URL) and shows them, ready to predict.
+    page = browser_client.post(f"/projects/{colours_project.id}/predict/", {"image": [i.id for i in chosen]}).content.decode()
+    assert "2 images chosen in the grid" in page and '<ol class="predictions">' not in page
     html = browser_client.post(f"/projects/{colours_project.id}/predict/",
-                               {"model": model.id, "image": [i.id for i in chosen]}).content.decode()  # fmt: skip
+                               {"model": model.id, "image": [i.id for i in chosen], "predict": "1"}).content.decode()  # fmt: skip
     assert re.search(r'red3\.png</span>\s*<ol class="predictions">\s*<li class="positive">red', html)
     assert re.search(r'blue3\.png</span>\s*<ol class="predictions">\s*<li class="positive">blue', html)
     bad = browser_client.post(f"/projects/{colours_project.id}/predict/",
-                              {"model": model.id, "file": SimpleUploadedFile("x.png", b"nope")}).content.decode()  # fmt: skip
+                              {"model": model.id, "file": SimpleUploadedFile("x.png", b"nope"), "predict": "1"}).content.decode()  # fmt: skip
     assert "This is not an image file Sightline can read." in bad
+
+
+def test_predict_selected_defaults_to_the_model_the_user_came_from(browser_client, colours_project, django_capture_on_commit_callbacks):
+    form_start(browser_client, colours_project, django_capture_on_commit_callbacks)
+    first = ModelVersion.objects.get()
+    second = ModelVersion.objects.get()  # a copy of it with its own job, made later: the newest model
+    job = second.job
+    job.pk = job.id = None
+    job.save()
+    second.pk, second.name, second.job = None, "newer", job
+    second.save()
+    chosen = list(Image.objects.filter(project=colours_project).values_list("id", flat=True)[:2])
+    page = browser_client.post(f"/projects/{colours_project.id}/predict/", {"image": chosen}).content.decode()
+    assert f'<option value="{second.id}" selected>' in page  # nothing viewed yet: the newest model
+    browser_client.get(f"/projects/{colours_project.id}/models/{first.id}/")
+    page = browser_client.post(f"/projects/{colours_project.id}/predict/", {"image": chosen}).content.decode()
+    assert f'<option value="{first.id}" selected>' in page
 
 
 def test_the_grid_adds_and_removes_images_from_the_validation_set(browser_client, colours_project):

@@ -1,0 +1,65 @@
+// @ts-check
+/**
+ * Every REST call the labeler makes, in one place: the CSRF header, JSON in and out, and one
+ * shape for answers (`ok`, `status`, `body`), so callers never touch `fetch` themselves.
+ * A network failure throws; an HTTP error is an answer with `ok: false`.
+ */
+
+/** @typedef {{ok: boolean, status: number, body: any}} Answer */
+
+export function csrfToken() {
+  const headers = JSON.parse(document.body.getAttribute("hx-headers") || "{}");
+  return headers["X-CSRFToken"] || "";
+}
+
+/**
+ * @param {string} method @param {string} url @param {any} [json] a body to send as JSON
+ * @returns {Promise<Answer>}
+ */
+async function call(method, url, json) {
+  /** @type {Record<string, string>} */
+  const headers = { "X-CSRFToken": csrfToken() };
+  if (json !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(url, { method, headers, body: json === undefined ? undefined : JSON.stringify(json) });
+  const text = await response.text();
+  let body = null;
+  try {
+    body = text ? JSON.parse(text) : null;
+  } catch {
+    body = { detail: text.slice(0, 200) };
+  }
+  return { ok: response.ok, status: response.status, body };
+}
+
+/** What a refused request says, in words: DRF's `detail`, or its field errors joined. @param {Answer} answer */
+export function errorText(answer) {
+  const body = answer.body;
+  if (answer.status === 403) return body?.detail || "Your role in this project does not allow this.";
+  if (body?.detail) return String(body.detail);
+  if (body && typeof body === "object") {
+    return Object.entries(body).map(([field, errors]) => `${field}: ${[].concat(errors).join(" ")}`).join("; ");
+  }
+  return `The server answered ${answer.status}.`;
+}
+
+/** @param {number} imageId */
+export const loadDocument = (imageId) => call("GET", `/api/images/${imageId}/annotations/`);
+
+/** @param {number} imageId @param {object} document */
+export const saveDocument = (imageId, document) => call("PUT", `/api/images/${imageId}/annotations/`, document);
+
+/** @param {number} projectId @param {string} name */
+export const createLabel = (projectId, name) => call("POST", `/api/projects/${projectId}/labels/`, { name });
+
+/** Box or polygon to a mask, or a mask to polygons, on the server's geometry code.
+ * @param {number} imageId @param {"rasterize"|"polygonize"} operation @param {object} body */
+export const convertShape = (imageId, operation, body) => call("POST", `/api/images/${imageId}/${operation}/`, body);
+
+/** @param {number} imageId @param {object} prompt the work area and the marks */
+export const smartSegment = (imageId, prompt) => call("POST", `/api/images/${imageId}/smart/`, prompt);
+
+/** @param {number} imageId */
+export const markSeen = (imageId) => call("POST", `/api/images/${imageId}/seen/`);
+
+/** @param {number} imageId */
+export const heartbeat = (imageId) => call("POST", `/api/images/${imageId}/heartbeat/`);

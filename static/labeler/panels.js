@@ -1,0 +1,165 @@
+// @ts-check
+/**
+ * The side panels and the toolbar's state: the labels (the current one marked, and named in the
+ * toolbar), the image's classification labels, and the object list, one line per object.
+ */
+
+/** @typedef {{id: number, name: string, color: string, hotkey: number|null, keypoint_template: string[]}} Label */
+
+const MAX_LISTED = 500;
+
+export class Panels {
+  /**
+   * @param {{labels: Label[], byId: Map<number, Label>, store: import("./store.js").Store,
+   *   tools: import("./tools.js").Tools, canEdit: boolean, setLabel: (id: number) => void}} parts
+   */
+  constructor({ labels, byId, store, tools, canEdit, setLabel }) {
+    this.labels = labels;
+    this.byId = byId;
+    this.store = store;
+    this.tools = tools;
+    this.canEdit = canEdit;
+    this.setLabel = setLabel;
+    this.frame = 0;
+  }
+
+  /** Panels follow the canvas by a frame: a new shape is drawn first, its list entry next. */
+  renderSoon() {
+    if (!this.frame) this.frame = requestAnimationFrame(() => { this.frame = 0; this.render(); });
+  }
+
+  render() {
+    this.renderLabels();
+    this.renderClassifications();
+    this.renderObjects();
+    this.renderToolbar();
+  }
+
+  renderLabels() {
+    const tools = this.tools;
+    $("label-list").replaceChildren(...this.labels.map((label) => {
+      const item = listItem(label.color, label.name, label.hotkey ? String(label.hotkey) : "");
+      item.setAttribute("aria-selected", String(label.id === tools.label));
+      item.onclick = () => this.setLabel(label.id);
+      return item;
+    }));
+    const current = this.byId.get(/** @type {number} */ (tools.label));
+    const chip = $("current-label");
+    chip.replaceChildren();
+    if (current) {
+      const swatch = document.createElement("span");
+      swatch.className = "swatch";
+      swatch.style.background = current.color;
+      chip.append(swatch, document.createTextNode(current.name));
+      chip.title = "The label the next object gets (1-9 to change)";
+    } else chip.textContent = "no label yet";
+  }
+
+  renderClassifications() {
+    const store = this.store;
+    $("classification-list").replaceChildren(...this.labels.map((label) => {
+      const entry = store.classifications.find((c) => c.label === label.id);
+      const hint = label.hotkey ? `⇧${label.hotkey}` : "";
+      const item = listItem(label.color, `${entry?.default ? "★ " : ""}${label.name}`, hint);
+      item.dataset.label = label.name;
+      if (!this.canEdit) return item;
+      item.append(button(entry ? "−" : "+", entry ? `Remove ${label.name} from this image` : `Label this image ${label.name}`,
+        () => toggleClassification(store, label.id)));
+      if (entry && !entry.default) {
+        item.append(button("☆", `Make ${label.name} the image's default label`, () =>
+          store.setClassifications(store.classifications.map((c) => ({ ...c, default: c === entry })))));
+      }
+      return item;
+    }));
+  }
+
+  renderObjects() {
+    const { store, tools } = this;
+    $("object-count").textContent = `(${store.shapes.length})`;
+    $("object-list").replaceChildren(...store.shapes.slice(0, MAX_LISTED).map((shape) => {
+      const label = this.byId.get(shape.label);
+      const item = listItem(label?.color || "#fff", `${label?.name || "?"} · ${shape.kind}`, "");
+      const id = document.createElement("span");
+      id.className = "object-id";
+      id.textContent = shape.id === undefined ? "new" : `#${shape.id}`;
+      item.prepend(id);
+      item.classList.toggle("hidden-object", !!shape._hidden);
+      item.setAttribute("aria-selected", String(shape._key === tools.selected));
+      item.dataset.key = String(shape._key);
+      item.title = `${label?.name || "?"} ${shape.kind}${shape.source && shape.source !== "manual" ? ` (${shape.source})` : ""}`;
+      item.onclick = () => tools.select(shape._key, { byUser: true });
+      const key = /** @type {number} */ (shape._key);
+      item.append(button(shape._hidden ? "show" : "hide", "Hide or show on the canvas", () => store.setHidden([key], !shape._hidden)));
+      if (this.canEdit) {
+        item.append(
+          button(shape.occluded ? "occl. ✓" : "occl.", "Occluded", () => store.update(key, { occluded: !shape.occluded })),
+          button("×", "Delete (Del)", () => store.remove(key)),
+        );
+      }
+      return item;
+    }));
+  }
+
+  /** Selecting only moves the highlight; rebuilding hundreds of list entries would cost a frame. */
+  markSelected() {
+    for (const item of $("object-list").querySelectorAll("[aria-selected=true]")) item.setAttribute("aria-selected", "false");
+    $("object-list").querySelector(`[data-key="${this.tools.selected}"]`)?.setAttribute("aria-selected", "true");
+  }
+
+  renderToolbar() {
+    const tools = this.tools;
+    for (const el of document.querySelectorAll("[data-tool]")) {
+      el.setAttribute("aria-pressed", String(/** @type {HTMLElement} */ (el).dataset.tool === tools.tool));
+    }
+    const bitmap = document.getElementById("bitmap-mode");
+    if (!bitmap) return; // a read-only labeler has no tools
+    bitmap.hidden = tools.tool !== "mask";
+    bitmap.textContent = `${tools.bitmap.mode} · ${Math.round(tools.bitmap.size)} px`;
+    $("smart-panel").hidden = tools.tool !== "smart";
+    $("smart-mode").textContent = tools.smart.mode === "foreground" ? "Marking: foreground (X)" : "Marking: background (X)";
+    $("smart-mode").dataset.mode = tools.smart.mode;
+  }
+}
+
+/** Add or remove one classification label; the first one an image gets is its default. @param {import("./store.js").Store} store @param {number} labelId */
+export function toggleClassification(store, labelId) {
+  const entry = store.classifications.find((c) => c.label === labelId);
+  store.setClassifications(entry
+    ? store.classifications.filter((c) => c !== entry)
+    : [...store.classifications, { label: labelId, default: !store.classifications.length }]);
+}
+
+/** @param {string} id */
+function $(id) {
+  return /** @type {HTMLElement} */ (document.getElementById(id));
+}
+
+/** @param {string} color @param {string} text @param {string} hint */
+function listItem(color, text, hint) {
+  const item = document.createElement("li");
+  const swatch = document.createElement("span");
+  swatch.className = "swatch";
+  swatch.style.background = color;
+  const name = document.createElement("span");
+  name.className = "name";
+  name.textContent = text;
+  item.append(swatch, name);
+  if (hint) {
+    const key = document.createElement("span");
+    key.className = "key";
+    key.textContent = hint;
+    item.append(key);
+  }
+  return item;
+}
+
+/** @param {string} text @param {string} title @param {() => void} onClick */
+function button(text, title, onClick) {
+  const el = document.createElement("button");
+  el.type = "button";
+  el.className = "link";
+  el.textContent = text;
+  el.title = title;
+  el.onclick = (event) => { event.stopPropagation(); onClick(); };
+  return el;
+}
