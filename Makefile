@@ -3,6 +3,9 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# TypeScript checks the labeler's JSDoc types (no build step: the browser runs the files as they are).
+TSC := $(VENV)/node/node_modules/.bin/tsc
+TYPESCRIPT := typescript@5.9.3
 
 .PHONY: run test install browser lint bench clean
 
@@ -12,8 +15,13 @@ run: $(STAMP)
 test: $(STAMP) browser lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-lint: $(STAMP)
+lint: $(STAMP) $(TSC)
 	$(VENV)/bin/ruff check .
+	$(TSC) -p static/tsconfig.json
+
+$(TSC):
+	@command -v npm >/dev/null || { echo "The JavaScript type check needs npm (apt-get install npm)"; exit 1; }
+	npm install --prefix $(VENV)/node --no-audit --no-fund --silent $(TYPESCRIPT)
 
 install: $(STAMP)
 
