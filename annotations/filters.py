@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Case, Exists, IntegerField, OuterRef, Q, QuerySet, Value, When
 from django.db.models.expressions import RawSQL
 
 from annotations.models import Annotation, Classification, ImageStatus
@@ -155,3 +155,14 @@ def _by_status(images: QuerySet, status: str, user) -> QuerySet:
     if status == "not-seen":
         return images.filter(~Exists(mine))
     return images.filter(Exists(mine.filter(status=status)))
+
+
+def status_rank(user):
+    """The requesting user's status of each image as a number to sort by: not seen 0, seen 1, labeled 2."""
+    mine = ImageStatus.objects.filter(image=OuterRef("pk"), user=user)
+    return Case(
+        When(Exists(mine.filter(status=ImageStatus.Status.LABELED)), then=Value(2)),
+        When(Exists(mine), then=Value(1)),
+        default=Value(0),
+        output_field=IntegerField(),
+    )

@@ -62,3 +62,27 @@ def labeling_heartbeat(*, image: Image, user, now=None) -> float:
             session.last_heartbeat_at = max(now, session.last_heartbeat_at)
             session.save(update_fields=["active_seconds", "last_heartbeat_at"])
     return session.active_seconds
+
+
+@transaction.atomic
+def classifications_set_many(*, project, image_ids: list[int], label: Label, present: bool) -> int:
+    """Give the images `label` (present) or take it away; each changed image gets a new revision.
+
+    Where the label was an image's default, its next label (by name) becomes the default. Returns
+    how many images changed. Ids of other projects' images are ignored.
+    """
+    from django.db.models import F
+
+    images = Image.objects.for_project(project).filter(pk__in=image_ids)
+    if present:
+        changed = list(images.exclude(classifications__label=label).values_list("pk", flat=True))
+        classifications_add(images=Image.objects.filter(pk__in=changed), labels=[label])
+    else:
+        rows = Classification.objects.filter(image__in=images, label=label)
+        changed = list(rows.values_list("image_id", flat=True))
+        orphaned = list(rows.filter(is_default=True).values_list("image_id", flat=True))
+        rows.delete()
+        heirs = Classification.objects.filter(image_id__in=orphaned).order_by("image_id", "label__name")
+        Classification.objects.filter(pk__in=heirs.distinct("image_id").values("pk")).update(is_default=True)
+    Image.objects.filter(pk__in=changed).update(annotation_revision=F("annotation_revision") + 1)
+    return len(changed)

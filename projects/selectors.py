@@ -1,6 +1,6 @@
 """Reads that cross models and permissions: a project's member or label, as seen by a user."""
 
-from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery
+from django.db.models import Count, Exists, IntegerField, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.http import Http404
 
@@ -40,6 +40,36 @@ def label_usage(*, project) -> QuerySet[Label]:
         return Coalesce(Subquery(rows.values("n"), output_field=IntegerField()), 0)
 
     return project.labels.annotate(objects=count(Annotation), images=count(Classification))
+
+
+def projects_overview(projects: QuerySet):
+    """Projects with what the list shows of each: a cover image, counts of images, labels and labeled
+    images, and the names of its newest models. One subquery per figure, so rows never multiply."""
+    from annotations.models import Annotation, Classification
+    from training.models import ModelVersion
+
+    def count(queryset):
+        rows = queryset.order_by().values("project_id").annotate(n=Count("pk")).values("n")
+        return Coalesce(Subquery(rows, output_field=IntegerField()), 0)
+
+    images = Image.objects.filter(project=OuterRef("pk"))
+    labeled = images.filter(
+        Exists(Annotation.objects.filter(image=OuterRef("pk"))) | Exists(Classification.objects.filter(image=OuterRef("pk")))
+    )
+    overview = projects.annotate(
+        image_count=count(images),
+        label_count=count(Label.objects.filter(project=OuterRef("pk"))),
+        labeled_count=count(labeled),
+        model_count=count(ModelVersion.objects.filter(project=OuterRef("pk"))),
+        cover_id=Subquery(images.order_by("-id").values("pk")[:1]),
+    )
+    rows = list(overview)
+    models: dict[int, list[str]] = {}
+    for project_id, name in ModelVersion.objects.filter(project__in=[p.pk for p in rows]).values_list("project_id", "name"):
+        models.setdefault(project_id, []).append(name)  # newest first, the model's default order
+    for project in rows:
+        project.model_names = models.get(project.pk, [])[:3]
+    return rows
 
 
 def ids_parse(values) -> list[int]:

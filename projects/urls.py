@@ -12,6 +12,7 @@ urlpatterns = [
     path("<int:project_id>/settings/", views.project_settings, name="settings"),
     path("<int:project_id>/delete/", views.project_delete, name="delete"),
     path("<int:project_id>/labels/", views.label_create, name="label-create"),
+    path("<int:project_id>/images/labels/", views.images_label, name="images-label"),
     path("<int:project_id>/labels/<int:label_id>/edit/", views.label_edit, name="label-edit"),
     path("<int:project_id>/labels/<int:label_id>/delete/", views.label_delete, name="label-delete"),
     path("<int:project_id>/members/", views.member_add, name="member-add"),

@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from annotations import filters
+from annotations.services import classifications_set_many
 from config.flash import flash_errors
 from projects import services
 from projects.forms import LabelForm, MemberForm, ProjectCreateForm, ProjectForm, RoleForm
@@ -23,9 +24,35 @@ from projects.permissions import (
     projects_for_user,
     require_owner,
 )
-from projects.selectors import ids_parse, label_get, label_usage, membership_get
+from projects.selectors import ids_parse, label_get, label_usage, membership_get, projects_overview
 
 GRID_PAGE_SIZE = 60
+FILTER_KEYS = ("labels", "type", "status")
+# How the grid sorts: the menu's value -> the order. Status is the requesting user's.
+SORTS = {
+    "newest": ("-id",),
+    "oldest": ("id",),
+    "name": ("name", "id"),
+    "name-desc": ("-name", "-id"),
+    "status": ("my_status", "-id"),
+}
+
+
+def _grid_images(request, project, chosen: dict[str, str]):
+    """The project's images that the grid's filters match (ValidationError for a bad filter)."""
+    images = Image.objects.for_project(project)
+    return filters.images_filter(images, project=project, user=request.user, **chosen)
+
+
+def _selected_ids(request, project) -> list[int]:
+    """The grid's selection: the ticked images, or every image the filter matches ("select all")."""
+    if request.POST.get("all_matching") == "1":
+        chosen = {key: request.POST.get(key, "").strip() for key in FILTER_KEYS}
+        try:
+            return list(_grid_images(request, project, chosen).values_list("pk", flat=True))
+        except ValidationError:
+            return []
+    return ids_parse(request.POST.getlist("image"))
 
 
 @login_required
@@ -38,7 +65,7 @@ def project_list(request):
             flash_errors(request, exc)
         else:
             return redirect("projects:detail", project_id=project.id)
-    projects = projects_for_user(request.user).select_related("owner").order_by("-created_at", "-id")
+    projects = projects_overview(projects_for_user(request.user).select_related("owner").order_by("-created_at", "-id"))
     return render(request, "projects/project_list.html", {"projects": projects, "form": form})
 
 
@@ -46,21 +73,33 @@ def project_list(request):
 def project_detail(request, project_id: int):
     """The image grid. An htmx request for another page gets only the grid partial."""
     project = access_project(request.user, project_id)
-    chosen = {key: request.GET.get(key, "").strip() for key in ("labels", "type", "status")}
-    images = Image.objects.for_project(project).only("id", "name", "width", "height", "is_validation")
+    chosen = {key: request.GET.get(key, "").strip() for key in FILTER_KEYS}
+    sort = request.GET.get("sort", "newest") if request.GET.get("sort") in SORTS else "newest"
     filter_error = None
     try:
-        images = filters.images_filter(images, project=project, user=request.user, **chosen)
+        images = _grid_images(request, project, chosen)
     except ValidationError as exc:
         filter_error = " ".join(exc.messages)
-        images = images.none()
-    images = images.prefetch_related("classifications__label").order_by("-id")
-    page = Paginator(images, GRID_PAGE_SIZE).get_page(request.GET.get("page"))
+        images = Image.objects.none()
+    if sort == "status":
+        images = images.annotate(my_status=filters.status_rank(request.user))
+    images = images.only("id", "name", "width", "height", "is_validation").prefetch_related("classifications__label")
+    page = Paginator(images.order_by(*SORTS[sort]), GRID_PAGE_SIZE).get_page(request.GET.get("page"))
+    query = {**{k: v for k, v in chosen.items() if v}, **({"sort": sort} if sort != "newest" else {})}
     context = {
-        "project": project, "page": page, "perms": project_permissions(request.user, project),
-        "filters": chosen, "filter_query": urlencode({k: v for k, v in chosen.items() if v}),
-        "filter_error": filter_error, "types": filters.TYPES, "statuses": filters.STATUSES,
-    }  # fmt: skip
+        "project": project,
+        "page": page,
+        "perms": project_permissions(request.user, project),
+        "filters": chosen,
+        "sort": sort,
+        "sorts": list(SORTS),
+        "filter_query": urlencode(query),
+        "filter_error": filter_error,
+        "types": filters.TYPES,
+        "statuses": filters.STATUSES,
+        "labels": project.labels.all(),
+        "has_images": Image.objects.for_project(project).exists(),
+    }
     if request.htmx:
         return render(request, "projects/project_detail.html#grid", context)
     return render(request, "projects/project_detail.html", context)
@@ -68,25 +107,54 @@ def project_detail(request, project_id: int):
 
 @login_required
 def label_selected(request, project_id: int):
-    """Open the labeler on the selected images only, or on all of them when none is selected (spec 000)."""
+    """Open the labeler on the selected images only, or on all of them when none is selected (spec 000).
+
+    The grid posts its selection (so no token lands in a URL); "select all" walks the filter instead of ids.
+    """
     project = access_project(request.user, project_id)
-    ids = sorted(set(ids_parse(request.GET.getlist("image"))))
     images = Image.objects.for_project(project)
+    walk = {}
+    if request.POST.get("all_matching") == "1":
+        walk = {key: request.POST.get(key, "").strip() for key in FILTER_KEYS if request.POST.get(key, "").strip()}
+        ids = _selected_ids(request, project)
+    else:
+        ids = sorted(set(_selected_ids(request, project) if request.method == "POST" else ids_parse(request.GET.getlist("image"))))
+        if ids:
+            walk = {"ids": ",".join(map(str, ids))}
     first = (images.filter(pk__in=ids) if ids else images).order_by("-id").first()
     if first is None:
         messages.error(request, "There is no image to label yet.")
         return redirect("projects:detail", project_id=project.id)
     url = reverse("annotations:labeler", args=[project.id, first.pk])
-    return redirect(f"{url}?ids={','.join(map(str, ids))}" if ids else url)
+    return redirect(f"{url}?{urlencode(walk)}" if walk else url)
 
 
 @login_required
 @require_POST
 def images_delete(request, project_id: int):
     project = access_project(request.user, project_id, "delete_images_project")
-    ids = ids_parse(request.POST.getlist("image"))
+    ids = _selected_ids(request, project)
     deleted = services.images_delete(project=project, image_ids=ids)
     messages.success(request, f"Deleted {deleted} image{'s' if deleted != 1 else ''}.")
+    return redirect("projects:detail", project_id=project.id)
+
+
+@login_required
+@require_POST
+def images_label(request, project_id: int):
+    """The grid's "Assign label…" and "Remove label…" for the selected images."""
+    project = access_project(request.user, project_id, "annotate_project")
+    label = project.labels.filter(pk__in=ids_parse([request.POST.get("label", "")])).first()
+    if label is None:
+        messages.error(request, "Choose a label of this project.")
+        return redirect("projects:detail", project_id=project.id)
+    present = request.POST.get("operation") != "remove"
+    changed = classifications_set_many(
+        project=project, image_ids=_selected_ids(request, project), label=label, present=present
+    )
+    verb = "Labeled" if present else f"Took {label.name} off"
+    what = f" {label.name}" if present else ""
+    messages.success(request, f"{verb} {changed} image{'s' if changed != 1 else ''}{what}.")
     return redirect("projects:detail", project_id=project.id)
 
 
@@ -95,7 +163,7 @@ def images_delete(request, project_id: int):
 def images_validation(request, project_id: int):
     """The grid's 'Add to validation set' and 'Remove from validation set' for the selected images."""
     project = access_project(request.user, project_id, "annotate_project")
-    ids = ids_parse(request.POST.getlist("image"))
+    ids = _selected_ids(request, project)
     adding = request.POST.get("validation") == "add"
     changed = services.images_set_validation(project=project, image_ids=ids, is_validation=adding)
     verb = "Added" if adding else "Removed"

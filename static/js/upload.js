@@ -60,6 +60,30 @@ function errorText(json) {
     .join("; ");
 }
 
+/**
+ * Every file inside dropped files and folders, however deep.
+ * @param {any[]} entries FileSystemEntry objects from a drop
+ * @returns {Promise<File[]>}
+ */
+async function filesOf(entries) {
+  /** @type {File[]} */
+  const files = [];
+  for (const entry of entries) {
+    if (entry.isFile) {
+      files.push(await new Promise((resolve, reject) => entry.file(resolve, reject)));
+    } else if (entry.isDirectory) {
+      const reader = entry.createReader();
+      // readEntries answers in chunks (100 in Chromium) until it answers with none.
+      for (;;) {
+        const chunk = await new Promise((resolve, reject) => reader.readEntries(resolve, reject));
+        if (!chunk.length) break;
+        files.push(...(await filesOf(chunk)));
+      }
+    }
+  }
+  return files;
+}
+
 /** @param {string} text */
 function escapeHtml(text) {
   const div = document.createElement("div");
@@ -79,12 +103,39 @@ if (form) {
   const text = /** @type {HTMLElement} */ (progressBox.querySelector(".progress-text"));
   const resultBox = /** @type {HTMLElement} */ (document.getElementById("upload-result"));
 
+  const zone = /** @type {HTMLElement} */ (document.getElementById("drop-zone"));
+  const chosen = /** @type {HTMLElement} */ (document.getElementById("drop-chosen"));
+  /** @type {File[]} */
+  let dropped = [];
+  const pickers = /** @type {HTMLInputElement[]} */ ([...form.querySelectorAll("input[type=file]")]);
+  const allFiles = () => [...pickers.flatMap((input) => Array.from(input.files || [])), ...dropped];
+  const showChosen = () => {
+    const files = allFiles();
+    chosen.textContent = files.length ? `${files.length} file${files.length === 1 ? "" : "s"} chosen.` : "";
+  };
+  pickers.forEach((input) => input.addEventListener("change", showChosen));
+  zone.addEventListener("dragover", (event) => {
+    event.preventDefault();
+    zone.classList.add("over");
+  });
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", async (event) => {
+    event.preventDefault();
+    zone.classList.remove("over");
+    const items = [...(event.dataTransfer?.items || [])];
+    const entries = items.map((item) => item.webkitGetAsEntry?.()).filter((entry) => entry);
+    dropped = dropped.concat(entries.length ? await filesOf(entries) : Array.from(event.dataTransfer?.files || []));
+    showChosen();
+  });
+
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    const input = /** @type {HTMLInputElement} */ (form.querySelector("input[type=file]"));
     const labels = /** @type {HTMLInputElement} */ (form.querySelector("input[name=labels]")).value;
-    const files = Array.from(input.files || []);
-    if (!files.length) return;
+    const files = allFiles().filter((f) => !f.name.startsWith("."));
+    if (!files.length) {
+      chosen.textContent = "Choose or drop some images first.";
+      return;
+    }
     const total = files.reduce((sum, f) => sum + f.size, 0) || 1;
     const button = /** @type {HTMLButtonElement} */ (form.querySelector("button"));
     button.disabled = true;
@@ -124,6 +175,9 @@ if (form) {
       : "";
     button.disabled = false;
     form.reset();
+    dropped = [];
+    showChosen();
+    document.body.dispatchEvent(new Event("images-uploaded")); // the similarity index line follows the new images
     // @ts-ignore htmx is a global from django-htmx's script tag
     window.htmx.ajax("GET", form.dataset.gridUrl, { target: "#grid", swap: "outerHTML" });
   });
