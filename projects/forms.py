@@ -8,7 +8,7 @@ class ProjectForm(forms.ModelForm):
         model = Project
         fields = ["name", "description", "sync_labels"]
         widgets = {"description": forms.Textarea(attrs={"rows": 3})}
-        labels = {"sync_labels": "Synchronise labels: object labels also label the image for classification"}
+        labels = {"sync_labels": "Synchronise labels"}
 
 
 class ProjectCreateForm(ProjectForm):

@@ -78,7 +78,11 @@ export class Panels {
     $("object-count").textContent = `(${store.shapes.length})`;
     $("object-list").replaceChildren(...store.shapes.slice(0, MAX_LISTED).map((shape) => {
       const label = this.byId.get(shape.label);
-      const item = listItem(label?.color || "#fff", `${label?.name || "?"} · ${shape.kind}`, "");
+      const item = listItem(label?.color || "#fff", label?.name || "?", "");
+      const kind = document.createElement("span");
+      kind.className = "kind";
+      kind.textContent = shape.kind === "polyline" ? "line" : shape.kind;
+      item.append(kind);
       const id = document.createElement("span");
       id.className = "object-id";
       id.textContent = shape.id === undefined ? "new" : `#${shape.id}`;

@@ -49,7 +49,12 @@ function pathOf(shape) {
       for (const hole of part.holes) trace(hole, true);
     }
   } else if (shape.kind === "polyline") trace(g.points, false);
-  else if (shape.kind === "points") for (const [x, y] of g.points) path.arc(x, y, 3, 0, Math.PI * 2), path.closePath();
+  else if (shape.kind === "points") {
+    for (const [x, y] of g.points) {
+      path.moveTo(x + 3, y); // each point its own circle, not joined to the last
+      path.arc(x, y, 3, 0, Math.PI * 2);
+    }
+  }
   return path;
 }
 
@@ -158,16 +163,23 @@ export class Renderer {
         continue;
       }
       if (shape.kind === "points") {
-        // A dark halo under a white ring under the label's colour: visible on any image.
-        ctx.lineWidth = 5 / scale;
-        ctx.strokeStyle = "rgba(0, 0, 0, 0.7)";
-        ctx.stroke(path);
-        ctx.lineWidth = 3 / scale;
-        ctx.strokeStyle = "#ffffff";
-        ctx.stroke(path);
-        ctx.fillStyle = color;
-        ctx.fill(path);
-        if (selected) this.drawHandles(shape);
+        // Points keep their size on screen, in the label's colour inside a white ring and a dark
+        // halo: visible on any image at any zoom.
+        const radius = (selected ? 6 : 5) / scale;
+        for (const [px, py] of shape.geometry.points) {
+          ctx.beginPath();
+          ctx.arc(px, py, radius, 0, Math.PI * 2);
+          ctx.fillStyle = color;
+          ctx.fill();
+          ctx.lineWidth = 2 / scale;
+          ctx.strokeStyle = "#ffffff";
+          ctx.stroke();
+          ctx.beginPath();
+          ctx.arc(px, py, radius + 1.5 / scale, 0, Math.PI * 2);
+          ctx.lineWidth = 1 / scale;
+          ctx.strokeStyle = "rgba(0, 0, 0, 0.8)";
+          ctx.stroke();
+        }
         continue;
       }
       ctx.strokeStyle = color;
