@@ -152,6 +152,12 @@ class TransferJob(models.Model):
     def __str__(self) -> str:
         return f"{self.direction} {self.format} of {self.project} ({self.status})"
 
+    @property
+    def format_name(self) -> str:
+        from annotations.formats import FORMAT_NAMES
+
+        return FORMAT_NAMES.get(self.format, self.format)
+
 
 class ReplacedDocument(models.Model):
     """An image's annotations as they were before a bulk replace (an import or a script) overwrote them.

@@ -15,7 +15,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from accounts.models import User
 from annotations import selectors, smart, transfers
-from annotations.formats import FORMATS
+from annotations.formats import FORMAT_NAMES, FORMATS
 from annotations.models import TransferJob
 from projects.models import Image
 from projects.permissions import access_project, project_permissions, projects_for_user
@@ -64,7 +64,12 @@ def labeling_time(request):
 def transfers_page(request, project_id: int):
     project = access_project(request.user, project_id)
     jobs = TransferJob.objects.filter(project=project).select_related("created_by")[:20]
-    context = {"project": project, "formats": list(FORMATS), "jobs": jobs, "perms": project_permissions(request.user, project)}
+    context = {
+        "project": project,
+        "formats": [(key, FORMAT_NAMES[key]) for key in FORMATS],
+        "jobs": jobs,
+        "perms": project_permissions(request.user, project),
+    }
     return render(request, "annotations/transfers.html", context)
 
 

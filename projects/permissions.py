@@ -12,7 +12,7 @@ from django.http import Http404
 from guardian.core import ObjectPermissionChecker
 from guardian.shortcuts import get_objects_for_user
 
-from projects.models import Image, Project
+from projects.models import PROJECT_PERMISSIONS, Image, Project
 
 NOT_FOUND = "No such project."
 
@@ -30,8 +30,14 @@ def access_project(user, project_id: int, perm: str = "view_project") -> Project
     if not checker.has_perm("view_project", project):
         raise Http404(NOT_FOUND)
     if not checker.has_perm(perm, project):
-        raise PermissionDenied(f"Your role in this project does not allow this ({perm.removesuffix('_project')}).")
+        raise PermissionDenied(f"Your role in this project does not allow this: {_in_words(perm)}.")
     return project
+
+
+def _in_words(perm: str) -> str:
+    """What a permission allows, as the admin describes it ("label images"), never its codename."""
+    description = dict(PROJECT_PERMISSIONS).get(perm, perm.removesuffix("_project").replace("_", " "))
+    return description[0].lower() + description[1:]
 
 
 def access_child(user, child, perm: str, missing: str, *, project_id: int | None = None):

@@ -14,3 +14,16 @@ FORMATS = {
         classification_zip,
     )
 }  # fmt: skip
+
+# What people call each format, for pages and job lists (the keys stay what the API takes).
+FORMAT_NAMES = {
+    "csv": "CSV (image labels)",
+    "json": "Sightline JSON",
+    "coco": "COCO",
+    "yolo": "YOLO detection",
+    "yolo-seg": "YOLO segmentation",
+    "voc": "Pascal VOC",
+    "png-masks": "PNG colour masks",
+    "bw-masks-zip": "Black-and-white masks (ZIP)",
+    "classification-zip": "Classification folders (ZIP)",
+}

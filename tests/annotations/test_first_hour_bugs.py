@@ -109,7 +109,7 @@ def test_a_labeler_may_not_replace_by_import_or_bulk_save_and_nothing_changes(sh
     before = _state(project)
     response = _csv_import(labeler, project, "replace")
     assert response.status_code == 403
-    assert response.json() == {"detail": "Your role in this project does not allow this (replace_annotations)."}
+    assert response.json() == {"detail": "Your role in this project does not allow this: replace annotations in bulk (imports, scripts), other people's included."}
     bulk = {"mode": "replace", "images": [{"image": shared["image"].id, "revision": 1, "shapes": []}]}
     assert labeler.post(f"/api/projects/{project.id}/annotations/bulk/", bulk, format="json").status_code == 403
     preview = SimpleUploadedFile("labels.csv", b"a.png,tern\n")

@@ -204,7 +204,7 @@ def test_permissions_for_transfers(user, source):
 def test_the_transfer_page_starts_a_job_and_polls_it_to_the_download(client, user, source, django_capture_on_commit_callbacks):
     client.force_login(user)
     page = client.get(f"/projects/{source.id}/transfer/").content.decode()
-    assert 'id="export-form"' in page and 'id="import-form"' in page and '<option value="bw-masks-zip">' in page
+    assert 'id="export-form"' in page and 'id="import-form"' in page and '<option value="bw-masks-zip">Black-and-white masks (ZIP)</option>' in page
     with django_capture_on_commit_callbacks(execute=True):
         started = client.post(f"/projects/{source.id}/transfer/start/", {"format": "voc", "export": "1"},
                               HTTP_HX_REQUEST="true")  # fmt: skip

@@ -159,7 +159,7 @@ def test_a_refused_save_is_explained_in_words_and_not_sent_again(setup, page, li
     page.keyboard.press("p")
     page.mouse.click(*screen(page, 30, 30))
     page.wait_for_function("document.getElementById('save-state').dataset.state === 'error'")
-    assert page.inner_text("#save-state") == "Not saved: Your role in this project does not allow this (annotate)."
+    assert page.inner_text("#save-state") == "Not saved: Your role in this project does not allow this: label images."
     assert page.evaluate(f"localStorage.getItem('sightline:pending:{setup['image'].id}')") is None
     page.wait_for_timeout(3500)  # longer than the offline retry
     assert len(puts) == 1 and Annotation.objects.count() == 0

@@ -77,6 +77,6 @@ def test_seeing_without_the_permission_is_403(user):
     project = make_project(Viewer=user)
     response = client_for(user).patch(f"/api/projects/{project.id}/", {"name": "Mine now"}, format="json")
     assert response.status_code == 403
-    assert response.json() == {"detail": "Your role in this project does not allow this (change)."}
+    assert response.json() == {"detail": "Your role in this project does not allow this: rename and describe the project."}
     project.refresh_from_db()
     assert project.name == "Birds"

@@ -128,6 +128,8 @@ def test_the_offline_bundle_serves_the_same_predictions(api, colours_project, tm
     folder = tmp_path / "colours-best"
     assert sorted(p.name for p in folder.iterdir()) == [
         "README.md", "model.json", "model.pt2", "requirements.txt", "serve.py", "sightline_images.py"]
+    readme = (folder / "README.md").read_text()
+    assert "--index-url https://download.pytorch.org/whl/cpu" in readme  # how to serve with a CPU-only torch
     # A large phone-style JPEG, stored sideways with an EXIF orientation: both servers must decode it alike.
     photo = PILImage.fromarray(np.kron(np.array([[[30, 30, 220]]], np.uint8), np.ones((1200, 1600, 1), np.uint8)))
     out = io.BytesIO()
