@@ -217,18 +217,21 @@ class ExportApi(APIView):
     class QuerySerializer(serializers.Serializer):
         format = serializers.ChoiceField(choices=list(FORMATS))
         background = serializers.BooleanField(required=False, default=False)
+        include_images = serializers.BooleanField(required=False, default=False, help_text="COCO and YOLO: the images too.")
 
     @extend_schema(parameters=[QuerySerializer], responses={(200, "application/octet-stream"): bytes, 202: dict})
     def get(self, request, project_id: int):
         project = access_project(request.user, project_id, "export_project")
         query = self.QuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        format_key = query.validated_data["format"]
+        format_key, include_images = query.validated_data["format"], query.validated_data["include_images"]
         if query.validated_data["background"] or project.images.count() > transfers.SYNC_EXPORT_IMAGES:
-            job = transfers.transfer_start(project=project, user=request.user, direction="export", format_key=format_key)
+            job = transfers.transfer_start(
+                project=project, user=request.user, direction="export", format_key=format_key, include_images=include_images
+            )
             return Response(_job_body(job), status=status.HTTP_202_ACCEPTED)
         try:
-            exported = transfers.project_export(project=project, format_key=format_key)
+            exported = transfers.project_export(project=project, format_key=format_key, include_images=include_images)
         except FormatError as exc:
             return Response({"format": [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
         response = HttpResponse(exported.content, content_type=exported.media_type)

@@ -134,6 +134,7 @@ class TransferJob(models.Model):
     direction = models.CharField(max_length=6, choices=Direction.choices)
     format = models.CharField(max_length=32)
     mode = models.CharField(max_length=8, default="append", help_text="Imports: append to, or replace, annotations.")
+    include_images = models.BooleanField(default=False, help_text="Exports: the image files in the same ZIP.")
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
     progress = models.FloatField(default=0)
     file = models.FileField(upload_to=transfer_upload_path, blank=True, max_length=300)

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
 
 from annotations import documents
-from annotations.formats import FORMATS
-from annotations.formats.base import Dataset, DatasetImage, Exported, FormatError, LabelInfo, Shape, Summary
+from annotations.formats import FORMAT_NAMES, FORMATS
+from annotations.formats.base import (
+    Dataset,
+    DatasetImage,
+    Exported,
+    FormatError,
+    LabelInfo,
+    Shape,
+    Summary,
+    with_images,
+)
 from projects.files import stored_bytes
 from projects.models import Image, Label, Project
 from projects.services import label_create
@@ -51,12 +62,17 @@ def _shape(row: dict, names: dict[int, str]) -> Shape:
     )  # fmt: skip
 
 
-def project_export(*, project: Project, format_key: str, progress=None) -> Exported:
+def project_export(*, project: Project, format_key: str, include_images: bool = False, progress=None) -> Exported:
+    """The project in a format; `include_images` puts the image files in the same ZIP (COCO, YOLO)."""
     module = FORMATS[format_key]
-    dataset = dataset_build(project=project, with_content=getattr(module, "CARRIES_IMAGES", False), progress=progress)
+    if include_images and not getattr(module, "INCLUDES_IMAGES", False):
+        raise FormatError(f"{FORMAT_NAMES[format_key]} exports cannot include the images; COCO and YOLO can.")
+    carries = getattr(module, "CARRIES_IMAGES", False)
+    dataset = dataset_build(project=project, with_content=carries or include_images, progress=progress)
     if not dataset.images:
         raise FormatError("The project has no images yet; there is nothing to export.")
-    return module.write(dataset)
+    exported = module.write(dataset)
+    return with_images(exported, dataset, path_of=module.image_path) if include_images else exported
 
 
 @transaction.atomic
@@ -72,7 +88,44 @@ def project_import(*, project: Project, user, format_key: str, content: bytes, m
     except FormatError as exc:
         raise ValidationError({"file": [str(exc)]}) from None
     may_create = _may_create_labels(user, project)
-    return dataset_apply(project=project, user=user, dataset=dataset, mode=mode, may_create_labels=may_create)
+    written = []
+    try:
+        written = _carried_images_store(project=project, user=user, dataset=dataset, known=known)
+        return dataset_apply(project=project, user=user, dataset=dataset, mode=mode, may_create_labels=may_create)
+    except BaseException:
+        for image in written:  # the transaction takes the rows back; the files go here
+            image.file.delete(save=False)
+            image.thumbnail.delete(save=False)
+        raise
+
+
+def _carried_images_store(*, project: Project, user, dataset: Dataset, known: dict) -> list:
+    """Store the images an archive carries that the project lacks, so their annotations have somewhere to go.
+
+    Needs the right to upload; an image the upload checks refuse (corrupt, too large, a duplicate
+    under another name) is named in the summary's skipped list by the apply step.
+    """
+    from projects.permissions import project_permissions
+    from projects.uploads import images_store
+
+    shas = set(Image.objects.for_project(project).values_list("sha256", flat=True))
+    carried = []
+    for entry in dataset.images:
+        if entry.content is None or entry.name in known:
+            continue
+        entry.sha256 = entry.sha256 or hashlib.sha256(entry.content).hexdigest()
+        if entry.sha256 not in shas:  # the same bytes under another name are matched, not stored again
+            carried.append((entry.name, entry.content))
+            shas.add(entry.sha256)
+    if not carried:
+        return []
+    if "upload_project" not in project_permissions(user, project):
+        raise ValidationError({"file": ["The archive brings images the project lacks, and your role may not upload images."]})
+    result = images_store(project=project, user=user, named=carried)
+    if result.rejected:
+        refused = "; ".join(f"{r.name}: {r.reason}" for r in result.rejected[:5])
+        raise ValidationError({"file": [f"Images in the archive were refused, so nothing was imported: {refused}"]})
+    return result.stored
 
 
 def import_preview(*, project: Project, format_key: str, upload) -> dict:
@@ -183,7 +236,10 @@ SYNC_EXPORT_IMAGES = 2000
 SYNC_IMPORT_BYTES = 5 * 1024 * 1024
 
 
-def transfer_start(*, project: Project, user, direction: str, format_key: str, upload=None, mode: str = "append"):
+def transfer_start(
+    *, project: Project, user, direction: str, format_key: str, upload=None, mode: str = "append",
+    include_images: bool = False,
+):
     """Create the job row and queue its task once the row is committed."""
     from django_q.tasks import async_task
 
@@ -191,7 +247,11 @@ def transfer_start(*, project: Project, user, direction: str, format_key: str, u
 
     if format_key not in FORMATS:
         raise ValidationError({"format": [f"Unknown format {format_key!r}; use one of {', '.join(FORMATS)}."]})
-    job = TransferJob(project=project, created_by=user, direction=direction, format=format_key, mode=mode)
+    if include_images and not getattr(FORMATS[format_key], "INCLUDES_IMAGES", False):
+        raise ValidationError({"include_images": [f"{FORMAT_NAMES[format_key]} exports cannot include the images."]})
+    job = TransferJob(
+        project=project, created_by=user, direction=direction, format=format_key, mode=mode, include_images=include_images
+    )
     if upload is not None:
         job.file.save(upload.name or "upload", upload, save=False)
         job.filename = upload.name or "upload"
@@ -219,7 +279,9 @@ def transfer_run(*, job_id: int) -> None:
 
     try:
         if job.direction == TransferJob.Direction.EXPORT:
-            exported = project_export(project=job.project, format_key=job.format, progress=progress)
+            exported = project_export(
+                project=job.project, format_key=job.format, include_images=job.include_images, progress=progress
+            )
             job.file.save(exported.filename, ContentFile(exported.content), save=False)
             job.filename, job.summary = exported.filename, exported.summary.as_dict()
         else:

@@ -95,6 +95,7 @@ def transfer_start(request, project_id: int):
             format_key=request.POST.get("format", ""),
             upload=upload,
             mode=mode,
+            include_images=direction == "export" and request.POST.get("include_images") == "1",
         )
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))

@@ -73,6 +73,26 @@ def images_upload(*, project: Project, user: User, files: list[UploadedFile], la
     return batch.result
 
 
+def images_store(*, project: Project, user: User, named: list[tuple[str, bytes]]) -> UploadResult:
+    """Store images that arrive as bytes (an import archive's), each checked as an upload is.
+
+    Runs inside the caller's transaction; the caller deletes `stored` images' files if it fails later.
+    """
+    batch = _Batch(project=project, user=user)
+    try:
+        for name, data in named:
+            _store_one(batch, name, data, [])
+    except BaseException:
+        for image in batch.written:
+            _delete_files(image)
+        raise
+    if batch.result.stored:
+        from similarity.services import embeddings_schedule
+
+        embeddings_schedule(project_id=project.pk)
+    return batch.result
+
+
 def _store_upload(batch: _Batch, upload: UploadedFile, common: list[str]) -> None:
     name = upload.name or "unnamed"
     if _looks_like_zip(upload):

@@ -126,7 +126,7 @@ def label_selected(request, project_id: int):
         messages.error(request, "There is no image to label yet.")
         return redirect("projects:detail", project_id=project.id)
     url = reverse("annotations:labeler", args=[project.id, first.pk])
-    return redirect(f"{url}?{urlencode(walk)}" if walk else url)
+    return redirect(f"{url}?{urlencode(walk, safe=',')}" if walk else url)
 
 
 @login_required

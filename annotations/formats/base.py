@@ -129,3 +129,41 @@ def by_stem(known: dict[str, tuple[int, int]] | None) -> dict[str, str]:
 def tidy(value: float) -> float:
     """Undo arithmetic noise from normalising or subtracting: a millionth of a pixel is below anything drawn."""
     return round(value, 6) + 0.0
+
+
+def with_images(exported: Exported, dataset: Dataset, *, path_of) -> Exported:
+    """The export and every image in one ZIP: a ZIP export gains an `images/` folder, a single file
+    (COCO's JSON) becomes the ZIP's first member. `path_of(image)` names each image's file in it."""
+    files: dict[str, bytes] = {}
+    if exported.filename.endswith(".zip"):
+        with zipfile.ZipFile(io.BytesIO(exported.content)) as archive:
+            files = {name: archive.read(name) for name in archive.namelist()}
+    else:
+        files[exported.filename] = exported.content
+    for image in dataset.images:
+        if image.content is not None:
+            files[f"images/{path_of(image)}"] = image.content
+    stem_name = exported.filename.rsplit(".", 1)[0]
+    return Exported(f"{stem_name}-with-images.zip", zip_bytes(files), "application/zip", exported.summary)
+
+
+def archived_images(files: dict[str, bytes]) -> dict[str, bytes]:
+    """The images an import archive carries in its `images/` folder, by their path below it."""
+    return {path.removeprefix("images/"): data for path, data in files.items() if path.startswith("images/")}
+
+
+def is_zip(content: bytes) -> bool:
+    return content[:4] == b"PK\x03\x04"
+
+
+def upright_size(content: bytes, *, where: str) -> tuple[int, int]:
+    """An image's width and height as Sightline stores it (EXIF orientation applied), without decoding it."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(content)) as image:
+            width, height = image.size
+            turned = image.getexif().get(0x0112) in {5, 6, 7, 8}
+    except (UnidentifiedImageError, OSError):
+        raise FormatError(f"{where}: not an image Sightline can read.") from None
+    return (height, width) if turned else (width, height)

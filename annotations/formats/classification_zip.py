@@ -77,7 +77,7 @@ def read(content: bytes, *, known: dict[str, tuple[int, int]] | None = None) -> 
         if image is None:
             image = DatasetImage(
                 name=flat.get(file_name, file_name), width=0, height=0, split=parts[0],
-                sha256=hashlib.sha256(data).hexdigest(),
+                sha256=hashlib.sha256(data).hexdigest(), content=data,  # stored when the project lacks it
             )  # fmt: skip
             images[file_name] = image
         if len(parts) == 3 and parts[1] not in image.classifications:

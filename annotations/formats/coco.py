@@ -12,9 +12,25 @@ import json
 from pycocotools import mask as coco_mask
 
 from annotations import geometry as geo
-from annotations.formats.base import Dataset, DatasetImage, Exported, FormatError, LabelInfo, Shape, Summary
+from annotations.formats.base import (
+    Dataset,
+    DatasetImage,
+    Exported,
+    FormatError,
+    LabelInfo,
+    Shape,
+    Summary,
+    archived_images,
+    is_zip,
+    read_zip,
+)
 
 KEY = "coco"
+INCLUDES_IMAGES = True  # "Include images": instances.json and images/<file_name> in one ZIP
+
+
+def image_path(image: DatasetImage) -> str:
+    return image.name
 VISIBLE, HIDDEN, ABSENT = 2, 1, 0
 
 
@@ -80,6 +96,21 @@ def _annotation(shape: Shape, image: DatasetImage, template: list[str], summary:
 
 
 def read(content: bytes, *, known: dict[str, tuple[int, int]] | None = None) -> Dataset:
+    """A COCO JSON file, or a ZIP with one JSON file and the images in `images/` (as Include images writes it)."""
+    carried: dict[str, bytes] = {}
+    if is_zip(content):
+        files = read_zip(content)
+        documents = [path for path in files if path.endswith(".json")]
+        if len(documents) != 1:
+            raise FormatError(f"The ZIP needs exactly one COCO .json file; it has {len(documents)}.")
+        content, carried = files[documents[0]], archived_images(files)
+    dataset = _read_json(content)
+    for image in dataset.images:
+        image.content = carried.get(image.name)
+    return dataset
+
+
+def _read_json(content: bytes) -> Dataset:
     try:
         document = json.loads(content)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -14,11 +14,13 @@ from annotations.formats.base import (
     LabelInfo,
     Shape,
     Summary,
+    archived_images,
     by_stem,
     flat_name,
     read_zip,
     stem,
     tidy,
+    upright_size,
     zip_bytes,
 )  # fmt: skip
 
@@ -28,8 +30,14 @@ def _number(value: float) -> str:
 
 
 class _Yolo:
+    INCLUDES_IMAGES = True  # "Include images": images/ beside labels/, the layout YOLO trainers read
+
     def __init__(self, key: str, kinds: set[str]):
         self.KEY, self.kinds = key, kinds
+
+    @staticmethod
+    def image_path(image: DatasetImage) -> str:
+        return f"{stem(flat_name(image.name))}{image.suffix}"
 
     def write(self, dataset: Dataset) -> Exported:
         summary = Summary(images=len(dataset.images))
@@ -75,15 +83,23 @@ class _Yolo:
         names = _class_names(files)
         dataset = Dataset(labels=[LabelInfo(name) for name in names])
         stems = by_stem(known)
+        carried = {stem(path): (path, data) for path, data in archived_images(files).items()}
         for path, data in sorted(files.items()):
             if not (path.startswith("labels/") and path.endswith(".txt")):
                 continue
-            name = stems.get(path.removeprefix("labels/").removesuffix(".txt"))
-            if name is None:
+            key = path.removeprefix("labels/").removesuffix(".txt")
+            name = stems.get(key)
+            content = None
+            if name is None and key in carried:
+                # An image the archive brings along: it is stored first, then labelled, at its upright size.
+                name, content = carried[key]
+                width, height = upright_size(content, where=f"images/{name}")
+            elif name is None:
                 dataset.images.append(DatasetImage(name=path, width=0, height=0))  # reported as not found
                 continue
-            width, height = known[name]
-            image = DatasetImage(name=name, width=width, height=height)
+            else:
+                width, height = known[name]
+            image = DatasetImage(name=name, width=width, height=height, content=content)
             for number, line in enumerate(data.decode("utf-8", "replace").splitlines(), start=1):
                 if line.strip():
                     image.shapes.append(self._shape(line, names, width, height, f"{path} line {number}"))

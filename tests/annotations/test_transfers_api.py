@@ -229,3 +229,55 @@ def test_an_empty_project_exports_no_empty_file(api, user):
     response = api.get(f"/api/projects/{project.id}/export/", {"format": "csv"})
     assert response.status_code == 400
     assert response.json() == {"format": ["The project has no images yet; there is nothing to export."]}
+
+
+@pytest.mark.parametrize(("key", "document_name", "image_path"), [
+    ("coco", "instances.json", "images/a.png"),
+    ("yolo", "data.yaml", "images/a.png"),
+    ("yolo-seg", "data.yaml", "images/a.png"),
+])  # fmt: skip
+def test_include_images_exports_one_archive_that_a_new_project_imports_whole(api, user, source, key, document_name, image_path):
+    response = api.get(f"/api/projects/{source.id}/export/", {"format": key, "include_images": "true"})
+    assert response.status_code == 200
+    archive = zipfile.ZipFile(io.BytesIO(response.content))
+    assert document_name in archive.namelist() and image_path in archive.namelist()
+    original = Image.objects.get(project=source, name="a.png")
+    assert archive.read(image_path) == original.file.read()
+    target = make_project(owner=user, name="Fresh")  # no images at all
+    imported = import_(api, target, key, response.content)
+    assert imported.status_code == 200, imported.content
+    assert sorted(Image.objects.filter(project=target).values_list("name", "width", "height")) == [
+        ("a.png", 64, 48), ("b.png", 64, 48),
+    ]  # fmt: skip
+    ours, theirs = (Image.objects.get(project=p, name="a.png") for p in (source, target))
+    kinds = {"coco": {"box", "polygon", "mask"}, "yolo": {"box"}, "yolo-seg": {"polygon"}}[key]
+    fields = 5 if key == "coco" else 3  # YOLO holds no occlusion or keypoints
+    assert [s[:fields] for s in document(api, theirs)[1]] == [s[:fields] for s in document(api, ours)[1] if s[1] in kinds]
+
+
+def test_include_images_is_refused_for_formats_that_cannot_hold_them(api, source):
+    response = api.get(f"/api/projects/{source.id}/export/", {"format": "csv", "include_images": "true"})
+    assert response.status_code == 400
+    assert response.json() == {"format": ["CSV (image labels) exports cannot include the images; COCO and YOLO can."]}
+
+
+def test_an_archive_with_images_needs_the_right_to_upload_and_stores_nothing_without_it(api, user, source):
+    exported = api.get(f"/api/projects/{source.id}/export/", {"format": "coco", "include_images": "true"}).content
+    owner = UserFactory()
+    target = make_project(owner=owner, name="Theirs")
+    labeler = UserFactory()
+    membership_grant(project=target, email=labeler.email, role=Role.objects.get(name="Labeler"))
+    Label.objects.create(project=target, name="gull")
+    Label.objects.create(project=target, name="tern")
+    response = import_(client_for(labeler), target, "coco", exported)
+    assert response.status_code == 400
+    assert response.json() == {"file": ["The archive brings images the project lacks, and your role may not upload images."]}
+    assert Image.objects.filter(project=target).count() == 0 and Annotation.objects.filter(image__project=target).count() == 0
+
+
+def test_a_classification_zip_brings_its_images_into_an_empty_project(api, user, source):
+    exported = api.get(f"/api/projects/{source.id}/export/", {"format": "classification-zip"}).content
+    target = make_project(owner=user, name="Fresh")
+    assert import_(api, target, "classification-zip", exported).status_code == 200
+    rows = Classification.objects.filter(image__project=target).order_by("image__name", "label__name")
+    assert list(rows.values_list("image__name", "label__name")) == [("a.png", "tern"), ("b.png", "gull"), ("b.png", "tern")]

@@ -102,7 +102,7 @@ def test_label_selected_posts_and_keeps_the_selection(client, user, project):
     chosen = ids(project, "a.png", "b.png")
     response = client.post(f"/projects/{project.id}/images/label/", {"image": chosen})
     assert response.status_code == 302
-    assert response["Location"] == f"/projects/{project.id}/images/{max(chosen)}/label/?ids={min(chosen)}%2C{max(chosen)}"
+    assert response["Location"] == f"/projects/{project.id}/images/{max(chosen)}/label/?ids={min(chosen)},{max(chosen)}"
     response = client.post(f"/projects/{project.id}/images/label/", {"all_matching": "1", "labels": "NOT gull"})
     assert response["Location"].endswith("/label/?labels=NOT+gull")
 
