@@ -20,6 +20,7 @@ from django.db.models import F
 from annotations import geometry
 from annotations.history import history_record
 from annotations.models import Annotation, Classification, ImageStatus
+from projects.attributes import value_problem
 from projects.models import Image, Label
 
 MAX_ATTRIBUTES_BYTES = 4096
@@ -125,6 +126,10 @@ def shape_clean(raw: Any, *, where: str, image: Image, labels: dict[int, Label])
     attributes = raw.get("attributes") or {}
     if not isinstance(attributes, dict) or len(json.dumps(attributes)) > MAX_ATTRIBUTES_BYTES:
         raise _fail(where, f"attributes must be a JSON object of at most {MAX_ATTRIBUTES_BYTES} bytes")
+    for definition in label.attributes:
+        problem = value_problem(definition, attributes.get(definition["name"]))
+        if problem:
+            raise _fail(where, f"attribute {definition['name']!r} {problem}")
     source = raw.get("source", Annotation.Source.MANUAL)
     if source not in Annotation.Source.values:
         raise _fail(where, f"source must be one of {', '.join(Annotation.Source.values)}")

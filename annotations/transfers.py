@@ -31,7 +31,9 @@ def dataset_build(*, project: Project, with_content: bool = False, progress=None
     """Everything the project holds, as a plain Dataset (image bytes only when a format carries them)."""
     labels = list(project.labels.order_by("name"))
     names = {label.pk: label.name for label in labels}
-    dataset = Dataset(labels=[LabelInfo(label.name, label.color, list(label.keypoint_template)) for label in labels])
+    dataset = Dataset(
+        labels=[LabelInfo(label.name, label.color, list(label.keypoint_template), list(label.attributes)) for label in labels]
+    )
     rows = list(Image.objects.for_project(project).order_by("id").values_list(
         "id", "name", "width", "height", "is_validation", "sha256", "file"
     ))  # fmt: skip
@@ -212,6 +214,7 @@ def _labels_ensure(project: Project, dataset: Dataset, *, may_create: bool) -> d
                 project=project, name=name,
                 color=info.color if info and _is_color(info.color) else None,
                 keypoint_template=info.keypoint_template if info else None,
+                attributes=info.attributes if info else None,
             )  # fmt: skip
         except ValidationError as exc:
             raise ValidationError({"file": [f"Label {name!r}: {' '.join(exc.messages)}"]}) from None

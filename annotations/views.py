@@ -143,7 +143,7 @@ def labeler(request, project_id: int, image_id: int):
         return redirect("projects:detail", project_id=project.pk)
     labels = [
         {"id": label.pk, "name": label.name, "color": label.color, "hotkey": label.hotkey,
-         "keypoint_template": label.keypoint_template}
+         "keypoint_template": label.keypoint_template, "attributes": label.attributes}
         for label in project.labels.all()
     ]  # fmt: skip
     can_annotate = "annotate_project" in project_permissions(request.user, project)

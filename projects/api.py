@@ -14,7 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotations import filters
-from config.api import StrictSerializer
+from config.api import PlainListField, StrictSerializer
 from projects import services, uploads
 from projects.imaging import MEDIA_TYPES
 from projects.models import Image, Membership, Role
@@ -40,6 +40,7 @@ class LabelOutput(serializers.Serializer):
     color = serializers.CharField()
     hotkey = serializers.IntegerField(allow_null=True)
     keypoint_template = serializers.ListField(child=serializers.CharField())
+    attributes = serializers.ListField(child=serializers.DictField(), help_text="[{name, type, choices}]")
 
 
 class MemberOutput(serializers.Serializer):
@@ -159,6 +160,7 @@ class LabelListApi(APIView):
         color = serializers.RegexField(r"^#[0-9a-fA-F]{6}$", required=False)
         hotkey = serializers.IntegerField(min_value=1, max_value=9, required=False, allow_null=True)
         keypoint_template = serializers.ListField(child=serializers.CharField(max_length=50), required=False, max_length=50)
+        attributes = PlainListField(required=False, help_text="[{name, type: text|number|checkbox|choice, choices}]")
 
     @extend_schema(responses={200: LabelOutput(many=True)})
     def get(self, request, project_id: int):
@@ -180,6 +182,7 @@ class LabelDetailApi(APIView):
         color = serializers.RegexField(r"^#[0-9a-fA-F]{6}$", required=False)
         hotkey = serializers.IntegerField(min_value=1, max_value=9, required=False, allow_null=True)
         keypoint_template = serializers.ListField(child=serializers.CharField(max_length=50), required=False, max_length=50)
+        attributes = PlainListField(required=False, help_text="[{name, type: text|number|checkbox|choice, choices}]")
 
     @extend_schema(responses={200: LabelOutput})
     def get(self, request, project_id: int, label_id: int):

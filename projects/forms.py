@@ -1,5 +1,7 @@
 from django import forms
+from django.core.exceptions import ValidationError
 
+from projects.attributes import definitions_parse
 from projects.models import Project, Role
 
 
@@ -26,6 +28,17 @@ class LabelForm(forms.Form):
         required=False, max_length=1000,
         widget=forms.TextInput(attrs={"placeholder": "Keypoints, e.g. left eye, right eye"}),
     )  # fmt: skip
+
+    attributes = forms.CharField(
+        required=False, max_length=2000,
+        widget=forms.TextInput(attrs={"placeholder": "Attributes, e.g. truncated: checkbox; colour: red | green"}),
+    )  # fmt: skip
+
+    def clean_attributes(self) -> list[dict]:
+        try:
+            return definitions_parse(self.cleaned_data["attributes"])
+        except ValidationError as exc:
+            raise forms.ValidationError(" ".join(exc.messages)) from None
 
     def clean_keypoints(self) -> list[str]:
         return [name.strip() for name in self.cleaned_data["keypoints"].split(",") if name.strip()]

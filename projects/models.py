@@ -103,6 +103,9 @@ class Label(models.Model):
     keypoint_template = models.JSONField(
         default=list, blank=True, help_text="Keypoint names in order, placed on each new object with this label."
     )
+    attributes = models.JSONField(
+        default=list, blank=True, help_text="Attributes its objects carry: [{name, type, choices}] (projects/attributes.py)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

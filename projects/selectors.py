@@ -28,7 +28,7 @@ def label_get(*, user, project_id: int, label_id: int, perm: str = "view_project
     return label
 
 
-def label_usage(*, project) -> QuerySet[Label]:
+def label_usage(*, project) -> list[Label]:
     """The project's labels with how many objects and images use each.
 
     One subquery per count: joining both tables would multiply their rows (objects x images).
@@ -39,7 +39,12 @@ def label_usage(*, project) -> QuerySet[Label]:
         rows = model.objects.filter(label=OuterRef("pk")).order_by().values("label").annotate(n=Count("pk"))
         return Coalesce(Subquery(rows.values("n"), output_field=IntegerField()), 0)
 
-    return project.labels.annotate(objects=count(Annotation), images=count(Classification))
+    from projects.attributes import definitions_text
+
+    labels = list(project.labels.annotate(objects=count(Annotation), images=count(Classification)))
+    for label in labels:
+        label.attributes_text = definitions_text(label.attributes)
+    return labels
 
 
 def projects_overview(projects: QuerySet):

@@ -10,6 +10,7 @@ from django.db.models import F
 from guardian.models import UserObjectPermission
 
 from accounts.models import User
+from projects.attributes import definitions_clean
 from projects.models import Image, Label, Membership, Project, Role
 
 LABEL_COLORS = [
@@ -166,7 +167,8 @@ def project_permission_objects() -> list[Permission]:
 
 
 def label_create(
-    *, project: Project, name: str, color: str | None = None, hotkey=..., keypoint_template: list[str] | None = None
+    *, project: Project, name: str, color: str | None = None, hotkey=..., keypoint_template: list[str] | None = None,
+    attributes: list[dict] | None = None,
 ) -> Label:
     """A new label; unless chosen, it takes the next palette colour and the next free hotkey (1-9, or none)."""
     name = name.strip()
@@ -176,6 +178,7 @@ def label_create(
         color=color or label_next_color(project=project),
         hotkey=label_next_hotkey(project=project) if hotkey is ... else hotkey,
         keypoint_template=_keypoint_template(keypoint_template or []),
+        attributes=definitions_clean(attributes or []),
     )
     _label_check_unique(label)
     label.full_clean()
@@ -221,9 +224,12 @@ def label_next_hotkey(*, project: Project) -> int | None:
 
 
 def label_update(
-    *, label: Label, name: str | None = None, color: str | None = None, hotkey=..., keypoint_template=None
+    *, label: Label, name: str | None = None, color: str | None = None, hotkey=..., keypoint_template=None,
+    attributes: list[dict] | None = None,
 ) -> Label:
     """Rename, recolour or rebind a label; `hotkey=None` unbinds, leaving it out keeps it."""
+    if attributes is not None:
+        label.attributes = definitions_clean(attributes)
     if keypoint_template is not None:
         label.keypoint_template = _keypoint_template(keypoint_template)
     if name is not None:

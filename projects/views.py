@@ -229,6 +229,7 @@ def label_create(request, project_id: int):
                 color=form.cleaned_data["color"] or None,
                 hotkey=form.cleaned_data["hotkey"],
                 keypoint_template=form.cleaned_data["keypoints"],
+                attributes=form.cleaned_data["attributes"],
             )
         except ValidationError as exc:
             flash_errors(request, exc)
@@ -250,6 +251,7 @@ def label_edit(request, project_id: int, label_id: int):
                 color=form.cleaned_data["color"] or None,
                 hotkey=form.cleaned_data["hotkey"],
                 keypoint_template=form.cleaned_data["keypoints"],
+                attributes=form.cleaned_data["attributes"],
             )
         except ValidationError as exc:
             flash_errors(request, exc)

@@ -20,6 +20,7 @@ class LabelInfo:
     name: str
     color: str | None = None  # None: the project's next palette colour
     keypoint_template: list[str] = field(default_factory=list)
+    attributes: list[dict] = field(default_factory=list)  # definitions, as projects/attributes.py has them
 
 
 @dataclass

@@ -61,7 +61,11 @@ def _label(raw, where: str) -> LabelInfo:
     template = raw.get("keypoint_template", [])
     if not isinstance(template, list) or not all(isinstance(n, str) for n in template):
         raise FormatError(f"{where}.keypoint_template: must be a list of names.")
-    return LabelInfo(name=raw["name"], color=str(raw["color"]) if raw.get("color") else None, keypoint_template=template)
+    attributes = raw.get("attributes", [])
+    if not isinstance(attributes, list) or not all(isinstance(a, dict) for a in attributes):
+        raise FormatError(f"{where}.attributes: must be a list of attribute definitions.")
+    color = str(raw["color"]) if raw.get("color") else None
+    return LabelInfo(name=raw["name"], color=color, keypoint_template=template, attributes=attributes)
 
 
 def _image(raw, where: str) -> DatasetImage:

@@ -47,7 +47,7 @@ function link(text, onClick) {
 document.addEventListener("change", (event) => {
   const input = /** @type {HTMLInputElement} */ (event.target);
   const form = /** @type {HTMLFormElement|null} */ (input.closest("#grid-form"));
-  if (!form) return;
+  if (!form || input.type !== "checkbox") return;
   if (input.id === "select-page") {
     form.querySelectorAll(".tile input[type=checkbox]").forEach((b) => { /** @type {HTMLInputElement} */ (b).checked = input.checked; });
   }

@@ -4,7 +4,11 @@
  * toolbar), the image's classification labels, and the object list, one line per object.
  */
 
-/** @typedef {{id: number, name: string, color: string, hotkey: number|null, keypoint_template: string[]}} Label */
+/**
+ * @typedef {{name: string, type: "text"|"number"|"checkbox"|"choice", choices?: string[]}} AttributeDefinition
+ * @typedef {{id: number, name: string, color: string, hotkey: number|null, keypoint_template: string[],
+ *   attributes?: AttributeDefinition[]}} Label
+ */
 
 const MAX_LISTED = 500;
 
@@ -32,7 +36,35 @@ export class Panels {
     this.renderLabels();
     this.renderClassifications();
     this.renderObjects();
+    this.renderAttributes();
     this.renderToolbar();
+  }
+
+  /** The selected object's attributes, as its label defines them: edited here, saved like any change. */
+  renderAttributes() {
+    const section = $("object-attributes");
+    const shape = this.store.find(this.tools.selected);
+    const definitions = shape ? this.byId.get(shape.label)?.attributes || [] : [];
+    section.hidden = !shape || !definitions.length;
+    if (section.hidden || !shape) return;
+    const label = /** @type {Label} */ (this.byId.get(shape.label));
+    $("attributes-of").textContent = `of ${label.name} ${shape.id === undefined ? "(new)" : `#${shape.id}`}`;
+    const values = /** @type {Record<string, any>} */ (shape.attributes || {});
+    const key = /** @type {number} */ (shape._key);
+    const set = (/** @type {string} */ name, /** @type {any} */ value) => {
+      const current = /** @type {Record<string, any>} */ (this.store.find(key)?.attributes || {});
+      this.store.update(key, { attributes: { ...current, [name]: value } });
+    };
+    $("attribute-fields").replaceChildren(...definitions.map((definition) => {
+      const row = document.createElement("label");
+      row.className = "attribute";
+      row.dataset.attribute = definition.name;
+      const input = attributeInput(definition, values[definition.name], (value) => set(definition.name, value));
+      input.disabled = !this.canEdit;
+      if (definition.type === "checkbox") row.append(input, document.createTextNode(` ${definition.name}`));
+      else row.append(document.createTextNode(`${definition.name} `), input);
+      return row;
+    }));
   }
 
   renderLabels() {
@@ -108,6 +140,7 @@ export class Panels {
   markSelected() {
     for (const item of $("object-list").querySelectorAll("[aria-selected=true]")) item.setAttribute("aria-selected", "false");
     $("object-list").querySelector(`[data-key="${this.tools.selected}"]`)?.setAttribute("aria-selected", "true");
+    this.renderAttributes();
   }
 
   renderToolbar() {
@@ -131,6 +164,36 @@ export function toggleClassification(store, labelId) {
   store.setClassifications(entry
     ? store.classifications.filter((c) => c !== entry)
     : [...store.classifications, { label: labelId, default: !store.classifications.length }]);
+}
+
+/**
+ * One attribute's input: a checkbox, a number, a choice list or text; `onChange` gets the value
+ * (null when it is cleared), once the person is done with the field.
+ * @param {AttributeDefinition} definition @param {any} value @param {(value: any) => void} onChange
+ * @returns {HTMLInputElement|HTMLSelectElement}
+ */
+function attributeInput(definition, value, onChange) {
+  if (definition.type === "choice") {
+    const select = document.createElement("select");
+    select.append(new Option("—", ""), ...(definition.choices || []).map((choice) => new Option(choice, choice)));
+    select.value = value ?? "";
+    select.onchange = () => onChange(select.value || null);
+    return select;
+  }
+  const input = document.createElement("input");
+  if (definition.type === "checkbox") {
+    input.type = "checkbox";
+    input.checked = value === true;
+    input.onchange = () => onChange(input.checked);
+  } else {
+    input.type = definition.type === "number" ? "number" : "text";
+    input.value = value ?? "";
+    input.onchange = () => {
+      if (definition.type !== "number") return onChange(input.value || null);
+      onChange(input.value === "" || Number.isNaN(Number(input.value)) ? null : Number(input.value));
+    };
+  }
+  return input;
 }
 
 /** @param {string} id */

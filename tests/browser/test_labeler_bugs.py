@@ -206,3 +206,27 @@ def test_shortcut_overlay_classification_hotkeys_last_image_and_the_remembered_l
     assert page.inner_text("#current-label") == "tern"
     page.keyboard.press("d")
     page.wait_for_function("document.getElementById('save-state').textContent === 'This is the last image.'")
+
+
+def test_object_attributes_are_edited_in_the_object_panel(setup, page, live_server):
+    setup["gull"].attributes = [{"name": "truncated", "type": "checkbox"}, {"name": "count", "type": "number"},
+                                {"name": "pose", "type": "choice", "choices": ["flying", "sitting"]}]  # fmt: skip
+    setup["gull"].save()
+    Annotation.objects.create(image=setup["image"], label=setup["gull"], kind="box",
+                              geometry={"x": 10, "y": 10, "width": 80, "height": 60})  # fmt: skip
+    login(page, live_server)
+    open_labeler(page, setup["url"])
+    assert page.locator("#object-attributes").is_hidden()
+    page.mouse.click(*screen(page, 50, 40))
+    page.wait_for_selector("#object-attributes:not([hidden])")
+    page.check("#attribute-fields [data-attribute=truncated] input")
+    page.fill("#attribute-fields [data-attribute=count] input", "3")
+    page.press("#attribute-fields [data-attribute=count] input", "Enter")
+    page.select_option("#attribute-fields [data-attribute=pose] select", "sitting")
+    saved(page)
+    page.wait_for_function("window.sightline.store.shapes[0].attributes.pose === 'sitting'")
+    saved(page)
+    assert Annotation.objects.get().attributes == {"truncated": True, "count": 3, "pose": "sitting"}
+    page.keyboard.press("Control+z")  # undo takes the last value back, like any change
+    saved(page)
+    assert Annotation.objects.get().attributes == {"truncated": True, "count": 3}
