@@ -15,13 +15,13 @@ def test_create_list_update_and_delete_labels(api, project):
     created = api.post(f"/api/projects/{project.id}/labels/", {"name": "gull", "color": "#00ff00", "hotkey": 1}, format="json")
     assert created.status_code == 201
     label_id = created.json()["id"]
-    assert created.json() == {"id": label_id, "name": "gull", "color": "#00ff00", "hotkey": 1, "keypoint_template": []}
+    assert created.json() == {"id": label_id, "name": "gull", "color": "#00ff00", "hotkey": 1, "keypoint_template": [], "attributes": []}
     second = api.post(f"/api/projects/{project.id}/labels/", {"name": "tern"}, format="json").json()
     assert second["hotkey"] == 2  # the lowest hotkey no label holds
     assert second["color"] == "#3cb44b"  # the palette's second colour, since one label existed
     assert [label["name"] for label in api.get(f"/api/projects/{project.id}/labels/").json()] == ["gull", "tern"]
     updated = api.patch(f"/api/projects/{project.id}/labels/{label_id}/", {"name": "herring gull", "hotkey": None}, format="json")
-    assert updated.json() == {"id": label_id, "name": "herring gull", "color": "#00ff00", "hotkey": None, "keypoint_template": []}
+    assert updated.json() == {"id": label_id, "name": "herring gull", "color": "#00ff00", "hotkey": None, "keypoint_template": [], "attributes": []}
     assert api.delete(f"/api/projects/{project.id}/labels/{label_id}/").status_code == 204
     assert list(Label.objects.values_list("name", flat=True)) == ["tern"]
 
