@@ -220,21 +220,7 @@ def project_delete(request, project_id: int):
 @require_POST
 def label_create(request, project_id: int):
     project = access_project(request.user, project_id, "manage_labels_project")
-    form = LabelForm(request.POST)
-    if form.is_valid():
-        try:
-            services.label_create(
-                project=project,
-                name=form.cleaned_data["name"],
-                color=form.cleaned_data["color"] or None,
-                hotkey=form.cleaned_data["hotkey"],
-                keypoint_template=form.cleaned_data["keypoints"],
-                attributes=form.cleaned_data["attributes"],
-            )
-        except ValidationError as exc:
-            flash_errors(request, exc)
-    else:
-        messages.error(request, "Check the label: " + "; ".join(e for errs in form.errors.values() for e in errs))
+    _label_save(request, lambda fields: services.label_create(project=project, **fields))
     return redirect("projects:settings", project_id=project.id)
 
 
@@ -242,24 +228,31 @@ def label_create(request, project_id: int):
 @require_POST
 def label_edit(request, project_id: int, label_id: int):
     label = label_get(user=request.user, project_id=project_id, label_id=label_id, perm="manage_labels_project")
-    form = LabelForm(request.POST)
-    if form.is_valid():
-        try:
-            services.label_update(
-                label=label,
-                name=form.cleaned_data["name"],
-                color=form.cleaned_data["color"] or None,
-                hotkey=form.cleaned_data["hotkey"],
-                keypoint_template=form.cleaned_data["keypoints"],
-                attributes=form.cleaned_data["attributes"],
-            )
-        except ValidationError as exc:
-            flash_errors(request, exc)
-        else:
-            messages.success(request, f"Saved label {label.name}.")
-    else:
-        messages.error(request, "Check the label: " + "; ".join(e for errs in form.errors.values() for e in errs))
+    saved = _label_save(request, lambda fields: services.label_update(label=label, **fields))
+    if saved:
+        messages.success(request, f"Saved label {saved.name}.")
     return redirect("projects:settings", project_id=project_id)
+
+
+def _label_save(request, save):
+    """Read the settings page's label form and hand its fields to `save`; errors become messages."""
+    form = LabelForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Check the label: " + "; ".join(e for errs in form.errors.values() for e in errs))
+        return None
+    data = form.cleaned_data
+    fields = {
+        "name": data["name"],
+        "color": data["color"] or None,
+        "hotkey": data["hotkey"],
+        "keypoint_template": data["keypoints"],
+        "attributes": data["attributes"],
+    }
+    try:
+        return save(fields)
+    except ValidationError as exc:
+        flash_errors(request, exc)
+        return None
 
 
 @login_required
