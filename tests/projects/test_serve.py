@@ -48,29 +48,49 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def test_a_second_ctrl_c_during_shutdown_still_stops_the_worker_the_web_server_and_postgres():
-    data_dir = settings.BASE_DIR / ".data" / f"test-serve-{uuid.uuid4().hex[:8]}"
-    port = _free_port()
+def _env(data_dir: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "DJANGO_SETTINGS_MODULE"}}
     env.update(SIGHTLINE_DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1")
+    return env
+
+
+def _serve(data_dir: Path) -> subprocess.Popen:
+    """`manage.py serve` on a data directory of its own, once its web server answers."""
+    port = _free_port()
     serve = subprocess.Popen(
         [sys.executable, str(settings.BASE_DIR / "manage.py"), "serve", "--no-demo", "--port", str(port)],
-        env=env,
+        env=_env(data_dir),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
+    deadline = time.monotonic() + 120
+    while True:
+        assert serve.poll() is None, serve.stdout.read()
+        assert time.monotonic() < deadline, "serve did not answer within 120 s"
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/accounts/login/", timeout=2) as response:
+                if response.status == 200:
+                    return serve
+        except OSError:
+            time.sleep(0.5)
+
+
+def _cleanup(serve: subprocess.Popen, data_dir: Path) -> None:
+    if serve.poll() is None:
+        serve.kill()
+    pid_file = data_dir / "pg" / "postmaster.pid"
+    if pid_file.exists():  # a failed run must not leave its server behind
+        os.kill(int(pid_file.read_text().split()[0]), signal.SIGQUIT)
+        time.sleep(1)
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def test_a_second_ctrl_c_during_shutdown_still_stops_the_worker_the_web_server_and_postgres():
+    data_dir = settings.BASE_DIR / ".data" / f"test-serve-{uuid.uuid4().hex[:8]}"
+    serve = None
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert serve.poll() is None, serve.stdout.read()
-            assert time.monotonic() < deadline, "serve did not answer within 120 s"
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/accounts/login/", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.5)
+        serve = _serve(data_dir)
         started = _descendants(serve.pid)
         postmaster = int((data_dir / "pg" / "postmaster.pid").read_text().split()[0])
         assert _alive(postmaster)
@@ -88,10 +108,22 @@ def test_a_second_ctrl_c_during_shutdown_still_stops_the_worker_the_web_server_a
         assert not _alive(postmaster)
         assert not (data_dir / "pg" / "postmaster.pid").exists()
     finally:
-        if serve.poll() is None:
-            serve.kill()
-        pid_file = data_dir / "pg" / "postmaster.pid"
-        if pid_file.exists():  # a failed run must not leave its server behind
-            os.kill(int(pid_file.read_text().split()[0]), signal.SIGQUIT)
-            time.sleep(1)
-        shutil.rmtree(data_dir, ignore_errors=True)
+        if serve is not None:
+            _cleanup(serve, data_dir)
+
+
+def test_serve_leaves_running_a_database_another_process_started():
+    data_dir = settings.BASE_DIR / ".data" / f"test-serve-{uuid.uuid4().hex[:8]}"
+    starter = "from pathlib import Path; import sys; from config import embedded_db; embedded_db.database_settings(Path(sys.argv[1]))"
+    subprocess.run([sys.executable, "-c", starter, str(data_dir)], check=True, cwd=settings.BASE_DIR, env=_env(data_dir))
+    postmaster = int((data_dir / "pg" / "postmaster.pid").read_text().split()[0])
+    serve = None
+    try:
+        serve = _serve(data_dir)
+        serve.send_signal(signal.SIGINT)
+        output, _ = serve.communicate(timeout=60)
+        assert "Embedded PostgreSQL left running: another process started it." in output
+        assert _alive(postmaster)  # the first `make run` keeps its database when a second one exits
+    finally:
+        if serve is not None:
+            _cleanup(serve, data_dir)

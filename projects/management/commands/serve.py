@@ -91,8 +91,10 @@ class Command(BaseCommand):
             from django.db import connections
 
             connections.close_all()
-            embedded_db.stop(settings.DATA_DIR)
-            self.stdout.write("Embedded PostgreSQL stopped.")
+            if embedded_db.stop(settings.DATA_DIR):
+                self.stdout.write("Embedded PostgreSQL stopped.")
+            else:
+                self.stdout.write("Embedded PostgreSQL left running: another process started it.")
 
 
 _state = {"stopping": False, "hurry": False}
