@@ -67,6 +67,7 @@ def transfers_page(request, project_id: int):
     context = {
         "project": project,
         "formats": [(key, FORMAT_NAMES[key]) for key in FORMATS],
+        "export_formats": [(key, FORMAT_NAMES[key], getattr(FORMATS[key], "INCLUDES_IMAGES", False)) for key in FORMATS],
         "jobs": jobs,
         "perms": project_permissions(request.user, project),
     }

@@ -41,4 +41,15 @@ form?.addEventListener("htmx:confirm", (event) => {
     });
 });
 
+// "include images" is offered only for the formats that can hold them.
+const exportFormat = /** @type {HTMLSelectElement|null} */ (document.getElementById("export-format"));
+const includeImages = /** @type {HTMLInputElement|null} */ (document.getElementById("include-images"));
+const offerImages = () => {
+  if (!exportFormat || !includeImages) return;
+  includeImages.disabled = !exportFormat.selectedOptions[0]?.hasAttribute("data-images");
+  if (includeImages.disabled) includeImages.checked = false;
+};
+exportFormat?.addEventListener("change", offerImages);
+offerImages();
+
 export {}; // an ES module: its names stay its own
