@@ -70,3 +70,21 @@ def test_select_the_page_then_every_image_the_filter_matches_and_assign_a_label(
     page.click("#label-assign")
     page.wait_for_selector("text=Labeled 63 images gull.")
     assert gull.classifications.count() == 63
+
+
+def test_a_slow_action_disables_its_button_and_counts_the_seconds(project, page, live_server, tmp_path):
+    """busy.js, on the similar-images upload: every wait over a second shows that it is running."""
+    (tmp_path / "query.png").write_bytes(png((10, 200, 10)))
+    login(page, live_server)
+    page.goto(f"{live_server.url}/projects/{project.id}/similar/")
+    # The search is held unanswered, as a slow server would; it answers into a frame, so the page stays to be read.
+    held = []
+    page.route("**/similar/**", lambda route: held.append(route) if route.request.method == "POST" else route.continue_())
+    page.evaluate("""() => { const sink = document.createElement('iframe'); sink.name = 'sink'; document.body.append(sink);
+        document.getElementById('similar-upload').target = 'sink'; }""")
+    page.set_input_files("#similar-upload input[type=file]", str(tmp_path / "query.png"))
+    page.click("#similar-upload button[type=submit]", no_wait_after=True)
+    page.wait_for_function("/^Searching… [1-3] s$/.test(document.querySelector('#similar-upload button').textContent)")
+    assert page.eval_on_selector("#similar-upload button", "b => b.disabled") is True
+    assert len(held) == 1
+    held[0].abort()
