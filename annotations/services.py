@@ -73,7 +73,11 @@ def classifications_set_many(*, project, image_ids: list[int], label: Label, pre
     """
     from django.db.models import F
 
-    images = Image.objects.for_project(project).filter(pk__in=image_ids)
+    # Locked in primary-key order, as every bulk save locks them: a labeler saving one of these
+    # images meanwhile waits instead of inserting the same label twice.
+    rows = Image.objects.for_project(project).filter(pk__in=image_ids).order_by("pk").select_for_update()
+    locked = list(rows.values_list("pk", flat=True))
+    images = Image.objects.filter(pk__in=locked)
     if present:
         changed = list(images.exclude(classifications__label=label).values_list("pk", flat=True))
         classifications_add(images=Image.objects.filter(pk__in=changed), labels=[label])

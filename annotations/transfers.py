@@ -125,6 +125,9 @@ def _carried_images_store(*, project: Project, user, dataset: Dataset, known: di
         raise ValidationError({"file": ["The archive brings images the project lacks, and your role may not upload images."]})
     result = images_store(project=project, user=user, named=carried)
     if result.rejected:
+        for image in result.stored:  # the rows go with the transaction; their files go here
+            image.file.delete(save=False)
+            image.thumbnail.delete(save=False)
         refused = "; ".join(f"{r.name}: {r.reason}" for r in result.rejected[:5])
         raise ValidationError({"file": [f"Images in the archive were refused, so nothing was imported: {refused}"]})
     return result.stored

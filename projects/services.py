@@ -223,11 +223,13 @@ def label_next_hotkey(*, project: Project) -> int | None:
     return next((key for key in range(1, 10) if key not in taken), None)
 
 
+@transaction.atomic
 def label_update(
     *, label: Label, name: str | None = None, color: str | None = None, hotkey=..., keypoint_template=None,
     attributes: list[dict] | None = None,
 ) -> Label:
     """Rename, recolour or rebind a label; `hotkey=None` unbinds, leaving it out keeps it."""
+    redefined = attributes is not None and definitions_clean(attributes) != label.attributes
     if attributes is not None:
         label.attributes = definitions_clean(attributes)
     if keypoint_template is not None:
@@ -241,7 +243,33 @@ def label_update(
     _label_check_unique(label)
     label.full_clean()
     label.save()
+    if redefined:
+        _attribute_values_fit(label)
     return label
+
+
+def _attribute_values_fit(label: Label) -> None:
+    """After a label's attributes are redefined, its objects' values that no longer fit are cleared
+    (and their images get a new revision), so no stored object is left that a save would refuse."""
+    from django.db.models import F
+
+    from annotations.models import Annotation
+    from projects.attributes import value_problem
+
+    definitions = {d["name"]: d for d in label.attributes}
+    changed = []
+    for annotation in Annotation.objects.filter(label=label).exclude(attributes={}).only("id", "image_id", "attributes"):
+        kept = {
+            name: value
+            for name, value in annotation.attributes.items()
+            if name not in definitions or value_problem(definitions[name], value) is None
+        }
+        if kept != annotation.attributes:
+            annotation.attributes = kept
+            changed.append(annotation)
+    Annotation.objects.bulk_update(changed, ["attributes"], batch_size=1000)
+    images = {a.image_id for a in changed}
+    Image.objects.filter(pk__in=images).update(annotation_revision=F("annotation_revision") + 1)
 
 
 class LabelInUse(Exception):
@@ -272,7 +300,6 @@ def label_delete(*, label: Label, confirm: bool = False) -> None:
     label.delete()
 
 
-@transaction.atomic
 def labels_validate(*, project: Project, names: list[str]) -> list[str]:
     """The cleaned, distinct names, each one an existing label or a valid new one; creates nothing."""
     cleaned = list(dict.fromkeys(n.strip() for n in names if n.strip()))
@@ -283,6 +310,7 @@ def labels_validate(*, project: Project, names: list[str]) -> list[str]:
     return cleaned
 
 
+@transaction.atomic
 def labels_get_or_create(*, project: Project, names: list[str]) -> list[Label]:
     """The project's labels with these names, in order, creating the ones that do not exist yet."""
     labels = []

@@ -48,7 +48,10 @@ async function start() {
     localStorage.setItem(lastLabelKey, String(labelId));
     const shape = store.find(tools.selected);
     if (canEdit && tools.userSelected && shape && shape.label !== labelId) {
-      store.update(shape._key, { label: labelId, keypoints: tools.templateKeypoints(labelId, shape.kind, shape.geometry) });
+      // The new label's attributes mean something else: their values start empty; others are kept.
+      const defined = new Set((labels.get(labelId)?.attributes || []).map((a) => a.name));
+      const attributes = Object.fromEntries(Object.entries(shape.attributes || {}).filter(([name]) => !defined.has(name)));
+      store.update(shape._key, { label: labelId, attributes, keypoints: tools.templateKeypoints(labelId, shape.kind, shape.geometry) });
     }
     panels.render();
   }
@@ -63,6 +66,7 @@ async function start() {
     const body = operation === "rasterize" ? { kind: shape.kind, geometry: shape.geometry } : { geometry: shape.geometry, simplify };
     const answer = await api.convertShape(config.image.id, operation, body);
     if (!answer.ok) return say("error", api.errorText(answer));
+    if (store.find(shape._key) !== shape) return say("error", "The object changed while it was converted; convert it again.");
     store.update(shape._key, answer.body);
   }
 
@@ -108,6 +112,17 @@ async function start() {
     shortcuts: () => /** @type {HTMLDialogElement} */ ($("shortcuts")).showModal(),
   };
 
+  /** The hotkeys of one label: 1-9 for the next object, Shift+1-9 for the image. @param {import("./panels.js").Label} label
+   * @returns {import("./keymap.js").Binding[]} */
+  function labelBindings(label) {
+    if (!label.hotkey) return [];
+    return [
+      { group: "Labels", keys: [String(label.hotkey)], label: `${label.name}: the next object's label`, run: () => setLabel(label.id) },
+      { group: "Labels", keys: [`shift+digit${label.hotkey}`], label: `${label.name}: add to / remove from the image`,
+        run: () => toggleClassification(store, label.id), edits: true },
+    ];
+  }
+
   /** @type {import("./keymap.js").Binding[]} */
   const bindings = [
     { group: "Smart tool", keys: ["enter"], label: "Extract", run: smartExtract, when: inMode("smart"), edits: true },
@@ -137,11 +152,7 @@ async function start() {
     { group: "Edit", keys: ["ctrl+z"], label: "Undo", run: actions.undo, edits: true },
     { group: "Edit", keys: ["ctrl+shift+z", "ctrl+y"], label: "Redo", run: actions.redo, edits: true },
     { group: "Edit", keys: ["escape"], label: "Cancel the drawing, then deselect", run: () => tools.escape() },
-    ...labelList.filter((l) => l.hotkey).flatMap((label) => [
-      { group: "Labels", keys: [String(label.hotkey)], label: `${label.name}: the next object's label`, run: () => setLabel(label.id) },
-      { group: "Labels", keys: [`shift+digit${label.hotkey}`], label: `${label.name}: add to / remove from the image`,
-        run: () => toggleClassification(store, label.id), edits: true },
-    ]),
+    ...labelList.flatMap(labelBindings),
     { group: "View", keys: ["f"], label: "Fit to the screen", run: actions.fit },
     { group: "View", keys: ["a", "arrowleft"], label: "Previous image", run: actions.previous },
     { group: "View", keys: ["d", "arrowright"], label: "Next image", run: actions.next },
@@ -185,6 +196,8 @@ async function start() {
     if (!answer.ok) return say("error", api.errorText(answer));
     labelList.push(answer.body);
     labels.set(answer.body.id, answer.body);
+    bindings.push(...labelBindings(answer.body)); // its hotkey works at once, and the overlay lists it
+    renderShortcuts($("shortcut-list"), bindings, canEdit);
     input.value = "";
     setLabel(answer.body.id);
   });

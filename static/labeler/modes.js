@@ -71,7 +71,8 @@ const select = {
           const keypoints = (selected.keypoints || []).map((k, i) => (i === keypoint ? { ...k, visible: !k.visible } : k));
           return tools.store.update(selected._key, { keypoints });
         }
-        tools.drag = { kind: "keypoint", key: selected._key, index: keypoint, before: tools.store.snapshot() };
+        tools.store.begin();
+        tools.drag = { kind: "keypoint", key: selected._key, index: keypoint };
         return;
       }
       const index = handles(selected).findIndex(([hx, hy]) => near(hx, hy));
@@ -81,22 +82,24 @@ const select = {
         return tools.store.update(selected._key, { geometry });
       }
       if (index >= 0) {
-        tools.drag = { kind: "vertex", key: selected._key, index, before: tools.store.snapshot() };
+        tools.store.begin();
+        tools.drag = { kind: "vertex", key: selected._key, index };
         return;
       }
       const edge = selected.kind === "polygon" ? edgeNear(selected, point, tolerance) : null;
       if (edge) {
         // A click on an edge's projection adds a vertex there, ready to drag (spec 000, "Edit").
-        const before = tools.store.snapshot();
+        tools.store.begin();
         tools.store.preview(selected._key, { geometry: insertVertex(selected, edge) });
-        tools.drag = { kind: "vertex", key: selected._key, index: edge.handle, before, moved: true };
+        tools.drag = { kind: "vertex", key: selected._key, index: edge.handle, moved: true };
         return;
       }
     }
     const hit = shapeAt(tools.store.shapes, point, 6 / tools.renderer.view.scale);
     tools.select(hit?._key, { byUser: true });
     if (hit && tools.canEdit) {
-      tools.drag = { kind: "move", key: hit._key, from: point, original: hit, before: tools.store.snapshot() };
+      tools.store.begin();
+      tools.drag = { kind: "move", key: hit._key, from: point, original: hit };
     }
   },
   move(tools, point) {
@@ -123,7 +126,7 @@ const select = {
   up(tools) {
     const drag = tools.drag;
     tools.drag = null;
-    if (drag?.moved) tools.store.settle(drag.before, drag.key); // the whole drag is one undoable step
+    if (drag?.moved) tools.store.settle(drag.key); // the whole drag is one undoable step
   },
   cancel(tools) {
     if (tools.vertexMode === "remove") {
@@ -211,8 +214,10 @@ const points = {
 const mask = {
   down(tools, point) {
     const bitmap = tools.bitmap;
-    const editing = tools.store.find(bitmap.key) || tools.store.find(tools.selected);
-    const target = editing?.kind === "mask" ? editing : undefined;
+    // A mask the person selected is the one to paint; else the one being edited; else a new one.
+    const selected = tools.store.find(tools.selected);
+    const target = selected?.kind === "mask" ? selected : tools.store.find(bitmap.key);
+    if (bitmap.canvas && target?._key !== bitmap.key) tools.closeBitmap();
     const label = target ? target.label : /** @type {number} */ (tools.label);
     bitmap.begin(target, tools.renderer.labels.get(label)?.color || "#ffffff");
     bitmap.label = label;
@@ -248,6 +253,7 @@ function finishStroke(tools) {
   const bitmap = tools.bitmap;
   const geometry = bitmap.finish();
   const shape = tools.store.find(bitmap.key);
+  tools.painting = true; // these changes come from the brush: it need not reload from them
   if (shape && geometry) tools.store.update(shape._key, { geometry });
   else if (shape) {
     tools.store.remove(shape._key);
@@ -258,6 +264,7 @@ function finishStroke(tools) {
     tools.renderer.editingKey = created._key;
     tools.created(created);
   }
+  tools.painting = false;
 }
 
 /** The smart tool's work area and marks (smart.js asks the server; nothing is stored before Done). @type {Mode} */

@@ -42,6 +42,9 @@ export class Panels {
 
   /** The selected object's attributes, as its label defines them: edited here, saved like any change. */
   renderAttributes() {
+    // A field being typed in is saved (its change event fires on blur) before it is replaced.
+    const active = document.activeElement;
+    if (active instanceof HTMLElement && $("attribute-fields").contains(active)) active.blur();
     const section = $("object-attributes");
     const shape = this.store.find(this.tools.selected);
     const definitions = shape ? this.byId.get(shape.label)?.attributes || [] : [];

@@ -4,7 +4,8 @@
  * localStorage, so a closed tab, a reload or a dropped network loses nothing: the next load
  * sends it. A save the server refuses as stale (409) asks the person which version to keep;
  * one it refuses for any other reason (a role without the right, an invalid shape) is explained
- * in words and dropped from this browser, never sent again by itself.
+ * in words and dropped from this browser, never sent again by itself. A server error (5xx) or a
+ * "too many requests" is not a refusal: the document is kept and sent again.
  */
 import { errorText, saveDocument } from "./api.js";
 
@@ -84,6 +85,10 @@ export class Saver extends EventTarget {
       if (answer.status === 409) {
         this.show("conflict", "Conflict: choose a version");
         this.onConflict(answer.body.current);
+      } else if (answer.status >= 500 || answer.status === 429 || answer.status === 408) {
+        // The server is restarting or busy: the document stays in this browser and goes again.
+        this.show("offline", `The server answered ${answer.status}: changes kept in this browser, retrying…`);
+        this.timer = window.setTimeout(() => this.save(), RETRY_MS);
       } else if (!answer.ok) {
         this.forget();
         this.again = false;

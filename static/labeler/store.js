@@ -31,6 +31,8 @@ export class Store extends EventTarget {
     this.undoStack = [];
     /** @type {State[]} */
     this.redoStack = [];
+    /** @type {State|null} the state a drag in progress began from (see `begin`) */
+    this.dragBefore = null;
     this.version = 0;
   }
 
@@ -90,6 +92,11 @@ export class Store extends EventTarget {
     this.record(before, "classifications", []);
   }
 
+  /** A drag begins: remember the state it began from, for `settle` (and `acknowledge`, which names it too). */
+  begin() {
+    this.dragBefore = this.snapshot();
+  }
+
   /**
    * Show a shape changing while a pointer drags it, without an undo step or a save; `settle`
    * then records the whole drag as one step.
@@ -100,8 +107,10 @@ export class Store extends EventTarget {
     this.dispatchEvent(new Event("preview"));
   }
 
-  /** @param {State} before the snapshot taken when the drag began @param {number|undefined} key */
-  settle(before, key) {
+  /** The drag `begin` started ended and moved something: one undoable step. @param {number|undefined} key */
+  settle(key) {
+    const before = this.dragBefore || this.snapshot();
+    this.dragBefore = null;
     this.record(before, "changed", key === undefined ? [] : [key]);
   }
 
@@ -183,5 +192,6 @@ export class Store extends EventTarget {
     this.shapes = this.shapes.map(name);
     this.undoStack = this.undoStack.map((state) => ({ ...state, shapes: state.shapes.map(name) }));
     this.redoStack = this.redoStack.map((state) => ({ ...state, shapes: state.shapes.map(name) }));
+    if (this.dragBefore) this.dragBefore = { ...this.dragBefore, shapes: this.dragBefore.shapes.map(name) };
   }
 }

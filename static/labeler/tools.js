@@ -60,9 +60,13 @@ export class Tools extends EventTarget {
       e.preventDefault();
       this.renderer.zoomAt(e.offsetX, e.offsetY, Math.exp(-e.deltaY * 0.0015));
     }, { passive: false });
+    /** True while the bitmap tool writes its own stroke to the store. */
+    this.painting = false;
     store.addEventListener("change", (event) => {
-      const { cause } = /** @type {CustomEvent} */ (event).detail;
-      if (cause === "undo" || cause === "redo" || cause === "loaded") this.documentReplaced();
+      const { cause, keys } = /** @type {CustomEvent} */ (event).detail;
+      const whole = cause === "undo" || cause === "redo" || cause === "loaded" || cause === "replaced";
+      const underBrush = !this.painting && this.bitmap.key !== undefined && keys.includes(this.bitmap.key);
+      if (whole || underBrush || (cause === "removed" && keys.includes(this.selected))) this.documentReplaced();
     });
   }
 

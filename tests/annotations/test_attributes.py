@@ -91,3 +91,17 @@ def test_exports_keep_attribute_values_and_json_keeps_the_definitions(api, user,
     copied = target.images.get().annotations.get()
     assert copied.attributes == {"count": 2, "colour": "green"}
     assert copied.label.attributes == (DEFINITIONS if key == "json" else [])  # COCO has no place for definitions
+
+
+def test_redefining_an_attribute_clears_the_values_that_no_longer_fit_so_every_image_still_saves(api, project):
+    label = Label.objects.create(project=project, name="car", attributes=DEFINITIONS)
+    image = project.images.get()
+    api.put(f"/api/images/{image.id}/annotations/", {"revision": 0, "shapes": [box(label.id, count=3, colour="red", note="x")]},
+            format="json")  # fmt: skip
+    redefined = [{"name": "count", "type": "checkbox"}, {"name": "colour", "type": "choice", "choices": ["red", "blue"]}]
+    response = api.patch(f"/api/projects/{project.id}/labels/{label.id}/", {"attributes": redefined}, format="json")
+    assert response.status_code == 200
+    document = api.get(f"/api/images/{image.id}/annotations/").json()
+    assert document["revision"] == 2  # the page that had it open is told
+    assert document["shapes"][0]["attributes"] == {"colour": "red", "note": "x"}  # count no longer fits; note is undefined
+    assert api.put(f"/api/images/{image.id}/annotations/", document, format="json").status_code == 200

@@ -281,3 +281,23 @@ def test_a_classification_zip_brings_its_images_into_an_empty_project(api, user,
     assert import_(api, target, "classification-zip", exported).status_code == 200
     rows = Classification.objects.filter(image__project=target).order_by("image__name", "label__name")
     assert list(rows.values_list("image__name", "label__name")) == [("a.png", "tern"), ("b.png", "gull"), ("b.png", "tern")]
+
+
+def test_an_archive_with_a_corrupt_image_imports_nothing_and_leaves_no_file(api, user, source, media_root):
+    exported = api.get(f"/api/projects/{source.id}/export/", {"format": "coco", "include_images": "true"}).content
+    with zipfile.ZipFile(io.BytesIO(exported)) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    files["images/b.png"] = b"not an image at all"
+    broken = io.BytesIO()
+    with zipfile.ZipFile(broken, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    target = make_project(owner=user, name="Fresh")
+    before = sorted(p.name for p in media_root.rglob("*") if p.is_file())
+    response = import_(api, target, "coco", broken.getvalue())
+    assert response.status_code == 400
+    assert response.json() == {"file": [
+        "Images in the archive were refused, so nothing was imported: b.png: This is not an image file Sightline can read."
+    ]}  # fmt: skip
+    assert Image.objects.filter(project=target).count() == 0
+    assert sorted(p.name for p in media_root.rglob("*") if p.is_file()) == before  # a.png's files went too

@@ -230,3 +230,55 @@ def test_object_attributes_are_edited_in_the_object_panel(setup, page, live_serv
     page.keyboard.press("Control+z")  # undo takes the last value back, like any change
     saved(page)
     assert Annotation.objects.get().attributes == {"truncated": True, "count": 3}
+
+
+def test_a_server_error_keeps_the_work_and_sends_it_again(setup, page, live_server):
+    login(page, live_server)
+    open_labeler(page, setup["url"])
+    failures = []
+
+    def once_503(route):
+        if route.request.method == "PUT" and not failures:
+            failures.append(route.request.url)
+            return route.fulfill(status=503, body='{"detail": "restarting"}', content_type="application/json")
+        return route.continue_()
+
+    page.route("**/annotations/", once_503)
+    page.keyboard.press("p")
+    page.mouse.click(*screen(page, 40, 40))
+    page.wait_for_function("document.getElementById('save-state').dataset.state === 'offline'")
+    kept = page.evaluate(f"localStorage.getItem('sightline:pending:{setup['image'].id}')")
+    assert kept is not None  # a 503 is no refusal: the work stays in this browser
+    saved(page)  # and goes again by itself
+    assert [s["kind"] for s in shapes(setup["image"])] == ["points"] and len(failures) == 1
+
+
+def test_a_label_made_in_the_labeler_gets_a_hotkey_that_works_at_once(setup, page, live_server):
+    login(page, live_server)
+    open_labeler(page, setup["url"])
+    page.fill("#label-name", "heron")
+    page.click("#label-create button")
+    page.wait_for_selector("#label-list li:has-text('heron') .key:text-is('3')")
+    page.keyboard.press("1")
+    assert page.inner_text("#current-label") == "gull"
+    page.keyboard.press("3")
+    assert page.inner_text("#current-label") == "heron"
+    page.keyboard.press("?")
+    assert "heron: the next object's label" in page.inner_text("#shortcut-list")
+
+
+def test_deleting_the_mask_under_the_brush_starts_a_new_one(setup, page, live_server):
+    login(page, live_server)
+    open_labeler(page, setup["url"])
+    page.keyboard.press("m")
+    stroke(page, [(50, 50), (150, 50)])
+    saved(page)
+    page.click("#object-list li button:has-text('×')")
+    saved(page)
+    assert shapes(setup["image"]) == []
+    assert page.evaluate("window.sightline.tools.bitmap.canvas") is None  # the deleted mask is not drawn any more
+    stroke(page, [(50, 200), (150, 200)])
+    saved(page)
+    [mask] = shapes(setup["image"])
+    pixels = decode_mask(mask["geometry"]["rle"])
+    assert (bool(pixels[50, 100]), bool(pixels[200, 100])) == (False, True)

@@ -30,8 +30,9 @@ class Command(BaseCommand):
     def handle(self, *args, host: str, port: int, no_demo: bool, **options):
         # A shell starts background jobs with SIGINT ignored; take both signals explicitly, from the
         # start: whenever the first one comes, what was started so far (the database too) is stopped.
-        signal.signal(signal.SIGTERM, _interrupt)
-        signal.signal(signal.SIGINT, _interrupt)
+        _state.update(stopping=False, hurry=False)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # SIGHUP: the terminal was closed
+            signal.signal(signum, _interrupt)
         children: list[subprocess.Popen] = []
         try:
             self._start(children, host=host, port=port, no_demo=no_demo)
@@ -112,5 +113,5 @@ def _interrupt(signum, frame) -> None:
 def _signal_group(child: subprocess.Popen, signum: int) -> None:
     try:
         os.killpg(child.pid, signum)
-    except ProcessLookupError:
-        pass  # the group has gone already
+    except OSError:
+        pass  # the group has gone already (ESRCH; EPERM on some systems once its leader is gone)
