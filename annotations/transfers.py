@@ -95,9 +95,10 @@ def project_import(*, project: Project, user, format_key: str, content: bytes, m
         written = _carried_images_store(project=project, user=user, dataset=dataset, known=known)
         return dataset_apply(project=project, user=user, dataset=dataset, mode=mode, may_create_labels=may_create)
     except BaseException:
+        from projects.uploads import image_files_delete
+
         for image in written:  # the transaction takes the rows back; the files go here
-            image.file.delete(save=False)
-            image.thumbnail.delete(save=False)
+            image_files_delete(image)
         raise
 
 
@@ -108,7 +109,7 @@ def _carried_images_store(*, project: Project, user, dataset: Dataset, known: di
     under another name) is named in the summary's skipped list by the apply step.
     """
     from projects.permissions import project_permissions
-    from projects.uploads import images_store
+    from projects.uploads import image_files_delete, images_store
 
     shas = set(Image.objects.for_project(project).values_list("sha256", flat=True))
     carried = []
@@ -126,8 +127,7 @@ def _carried_images_store(*, project: Project, user, dataset: Dataset, known: di
     result = images_store(project=project, user=user, named=carried)
     if result.rejected:
         for image in result.stored:  # the rows go with the transaction; their files go here
-            image.file.delete(save=False)
-            image.thumbnail.delete(save=False)
+            image_files_delete(image)
         refused = "; ".join(f"{r.name}: {r.reason}" for r in result.rejected[:5])
         raise ValidationError({"file": [f"Images in the archive were refused, so nothing was imported: {refused}"]})
     return result.stored

@@ -68,7 +68,7 @@ def images_upload(*, project: Project, user: User, files: list[UploadedFile], la
                 embeddings_schedule(project_id=project.pk)
     except BaseException:
         for image in batch.written:
-            _delete_files(image)
+            image_files_delete(image)
         raise
     return batch.result
 
@@ -84,7 +84,7 @@ def images_store(*, project: Project, user: User, named: list[tuple[str, bytes]]
             _store_one(batch, name, data, [])
     except BaseException:
         for image in batch.written:
-            _delete_files(image)
+            image_files_delete(image)
         raise
     if batch.result.stored:
         from similarity.services import embeddings_schedule
@@ -136,7 +136,7 @@ def _store_archive(batch: _Batch, upload: UploadedFile, common: list[str]) -> No
         stored, rejected, seen, labels = before
         batch.labels = labels
         for image in batch.result.stored[stored:]:
-            _delete_files(image)
+            image_files_delete(image)
         del batch.result.stored[stored:]
         del batch.result.rejected[rejected:]
         batch.seen = seen
@@ -197,11 +197,12 @@ def _image_save(batch: _Batch, name: str, decoded: DecodedImage) -> Image | None
         with transaction.atomic():
             image.save()
     except IntegrityError:
-        _delete_files(image)
+        image_files_delete(image)
         return None
     return image
 
 
-def _delete_files(image: Image) -> None:
+def image_files_delete(image: Image) -> None:
+    """Remove an image's file and thumbnail from storage (its row is the caller's, or a rolled-back one)."""
     image.file.delete(save=False)
     image.thumbnail.delete(save=False)

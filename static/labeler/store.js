@@ -114,13 +114,6 @@ export class Store extends EventTarget {
     this.record(before, "changed", key === undefined ? [] : [key]);
   }
 
-  /** Put the document back to `state` without an undo step (a drag that moved nothing). @param {State} state */
-  revert(state) {
-    this.shapes = state.shapes;
-    this.classifications = state.classifications;
-    this.dispatchEvent(new Event("preview"));
-  }
-
   /**
    * Take another document whole: `undoable` for a merge the person chose, not for the server's
    * version replacing ours. @param {{revision?: number, shapes: Shape[], classifications: Classification[]}} document

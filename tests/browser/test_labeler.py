@@ -25,9 +25,9 @@ def setup(live_server):
             "url": f"{live_server.url}/projects/{project.id}/images/{image.id}/label/"}  # fmt: skip
 
 
-def login(page, live_server):
+def login(page, live_server, username="labeler"):
     page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("input[name=username]", "labeler")
+    page.fill("input[name=username]", username)
     page.fill("input[name=password]", "correct-horse-battery")
     page.click("button[type=submit]")
     page.wait_for_url(f"{live_server.url}/projects/")

@@ -6,7 +6,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from annotations.geometry import decode_mask, encode_mask
 from annotations.models import Annotation, Classification
-from projects.models import Label, Membership, Role
+from projects.models import Label, Role
 from projects.uploads import images_upload
 from tests.browser.test_labeler import login, open_labeler, saved, screen, shapes, stroke
 from tests.factories import UserFactory, image_bytes, make_project
@@ -111,15 +111,10 @@ def test_a_viewer_sees_the_image_and_its_objects_with_no_tools(setup, page, live
     Annotation.objects.create(image=setup["image"], label=setup["gull"], kind="box",
                               geometry={"x": 10, "y": 10, "width": 50, "height": 50})  # fmt: skip
     viewer = UserFactory(username="viewer")
-    Membership.objects.filter(project=setup["project"])  # the owner's membership stays
     from projects.services import membership_grant
 
     membership_grant(project=setup["project"], email=viewer.email, role=Role.objects.get(name=Role.VIEWER))
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("input[name=username]", "viewer")
-    page.fill("input[name=password]", "correct-horse-battery")
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{live_server.url}/projects/")
+    login(page, live_server, "viewer")
     requests = []
     page.on("request", lambda r: requests.append(r.method) if "/annotations/" in r.url else None)
     open_labeler(page, setup["url"])
@@ -145,11 +140,7 @@ def test_a_refused_save_is_explained_in_words_and_not_sent_again(setup, page, li
 
     membership = membership_grant(project=setup["project"], email=labeler.email, role=Role.objects.get(name=Role.LABELER))
     page.context.clear_cookies()
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("input[name=username]", "demoted")
-    page.fill("input[name=password]", "correct-horse-battery")
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{live_server.url}/projects/")
+    login(page, live_server, "demoted")
     open_labeler(page, setup["url"])
     from projects.services import membership_change_role
 

@@ -6,6 +6,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from projects.models import Label, Role
 from projects.services import membership_grant
 from projects.uploads import images_upload
+from tests.browser.test_labeler import login
 from tests.factories import UserFactory, image_bytes, make_project
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
@@ -29,11 +30,7 @@ def visible(page, selector):
 
 
 def offered(page, live_server, username, project, image):
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", "correct-horse-battery")
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{live_server.url}/projects/")
+    login(page, live_server, username)
     page.goto(f"{live_server.url}/projects/{project.id}/")
     grid = {
         "upload": visible(page, "#upload"),

@@ -8,6 +8,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from rest_framework.test import APIClient
 
+from annotations.models import Classification
 from projects.models import Image, Label, Membership, Project
 from projects.uploads import images_upload
 from tests.conftest import client_for
@@ -46,6 +47,7 @@ def snapshot():
         sorted(Label.objects.values_list("id", "name", "color", "hotkey")),
         sorted(Membership.objects.values_list("project_id", "user_id", "role__name")),
         sorted(Image.objects.values_list("id", "name")),
+        sorted(Classification.objects.values_list("image_id", "label_id", "is_default")),
     )
 
 
@@ -71,6 +73,7 @@ API = [
     ("image file", "get", "/api/images/{i}/file/", None, ROLES),
     ("image thumbnail", "get", "/api/images/{i}/thumbnail/", None, ROLES),
     ("image delete", "delete", "/api/images/{i}/", None, ["Owner", "Admin", "Developer"]),
+    ("image history", "get", "/api/images/{i}/history/", None, ROLES),
 ]
 PAGES = [
     ("grid page", "get", "/projects/{p}/", None, ROLES),
@@ -84,6 +87,11 @@ PAGES = [
     ("member remove page", "post", "/projects/{p}/members/{t}/remove/", {}, ["Owner", "Admin"]),
     ("transfer page", "post", "/projects/{p}/members/{t}/owner/", {}, ["Owner"]),
     ("images delete page", "post", "/projects/{p}/images/delete/", {"image": "{i}"}, ["Owner", "Admin", "Developer"]),
+    ("images label page", "post", "/projects/{p}/images/labels/", {"image": "{i}", "label": "{l}", "operation": "assign"},
+     ["Owner", "Admin", "Developer", "Labeler"]),
+    ("label edit page", "post", "/projects/{p}/labels/{l}/edit/",
+     {"name": "herring gull", "color": "#112233", "hotkey": "", "keypoints": "", "attributes": ""},
+     ["Owner", "Admin", "Developer"]),
 ]
 
 
