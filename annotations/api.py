@@ -105,8 +105,9 @@ class SmartApi(APIView):
         backend = smart.smart_backend()
         return Response({**backend.as_dict(), "embedding_cached": smart.sam_embedding_ready(backend, image)})
 
-    @extend_schema(request=InputSerializer, responses={200: dict, 400: dict})
+    @extend_schema(request=InputSerializer, responses={200: dict, 202: dict, 400: dict})
     def post(self, request, image_id: int):
+        """The mask; with SAM, 202 and the job to wait for while a worker computes this image's embedding."""
         image = access_image(request.user, image_id, "annotate_project")
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -114,6 +115,39 @@ class SmartApi(APIView):
             return Response(smart.smart_segment(image=image, **data.validated_data))
         except smart.PromptError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        except smart.EmbeddingNotReady:
+            job = smart.sam_prefetch_schedule(
+                backend=smart.smart_backend(), project=image.project, user=request.user, image_ids=[image.pk]
+            )
+            return Response(_preparing(job), status=status.HTTP_202_ACCEPTED)
+
+
+def _preparing(job) -> dict:
+    return {
+        "preparing": job is not None,
+        "job": job.pk if job is not None else None,
+        "job_url": f"/api/jobs/{job.pk}/" if job is not None else None,
+        "detail": "Preparing the smart tool: a worker is computing this image's SAM embedding." if job else "",
+    }
+
+
+class SmartPrepareApi(APIView):
+    """Ask a worker for SAM embeddings of this image and the ones after it (the labeler calls this as it opens)."""
+
+    class InputSerializer(StrictSerializer):
+        ahead = serializers.ListField(child=serializers.IntegerField(), required=False, default=list, max_length=20,
+                                      help_text="Images of the same project the person will likely open next.")  # fmt: skip
+
+    @extend_schema(request=InputSerializer, responses={200: dict})
+    def post(self, request, image_id: int):
+        image = access_image(request.user, image_id, "annotate_project")
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        backend = smart.smart_backend()
+        job = smart.sam_prefetch_schedule(
+            backend=backend, project=image.project, user=request.user, image_ids=[image.pk, *data.validated_data["ahead"]]
+        )
+        return Response({"backend": backend.name, "ready": smart.sam_embedding_ready(backend, image), **_preparing(job)})
 
 
 # Replacing many images' annotations at once (other people's too) needs more than annotating.

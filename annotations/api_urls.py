@@ -20,6 +20,7 @@ urlpatterns = [
     path("transfers/<int:job_id>/file/", api.TransferFileApi.as_view(), name="api-transfer-file"),
     path("images/<int:image_id>/rasterize/", api.RasterizeApi.as_view(), name="api-rasterize"),
     path("images/<int:image_id>/smart/", api.SmartApi.as_view(), name="api-smart"),
+    path("images/<int:image_id>/smart/prepare/", api.SmartPrepareApi.as_view(), name="api-smart-prepare"),
     path("images/<int:image_id>/polygonize/", api.PolygonizeApi.as_view(), name="api-polygonize"),
     path("projects/<int:project_id>/annotations/bulk/", api.BulkAnnotationsApi.as_view(), name="api-bulk-annotations"),
 ]

@@ -1,3 +1,5 @@
+"""Annotations: shapes and classification labels, revisions, formats, the smart tool."""
+
 from django.apps import AppConfig
 
 
@@ -7,3 +9,8 @@ class AnnotationsConfig(AppConfig):
 
     def ready(self) -> None:
         from annotations import checks  # noqa: F401  (registers the SAM checkpoint check)
+        from annotations.jobs import KINDS
+        from jobs.registry import kind_register
+
+        for kind in KINDS:
+            kind_register(kind)

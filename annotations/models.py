@@ -5,6 +5,7 @@ from django.db import models
 from django.db.models import Q
 
 from annotations.fields import FastJSONField
+from jobs.models import Job
 
 
 class Classification(models.Model):
@@ -116,39 +117,23 @@ def transfer_upload_path(job: "TransferJob", filename: str) -> str:
     return f"transfers/{job.project_id}/{job.direction}-{job.format}-{filename}"
 
 
-class TransferJob(models.Model):
-    """An import or export that runs in the background, with progress the page polls."""
+class TransferJob(Job):
+    """An import or export that runs in the background (status and progress are the Job's)."""
 
     class Direction(models.TextChoices):
         EXPORT = "export"
         IMPORT = "import"
 
-    class Status(models.TextChoices):
-        QUEUED = "queued"
-        RUNNING = "running"
-        FINISHED = "finished"
-        FAILED = "failed"
-
-    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="transfers")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     direction = models.CharField(max_length=6, choices=Direction.choices)
     format = models.CharField(max_length=32)
     mode = models.CharField(max_length=8, default="append", help_text="Imports: append to, or replace, annotations.")
     include_images = models.BooleanField(default=False, help_text="Exports: the image files in the same ZIP.")
-    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
-    progress = models.FloatField(default=0)
     file = models.FileField(upload_to=transfer_upload_path, blank=True, max_length=300)
     filename = models.CharField(max_length=200, blank=True)
     summary = models.JSONField(default=dict, blank=True)
-    error = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        constraints = [
-            models.CheckConstraint(condition=Q(progress__gte=0, progress__lte=1), name="transfer_progress_0_to_1"),
-        ]
 
     def __str__(self) -> str:
         return f"{self.direction} {self.format} of {self.project} ({self.status})"

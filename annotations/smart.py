@@ -1,11 +1,12 @@
 """The smart labeling tool behind `POST /api/images/{id}/smart/`: which engine runs, SAM's embedding cache,
 and computing embeddings ahead of the person labeling.
 
-SAM's image encoder takes seconds on a CPU; its decoder tens of milliseconds. So each image's
-embedding is computed once, kept on disk (shared by the web processes and the worker) and in a
-small in-process cache, and the labeler page asks the worker to compute the next images' embeddings
-while the person works on this one. Two processes wanting the same embedding take a PostgreSQL
-advisory lock, so the second waits for the first instead of computing it again.
+SAM's image encoder takes seconds on a CPU; its decoder tens of milliseconds. So the encoder runs
+only in a worker (a "sam-embeddings" job), never in a request: each image's embedding is computed
+once, kept in the default storage (shared by every web host and worker, S3 included) and in a small
+in-process cache. The labeler asks for this image's and the next images' embeddings as it opens;
+an Extract that comes before its embedding is ready is answered 202 with the job to wait for. Two
+workers wanting the same embedding take a PostgreSQL advisory lock, so the second waits for the first.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.db import connection, transaction
 from PIL import Image as PILImage
 
@@ -34,11 +37,12 @@ from projects.models import Image
 
 log = logging.getLogger(__name__)
 
-PREFETCH_TASK = "annotations.tasks.sam_embeddings_prefetch"
+SAM_KIND = "sam-embeddings"
 PREFETCH_STALE_SECONDS = 600  # a queued prefetch older than this (the worker was busy) is skipped
+PREFETCH_QUEUE = 12  # images one waiting prefetch job holds at most
 MEMORY_ENTRIES = 8  # embeddings (4 MB each as float32) and decoded images kept per process
 
-__all__ = ["PromptError", "SmartBackend", "smart_backend", "smart_segment", "sam_prefetch_schedule"]
+__all__ = ["EmbeddingNotReady", "PromptError", "SmartBackend", "smart_backend", "smart_segment", "sam_prefetch_schedule"]
 
 
 @dataclass(frozen=True)
@@ -146,68 +150,108 @@ def image_rgb(image: Image) -> np.ndarray:
     return rgb
 
 
-def _cache_path(backend: SmartBackend, image: Image) -> Path:
-    return Path(settings.SIGHTLINE_SAM_CACHE_DIR) / backend.fingerprint / f"{image.sha256}.npy"
+class EmbeddingNotReady(Exception):
+    """SAM's encoder has not run on this image yet: that takes seconds, so a worker does it, never a request."""
 
 
-def sam_embedding(backend: SmartBackend, image: Image) -> tuple[np.ndarray, bool]:
-    """The image's SAM embedding and whether it was already computed (in memory or on disk)."""
+def _cache_name(backend: SmartBackend, image: Image) -> str:
+    return f"{settings.SIGHTLINE_SAM_CACHE_PREFIX}/{backend.fingerprint}/{image.sha256}.npy"
+
+
+def sam_embedding(backend: SmartBackend, image: Image, *, compute: bool = True) -> tuple[np.ndarray, bool]:
+    """The image's SAM embedding and whether it was already computed (in memory or in storage).
+
+    With `compute=False` (a request) a missing one raises EmbeddingNotReady instead of running the encoder.
+    """
     key = (backend.fingerprint, image.sha256)
     features = _embeddings.get(key)
     if features is not None:
         return features, True
-    path = _cache_path(backend, image)
-    features = _cache_read(path)
+    name = _cache_name(backend, image)
+    features = _cache_read(name)
     cached = features is not None
     if features is None:
+        if not compute:
+            raise EmbeddingNotReady(image.pk)
         # Whoever holds the lock is computing this very embedding; wait for it and read its file.
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_lock_key(key)])
-            features = _cache_read(path)
+            features = _cache_read(name)
             cached = features is not None
             if features is None:
                 features = sam_engine(backend).embed(image_rgb(image))
-                _cache_write(path, features)
-    features = features.astype(np.float32)  # on disk in half precision; cast once, not on every click
+                _cache_write(name, features)
+    features = features.astype(np.float32)  # stored in half precision; cast once, not on every click
     _embeddings.put(key, features)
     return features, cached
 
 
 def sam_embedding_ready(backend: SmartBackend, image: Image) -> bool:
-    return backend.name == "sam" and _cache_path(backend, image).is_file()
+    if backend.name != "sam":
+        return False
+    return _embeddings.get((backend.fingerprint, image.sha256)) is not None or default_storage.exists(
+        _cache_name(backend, image)
+    )
 
 
 def _lock_key(key: tuple[str, str]) -> int:
     return int.from_bytes(hashlib.sha256(":".join(key).encode()).digest()[:8], "big", signed=True)
 
 
-def _cache_read(path: Path) -> np.ndarray | None:
+def _cache_read(name: str) -> np.ndarray | None:
+    """The stored embedding, or None: not there yet, or a damaged (or half-written) file, computed again."""
     try:
-        features = np.load(path, allow_pickle=False)
-    except (OSError, ValueError):
-        return None  # not there yet, or a damaged file: computed again
-    os.utime(path)  # the cache forgets the least recently used first
+        with default_storage.open(name, "rb") as handle:
+            features = np.load(io.BytesIO(handle.read()), allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return None
+    _touch(name)
     return features
 
 
-def _cache_write(path: Path, features: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.part")
-    with open(partial, "wb") as handle:
-        np.save(handle, features, allow_pickle=False)
-    os.replace(partial, path)  # readers see the whole file or none
+def _touch(name: str) -> None:
+    """On local disk the cache forgets the least recently used first; object storage keeps write times (oldest first)."""
+    try:
+        os.utime(default_storage.path(name))
+    except (NotImplementedError, OSError):
+        pass
+
+
+def _cache_write(name: str, features: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    np.save(buffer, features, allow_pickle=False)
+    default_storage.delete(name)  # a damaged file of this name would make the storage pick another name
+    saved = default_storage.save(name, ContentFile(buffer.getvalue()))
+    if saved != name:  # another process wrote it between the two calls: keep theirs
+        default_storage.delete(saved)
+
+
+def _cache_files() -> list[tuple[str, int, float]]:
+    """(name, bytes, last used or written) of every cached embedding, of every checkpoint."""
+    prefix = settings.SIGHTLINE_SAM_CACHE_PREFIX
+    try:
+        folders, _ = default_storage.listdir(prefix)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    files = []
+    for folder in folders:
+        for file in default_storage.listdir(f"{prefix}/{folder}")[1]:
+            name = f"{prefix}/{folder}/{file}"
+            if name.endswith(".npy"):
+                files.append((name, default_storage.size(name), default_storage.get_modified_time(name).timestamp()))
+    return files
 
 
 def sam_cache_trim(limit_bytes: int | None = None) -> int:
     """Delete the least recently used embeddings beyond SIGHTLINE_SAM_CACHE_MB; returns how many."""
-    files = sorted(Path(settings.SIGHTLINE_SAM_CACHE_DIR).glob("*/*.npy"), key=lambda f: f.stat().st_mtime_ns)
-    total = sum(f.stat().st_size for f in files)
+    files = sorted(_cache_files(), key=lambda f: f[2])
+    total = sum(size for _, size, _ in files)
     limit = settings.SIGHTLINE_SAM_CACHE_MB * 1024 * 1024 if limit_bytes is None else limit_bytes
     removed = 0
     while files and total > limit:
-        oldest = files.pop(0)
-        total -= oldest.stat().st_size
-        oldest.unlink(missing_ok=True)
+        name, size, _ = files.pop(0)
+        total -= size
+        default_storage.delete(name)
         removed += 1
     return removed
 
@@ -222,7 +266,7 @@ def smart_segment(*, image: Image, box, foreground, background) -> dict:
     started = time.perf_counter()
     result = {"backend": backend.name, "description": backend.description, "score": None, "embedding_cached": None}
     if backend.name == "sam":
-        features, cached = sam_embedding(backend, image)
+        features, cached = sam_embedding(backend, image, compute=False)
         mask, score = sam_engine(backend).decode(features, prompt, (image.height, image.width))
         result.update(score=round(score, 4), embedding_cached=cached)
     else:
@@ -239,32 +283,45 @@ def smart_segment(*, image: Image, box, foreground, background) -> dict:
     return result
 
 
-def sam_prefetch_schedule(*, backend: SmartBackend, image_ids: list[int]) -> bool:
-    """Ask the worker for these images' embeddings (the one opened first); false when SAM is not active."""
-    if not image_ids or backend.name != "sam":
-        return False
-    from django_q.tasks import async_task
+def sam_prefetch_schedule(*, backend: SmartBackend, project, user, image_ids: list[int]):
+    """Ask a worker for these images' embeddings, the first one first; the job, or None when SAM is not active
+    or every one is ready. One queued job per project: a newer request puts its images in front of the older's.
+    """
+    if backend.name != "sam":
+        return None
+    images = {i.pk: i for i in Image.objects.filter(project=project, pk__in=image_ids[: settings.SIGHTLINE_SAM_PREFETCH + 1])}
+    wanted = [pk for pk in image_ids if pk in images and not sam_embedding_ready(backend, images[pk])]
+    if not wanted:
+        return None
+    from jobs.models import Job
+    from jobs.services import job_submit
 
-    requested_at = time.time()
-    transaction.on_commit(
-        lambda: async_task(
-            PREFETCH_TASK, image_ids, requested_at, task_name=f"SAM embeddings of images {image_ids[0]}+"
-        )
-    )
-    return True
+    with transaction.atomic():
+        waiting = Job.objects.select_for_update().filter(project=project, kind=SAM_KIND, status=Job.Status.QUEUED).first()
+        if waiting is not None:
+            merged = list(dict.fromkeys([*wanted, *waiting.payload.get("image_ids", [])]))[:PREFETCH_QUEUE]
+            Job.objects.filter(pk=waiting.pk).update(payload={"image_ids": merged})
+            return waiting
+        job = Job.objects.create(kind=SAM_KIND, project=project, created_by=user, payload={"image_ids": wanted})
+        return job_submit(job)
 
 
-def sam_embeddings_prefetch(*, image_ids: list[int], requested_at: float) -> int:
-    """Compute the embeddings not yet cached; returns how many were computed. Skips a request gone stale."""
+def sam_embeddings_execute(job, context) -> str:
+    """The SAM-embeddings kind's work (jobs.registry): compute the embeddings not yet cached."""
     backend = smart_backend()
-    if backend.name != "sam" or time.time() - requested_at > PREFETCH_STALE_SECONDS:
-        return 0
+    if backend.name != "sam":
+        return "SAM is not configured any more; nothing to compute."
+    if (time.time() - job.created_at.timestamp()) > PREFETCH_STALE_SECONDS:
+        return "Skipped: asked for too long ago (the person has moved on)."
+    image_ids = list(job.payload.get("image_ids", []))
+    images = {image.pk: image for image in Image.objects.filter(pk__in=image_ids, project_id=job.project_id)}
     computed = 0
-    images = {image.pk: image for image in Image.objects.filter(pk__in=image_ids)}
-    for image_id in image_ids:
+    for done, image_id in enumerate(image_ids):
+        context.check()
+        context.progress(done / max(len(image_ids), 1), f"Image {done + 1} of {len(image_ids)}")
         if image_id in images and not sam_embedding_ready(backend, images[image_id]):
             sam_embedding(backend, images[image_id])
             computed += 1
     if computed:
         sam_cache_trim()
-    return computed
+    return f"Computed {computed} embedding(s); {len(image_ids) - computed} were ready."

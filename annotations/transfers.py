@@ -20,6 +20,7 @@ from annotations.formats.base import (
     Summary,
     with_images,
 )
+from jobs.services import job_submit
 from projects.files import stored_bytes
 from projects.models import Image, Label, Project
 from projects.services import label_create
@@ -77,12 +78,16 @@ def project_export(*, project: Project, format_key: str, include_images: bool = 
     return with_images(exported, dataset, path_of=module.image_path) if include_images else exported
 
 
-@transaction.atomic
-def project_import(*, project: Project, user, format_key: str, content: bytes, mode: str = "append") -> Summary:
-    """Read the file and apply it in one transaction; a malformed file raises and imports nothing.
+def project_import(
+    *, project: Project, user, format_key: str, content: bytes, mode: str = "append", progress=None
+) -> Summary:
+    """Read the file, then apply it in one transaction; a malformed file raises and imports nothing.
 
     Labels the file names that the project lacks are created only if `user` may manage labels.
+    `progress(fraction, phase)` hears of the steps; it is never called inside the transaction, so a
+    job's row is not locked by it while the import holds its locks.
     """
+    progress = progress or (lambda fraction, phase=None: None)
     module = FORMATS[format_key]
     known = {name: (w, h) for name, w, h in Image.objects.for_project(project).values_list("name", "width", "height")}
     try:
@@ -90,16 +95,20 @@ def project_import(*, project: Project, user, format_key: str, content: bytes, m
     except FormatError as exc:
         raise ValidationError({"file": [str(exc)]}) from None
     may_create = _may_create_labels(user, project)
+    progress(0.3, f"Applying {len(dataset.images)} images' annotations")
     written = []
     try:
-        written = _carried_images_store(project=project, user=user, dataset=dataset, known=known)
-        return dataset_apply(project=project, user=user, dataset=dataset, mode=mode, may_create_labels=may_create)
+        with transaction.atomic():
+            written = _carried_images_store(project=project, user=user, dataset=dataset, known=known)
+            summary = dataset_apply(project=project, user=user, dataset=dataset, mode=mode, may_create_labels=may_create)
     except BaseException:
         from projects.uploads import image_files_delete
 
-        for image in written:  # the transaction takes the rows back; the files go here
+        for image in written:  # the transaction took the rows back; the files go here
             image_files_delete(image)
         raise
+    progress(1.0, "Imported")
+    return summary
 
 
 def _carried_images_store(*, project: Project, user, dataset: Dataset, known: dict) -> list:
@@ -246,9 +255,7 @@ def transfer_start(
     *, project: Project, user, direction: str, format_key: str, upload=None, mode: str = "append",
     include_images: bool = False,
 ):
-    """Create the job row and queue its task once the row is committed."""
-    from django_q.tasks import async_task
-
+    """Create the job row (an import's file stored with it) and queue it once the row is committed."""
     from annotations.models import TransferJob
 
     if format_key not in FORMATS:
@@ -256,59 +263,57 @@ def transfer_start(
     if include_images and not getattr(FORMATS[format_key], "INCLUDES_IMAGES", False):
         raise ValidationError({"include_images": [f"{FORMAT_NAMES[format_key]} exports cannot include the images."]})
     job = TransferJob(
-        project=project, created_by=user, direction=direction, format=format_key, mode=mode, include_images=include_images
-    )
+        kind=direction, project=project, created_by=user, direction=direction, format=format_key, mode=mode,
+        include_images=include_images,
+    )  # fmt: skip
     if upload is not None:
         job.file.save(upload.name or "upload", upload, save=False)
         job.filename = upload.name or "upload"
-    job.save()
-    transaction.on_commit(lambda: async_task("annotations.tasks.transfer_run", job.pk))
+    with transaction.atomic():
+        job.save()
+        job_submit(job)
     return job
 
 
-def transfer_run(*, job_id: int) -> None:
-    """Run a queued job; a job that is no longer queued (ran already, or was picked twice) is left alone."""
+def transfer_execute(job, context) -> str:
+    """The export and import kinds' work (jobs.registry): write the file, or apply one, and say what it held."""
     from django.core.files.base import ContentFile
-    from django.utils import timezone
 
     from annotations.models import TransferJob
 
-    claimed = TransferJob.objects.filter(pk=job_id, status=TransferJob.Status.QUEUED).update(
-        status=TransferJob.Status.RUNNING
-    )
-    if not claimed:
-        return
-    job = TransferJob.objects.select_related("project", "created_by").get(pk=job_id)
+    job = TransferJob.objects.select_related("project", "created_by").get(pk=job.pk)
 
-    def progress(fraction: float) -> None:
-        TransferJob.objects.filter(pk=job.pk).update(progress=round(min(max(fraction, 0.0), 1.0), 3))
+    def progress(fraction: float, phase: str | None = None) -> None:
+        context.check()
+        context.progress(fraction, phase)
 
     try:
         if job.direction == TransferJob.Direction.EXPORT:
+            context.progress(0, "Reading the project")
             exported = project_export(
                 project=job.project, format_key=job.format, include_images=job.include_images, progress=progress
             )
+            context.progress(0.95, f"Writing {exported.filename}")
             job.file.save(exported.filename, ContentFile(exported.content), save=False)
             job.filename, job.summary = exported.filename, exported.summary.as_dict()
         else:
+            context.progress(0, f"Reading {job.filename}")
             with job.file.open("rb") as stored:
                 content = stored.read()
+            context.check()
             job.summary = project_import(
-                project=job.project, user=job.created_by, format_key=job.format, content=content, mode=job.mode
-            ).as_dict()
-        job.status = TransferJob.Status.FINISHED
-    except (ValidationError, FormatError) as exc:
-        job.status, job.error = TransferJob.Status.FAILED, " ".join(getattr(exc, "messages", [str(exc)]))
-    except Exception as exc:  # a job reports every failure on its row instead of dying silently
-        job.status, job.error = TransferJob.Status.FAILED, f"Unexpected error: {type(exc).__name__}: {exc}"
-        raise
-    finally:
-        job.finished_at = timezone.now()
-        fields = ["status", "error", "summary", "file", "filename", "finished_at"]
-        if job.status == TransferJob.Status.FINISHED:
-            job.progress = 1.0
-            fields.append("progress")
-        job.save(update_fields=fields)
+                project=job.project, user=job.created_by, format_key=job.format, content=content, mode=job.mode,
+                progress=progress,
+            ).as_dict()  # fmt: skip
+    except FormatError as exc:
+        raise ValidationError(str(exc)) from None
+    TransferJob.objects.filter(pk=job.pk).update(file=job.file.name, filename=job.filename, summary=job.summary)
+    return _summary_text(job.summary)
+
+
+def _summary_text(summary: dict) -> str:
+    parts = [f"{summary.get(key, 0)} {key}" for key in ("images", "shapes", "classifications")]
+    return ", ".join(parts)
 
 
 def _may_create_labels(user, project: Project) -> bool:

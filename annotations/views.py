@@ -149,16 +149,14 @@ def labeler(request, project_id: int, image_id: int):
     ]  # fmt: skip
     can_annotate = "annotate_project" in project_permissions(request.user, project)
     backend = smart.smart_backend()
-    if can_annotate:
-        # The person will likely click here first and then go on: SAM embeddings for both, computed now.
-        smart.sam_prefetch_schedule(backend=backend, image_ids=[image.pk, *walk.ahead])
     config = {
         "image": {"id": image.pk, "name": image.name, "width": image.width, "height": image.height,
                   "url": f"/api/images/{image.pk}/file/"},
         "labels": labels,
         "projectId": project.pk,
         "canAnnotate": can_annotate,
-        "smart": backend.as_dict(),
+        # With SAM, the labeler asks (POST) for this image's and the next ones' embeddings as it opens.
+        "smart": {**backend.as_dict(), "prepare": [image.pk, *walk.ahead]},
         "previousUrl": f"/projects/{project.pk}/images/{walk.previous}/label/{suffix}" if walk.previous else None,
         "nextUrl": f"/projects/{project.pk}/images/{walk.next}/label/{suffix}" if walk.next else None,
     }  # fmt: skip

@@ -5,7 +5,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from config.health import healthz
+from jobs.health import healthz
 
 api = [
     path("", include("accounts.api_urls")),
@@ -13,6 +13,7 @@ api = [
     path("", include("annotations.api_urls")),
     path("", include("training.api_urls")),
     path("", include("similarity.api_urls")),
+    path("", include("jobs.api_urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
 ]
@@ -27,6 +28,7 @@ urlpatterns = [
     path("", include("annotations.urls")),
     path("", include("training.urls")),
     path("", include("similarity.urls")),
+    path("", include("jobs.urls")),
 ]
 
 admin.site.site_header = "Sightline administration"

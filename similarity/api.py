@@ -68,18 +68,36 @@ class SimilarApi(APIView):
 
 
 class SimilarPairsApi(APIView):
-    """NvN: the most similar pairs of the project's images. Large projects answer 202 with a job to poll."""
+    """NvN: the most similar pairs of the project's images.
 
-    @extend_schema(parameters=QUERY_PARAMETERS, responses={200: dict, 202: dict})
+    GET answers at once for a project of up to SIGHTLINE_SYNC_PAIR_IMAGES indexed images, and never
+    starts work; a larger project answers 409. POST starts a background search (or joins the live one
+    with the same parameters) and answers 202 with the job to poll; it needs the right to annotate.
+    """
+
+    @extend_schema(parameters=QUERY_PARAMETERS, responses={200: dict, 409: dict})
     def get(self, request, project_id: int):
         project = access_project(request.user, project_id)
-        data = PairsInput(data=request.query_params)
-        data.is_valid(raise_exception=True)
-        parameters = {**data.validated_data, "labels": searches.label_names(data.validated_data["labels"])}
-        pairs, search = searches.pairs_now_or_later(project=project, user=request.user, parameters=parameters)
-        if search is not None:
-            return Response(searches.pair_search_out(search), status=status.HTTP_202_ACCEPTED)  # a rerun polls the same job
+        parameters = _pair_parameters(request.query_params)
+        pairs = searches.pairs_now(project=project, parameters=parameters)
+        if pairs is None:
+            return Response({"detail": "This project is too large to compare every image now; start a background "
+                             "search with POST to this URL (the same parameters, in the body)."},
+                            status=status.HTTP_409_CONFLICT)  # fmt: skip
         return Response({"status": "finished", "parameters": parameters, "pairs": pairs})
+
+    @extend_schema(request=PairsInput, responses={202: dict})
+    def post(self, request, project_id: int):
+        project = access_project(request.user, project_id, searches.PAIR_SEARCH_PERMISSION)
+        parameters = _pair_parameters(request.data)
+        search = searches.pair_search_begin(project=project, user=request.user, parameters=parameters)
+        return Response(searches.pair_search_out(search), status=status.HTTP_202_ACCEPTED)
+
+
+def _pair_parameters(data) -> dict:
+    parsed = PairsInput(data=data)
+    parsed.is_valid(raise_exception=True)
+    return {**parsed.validated_data, "labels": searches.label_names(parsed.validated_data["labels"])}
 
 
 class PairSearchApi(APIView):

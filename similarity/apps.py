@@ -1,6 +1,15 @@
+"""Similarity search: image embeddings in pgvector, 1vN and NvN search."""
+
 from django.apps import AppConfig
 
 
 class SimilarityConfig(AppConfig):
     name = "similarity"
     verbose_name = "Similarity search"
+
+    def ready(self) -> None:
+        from jobs.registry import kind_register
+        from similarity.jobs import KINDS
+
+        for kind in KINDS:
+            kind_register(kind)

@@ -1,10 +1,9 @@
 """Image embeddings in pgvector, searched by cosine distance through an HNSW index; pair searches as jobs."""
 
-from django.conf import settings
 from django.db import models
-from django.db.models import Q
 from pgvector.django import HnswIndex, VectorField
 
+from jobs.models import Job
 from training.ml.embedder import DIMENSIONS
 
 
@@ -52,31 +51,16 @@ class UnindexedImage(models.Model):
         return f"image {self.image_id} not indexed: {self.reason}"
 
 
-class PairSearch(models.Model):
-    """An NvN search run in the background for a large project, with progress and the pairs it found."""
+class PairSearch(Job):
+    """An NvN search run in the background for a large project, and the pairs it found."""
 
-    class Status(models.TextChoices):
-        QUEUED = "queued"
-        RUNNING = "running"
-        FINISHED = "finished"
-        FAILED = "failed"
+    KIND = "pair-search"
 
-    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="pair_searches")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     parameters = models.JSONField(help_text="threshold, limit, labels, op")
-    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
-    progress = models.FloatField(default=0)
     pairs = models.JSONField(default=list, blank=True, help_text="[[image_a, image_b, score], ...], best first")
-    error = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="Last sign of life from the worker running it.")
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        constraints = [
-            models.CheckConstraint(condition=Q(progress__gte=0, progress__lte=1), name="pair_search_progress_0_to_1"),
-        ]
 
     def __str__(self) -> str:
         return f"pair search in {self.project} ({self.status})"

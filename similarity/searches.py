@@ -70,27 +70,28 @@ def pair_search_out(search: PairSearch) -> dict:
     return body
 
 
-def pairs_now_or_later(*, project: Project, user, parameters: dict) -> tuple[list[dict] | None, PairSearch | None]:
-    """(pairs, None) found now in a small project; (None, search) for a large one, a background job to poll.
+PAIR_SEARCH_PERMISSION = "annotate_project"  # a search is work on the data: a Viewer only reads its results
 
-    `parameters` are similar_pairs' (labels as a list of names). Pair searches over more indexed
-    images than SIGHTLINE_SYNC_PAIR_IMAGES run as jobs with progress; a label name the project does
-    not have is refused now, not when the job runs.
-    """
+
+def pairs_now(*, project: Project, parameters: dict) -> list[dict] | None:
+    """The pairs at once, for a project of up to SIGHTLINE_SYNC_PAIR_IMAGES indexed images; None for a larger one,
+    whose search is a background job someone starts (pair_search_begin). `parameters` are similar_pairs'."""
     if ImageEmbedding.objects.for_project(project).count() > settings.SIGHTLINE_SYNC_PAIR_IMAGES:
-        if parameters["labels"]:
-            selectors.labels_resolve(project=project, names=parameters["labels"])
-        return None, services.pair_search_start(project=project, user=user, parameters=parameters)
-    return pairs_out(selectors.similar_pairs(project=project, **parameters)), None
+        return None
+    return pairs_out(selectors.similar_pairs(project=project, **parameters))
+
+
+def pair_search_begin(*, project: Project, user, parameters: dict) -> PairSearch:
+    """Start (or join the live) background search; a label name the project lacks is refused now, not in the job."""
+    if parameters["labels"]:
+        selectors.labels_resolve(project=project, names=parameters["labels"])
+    return services.pair_search_start(project=project, user=user, parameters=parameters)
 
 
 def pair_search_get(*, user, search_id: int, project_id: int | None = None) -> PairSearch:
-    """A pair search the user may see (404 otherwise); one whose worker died is reported failed."""
-    search = access_child(user, PairSearch.objects.filter(pk=search_id).first(), "view_project", "No such pair search.",
-                          project_id=project_id)  # fmt: skip
-    if search.status == PairSearch.Status.RUNNING and services.pair_searches_fail_stale(project=search.project):
-        search.refresh_from_db()
-    return search
+    """A pair search the user may see (404 otherwise)."""
+    return access_child(user, PairSearch.objects.filter(pk=search_id).first(), "view_project", "No such pair search.",
+                        project_id=project_id)  # fmt: skip
 
 
 def index_status(*, project: Project) -> dict:

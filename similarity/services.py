@@ -1,24 +1,26 @@
-"""Every write of the similarity app: computing embeddings in the background, re-indexing, pair-search jobs."""
+"""Every write of the similarity app: embedding jobs, re-indexing, pair-search jobs."""
 
 from __future__ import annotations
 
 import functools
 import logging
 from contextlib import contextmanager
+from datetime import timedelta
 
-from django.core.exceptions import ValidationError
+from django.conf import settings
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from config.jobs import jobs_fail_stale
+from jobs.models import Job
+from jobs.services import job_submit
 from projects.files import stored_bytes
 from projects.models import Image, Project
 from similarity.models import ImageEmbedding, PairSearch, UnindexedImage
 from training.ml.embedder import EMBEDDER_NAME  # torch-free; torch loads inside Embedder
 
 logger = logging.getLogger(__name__)
-COMPUTE_TASK = "similarity.tasks.embeddings_compute"
-PAIRS_TASK = "similarity.tasks.pair_search_run"
+EMBEDDINGS_KIND = "embeddings"
 BATCH = 64  # images embedded and written per round
 INDEXING_LOCK = 0x51D1  # first key of the (key, project id) advisory lock held while a project is indexed
 
@@ -31,14 +33,34 @@ def embedder():
     return Embedder()
 
 
-def embeddings_schedule(*, project_id: int) -> None:
-    """Queue the computation of the project's missing embeddings once the current transaction commits."""
-    from django_q.tasks import async_task
+def embeddings_schedule(*, project_id: int, user=None) -> Job | None:
+    """Queue the computation of the project's missing embeddings once the current transaction commits.
 
-    transaction.on_commit(lambda: async_task(COMPUTE_TASK, project_id, task_name=f"embeddings of project {project_id}"))
+    A job already waiting for the project will see the new images too, so none is added then.
+    """
+    with transaction.atomic():
+        Project.objects.select_for_update().filter(pk=project_id).first()
+        if Job.objects.filter(project_id=project_id, kind=EMBEDDINGS_KIND, status=Job.Status.QUEUED).exists():
+            return None
+        job = Job.objects.create(kind=EMBEDDINGS_KIND, project_id=project_id, created_by=user)
+        return job_submit(job)
 
 
-def embeddings_compute(*, project_id: int) -> int:
+def embeddings_execute(job, context) -> str:
+    """The embeddings kind's work (jobs.registry): embed the project's images that have none yet."""
+    total = _missing(job.project_id).count()
+    context.progress(0, f"Embedding {total} image(s)")
+    context.check()
+
+    def progress(done: int) -> None:
+        context.check()
+        context.progress(done / max(total, 1), f"Embedded {done} of {total}")
+
+    done = embeddings_compute(project_id=job.project_id, progress=progress)
+    return f"Embedded {done} image(s) with {EMBEDDER_NAME}."
+
+
+def embeddings_compute(*, project_id: int, progress=None) -> int:
     """Embed every image of the project that has no embedding yet, a batch at a time; returns how many.
 
     Idempotent, and one task at a time per project: uploads in quick succession queue several tasks,
@@ -55,6 +77,8 @@ def embeddings_compute(*, project_id: int) -> int:
                 return done
             while batch := list(_missing(project_id)[:BATCH]):
                 done += _embeddings_insert(_rows(batch, project_id))
+                if progress:
+                    progress(done)
     return done
 
 
@@ -147,55 +171,35 @@ def embeddings_reindex(*, project: Project | None = None) -> int:
 
 
 def pair_search_start(*, project: Project, user, parameters: dict) -> PairSearch:
-    """Queue a pair search, or hand back the one already queued or running with the same parameters."""
-    pair_searches_fail_stale(project=project)  # a search whose worker died must not stand in for a new one
+    """Queue a pair search, or hand back the live one with the same parameters (one whose worker went
+    silent does not count: the reaper is about to fail it)."""
+    fresh = timezone.now() - timedelta(seconds=settings.SIGHTLINE_JOB_STALE_SECONDS)
     with transaction.atomic():
         Project.objects.select_for_update().filter(pk=project.pk).first()
-        live = PairSearch.objects.filter(
-            project=project, parameters=parameters, status__in=[PairSearch.Status.QUEUED, PairSearch.Status.RUNNING]
-        ).first()
+        live = (
+            PairSearch.objects.filter(project=project, parameters=parameters)
+            .filter(Q(status=Job.Status.QUEUED) | Q(status=Job.Status.RUNNING, heartbeat_at__gte=fresh))
+            .first()
+        )
         if live is not None:
             return live
-        search = PairSearch.objects.create(project=project, created_by=user, parameters=parameters)
-        from django_q.tasks import async_task
-
-        transaction.on_commit(lambda: async_task(PAIRS_TASK, search.pk, task_name=f"pair search {search.pk}"))
+        search = PairSearch.objects.create(kind=PairSearch.KIND, project=project, created_by=user, parameters=parameters)
+        job_submit(search)
     return search
 
 
-def pair_search_run(*, search_id: int) -> None:
-    """Run a queued pair search; one that is not queued any more is left alone."""
+def pair_search_execute(job, context) -> str:
+    """The pair-search kind's work (jobs.registry): find the pairs and keep them on the search's row."""
     from similarity import selectors
 
-    claimed = PairSearch.objects.filter(pk=search_id, status=PairSearch.Status.QUEUED).update(
-        status=PairSearch.Status.RUNNING, heartbeat_at=timezone.now()
-    )
-    if not claimed:
-        return
-    search = PairSearch.objects.select_related("project").get(pk=search_id)
+    search = PairSearch.objects.select_related("project").get(pk=job.pk)
 
-    def progress(fraction: float) -> None:  # once per block of rows: also the job's sign of life
-        PairSearch.objects.filter(pk=search_id).update(progress=round(min(max(fraction, 0.0), 1.0), 3),
-                                                       heartbeat_at=timezone.now())  # fmt: skip
+    def progress(fraction: float) -> None:  # once per block of rows
+        context.check()
+        context.progress(fraction)
 
-    fields = {"finished_at": timezone.now()}
-    try:
-        pairs = selectors.similar_pairs(project=search.project, progress=progress, **search.parameters)
-        fields.update(status=PairSearch.Status.FINISHED, progress=1.0, pairs=[[a, b, s] for a, b, s in pairs])
-    except ValidationError as exc:
-        fields.update(status=PairSearch.Status.FAILED, error=" ".join(exc.messages))
-    except Exception as exc:  # a job reports every failure on its row instead of dying silently
-        logger.exception("Pair search %s failed", search_id)
-        fields.update(status=PairSearch.Status.FAILED, error=f"Unexpected error: {type(exc).__name__}: {exc}")
-    # Only a search still running is ended here: one the reaper marked failed stays failed.
-    PairSearch.objects.filter(pk=search_id, status=PairSearch.Status.RUNNING).update(**fields)
-
-
-def pair_searches_fail_stale(*, project: Project | None = None, now=None) -> int:
-    """Mark running searches whose worker went silent as failed, so none stays 'running' forever.
-
-    Run by the worker's minute schedule, and by the pages and the API for their project.
-    """
-    searches = PairSearch.objects.filter(project=project) if project is not None else PairSearch.objects.all()
-    return jobs_fail_stale(searches, now=now,
-                           error="The worker running this search stopped (killed, out of memory or restarted) before it finished.")  # fmt: skip
+    context.progress(0, "Comparing every image with every other")
+    context.check()
+    pairs = selectors.similar_pairs(project=search.project, progress=progress, **search.parameters)
+    PairSearch.objects.filter(pk=search.pk).update(pairs=[[a, b, score] for a, b, score in pairs])
+    return f"Found {len(pairs)} pair(s)."

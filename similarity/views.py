@@ -64,21 +64,33 @@ def similar_page(request, project_id: int):
 
 @login_required
 def pairs_page(request, project_id: int):
-    """NvN: the most similar pairs side by side, newer image of each pre-ticked for deletion."""
+    """NvN: the most similar pairs side by side, newer image of each pre-ticked for deletion.
+
+    A small project's pairs are found as the page loads (GET); a large project's search is a job
+    that the person starts with the form's POST, and the page then polls it.
+    """
     project = access_project(request.user, project_id)
-    form = PairsForm(request.GET if request.GET else None)
+    perms = project_permissions(request.user, project)
+    form = PairsForm(request.POST if request.method == "POST" else request.GET or None)
     query = _query(form)
     query["labels"] = searches.label_names(query["labels"])
-    pairs, search = None, None
+    pairs, search, too_large = None, None, False
     if form.is_bound and not form.is_valid():
         flash_form_errors(request, form)
+    elif request.method == "POST":
+        access_project(request.user, project_id, searches.PAIR_SEARCH_PERMISSION)
+        try:
+            search = searches.pair_search_begin(project=project, user=request.user, parameters=query)
+        except ValidationError as exc:
+            flash_errors(request, exc)
     elif request.GET.get("search"):
         try:
-            pairs, search = searches.pairs_now_or_later(project=project, user=request.user, parameters=query)
+            pairs = searches.pairs_now(project=project, parameters=query)
+            too_large = pairs is None
         except ValidationError as exc:
             flash_errors(request, exc)
     context = {"project": project, "form": form if form.is_bound else PairsForm(initial=query), "pairs": pairs,
-               "search": search, "perms": project_permissions(request.user, project),
+               "search": search, "too_large": too_large, "perms": perms, "may_search": searches.PAIR_SEARCH_PERMISSION in perms,
                "index": searches.index_status(project=project)}  # fmt: skip
     return render(request, "similarity/pairs.html", context)
 

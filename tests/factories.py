@@ -43,3 +43,13 @@ def image_bytes(width=64, height=48, color=(200, 30, 30), fmt="PNG", **save_kwar
 def image_file(name="red.png", **kwargs) -> SimpleUploadedFile:
     fmt = "JPEG" if name.lower().endswith((".jpg", ".jpeg")) else "PNG"
     return SimpleUploadedFile(name, image_bytes(fmt=fmt, **kwargs))
+
+
+def builtin_roles_seed() -> None:
+    """Tests on a flushed (transactional) database: put back the roles the migration seeds."""
+    import importlib
+
+    from django.apps import apps
+
+    if not Role.objects.filter(name=Role.OWNER).exists():
+        importlib.import_module("projects.migrations.0002_builtin_roles").seed_roles(apps, None)

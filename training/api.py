@@ -28,6 +28,7 @@ class JobOutput(serializers.Serializer):
     name = serializers.CharField()
     task = serializers.CharField()
     status = serializers.CharField()
+    phase = serializers.CharField()
     parameters = serializers.DictField()
     epoch = serializers.IntegerField()
     epochs = serializers.IntegerField()
@@ -150,7 +151,6 @@ class TrainingJobListApi(APIView):
     @extend_schema(responses={200: JobOutput(many=True)})
     def get(self, request, project_id: int):
         project = access_project(request.user, project_id)
-        services.training_jobs_fail_stale(project=project)
         jobs = TrainingJob.objects.filter(project=project).select_related("dataset_version", "model_version")[:100]
         return Response(JobOutput(jobs, many=True).data)
 
@@ -168,8 +168,6 @@ class TrainingJobDetailApi(APIView):
     @extend_schema(responses={200: JobOutput})
     def get(self, request, job_id: int):
         job = selectors.job_get(user=request.user, job_id=job_id)
-        if job.status == TrainingJob.Status.RUNNING and services.training_jobs_fail_stale(project=job.project):
-            job.refresh_from_db()
         return Response(JobOutput(job).data)
 
 

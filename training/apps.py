@@ -8,4 +8,9 @@ class TrainingConfig(AppConfig):
     verbose_name = "Training"
 
     def ready(self) -> None:
+        from jobs.registry import kind_register
         from training import signals  # noqa: F401  (file clean-up receivers)
+        from training.jobs import KINDS
+
+        for kind in KINDS:
+            kind_register(kind)

@@ -1,4 +1,4 @@
-"""Training: frozen dataset versions, background training jobs, the model versions they make, worker heartbeats.
+"""Training: frozen dataset versions, background training jobs, and the model versions they make.
 
 One shape for every task (classification now; detection and segmentation later): a job freezes a
 DatasetVersion of the project's images and targets, trains on it in django-q2, and on success
@@ -7,7 +7,8 @@ leaves a ModelVersion with its best and last checkpoints and their evaluations.
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+
+from jobs.models import Job, JobQuerySet
 
 
 class Task(models.TextChoices):
@@ -19,19 +20,6 @@ class Task(models.TextChoices):
 class Split(models.TextChoices):
     TRAIN = "train"
     VALID = "valid"
-
-
-class WorkerHeartbeat(models.Model):
-    """The last time a django-q2 worker on this host ran its heartbeat task."""
-
-    host = models.CharField(max_length=255, unique=True)
-    beat_at = models.DateTimeField()
-
-    class Meta:
-        ordering = ["-beat_at"]
-
-    def __str__(self) -> str:
-        return f"{self.host} at {self.beat_at:%Y-%m-%d %H:%M:%S}"
 
 
 class DatasetVersion(models.Model):
@@ -86,64 +74,33 @@ class DatasetItem(models.Model):
         return f"{self.image_name} ({self.split}) in {self.dataset_version}"
 
 
-class TrainingJobQuerySet(models.QuerySet):
-    def active(self):
-        return self.filter(status__in=[TrainingJob.Status.QUEUED, TrainingJob.Status.RUNNING])
+class TrainingJob(Job):
+    """A training run: what was asked, and the epochs, curves and log it made (status and progress are the Job's)."""
 
+    KIND = "training"
 
-class TrainingJob(models.Model):
-    """A training run in the background: what was asked, how far it got, and how it ended."""
-
-    class Status(models.TextChoices):
-        QUEUED = "queued"
-        RUNNING = "running"
-        FINISHED = "finished"
-        FAILED = "failed"
-        CANCELLED = "cancelled"
-
-    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="training_jobs")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     task = models.CharField(max_length=16, choices=Task.choices)
     name = models.CharField(max_length=100, help_text="The model's name, as the predict endpoint takes it.")
     parameters = models.JSONField(help_text="Every parameter, defaults filled in.")
     dataset_version = models.ForeignKey(
         DatasetVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="training_jobs"
     )
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
-    cancel_requested = models.BooleanField(default=False)
     epoch = models.PositiveIntegerField(default=0, help_text="Epochs completed.")
     epochs = models.PositiveIntegerField(default=0, help_text="Epochs planned.")
-    progress = models.FloatField(default=0)
     loss = models.FloatField(null=True, blank=True, help_text="The latest training loss.")
     history = models.JSONField(default=list, blank=True, help_text="One entry per epoch: losses and accuracies.")
     best_epoch = models.PositiveIntegerField(null=True, blank=True)
     eta_seconds = models.FloatField(null=True, blank=True)
     device = models.CharField(max_length=64, blank=True)
     log = models.TextField(blank=True)
-    error = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="Last sign of life from the worker.")
-    finished_at = models.DateTimeField(null=True, blank=True)
 
-    objects = TrainingJobQuerySet.as_manager()
+    objects = JobQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        constraints = [
-            models.CheckConstraint(condition=Q(progress__gte=0, progress__lte=1), name="training_job_progress_0_to_1"),
-            # Two live jobs may not promise the same model name; a finished job's name lives on in its model.
-            models.UniqueConstraint(
-                fields=["project", "name"], condition=Q(status__in=["queued", "running"]), name="training_job_unique_active_name"
-            ),
-        ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.task}, {self.status})"
-
-    @property
-    def is_active(self) -> bool:
-        return self.status in {self.Status.QUEUED, self.Status.RUNNING}
 
 
 def checkpoint_upload_path(model: "ModelVersion", filename: str) -> str:

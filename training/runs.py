@@ -1,25 +1,24 @@
-"""Running one training job inside a worker: the glue between the job's row and training/ml.
+"""Running one training job inside a worker: the glue between the job's rows and training/ml.
 
-The job row is claimed once (queued -> running), beats from a side thread while torch works, and
-takes progress, curves and log lines at most once a second. Whatever happens, it ends finished,
-cancelled or failed; a worker killed mid-run is caught by services.training_jobs_fail_stale.
+jobs.runner claims the row, beats, and ends it; this module trains, writing progress, curves and
+log lines at most once a second, and reads the cancel flag between batches. A Stop keeps the epochs
+finished so far as the model.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-import threading
 import time
 
 import numpy as np
 import torch
-from django.conf import settings
 from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
-from django.db import DatabaseError, connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
+from jobs.models import Job
+from jobs.runner import Cancelled, Context, JobFailed
 from projects.files import stored_bytes
 from training import statistics
 from training.ml import classification, runtime
@@ -31,34 +30,11 @@ UPDATE_EVERY_SECONDS = 1.0
 LOG_LIMIT = 100_000  # characters of log kept on the row
 
 
-class _Beat(threading.Thread):
-    """Touches heartbeat_at every few seconds while the job runs, however long one batch takes."""
-
-    def __init__(self, job_id: int, every: float):
-        super().__init__(daemon=True, name=f"training-job-{job_id}-heartbeat")
-        self.job_id, self.every, self.done = job_id, every, threading.Event()
-
-    def run(self) -> None:
-        from training.services import worker_heartbeat_record
-
-        try:
-            while not self.done.wait(self.every):
-                try:
-                    TrainingJob.objects.filter(pk=self.job_id).update(heartbeat_at=timezone.now())
-                    # The scheduled heartbeat task waits while this job holds the worker; /healthz should not.
-                    worker_heartbeat_record()
-                except DatabaseError:  # a blip: the next beat tries again, and the reaper allows for a few
-                    logger.warning("Training job %s: heartbeat failed", self.job_id, exc_info=True)
-                    connection.close()
-        finally:
-            connection.close()
-
-
 class _Reporter:
-    """Hooks for training/ml that write to the job row, throttled, and read its cancel flag."""
+    """Hooks for training/ml that write to the job's rows, throttled, and read its cancel flag."""
 
-    def __init__(self, job: TrainingJob):
-        self.job, self.last_write, self.last_check, self.cancelled = job, 0.0, 0.0, False
+    def __init__(self, job: TrainingJob, context: Context):
+        self.job, self.context, self.last_write = job, context, 0.0
         self.epochs_written = 0
         self.lines: list[str] = [job.log] if job.log else []
 
@@ -66,67 +42,57 @@ class _Reporter:
         self.lines.append(f"{timezone.now():%H:%M:%S} {line}")
         self.last_write = 0.0  # a new line is worth a write
 
+    def log_text(self) -> str:
+        return "\n".join(self.lines)[-LOG_LIMIT:]
+
     def progress(self, progress: classification.Progress) -> None:
         now = time.monotonic()
         epoch_ended = len(progress.history) != self.epochs_written
         if now - self.last_write < UPDATE_EVERY_SECONDS and not epoch_ended:
             return
         self.last_write, self.epochs_written = now, len(progress.history)
+        phase = f"Epoch {min(progress.epoch + 1, self.job.epochs)} of {self.job.epochs}"
+        self.context.progress(progress.fraction, phase)
         TrainingJob.objects.filter(pk=self.job.pk).update(
-            progress=round(min(max(progress.fraction, 0.0), 1.0), 4), epoch=progress.epoch, loss=progress.loss,
-            eta_seconds=progress.eta_seconds, history=progress.history, best_epoch=progress.best_epoch,
-            log="\n".join(self.lines)[-LOG_LIMIT:], heartbeat_at=timezone.now(),
+            epoch=progress.epoch, loss=progress.loss, eta_seconds=progress.eta_seconds, history=progress.history,
+            best_epoch=progress.best_epoch, log=self.log_text(),
         )  # fmt: skip
 
     def stop(self) -> bool:
-        now = time.monotonic()
-        if not self.cancelled and now - self.last_check >= UPDATE_EVERY_SECONDS:
-            self.last_check = now
-            self.cancelled = TrainingJob.objects.filter(pk=self.job.pk, cancel_requested=True).exists()
-        return self.cancelled
+        return self.context.cancelled()
 
     def hooks(self) -> classification.Hooks:
         return classification.Hooks(progress=self.progress, stop=self.stop, log=self.log)
 
 
-def training_job_run(*, job_id: int) -> None:
-    """Run a queued job; one that is no longer queued (ran already, or was cancelled) is left alone."""
-    claimed = TrainingJob.objects.filter(pk=job_id, status=TrainingJob.Status.QUEUED).update(
-        status=TrainingJob.Status.RUNNING, started_at=timezone.now(), heartbeat_at=timezone.now()
-    )
-    if not claimed:
-        return
-    job = TrainingJob.objects.select_related("dataset_version").get(pk=job_id)
-    reporter = _Reporter(job)
-    beat = _Beat(job.pk, settings.SIGHTLINE_TRAINING_HEARTBEAT_SECONDS)
-    beat.start()
-    status, error = TrainingJob.Status.FAILED, ""
+def training_job_execute(job, context: Context) -> str:
+    """The training kind's work (jobs.registry): train, keep the model, and say how it went."""
+    job = TrainingJob.objects.select_related("dataset_version").get(pk=job.pk)
+    reporter = _Reporter(job, context)
     try:
-        _, stopped_by = _train(job, reporter)
-        status = TrainingJob.Status.CANCELLED if stopped_by == "cancelled" else TrainingJob.Status.FINISHED
+        model, stopped_by = _train(job, reporter)
     except classification.Cancelled as exc:
-        status = TrainingJob.Status.CANCELLED
         reporter.log(str(exc))
+        raise Cancelled(str(exc)) from None
     except (ValueError, MemoryError, FileNotFoundError) as exc:  # bad data or settings: say it plainly
-        error = str(exc)
-        reporter.log(f"Failed: {error}")
-    except Exception as exc:  # a job reports every failure on its row instead of dying silently
-        logger.exception("Training job %s failed", job_id)
-        error = f"Unexpected error: {type(exc).__name__}: {exc}"
-        reporter.log(f"Failed: {error}")
+        reporter.log(f"Failed: {exc}")
+        raise JobFailed(str(exc)) from None
+    except Exception as exc:
+        reporter.log(f"Failed: Unexpected error: {type(exc).__name__}: {exc}")
+        raise
     finally:
-        beat.done.set()
-        beat.join(timeout=10)
-    fields = {"status": status, "error": error, "finished_at": timezone.now(), "log": "\n".join(reporter.lines)[-LOG_LIMIT:]}
-    if status == TrainingJob.Status.FINISHED:
-        fields.update(progress=1.0, eta_seconds=0)
-    # Only a job still running is ended here: one the reaper marked failed stays failed.
-    TrainingJob.objects.filter(pk=job_id, status=TrainingJob.Status.RUNNING).update(**fields)
+        fields = {"log": reporter.log_text()}
+        TrainingJob.objects.filter(pk=job.pk).update(**fields)
+    TrainingJob.objects.filter(pk=job.pk).update(eta_seconds=0)
+    summary = f"Model {model.name}: best epoch {model.best_epoch} of {model.epochs_trained}."
+    if stopped_by == "cancelled":
+        raise Cancelled(f"Stopped on request; {summary}")
+    return summary
 
 
 def _samples(job: TrainingJob, reporter: _Reporter) -> tuple[list, list, list, list]:
     items = list(DatasetItem.objects.filter(dataset_version=job.dataset_version).order_by("id"))
-    present = [item for item in items if default_storage.exists(item.file)]
+    present = _present(items)
     if len(present) < len(items):
         reporter.log(f"{len(items) - len(present)} image(s) were deleted since the job started; trained without them.")
     train = [item for item in present if item.split == Split.TRAIN]
@@ -138,6 +104,15 @@ def _samples(job: TrainingJob, reporter: _Reporter) -> tuple[list, list, list, l
         return [Sample(item.file, tuple(item.targets)) for item in chosen]
 
     return samples(train), samples(valid), train, valid
+
+
+def _present(items: list[DatasetItem]) -> list[DatasetItem]:
+    """The items whose image file is still stored: one query for the images that still exist, not one
+    storage call per item (on S3 each is a request). An image deleted since the freeze takes its file."""
+    from projects.models import Image
+
+    alive = set(Image.objects.filter(pk__in=[i.image_id for i in items if i.image_id]).values_list("file", flat=True))
+    return [item for item in items if item.file in alive]
 
 
 def _train(job: TrainingJob, reporter: _Reporter) -> tuple[ModelVersion, str]:
@@ -153,6 +128,7 @@ def _train(job: TrainingJob, reporter: _Reporter) -> tuple[ModelVersion, str]:
     )  # fmt: skip
     device = runtime.device_choose()
     TrainingJob.objects.filter(pk=job.pk).update(device=runtime.describe(device))
+    reporter.context.progress(0, f"Preparing {len(train_samples) + len(valid_samples)} images")
     reporter.log(
         f"Training {config.backbone} ({'pretrained' if config.pretrained else 'random weights'}, fine_tune="
         f"{config.fine_tune}) on {len(train_samples)} images, validating on {len(valid_samples)}, "
@@ -194,7 +170,7 @@ def _model_save(job, config, result, train_items, valid_items) -> ModelVersion:
         model.metrics, model.optimized_thresholds = statistics.model_summary(model=model)
         with transaction.atomic():
             # The reaper may have given up on this job meanwhile; then its model is not kept.
-            if not TrainingJob.objects.select_for_update().filter(pk=job.pk, status=TrainingJob.Status.RUNNING).exists():
+            if not Job.objects.select_for_update().filter(pk=job.pk, status=Job.Status.RUNNING).exists():
                 raise ValueError("The job was marked failed while it ran (its heartbeat went stale); its model is not kept.")
             model.save()
     except BaseException:

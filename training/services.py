@@ -1,28 +1,17 @@
-"""Every write to training's tables: worker heartbeats, starting and cancelling jobs, model settings."""
+"""Every write to training's tables: starting and cancelling training jobs, model settings, deleting."""
 
 from __future__ import annotations
 
-import socket
-
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.utils import timezone
 
-from config.jobs import jobs_fail_stale
+from jobs.services import job_cancel, job_submit
 from projects.models import Project
 from training import datasets
-from training.models import Checkpoint, ModelVersion, Task, TrainingJob, WorkerHeartbeat
+from training.models import Checkpoint, ModelVersion, Task, TrainingJob
 from training.parameters import parameters_clean
 
-RUN_TASK = "training.tasks.training_job_run"
 MAX_NAME = 100
-
-
-def worker_heartbeat_record(*, host: str | None = None) -> WorkerHeartbeat:
-    heartbeat, _ = WorkerHeartbeat.objects.update_or_create(
-        host=host or socket.gethostname(), defaults={"beat_at": timezone.now()}
-    )
-    return heartbeat
 
 
 def _name_clean(project: Project, name: str | None, task: str) -> str:
@@ -59,43 +48,18 @@ def training_job_start(
         seed=cleaned["seed"],
     )  # fmt: skip
     job = TrainingJob.objects.create(
-        project=project, created_by=user, task=task, name=name, dataset_version=version,
+        kind=TrainingJob.KIND, project=project, created_by=user, task=task, name=name, dataset_version=version,
         parameters={**cleaned, "multi_label": multi_label}, epochs=cleaned["epochs"],
     )  # fmt: skip
-    transaction.on_commit(lambda: _enqueue(job.pk))
+    job_submit(job)
     return job
-
-
-def _enqueue(job_id: int) -> None:
-    from django_q.tasks import async_task
-
-    async_task(RUN_TASK, job_id, task_name=f"training job {job_id}")
 
 
 def training_job_cancel(*, job: TrainingJob) -> TrainingJob:
     """A queued job is cancelled at once; a running one stops at its next batch (keeping any finished epoch)."""
-    with transaction.atomic():
-        job = TrainingJob.objects.select_for_update().get(pk=job.pk)
-        if job.status == TrainingJob.Status.QUEUED:
-            job.status, job.finished_at = TrainingJob.Status.CANCELLED, timezone.now()
-            job.save(update_fields=["status", "finished_at"])
-        elif job.status == TrainingJob.Status.RUNNING:
-            job.cancel_requested = True
-            job.save(update_fields=["cancel_requested"])
-        else:
-            raise ValidationError({"status": [f"The job has already {job.status}."]})
+    job_cancel(job=job)
+    job.refresh_from_db()
     return job
-
-
-def training_jobs_fail_stale(*, project: Project | None = None, now=None) -> int:
-    """Mark running jobs whose worker stopped beating as failed, so none stays 'running' forever.
-
-    The worker's schedule runs this every minute; pages and the API run it for their project too,
-    so a job whose whole cluster is gone still ends.
-    """
-    jobs = TrainingJob.objects.filter(project=project) if project is not None else TrainingJob.objects.all()
-    return jobs_fail_stale(jobs, now=now,
-                           error="The worker running this job stopped (killed, out of memory or restarted) before it finished.")  # fmt: skip
 
 
 def model_version_update(

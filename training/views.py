@@ -51,7 +51,6 @@ def models_page(request, project_id: int):
             _errors(request, exc)
         else:
             return redirect("training:job", project_id=project.id, job_id=job.id)
-    services.training_jobs_fail_stale(project=project)
     jobs = TrainingJob.objects.filter(project=project).select_related("model_version")[:30]
     context = {
         "project": project, "perms": project_permissions(request.user, project), "jobs": jobs,
@@ -81,7 +80,6 @@ def _job_context(request, project, job: TrainingJob) -> dict:
 def job_page(request, project_id: int, job_id: int):
     """A job's live progress; htmx polls the #job-progress partial while the job is queued or running."""
     project = access_project(request.user, project_id)
-    services.training_jobs_fail_stale(project=project)
     job = TrainingJob.objects.filter(project=project, pk=job_id).select_related("dataset_version").first()
     if job is None:
         raise Http404("No such training job.")

@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "django_q",
     "django_htmx",
     "template_partials",
+    "jobs",
     "accounts",
     "projects",
     "annotations",
@@ -124,6 +125,21 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+if os.environ.get("SIGHTLINE_S3_BUCKET"):
+    STORAGES["default"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": os.environ["SIGHTLINE_S3_BUCKET"],
+            "endpoint_url": os.environ.get("SIGHTLINE_S3_ENDPOINT_URL") or None,
+            "region_name": os.environ.get("SIGHTLINE_S3_REGION") or None,
+            "access_key": os.environ.get("SIGHTLINE_S3_ACCESS_KEY_ID") or None,
+            "secret_key": os.environ.get("SIGHTLINE_S3_SECRET_ACCESS_KEY") or None,
+            "default_acl": None,
+            "querystring_auth": True,
+            "querystring_expire": env_int("SIGHTLINE_PRESIGNED_SECONDS", 300),
+            "file_overwrite": False,
+        },
+    }
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -156,17 +172,37 @@ SPECTACULAR_SETTINGS = {
 
 # django-q2 reads this at import time; tests patch django_q.conf.Conf instead of overriding it.
 # `retry` must exceed `timeout`, or a long task is handed to a second worker while it runs.
+# Out of the box one worker serves every job. With SIGHTLINE_ROUTE_BY_CLUSTER, jobs go to the `cpu`
+# (files, searches) or `gpu` (models) cluster, and each worker is started for one of them:
+# `Q_CLUSTER_NAME=gpu manage.py qcluster` (docs/deploy.md).
+SIGHTLINE_ROUTE_BY_CLUSTER = env_bool("SIGHTLINE_ROUTE_BY_CLUSTER", False)
+_TASK_TIMEOUT = env_int("SIGHTLINE_TASK_TIMEOUT", 6 * 3600)
 Q_CLUSTER = {
     "name": "sightline",
-    "orm": "default",
     "workers": env_int("SIGHTLINE_WORKERS", 1),
-    "timeout": env_int("SIGHTLINE_TASK_TIMEOUT", 6 * 3600),
-    "retry": env_int("SIGHTLINE_TASK_TIMEOUT", 6 * 3600) + 600,
+    "timeout": _TASK_TIMEOUT,
+    "retry": _TASK_TIMEOUT + 600,
     "max_attempts": 1,
     "catch_up": False,
     "save_limit": 500,
     "label": "Background tasks",
+    "ALT_CLUSTERS": {
+        "cpu": {"workers": env_int("SIGHTLINE_CPU_WORKERS", 2)},
+        "gpu": {"workers": env_int("SIGHTLINE_GPU_WORKERS", 1)},
+    },
 }
+REDIS_URL = os.environ.get("REDIS_URL", "")
+if REDIS_URL:
+    # Redis is the broker, and Django's cache, so rate limits count across every web process.
+    Q_CLUSTER["redis"] = REDIS_URL
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    Q_CLUSTER["orm"] = "default"
+
+# Files: the local disk out of the box; S3-compatible object storage when a bucket is named.
+# Browsers then fetch images and thumbnails by presigned URLs, handed out after the permission check.
+SIGHTLINE_S3_BUCKET = os.environ.get("SIGHTLINE_S3_BUCKET", "")
+SIGHTLINE_PRESIGNED_SECONDS = env_int("SIGHTLINE_PRESIGNED_SECONDS", 300)
 
 # Files people send us.
 DATA_UPLOAD_MAX_NUMBER_FILES = env_int("SIGHTLINE_MAX_FILES_PER_REQUEST", 1000)
@@ -181,18 +217,22 @@ SIGHTLINE_THUMBNAIL_SIZE = 256
 SIGHTLINE_ALLOW_REGISTRATION = env_bool("SIGHTLINE_ALLOW_REGISTRATION", True)
 # A worker whose heartbeat is older than this is reported as down by /healthz.
 SIGHTLINE_WORKER_STALE_SECONDS = env_int("SIGHTLINE_WORKER_STALE_SECONDS", 180)
-# A running training job beats this often; a running job (training or pair search) silent for the
-# stale time is marked failed.
-SIGHTLINE_TRAINING_HEARTBEAT_SECONDS = env_int("SIGHTLINE_TRAINING_HEARTBEAT_SECONDS", 10)
+# A running job beats this often; the reaper fails one silent for the stale time, and queues once more
+# (then fails) one that no idle worker took for the queued time.
+SIGHTLINE_JOB_HEARTBEAT_SECONDS = env_int("SIGHTLINE_JOB_HEARTBEAT_SECONDS", 10)
 SIGHTLINE_JOB_STALE_SECONDS = env_int("SIGHTLINE_JOB_STALE_SECONDS", 120)
+SIGHTLINE_JOB_QUEUED_MINUTES = env_int("SIGHTLINE_JOB_QUEUED_MINUTES", 10)
+# Torch threads in each web process (a request never trains, but a predict or embedding uses a few);
+# workers use every core.
+SIGHTLINE_WEB_TORCH_THREADS = env_int("SIGHTLINE_WEB_TORCH_THREADS", 1)
 # NvN searches over more indexed images than this run as background jobs with progress.
 SIGHTLINE_SYNC_PAIR_IMAGES = env_int("SIGHTLINE_SYNC_PAIR_IMAGES", 5_000)
 
 # The smart labeling tool: Segment Anything when this names a vit_b / vit_l / vit_h checkpoint,
-# GrabCut otherwise. Image embeddings are cached on disk (about 2 MB each) up to the size given,
-# and computed in the background for this many images ahead of the one a person opens.
+# GrabCut otherwise. Image embeddings are computed by a worker and kept in the default storage (about
+# 2 MB each, under this prefix) up to the size given, for the opened image and this many ahead of it.
 SIGHTLINE_SAM_CHECKPOINT = os.environ.get("SIGHTLINE_SAM_CHECKPOINT", "")
-SIGHTLINE_SAM_CACHE_DIR = Path(os.environ.get("SIGHTLINE_SAM_CACHE_DIR", DATA_DIR / "cache" / "sam"))
+SIGHTLINE_SAM_CACHE_PREFIX = os.environ.get("SIGHTLINE_SAM_CACHE_PREFIX", "cache/sam")
 SIGHTLINE_SAM_CACHE_MB = env_int("SIGHTLINE_SAM_CACHE_MB", 4096)
 SIGHTLINE_SAM_PREFETCH = env_int("SIGHTLINE_SAM_PREFETCH", 3)
 # GrabCut works on the work area scaled down to this many pixels on its longer side.

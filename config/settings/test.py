@@ -1,5 +1,6 @@
 """Settings for the test suite: the same embedded PostgreSQL, faster hashing, files in a temp dir."""
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -7,8 +8,8 @@ from .base import *  # noqa: F403
 
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-MEDIA_ROOT = Path(tempfile.mkdtemp(prefix="sightline-test-media-"))
-SIGHTLINE_SAM_CACHE_DIR = Path(tempfile.mkdtemp(prefix="sightline-test-sam-"))
+# A worker process a test starts (tests/workers.py) is given the test's media folder.
+MEDIA_ROOT = Path(os.environ.get("SIGHTLINE_TEST_MEDIA_ROOT") or tempfile.mkdtemp(prefix="sightline-test-media-"))
 SIGHTLINE_ALLOW_REGISTRATION = True
 LOGGING = {"version": 1, "disable_existing_loggers": False, "root": {"level": "WARNING"}}
 

@@ -58,6 +58,12 @@ export const convertShape = (imageId, operation, body) => call("POST", `/api/ima
 /** @param {number} imageId @param {object} prompt the work area and the marks */
 export const smartSegment = (imageId, prompt) => call("POST", `/api/images/${imageId}/smart/`, prompt);
 
+/** SAM embeddings for this image and the next ones, computed by a worker. @param {number} imageId @param {number[]} ahead */
+export const smartPrepare = (imageId, ahead) => call("POST", `/api/images/${imageId}/smart/prepare/`, { ahead });
+
+/** @param {number} jobId */
+export const loadJob = (jobId) => call("GET", `/api/jobs/${jobId}/`);
+
 /** @param {number} imageId */
 export const markSeen = (imageId) => call("POST", `/api/images/${imageId}/seen/`);
 

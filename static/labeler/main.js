@@ -179,6 +179,11 @@ async function start() {
   tools.smart.addEventListener("status", (event) => smartStatus(/** @type {CustomEvent} */ (event).detail));
   tools.smart.addEventListener("extracted", () => renderer.requestDraw());
 
+  if (canEdit && config.smart.backend === "sam") {
+    // SAM's encoder runs in a worker: ask for this image's and the next ones' embeddings now, not at the first click.
+    const [current, ...ahead] = config.smart.prepare;
+    api.smartPrepare(current, ahead).catch(() => {});
+  }
   const backend = document.getElementById("smart-backend");
   if (backend) {
     backend.textContent = config.smart.description;

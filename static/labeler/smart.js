@@ -5,8 +5,14 @@
  * (Enter) as often as needed, and Done (Shift+Enter) turns the last result into a mask object with
  * source "smart". Until Done nothing is stored: the marks and the result live here only.
  * The server runs SAM or GrabCut (`POST /api/images/{id}/smart/`); this module only draws and asks.
+ * With SAM, an image's embedding is computed by a worker: until it is ready the server answers 202
+ * with the job, and this module says "Preparing the smart tool… n s" and asks again once it finishes.
  */
-import { errorText, smartSegment } from "./api.js";
+import { errorText, loadJob, smartSegment } from "./api.js";
+
+const POLL_MS = 1000;
+/** @param {number} ms */
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 import { maskCanvas } from "./rle.js";
 
 /** @typedef {{kind: "area", from: number[], to: number[]} | {kind: "foreground"|"background", points: number[][]}} Drawing */
@@ -106,12 +112,21 @@ export class SmartTool extends EventTarget {
     if (this.busy) return;
     this.busy = true;
     const started = performance.now();
+    let doing = "Extracting…";
     const tick = setInterval(() => this.dispatchEvent(new CustomEvent("status", {
-      detail: `Extracting… ${((performance.now() - started) / 1000).toFixed(1)} s`,
+      detail: `${doing} ${((performance.now() - started) / 1000).toFixed(1)} s`,
     })), 250);
-    this.dispatchEvent(new CustomEvent("status", { detail: "Extracting…" }));
+    this.dispatchEvent(new CustomEvent("status", { detail: doing }));
     try {
-      const answer = await smartSegment(this.image.id, { box: this.area, foreground: this.foreground, background: this.background });
+      const prompt = { box: this.area, foreground: this.foreground, background: this.background };
+      let answer = await smartSegment(this.image.id, prompt);
+      while (answer.status === 202) {
+        doing = "Preparing the smart tool…";
+        const failure = await this.waitFor(answer.body.job);
+        if (failure) return this.dispatchEvent(new CustomEvent("status", { detail: failure }));
+        doing = "Extracting…";
+        answer = await smartSegment(this.image.id, prompt);
+      }
       const body = answer.body;
       if (!answer.ok) {
         this.dispatchEvent(new CustomEvent("status", { detail: errorText(answer) }));
@@ -131,6 +146,20 @@ export class SmartTool extends EventTarget {
     } finally {
       clearInterval(tick);
       this.busy = false;
+    }
+  }
+
+  /** Wait until the job that computes this image's embedding ends; what went wrong, or "" when it finished.
+   * @param {number|null} jobId */
+  async waitFor(jobId) {
+    if (jobId === null) return "";
+    for (;;) {
+      await sleep(POLL_MS);
+      const job = await loadJob(jobId);
+      if (!job.ok) return errorText(job);
+      if (job.body.status === "finished") return "";
+      if (job.body.status === "failed") return `The smart tool could not be prepared: ${job.body.error}`;
+      if (job.body.status === "cancelled") return "Preparing the smart tool was cancelled; Extract again to retry.";
     }
   }
 

@@ -1,8 +1,9 @@
 """POST /api/images/{id}/smart/ through HTTP, on GrabCut and on a tiny SAM: masks, the embedding cache,
-prefetching from the labeler page, the saved result, permissions and bad input."""
+SAM's encoder in a worker (202 until then), the labeler's prepare call, the saved result, permissions and bad input."""
 
 import io
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,8 @@ from PIL import Image as PILImage
 from annotations import smart
 from annotations.geometry import decode_mask
 from annotations.models import Annotation
+from jobs.models import Job
+from jobs.runner import job_run
 from projects.uploads import images_upload
 from tests.annotations.sam_tiny import tiny_checkpoint
 from tests.annotations.smart_scenes import iou, scene
@@ -43,10 +46,14 @@ def ellipse(user, project):
 @pytest.fixture
 def sam(settings, tmp_path):
     settings.SIGHTLINE_SAM_CHECKPOINT = str(tiny_checkpoint(tmp_path / "sam_tiny.pth"))
-    settings.SIGHTLINE_SAM_CACHE_DIR = tmp_path / "sam-cache"
+    settings.SIGHTLINE_SAM_CACHE_PREFIX = f"cache/sam-{tmp_path.name}"  # in the default storage, one per test
     yield settings.SIGHTLINE_SAM_CHECKPOINT
     smart._engine.cache_clear()
     smart._embeddings.items.clear()
+
+
+def cache_dir(settings) -> Path:
+    return Path(settings.MEDIA_ROOT) / settings.SIGHTLINE_SAM_CACHE_PREFIX
 
 
 def test_grabcut_extracts_the_shape_and_the_mask_saves_as_a_smart_object(api, project, ellipse):
@@ -112,51 +119,90 @@ def test_only_annotators_may_use_the_tool_and_strangers_see_nothing(user):
     assert Annotation.objects.count() == 0
 
 
-def test_sam_computes_an_embedding_once_and_reads_it_from_the_cache_after(api, ellipse, sam, settings):
+def test_sam_never_encodes_in_a_request_it_answers_202_with_the_job_and_then_the_mask(api, ellipse, sam, settings):
     image, s = ellipse
     assert api.get(f"/api/images/{image.id}/smart/").json() == {
         "backend": "sam", "description": "Segment Anything custom (32-d, 2 blocks) (sam_tiny.pth)", "error": "",
         "embedding_cached": False,
     }  # fmt: skip
     payload = {"box": s.box, "foreground": s.foreground, "background": s.background}
-    first = api.post(f"/api/images/{image.id}/smart/", payload, format="json").json()
-    assert (first["backend"], first["embedding_cached"]) == ("sam", False)
-    assert isinstance(first["score"], float)
-    cached = list(settings.SIGHTLINE_SAM_CACHE_DIR.glob(f"*/{image.sha256}.npy"))
+    waiting = api.post(f"/api/images/{image.id}/smart/", payload, format="json")
+    assert waiting.status_code == 202
+    job = Job.objects.get(kind="sam-embeddings")
+    assert waiting.json() == {
+        "preparing": True, "job": job.pk, "job_url": f"/api/jobs/{job.pk}/",
+        "detail": "Preparing the smart tool: a worker is computing this image's SAM embedding.",
+    }  # fmt: skip
+    assert (job.kind, job.payload, job.status) == ("sam-embeddings", {"image_ids": [image.pk]}, "queued")
+    again = api.post(f"/api/images/{image.id}/smart/", payload, format="json")
+    assert (again.status_code, again.json()["job"], Job.objects.filter(kind="sam-embeddings").count()) == (202, job.pk, 1)  # the same job, not another
+    assert not cache_dir(settings).exists()
+
+    job_run(job.pk)  # the worker's turn
+    job.refresh_from_db()
+    assert (job.status, job.progress, job.phase) == ("finished", 1.0, "Computed 1 embedding(s); 0 were ready.")
+    cached = list(cache_dir(settings).glob(f"*/{image.sha256}.npy"))
     assert len(cached) == 1
     assert np.load(cached[0]).shape == (32, 16, 16)
 
-    smart._embeddings.items.clear()  # another process: only the disk cache is shared
-    second = api.post(f"/api/images/{image.id}/smart/", payload, format="json").json()
-    assert second["embedding_cached"] is True
-    assert second["rle"] == first["rle"]
-    mask = decode_mask(second["rle"])
-    assert second["area"] == int(mask.sum()) > 0
+    smart._embeddings.items.clear()  # another process: only the stored cache is shared
+    answer = api.post(f"/api/images/{image.id}/smart/", payload, format="json")
+    assert answer.status_code == 200
+    body = answer.json()
+    assert (body["backend"], body["embedding_cached"]) == ("sam", True)
+    assert isinstance(body["score"], float)
+    mask = decode_mask(body["rle"])
+    assert body["area"] == int(mask.sum()) > 0
     x0, y0 = int(np.floor(s.box["x"])), int(np.floor(s.box["y"]))
     assert not mask[:y0].any() and not mask[:, :x0].any()
+    repeat = api.post(f"/api/images/{image.id}/smart/", payload, format="json").json()
+    assert repeat["rle"] == body["rle"]
 
 
-def test_opening_the_labeler_computes_embeddings_for_this_image_and_the_next_ones(
+def test_opening_the_labeler_starts_nothing_and_its_prepare_call_computes_this_image_and_the_next_ones(
     client, user, project, sam, settings, django_capture_on_commit_callbacks
 ):
     files = [png(scene("ellipse", seed).rgb, f"{seed}.png") for seed in range(6)]
     images = images_upload(project=project, user=user, files=files, labels=[]).stored
     newest_first = sorted(images, key=lambda i: -i.pk)
     client.force_login(user)
-    with django_capture_on_commit_callbacks(execute=True):
-        page = client.get(f"/projects/{project.id}/images/{newest_first[1].pk}/label/")
+    page = client.get(f"/projects/{project.id}/images/{newest_first[1].pk}/label/")
     assert page.status_code == 200
-    assert page.context["config"]["smart"]["backend"] == "sam"
-    cached = {p.stem for p in settings.SIGHTLINE_SAM_CACHE_DIR.glob("*/*.npy")}
+    assert Job.objects.filter(kind="sam-embeddings").count() == 0  # a GET starts no work
+    config = page.context["config"]["smart"]
     # The opened image and the next three (SIGHTLINE_SAM_PREFETCH) in the labeler's order.
+    assert (config["backend"], config["prepare"]) == ("sam", [i.pk for i in newest_first[1:5]])
+    current, *ahead = config["prepare"]
+    with django_capture_on_commit_callbacks(execute=True):
+        prepared = client.post(f"/api/images/{current}/smart/prepare/", {"ahead": ahead}, content_type="application/json")
+    assert (prepared.status_code, prepared.json()["preparing"], prepared.json()["ready"]) == (200, True, False)
+    cached = {p.stem for p in cache_dir(settings).glob("*/*.npy")}
     assert cached == {i.sha256 for i in newest_first[1:5]}
+    assert Job.objects.get(kind="sam-embeddings").status == "finished"
+    again = client.post(f"/api/images/{current}/smart/prepare/", {"ahead": ahead}, content_type="application/json")
+    assert again.json() == {"backend": "sam", "ready": True, "preparing": False, "job": None, "job_url": None, "detail": ""}
 
 
-def test_a_stale_prefetch_is_skipped(user, project, sam, settings):
+def test_a_prepare_call_only_reaches_images_of_the_same_project(api, user, project, sam, settings):
+    other = make_project(owner=UserFactory())
+    elsewhere = images_upload(project=other, user=other.owner, files=[png(scene("ring").rgb, "x.png")], labels=[]).stored[0]
+    mine = images_upload(project=project, user=user, files=[png(scene("ring").rgb, "r.png")], labels=[]).stored[0]
+    api.post(f"/api/images/{mine.pk}/smart/prepare/", {"ahead": [elsewhere.pk]}, format="json")
+    assert Job.objects.get(kind="sam-embeddings").payload == {"image_ids": [mine.pk]}
+
+
+def test_a_stale_prefetch_is_skipped(api, user, project, sam, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
     image = images_upload(project=project, user=user, files=[png(scene("ring").rgb, "r.png")], labels=[]).stored[0]
-    assert smart.sam_embeddings_prefetch(image_ids=[image.pk], requested_at=time.time() - 3600) == 0
-    assert smart.sam_embeddings_prefetch(image_ids=[image.pk], requested_at=time.time()) == 1
-    assert smart.sam_embeddings_prefetch(image_ids=[image.pk], requested_at=time.time()) == 0
+    api.post(f"/api/images/{image.pk}/smart/prepare/", {}, format="json")
+    sam_jobs = Job.objects.filter(kind="sam-embeddings")
+    sam_jobs.update(created_at=timezone.now() - timedelta(hours=1))  # the worker was busy for an hour
+    job_run(sam_jobs.get().pk)
+    assert sam_jobs.get().phase == "Skipped: asked for too long ago (the person has moved on)."
+    assert not cache_dir(settings).exists()
 
 
 def test_the_cache_forgets_the_least_recently_used_beyond_its_size(user, project, sam, settings):
@@ -168,9 +214,9 @@ def test_the_cache_forgets_the_least_recently_used_beyond_its_size(user, project
         time.sleep(0.01)
     smart._embeddings.items.clear()
     smart.sam_embedding(backend, images[0])  # read again: now the most recently used
-    size = next(settings.SIGHTLINE_SAM_CACHE_DIR.glob("*/*.npy")).stat().st_size
+    size = next(cache_dir(settings).glob("*/*.npy")).stat().st_size
     assert smart.sam_cache_trim(limit_bytes=2 * size) == 1
-    kept = {p.stem for p in settings.SIGHTLINE_SAM_CACHE_DIR.glob("*/*.npy")}
+    kept = {p.stem for p in cache_dir(settings).glob("*/*.npy")}
     assert kept == {images[0].sha256, images[2].sha256}
 
 

@@ -36,11 +36,6 @@ def page(browser):
 @pytest.fixture(autouse=True)
 def builtin_roles(transactional_db):
     """Live-server tests run in flushed databases; put back the roles the migration seeds."""
-    import importlib
+    from tests.factories import builtin_roles_seed
 
-    from django.apps import apps
-
-    from projects.models import Role
-
-    if not Role.objects.filter(name=Role.OWNER).exists():
-        importlib.import_module("projects.migrations.0002_builtin_roles").seed_roles(apps, None)
+    builtin_roles_seed()

@@ -72,9 +72,10 @@ def test_the_job_page_follows_a_running_job_until_it_ends(page, live_server, mon
     project = make_project(owner=user, name="Colours")
     upload(project, user, [(f"red{i}.png", colour_png((220, 30, 30), i)) for i in range(4)], ["red"])
     upload(project, user, [(f"blue{i}.png", colour_png((30, 30, 220), 100 + i)) for i in range(4)], ["blue"])
+    from jobs import services as jobs
     from training import services
 
-    monkeypatch.setattr(services, "_enqueue", lambda job_id: None)  # this test plays the worker itself
+    monkeypatch.setattr(jobs, "_enqueue", lambda job_id, kind: None)  # this test plays the worker itself
     job = services.training_job_start(project=project, user=user, task="classification")
     TrainingJob.objects.filter(pk=job.pk).update(status="running", epoch=2, progress=0.3, loss=0.5)
     login(page, live_server, "watcher")

@@ -84,16 +84,20 @@ def test_a_stranger_sees_nothing_and_a_viewer_searches_but_cannot_delete(client,
 
 def test_a_large_project_searches_pairs_in_the_background_and_the_page_polls(browser, photos, settings,  # noqa: F811
                                                                             django_capture_on_commit_callbacks):
+    from jobs.runner import job_run
     from similarity.models import PairSearch
 
     settings.SIGHTLINE_SYNC_PAIR_IMAGES = 5
+    asked = browser.get(f"/projects/{photos.id}/similar-pairs/", {"search": "1", "limit": "10"}).content.decode()
+    assert PairSearch.objects.count() == 0  # a GET starts nothing: it offers the background search
+    assert "comparing every one with every other runs in the background" in asked and 'id="pairs-start"' in asked
     with django_capture_on_commit_callbacks(execute=False):
-        page = browser.get(f"/projects/{photos.id}/similar-pairs/", {"search": "1"}).content.decode()
+        page = browser.post(f"/projects/{photos.id}/similar-pairs/", {"limit": "10"}).content.decode()
     search = PairSearch.objects.get()
+    assert search.parameters == {"limit": 10, "threshold": 0.6, "labels": [], "op": "or"}
     assert f'hx-get="/projects/{photos.id}/similar-pairs/{search.id}/"' in page and "Searching 12 images" in page
-    from similarity.services import pair_search_run
 
-    pair_search_run(search_id=search.id)  # the worker's turn
+    job_run(search.id)  # the worker's turn
     partial = browser.get(f"/projects/{photos.id}/similar-pairs/{search.id}/").content.decode()
     assert partial.lstrip().startswith('<section class="card" id="pair-results"') and "hx-get" not in partial.split(">")[0]
     assert "3 pairs; the newer image of each is ticked." in partial

@@ -104,8 +104,12 @@ def test_pairs_are_the_near_duplicates(api, photos):
 
 def test_large_projects_search_pairs_in_the_background(api, photos, settings, django_capture_on_commit_callbacks):
     settings.SIGHTLINE_SYNC_PAIR_IMAGES = 5
+    refused = api.get(f"/api/projects/{photos.id}/similar-pairs/", {"limit": 2})
+    assert refused.status_code == 409  # a GET never starts work
+    assert refused.json()["detail"].startswith("This project is too large to compare every image now;")
+    assert PairSearch.objects.count() == 0
     with django_capture_on_commit_callbacks(execute=True):
-        started = api.get(f"/api/projects/{photos.id}/similar-pairs/", {"limit": 2})
+        started = api.post(f"/api/projects/{photos.id}/similar-pairs/", {"limit": 2}, format="json")
     assert started.status_code == 202
     job = api.get(started.json()["url"]).json()
     assert (job["status"], job["progress"], len(job["pairs"])) == ("finished", 1.0, 2)
@@ -170,9 +174,9 @@ def test_near_duplicates_of_every_sample_photo_are_found(api, user, django_captu
 def test_asking_again_reuses_the_pair_search_that_is_still_running(api, photos, settings, django_capture_on_commit_callbacks):
     settings.SIGHTLINE_SYNC_PAIR_IMAGES = 5
     with django_capture_on_commit_callbacks(execute=False):  # the worker has not picked it up yet
-        first = api.get(f"/api/projects/{photos.id}/similar-pairs/", {"limit": 2}).json()
-        again = api.get(f"/api/projects/{photos.id}/similar-pairs/", {"limit": 2}).json()
-        other = api.get(f"/api/projects/{photos.id}/similar-pairs/", {"limit": 3}).json()
+        first = api.post(f"/api/projects/{photos.id}/similar-pairs/", {"limit": 2}, format="json").json()
+        again = api.post(f"/api/projects/{photos.id}/similar-pairs/", {"limit": 2}, format="json").json()
+        other = api.post(f"/api/projects/{photos.id}/similar-pairs/", {"limit": 3}, format="json").json()
     assert first["id"] == again["id"] != other["id"]
     assert PairSearch.objects.count() == 2
 
@@ -183,22 +187,40 @@ def test_a_pair_search_whose_worker_died_is_failed_and_asking_again_starts_a_new
 
     from django.utils import timezone
 
-    from similarity.services import pair_search_run
+    from jobs.runner import job_run
+    from jobs.tasks import worker_heartbeat
 
     settings.SIGHTLINE_SYNC_PAIR_IMAGES = 5
     with django_capture_on_commit_callbacks(execute=False):
-        first = api.get(f"/api/projects/{photos.id}/similar-pairs/", {"limit": 2}).json()
+        first = api.post(f"/api/projects/{photos.id}/similar-pairs/", {"limit": 2}, format="json").json()
     silent_since = timezone.now() - timedelta(seconds=settings.SIGHTLINE_JOB_STALE_SECONDS + 1)
     PairSearch.objects.filter(pk=first["id"]).update(status="running", heartbeat_at=silent_since)  # then the worker died
+    assert api.get(first["url"]).json()["status"] == "running"  # reading it reaps nothing: the reaper does
+    worker_heartbeat()
     polled = api.get(first["url"]).json()
     assert (polled["status"], polled["error"]) == (
-        "failed", "The worker running this search stopped (killed, out of memory or restarted) before it finished.")
-    pair_search_run(search_id=first["id"])  # a late worker does not bring it back
+        "failed", "The worker running this job stopped (killed, out of memory or restarted) before it finished.")
+    job_run(first["id"])  # a late worker does not bring it back
     assert PairSearch.objects.get(pk=first["id"]).status == "failed"
     with django_capture_on_commit_callbacks(execute=True):
-        again = api.get(f"/api/projects/{photos.id}/similar-pairs/", {"limit": 2}).json()
+        again = api.post(f"/api/projects/{photos.id}/similar-pairs/", {"limit": 2}, format="json").json()
     assert again["id"] != first["id"]
     assert (PairSearch.objects.get(pk=again["id"]).status, len(api.get(again["url"]).json()["pairs"])) == ("finished", 2)
+
+
+def test_a_viewer_cannot_start_a_pair_search(photos, settings):
+    from projects.models import Role
+    from projects.services import membership_grant
+    from tests.conftest import client_for
+    from tests.factories import UserFactory
+
+    settings.SIGHTLINE_SYNC_PAIR_IMAGES = 5
+    viewer = UserFactory()
+    membership_grant(project=photos, email=viewer.email, role=Role.objects.get(name="Viewer"))
+    refused = client_for(viewer).post(f"/api/projects/{photos.id}/similar-pairs/", {"limit": 2}, format="json")
+    assert refused.status_code == 403
+    assert PairSearch.objects.count() == 0
+    assert client_for(viewer).get(f"/api/projects/{photos.id}/similar-pairs/").status_code == 409
 
 
 def test_a_running_pair_search_that_still_beats_is_left_running(api, photos, settings, django_capture_on_commit_callbacks):
@@ -206,11 +228,12 @@ def test_a_running_pair_search_that_still_beats_is_left_running(api, photos, set
 
     settings.SIGHTLINE_SYNC_PAIR_IMAGES = 5
     with django_capture_on_commit_callbacks(execute=False):
-        first = api.get(f"/api/projects/{photos.id}/similar-pairs/", {"limit": 2}).json()
+        first = api.post(f"/api/projects/{photos.id}/similar-pairs/", {"limit": 2}, format="json").json()
     PairSearch.objects.filter(pk=first["id"]).update(status="running", heartbeat_at=timezone.now())
     assert api.get(first["url"]).json()["status"] == "running"
     with django_capture_on_commit_callbacks(execute=False):
-        assert api.get(f"/api/projects/{photos.id}/similar-pairs/", {"limit": 2}).json()["id"] == first["id"]
+        again = api.post(f"/api/projects/{photos.id}/similar-pairs/", {"limit": 2}, format="json").json()
+    assert again["id"] == first["id"]
 
 
 def test_an_object_label_counts_for_the_label_filter(api, photos):

@@ -5,11 +5,12 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from jobs.runner import job_run
+from jobs.tasks import worker_heartbeat
 from projects.models import Image
 from tests.training.conftest import FAST, colour_png, upload
 from training import runs
 from training.models import DatasetItem, ModelVersion, TrainingJob
-from training.tasks import worker_heartbeat
 
 pytestmark = pytest.mark.django_db
 
@@ -29,7 +30,7 @@ def test_the_dataset_version_is_frozen_when_the_job_starts(api, colours_project,
     version = TrainingJob.objects.get(pk=job["id"]).dataset_version
     assert version.label_names == ["blue", "red"]
     assert DatasetItem.objects.filter(dataset_version=version).count() == 24
-    runs.training_job_run(job_id=job["id"])
+    job_run(job["id"])
     assert ModelVersion.objects.get().labels == ["blue", "red"]
 
 
@@ -73,7 +74,7 @@ def test_cancelling_a_queued_job_and_a_finished_one(api, colours_project, django
     job = start(api, colours_project, django_capture_on_commit_callbacks, execute=False, parameters=FAST)
     cancelled = api.post(f"/api/training-jobs/{job['id']}/cancel/").json()
     assert cancelled["status"] == "cancelled"
-    runs.training_job_run(job_id=job["id"])  # the worker finds it cancelled and leaves it alone
+    job_run(job["id"])  # the worker finds it cancelled and leaves it alone
     assert TrainingJob.objects.get().status == "cancelled"
     again = api.post(f"/api/training-jobs/{job['id']}/cancel/")
     assert again.status_code == 400

@@ -15,8 +15,8 @@ from django_q.tasks import async_task
 
 from annotations.smart import smart_backend
 from config import embedded_db
+from jobs.tasks import HEARTBEAT_TASK
 from projects import demo
-from training.tasks import HEARTBEAT_TASK
 
 
 class Command(BaseCommand):

@@ -1,11 +1,13 @@
-"""GET /healthz: is the database up, is pgvector installed, is a background worker alive, can the smart tool
-use the SAM checkpoint it was given."""
+"""GET /healthz: is the database up, is pgvector installed, is a worker of each cluster (cpu, gpu) alive, can
+the smart tool use the SAM checkpoint it was given."""
 
 from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
+
+from jobs.registry import CPU, GPU
 
 
 def _database() -> dict:
@@ -23,17 +25,35 @@ def _vector() -> dict:
     return {"ok": True, "version": row[0]}
 
 
-def _worker() -> dict:
-    from training.models import WorkerHeartbeat
+def _cluster(name: str, serves: list[str]) -> dict:
+    """The freshest heartbeat among the workers that serve the `serves` queues."""
+    from jobs.models import WorkerHeartbeat
 
-    latest = WorkerHeartbeat.objects.order_by("-beat_at").first()
+    latest = WorkerHeartbeat.objects.filter(cluster__in=serves).order_by("-beat_at").first()
     if latest is None:
-        return {"ok": False, "error": "No background worker has reported yet; start manage.py qcluster."}
+        return {"ok": False, "error": f"No worker of the {name} cluster has reported yet; start {_start_hint(name)}."}
     age = (timezone.now() - latest.beat_at).total_seconds()
-    body = {"host": latest.host, "last_heartbeat_at": latest.beat_at.isoformat(), "age_seconds": round(age, 1)}
+    body = {
+        "host": latest.host, "served_by": latest.cluster, "last_heartbeat_at": latest.beat_at.isoformat(),
+        "age_seconds": round(age, 1),
+    }  # fmt: skip
     if age > settings.SIGHTLINE_WORKER_STALE_SECONDS:
-        return {"ok": False, **body, "error": f"The last worker heartbeat is {age:.0f} s old."}
+        return {"ok": False, **body, "error": f"The last heartbeat of the {name} cluster is {age:.0f} s old."}
     return {"ok": True, **body}
+
+
+def _start_hint(name: str) -> str:
+    return f"Q_CLUSTER_NAME={name} manage.py qcluster" if settings.SIGHTLINE_ROUTE_BY_CLUSTER else "manage.py qcluster"
+
+
+def _workers() -> dict:
+    """Each cluster separately. Without routing, the one default worker serves both."""
+    from django_q.conf import Conf
+
+    clusters = {}
+    for name in (CPU, GPU):
+        clusters[name] = _cluster(name, [name] if settings.SIGHTLINE_ROUTE_BY_CLUSTER else [Conf.PREFIX])
+    return {"ok": all(c["ok"] for c in clusters.values()), "routed": settings.SIGHTLINE_ROUTE_BY_CLUSTER, **clusters}
 
 
 def _smart() -> dict:
@@ -43,14 +63,14 @@ def _smart() -> dict:
     return {"ok": not backend.error, **backend.as_dict()}
 
 
-CHECKS = {"database": _database, "vector": _vector, "worker": _worker, "smart": _smart}
+CHECKS = {"database": _database, "vector": _vector, "workers": _workers, "smart": _smart}
 
 
 @require_GET
 def healthz(request):
     results = {}
     for name, check in CHECKS.items():
-        if name in {"vector", "worker"} and not results["database"]["ok"]:
+        if name in {"vector", "workers"} and not results["database"]["ok"]:
             results[name] = {"ok": False, "error": "The database is down."}
             continue
         try:

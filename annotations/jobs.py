@@ -1,0 +1,17 @@
+"""The annotations app's kinds of background work, registered with the job system."""
+
+from jobs.registry import CPU, GPU, JobKind
+
+EXPORT = JobKind(
+    name="export", label="Export", cluster=CPU, run="annotations.transfers.transfer_execute",
+    permission="export_project", url="/projects/{project_id}/transfer/",
+)  # fmt: skip
+IMPORT = JobKind(
+    name="import", label="Import", cluster=CPU, run="annotations.transfers.transfer_execute",
+    permission="annotate_project", url="/projects/{project_id}/transfer/",
+)  # fmt: skip
+SAM_EMBEDDINGS = JobKind(
+    name="sam-embeddings", label="Smart tool: SAM embeddings", cluster=GPU,
+    run="annotations.smart.sam_embeddings_execute", permission="annotate_project",
+)  # fmt: skip
+KINDS = (EXPORT, IMPORT, SAM_EMBEDDINGS)
