@@ -7,12 +7,12 @@ STAMP := $(VENV)/.installed
 TSC := $(VENV)/node/node_modules/.bin/tsc
 TYPESCRIPT := typescript@5.9.3
 
-.PHONY: run test install browser lint bench clean
+.PHONY: run test install browser redis lint bench bench-compare clean
 
 run: $(STAMP)
 	$(PY) manage.py serve
 
-test: $(STAMP) browser lint
+test: $(STAMP) browser redis lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP) $(TSC)
@@ -38,6 +38,12 @@ browser:
 	@if command -v chromium >/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	else echo "Browser tests need Chromium: sudo apt-get install chromium"; exit 1; fi
+
+# The routing and broker tests run real qcluster processes on Debian's redis-server.
+redis:
+	@if command -v redis-server >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	else echo "The broker tests need Redis: sudo apt-get install redis-server"; exit 1; fi
 
 bench: $(STAMP)
 	$(PY) bench/upload.py

@@ -1,8 +1,9 @@
 """Annotations over REST: an image's whole document, read and saved against its revision."""
 
 import json
+import mimetypes
 
-from django.http import FileResponse, Http404, HttpResponse
+from django.http import Http404, HttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.parsers import MultiPartParser
@@ -14,6 +15,7 @@ from annotations.formats import FORMATS
 from annotations.formats.base import FormatError
 from annotations.models import ReplacedDocument
 from config.api import PlainListField, StrictSerializer
+from projects.files import stored_response
 from projects.permissions import access_image, access_project
 
 
@@ -336,7 +338,8 @@ class TransferFileApi(APIView):
         job = _job(request, job_id)
         if job.direction != "export" or job.status != "finished":
             raise Http404("This job has no file to download (yet).")
-        return FileResponse(job.file.open("rb"), as_attachment=True, filename=job.filename)
+        media_type = mimetypes.guess_type(job.filename)[0] or "application/octet-stream"
+        return stored_response(job.file.name, filename=job.filename, content_type=media_type, attachment=True)
 
 
 def _job(request, job_id: int):

@@ -10,6 +10,18 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.production")
 application = get_wsgi_application()
 
 
+def torch_threads_limit() -> None:
+    """A web process never trains: torch gets SIGHTLINE_WEB_TORCH_THREADS threads (1), not every core per process."""
+    from django.conf import settings
+
+    from training.ml.runtime import threads_limit
+
+    threads_limit(settings.SIGHTLINE_WEB_TORCH_THREADS)
+
+
+torch_threads_limit()
+
+
 def freeze_startup_objects() -> None:
     """Move everything loaded at start-up out of the garbage collector's reach.
 

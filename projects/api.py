@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 
 from django.db.models import prefetch_related_objects
-from django.http import FileResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.pagination import PageNumberPagination
@@ -16,6 +15,7 @@ from rest_framework.views import APIView
 from annotations import filters
 from config.api import PlainListField, StrictSerializer
 from projects import services, uploads
+from projects.files import stored_response
 from projects.imaging import MEDIA_TYPES
 from projects.models import Image, Membership, Role
 from projects.permissions import access_image, access_project, projects_for_user, require_owner
@@ -395,8 +395,9 @@ class ImageFileApi(APIView):
         # a valid PNG named x.html must not be served as HTML.
         media_type = MEDIA_TYPES[PurePosixPath(stored.name).suffix.lower()]
         filename = image.name.rsplit("/", 1)[-1] if self.field == "file" else f"{image.pk}.webp"
-        response = FileResponse(stored.open("rb"), filename=filename, content_type=media_type)
-        response["Cache-Control"] = "private, max-age=31536000, immutable"
+        response = stored_response(
+            stored.name, filename=filename, content_type=media_type, cache_control="private, max-age=31536000, immutable"
+        )
         response["Content-Security-Policy"] = "default-src 'none'; sandbox"
         return response
 

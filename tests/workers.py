@@ -58,12 +58,12 @@ def job_process(job_id: int, **env: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", HANGING_JOB, str(job_id)], cwd=ROOT, env=worker_env(**env))
 
 
-def qcluster(cluster: str | None, **env: str) -> subprocess.Popen:
-    """`manage.py qcluster` for one cluster (None: the default one), in its own process group."""
+def qcluster(cluster: str | None, log, **env: str) -> subprocess.Popen:
+    """`manage.py qcluster` for one cluster (None: the default one), in its own process group, logging to `log`."""
     extra = {"Q_CLUSTER_NAME": cluster} if cluster else {}
     return subprocess.Popen(
-        [sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=worker_env(**extra, **env), start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=worker_env(**extra, LOG_LEVEL="INFO", **env),
+        start_new_session=True, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
 
 

@@ -85,6 +85,8 @@ TEMPLATES = [
 
 if os.environ.get("DATABASE_URL"):
     DATABASES = {"default": dj_database_url.parse(os.environ["DATABASE_URL"], conn_max_age=60)}
+elif os.environ.get("DJANGO_SETTINGS_MODULE") == "config.settings.production":
+    DATABASES = {}  # production.py says what to set: it never starts the embedded server
 else:
     DATABASES = {"default": embedded_db.database_settings(DATA_DIR)}
 
@@ -125,21 +127,27 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
-if os.environ.get("SIGHTLINE_S3_BUCKET"):
-    STORAGES["default"] = {
+
+
+def s3_storage(*, bucket: str, endpoint_url=None, region=None, access_key=None, secret_key=None, expire=300) -> dict:
+    """django-storages' S3 backend for any S3-compatible store: private objects, presigned (SigV4) URLs."""
+    return {
         "BACKEND": "storages.backends.s3.S3Storage",
         "OPTIONS": {
-            "bucket_name": os.environ["SIGHTLINE_S3_BUCKET"],
-            "endpoint_url": os.environ.get("SIGHTLINE_S3_ENDPOINT_URL") or None,
-            "region_name": os.environ.get("SIGHTLINE_S3_REGION") or None,
-            "access_key": os.environ.get("SIGHTLINE_S3_ACCESS_KEY_ID") or None,
-            "secret_key": os.environ.get("SIGHTLINE_S3_SECRET_ACCESS_KEY") or None,
-            "default_acl": None,
-            "querystring_auth": True,
-            "querystring_expire": env_int("SIGHTLINE_PRESIGNED_SECONDS", 300),
+            "bucket_name": bucket, "endpoint_url": endpoint_url or None, "region_name": region or None,
+            "access_key": access_key or None, "secret_key": secret_key or None, "default_acl": None,
+            "querystring_auth": True, "signature_version": "s3v4", "querystring_expire": expire,
             "file_overwrite": False,
         },
-    }
+    }  # fmt: skip
+
+
+if os.environ.get("SIGHTLINE_S3_BUCKET"):
+    STORAGES["default"] = s3_storage(
+        bucket=os.environ["SIGHTLINE_S3_BUCKET"], endpoint_url=os.environ.get("SIGHTLINE_S3_ENDPOINT_URL"),
+        region=os.environ.get("SIGHTLINE_S3_REGION"), access_key=os.environ.get("SIGHTLINE_S3_ACCESS_KEY_ID"),
+        secret_key=os.environ.get("SIGHTLINE_S3_SECRET_ACCESS_KEY"), expire=env_int("SIGHTLINE_PRESIGNED_SECONDS", 300),
+    )  # fmt: skip
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -1,4 +1,8 @@
-"""Production settings: refuse to start without a real SECRET_KEY; pass `manage.py check --deploy`."""
+"""Production settings: refuse to start without a real SECRET_KEY or a DATABASE_URL; pass `manage.py check --deploy`.
+
+Production never starts the embedded PostgreSQL: a server that silently kept its data in a folder
+next to the code would lose it with the next deployment.
+"""
 
 import os
 
@@ -12,6 +16,11 @@ if len(SECRET_KEY) < 50 or SECRET_KEY.startswith("django-insecure") or len(set(S
     raise ImproperlyConfigured(
         "Set SECRET_KEY to a random string of at least 50 characters, "
         "e.g. python -c 'import secrets; print(secrets.token_urlsafe(64))'"
+    )
+if not os.environ.get("DATABASE_URL"):
+    raise ImproperlyConfigured(
+        "Set DATABASE_URL to your PostgreSQL (>= 15, with the vector extension), e.g. "
+        "postgresql://sightline:PASSWORD@db.example.com:5432/sightline. Production never starts the embedded database."
     )
 DEBUG = False
 ALLOWED_HOSTS = [h for h in os.environ.get("ALLOWED_HOSTS", "").split(",") if h]

@@ -5,6 +5,19 @@ from __future__ import annotations
 import contextlib
 import os
 
+_thread_limit: int | None = None
+
+
+def threads_limit(threads: int) -> None:
+    """Cap torch's CPU threads in this process (a web process: many requests share the cores, none trains).
+
+    Call it before torch is imported: the OpenMP and MKL pools are sized from the environment then.
+    """
+    global _thread_limit
+    _thread_limit = max(1, threads)
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[name] = str(_thread_limit)
+
 
 def cpu_count() -> int:
     """The cores this process may run on (a container's affinity, not the host's count)."""
@@ -15,12 +28,12 @@ def cpu_count() -> int:
 
 
 def device_choose(preference: str = "auto"):
-    """CUDA when asked for or available, else the CPU, with torch's threads set to our cores."""
+    """CUDA when asked for or available, else the CPU, with torch's threads set to our cores (or the cap)."""
     import torch
 
     if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
         return torch.device("cuda")
-    torch.set_num_threads(cpu_count())
+    torch.set_num_threads(_thread_limit or cpu_count())
     return torch.device("cpu")
 
 
