@@ -17,6 +17,7 @@ test: $(STAMP) browser redis lint
 
 lint: $(STAMP) $(TSC)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(TSC) -p static/tsconfig.json
 
 $(TSC):
@@ -54,6 +55,12 @@ bench: $(STAMP)
 	$(PY) bench/similarity.py
 	$(PY) bench/near_duplicates.py
 	$(PY) bench/smart.py
+	$(PY) bench/exports.py
+
+# The quick benchmarks at REF and at HEAD, one after the other on this machine, with HEAD/REF ratios.
+bench-compare: $(STAMP)
+	@test -n "$(REF)" || { echo "Say which commit to compare with: make bench-compare REF=<commit>"; exit 1; }
+	$(PY) bench/compare.py $(REF)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -3,17 +3,18 @@
 import json
 import mimetypes
 
-from django.http import Http404, HttpResponse
+from django.http import FileResponse, Http404, HttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotations import documents, history, operations, selectors, services, smart, transfers
+from annotations import operations, selectors, services, smart
 from annotations.formats import FORMATS
 from annotations.formats.base import FormatError
 from annotations.models import ReplacedDocument
+from annotations.services import documents, history, transfers
 from config.api import PlainListField, StrictSerializer
 from projects.files import stored_response
 from projects.permissions import access_image, access_project
@@ -28,7 +29,9 @@ class ImageAnnotationsApi(APIView):
         revision = serializers.IntegerField(min_value=0)
         classifications = PlainListField(required=False, default=list)
         shapes = PlainListField(required=False, default=list)
-        image = serializers.IntegerField(required=False, help_text="Ignored; allowed so a read document can be sent back.")
+        image = serializers.IntegerField(
+            required=False, help_text="Ignored; allowed so a read document can be sent back."
+        )
 
     @extend_schema(responses={200: dict})
     def get(self, request, image_id: int):
@@ -137,8 +140,13 @@ class SmartPrepareApi(APIView):
     """Ask a worker for SAM embeddings of this image and the ones after it (the labeler calls this as it opens)."""
 
     class InputSerializer(StrictSerializer):
-        ahead = serializers.ListField(child=serializers.IntegerField(), required=False, default=list, max_length=20,
-                                      help_text="Images of the same project the person will likely open next.")  # fmt: skip
+        ahead = serializers.ListField(
+            child=serializers.IntegerField(),
+            required=False,
+            default=list,
+            max_length=20,
+            help_text="Images of the same project the person will likely open next.",
+        )
 
     @extend_schema(request=InputSerializer, responses={200: dict})
     def post(self, request, image_id: int):
@@ -147,9 +155,14 @@ class SmartPrepareApi(APIView):
         data.is_valid(raise_exception=True)
         backend = smart.smart_backend()
         job = smart.sam_prefetch_schedule(
-            backend=backend, project=image.project, user=request.user, image_ids=[image.pk, *data.validated_data["ahead"]]
+            backend=backend,
+            project=image.project,
+            user=request.user,
+            image_ids=[image.pk, *data.validated_data["ahead"]],
         )
-        return Response({"backend": backend.name, "ready": smart.sam_embedding_ready(backend, image), **_preparing(job)})
+        return Response(
+            {"backend": backend.name, "ready": smart.sam_embedding_ready(backend, image), **_preparing(job)}
+        )
 
 
 # Replacing many images' annotations at once (other people's too) needs more than annotating.
@@ -177,7 +190,10 @@ class BulkAnnotationsApi(APIView):
             access_project(request.user, project_id, REPLACE)
         try:
             saved = documents.documents_save_many(
-                project=project, user=request.user, items=data.validated_data["images"], mode=data.validated_data["mode"]
+                project=project,
+                user=request.user,
+                items=data.validated_data["images"],
+                mode=data.validated_data["mode"],
             )
         except documents.StaleRevisions as stale:
             body = {
@@ -227,24 +243,36 @@ class LabelingTimeApi(APIView):
         tables = selectors.labeling_time(
             request.user,
             selectors.TimeFilter(
-                start=params.get("start"), end=params.get("end"),
-                user_id=params.get("user"), project_id=params.get("project"),
+                start=params.get("start"),
+                end=params.get("end"),
+                user_id=params.get("user"),
+                project_id=params.get("project"),
             ),
-        )  # fmt: skip
+        )
         if "download" in params:
-            return selectors.labeling_time_csv(tables[params["download"]], filename=f"labeling-time-{params['download']}")
+            return selectors.labeling_time_csv(
+                tables[params["download"]], filename=f"labeling-time-{params['download']}"
+            )
         return Response(tables)
 
 
 def _job_body(job) -> dict:
     return {
-        "id": job.pk, "project": job.project_id, "direction": job.direction, "format": job.format, "mode": job.mode,
-        "status": job.status, "progress": job.progress, "summary": job.summary, "error": job.error,
-        "download_url": f"/api/transfers/{job.pk}/file/" if job.direction == "export" and job.status == "finished"
+        "id": job.pk,
+        "project": job.project_id,
+        "direction": job.direction,
+        "format": job.format,
+        "mode": job.mode,
+        "status": job.status,
+        "progress": job.progress,
+        "summary": job.summary,
+        "error": job.error,
+        "download_url": f"/api/transfers/{job.pk}/file/"
+        if job.direction == "export" and job.status == "finished"
         else None,
         "created_at": job.created_at.isoformat(),
         "finished_at": job.finished_at.isoformat() if job.finished_at else None,
-    }  # fmt: skip
+    }
 
 
 class ExportApi(APIView):
@@ -253,7 +281,9 @@ class ExportApi(APIView):
     class QuerySerializer(serializers.Serializer):
         format = serializers.ChoiceField(choices=list(FORMATS))
         background = serializers.BooleanField(required=False, default=False)
-        include_images = serializers.BooleanField(required=False, default=False, help_text="COCO and YOLO: the images too.")
+        include_images = serializers.BooleanField(
+            required=False, default=False, help_text="COCO and YOLO: the images too."
+        )
 
     @extend_schema(parameters=[QuerySerializer], responses={(200, "application/octet-stream"): bytes, 202: dict})
     def get(self, request, project_id: int):
@@ -263,15 +293,21 @@ class ExportApi(APIView):
         format_key, include_images = query.validated_data["format"], query.validated_data["include_images"]
         if query.validated_data["background"] or project.images.count() > transfers.SYNC_EXPORT_IMAGES:
             job = transfers.transfer_start(
-                project=project, user=request.user, direction="export", format_key=format_key, include_images=include_images
+                project=project,
+                user=request.user,
+                direction="export",
+                format_key=format_key,
+                include_images=include_images,
             )
             return Response(_job_body(job), status=status.HTTP_202_ACCEPTED)
         try:
             exported = transfers.project_export(project=project, format_key=format_key, include_images=include_images)
         except FormatError as exc:
             return Response({"format": [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
-        response = HttpResponse(exported.content, content_type=exported.media_type)
-        response["Content-Disposition"] = f'attachment; filename="{exported.filename}"'
+        # Streamed from the export's (temporary) file; FileResponse closes it when sent.
+        response = FileResponse(
+            exported.file, as_attachment=True, filename=exported.filename, content_type=exported.media_type
+        )
         response["X-Sightline-Summary"] = json.dumps(exported.summary.as_dict(), separators=(",", ":"))
         return response
 

@@ -140,8 +140,9 @@ def _by_type(images: QuerySet, kind: str, user) -> QuerySet:
         raise ValidationError({"type": [f"Unknown type {kind!r}; use one of {', '.join(TYPES)}."]})
     if kind in {"none", "single", "multiple"}:
         images = images.annotate(label_count=RawSQL(_LABEL_COUNT_SQL, []))
-        return images.filter(**{"none": {"label_count": 0}, "single": {"label_count": 1},
-                                "multiple": {"label_count__gte": 2}}[kind])  # fmt: skip
+        return images.filter(
+            **{"none": {"label_count": 0}, "single": {"label_count": 1}, "multiple": {"label_count__gte": 2}}[kind]
+        )
     labeled = ImageStatus.objects.filter(image=OuterRef("pk"), status=ImageStatus.Status.LABELED)
     if kind == "mine":
         return images.filter(Exists(labeled.filter(user=user)))

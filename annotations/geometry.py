@@ -114,10 +114,12 @@ def _polygon(geometry: dict, width: int, height: int) -> dict:
         holes = part.get("holes", [])
         if not isinstance(holes, list):
             raise GeometryError(f"polygon part {p} holes must be a list of rings")
-        out.append({
-            "outer": _ring(part.get("outer"), f"polygon part {p} outer ring", width, height),
-            "holes": [_ring(hole, f"polygon part {p} hole {h}", width, height) for h, hole in enumerate(holes)],
-        })  # fmt: skip
+        out.append(
+            {
+                "outer": _ring(part.get("outer"), f"polygon part {p} outer ring", width, height),
+                "holes": [_ring(hole, f"polygon part {p} hole {h}", width, height) for h, hole in enumerate(holes)],
+            }
+        )
     return {"parts": out}
 
 

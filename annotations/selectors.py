@@ -58,17 +58,28 @@ def labeling_time(user, filters: TimeFilter) -> dict:
 
 def _row(row: dict, *, day: bool) -> dict:
     out = {"day": row["day"].isoformat()} if day else {}
-    out.update({
-        "project": row["project_id"], "project_name": row["project__name"],
-        "user": row["user_id"], "username": row["user__username"], "seconds": round(row["seconds"], 1),
-    })  # fmt: skip
+    out.update(
+        {
+            "project": row["project_id"],
+            "project_name": row["project__name"],
+            "user": row["user_id"],
+            "username": row["user__username"],
+            "seconds": round(row["seconds"], 1),
+        }
+    )
     return out
 
 
 def labeling_time_csv(rows: list[dict], *, filename: str) -> HttpResponse:
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}.csv"'
-    columns = (["day"] if rows and "day" in rows[0] else []) + ["project", "project_name", "user", "username", "seconds"]
+    columns = (["day"] if rows and "day" in rows[0] else []) + [
+        "project",
+        "project_name",
+        "user",
+        "username",
+        "seconds",
+    ]
     writer = csv.DictWriter(response, fieldnames=columns)
     writer.writeheader()
     writer.writerows(rows)
@@ -90,20 +101,29 @@ def image_neighbours(*, project, image, user, filters: dict, ahead: int = 0) -> 
     """Previous and next image ids, the image's position and the count, within the grid's filters.
 
     Labeling walks the filtered images only when a filter is on (spec 000); the order is the
-    grid's, newest first.
+    grid's, newest first. Keyset queries on the id: no request loads every id of a large project.
     """
-    ids = filtered_image_ids(project=project, user=user, filters=filters)
-    if image.pk not in ids:
-        return Walk(None, ids[0] if ids else None, 0, len(ids), ids[:ahead])
-    at = ids.index(image.pk)
-    return Walk(
-        ids[at - 1] if at > 0 else None, ids[at + 1] if at + 1 < len(ids) else None, at + 1, len(ids),
-        ids[at + 1 : at + 1 + ahead],
-    )  # fmt: skip
+    images = filtered_images(project=project, user=user, filters=filters)
+    total = images.count()
+    if not images.filter(pk=image.pk).exists():
+        first = list(images.order_by("-id").values_list("id", flat=True)[: max(ahead, 1)])
+        return Walk(None, first[0] if first else None, 0, total, first[:ahead])
+    newer = images.filter(pk__gt=image.pk)
+    previous = newer.order_by("id").values_list("id", flat=True).first()
+    following = list(images.filter(pk__lt=image.pk).order_by("-id").values_list("id", flat=True)[: max(ahead, 1)])
+    return Walk(previous, following[0] if following else None, newer.count() + 1, total, following[:ahead])
 
 
-def filtered_image_ids(*, project, user, filters: dict) -> list[int]:
-    """The grid's image ids, newest first: only the chosen ones (`ids`) or the filtered ones when given."""
+def image_window(*, project, user, filters: dict, image_id: int, before: int, after: int) -> list[int]:
+    """The ids around `image_id` in the walk's order (newest first): up to `before` newer ones, it, `after` older."""
+    images = filtered_images(project=project, user=user, filters=filters)
+    newer = list(images.filter(pk__gt=image_id).order_by("id").values_list("id", flat=True)[:before])
+    rest = list(images.filter(pk__lte=image_id).order_by("-id").values_list("id", flat=True)[: after + 1])
+    return [*reversed(newer), *rest]
+
+
+def filtered_images(*, project, user, filters: dict):
+    """The grid's images: only the chosen ones (`ids`) or the filtered ones when given."""
     from annotations.filters import images_filter
     from projects.models import Image
 
@@ -114,4 +134,4 @@ def filtered_image_ids(*, project, user, filters: dict) -> list[int]:
     rest = {k: v for k, v in filters.items() if k != "ids"}
     if any(rest.values()):
         images = images_filter(images, project=project, user=user, **rest)
-    return list(images.order_by("-id").values_list("id", flat=True))
+    return images

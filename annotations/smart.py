@@ -42,7 +42,14 @@ PREFETCH_STALE_SECONDS = 600  # a queued prefetch older than this (the worker wa
 PREFETCH_QUEUE = 12  # images one waiting prefetch job holds at most
 MEMORY_ENTRIES = 8  # embeddings (4 MB each as float32) and decoded images kept per process
 
-__all__ = ["EmbeddingNotReady", "PromptError", "SmartBackend", "smart_backend", "smart_segment", "sam_prefetch_schedule"]
+__all__ = [
+    "EmbeddingNotReady",
+    "PromptError",
+    "SmartBackend",
+    "smart_backend",
+    "smart_segment",
+    "sam_prefetch_schedule",
+]
 
 
 @dataclass(frozen=True)
@@ -289,7 +296,9 @@ def sam_prefetch_schedule(*, backend: SmartBackend, project, user, image_ids: li
     """
     if backend.name != "sam":
         return None
-    images = {i.pk: i for i in Image.objects.filter(project=project, pk__in=image_ids[: settings.SIGHTLINE_SAM_PREFETCH + 1])}
+    images = {
+        i.pk: i for i in Image.objects.filter(project=project, pk__in=image_ids[: settings.SIGHTLINE_SAM_PREFETCH + 1])
+    }
     wanted = [pk for pk in image_ids if pk in images and not sam_embedding_ready(backend, images[pk])]
     if not wanted:
         return None
@@ -297,7 +306,9 @@ def sam_prefetch_schedule(*, backend: SmartBackend, project, user, image_ids: li
     from jobs.services import job_submit
 
     with transaction.atomic():
-        waiting = Job.objects.select_for_update().filter(project=project, kind=SAM_KIND, status=Job.Status.QUEUED).first()
+        waiting = (
+            Job.objects.select_for_update().filter(project=project, kind=SAM_KIND, status=Job.Status.QUEUED).first()
+        )
         if waiting is not None:
             merged = list(dict.fromkeys([*wanted, *waiting.payload.get("image_ids", [])]))[:PREFETCH_QUEUE]
             Job.objects.filter(pk=waiting.pk).update(payload={"image_ids": merged})

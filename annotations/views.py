@@ -14,9 +14,10 @@ from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from accounts.models import User
-from annotations import selectors, smart, transfers
+from annotations import selectors, smart
 from annotations.formats import FORMAT_NAMES, FORMATS
 from annotations.models import TransferJob
+from annotations.services import transfers
 from projects.models import Image
 from projects.permissions import access_project, project_permissions, projects_for_user
 
@@ -46,10 +47,11 @@ def labeling_time(request):
     form = TimeFilterForm(request.GET or None, viewer=request.user)
     chosen = form.cleaned_data if form.is_valid() else {}
     filters = selectors.TimeFilter(
-        start=chosen.get("start"), end=chosen.get("end"),
+        start=chosen.get("start"),
+        end=chosen.get("end"),
         user_id=chosen["user"].pk if chosen.get("user") else None,
         project_id=chosen["project"].pk if chosen.get("project") else None,
-    )  # fmt: skip
+    )
     tables = selectors.labeling_time(request.user, filters)
     for row in tables["per_day"] + tables["totals"]:
         row["duration"] = _duration(row["seconds"])
@@ -67,7 +69,9 @@ def transfers_page(request, project_id: int):
     context = {
         "project": project,
         "formats": [(key, FORMAT_NAMES[key]) for key in FORMATS],
-        "export_formats": [(key, FORMAT_NAMES[key], getattr(FORMATS[key], "INCLUDES_IMAGES", False)) for key in FORMATS],
+        "export_formats": [
+            (key, FORMAT_NAMES[key], getattr(FORMATS[key], "INCLUDES_IMAGES", False)) for key in FORMATS
+        ],
         "jobs": jobs,
         "perms": project_permissions(request.user, project),
     }
@@ -79,7 +83,9 @@ def transfers_page(request, project_id: int):
 def transfer_start(request, project_id: int):
     """Start an export or import job; the page then polls its row (htmx) until it is done."""
     direction = "export" if "export" in request.POST else "import"
-    project = access_project(request.user, project_id, "export_project" if direction == "export" else "annotate_project")
+    project = access_project(
+        request.user, project_id, "export_project" if direction == "export" else "annotate_project"
+    )
     upload = request.FILES.get("file") if direction == "import" else None
     mode = "replace" if direction == "import" and request.POST.get("mode") == "replace" else "append"
     if mode == "replace":
@@ -143,15 +149,26 @@ def labeler(request, project_id: int, image_id: int):
         messages.error(request, " ".join(exc.messages))
         return redirect("projects:detail", project_id=project.pk)
     labels = [
-        {"id": label.pk, "name": label.name, "color": label.color, "hotkey": label.hotkey,
-         "keypoint_template": label.keypoint_template, "attributes": label.attributes}
+        {
+            "id": label.pk,
+            "name": label.name,
+            "color": label.color,
+            "hotkey": label.hotkey,
+            "keypoint_template": label.keypoint_template,
+            "attributes": label.attributes,
+        }
         for label in project.labels.all()
-    ]  # fmt: skip
+    ]
     can_annotate = "annotate_project" in project_permissions(request.user, project)
     backend = smart.smart_backend()
     config = {
-        "image": {"id": image.pk, "name": image.name, "width": image.width, "height": image.height,
-                  "url": f"/api/images/{image.pk}/file/"},
+        "image": {
+            "id": image.pk,
+            "name": image.name,
+            "width": image.width,
+            "height": image.height,
+            "url": f"/api/images/{image.pk}/file/",
+        },
         "labels": labels,
         "projectId": project.pk,
         "canAnnotate": can_annotate,
@@ -159,9 +176,16 @@ def labeler(request, project_id: int, image_id: int):
         "smart": {**backend.as_dict(), "prepare": [image.pk, *walk.ahead]},
         "previousUrl": f"/projects/{project.pk}/images/{walk.previous}/label/{suffix}" if walk.previous else None,
         "nextUrl": f"/projects/{project.pk}/images/{walk.next}/label/{suffix}" if walk.next else None,
-    }  # fmt: skip
-    context = {"project": project, "image": image, "config": config, "position": walk.position,
-               "total": walk.total, "filtered": any(query.values()), "suffix": suffix}  # fmt: skip
+    }
+    context = {
+        "project": project,
+        "image": image,
+        "config": config,
+        "position": walk.position,
+        "total": walk.total,
+        "filtered": any(query.values()),
+        "suffix": suffix,
+    }
     return render(request, "annotations/labeler.html", context)
 
 
@@ -171,11 +195,11 @@ def labeler_strip(request, project_id: int, image_id: int):
     project = access_project(request.user, project_id)
     query, suffix = _walk(request)
     try:
-        ids = selectors.filtered_image_ids(project=project, user=request.user, filters=query)
+        window = selectors.image_window(
+            project=project, user=request.user, filters=query, image_id=image_id, before=6, after=13
+        )
     except ValidationError:
-        ids = []  # the labeler page itself explains a bad filter
-    at = ids.index(image_id) if image_id in ids else 0
-    window = ids[max(0, at - 6) : at + 14]
+        window = []  # the labeler page itself explains a bad filter
     images = {i.pk: i for i in Image.objects.filter(pk__in=window).only("id", "name")}
     context = {"project": project, "current": image_id, "images": [images[i] for i in window], "suffix": suffix}
     return render(request, "annotations/labeler_strip.html", context)

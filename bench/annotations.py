@@ -17,8 +17,10 @@ def polygon(rng: random.Random, width: int, height: int, vertices: int = 20) -> 
     import math
 
     cx, cy, r = rng.uniform(50, width - 50), rng.uniform(50, height - 50), rng.uniform(10, 40)
-    outer = [[cx + r * math.cos(2 * math.pi * k / vertices), cy + r * math.sin(2 * math.pi * k / vertices)]
-             for k in range(vertices)]  # fmt: skip
+    outer = [
+        [cx + r * math.cos(2 * math.pi * k / vertices), cy + r * math.sin(2 * math.pi * k / vertices)]
+        for k in range(vertices)
+    ]
     return {"parts": [{"outer": outer, "holes": []}]}
 
 
@@ -33,8 +35,9 @@ def save_and_load(rows: list, repeat: int) -> None:
 
     owner = UserFactory()
     project = make_project(owner=owner)
-    image = images_upload(project=project, user=owner, labels=[],
-                          files=[SimpleUploadedFile("big.png", image_bytes(4000, 3000))]).stored[0]  # fmt: skip
+    image = images_upload(
+        project=project, user=owner, labels=[], files=[SimpleUploadedFile("big.png", image_bytes(4000, 3000))]
+    ).stored[0]
     label = Label.objects.create(project=project, name="thing")
     client = client_for(owner)
     rng = random.Random(1)
@@ -61,14 +64,17 @@ def save_and_load(rows: list, repeat: int) -> None:
         state["revision"] = document["revision"] = put({**document, "revision": state["revision"]})
     changed = elapsed
     loaded = timed(lambda: client.get(url), repeat)
-    for name, ms in [("save 1,000 new polygons (20 vertices)", first), ("re-save 1,000 with one moved vertex", changed),
-                     ("load 1,000 polygons", loaded)]:  # fmt: skip
+    for name, ms in [
+        ("save 1,000 new polygons (20 vertices)", first),
+        ("re-save 1,000 with one moved vertex", changed),
+        ("load 1,000 polygons", loaded),
+    ]:
         rows.append([name, f"{percentile(ms, 50):.0f} ms", f"{percentile(ms, 95):.0f} ms"])
 
 
 def coco_export(rows: list, images: int, shapes_per_image: int) -> None:
     from annotations.models import Annotation
-    from annotations.transfers import project_export
+    from annotations.services.transfers import project_export
     from projects.models import Image, Label
     from tests.factories import UserFactory, make_project
 
@@ -76,10 +82,21 @@ def coco_export(rows: list, images: int, shapes_per_image: int) -> None:
     project = make_project(owner=owner, name="export")
     labels = [Label.objects.create(project=project, name=f"class {k}") for k in range(10)]
     Image.objects.bulk_create(
-        (Image(project=project, name=f"img_{i:06}.jpg", width=1024, height=768, uploaded_by=owner,
-               sha256=hashlib.sha256(f"e{i}".encode()).hexdigest(), file=f"x/{i}.jpg", thumbnail=f"x/{i}.webp")
-         for i in range(images)), batch_size=5000,
-    )  # fmt: skip
+        (
+            Image(
+                project=project,
+                name=f"img_{i:06}.jpg",
+                width=1024,
+                height=768,
+                uploaded_by=owner,
+                sha256=hashlib.sha256(f"e{i}".encode()).hexdigest(),
+                file=f"x/{i}.jpg",
+                thumbnail=f"x/{i}.webp",
+            )
+            for i in range(images)
+        ),
+        batch_size=5000,
+    )
     rng = random.Random(2)
     annotations = []
     for image_id in Image.objects.filter(project=project).values_list("id", flat=True):
@@ -95,25 +112,42 @@ def coco_export(rows: list, images: int, shapes_per_image: int) -> None:
     exported = project_export(project=project, format_key="coco")
     seconds = time.perf_counter() - start
     assert exported.summary.shapes == images * shapes_per_image
-    rows.append([f"export COCO: {images:,} images, {images * shapes_per_image:,} shapes", f"{seconds:.1f} s",
-                 f"{len(exported.content) / 1e6:.0f} MB"])  # fmt: skip
+    rows.append(
+        [
+            f"export COCO: {images:,} images, {images * shapes_per_image:,} shapes",
+            f"{seconds:.1f} s",
+            f"{len(exported.content) / 1e6:.0f} MB",
+        ]
+    )
 
 
 def csv_import(rows: list, count: int) -> None:
     from annotations.models import Classification
-    from annotations.transfers import project_import
+    from annotations.services.transfers import project_import
     from projects.models import Image
     from tests.factories import UserFactory, make_project
 
     owner = UserFactory()
     project = make_project(owner=owner, name="import")
     Image.objects.bulk_create(
-        (Image(project=project, name=f"photo_{i:06}.jpg", width=640, height=480, uploaded_by=owner,
-               sha256=hashlib.sha256(f"c{i}".encode()).hexdigest(), file=f"y/{i}.jpg", thumbnail=f"y/{i}.webp")
-         for i in range(count)), batch_size=10000,
-    )  # fmt: skip
-    content = "".join(f"photo_{i:06}.jpg,{'cat' if i % 3 else 'dog'}{',outdoor' if i % 2 else ''}\n"
-                      for i in range(count)).encode()  # fmt: skip
+        (
+            Image(
+                project=project,
+                name=f"photo_{i:06}.jpg",
+                width=640,
+                height=480,
+                uploaded_by=owner,
+                sha256=hashlib.sha256(f"c{i}".encode()).hexdigest(),
+                file=f"y/{i}.jpg",
+                thumbnail=f"y/{i}.webp",
+            )
+            for i in range(count)
+        ),
+        batch_size=10000,
+    )
+    content = "".join(
+        f"photo_{i:06}.jpg,{'cat' if i % 3 else 'dog'}{',outdoor' if i % 2 else ''}\n" for i in range(count)
+    ).encode()
     start = time.perf_counter()
     summary = project_import(project=project, user=owner, format_key="csv", content=content)
     seconds = time.perf_counter() - start

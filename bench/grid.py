@@ -30,12 +30,17 @@ def main() -> None:
         project = make_project(owner=owner)
         Image.objects.bulk_create(
             Image(
-                project=project, name=f"img_{i:05}.jpg", width=1024, height=768, uploaded_by=owner,
+                project=project,
+                name=f"img_{i:05}.jpg",
+                width=1024,
+                height=768,
+                uploaded_by=owner,
                 sha256=hashlib.sha256(str(i).encode()).hexdigest(),
-                file=f"images/{project.id}/{i}.jpg", thumbnail=f"thumbnails/{project.id}/{i}.webp",
+                file=f"images/{project.id}/{i}.jpg",
+                thumbnail=f"thumbnails/{project.id}/{i}.webp",
             )
             for i in range(args.images)
-        )  # fmt: skip
+        )
         labels = [Label.objects.create(project=project, name=f"class {k}") for k in range(10)]
         Classification.objects.bulk_create(
             Classification(image=image, label=labels[image.id % 10], is_default=True)
@@ -47,12 +52,22 @@ def main() -> None:
         cases = [
             ("full page, page 1", f"/projects/{project.id}/", {}),
             ("htmx partial, page 1", f"/projects/{project.id}/?page=1", {"HTTP_HX_REQUEST": "true"}),
-            (f"htmx partial, page {last // 2}", f"/projects/{project.id}/?page={last // 2}", {"HTTP_HX_REQUEST": "true"}),
+            (
+                f"htmx partial, page {last // 2}",
+                f"/projects/{project.id}/?page={last // 2}",
+                {"HTTP_HX_REQUEST": "true"},
+            ),
             (f"htmx partial, page {last} (last)", f"/projects/{project.id}/?page={last}", {"HTTP_HX_REQUEST": "true"}),
-            ("filter: labels expression", f"/projects/{project.id}/?labels=" + quote('("class 1" OR "class 2") AND NOT "class 3"'),
-             {"HTTP_HX_REQUEST": "true"}),
-            ("filter: labels + type + status", f"/projects/{project.id}/?labels=" + quote('"class 4"')
-             + "&type=single&status=not-seen", {"HTTP_HX_REQUEST": "true"}),
+            (
+                "filter: labels expression",
+                f"/projects/{project.id}/?labels=" + quote('("class 1" OR "class 2") AND NOT "class 3"'),
+                {"HTTP_HX_REQUEST": "true"},
+            ),
+            (
+                "filter: labels + type + status",
+                f"/projects/{project.id}/?labels=" + quote('"class 4"') + "&type=single&status=not-seen",
+                {"HTTP_HX_REQUEST": "true"},
+            ),
         ]
         rows = []
         for name, url, headers in cases:

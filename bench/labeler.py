@@ -52,7 +52,7 @@ def main() -> None:
         from playwright.sync_api import sync_playwright
         from pytest_django.live_server_helper import LiveServer
 
-        from annotations import documents
+        from annotations.services import documents
         from projects.models import Label
         from projects.uploads import images_upload
         from tests.factories import UserFactory, make_project
@@ -61,8 +61,9 @@ def main() -> None:
         project = make_project(owner=owner)
         picture = io.BytesIO()
         PILImage.linear_gradient("L").resize((4000, 3000)).convert("RGB").save(picture, "JPEG", quality=80)
-        image = images_upload(project=project, user=owner, labels=[],
-                              files=[SimpleUploadedFile("big.jpg", picture.getvalue())]).stored[0]  # fmt: skip
+        image = images_upload(
+            project=project, user=owner, labels=[], files=[SimpleUploadedFile("big.jpg", picture.getvalue())]
+        ).stored[0]
         label = Label.objects.create(project=project, name="cell", color="#00c0ff")
         rng = random.Random(3)
         shapes = []
@@ -72,7 +73,9 @@ def main() -> None:
             cx, cy, r = rng.uniform(40, 3960), rng.uniform(40, 2960), rng.uniform(8, 35)
             ring = [[cx + r * math.cos(k * math.pi / 10), cy + r * math.sin(k * math.pi / 10)] for k in range(20)]
             shapes.append({"label": label.id, "kind": "polygon", "geometry": {"parts": [{"outer": ring, "holes": []}]}})
-        documents.documents_save_many(project=project, user=owner, mode="append", items=[{"image": image.pk, "shapes": shapes}])
+        documents.documents_save_many(
+            project=project, user=owner, mode="append", items=[{"image": image.pk, "shapes": shapes}]
+        )
         first = shapes[0]["geometry"]["parts"][0]["outer"]
         centre = [sum(p[0] for p in first) / 20, sum(p[1] for p in first) / 20]
 
@@ -108,11 +111,26 @@ def main() -> None:
             server.stop()
     rows = [
         ["open the image with all shapes", "<= 1000", f"{percentile(opens, 50):.0f}", f"{max(opens):.0f}"],
-        [f"pan/zoom frame, whole image ({args.shapes:,} drawn)", "<= 16", f"{percentile(fitted, 50):.1f}", f"{percentile(fitted, 95):.1f}"],
-        [f"pan/zoom frame, zoomed in ({visible:,} drawn)", "<= 16", f"{percentile(zoomed, 50):.1f}", f"{percentile(zoomed, 95):.1f}"],
-        ["select a shape (hit test + frame)", "<= 16", f"{percentile([s for s, _ in selects], 50):.1f}", f"{percentile([s for s, _ in selects], 95):.1f}"],
+        [
+            f"pan/zoom frame, whole image ({args.shapes:,} drawn)",
+            "<= 16",
+            f"{percentile(fitted, 50):.1f}",
+            f"{percentile(fitted, 95):.1f}",
+        ],
+        [
+            f"pan/zoom frame, zoomed in ({visible:,} drawn)",
+            "<= 16",
+            f"{percentile(zoomed, 50):.1f}",
+            f"{percentile(zoomed, 95):.1f}",
+        ],
+        [
+            "select a shape (hit test + frame)",
+            "<= 16",
+            f"{percentile([s for s, _ in selects], 50):.1f}",
+            f"{percentile([s for s, _ in selects], 95):.1f}",
+        ],
         ["add a shape and see it drawn", "<= 50", f"{percentile(adds, 50):.1f}", f"{percentile(adds, 95):.1f}"],
-    ]  # fmt: skip
+    ]
     print(f"machine: {machine()}; Chromium headless, software rendering")
     print(table(["case", "target ms", "p50 ms", "p95 / max ms"], rows))
 

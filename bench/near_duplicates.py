@@ -70,7 +70,9 @@ def template_score(a: np.ndarray, b: np.ndarray) -> float:
         inner = other[3:-3, 3:-3]
         for keep in (0.8, 0.85, 0.9, 0.95, 1.0):
             side = int(round(inner.shape[0] * keep))
-            found = cv2.matchTemplate(image, cv2.resize(inner, (side, side), interpolation=cv2.INTER_AREA), cv2.TM_CCOEFF_NORMED)
+            found = cv2.matchTemplate(
+                image, cv2.resize(inner, (side, side), interpolation=cv2.INTER_AREA), cv2.TM_CCOEFF_NORMED
+            )
             best = max(best, float(found.max()))
     return best
 

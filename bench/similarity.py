@@ -49,10 +49,20 @@ def quality(client, owner, digits: int) -> list[list]:
         for (name, _), (copy, _) in zip(source, copies, strict=True):
             if group != "all" and kind[ids[name]] != group:
                 continue
-            body = client.get(f"/api/projects/{project.id}/similar/", {"image": ids[copy], "limit": 1, "threshold": -1}).json()
+            body = client.get(
+                f"/api/projects/{project.id}/similar/", {"image": ids[copy], "limit": 1, "threshold": -1}
+            ).json()
             top1.append(body["results"][0]["image"]["id"] == ids[name])
-        rows.append([f"NvN at {selectors.DEFAULT_PAIR_THRESHOLD}: {group}", len(want), f"precision {hits / max(1, len(got)):.3f}",
-                     f"recall {hits / max(1, len(want)):.3f}", f"1vN top-1 {np.mean(top1):.3f}", f"{len(got)} pairs"])  # fmt: skip
+        rows.append(
+            [
+                f"NvN at {selectors.DEFAULT_PAIR_THRESHOLD}: {group}",
+                len(want),
+                f"precision {hits / max(1, len(got)):.3f}",
+                f"recall {hits / max(1, len(want)):.3f}",
+                f"1vN top-1 {np.mean(top1):.3f}",
+                f"{len(got)} pairs",
+            ]
+        )
     return rows
 
 
@@ -66,11 +76,17 @@ def vectors_of(kind: str, count: int, rng) -> np.ndarray:
     """
     if kind == "manifold":
         centres = rng.standard_normal((2000, 48)).astype(np.float32)
-        latent = centres[rng.integers(0, len(centres), count)] + 0.5 * rng.standard_normal((count, 48)).astype(np.float32)
-        vectors = latent @ rng.standard_normal((48, 1280)).astype(np.float32) + 0.5 * rng.standard_normal((count, 1280)).astype(np.float32)
+        latent = centres[rng.integers(0, len(centres), count)] + 0.5 * rng.standard_normal((count, 48)).astype(
+            np.float32
+        )
+        vectors = latent @ rng.standard_normal((48, 1280)).astype(np.float32) + 0.5 * rng.standard_normal(
+            (count, 1280)
+        ).astype(np.float32)
     else:
         centres = rng.standard_normal((2000, 1280)).astype(np.float32)
-        vectors = centres[rng.integers(0, len(centres), count)] + 0.6 * rng.standard_normal((count, 1280)).astype(np.float32)
+        vectors = centres[rng.integers(0, len(centres), count)] + 0.6 * rng.standard_normal((count, 1280)).astype(
+            np.float32
+        )
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
@@ -89,18 +105,35 @@ def scale(owner, count: int, kind: str, nvn: bool) -> list[list]:
     project = make_project(owner=owner, name=f"Scale {kind}")
     rare = Label.objects.create(project=project, name="rare")
     vectors = vectors_of(kind, count, rng)
-    Image.objects.bulk_create([Image(project=project, name=f"v{i}.png", file=f"none/{i}.png", thumbnail=f"none/{i}.webp",
-                                     width=1, height=1, sha256=f"{i:064x}") for i in range(count)], batch_size=5000)  # fmt: skip
+    Image.objects.bulk_create(
+        [
+            Image(
+                project=project,
+                name=f"v{i}.png",
+                file=f"none/{i}.png",
+                thumbnail=f"none/{i}.webp",
+                width=1,
+                height=1,
+                sha256=f"{i:064x}",
+            )
+            for i in range(count)
+        ],
+        batch_size=5000,
+    )
     image_ids = list(Image.objects.filter(project=project).order_by("id").values_list("id", flat=True))
     labelled = set(rng.choice(len(image_ids), count // 100, replace=False).tolist())  # 1% carry the label
-    Classification.objects.bulk_create([Classification(image_id=image_ids[i], label=rare, is_default=True) for i in labelled])
+    Classification.objects.bulk_create(
+        [Classification(image_id=image_ids[i], label=rare, is_default=True) for i in labelled]
+    )
     with connection.cursor() as cursor:
         cursor.execute("DROP INDEX IF EXISTS embedding_vector_hnsw")
     register_vector(connection.connection)
     started = time.perf_counter()
     with connection.connection.cursor() as cursor:
-        with cursor.copy("COPY similarity_imageembedding (image_id, project_id, embedder, vector, created_at) "
-                         "FROM STDIN WITH (FORMAT BINARY)") as copy:  # fmt: skip
+        with cursor.copy(
+            "COPY similarity_imageembedding (image_id, project_id, embedder, vector, created_at) "
+            "FROM STDIN WITH (FORMAT BINARY)"
+        ) as copy:
             copy.set_types(["int8", "int8", "varchar", "vector", "timestamptz"])
             from django.utils import timezone
 
@@ -111,27 +144,41 @@ def scale(owner, count: int, kind: str, nvn: bool) -> list[list]:
     started = time.perf_counter()
     with connection.cursor() as cursor:
         cursor.execute("SET maintenance_work_mem = '4GB'")
-        cursor.execute("CREATE INDEX embedding_vector_hnsw ON similarity_imageembedding "
-                       "USING hnsw (vector vector_cosine_ops) WITH (m = 16, ef_construction = 64)")  # fmt: skip
+        cursor.execute(
+            "CREATE INDEX embedding_vector_hnsw ON similarity_imageembedding "
+            "USING hnsw (vector vector_cosine_ops) WITH (m = 16, ef_construction = 64)"
+        )
         cursor.execute("ANALYZE similarity_imageembedding")
     built = time.perf_counter() - started
-    rows = [[f"{kind}: write vectors (COPY)", count, f"{loaded:.1f} s", "", ""],
-            [f"{kind}: build HNSW index", count, f"{built:.1f} s", "", ""]]
+    rows = [
+        [f"{kind}: write vectors (COPY)", count, f"{loaded:.1f} s", "", ""],
+        [f"{kind}: build HNSW index", count, f"{built:.1f} s", "", ""],
+    ]
 
-    queries = [vectors[q] + 0.05 * rng.standard_normal(1280).astype(np.float32) for q in rng.choice(count, 200, replace=False)]
+    queries = [
+        vectors[q] + 0.05 * rng.standard_normal(1280).astype(np.float32) for q in rng.choice(count, 200, replace=False)
+    ]
     cases = [(f"1vN top 10, ef_search {ef}", ef, None, np.arange(count)) for ef in (40, 64, 100)]
     cases.append(("1vN top 10, label on 1%", selectors.EF_SEARCH, [rare.id], np.array(sorted(labelled))))
     for name, ef, label_ids, pool in cases:
         times, recalls = [], []
         for query in queries:
             start = time.perf_counter()
-            found = selectors.similar_images(project=project, vector=query, limit=10, threshold=-1, label_ids=label_ids,
-                                             ef_search=ef)  # fmt: skip
+            found = selectors.similar_images(
+                project=project, vector=query, limit=10, threshold=-1, label_ids=label_ids, ef_search=ef
+            )
             times.append((time.perf_counter() - start) * 1000)
             exact = pool[np.argsort(-(vectors[pool] @ query))[:10]]
             recalls.append(len({image_ids[i] for i in exact} & {pk for pk, _ in found}) / 10)
-        rows.append([f"{kind}: {name}", count, f"p50 {percentile(times, 50):.1f} ms", f"p95 {percentile(times, 95):.1f} ms",
-                     f"recall@10 {np.mean(recalls):.3f}"])  # fmt: skip
+        rows.append(
+            [
+                f"{kind}: {name}",
+                count,
+                f"p50 {percentile(times, 50):.1f} ms",
+                f"p95 {percentile(times, 95):.1f} ms",
+                f"recall@10 {np.mean(recalls):.3f}",
+            ]
+        )
     if not nvn:
         ImageEmbedding.objects.filter(project=project).delete()
         return rows
@@ -143,7 +190,9 @@ def scale(owner, count: int, kind: str, nvn: bool) -> list[list]:
     pairs = top_pairs(stored, threshold=0.5, limit=1000)
     computed = time.perf_counter() - started
     rows.append([f"{kind}: NvN, read vectors (binary)", count, f"{read:.1f} s", "", ""])
-    rows.append([f"{kind}: NvN, blocked products, top 1,000 pairs", count, f"{computed:.1f} s", f"{len(pairs)} pairs", ""])
+    rows.append(
+        [f"{kind}: NvN, blocked products, top 1,000 pairs", count, f"{computed:.1f} s", f"{len(pairs)} pairs", ""]
+    )
     ImageEmbedding.objects.filter(project=project).delete()
     return rows
 
@@ -167,8 +216,15 @@ def embedding_speed() -> list[list]:
     started = time.perf_counter()
     model.embed(images)
     seconds = time.perf_counter() - started
-    return [["embed 1024x768 JPEGs, batches of 32", len(images), f"{seconds:.1f} s", f"{len(images) / seconds:.1f} images/s",
-             str(model.device)]]  # fmt: skip
+    return [
+        [
+            "embed 1024x768 JPEGs, batches of 32",
+            len(images),
+            f"{seconds:.1f} s",
+            f"{len(images) / seconds:.1f} images/s",
+            str(model.device),
+        ]
+    ]
 
 
 def main() -> None:
@@ -187,7 +243,9 @@ def main() -> None:
         owner = UserFactory()
         speed = embedding_speed() if not args.scale_only else []
         quality_rows = quality(client_for(owner), owner, args.digits) if not args.scale_only else []
-        scale_rows = scale(owner, args.vectors, "manifold", nvn=True) + scale(owner, args.vectors, "clusters", nvn=False)
+        scale_rows = scale(owner, args.vectors, "manifold", nvn=True) + scale(
+            owner, args.vectors, "clusters", nvn=False
+        )
     print(f"machine: {machine()}")
     print(table(["embedding", "images", "time", "throughput", "device"], speed))
     print(table(["quality", "n", "", "", "", ""], quality_rows))

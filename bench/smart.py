@@ -40,7 +40,9 @@ def grabcut_rows(repeat: int) -> list[list]:
         times.append((time.perf_counter() - started) * 1000)
         ious.append(iou(mask, s.truth))
     quality = f"IoU mean {np.mean(ious):.4f}, min {min(ious):.4f}"
-    return [["GrabCut extract, 512 px work area (scaled to 512 with its margin), 2 iterations", repeat, *ms(times), quality]]
+    return [
+        ["GrabCut extract, 512 px work area (scaled to 512 with its margin), 2 iterations", repeat, *ms(times), quality]
+    ]
 
 
 def sam_rows(state: dict, repeat: int) -> list[list]:
@@ -81,8 +83,9 @@ def round_trip_rows(client, owner, repeat: int) -> list[list]:
     s = scene("ellipse", 0, width=1280, height=960, area_side=512)
     buffer = io.BytesIO()
     PILImage.fromarray(s.rgb).save(buffer, format="JPEG", quality=92)
-    image = images_upload(project=project, user=owner, labels=[],
-                          files=[SimpleUploadedFile("scene.jpg", buffer.getvalue())]).stored[0]  # fmt: skip
+    image = images_upload(
+        project=project, user=owner, labels=[], files=[SimpleUploadedFile("scene.jpg", buffer.getvalue())]
+    ).stored[0]
     payload = {"box": s.box, "foreground": s.foreground, "background": s.background}
     url = f"/api/images/{image.id}/smart/"
 
@@ -114,11 +117,21 @@ def round_trip_rows(client, owner, repeat: int) -> list[list]:
     t = time.perf_counter()
     assert job_run(body["job"]) == "finished"
     prefetch = time.perf_counter() - t
-    rows.append(["SAM vit_b: the worker's job for one image's embedding (load + embed + write)", 1, f"{prefetch:.2f} s", "", ""])
+    rows.append(
+        ["SAM vit_b: the worker's job for one image's embedding (load + embed + write)", 1, f"{prefetch:.2f} s", "", ""]
+    )
     smart._embeddings.items.clear()
     disk, body = post()
     assert (body["backend"], body["embedding_cached"]) == ("sam", True)
-    rows.append(["API round trip, SAM vit_b, first Extract after the job (embedding read from storage)", 1, f"{disk:.1f} ms", "", ""])
+    rows.append(
+        [
+            "API round trip, SAM vit_b, first Extract after the job (embedding read from storage)",
+            1,
+            f"{disk:.1f} ms",
+            "",
+            "",
+        ]
+    )
     times = [post()[0] for _ in range(repeat)]
     rows.append(["API round trip, SAM vit_b, another Extract (embedding in memory)", repeat, *ms(times), ""])
     checkpoint.unlink()

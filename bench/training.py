@@ -50,15 +50,19 @@ def upload(client, project, groups: dict, batch: int = 100) -> tuple[int, float]
         names = [labels] if isinstance(labels, str) else list(labels)
         for start in range(0, len(files), batch):
             chunk = [SimpleUploadedFile(n, d) for n, d in files[start : start + batch]]
-            response = client.post(f"/api/projects/{project.id}/images/", {"files": chunk, "labels": ",".join(names)},
-                                   format="multipart")  # fmt: skip
+            response = client.post(
+                f"/api/projects/{project.id}/images/", {"files": chunk, "labels": ",".join(names)}, format="multipart"
+            )
             stored += len(response.json()["stored"])
     return stored, time.perf_counter() - started
 
 
 def train(client, project, multi_label: bool) -> dict:
-    response = client.post(f"/api/projects/{project.id}/training-jobs/",
-                           {"task": "classification", "multi_label": multi_label}, format="json")  # fmt: skip
+    response = client.post(
+        f"/api/projects/{project.id}/training-jobs/",
+        {"task": "classification", "multi_label": multi_label},
+        format="json",
+    )
     assert response.status_code == 201, response.content
     job = client.get(f"/api/training-jobs/{response.json()['id']}/").json()
     assert job["status"] == "finished", job["error"] + job["log"]
@@ -90,19 +94,49 @@ def main() -> None:
             project = make_project(owner=owner, name=name)
             stored, upload_seconds = upload(client, project, make())
             job = train(client, project, multi_label)
-            seconds = (datetime.fromisoformat(job["finished_at"]) - datetime.fromisoformat(job["started_at"])).total_seconds()
+            seconds = (
+                datetime.fromisoformat(job["finished_at"]) - datetime.fromisoformat(job["started_at"])
+            ).total_seconds()
             model = ModelVersion.objects.get(pk=job["model_id"])
             valid = model.metrics["best"]["valid"]
-            accuracy = f"label-wise {valid['label_accuracy']:.4f}, image-wise {valid['image_accuracy']:.4f}" if multi_label \
-                else f"{valid['accuracy']:.4f}"  # fmt: skip
+            accuracy = (
+                f"label-wise {valid['label_accuracy']:.4f}, image-wise {valid['image_accuracy']:.4f}"
+                if multi_label
+                else f"{valid['accuracy']:.4f}"
+            )
             counts = job["dataset_version"]["counts"]
-            rows.append([name, stored, f"{counts['train']}/{counts['valid']}", f"{upload_seconds:.1f}", job["epoch"],
-                         model.best_epoch, f"{seconds:.1f}", accuracy, job["device"]])  # fmt: skip
+            rows.append(
+                [
+                    name,
+                    stored,
+                    f"{counts['train']}/{counts['valid']}",
+                    f"{upload_seconds:.1f}",
+                    job["epoch"],
+                    model.best_epoch,
+                    f"{seconds:.1f}",
+                    accuracy,
+                    job["device"],
+                ]
+            )
             if name == "digits":
                 predict_rows = predict_speed(client, project, model)
     print(f"machine: {machine()}")
-    print(table(["data", "images", "train/valid", "upload s", "epochs", "best", "training s", "validation accuracy",
-                 "device"], rows))  # fmt: skip
+    print(
+        table(
+            [
+                "data",
+                "images",
+                "train/valid",
+                "upload s",
+                "epochs",
+                "best",
+                "training s",
+                "validation accuracy",
+                "device",
+            ],
+            rows,
+        )
+    )
     if predict_rows:
         print(table(["prediction", "images", "seconds", "images/s", "p50 ms", "p95 ms"], predict_rows))
 
@@ -125,9 +159,15 @@ def predict_speed(client, project, model) -> list[list]:
     times = timed(lambda: client.post(url, images[0], content_type="image/png"), 50)
     return [
         ["batched (32 per batch)", len(images), f"{batched:.1f}", f"{len(images) / batched:.1f}", "", ""],
-        ["API, one per request", 50, f"{sum(times) / 1000:.1f}", f"{50_000 / sum(times):.1f}",
-         f"{percentile(times, 50):.1f}", f"{percentile(times, 95):.1f}"],
-    ]  # fmt: skip
+        [
+            "API, one per request",
+            50,
+            f"{sum(times) / 1000:.1f}",
+            f"{50_000 / sum(times):.1f}",
+            f"{percentile(times, 50):.1f}",
+            f"{percentile(times, 95):.1f}",
+        ],
+    ]
 
 
 if __name__ == "__main__":

@@ -57,10 +57,21 @@ def main() -> None:
         seconds = time.perf_counter() - start
     assert stored == args.count, f"stored {stored} of {args.count}"
     print(f"machine: {machine()}")
-    print(table(
-        ["images", "batch", "MB", "seconds", "images/s", "MB/s"],
-        [[args.count, args.batch, f"{megabytes:.1f}", f"{seconds:.1f}", f"{args.count / seconds:.1f}", f"{megabytes / seconds:.1f}"]],
-    ))  # fmt: skip
+    print(
+        table(
+            ["images", "batch", "MB", "seconds", "images/s", "MB/s"],
+            [
+                [
+                    args.count,
+                    args.batch,
+                    f"{megabytes:.1f}",
+                    f"{seconds:.1f}",
+                    f"{args.count / seconds:.1f}",
+                    f"{megabytes / seconds:.1f}",
+                ]
+            ],
+        )
+    )
 
 
 if __name__ == "__main__":

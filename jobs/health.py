@@ -34,9 +34,11 @@ def _cluster(name: str, serves: list[str]) -> dict:
         return {"ok": False, "error": f"No worker of the {name} cluster has reported yet; start {_start_hint(name)}."}
     age = (timezone.now() - latest.beat_at).total_seconds()
     body = {
-        "host": latest.host, "served_by": latest.cluster, "last_heartbeat_at": latest.beat_at.isoformat(),
+        "host": latest.host,
+        "served_by": latest.cluster,
+        "last_heartbeat_at": latest.beat_at.isoformat(),
         "age_seconds": round(age, 1),
-    }  # fmt: skip
+    }
     if age > settings.SIGHTLINE_WORKER_STALE_SECONDS:
         return {"ok": False, **body, "error": f"The last heartbeat of the {name} cluster is {age:.0f} s old."}
     return {"ok": True, **body}

@@ -55,7 +55,9 @@ class Job(models.Model):
             models.Index(fields=["project", "-created_at"], name="job_project_newest"),
             models.Index(fields=["status"], condition=Q(status__in=["queued", "running"]), name="job_active"),
         ]
-        constraints = [models.CheckConstraint(condition=Q(progress__gte=0, progress__lte=1), name="job_progress_0_to_1")]
+        constraints = [
+            models.CheckConstraint(condition=Q(progress__gte=0, progress__lte=1), name="job_progress_0_to_1")
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} job {self.pk} ({self.status})"

@@ -44,9 +44,13 @@ def adopt_into_job(model: str, *, constraints: list[str], fields: list[str]) -> 
             model_name=model,
             name="job_ptr",
             field=models.OneToOneField(
-                auto_created=True, on_delete=django.db.models.deletion.CASCADE, parent_link=True, primary_key=True,
-                serialize=False, to="jobs.job",
-            ),  # fmt: skip
+                auto_created=True,
+                on_delete=django.db.models.deletion.CASCADE,
+                parent_link=True,
+                primary_key=True,
+                serialize=False,
+                to="jobs.job",
+            ),
             preserve_default=False,
         ),
     ]

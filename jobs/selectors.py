@@ -18,8 +18,13 @@ def jobs_for_project(*, user, project_id: int):
 
 
 def job_get(*, user, job_id: int, project_id: int | None = None) -> Job:
-    return access_child(user, Job.objects.select_related("created_by").filter(pk=job_id).first(), "view_project",
-                        "No such job.", project_id=project_id)  # fmt: skip
+    return access_child(
+        user,
+        Job.objects.select_related("created_by").filter(pk=job_id).first(),
+        "view_project",
+        "No such job.",
+        project_id=project_id,
+    )
 
 
 def job_for_cancel(*, user, job_id: int, project_id: int | None = None) -> Job:
@@ -41,11 +46,18 @@ def job_out(job: Job) -> dict:
     except KeyError:  # a kind whose app was removed
         label, url = job.kind, None
     return {
-        "id": job.pk, "kind": job.kind, "label": label, "project": job.project_id, "status": job.status,
-        "progress": job.progress, "phase": job.phase, "error": job.error, "cancel_requested": job.cancel_requested,
+        "id": job.pk,
+        "kind": job.kind,
+        "label": label,
+        "project": job.project_id,
+        "status": job.status,
+        "progress": job.progress,
+        "phase": job.phase,
+        "error": job.error,
+        "cancel_requested": job.cancel_requested,
         "created_by": job.created_by.username if job.created_by else None,
         "created_at": job.created_at.isoformat(),
         "started_at": job.started_at.isoformat() if job.started_at else None,
         "finished_at": job.finished_at.isoformat() if job.finished_at else None,
         "url": url,
-    }  # fmt: skip
+    }

@@ -53,7 +53,11 @@ def job_cancel(*, job: Job) -> Job:
     with transaction.atomic():
         job = Job.objects.select_for_update().get(pk=job.pk)
         if job.status == Job.Status.QUEUED:
-            job.status, job.finished_at, job.phase = Job.Status.CANCELLED, timezone.now(), "Cancelled before it started."
+            job.status, job.finished_at, job.phase = (
+                Job.Status.CANCELLED,
+                timezone.now(),
+                "Cancelled before it started.",
+            )
             job.save(update_fields=["status", "finished_at", "phase"])
         elif job.status == Job.Status.RUNNING:
             job.cancel_requested = True
@@ -79,7 +83,9 @@ def jobs_reap(*, now=None) -> dict[str, int]:
     running_kinds = Job.objects.filter(status=Job.Status.RUNNING).values_list("kind", flat=True).distinct()
     busy = {cluster_of(kind) for kind in running_kinds}
     requeued = given_up = 0
-    lost = Job.objects.filter(status=Job.Status.QUEUED, enqueued_at__lt=lost_before).values_list("pk", "kind", "attempts")
+    lost = Job.objects.filter(status=Job.Status.QUEUED, enqueued_at__lt=lost_before).values_list(
+        "pk", "kind", "attempts"
+    )
     for pk, kind, attempts in lost:
         if cluster_of(kind) in busy:
             continue
@@ -91,10 +97,12 @@ def jobs_reap(*, now=None) -> dict[str, int]:
         else:
             cluster = kind_get(kind).cluster
             given_up += unchanged.update(
-                status=Job.Status.FAILED, finished_at=now, phase="Failed",
+                status=Job.Status.FAILED,
+                finished_at=now,
+                phase="Failed",
                 error=f"No worker took this job, even after it was queued again. Check that a worker serves the "
                 f"{cluster} cluster (manage.py qcluster, with Q_CLUSTER_NAME={cluster} in a deployment).",
-            )  # fmt: skip
+            )
     return {"failed": failed + given_up, "requeued": requeued}
 
 

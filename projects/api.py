@@ -142,9 +142,11 @@ class ProjectTransferApi(APIView):
         require_owner(request.user, project)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        membership = Membership.objects.select_related("user").filter(
-            project=project, user_id=data.validated_data["user_id"]
-        ).first()
+        membership = (
+            Membership.objects.select_related("user")
+            .filter(project=project, user_id=data.validated_data["user_id"])
+            .first()
+        )
         if membership is None:
             raise serializers.ValidationError({"user_id": ["Ownership can only pass to a member of the project."]})
         project = services.project_transfer_ownership(project=project, new_owner=membership.user)
@@ -159,7 +161,9 @@ class LabelListApi(APIView):
         name = serializers.CharField(max_length=100)
         color = serializers.RegexField(r"^#[0-9a-fA-F]{6}$", required=False)
         hotkey = serializers.IntegerField(min_value=1, max_value=9, required=False, allow_null=True)
-        keypoint_template = serializers.ListField(child=serializers.CharField(max_length=50), required=False, max_length=50)
+        keypoint_template = serializers.ListField(
+            child=serializers.CharField(max_length=50), required=False, max_length=50
+        )
         attributes = PlainListField(required=False, help_text="[{name, type: text|number|checkbox|choice, choices}]")
 
     @extend_schema(responses={200: LabelOutput(many=True)})
@@ -181,7 +185,9 @@ class LabelDetailApi(APIView):
         name = serializers.CharField(max_length=100, required=False)
         color = serializers.RegexField(r"^#[0-9a-fA-F]{6}$", required=False)
         hotkey = serializers.IntegerField(min_value=1, max_value=9, required=False, allow_null=True)
-        keypoint_template = serializers.ListField(child=serializers.CharField(max_length=50), required=False, max_length=50)
+        keypoint_template = serializers.ListField(
+            child=serializers.CharField(max_length=50), required=False, max_length=50
+        )
         attributes = PlainListField(required=False, help_text="[{name, type: text|number|checkbox|choice, choices}]")
 
     @extend_schema(responses={200: LabelOutput})
@@ -259,11 +265,17 @@ class MemberDetailApi(APIView):
 
     @extend_schema(responses={200: MemberOutput})
     def get(self, request, project_id: int, user_id: int):
-        return Response(MemberOutput(membership_get(user=request.user, project_id=project_id, member_id=user_id, perm="view_project")).data)
+        return Response(
+            MemberOutput(
+                membership_get(user=request.user, project_id=project_id, member_id=user_id, perm="view_project")
+            ).data
+        )
 
     @extend_schema(request=InputSerializer, responses={200: MemberOutput})
     def patch(self, request, project_id: int, user_id: int):
-        membership = membership_get(user=request.user, project_id=project_id, member_id=user_id, perm="manage_members_project")
+        membership = membership_get(
+            user=request.user, project_id=project_id, member_id=user_id, perm="manage_members_project"
+        )
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         membership = services.membership_change_role(membership=membership, role=_role(data.validated_data["role"]))
@@ -271,7 +283,11 @@ class MemberDetailApi(APIView):
 
     @extend_schema(responses={204: None})
     def delete(self, request, project_id: int, user_id: int):
-        services.membership_remove(membership=membership_get(user=request.user, project_id=project_id, member_id=user_id, perm="manage_members_project"))
+        services.membership_remove(
+            membership=membership_get(
+                user=request.user, project_id=project_id, member_id=user_id, perm="manage_members_project"
+            )
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -310,10 +326,13 @@ class ImageListApi(APIView):
     def get(self, request, project_id: int):
         project = access_project(request.user, project_id)
         images = filters.images_filter(
-            Image.objects.for_project(project), project=project, user=request.user,
-            labels=request.query_params.get("labels", ""), type=request.query_params.get("type", ""),
+            Image.objects.for_project(project),
+            project=project,
+            user=request.user,
+            labels=request.query_params.get("labels", ""),
+            type=request.query_params.get("type", ""),
             status=request.query_params.get("status", ""),
-        )  # fmt: skip
+        )
         images = images.prefetch_related("classifications__label").order_by("id")
         paginator = ImagePagination()
         page = paginator.paginate_queryset(images, request, view=self)
@@ -357,7 +376,6 @@ class ImageDetailApi(APIView):
         prefetch_related_objects([image], "classifications__label")
         return Response(ImageOutput(image).data)
 
-
     @extend_schema(responses={204: None})
     def delete(self, request, image_id: int):
         image = access_image(request.user, image_id, "delete_images_project")
@@ -382,6 +400,7 @@ class ImageValidationApi(APIView):
         )
         return Response({"changed": changed})
 
+
 class ImageFileApi(APIView):
     """The image's bytes, for those who may see its project. Content never changes, so cache it."""
 
@@ -396,7 +415,10 @@ class ImageFileApi(APIView):
         media_type = MEDIA_TYPES[PurePosixPath(stored.name).suffix.lower()]
         filename = image.name.rsplit("/", 1)[-1] if self.field == "file" else f"{image.pk}.webp"
         response = stored_response(
-            stored.name, filename=filename, content_type=media_type, cache_control="private, max-age=31536000, immutable"
+            stored.name,
+            filename=filename,
+            content_type=media_type,
+            cache_control="private, max-age=31536000, immutable",
         )
         response["Content-Security-Policy"] = "default-src 'none'; sandbox"
         return response

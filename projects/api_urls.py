@@ -11,7 +11,9 @@ urlpatterns = [
     path("projects/<int:project_id>/members/", api.MemberListApi.as_view(), name="api-members"),
     path("projects/<int:project_id>/members/<int:user_id>/", api.MemberDetailApi.as_view(), name="api-member"),
     path("projects/<int:project_id>/images/", api.ImageListApi.as_view(), name="api-images"),
-    path("projects/<int:project_id>/images/validation/", api.ImageValidationApi.as_view(), name="api-images-validation"),
+    path(
+        "projects/<int:project_id>/images/validation/", api.ImageValidationApi.as_view(), name="api-images-validation"
+    ),
     path("images/<int:image_id>/", api.ImageDetailApi.as_view(), name="api-image"),
     path("images/<int:image_id>/file/", api.ImageFileApi.as_view(), name="api-image-file"),
     path("images/<int:image_id>/thumbnail/", api.ImageThumbnailApi.as_view(), name="api-image-thumbnail"),

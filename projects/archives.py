@@ -91,9 +91,7 @@ def _checked_members(archive: zipfile.ZipFile, limits: Limits) -> list[zipfile.Z
         if not info.is_dir() and not _ignored(info.filename):
             members.append(info)
     if total > limits.max_unpacked_bytes:
-        raise ArchiveRejected(
-            f"The archive unpacks to {total:,} bytes; the limit is {limits.max_unpacked_bytes:,}."
-        )
+        raise ArchiveRejected(f"The archive unpacks to {total:,} bytes; the limit is {limits.max_unpacked_bytes:,}.")
     return members
 
 

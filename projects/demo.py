@@ -19,11 +19,25 @@ DEMO_PROJECT = "Demo: scikit-image sample photos"
 
 # name -> classification label; these ship inside scikit-image, so nothing is downloaded.
 SAMPLES = {
-    "astronaut": "photo", "chelsea": "photo", "coffee": "photo", "rocket": "photo", "camera": "photo",
-    "coins": "photo", "clock": "photo", "colorwheel": "graphic", "brick": "texture", "grass": "texture",
-    "gravel": "texture", "moon": "astronomy", "hubble_deep_field": "astronomy", "cell": "microscopy",
-    "immunohistochemistry": "microscopy", "retina": "microscopy", "page": "document", "text": "document",
-}  # fmt: skip
+    "astronaut": "photo",
+    "chelsea": "photo",
+    "coffee": "photo",
+    "rocket": "photo",
+    "camera": "photo",
+    "coins": "photo",
+    "clock": "photo",
+    "colorwheel": "graphic",
+    "brick": "texture",
+    "grass": "texture",
+    "gravel": "texture",
+    "moon": "astronomy",
+    "hubble_deep_field": "astronomy",
+    "cell": "microscopy",
+    "immunohistochemistry": "microscopy",
+    "retina": "microscopy",
+    "page": "document",
+    "text": "document",
+}
 
 
 def sample_photos(names: list[str] | None = None) -> Iterator[tuple[str, bytes, str]]:

@@ -33,8 +33,11 @@ def stored_response(
     """
     disposition = content_disposition_header(attachment, filename)
     if storage_is_remote():
-        parameters = {"ResponseContentType": content_type, "ResponseContentDisposition": disposition,
-                      "ResponseCacheControl": cache_control}  # fmt: skip
+        parameters = {
+            "ResponseContentType": content_type,
+            "ResponseContentDisposition": disposition,
+            "ResponseCacheControl": cache_control,
+        }
         url = default_storage.url(name, parameters=parameters, expire=settings.SIGHTLINE_PRESIGNED_SECONDS)
         response = HttpResponseRedirect(url)
         response["Cache-Control"] = f"private, max-age={settings.SIGHTLINE_PRESIGNED_SECONDS // 2}"

@@ -25,14 +25,16 @@ class LabelForm(forms.Form):
         min_value=1, max_value=9, required=False, widget=forms.NumberInput(attrs={"placeholder": "Hotkey 1-9"})
     )
     keypoints = forms.CharField(
-        required=False, max_length=1000,
+        required=False,
+        max_length=1000,
         widget=forms.TextInput(attrs={"placeholder": "Keypoints, e.g. left eye, right eye"}),
-    )  # fmt: skip
+    )
 
     attributes = forms.CharField(
-        required=False, max_length=2000,
+        required=False,
+        max_length=2000,
         widget=forms.TextInput(attrs={"placeholder": "Attributes, e.g. truncated: checkbox; colour: red | green"}),
-    )  # fmt: skip
+    )
 
     def clean_attributes(self) -> list[dict]:
         try:

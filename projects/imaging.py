@@ -16,9 +16,13 @@ from PIL import ImageOps, UnidentifiedImageError
 # What the grid, the labeler and torch all read. Multi-frame formats keep their first frame.
 ACCEPTED_FORMATS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp", "TIFF": ".tif", "GIF": ".gif"}
 MEDIA_TYPES = {
-    ".jpg": "image/jpeg", ".png": "image/png", ".webp": "image/webp", ".bmp": "image/bmp",
-    ".tif": "image/tiff", ".gif": "image/gif",
-}  # fmt: skip
+    ".jpg": "image/jpeg",
+    ".png": "image/png",
+    ".webp": "image/webp",
+    ".bmp": "image/bmp",
+    ".tif": "image/tiff",
+    ".gif": "image/gif",
+}
 EXIF_ORIENTATION = 0x0112
 
 

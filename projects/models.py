@@ -29,16 +29,16 @@ class Project(models.Model):
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="owned_projects")
-    sync_labels = models.BooleanField(
-        default=False, help_text="Object labels also label the image for classification."
-    )
+    sync_labels = models.BooleanField(default=False, help_text="Object labels also label the image for classification.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
         default_permissions = ("view", "change", "delete")
-        permissions = [p for p in PROJECT_PERMISSIONS if p[0] not in {"view_project", "change_project", "delete_project"}]
+        permissions = [
+            p for p in PROJECT_PERMISSIONS if p[0] not in {"view_project", "change_project", "delete_project"}
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -104,7 +104,9 @@ class Label(models.Model):
         default=list, blank=True, help_text="Keypoint names in order, placed on each new object with this label."
     )
     attributes = models.JSONField(
-        default=list, blank=True, help_text="Attributes its objects carry: [{name, type, choices}] (projects/attributes.py)."
+        default=list,
+        blank=True,
+        help_text="Attributes its objects carry: [{name, type, choices}] (projects/attributes.py).",
     )
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -59,7 +59,8 @@ def projects_overview(projects: QuerySet):
 
     images = Image.objects.filter(project=OuterRef("pk"))
     labeled = images.filter(
-        Exists(Annotation.objects.filter(image=OuterRef("pk"))) | Exists(Classification.objects.filter(image=OuterRef("pk")))
+        Exists(Annotation.objects.filter(image=OuterRef("pk")))
+        | Exists(Classification.objects.filter(image=OuterRef("pk")))
     )
     overview = projects.annotate(
         image_count=count(images),
@@ -70,7 +71,9 @@ def projects_overview(projects: QuerySet):
     )
     rows = list(overview)
     models: dict[int, list[str]] = {}
-    for project_id, name in ModelVersion.objects.filter(project__in=[p.pk for p in rows]).values_list("project_id", "name"):
+    for project_id, name in ModelVersion.objects.filter(project__in=[p.pk for p in rows]).values_list(
+        "project_id", "name"
+    ):
         models.setdefault(project_id, []).append(name)  # newest first, the model's default order
     for project in rows:
         project.model_names = models.get(project.pk, [])[:3]

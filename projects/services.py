@@ -14,9 +14,23 @@ from projects.attributes import definitions_clean
 from projects.models import Image, Label, Membership, Project, Role
 
 LABEL_COLORS = [
-    "#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6",
-    "#bcf60c", "#fabebe", "#008080", "#e6beff", "#9a6324", "#800000", "#aaffc3", "#808000",
-]  # fmt: skip
+    "#e6194b",
+    "#3cb44b",
+    "#ffe119",
+    "#4363d8",
+    "#f58231",
+    "#911eb4",
+    "#46f0f0",
+    "#f032e6",
+    "#bcf60c",
+    "#fabebe",
+    "#008080",
+    "#e6beff",
+    "#9a6324",
+    "#800000",
+    "#aaffc3",
+    "#808000",
+]
 
 
 # --- projects -------------------------------------------------------------------------------
@@ -158,16 +172,19 @@ def _permissions_sync(membership: Membership) -> None:
 
 def project_permission_objects() -> list[Permission]:
     """The permissions a role can hold, for admin and the API."""
-    return list(
-        Permission.objects.filter(content_type=ContentType.objects.get_for_model(Project)).order_by("codename")
-    )
+    return list(Permission.objects.filter(content_type=ContentType.objects.get_for_model(Project)).order_by("codename"))
 
 
 # --- labels ----------------------------------------------------------------------------------
 
 
 def label_create(
-    *, project: Project, name: str, color: str | None = None, hotkey=..., keypoint_template: list[str] | None = None,
+    *,
+    project: Project,
+    name: str,
+    color: str | None = None,
+    hotkey=...,
+    keypoint_template: list[str] | None = None,
     attributes: list[dict] | None = None,
 ) -> Label:
     """A new label; unless chosen, it takes the next palette colour and the next free hotkey (1-9, or none)."""
@@ -225,7 +242,12 @@ def label_next_hotkey(*, project: Project) -> int | None:
 
 @transaction.atomic
 def label_update(
-    *, label: Label, name: str | None = None, color: str | None = None, hotkey=..., keypoint_template=None,
+    *,
+    label: Label,
+    name: str | None = None,
+    color: str | None = None,
+    hotkey=...,
+    keypoint_template=None,
     attributes: list[dict] | None = None,
 ) -> Label:
     """Rename, recolour or rebind a label; `hotkey=None` unbinds, leaving it out keeps it."""
@@ -258,7 +280,9 @@ def _attribute_values_fit(label: Label) -> None:
 
     definitions = {d["name"]: d for d in label.attributes}
     changed = []
-    for annotation in Annotation.objects.filter(label=label).exclude(attributes={}).only("id", "image_id", "attributes"):
+    for annotation in (
+        Annotation.objects.filter(label=label).exclude(attributes={}).only("id", "image_id", "attributes")
+    ):
         kept = {
             name: value
             for name, value in annotation.attributes.items()

@@ -118,7 +118,11 @@ def label_selected(request, project_id: int):
         walk = {key: request.POST.get(key, "").strip() for key in FILTER_KEYS if request.POST.get(key, "").strip()}
         ids = _selected_ids(request, project)
     else:
-        ids = sorted(set(_selected_ids(request, project) if request.method == "POST" else ids_parse(request.GET.getlist("image"))))
+        ids = sorted(
+            set(
+                _selected_ids(request, project) if request.method == "POST" else ids_parse(request.GET.getlist("image"))
+            )
+        )
         if ids:
             walk = {"ids": ",".join(map(str, ids))}
     first = (images.filter(pk__in=ids) if ids else images).order_by("-id").first()
@@ -167,7 +171,9 @@ def images_validation(request, project_id: int):
     adding = request.POST.get("validation") == "add"
     changed = services.images_set_validation(project=project, image_ids=ids, is_validation=adding)
     verb = "Added" if adding else "Removed"
-    messages.success(request, f"{verb} {changed} image{'s' if changed != 1 else ''} {'to' if adding else 'from'} the validation set.")
+    messages.success(
+        request, f"{verb} {changed} image{'s' if changed != 1 else ''} {'to' if adding else 'from'} the validation set."
+    )
     return redirect("projects:detail", project_id=project.id)
 
 

@@ -1,1 +1,1 @@
-"""Image embeddings and 1vN / NvN similarity search on pgvector (the extension is installed now)."""
+"""Image embeddings in pgvector (computed by embedding jobs) and 1vN / NvN similarity search over them."""

@@ -20,8 +20,12 @@ from training.predictions import image_check, upload_read
 class QueryInput(serializers.Serializer):
     limit = serializers.IntegerField(min_value=1, max_value=selectors.MAX_LIMIT, default=selectors.DEFAULT_LIMIT)
     threshold = serializers.FloatField(min_value=-1, max_value=1, default=selectors.DEFAULT_THRESHOLD)
-    labels = serializers.CharField(required=False, allow_blank=True, default="", help_text="Label names, comma-separated.")
-    op = serializers.ChoiceField(choices=["and", "or"], default="or", help_text="Images with all (and) or any (or) label.")
+    labels = serializers.CharField(
+        required=False, allow_blank=True, default="", help_text="Label names, comma-separated."
+    )
+    op = serializers.ChoiceField(
+        choices=["and", "or"], default="or", help_text="Images with all (and) or any (or) label."
+    )
 
 
 class PairsInput(QueryInput):
@@ -55,8 +59,13 @@ class SimilarApi(APIView):
             raise ValidationError({"image": ["Give the id of an image of this project."]})
         return Response(searches.similar_to_image(project=project, image=image, **self._query(request)))
 
-    @extend_schema(parameters=QUERY_PARAMETERS, request={"multipart/form-data": {"type": "object",
-                   "properties": {"file": {"type": "string", "format": "binary"}}}}, responses={200: dict})  # fmt: skip
+    @extend_schema(
+        parameters=QUERY_PARAMETERS,
+        request={
+            "multipart/form-data": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}
+        },
+        responses={200: dict},
+    )
     def post(self, request, project_id: int):
         project = access_project(request.user, project_id)
         upload = request.FILES.get("file")
@@ -81,9 +90,13 @@ class SimilarPairsApi(APIView):
         parameters = _pair_parameters(request.query_params)
         pairs = searches.pairs_now(project=project, parameters=parameters)
         if pairs is None:
-            return Response({"detail": "This project is too large to compare every image now; start a background "
-                             "search with POST to this URL (the same parameters, in the body)."},
-                            status=status.HTTP_409_CONFLICT)  # fmt: skip
+            return Response(
+                {
+                    "detail": "This project is too large to compare every image now; start a background "
+                    "search with POST to this URL (the same parameters, in the body)."
+                },
+                status=status.HTTP_409_CONFLICT,
+            )
         return Response({"status": "finished", "parameters": parameters, "pairs": pairs})
 
     @extend_schema(request=PairsInput, responses={202: dict})

@@ -27,8 +27,13 @@ class ImageEmbedding(models.Model):
     class Meta:
         ordering = ["image_id"]
         indexes = [
-            HnswIndex(name="embedding_vector_hnsw", fields=["vector"], m=16, ef_construction=64,
-                      opclasses=["vector_cosine_ops"]),  # fmt: skip
+            HnswIndex(
+                name="embedding_vector_hnsw",
+                fields=["vector"],
+                m=16,
+                ef_construction=64,
+                opclasses=["vector_cosine_ops"],
+            ),
             models.Index(fields=["project"], name="embedding_project"),
         ]
 

@@ -20,7 +20,9 @@ def _vector_of(image: Image):
     try:
         return services.embedder().embed([stored_bytes(image.file.name)])[0]
     except Exception as exc:  # a missing or damaged file is the image's problem, not a server error
-        raise ValidationError({"image": [f"{image.name} cannot be read, so it cannot be searched with ({exc})."]}) from None
+        raise ValidationError(
+            {"image": [f"{image.name} cannot be read, so it cannot be searched with ({exc})."]}
+        ) from None
 
 
 def label_names(labels: str | list[str]) -> list[str]:
@@ -31,8 +33,15 @@ def label_names(labels: str | list[str]) -> list[str]:
 def _run(project: Project, vector, *, limit, threshold, labels, op, exclude_image_id=None) -> dict:
     names = label_names(labels)
     label_ids = selectors.labels_resolve(project=project, names=names) if names else []
-    results = selectors.similar_images(project=project, vector=vector, limit=limit, threshold=threshold,
-                                       label_ids=label_ids, op=op, exclude_image_id=exclude_image_id)  # fmt: skip
+    results = selectors.similar_images(
+        project=project,
+        vector=vector,
+        limit=limit,
+        threshold=threshold,
+        label_ids=label_ids,
+        op=op,
+        exclude_image_id=exclude_image_id,
+    )
     images = Image.objects.in_bulk([image_id for image_id, _ in results])
     return {
         "parameters": {"limit": limit, "threshold": threshold, "labels": names, "op": op},
@@ -52,19 +61,32 @@ def similar_to_bytes(*, project: Project, data: bytes, **query) -> dict:
 
 
 def image_out(image: Image) -> dict:
-    return {"id": image.pk, "name": image.name, "thumbnail_url": f"/api/images/{image.pk}/thumbnail/",
-            "file_url": f"/api/images/{image.pk}/file/"}  # fmt: skip
+    return {
+        "id": image.pk,
+        "name": image.name,
+        "thumbnail_url": f"/api/images/{image.pk}/thumbnail/",
+        "file_url": f"/api/images/{image.pk}/file/",
+    }
 
 
 def pairs_out(pairs: list) -> list[dict]:
     images = Image.objects.in_bulk({i for a, b, _ in pairs for i in (a, b)})
-    return [{"a": image_out(images[a]), "b": image_out(images[b]), "score": score}
-            for a, b, score in pairs if a in images and b in images]  # fmt: skip
+    return [
+        {"a": image_out(images[a]), "b": image_out(images[b]), "score": score}
+        for a, b, score in pairs
+        if a in images and b in images
+    ]
 
 
 def pair_search_out(search: PairSearch) -> dict:
-    body = {"id": search.pk, "status": search.status, "progress": search.progress, "parameters": search.parameters,
-            "error": search.error, "url": f"/api/pair-searches/{search.pk}/"}  # fmt: skip
+    body = {
+        "id": search.pk,
+        "status": search.status,
+        "progress": search.progress,
+        "parameters": search.parameters,
+        "error": search.error,
+        "url": f"/api/pair-searches/{search.pk}/",
+    }
     if search.status == PairSearch.Status.FINISHED:
         body["pairs"] = pairs_out(search.pairs)
     return body
@@ -90,8 +112,13 @@ def pair_search_begin(*, project: Project, user, parameters: dict) -> PairSearch
 
 def pair_search_get(*, user, search_id: int, project_id: int | None = None) -> PairSearch:
     """A pair search the user may see (404 otherwise)."""
-    return access_child(user, PairSearch.objects.filter(pk=search_id).first(), "view_project", "No such pair search.",
-                        project_id=project_id)  # fmt: skip
+    return access_child(
+        user,
+        PairSearch.objects.filter(pk=search_id).first(),
+        "view_project",
+        "No such pair search.",
+        project_id=project_id,
+    )
 
 
 def index_status(*, project: Project) -> dict:

@@ -23,7 +23,9 @@ from training.ml.embedder import DIMENSIONS
 
 DEFAULT_LIMIT = 20
 DEFAULT_THRESHOLD = 0.5  # 1vN: how alike a result must be at least
-DEFAULT_PAIR_THRESHOLD = 0.6  # NvN: near-duplicates of photos score 0.6-1.0, other photos below 0.5 (docs/benchmarks.md)
+DEFAULT_PAIR_THRESHOLD = (
+    0.6  # NvN: near-duplicates of photos score 0.6-1.0, other photos below 0.5 (docs/benchmarks.md)
+)
 MAX_LIMIT = 1000
 EF_SEARCH = 64  # candidates the HNSW walk keeps (bench/similarity.py weighs recall against time)
 MAX_PAIRS = 10_000
@@ -69,16 +71,24 @@ def _label_sql(label_ids: list[int], op: str) -> tuple[str, list]:
     if not label_ids:
         return "", []
     classes, objects = Classification._meta.db_table, Annotation._meta.db_table
-    labels_of = (f"SELECT c.label_id FROM {classes} c WHERE c.image_id = e.image_id AND c.label_id = ANY(%s)"
-                 f" UNION SELECT a.label_id FROM {objects} a WHERE a.image_id = e.image_id AND a.label_id = ANY(%s)")  # fmt: skip
+    labels_of = (
+        f"SELECT c.label_id FROM {classes} c WHERE c.image_id = e.image_id AND c.label_id = ANY(%s)"
+        f" UNION SELECT a.label_id FROM {objects} a WHERE a.image_id = e.image_id AND a.label_id = ANY(%s)"
+    )
     if op == "and":
         return f" AND (SELECT count(*) FROM ({labels_of}) l) = %s", [label_ids, label_ids, len(set(label_ids))]
     return f" AND EXISTS ({labels_of})", [label_ids, label_ids]
 
 
 def similar_images(
-    *, project: Project, vector, limit: int = DEFAULT_LIMIT, threshold: float = DEFAULT_THRESHOLD,
-    label_ids: list[int] | None = None, op: str = "or", exclude_image_id: int | None = None,
+    *,
+    project: Project,
+    vector,
+    limit: int = DEFAULT_LIMIT,
+    threshold: float = DEFAULT_THRESHOLD,
+    label_ids: list[int] | None = None,
+    op: str = "or",
+    exclude_image_id: int | None = None,
     ef_search: int | None = None,
 ) -> list[tuple[int, float]]:
     """(image id, score) of the most similar images, best first, at most `limit`, none below `threshold`.
@@ -96,26 +106,39 @@ def similar_images(
         f" WHERE e.project_id = %s{exclude_sql}{labels_sql} ORDER BY e.vector <=> %s LIMIT %s"
     )  # noqa: S608  (table names from model metadata; every value is a parameter)
     query = Vector(np.asarray(vector, dtype=np.float32))
-    params = [query, project.pk, *([exclude_image_id] if exclude_image_id is not None else []), *labels_params, query, limit]
+    params = [
+        query,
+        project.pk,
+        *([exclude_image_id] if exclude_image_id is not None else []),
+        *labels_params,
+        query,
+        limit,
+    ]
     candidates = max(ef_search or EF_SEARCH, 2 * int(limit))
     with transaction.atomic(), connection.wrap_database_errors:
         with psycopg.Cursor(_vector_connection()) as cursor:
             # relaxed_order: strict_order re-walks up to hnsw.max_scan_tuples when later candidates come back
             # closer (measured: 0.5 s a query on near-tied vectors); the few rows are sorted here instead.
-            cursor.execute("SELECT set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', 'relaxed_order', true)",
-                           [str(min(1000, candidates))])  # fmt: skip
+            cursor.execute(
+                "SELECT set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', 'relaxed_order', true)",
+                [str(min(1000, candidates))],
+            )
             cursor.execute(sql, params, binary=True)
             rows = cursor.fetchall()
             if len(rows) < limit and (labels_sql or exclude_sql):
                 # The walk stops after hnsw.max_scan_tuples; a rare label in a large index can come back
                 # short. Then search exactly (`+ 0` keeps the planner off the index).
-                cursor.execute(sql.replace("ORDER BY e.vector <=> %s", "ORDER BY (e.vector <=> %s) + 0"), params, binary=True)
+                cursor.execute(
+                    sql.replace("ORDER BY e.vector <=> %s", "ORDER BY (e.vector <=> %s) + 0"), params, binary=True
+                )
                 rows = cursor.fetchall()
     rows.sort(key=lambda row: row[1])
     return [(image_id, 1.0 - distance) for image_id, distance in rows if 1.0 - distance >= threshold]
 
 
-def project_vectors(*, project: Project, label_ids: list[int] | None = None, op: str = "or") -> tuple[np.ndarray, np.ndarray]:
+def project_vectors(
+    *, project: Project, label_ids: list[int] | None = None, op: str = "or"
+) -> tuple[np.ndarray, np.ndarray]:
     """Image ids and their vectors (N x 1280 float32) for the project, filtered by labels.
 
     Read in binary (pgvector's psycopg types), which is ~30x faster than parsing each vector's text.
@@ -133,8 +156,13 @@ def project_vectors(*, project: Project, label_ids: list[int] | None = None, op:
 
 
 def similar_pairs(
-    *, project: Project, threshold: float = DEFAULT_PAIR_THRESHOLD, limit: int = 100, labels: list[str] | None = None,
-    op: str = "or", progress=None,
+    *,
+    project: Project,
+    threshold: float = DEFAULT_PAIR_THRESHOLD,
+    limit: int = 100,
+    labels: list[str] | None = None,
+    op: str = "or",
+    progress=None,
 ) -> list[tuple[int, int, float]]:
     """(image a, image b, score) of the most similar pairs above the threshold, best first."""
     from training.ml.embedder import top_pairs

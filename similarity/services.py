@@ -101,8 +101,10 @@ def _indexing(project_id: int):
 
 
 def _rows(batch: list[Image], project_id: int) -> list[ImageEmbedding]:
-    return [ImageEmbedding(image_id=image.pk, project_id=project_id, embedder=EMBEDDER_NAME, vector=vector)
-            for image, vector in _embed(batch)]  # fmt: skip
+    return [
+        ImageEmbedding(image_id=image.pk, project_id=project_id, embedder=EMBEDDER_NAME, vector=vector)
+        for image, vector in _embed(batch)
+    ]
 
 
 def _embed(batch: list[Image]) -> list[tuple[Image, object]]:
@@ -128,7 +130,8 @@ def _embed(batch: list[Image]) -> list[tuple[Image, object]]:
         if isinstance(content, Exception):
             logger.warning("Image %s cannot be indexed: %s", image.pk, content)
             UnindexedImage.objects.get_or_create(
-                image_id=image.pk, defaults={"project_id": image.project_id, "reason": str(content)[:300] or type(content).__name__}
+                image_id=image.pk,
+                defaults={"project_id": image.project_id, "reason": str(content)[:300] or type(content).__name__},
             )
     return out
 
@@ -141,8 +144,9 @@ def _embeddings_insert(rows: list[ImageEmbedding], *, replace: bool = False) -> 
         try:
             with transaction.atomic():
                 if replace:
-                    ImageEmbedding.objects.bulk_create(rows, update_conflicts=True, unique_fields=["image"],
-                                                       update_fields=["vector", "embedder"])  # fmt: skip
+                    ImageEmbedding.objects.bulk_create(
+                        rows, update_conflicts=True, unique_fields=["image"], update_fields=["vector", "embedder"]
+                    )
                 else:
                     ImageEmbedding.objects.bulk_create(rows, ignore_conflicts=True)
             return len(rows)
@@ -183,7 +187,9 @@ def pair_search_start(*, project: Project, user, parameters: dict) -> PairSearch
         )
         if live is not None:
             return live
-        search = PairSearch.objects.create(kind=PairSearch.KIND, project=project, created_by=user, parameters=parameters)
+        search = PairSearch.objects.create(
+            kind=PairSearch.KIND, project=project, created_by=user, parameters=parameters
+        )
         job_submit(search)
     return search
 

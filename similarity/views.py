@@ -18,7 +18,9 @@ from training.predictions import image_check, upload_read
 class QueryForm(forms.Form):
     """Every option may be left out; its initial value is used then."""
 
-    limit = forms.IntegerField(required=False, min_value=1, max_value=selectors.MAX_LIMIT, initial=selectors.DEFAULT_LIMIT)
+    limit = forms.IntegerField(
+        required=False, min_value=1, max_value=selectors.MAX_LIMIT, initial=selectors.DEFAULT_LIMIT
+    )
     threshold = forms.FloatField(required=False, min_value=-1, max_value=1, initial=selectors.DEFAULT_THRESHOLD)
     labels = forms.CharField(required=False, help_text="Comma-separated label names")
     op = forms.ChoiceField(required=False, choices=[("or", "any of them"), ("and", "all of them")], initial="or")
@@ -57,8 +59,13 @@ def similar_page(request, project_id: int):
             result = searches.similar_to_image(project=project, image=image, **query)
     except ValidationError as exc:
         flash_errors(request, exc)
-    context = {"project": project, "form": form if form.is_bound else QueryForm(initial=query), "image": image,
-               "result": result, "index": result["index"] if result else searches.index_status(project=project)}  # fmt: skip
+    context = {
+        "project": project,
+        "form": form if form.is_bound else QueryForm(initial=query),
+        "image": image,
+        "result": result,
+        "index": result["index"] if result else searches.index_status(project=project),
+    }
     return render(request, "similarity/similar.html", context)
 
 
@@ -89,9 +96,16 @@ def pairs_page(request, project_id: int):
             too_large = pairs is None
         except ValidationError as exc:
             flash_errors(request, exc)
-    context = {"project": project, "form": form if form.is_bound else PairsForm(initial=query), "pairs": pairs,
-               "search": search, "too_large": too_large, "perms": perms, "may_search": searches.PAIR_SEARCH_PERMISSION in perms,
-               "index": searches.index_status(project=project)}  # fmt: skip
+    context = {
+        "project": project,
+        "form": form if form.is_bound else PairsForm(initial=query),
+        "pairs": pairs,
+        "search": search,
+        "too_large": too_large,
+        "perms": perms,
+        "may_search": searches.PAIR_SEARCH_PERMISSION in perms,
+        "index": searches.index_status(project=project),
+    }
     return render(request, "similarity/pairs.html", context)
 
 
@@ -100,8 +114,13 @@ def pair_search_page(request, project_id: int, search_id: int):
     """The polled partial of a background pair search: progress, then the pairs."""
     search = searches.pair_search_get(user=request.user, search_id=search_id, project_id=project_id)
     pairs = searches.pairs_out(search.pairs) if search.status == PairSearch.Status.FINISHED else None
-    context = {"project": search.project, "search": search, "pairs": pairs, "index": searches.index_status(project=search.project),
-               "perms": project_permissions(request.user, search.project)}  # fmt: skip
+    context = {
+        "project": search.project,
+        "search": search,
+        "pairs": pairs,
+        "index": searches.index_status(project=search.project),
+        "perms": project_permissions(request.user, search.project),
+    }
     return render(request, "similarity/pairs.html#results", context)
 
 
@@ -109,4 +128,6 @@ def pair_search_page(request, project_id: int, search_id: int):
 def index_page(request, project_id: int):
     """The project page's indexing progress (htmx), polled until every image is indexed."""
     project = access_project(request.user, project_id)
-    return render(request, "similarity/index_status.html", {"project": project, "index": searches.index_status(project=project)})
+    return render(
+        request, "similarity/index_status.html", {"project": project, "index": searches.index_status(project=project)}
+    )

@@ -33,10 +33,15 @@ def _wait_port(port: int, process: subprocess.Popen, what: str) -> None:
 def redis_url():
     """A throw-away Debian redis-server (`make test` installs it), nothing saved to disk."""
     binary = shutil.which("redis-server")
-    assert binary, "These tests need Debian's redis-server: run `make test`, which installs it, or apt-get install redis-server."
+    assert binary, (
+        "These tests need Debian's redis-server: run `make test`, which installs it, or apt-get install redis-server."
+    )
     port = free_port()
-    server = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    server = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         _wait_port(port, server, "redis-server")
         yield f"redis://127.0.0.1:{port}/0"
@@ -49,15 +54,19 @@ def redis_url():
 def s3_endpoint():
     """moto's S3-compatible server on 127.0.0.1, with one bucket; yields its settings."""
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         _wait_port(port, server, "moto's S3 server")
         import boto3
 
         endpoint = f"http://127.0.0.1:{port}"
-        client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test",
-                              region_name="us-east-1")  # fmt: skip
+        client = boto3.client(
+            "s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1"
+        )
         client.create_bucket(Bucket="sightline-test")
         yield {"endpoint": endpoint, "bucket": "sightline-test", "client": client}
     finally:

@@ -16,10 +16,11 @@ def test_healthz_is_503_and_names_each_cluster_when_no_worker_has_reported(clien
     assert body["status"] == "unhealthy"
     assert body["failing"] == ["workers"]
     assert body["checks"]["workers"] == {
-        "ok": False, "routed": False,
+        "ok": False,
+        "routed": False,
         "cpu": {"ok": False, "error": "No worker of the cpu cluster has reported yet; start manage.py qcluster."},
         "gpu": {"ok": False, "error": "No worker of the gpu cluster has reported yet; start manage.py qcluster."},
-    }  # fmt: skip
+    }
     assert body["checks"]["database"]["ok"] is True
     assert body["checks"]["database"]["version"].startswith("PostgreSQL 18")
     assert body["checks"]["vector"] == {"ok": True, "version": body["checks"]["vector"]["version"]}
@@ -34,7 +35,11 @@ def test_healthz_is_200_after_the_heartbeat_task_ran(client):
     assert response.json()["failing"] == []
     workers = response.json()["checks"]["workers"]
     # Out of the box one worker, of the default cluster, serves both kinds of work.
-    assert (workers["cpu"]["ok"], workers["cpu"]["served_by"], workers["gpu"]["served_by"]) == (True, "sightline", "sightline")
+    assert (workers["cpu"]["ok"], workers["cpu"]["served_by"], workers["gpu"]["served_by"]) == (
+        True,
+        "sightline",
+        "sightline",
+    )
 
 
 def test_healthz_reports_each_cluster_of_a_routed_deployment_separately(client, settings):
@@ -49,7 +54,10 @@ def test_healthz_reports_each_cluster_of_a_routed_deployment_separately(client, 
     assert workers["gpu"]["error"] == "The last heartbeat of the gpu cluster is 600 s old."
     WorkerHeartbeat.objects.filter(cluster="cpu").delete()
     body = client.get("/healthz").json()["checks"]["workers"]
-    assert body["cpu"]["error"] == "No worker of the cpu cluster has reported yet; start Q_CLUSTER_NAME=cpu manage.py qcluster."
+    assert (
+        body["cpu"]["error"]
+        == "No worker of the cpu cluster has reported yet; start Q_CLUSTER_NAME=cpu manage.py qcluster."
+    )
 
 
 def test_healthz_reports_a_stale_worker(client, settings):

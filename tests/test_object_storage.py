@@ -26,10 +26,17 @@ def s3(s3_endpoint, settings):  # noqa: F811
     """The default storage is the bucket, exactly as SIGHTLINE_S3_BUCKET makes it in settings/base.py."""
     from config.settings.base import s3_storage
 
-    settings.STORAGES = {**settings.STORAGES, "default": s3_storage(
-        bucket=s3_endpoint["bucket"], endpoint_url=s3_endpoint["endpoint"], region="us-east-1", access_key="test",
-        secret_key="test", expire=300,
-    )}  # fmt: skip
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": s3_storage(
+            bucket=s3_endpoint["bucket"],
+            endpoint_url=s3_endpoint["endpoint"],
+            region="us-east-1",
+            access_key="test",
+            secret_key="test",
+            expire=300,
+        ),
+    }
     settings.SIGHTLINE_PRESIGNED_SECONDS = 300
     return s3_endpoint
 
@@ -54,8 +61,9 @@ def follow(s3, response) -> bytes:
 def test_an_upload_and_its_thumbnail_live_in_the_bucket_and_reach_browsers_by_presigned_urls(s3, api, user):
     project = make_project(owner=user)
     png = image_bytes(width=640, height=480)
-    response = api.post(f"/api/projects/{project.id}/images/", {"files": [SimpleUploadedFile("red.png", png)]},
-                        format="multipart")  # fmt: skip
+    response = api.post(
+        f"/api/projects/{project.id}/images/", {"files": [SimpleUploadedFile("red.png", png)]}, format="multipart"
+    )
     assert response.status_code == 201, response.content
     image = Image.objects.get()
     assert keys(s3) == {image.file.name, image.thumbnail.name}
@@ -70,8 +78,11 @@ def test_an_upload_and_its_thumbnail_live_in_the_bucket_and_reach_browsers_by_pr
 
 def test_a_background_export_is_written_to_the_bucket_and_downloaded_from_it(s3, api, user):
     project = make_project(owner=user)
-    api.post(f"/api/projects/{project.id}/images/", {"files": [SimpleUploadedFile("red.png", image_bytes())]},
-             format="multipart")  # fmt: skip
+    api.post(
+        f"/api/projects/{project.id}/images/",
+        {"files": [SimpleUploadedFile("red.png", image_bytes())]},
+        format="multipart",
+    )
     started = api.get(f"/api/projects/{project.id}/export/", {"format": "coco", "background": "1"})
     assert started.status_code == 202
     assert job_run(started.json()["id"]) == "finished"
@@ -93,8 +104,11 @@ def test_a_sam_embedding_is_cached_in_the_bucket_for_every_host(s3, api, user, s
     s = scene("ellipse", 1)
     out = io.BytesIO()
     PILImage.fromarray(s.rgb).save(out, "PNG")
-    api.post(f"/api/projects/{project.id}/images/", {"files": [SimpleUploadedFile("e.png", out.getvalue())]},
-             format="multipart")  # fmt: skip
+    api.post(
+        f"/api/projects/{project.id}/images/",
+        {"files": [SimpleUploadedFile("e.png", out.getvalue())]},
+        format="multipart",
+    )
     image = Image.objects.get()
     payload = {"box": s.box, "foreground": s.foreground, "background": s.background}
     try:

@@ -23,9 +23,12 @@ def worker_env(**extra: str) -> dict:
     url = f"postgresql://{quote(db['USER'] or '')}@{quote(str(db['HOST'] or ''), safe='')}:{db['PORT'] or 5432}/{db['NAME']}"
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env.update(
-        DATABASE_URL=url, DJANGO_SETTINGS_MODULE="config.settings.test", SIGHTLINE_TEST_MEDIA_ROOT=str(settings.MEDIA_ROOT),
-        PYTHONUNBUFFERED="1", **extra,
-    )  # fmt: skip
+        DATABASE_URL=url,
+        DJANGO_SETTINGS_MODULE="config.settings.test",
+        SIGHTLINE_TEST_MEDIA_ROOT=str(settings.MEDIA_ROOT),
+        PYTHONUNBUFFERED="1",
+        **extra,
+    )
     return env
 
 
@@ -62,9 +65,13 @@ def qcluster(cluster: str | None, log, **env: str) -> subprocess.Popen:
     """`manage.py qcluster` for one cluster (None: the default one), in its own process group, logging to `log`."""
     extra = {"Q_CLUSTER_NAME": cluster} if cluster else {}
     return subprocess.Popen(
-        [sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=worker_env(**extra, LOG_LEVEL="INFO", **env),
-        start_new_session=True, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        [sys.executable, "manage.py", "qcluster"],
+        cwd=ROOT,
+        env=worker_env(**extra, LOG_LEVEL="INFO", **env),
+        start_new_session=True,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def stop(process: subprocess.Popen) -> None:

@@ -38,8 +38,17 @@ class TrainingJobAdmin(ReadOnlyAdmin):
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(ReadOnlyAdmin):
-    list_display = ["name", "project", "task", "multi_label", "backbone", "best_epoch", "epochs_trained", "predict_with",
-                    "created_at"]  # fmt: skip
+    list_display = [
+        "name",
+        "project",
+        "task",
+        "multi_label",
+        "backbone",
+        "best_epoch",
+        "epochs_trained",
+        "predict_with",
+        "created_at",
+    ]
     list_filter = ["task", "multi_label"]
     search_fields = ["name", "project__name"]
 

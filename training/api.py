@@ -51,8 +51,13 @@ class JobOutput(serializers.Serializer):
         version = job.dataset_version
         if version is None:
             return None
-        return {"id": version.id, "number": version.number, "labels": version.label_names, "counts": version.counts,
-                "split_method": version.split_method}  # fmt: skip
+        return {
+            "id": version.id,
+            "number": version.number,
+            "labels": version.label_names,
+            "counts": version.counts,
+            "split_method": version.split_method,
+        }
 
     def get_model_id(self, job: TrainingJob) -> int | None:
         model = getattr(job, "model_version", None)
@@ -130,8 +135,12 @@ class DatasetVersionDetailApi(APIView):
 
     @extend_schema(responses={200: DatasetVersionOutput})
     def get(self, request, version_id: int):
-        version = access_child(request.user, DatasetVersion.objects.filter(pk=version_id).first(), "view_project",
-                               "No such dataset version.")  # fmt: skip
+        version = access_child(
+            request.user,
+            DatasetVersion.objects.filter(pk=version_id).first(),
+            "view_project",
+            "No such dataset version.",
+        )
         paginator = PageNumberPagination()
         paginator.page_size = 500
         items = paginator.paginate_queryset(DatasetItem.objects.filter(dataset_version=version).order_by("id"), request)
@@ -190,9 +199,10 @@ class ModelDetailApi(APIView):
     class InputSerializer(StrictSerializer):
         predict_with = serializers.ChoiceField(choices=Checkpoint.values, required=False)
         thresholds = serializers.DictField(
-            required=False, allow_null=True,
+            required=False,
+            allow_null=True,
             help_text='Multi-label: {"best": [one number per label] or null to use the optimised ones, "last": ...}',
-        )  # fmt: skip
+        )
 
     @extend_schema(responses={200: ModelOutput})
     def get(self, request, model_id: int):
@@ -208,7 +218,9 @@ class ModelDetailApi(APIView):
 
     @extend_schema(responses={204: None})
     def delete(self, request, model_id: int):
-        services.model_version_delete(model=selectors.model_get(user=request.user, model_id=model_id, perm="train_project"))
+        services.model_version_delete(
+            model=selectors.model_get(user=request.user, model_id=model_id, perm="train_project")
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -241,18 +253,24 @@ class ModelStatisticsApi(APIView):
 
 class ModelPredictionsApi(APIView):
     @extend_schema(
-        parameters=[*VIEW_PARAMETERS, OpenApiParameter("show", str, enum=["all", "wrong", "right"]),
-                    OpenApiParameter("advanced", bool, description="Every label, not only the predicted ones.")],
+        parameters=[
+            *VIEW_PARAMETERS,
+            OpenApiParameter("show", str, enum=["all", "wrong", "right"]),
+            OpenApiParameter("advanced", bool, description="Every label, not only the predicted ones."),
+        ],
         responses={200: dict},
-    )  # fmt: skip
+    )
     def get(self, request, model_id: int):
         model = selectors.model_get(user=request.user, model_id=model_id)
         checkpoint, split = _view_query(request)
         rows = statistics.model_predictions(
-            model=model, checkpoint=checkpoint, split=split, show=request.query_params.get("show", "all"),
+            model=model,
+            checkpoint=checkpoint,
+            split=split,
+            show=request.query_params.get("show", "all"),
             advanced=request.query_params.get("advanced", "") in {"1", "true", "yes"},
             thresholds=thresholds_parse(request.query_params.get("thresholds"), model),
-        )  # fmt: skip
+        )
         return Response({"checkpoint": checkpoint, "split": split, "count": len(rows), "images": rows})
 
 
@@ -302,7 +320,9 @@ class PredictApi(APIView):
         if upload is None:
             raise ValidationError({"file": ["Send the image as the request body or as the `file` field."]})
         checkpoint = checkpoint or model.predict_with
-        [result] = predictions.images_predict(model=model, checkpoint=checkpoint, images=[predictions.upload_read(upload)])
+        [result] = predictions.images_predict(
+            model=model, checkpoint=checkpoint, images=[predictions.upload_read(upload)]
+        )
         return Response({"model": model.name, "checkpoint": checkpoint, "predictions": result})
 
 

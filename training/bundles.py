@@ -50,17 +50,34 @@ def model_bundle(*, model: ModelVersion, checkpoint: str) -> bytes:
     torch.export.save(program, exported)
     thresholds = model.thresholds_for(checkpoint)
     meta = {
-        "name": model.name, "project_id": model.project_id, "checkpoint": checkpoint, "task": model.task,
-        "multi_label": model.multi_label, "labels": model.labels, "image_size": model.image_size,
-        "thresholds": thresholds, "backbone": model.backbone,
-    }  # fmt: skip
-    readme = (BUNDLE_DIR / "README.md").read_text().format(
-        name=model.name, kind="multi-label" if model.multi_label else "single-label", backbone=model.backbone,
-        image_size=model.image_size, checkpoint=checkpoint, epochs=model.epochs_trained,
-        labels=", ".join(model.labels), project_id=model.project_id, count=len(model.labels),
-        threshold_note="Each prediction also says whether its score reaches the label's threshold (`positive`)."
-        if thresholds is not None else "Single-label scores add up to 1.",
-    )  # fmt: skip
+        "name": model.name,
+        "project_id": model.project_id,
+        "checkpoint": checkpoint,
+        "task": model.task,
+        "multi_label": model.multi_label,
+        "labels": model.labels,
+        "image_size": model.image_size,
+        "thresholds": thresholds,
+        "backbone": model.backbone,
+    }
+    readme = (
+        (BUNDLE_DIR / "README.md")
+        .read_text()
+        .format(
+            name=model.name,
+            kind="multi-label" if model.multi_label else "single-label",
+            backbone=model.backbone,
+            image_size=model.image_size,
+            checkpoint=checkpoint,
+            epochs=model.epochs_trained,
+            labels=", ".join(model.labels),
+            project_id=model.project_id,
+            count=len(model.labels),
+            threshold_note="Each prediction also says whether its score reaches the label's threshold (`positive`)."
+            if thresholds is not None
+            else "Single-label scores add up to 1.",
+        )
+    )
     out = io.BytesIO()
     folder = f"{safe_name(model.name)}-{checkpoint}"
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as bundle:

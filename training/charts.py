@@ -83,17 +83,24 @@ def learning_curve(history: list[dict], metric: str, *, best_epoch: int | None, 
     scale = _Scale(x_range, y_range)
     series = [
         Series(
-            name=split, color=COLORS[split], points=scale.points(pairs),
+            name=split,
+            color=COLORS[split],
+            points=scale.points(pairs),
             dots=[(scale.x(x), scale.y(y), f"epoch {x}: {split} {metric} {y:.4f}") for x, y in pairs],
         )
-        for split, pairs in values.items() if pairs
-    ]  # fmt: skip
+        for split, pairs in values.items()
+        if pairs
+    ]
     markers = [(scale.x(best_epoch), f"best model: epoch {best_epoch}")] if best_epoch else []
     return Chart(
-        title=title, x_label="epoch", y_label=metric, series=series,
+        title=title,
+        x_label="epoch",
+        y_label=metric,
+        series=series,
         x_ticks=[(scale.x(v), _label(v)) for v in _ticks(*x_range, count=min(6, max(2, len(epochs))), integer=True)],
-        y_ticks=[(scale.y(v), _label(v)) for v in _ticks(*y_range)], markers=markers,
-    )  # fmt: skip
+        y_ticks=[(scale.y(v), _label(v)) for v in _ticks(*y_range)],
+        markers=markers,
+    )
 
 
 def pr_curve(points: list[dict], *, threshold: float | None, title: str) -> tuple[Chart, list[dict]]:
@@ -103,17 +110,26 @@ def pr_curve(points: list[dict], *, threshold: float | None, title: str) -> tupl
     """
     scale = _Scale((0, 1), (0, 1.02))
     pairs = [(p["recall"], p["precision"]) for p in points]
-    clickable = [{"x": scale.x(p["recall"]), "y": scale.y(p["precision"]), "t": round(p["threshold"], 4)} for p in points]
+    clickable = [
+        {"x": scale.x(p["recall"]), "y": scale.y(p["precision"]), "t": round(p["threshold"], 4)} for p in points
+    ]
     markers = []
     if threshold is not None and points:
         at = min(points, key=lambda p: (abs(p["threshold"] - threshold), -p["recall"]))
-        markers.append((scale.x(at["recall"]), f"threshold {threshold:.3f}: precision {at['precision']:.3f}, "
-                                               f"recall {at['recall']:.3f}"))  # fmt: skip
+        markers.append(
+            (
+                scale.x(at["recall"]),
+                f"threshold {threshold:.3f}: precision {at['precision']:.3f}, recall {at['recall']:.3f}",
+            )
+        )
     ticks = [0, 0.25, 0.5, 0.75, 1]
     chart = Chart(
-        title=title, x_label="recall", y_label="precision",
+        title=title,
+        x_label="recall",
+        y_label="precision",
         series=[Series(name="precision-recall", color=COLORS["train"], points=scale.points(pairs))],
-        x_ticks=[(scale.x(v), _label(v)) for v in ticks], y_ticks=[(scale.y(v), _label(v)) for v in ticks],
+        x_ticks=[(scale.x(v), _label(v)) for v in ticks],
+        y_ticks=[(scale.y(v), _label(v)) for v in ticks],
         markers=markers,
-    )  # fmt: skip
+    )
     return chart, clickable

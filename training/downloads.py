@@ -22,7 +22,9 @@ def predictions_zip(*, model: ModelVersion, checkpoint: str) -> bytes:
     for split in Split.values:
         for row in statistics.model_predictions(model=model, checkpoint=checkpoint, split=split, advanced=True):
             rows.append({"split": split, **row})
-    thumbnails = dict(Image.objects.filter(pk__in=[r["image_id"] for r in rows if r["image_id"]]).values_list("id", "thumbnail"))
+    thumbnails = dict(
+        Image.objects.filter(pk__in=[r["image_id"] for r in rows if r["image_id"]]).values_list("id", "thumbnail")
+    )
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
         table = io.StringIO()
@@ -31,10 +33,16 @@ def predictions_zip(*, model: ModelVersion, checkpoint: str) -> bytes:
         for row in rows:
             scores = {p["label"]: p["score"] for p in row["predictions"]}
             predicted = [p["label"] for p in row["predictions"] if p["positive"]]
-            writer.writerow([
-                row["image_name"], row["split"], ";".join(row["truth"]), ";".join(predicted), row["correct"],
-                *(f"{scores[label]:.6f}" for label in model.labels),
-            ])  # fmt: skip
+            writer.writerow(
+                [
+                    row["image_name"],
+                    row["split"],
+                    ";".join(row["truth"]),
+                    ";".join(predicted),
+                    row["correct"],
+                    *(f"{scores[label]:.6f}" for label in model.labels),
+                ]
+            )
             name = thumbnails.get(row["image_id"])
             try:
                 thumbnail = stored_bytes(name) if name else None
@@ -43,8 +51,14 @@ def predictions_zip(*, model: ModelVersion, checkpoint: str) -> bytes:
             if thumbnail is not None:
                 archive.writestr(f"images/{row['split']}/{row['item']}-{safe_name(row['image_name'])}.webp", thumbnail)
         archive.writestr("predictions.csv", table.getvalue())
-        meta = {"model": model.name, "checkpoint": checkpoint, "labels": model.labels, "multi_label": model.multi_label,
-                "thresholds": model.thresholds_for(checkpoint), "images": rows}  # fmt: skip
+        meta = {
+            "model": model.name,
+            "checkpoint": checkpoint,
+            "labels": model.labels,
+            "multi_label": model.multi_label,
+            "thresholds": model.thresholds_for(checkpoint),
+            "images": rows,
+        }
         archive.writestr("predictions.json", json.dumps(meta, indent=1))
     return out.getvalue()
 

@@ -3,7 +3,11 @@
 from jobs.registry import GPU, JobKind
 
 TRAINING = JobKind(
-    name="training", label="Training", cluster=GPU, run="training.runs.training_job_execute",
-    permission="train_project", url="/projects/{project_id}/training/{id}/",
-)  # fmt: skip
+    name="training",
+    label="Training",
+    cluster=GPU,
+    run="training.services.runs.training_job_execute",
+    permission="train_project",
+    url="/projects/{project_id}/training/{id}/",
+)
 KINDS = (TRAINING,)

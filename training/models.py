@@ -131,12 +131,18 @@ class ModelVersion(models.Model):
     best_evaluation = models.FileField(upload_to=checkpoint_upload_path, max_length=300)
     last_evaluation = models.FileField(upload_to=checkpoint_upload_path, max_length=300)
     metrics = models.JSONField(default=dict, help_text="Summary per checkpoint and split, for lists and the API.")
-    optimized_thresholds = models.JSONField(default=dict, help_text="Multi-label: per checkpoint, the F1-best threshold per label.")
-    thresholds = models.JSONField(default=dict, blank=True, help_text="Multi-label: thresholds a person set, per checkpoint.")
+    optimized_thresholds = models.JSONField(
+        default=dict, help_text="Multi-label: per checkpoint, the F1-best threshold per label."
+    )
+    thresholds = models.JSONField(
+        default=dict, blank=True, help_text="Multi-label: thresholds a person set, per checkpoint."
+    )
     predict_with = models.CharField(
-        max_length=4, choices=Checkpoint.choices, default=Checkpoint.BEST,
+        max_length=4,
+        choices=Checkpoint.choices,
+        default=Checkpoint.BEST,
         help_text="Which checkpoint answers predictions that do not name one.",
-    )  # fmt: skip
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -46,23 +46,47 @@ class Parameter:
 CLASSIFICATION = [
     Parameter("epochs", 6, "Passes over the training images.", int, 1, 500),
     Parameter("batch_size", 32, "Images per training step; lower it if memory runs out.", int, 1, 64, advanced=True),
-    Parameter("learning_rate", 0.001, "Step size of the optimizer (AdamW, cosine schedule).", float, 0.00001, 0.1, advanced=True),
-    Parameter("image_size", 224, "Images are resized to this square size.", int, choices=IMAGE_SIZES, advanced=True),
-    Parameter("validation_percent", 20, "Share of images held out for validation, stratified by label.", int, 5, 50, advanced=True),
     Parameter(
-        "use_validation_set", False, "Validate on the images marked 'validation' instead of a percentage.", bool,
+        "learning_rate",
+        0.001,
+        "Step size of the optimizer (AdamW, cosine schedule).",
+        float,
+        0.00001,
+        0.1,
+        advanced=True,
+    ),
+    Parameter("image_size", 224, "Images are resized to this square size.", int, choices=IMAGE_SIZES, advanced=True),
+    Parameter(
+        "validation_percent",
+        20,
+        "Share of images held out for validation, stratified by label.",
+        int,
+        5,
+        50,
+        advanced=True,
+    ),
+    Parameter(
+        "use_validation_set",
+        False,
+        "Validate on the images marked 'validation' instead of a percentage.",
+        bool,
         advanced=True,
     ),
     Parameter("time_limit_minutes", 60, "Training stops after this long and keeps what it has.", float, 1, 10080),
-    Parameter("patience", 3, "Stop when validation loss has not improved for this many epochs (0: never).", int, 0, 100),
+    Parameter(
+        "patience", 3, "Stop when validation loss has not improved for this many epochs (0: never).", int, 0, 100
+    ),
     Parameter("backbone", DEFAULT_BACKBONE, "A timm model name.", str, advanced=True),
     Parameter("pretrained", True, "Start from ImageNet weights.", bool, advanced=True),
     Parameter(
-        "fine_tune", "top",
+        "fine_tune",
+        "top",
         "top: train the last stages and the head on features computed once (fast on a CPU); "
         "all: train every layer with augmentation (best on a GPU); head: the classifier only.",
-        str, choices=FINE_TUNE_CHOICES, advanced=True,
-    ),  # fmt: skip
+        str,
+        choices=FINE_TUNE_CHOICES,
+        advanced=True,
+    ),
     Parameter("augment", True, "Random crops while training (fine_tune=all).", bool, advanced=True),
     Parameter("flip", True, "Random horizontal flips too (turn off for text, digits, arrows).", bool, advanced=True),
     Parameter("seed", 0, "Seeds the split and the training, for repeatable runs.", int, 0, 2**31 - 1, advanced=True),
@@ -129,10 +153,12 @@ def _check_time_limit(parameters: dict) -> dict[str, list[str]]:
 
     most = (settings.Q_CLUSTER["timeout"] - SAVE_MARGIN_SECONDS) / 60
     if parameters["time_limit_minutes"] > most:
-        return {"time_limit_minutes": [
-            f"At most {most:g} minutes on this server: the worker stops any task after "
-            f"{settings.Q_CLUSTER['timeout'] / 60:g} minutes (SIGHTLINE_TASK_TIMEOUT)."
-        ]}  # fmt: skip
+        return {
+            "time_limit_minutes": [
+                f"At most {most:g} minutes on this server: the worker stops any task after "
+                f"{settings.Q_CLUSTER['timeout'] / 60:g} minutes (SIGHTLINE_TASK_TIMEOUT)."
+            ]
+        }
     return {}
 
 
@@ -144,10 +170,12 @@ def _check_backbone(parameters: dict) -> dict[str, list[str]]:
     if not timm.is_model(name):
         return {"backbone": [f"timm has no model named {name!r}."]}
     if parameters["pretrained"] and weights_file(name) is None:
-        return {"pretrained": [
-            f"No pretrained weights for {name} on this server: put {name}.pth or {name}.safetensors in "
-            f"SIGHTLINE_WEIGHTS_DIR, choose {DEFAULT_BACKBONE}, or turn pretrained off."
-        ]}  # fmt: skip
+        return {
+            "pretrained": [
+                f"No pretrained weights for {name} on this server: put {name}.pth or {name}.safetensors in "
+                f"SIGHTLINE_WEIGHTS_DIR, choose {DEFAULT_BACKBONE}, or turn pretrained off."
+            ]
+        }
     if parameters["fine_tune"] == "top" and not _supports_top(name):
         return {"fine_tune": [f"{name} cannot train only its top stages; choose all or head."]}
     return {}

@@ -59,7 +59,11 @@ def _threshold_source(evaluation: Evaluation) -> Evaluation:
 
 
 def _summary(stats: dict, multi_label: bool) -> dict:
-    keys = ("count", "image_accuracy", "label_accuracy", "loss", "roc_auc") if multi_label else ("count", "accuracy", "loss")
+    keys = (
+        ("count", "image_accuracy", "label_accuracy", "loss", "roc_auc")
+        if multi_label
+        else ("count", "accuracy", "loss")
+    )
     return {key: stats[key] for key in keys}
 
 
@@ -83,7 +87,9 @@ def model_summary(*, model: ModelVersion) -> tuple[dict, dict]:
     return summary, optimised
 
 
-def model_statistics(*, model: ModelVersion, checkpoint: str, split: str, thresholds: list[float] | None = None) -> dict:
+def model_statistics(
+    *, model: ModelVersion, checkpoint: str, split: str, thresholds: list[float] | None = None
+) -> dict:
     """Everything the statistics page draws for one checkpoint and split."""
     part = evaluation_load(model, checkpoint).subset(split)
     out = {"checkpoint": checkpoint, "split": split, "labels": model.labels, "multi_label": model.multi_label}
@@ -93,14 +99,26 @@ def model_statistics(*, model: ModelVersion, checkpoint: str, split: str, thresh
     stats = metrics.multi_label(part.scores, part.targets, model.labels, thresholds)
     curves = {
         "all": metrics.pr_curve(part.targets.ravel(), part.scores.ravel()),
-        "labels": [metrics.pr_curve(part.targets[:, column], part.scores[:, column]) for column in range(len(model.labels))],
+        "labels": [
+            metrics.pr_curve(part.targets[:, column], part.scores[:, column]) for column in range(len(model.labels))
+        ],
     }  # per label by position, so a label named "all" is just another label
-    return {**out, **stats, "thresholds": thresholds, "optimized_thresholds": model.optimized_thresholds[checkpoint],
-            "pr_curves": curves}  # fmt: skip
+    return {
+        **out,
+        **stats,
+        "thresholds": thresholds,
+        "optimized_thresholds": model.optimized_thresholds[checkpoint],
+        "pr_curves": curves,
+    }
 
 
 def model_predictions(
-    *, model: ModelVersion, checkpoint: str, split: str, show: str = "all", advanced: bool = False,
+    *,
+    model: ModelVersion,
+    checkpoint: str,
+    split: str,
+    show: str = "all",
+    advanced: bool = False,
     thresholds: list[float] | None = None,
 ) -> list[dict]:
     """Per image: ground truth and predictions, marked right or wrong (spec 000's green and red).
@@ -129,16 +147,28 @@ def model_predictions(
             continue
         order = np.argsort(-scores, kind="stable")
         predictions = [
-            {"label": model.labels[i], "score": float(scores[i]), "truth": bool(truth[i]), "positive": bool(positive[i]),
-             "correct": bool(positive[i]) == bool(truth[i])}
-            for i in order if advanced or positive[i]
-        ]  # fmt: skip
+            {
+                "label": model.labels[i],
+                "score": float(scores[i]),
+                "truth": bool(truth[i]),
+                "positive": bool(positive[i]),
+                "correct": bool(positive[i]) == bool(truth[i]),
+            }
+            for i in order
+            if advanced or positive[i]
+        ]
         image_id, name = items.get(item_id, (None, "?"))
-        rows.append({
-            "item": item_id, "image_id": image_id, "image_name": name, "correct": correct,
-            "truth": [model.labels[i] for i in np.flatnonzero(truth)], "predictions": predictions,
-            "top_score": float(scores.max()),
-        })  # fmt: skip
+        rows.append(
+            {
+                "item": item_id,
+                "image_id": image_id,
+                "image_name": name,
+                "correct": correct,
+                "truth": [model.labels[i] for i in np.flatnonzero(truth)],
+                "predictions": predictions,
+                "top_score": float(scores.max()),
+            }
+        )
     if show == "wrong":
         rows.sort(key=lambda row: -row["top_score"])
     return rows

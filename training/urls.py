@@ -7,8 +7,14 @@ urlpatterns = [
     path("projects/<int:project_id>/models/", views.models_page, name="models"),
     path("projects/<int:project_id>/models/<int:model_id>/", views.model_page, name="model"),
     path("projects/<int:project_id>/models/<int:model_id>/predictions/", views.predictions_page, name="predictions"),
-    path("projects/<int:project_id>/models/<int:model_id>/predict-with/", views.model_predict_with, name="model-predict-with"),
-    path("projects/<int:project_id>/models/<int:model_id>/thresholds/", views.model_thresholds, name="model-thresholds"),
+    path(
+        "projects/<int:project_id>/models/<int:model_id>/predict-with/",
+        views.model_predict_with,
+        name="model-predict-with",
+    ),
+    path(
+        "projects/<int:project_id>/models/<int:model_id>/thresholds/", views.model_thresholds, name="model-thresholds"
+    ),
     path("projects/<int:project_id>/models/<int:model_id>/delete/", views.model_delete, name="model-delete"),
     path("projects/<int:project_id>/training/<int:job_id>/", views.job_page, name="job"),
     path("projects/<int:project_id>/training/<int:job_id>/cancel/", views.job_cancel, name="job-cancel"),

@@ -43,22 +43,27 @@ def models_page(request, project_id: int):
         fields.update({p.name: p.name in request.POST for p in CLASSIFICATION if p.kind is bool})
         try:
             job = services.training_job_start(
-                project=project, user=request.user, task="classification",
-                multi_label=request.POST.get("kind") == "multi", name=request.POST.get("name", "").strip() or None,
+                project=project,
+                user=request.user,
+                task="classification",
+                multi_label=request.POST.get("kind") == "multi",
+                name=request.POST.get("name", "").strip() or None,
                 parameters={k: v for k, v in fields.items() if v not in (None, "")},
-            )  # fmt: skip
+            )
         except ValidationError as exc:
             _errors(request, exc)
         else:
             return redirect("training:job", project_id=project.id, job_id=job.id)
     jobs = TrainingJob.objects.filter(project=project).select_related("model_version")[:30]
     context = {
-        "project": project, "perms": project_permissions(request.user, project), "jobs": jobs,
+        "project": project,
+        "perms": project_permissions(request.user, project),
+        "jobs": jobs,
         "basic": [p for p in CLASSIFICATION if not p.advanced],
         "advanced": [p for p in CLASSIFICATION if p.advanced],
         "values": request.POST if request.method == "POST" else {},
         "any_active": any(job.is_active for job in jobs),
-    }  # fmt: skip
+    }
     if request.htmx:
         return render(request, "training/models.html#job-table", context)
     return render(request, "training/models.html", context)
@@ -72,8 +77,13 @@ def _job_context(request, project, job: TrainingJob) -> dict:
             charts.learning_curve(job.history, "accuracy", best_epoch=job.best_epoch, title="Accuracy"),
         ]
     model = getattr(job, "model_version", None)
-    return {"project": project, "job": job, "curves": curves, "model": model,
-            "perms": project_permissions(request.user, project)}  # fmt: skip
+    return {
+        "project": project,
+        "job": job,
+        "curves": curves,
+        "model": model,
+        "perms": project_permissions(request.user, project),
+    }
 
 
 @login_required
@@ -126,12 +136,16 @@ def model_page(request, project_id: int, model_id: int):
     model = selectors.model_get(user=request.user, model_id=model_id, project_id=project_id)
     state = _view_state(request, model)
     thresholds = _previewed_thresholds(request, model)
-    stats = statistics.model_statistics(model=model, checkpoint=state["checkpoint"], split=state["split"],
-                                        thresholds=thresholds)  # fmt: skip
+    stats = statistics.model_statistics(
+        model=model, checkpoint=state["checkpoint"], split=state["split"], thresholds=thresholds
+    )
     history = model.job.history
     request.session[_last_model_key(model.project)] = model.pk  # "Predict selected" in the grid defaults to it
     context = {
-        "project": model.project, "model": model, "stats": stats, **state,
+        "project": model.project,
+        "model": model,
+        "stats": stats,
+        **state,
         "perms": project_permissions(request.user, model.project),
         "curves": [
             charts.learning_curve(history, "accuracy", best_epoch=model.best_epoch, title="Accuracy"),
@@ -140,7 +154,7 @@ def model_page(request, project_id: int, model_id: int):
         "counts": model.dataset_version.counts,
         "query": urlencode({**state, **({"thresholds": request.GET["thresholds"]} if thresholds else {})}),
         "previewed": request.GET.get("thresholds", "") if thresholds else "",
-    }  # fmt: skip
+    }
     if model.multi_label:
         context.update(_pr_context(request, model, stats))
     else:
@@ -162,10 +176,12 @@ def _pr_context(request, model: ModelVersion, stats: dict) -> dict:
         points, title, threshold = stats["pr_curves"]["labels"][index], model.labels[index], thresholds[index]
     chart, clickable = charts.pr_curve(points, threshold=threshold, title=f"Precision-recall: {title}")
     return {
-        "pr_chart": chart, "pr_points": json.dumps(clickable), "curve": "all" if index is None else str(index),
+        "pr_chart": chart,
+        "pr_points": json.dumps(clickable),
+        "curve": "all" if index is None else str(index),
         "custom_thresholds": thresholds != stats["optimized_thresholds"],
         "threshold_rows": list(zip(model.labels, thresholds, stats["optimized_thresholds"], strict=True)),
-    }  # fmt: skip
+    }
 
 
 def _confusion_rows(stats: dict) -> list[dict]:
@@ -233,9 +249,17 @@ def predictions_page(request, project_id: int, model_id: int):
     page = Paginator(rows, GALLERY_PAGE_SIZE).get_page(request.GET.get("page"))
     extra = {"thresholds": request.GET["thresholds"]} if previewed else {}
     query = urlencode({**state, "show": show, "view": "advanced" if advanced else "basic", **extra})
-    context = {"project": model.project, "model": model, "page": page, "show": show, "advanced": advanced,
-               "query": query, "thresholds": previewed or model.thresholds_for(state["checkpoint"]),
-               "previewed": extra.get("thresholds", ""), **state}  # fmt: skip
+    context = {
+        "project": model.project,
+        "model": model,
+        "page": page,
+        "show": show,
+        "advanced": advanced,
+        "query": query,
+        "thresholds": previewed or model.thresholds_for(state["checkpoint"]),
+        "previewed": extra.get("thresholds", ""),
+        **state,
+    }
     if request.htmx:
         return render(request, "training/predictions.html#gallery", context)
     return render(request, "training/predictions.html", context)
@@ -251,7 +275,9 @@ def predict_page(request, project_id: int):
     project = access_project(request.user, project_id, "train_project")
     models = list(ModelVersion.objects.filter(project=project))
     # The model asked for, else the one this user last looked at in this project, else the newest.
-    wanted = request.POST.get("model", request.GET.get("model")) or str(request.session.get(_last_model_key(project), ""))
+    wanted = request.POST.get("model", request.GET.get("model")) or str(
+        request.session.get(_last_model_key(project), "")
+    )
     chosen = next((m for m in models if str(m.pk) == wanted), None) or (models[0] if models else None)
     if chosen:
         request.session[_last_model_key(project)] = chosen.pk
@@ -267,7 +293,9 @@ def predict_page(request, project_id: int):
             if uploads:
                 data = [predictions.upload_read(upload) for upload in uploads[:PREDICT_MAX_IMAGES]]
                 ranked = predictions.images_predict(model=chosen, checkpoint=checkpoint, images=data)
-                results = [{"name": u.name, "image": None, "predictions": r} for u, r in zip(uploads, ranked, strict=False)]
+                results = [
+                    {"name": u.name, "image": None, "predictions": r} for u, r in zip(uploads, ranked, strict=False)
+                ]
             elif images:
                 data = [stored_bytes(image.file.name) for image in images]
                 ranked = predictions.images_predict(model=chosen, checkpoint=checkpoint, images=data)

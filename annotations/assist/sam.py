@@ -99,27 +99,40 @@ def sam_build(arch: SamArchitecture):
     grid = arch.image_size // arch.patch_size
     return Sam(
         image_encoder=ImageEncoderViT(
-            depth=arch.depth, embed_dim=arch.embed_dim, img_size=arch.image_size, mlp_ratio=arch.mlp_ratio,
-            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), num_heads=arch.num_heads, patch_size=arch.patch_size,
-            qkv_bias=True, use_rel_pos=True, global_attn_indexes=arch.global_attn_indexes,
-            window_size=arch.window_size, out_chans=arch.prompt_dim,
+            depth=arch.depth,
+            embed_dim=arch.embed_dim,
+            img_size=arch.image_size,
+            mlp_ratio=arch.mlp_ratio,
+            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+            num_heads=arch.num_heads,
+            patch_size=arch.patch_size,
+            qkv_bias=True,
+            use_rel_pos=True,
+            global_attn_indexes=arch.global_attn_indexes,
+            window_size=arch.window_size,
+            out_chans=arch.prompt_dim,
         ),
         prompt_encoder=PromptEncoder(
-            embed_dim=arch.prompt_dim, image_embedding_size=(grid, grid),
-            input_image_size=(arch.image_size, arch.image_size), mask_in_chans=arch.mask_in_chans,
+            embed_dim=arch.prompt_dim,
+            image_embedding_size=(grid, grid),
+            input_image_size=(arch.image_size, arch.image_size),
+            mask_in_chans=arch.mask_in_chans,
         ),
         mask_decoder=MaskDecoder(
             num_multimask_outputs=arch.multimask_outputs,
             transformer=TwoWayTransformer(
-                depth=arch.decoder_depth, embedding_dim=arch.prompt_dim, mlp_dim=arch.decoder_mlp_dim,
+                depth=arch.decoder_depth,
+                embedding_dim=arch.prompt_dim,
+                mlp_dim=arch.decoder_mlp_dim,
                 num_heads=DECODER_HEADS,
             ),
-            transformer_dim=arch.prompt_dim, iou_head_depth=arch.iou_head_depth,
+            transformer_dim=arch.prompt_dim,
+            iou_head_depth=arch.iou_head_depth,
             iou_head_hidden_dim=arch.iou_head_hidden_dim,
         ),
         pixel_mean=list(PIXEL_MEAN),
         pixel_std=list(PIXEL_STD),
-    )  # fmt: skip
+    )
 
 
 def checkpoint_read(path: str | Path) -> dict[str, torch.Tensor]:
@@ -277,16 +290,25 @@ def decoder_onnx(model):
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer warnings about shapes taken as constants: they are constants
         torch.onnx.export(
-            module, example, buffer, input_names=["point_coords", "point_labels", "image_embeddings"],
-            output_names=["low_res_masks", "iou_predictions"], opset_version=17, dynamo=False,
+            module,
+            example,
+            buffer,
+            input_names=["point_coords", "point_labels", "image_embeddings"],
+            output_names=["low_res_masks", "iou_predictions"],
+            opset_version=17,
+            dynamo=False,
             dynamic_axes={"point_coords": {1: "points"}, "point_labels": {1: "points"}},
-        )  # fmt: skip
+        )
     options = onnxruntime.SessionOptions()
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
     session = onnxruntime.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
 
     def run(coords: np.ndarray, labels: np.ndarray, features: np.ndarray):
-        feed = {"point_coords": coords, "point_labels": labels, "image_embeddings": np.asarray(features, np.float32)[None]}
+        feed = {
+            "point_coords": coords,
+            "point_labels": labels,
+            "image_embeddings": np.asarray(features, np.float32)[None],
+        }
         masks, quality = session.run(None, feed)
         return masks, quality
 

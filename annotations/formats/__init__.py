@@ -10,10 +10,17 @@ from annotations.formats import classification_zip, coco, csv_labels, masks, sig
 FORMATS = {
     module.KEY: module
     for module in (
-        csv_labels, sightline_json, coco, yolo.detection, yolo.segmentation, voc, masks.png_masks, masks.bw_masks,
+        csv_labels,
+        sightline_json,
+        coco,
+        yolo.detection,
+        yolo.segmentation,
+        voc,
+        masks.png_masks,
+        masks.bw_masks,
         classification_zip,
     )
-}  # fmt: skip
+}
 
 # What people call each format, for pages and job lists (the keys stay what the API takes).
 FORMAT_NAMES = {

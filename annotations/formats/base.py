@@ -7,8 +7,12 @@ read a `Dataset`, which one service applies in one transaction. Formats know not
 from __future__ import annotations
 
 import io
+import shutil
+import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 
 class FormatError(ValueError):
@@ -44,8 +48,17 @@ class DatasetImage:
     shapes: list[Shape] = field(default_factory=list)
     split: str = "train"  # "train" or "valid"
     sha256: str = ""
-    content: bytes | None = None  # the image bytes, for formats that carry them
+    content: bytes | None = None  # the image bytes, for formats that carry them (an import's, read from the file)
     suffix: str = ".jpg"
+    load: Callable[[], bytes] | None = None  # an export's: reads the stored file when the writer gets to it
+
+    @property
+    def has_data(self) -> bool:
+        return self.content is not None or self.load is not None
+
+    def data(self) -> bytes | None:
+        """The image's bytes, read only now, so an export holds one image in memory at a time."""
+        return self.content if self.content is not None else (self.load() if self.load else None)
 
 
 @dataclass
@@ -73,26 +86,77 @@ class Summary:
 
     def as_dict(self) -> dict:
         return {
-            "images": self.images, "shapes": self.shapes, "classifications": self.classifications,
+            "images": self.images,
+            "shapes": self.shapes,
+            "classifications": self.classifications,
             "not_held": [{"reason": r, "count": c} for r, c in sorted(self.not_held.items())],
             "skipped": self.skipped,
-        }  # fmt: skip
+        }
 
 
 @dataclass
 class Exported:
+    """A written export: a file object at its start (a temporary file for archives, so that nothing big is held
+    in memory) that the caller streams to a response or to storage."""
+
     filename: str
-    content: bytes
+    file: BinaryIO
     media_type: str
     summary: Summary
 
+    @classmethod
+    def of(cls, filename: str, content: bytes, media_type: str, summary: Summary) -> Exported:
+        return cls(filename, io.BytesIO(content), media_type, summary)
 
-def zip_bytes(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in files.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
+    @property
+    def content(self) -> bytes:
+        """The whole file (small exports and tests); the position is left at the start."""
+        self.file.seek(0)
+        data = self.file.read()
+        self.file.seek(0)
+        return data
+
+    @property
+    def size(self) -> int:
+        self.file.seek(0, io.SEEK_END)
+        size = self.file.tell()
+        self.file.seek(0)
+        return size
+
+
+# Already compressed: storing them again deflated costs time and saves nothing.
+STORED_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".tif", ".tiff", ".bmp", ".zip")
+
+
+class ZipOut:
+    """A ZIP written member by member into a temporary file on disk."""
+
+    def __init__(self):
+        self.file = tempfile.TemporaryFile()
+        self.archive = zipfile.ZipFile(self.file, "w", zipfile.ZIP_DEFLATED)
+
+    def write(self, name: str, data: bytes) -> None:
+        method = zipfile.ZIP_STORED if name.lower().endswith(STORED_SUFFIXES) else zipfile.ZIP_DEFLATED
+        self.archive.writestr(name, data, compress_type=method)
+
+    def copy(self, archive: zipfile.ZipFile) -> None:
+        """Every member of another ZIP, streamed across."""
+        for info in archive.infolist():
+            with archive.open(info) as source, self.archive.open(info.filename, "w") as target:
+                shutil.copyfileobj(source, target, 1024 * 1024)
+
+    def close(self) -> BinaryIO:
+        self.archive.close()
+        self.file.seek(0)
+        return self.file
+
+
+def zip_file(files: dict[str, bytes | Callable[[], bytes]]) -> BinaryIO:
+    """A ZIP of these files as a temporary file; a callable value is read only when its turn comes."""
+    out = ZipOut()
+    for name, data in files.items():
+        out.write(name, data() if callable(data) else data)
+    return out.close()
 
 
 def stem(name: str) -> str:
@@ -134,18 +198,21 @@ def tidy(value: float) -> float:
 
 def with_images(exported: Exported, dataset: Dataset, *, path_of) -> Exported:
     """The export and every image in one ZIP: a ZIP export gains an `images/` folder, a single file
-    (COCO's JSON) becomes the ZIP's first member. `path_of(image)` names each image's file in it."""
-    files: dict[str, bytes] = {}
+    (COCO's JSON) becomes the ZIP's first member. `path_of(image)` names each image's file in it.
+    Images are read one at a time as they are written."""
+    out = ZipOut()
     if exported.filename.endswith(".zip"):
-        with zipfile.ZipFile(io.BytesIO(exported.content)) as archive:
-            files = {name: archive.read(name) for name in archive.namelist()}
+        with zipfile.ZipFile(exported.file) as archive:
+            out.copy(archive)
     else:
-        files[exported.filename] = exported.content
+        with out.archive.open(exported.filename, "w") as target:
+            shutil.copyfileobj(exported.file, target, 1024 * 1024)
+    exported.file.close()
     for image in dataset.images:
-        if image.content is not None:
-            files[f"images/{path_of(image)}"] = image.content
+        if image.has_data:
+            out.write(f"images/{path_of(image)}", image.data())
     stem_name = exported.filename.rsplit(".", 1)[0]
-    return Exported(f"{stem_name}-with-images.zip", zip_bytes(files), "application/zip", exported.summary)
+    return Exported(f"{stem_name}-with-images.zip", out.close(), "application/zip", exported.summary)
 
 
 def archived_images(files: dict[str, bytes]) -> dict[str, bytes]:

@@ -21,8 +21,8 @@ from annotations.formats.base import (
     Summary,
     flat_name,
     read_zip,
-    zip_bytes,
-)  # fmt: skip
+    zip_file,
+)
 
 KEY = "classification-zip"
 CARRIES_IMAGES = True
@@ -38,11 +38,11 @@ def write(dataset: Dataset) -> Exported:
     summary = Summary(images=len(dataset.images))
     files, defaults = {}, []
     for image in dataset.images:
-        if image.content is None:
+        if not image.has_data:
             raise FormatError(f"{image.name}: the image file is missing.")
         folders = [f"{image.split}/{label}" for label in image.classifications] or [image.split]
         for folder in folders:
-            files[f"{folder}/{_file_name(image)}"] = image.content
+            files[f"{folder}/{_file_name(image)}"] = image.data  # read when the ZIP gets to it
         if image.classifications:
             defaults.append([_file_name(image), image.classifications[0]])
         summary.classifications += len(image.classifications)
@@ -53,7 +53,7 @@ def write(dataset: Dataset) -> Exported:
     writer.writerow(["file", "default_label"])
     writer.writerows(defaults)
     files["default_labels.csv"] = out.getvalue().encode()
-    return Exported("classification.zip", zip_bytes(files), "application/zip", summary)
+    return Exported("classification.zip", zip_file(files), "application/zip", summary)
 
 
 def read(content: bytes, *, known: dict[str, tuple[int, int]] | None = None) -> Dataset:
@@ -76,9 +76,13 @@ def read(content: bytes, *, known: dict[str, tuple[int, int]] | None = None) -> 
         image = images.get(file_name)
         if image is None:
             image = DatasetImage(
-                name=flat.get(file_name, file_name), width=0, height=0, split=parts[0],
-                sha256=hashlib.sha256(data).hexdigest(), content=data,  # stored when the project lacks it
-            )  # fmt: skip
+                name=flat.get(file_name, file_name),
+                width=0,
+                height=0,
+                split=parts[0],
+                sha256=hashlib.sha256(data).hexdigest(),
+                content=data,  # stored when the project lacks it
+            )
             images[file_name] = image
         if len(parts) == 3 and parts[1] not in image.classifications:
             image.classifications.append(parts[1])

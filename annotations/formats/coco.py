@@ -8,7 +8,10 @@ and image classifications have no place in COCO and are counted in the summary.
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 
+import orjson
 from pycocotools import mask as coco_mask
 
 from annotations import geometry as geo
@@ -31,10 +34,14 @@ INCLUDES_IMAGES = True  # "Include images": instances.json and images/<file_name
 
 def image_path(image: DatasetImage) -> str:
     return image.name
+
+
 VISIBLE, HIDDEN, ABSENT = 2, 1, 0
 
 
 def write(dataset: Dataset) -> Exported:
+    """instances.json, written as the images go by: annotations are encoded and spooled to disk image by image,
+    so a project's shapes are never all held, as dicts or as text."""
     summary = Summary(images=len(dataset.images))
     categories = [
         {"id": i, "name": label.name, "supercategory": "", "keypoints": label.keypoint_template, "skeleton": []}
@@ -42,23 +49,28 @@ def write(dataset: Dataset) -> Exported:
     ]
     category_ids = {c["name"]: c["id"] for c in categories}
     templates = {label.name: label.keypoint_template for label in dataset.labels}
-    images, annotations = [], []
-    for image_id, image in enumerate(dataset.images, start=1):
-        images.append({"id": image_id, "file_name": image.name, "width": image.width, "height": image.height})
-        if image.classifications:
-            summary.cannot_hold("image classification labels (COCO instances has none)", len(image.classifications))
-        for shape in image.shapes:
-            entry = _annotation(shape, image, templates.get(shape.label, []), summary)
-            if entry is None:
-                continue
-            entry.update({"id": len(annotations) + 1, "image_id": image_id, "category_id": category_ids[shape.label]})
-            annotations.append(entry)
-            summary.shapes += 1
-    document = {
-        "info": {"description": "Exported from Sightline", "version": "1.0"},
-        "licenses": [], "images": images, "annotations": annotations, "categories": categories,
-    }  # fmt: skip
-    return Exported("instances.json", json.dumps(document).encode(), "application/json", summary)
+    images = []
+    with tempfile.TemporaryFile() as spooled:
+        for image_id, image in enumerate(dataset.images, start=1):
+            images.append({"id": image_id, "file_name": image.name, "width": image.width, "height": image.height})
+            if image.classifications:
+                summary.cannot_hold("image classification labels (COCO instances has none)", len(image.classifications))
+            for shape in image.shapes:
+                entry = _annotation(shape, image, templates.get(shape.label, []), summary)
+                if entry is None:
+                    continue
+                summary.shapes += 1
+                entry.update({"id": summary.shapes, "image_id": image_id, "category_id": category_ids[shape.label]})
+                spooled.write(b"," if summary.shapes > 1 else b"")
+                spooled.write(orjson.dumps(entry))
+        out = tempfile.TemporaryFile()
+        head = {"info": {"description": "Exported from Sightline", "version": "1.0"}, "licenses": [], "images": images}
+        out.write(orjson.dumps(head)[:-1] + b', "annotations": [')
+        spooled.seek(0)
+        shutil.copyfileobj(spooled, out, 1024 * 1024)
+        out.write(b'], "categories": ' + orjson.dumps(categories) + b"}")
+    out.seek(0)
+    return Exported("instances.json", out, "application/json", summary)
 
 
 def _annotation(shape: Shape, image: DatasetImage, template: list[str], summary: Summary) -> dict | None:
@@ -73,15 +85,20 @@ def _annotation(shape: Shape, image: DatasetImage, template: list[str], summary:
         segmentation = [[c for point in part["outer"] for c in point] for part in shape.geometry["parts"]]
         area = float(coco_mask.area(coco_mask.merge(coco_mask.frPyObjects(segmentation, image.height, image.width))))
     else:  # masks, and polygons with holes, which COCO polygons cannot hold
-        rle = shape.geometry["rle"] if shape.kind == "mask" else geo.rasterize(
-            "polygon", shape.geometry, width=image.width, height=image.height
-        )["rle"]  # fmt: skip
+        rle = (
+            shape.geometry["rle"]
+            if shape.kind == "mask"
+            else geo.rasterize("polygon", shape.geometry, width=image.width, height=image.height)["rle"]
+        )
         segmentation = {"size": rle["size"], "counts": rle["counts"]}
         area = float(coco_mask.area({"size": rle["size"], "counts": rle["counts"].encode()}))
     entry = {
-        "segmentation": segmentation, "area": area, "bbox": [x, y, w, h], "iscrowd": 0,
+        "segmentation": segmentation,
+        "area": area,
+        "bbox": [x, y, w, h],
+        "iscrowd": 0,
         "attributes": {**shape.attributes, "occluded": shape.occluded, "source": shape.source},
-    }  # fmt: skip
+    }
     if shape.score is not None:
         entry["score"] = shape.score
     if template:
@@ -89,7 +106,9 @@ def _annotation(shape: Shape, image: DatasetImage, template: list[str], summary:
         flat = []
         for name in template:
             point = by_name.get(name)
-            flat += [0, 0, ABSENT] if point is None else [point["x"], point["y"], VISIBLE if point["visible"] else HIDDEN]
+            flat += (
+                [0, 0, ABSENT] if point is None else [point["x"], point["y"], VISIBLE if point["visible"] else HIDDEN]
+            )
         entry["keypoints"] = flat
         entry["num_keypoints"] = sum(1 for v in flat[2::3] if v != ABSENT)
     return entry
@@ -131,8 +150,9 @@ def _read_json(content: bytes) -> Dataset:
     for i, raw in enumerate(document["images"]):
         if not isinstance(raw, dict) or "id" not in raw or not isinstance(raw.get("file_name"), str):
             raise FormatError(f"images[{i}]: needs an id and a file_name.")
-        images[raw["id"]] = DatasetImage(name=raw["file_name"], width=int(raw.get("width") or 0),
-                                         height=int(raw.get("height") or 0))  # fmt: skip
+        images[raw["id"]] = DatasetImage(
+            name=raw["file_name"], width=int(raw.get("width") or 0), height=int(raw.get("height") or 0)
+        )
     for i, raw in enumerate(document["annotations"]):
         where = f"annotations[{i}]"
         if not isinstance(raw, dict):
@@ -151,8 +171,15 @@ def _shape(raw: dict, image: DatasetImage, label: LabelInfo, where: str) -> Shap
     attributes = dict(raw.get("attributes") or {})
     occluded = bool(attributes.pop("occluded", False))
     source = attributes.pop("source", "manual")
-    shape = Shape(label=label.name, kind="", geometry={}, occluded=occluded, attributes=attributes,
-                  source=source if source in {"manual", "smart", "prediction"} else "manual", score=raw.get("score"))  # fmt: skip
+    shape = Shape(
+        label=label.name,
+        kind="",
+        geometry={},
+        occluded=occluded,
+        attributes=attributes,
+        source=source if source in {"manual", "smart", "prediction"} else "manual",
+        score=raw.get("score"),
+    )
     segmentation, bbox = raw.get("segmentation"), raw.get("bbox")
     if isinstance(segmentation, dict):
         counts = segmentation.get("counts")

@@ -19,7 +19,7 @@ def write(dataset: Dataset) -> Exported:
         summary.classifications += len(image.classifications)
         if image.shapes:
             summary.cannot_hold("objects (CSV holds classification labels only)", len(image.shapes))
-    return Exported("labels.csv", out.getvalue().encode(), "text/csv", summary)
+    return Exported.of("labels.csv", out.getvalue().encode(), "text/csv", summary)
 
 
 def read(content: bytes, *, known: dict[str, tuple[int, int]] | None = None) -> Dataset:

@@ -28,16 +28,18 @@ from annotations.formats.base import (
     flat_name,
     read_zip,
     stem,
-    zip_bytes,
-)  # fmt: skip
+    zip_file,
+)
 
 AREA_KINDS = {"box", "polygon", "mask"}
 
 
 def _mask(shape: Shape, image: DatasetImage) -> np.ndarray:
-    rle = shape.geometry["rle"] if shape.kind == "mask" else geo.rasterize(
-        shape.kind, shape.geometry, width=image.width, height=image.height
-    )["rle"]  # fmt: skip
+    rle = (
+        shape.geometry["rle"]
+        if shape.kind == "mask"
+        else geo.rasterize(shape.kind, shape.geometry, width=image.width, height=image.height)["rle"]
+    )
     return geo.decode_mask(rle)
 
 
@@ -88,14 +90,16 @@ class PngMasks:
                 summary.cannot_hold("objects wholly covered by later objects (one colour per pixel)", hidden)
             summary.shapes += len(objects) - hidden
             if image.classifications:
-                summary.cannot_hold("image classification labels (bitmaps hold objects only)", len(image.classifications))
+                summary.cannot_hold(
+                    "image classification labels (bitmaps hold objects only)", len(image.classifications)
+                )
             files[f"masks/{stem(flat_name(image.name))}.png"] = _png(canvas)
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(["image", "color", "label"])
         writer.writerows(rows)
         files["objects.csv"] = out.getvalue().encode()
-        return Exported("png-masks.zip", zip_bytes(files), "application/zip", summary)
+        return Exported("png-masks.zip", zip_file(files), "application/zip", summary)
 
     def read(self, content: bytes, *, known: dict[str, tuple[int, int]] | None = None) -> Dataset:
         files = read_zip(content)
@@ -142,10 +146,12 @@ class BlackWhiteMasks:
                 files[path] = _png(pixels)
                 summary.shapes += 1
             if image.classifications:
-                summary.cannot_hold("image classification labels (bitmaps hold objects only)", len(image.classifications))
+                summary.cannot_hold(
+                    "image classification labels (bitmaps hold objects only)", len(image.classifications)
+                )
         if not files:
             raise FormatError("No object can be written as a black/white mask: there are no boxes, polygons or masks.")
-        return Exported("bitmaps.zip", zip_bytes(files), "application/zip", summary)
+        return Exported("bitmaps.zip", zip_file(files), "application/zip", summary)
 
     def read(self, content: bytes, *, known: dict[str, tuple[int, int]] | None = None) -> Dataset:
         files = read_zip(content)

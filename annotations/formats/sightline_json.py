@@ -16,12 +16,17 @@ def write(dataset: Dataset) -> Exported:
     for image in dataset.images:
         summary.shapes += len(image.shapes)
         summary.classifications += len(image.classifications)
-        images.append({
-            "name": image.name, "width": image.width, "height": image.height, "split": image.split,
-            "mainClassificationLabel": image.classifications[0] if image.classifications else None,
-            "classificationLabels": image.classifications,
-            "shapes": [shape.__dict__ for shape in image.shapes],
-        })  # fmt: skip
+        images.append(
+            {
+                "name": image.name,
+                "width": image.width,
+                "height": image.height,
+                "split": image.split,
+                "mainClassificationLabel": image.classifications[0] if image.classifications else None,
+                "classificationLabels": image.classifications,
+                "shapes": [shape.__dict__ for shape in image.shapes],
+            }
+        )
     document = {
         "format": "sightline",
         "version": VERSION,
@@ -29,7 +34,7 @@ def write(dataset: Dataset) -> Exported:
         "images": images,
     }
     content = json.dumps(document, indent=1, allow_nan=False).encode()
-    return Exported("annotations.json", content, "application/json", summary)
+    return Exported.of("annotations.json", content, "application/json", summary)
 
 
 def read(content: bytes, *, known: dict[str, tuple[int, int]] | None = None) -> Dataset:
@@ -82,10 +87,13 @@ def _image(raw, where: str) -> DatasetImage:
     if not isinstance(shapes, list):
         raise FormatError(f"{where}.shapes: must be a list.")
     return DatasetImage(
-        name=raw["name"], width=int(raw.get("width") or 0), height=int(raw.get("height") or 0),
+        name=raw["name"],
+        width=int(raw.get("width") or 0),
+        height=int(raw.get("height") or 0),
         split=raw.get("split") if raw.get("split") in {"train", "valid"} else "train",
-        classifications=ordered, shapes=[_shape(s, f"{where}.shapes[{j}]") for j, s in enumerate(shapes)],
-    )  # fmt: skip
+        classifications=ordered,
+        shapes=[_shape(s, f"{where}.shapes[{j}]") for j, s in enumerate(shapes)],
+    )
 
 
 def _shape(raw, where: str) -> Shape:
@@ -95,7 +103,12 @@ def _shape(raw, where: str) -> Shape:
         if not isinstance(raw.get(key), kind):
             raise FormatError(f"{where}.{key}: missing or of the wrong type.")
     return Shape(
-        label=raw["label"], kind=raw["kind"], geometry=raw["geometry"], occluded=bool(raw.get("occluded", False)),
-        keypoints=raw.get("keypoints") or [], attributes=raw.get("attributes") or {},
-        source=raw.get("source") or "manual", score=raw.get("score"),
-    )  # fmt: skip
+        label=raw["label"],
+        kind=raw["kind"],
+        geometry=raw["geometry"],
+        occluded=bool(raw.get("occluded", False)),
+        keypoints=raw.get("keypoints") or [],
+        attributes=raw.get("attributes") or {},
+        source=raw.get("source") or "manual",
+        score=raw.get("score"),
+    )

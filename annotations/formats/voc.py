@@ -20,8 +20,8 @@ from annotations.formats.base import (
     read_zip,
     stem,
     tidy,
-    zip_bytes,
-)  # fmt: skip
+    zip_file,
+)
 
 KEY = "voc"
 
@@ -46,9 +46,13 @@ def write(dataset: Dataset) -> Exported:
             if shape.keypoints:
                 summary.cannot_hold("keypoints (Pascal VOC has none)", len(shape.keypoints))
         if image.classifications:
-            summary.cannot_hold("image classification labels (Pascal VOC holds objects only)", len(image.classifications))
-        files[f"Annotations/{stem(flat_name(image.name))}.xml"] = ET.tostring(root, encoding="utf-8", xml_declaration=True)
-    return Exported("voc.zip", zip_bytes(files), "application/zip", summary)
+            summary.cannot_hold(
+                "image classification labels (Pascal VOC holds objects only)", len(image.classifications)
+            )
+        files[f"Annotations/{stem(flat_name(image.name))}.xml"] = ET.tostring(
+            root, encoding="utf-8", xml_declaration=True
+        )
+    return Exported("voc.zip", zip_file(files), "application/zip", summary)
 
 
 def _object(root: ET.Element, shape: Shape) -> None:
@@ -63,7 +67,12 @@ def _object(root: ET.Element, shape: Shape) -> None:
     if shape.score is not None:
         ET.SubElement(element, "score").text = repr(shape.score)
     box = ET.SubElement(element, "bndbox")
-    for tag, value in (("xmin", g["x"]), ("ymin", g["y"]), ("xmax", g["x"] + g["width"]), ("ymax", g["y"] + g["height"])):
+    for tag, value in (
+        ("xmin", g["x"]),
+        ("ymin", g["y"]),
+        ("xmax", g["x"] + g["width"]),
+        ("ymax", g["y"] + g["height"]),
+    ):
         ET.SubElement(box, tag).text = f"{value:.10g}"
 
 
@@ -99,10 +108,14 @@ def _image(path: str, data: bytes, stems: dict[str, str], known: dict) -> Datase
             raise FormatError(f"{where}: <bndbox> needs numeric xmin, ymin, xmax and ymax.") from None
         score = element.findtext("score")
         source = (element.findtext("source") or "manual").strip()
-        image.shapes.append(Shape(
-            label=label, kind="box",
-            geometry={"x": tidy(xmin), "y": tidy(ymin), "width": tidy(xmax - xmin), "height": tidy(ymax - ymin)},
-            occluded=(element.findtext("occluded") or "0").strip() == "1",
-            score=float(score) if score else None, source=source if source in {"smart", "prediction"} else "manual",
-        ))  # fmt: skip
+        image.shapes.append(
+            Shape(
+                label=label,
+                kind="box",
+                geometry={"x": tidy(xmin), "y": tidy(ymin), "width": tidy(xmax - xmin), "height": tidy(ymax - ymin)},
+                occluded=(element.findtext("occluded") or "0").strip() == "1",
+                score=float(score) if score else None,
+                source=source if source in {"smart", "prediction"} else "manual",
+            )
+        )
     return image

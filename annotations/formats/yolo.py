@@ -21,8 +21,8 @@ from annotations.formats.base import (
     stem,
     tidy,
     upright_size,
-    zip_bytes,
-)  # fmt: skip
+    zip_file,
+)
 
 
 def _number(value: float) -> str:
@@ -54,7 +54,7 @@ class _Yolo:
         files["obj.names"] = "".join(f"{n}\n" for n in names).encode()
         yaml_names = ", ".join('"' + n.replace('"', '\\"') + '"' for n in names)
         files["data.yaml"] = f"nc: {len(names)}\nnames: [{yaml_names}]\n".encode()
-        return Exported(f"{self.KEY}.zip", zip_bytes(files), "application/zip", summary)
+        return Exported(f"{self.KEY}.zip", zip_file(files), "application/zip", summary)
 
     def _lines(self, shape: Shape, image: DatasetImage, cls: int, summary: Summary) -> list[str]:
         if shape.kind not in self.kinds:
@@ -70,11 +70,13 @@ class _Yolo:
             return [" ".join([str(cls), *map(_number, values)])]
         parts = shape.geometry["parts"]
         if any(part["holes"] for part in parts):
-            summary.cannot_hold(f"polygon holes ({self.KEY} has none; the outlines are kept)",
-                                sum(len(p["holes"]) for p in parts))  # fmt: skip
+            summary.cannot_hold(
+                f"polygon holes ({self.KEY} has none; the outlines are kept)", sum(len(p["holes"]) for p in parts)
+            )
         if len(parts) > 1:
-            summary.cannot_hold(f"polygon parts beyond the first ({self.KEY} writes each part as its own object)",
-                                len(parts) - 1)  # fmt: skip
+            summary.cannot_hold(
+                f"polygon parts beyond the first ({self.KEY} writes each part as its own object)", len(parts) - 1
+            )
         summary.shapes += 1
         return [" ".join([str(cls), *(_number(v) for x, y in part["outer"] for v in (x / w, y / h))]) for part in parts]
 
@@ -118,8 +120,12 @@ class _Yolo:
             if len(values) != 4:
                 raise FormatError(f"{where}: expected class cx cy w h, got {len(fields)} fields.")
             cx, cy, bw, bh = values
-            geometry = {"x": tidy((cx - bw / 2) * width), "y": tidy((cy - bh / 2) * height),
-                        "width": tidy(bw * width), "height": tidy(bh * height)}  # fmt: skip
+            geometry = {
+                "x": tidy((cx - bw / 2) * width),
+                "y": tidy((cy - bh / 2) * height),
+                "width": tidy(bw * width),
+                "height": tidy(bh * height),
+            }
             return Shape(label=names[cls], kind="box", geometry=geometry)
         if len(values) < 6 or len(values) % 2:
             raise FormatError(f"{where}: a polygon needs at least 3 x y pairs.")

@@ -5,26 +5,43 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('projects', '0001_initial'),
+        ("projects", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Classification',
+            name="Classification",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('is_default', models.BooleanField(default=False, help_text='Single-label training uses the default label.')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('image', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='classifications', to='projects.image')),
-                ('label', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='classifications', to='projects.label')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "is_default",
+                    models.BooleanField(default=False, help_text="Single-label training uses the default label."),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "image",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="classifications", to="projects.image"
+                    ),
+                ),
+                (
+                    "label",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="classifications", to="projects.label"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['image_id', '-is_default', 'label__name'],
-                'constraints': [models.UniqueConstraint(fields=('image', 'label'), name='classification_unique_label'), models.UniqueConstraint(condition=models.Q(('is_default', True)), fields=('image',), name='classification_one_default')],
+                "ordering": ["image_id", "-is_default", "label__name"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("image", "label"), name="classification_unique_label"),
+                    models.UniqueConstraint(
+                        condition=models.Q(("is_default", True)), fields=("image",), name="classification_one_default"
+                    ),
+                ],
             },
         ),
     ]

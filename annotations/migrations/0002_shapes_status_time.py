@@ -6,65 +6,148 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('annotations', '0001_initial'),
-        ('projects', '0003_annotation_fields'),
+        ("annotations", "0001_initial"),
+        ("projects", "0003_annotation_fields"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Annotation',
+            name="Annotation",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('box', 'Box'), ('polygon', 'Polygon'), ('polyline', 'Polyline'), ('points', 'Points'), ('mask', 'Mask')], max_length=10)),
-                ('geometry', models.JSONField(help_text='See docs/formats.md: pixels; polygons as parts with holes; masks as RLE.')),
-                ('occluded', models.BooleanField(default=False)),
-                ('keypoints', models.JSONField(blank=True, default=list)),
-                ('attributes', models.JSONField(blank=True, default=dict)),
-                ('source', models.CharField(choices=[('manual', 'Manual'), ('smart', 'Smart'), ('prediction', 'Prediction')], default='manual', max_length=12)),
-                ('score', models.FloatField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('author', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('image', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='annotations', to='projects.image')),
-                ('label', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='annotations', to='projects.label')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("box", "Box"),
+                            ("polygon", "Polygon"),
+                            ("polyline", "Polyline"),
+                            ("points", "Points"),
+                            ("mask", "Mask"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "geometry",
+                    models.JSONField(
+                        help_text="See docs/formats.md: pixels; polygons as parts with holes; masks as RLE."
+                    ),
+                ),
+                ("occluded", models.BooleanField(default=False)),
+                ("keypoints", models.JSONField(blank=True, default=list)),
+                ("attributes", models.JSONField(blank=True, default=dict)),
+                (
+                    "source",
+                    models.CharField(
+                        choices=[("manual", "Manual"), ("smart", "Smart"), ("prediction", "Prediction")],
+                        default="manual",
+                        max_length=12,
+                    ),
+                ),
+                ("score", models.FloatField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "author",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "image",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="annotations", to="projects.image"
+                    ),
+                ),
+                (
+                    "label",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="annotations", to="projects.label"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['image_id', 'id'],
-                'constraints': [models.CheckConstraint(condition=models.Q(('score__isnull', True), models.Q(('score__gte', 0), ('score__lte', 1)), _connector='OR'), name='annotation_score_0_to_1')],
+                "ordering": ["image_id", "id"],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            ("score__isnull", True), models.Q(("score__gte", 0), ("score__lte", 1)), _connector="OR"
+                        ),
+                        name="annotation_score_0_to_1",
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='ImageStatus',
+            name="ImageStatus",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(choices=[('seen', 'Seen'), ('labeled', 'Labeled')], max_length=8)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('image', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='statuses', to='projects.image')),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='image_statuses', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("status", models.CharField(choices=[("seen", "Seen"), ("labeled", "Labeled")], max_length=8)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "image",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="statuses", to="projects.image"
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="image_statuses",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['image_id', 'user_id'],
-                'constraints': [models.UniqueConstraint(fields=('image', 'user'), name='image_status_unique_user')],
+                "ordering": ["image_id", "user_id"],
+                "constraints": [models.UniqueConstraint(fields=("image", "user"), name="image_status_unique_user")],
             },
         ),
         migrations.CreateModel(
-            name='LabelingSession',
+            name="LabelingSession",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('day', models.DateField()),
-                ('active_seconds', models.FloatField(default=0)),
-                ('last_heartbeat_at', models.DateTimeField()),
-                ('image', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='labeling_sessions', to='projects.image')),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='labeling_sessions', to='projects.project')),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='labeling_sessions', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("day", models.DateField()),
+                ("active_seconds", models.FloatField(default=0)),
+                ("last_heartbeat_at", models.DateTimeField()),
+                (
+                    "image",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="labeling_sessions",
+                        to="projects.image",
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="labeling_sessions",
+                        to="projects.project",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="labeling_sessions",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-day', 'user_id'],
-                'indexes': [models.Index(fields=['project', 'day'], name='annotations_project_bc4098_idx')],
-                'constraints': [models.UniqueConstraint(fields=('user', 'image', 'day'), name='labeling_session_unique_day')],
+                "ordering": ["-day", "user_id"],
+                "indexes": [models.Index(fields=["project", "day"], name="annotations_project_bc4098_idx")],
+                "constraints": [
+                    models.UniqueConstraint(fields=("user", "image", "day"), name="labeling_session_unique_day")
+                ],
             },
         ),
     ]

@@ -8,35 +8,71 @@ import annotations.models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('annotations', '0002_shapes_status_time'),
-        ('projects', '0003_annotation_fields'),
+        ("annotations", "0002_shapes_status_time"),
+        ("projects", "0003_annotation_fields"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='TransferJob',
+            name="TransferJob",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('direction', models.CharField(choices=[('export', 'Export'), ('import', 'Import')], max_length=6)),
-                ('format', models.CharField(max_length=32)),
-                ('mode', models.CharField(default='append', help_text='Imports: append to, or replace, annotations.', max_length=8)),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('finished', 'Finished'), ('failed', 'Failed')], default='queued', max_length=8)),
-                ('progress', models.FloatField(default=0)),
-                ('file', models.FileField(blank=True, max_length=300, upload_to=annotations.models.transfer_upload_path)),
-                ('filename', models.CharField(blank=True, max_length=200)),
-                ('summary', models.JSONField(blank=True, default=dict)),
-                ('error', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('created_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='transfers', to='projects.project')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("direction", models.CharField(choices=[("export", "Export"), ("import", "Import")], max_length=6)),
+                ("format", models.CharField(max_length=32)),
+                (
+                    "mode",
+                    models.CharField(
+                        default="append", help_text="Imports: append to, or replace, annotations.", max_length=8
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("finished", "Finished"),
+                            ("failed", "Failed"),
+                        ],
+                        default="queued",
+                        max_length=8,
+                    ),
+                ),
+                ("progress", models.FloatField(default=0)),
+                (
+                    "file",
+                    models.FileField(blank=True, max_length=300, upload_to=annotations.models.transfer_upload_path),
+                ),
+                ("filename", models.CharField(blank=True, max_length=200)),
+                ("summary", models.JSONField(blank=True, default=dict)),
+                ("error", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="transfers", to="projects.project"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
-                'constraints': [models.CheckConstraint(condition=models.Q(('progress__gte', 0), ('progress__lte', 1)), name='transfer_progress_0_to_1')],
+                "ordering": ["-created_at", "-id"],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("progress__gte", 0), ("progress__lte", 1)), name="transfer_progress_0_to_1"
+                    )
+                ],
             },
         ),
     ]

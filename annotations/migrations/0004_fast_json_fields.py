@@ -6,25 +6,26 @@ import annotations.fields
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('annotations', '0003_transfer_jobs'),
+        ("annotations", "0003_transfer_jobs"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='annotation',
-            name='attributes',
+            model_name="annotation",
+            name="attributes",
             field=annotations.fields.FastJSONField(blank=True, default=dict),
         ),
         migrations.AlterField(
-            model_name='annotation',
-            name='geometry',
-            field=annotations.fields.FastJSONField(help_text='See docs/formats.md: pixels; polygons as parts with holes; masks as RLE.'),
+            model_name="annotation",
+            name="geometry",
+            field=annotations.fields.FastJSONField(
+                help_text="See docs/formats.md: pixels; polygons as parts with holes; masks as RLE."
+            ),
         ),
         migrations.AlterField(
-            model_name='annotation',
-            name='keypoints',
+            model_name="annotation",
+            name="keypoints",
             field=annotations.fields.FastJSONField(blank=True, default=list),
         ),
     ]

@@ -8,29 +8,43 @@ import annotations.fields
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('annotations', '0004_fast_json_fields'),
-        ('projects', '0004_replace_annotations_permission'),
+        ("annotations", "0004_fast_json_fields"),
+        ("projects", "0004_replace_annotations_permission"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ReplacedDocument',
+            name="ReplacedDocument",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('revision', models.PositiveIntegerField(help_text='The revision that was replaced.')),
-                ('shapes', annotations.fields.FastJSONField(default=list)),
-                ('classifications', annotations.fields.FastJSONField(default=list)),
-                ('reason', models.CharField(help_text='What replaced it: an import or a bulk save.', max_length=40)),
-                ('replaced_at', models.DateTimeField()),
-                ('image', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='replaced_documents', to='projects.image')),
-                ('replaced_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("revision", models.PositiveIntegerField(help_text="The revision that was replaced.")),
+                ("shapes", annotations.fields.FastJSONField(default=list)),
+                ("classifications", annotations.fields.FastJSONField(default=list)),
+                ("reason", models.CharField(help_text="What replaced it: an import or a bulk save.", max_length=40)),
+                ("replaced_at", models.DateTimeField()),
+                (
+                    "image",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="replaced_documents",
+                        to="projects.image",
+                    ),
+                ),
+                (
+                    "replaced_by",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-replaced_at', '-id'],
-                'indexes': [models.Index(fields=['image', '-replaced_at'], name='annotations_image_i_ecbfc4_idx')],
+                "ordering": ["-replaced_at", "-id"],
+                "indexes": [models.Index(fields=["image", "-replaced_at"], name="annotations_image_i_ecbfc4_idx")],
             },
         ),
     ]

@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('annotations', '0005_replaced_documents'),
+        ("annotations", "0005_replaced_documents"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='transferjob',
-            name='include_images',
-            field=models.BooleanField(default=False, help_text='Exports: the image files in the same ZIP.'),
+            model_name="transferjob",
+            name="include_images",
+            field=models.BooleanField(default=False, help_text="Exports: the image files in the same ZIP."),
         ),
     ]

@@ -134,20 +134,29 @@ def s3_storage(*, bucket: str, endpoint_url=None, region=None, access_key=None, 
     return {
         "BACKEND": "storages.backends.s3.S3Storage",
         "OPTIONS": {
-            "bucket_name": bucket, "endpoint_url": endpoint_url or None, "region_name": region or None,
-            "access_key": access_key or None, "secret_key": secret_key or None, "default_acl": None,
-            "querystring_auth": True, "signature_version": "s3v4", "querystring_expire": expire,
+            "bucket_name": bucket,
+            "endpoint_url": endpoint_url or None,
+            "region_name": region or None,
+            "access_key": access_key or None,
+            "secret_key": secret_key or None,
+            "default_acl": None,
+            "querystring_auth": True,
+            "signature_version": "s3v4",
+            "querystring_expire": expire,
             "file_overwrite": False,
         },
-    }  # fmt: skip
+    }
 
 
 if os.environ.get("SIGHTLINE_S3_BUCKET"):
     STORAGES["default"] = s3_storage(
-        bucket=os.environ["SIGHTLINE_S3_BUCKET"], endpoint_url=os.environ.get("SIGHTLINE_S3_ENDPOINT_URL"),
-        region=os.environ.get("SIGHTLINE_S3_REGION"), access_key=os.environ.get("SIGHTLINE_S3_ACCESS_KEY_ID"),
-        secret_key=os.environ.get("SIGHTLINE_S3_SECRET_ACCESS_KEY"), expire=env_int("SIGHTLINE_PRESIGNED_SECONDS", 300),
-    )  # fmt: skip
+        bucket=os.environ["SIGHTLINE_S3_BUCKET"],
+        endpoint_url=os.environ.get("SIGHTLINE_S3_ENDPOINT_URL"),
+        region=os.environ.get("SIGHTLINE_S3_REGION"),
+        access_key=os.environ.get("SIGHTLINE_S3_ACCESS_KEY_ID"),
+        secret_key=os.environ.get("SIGHTLINE_S3_SECRET_ACCESS_KEY"),
+        expire=env_int("SIGHTLINE_PRESIGNED_SECONDS", 300),
+    )
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -58,7 +58,9 @@ def heartbeats(apps, schema_editor):
     every_minute = {"func": "jobs.tasks.worker_heartbeat", "schedule_type": "I", "minutes": 1, "repeats": -1}
     Schedule.objects.update_or_create(name="worker heartbeat", defaults=every_minute)
     for cluster in ("cpu", "gpu"):
-        Schedule.objects.update_or_create(name=f"worker heartbeat ({cluster})", defaults={**every_minute, "cluster": cluster})
+        Schedule.objects.update_or_create(
+            name=f"worker heartbeat ({cluster})", defaults={**every_minute, "cluster": cluster}
+        )
 
 
 class Migration(migrations.Migration):
@@ -71,4 +73,7 @@ class Migration(migrations.Migration):
         ("django_q", "__latest__"),
     ]
 
-    operations = [migrations.RunPython(adopt, elidable=False), migrations.RunPython(heartbeats, migrations.RunPython.noop)]
+    operations = [
+        migrations.RunPython(adopt, elidable=False),
+        migrations.RunPython(heartbeats, migrations.RunPython.noop),
+    ]

@@ -8,91 +8,170 @@ import projects.models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('auth', '0012_alter_user_first_name_max_length'),
+        ("auth", "0012_alter_user_first_name_max_length"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Project',
+            name="Project",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200)),
-                ('description', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('owner', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='owned_projects', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=200)),
+                ("description", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="owned_projects",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
-                'permissions': [('annotate_project', 'Label images'), ('review_project', 'Review and accept labels and predictions'), ('manage_labels_project', 'Create, edit and delete labels'), ('upload_project', 'Upload images'), ('delete_images_project', 'Delete images'), ('train_project', 'Train models and predict'), ('export_project', 'Export labels and data'), ('manage_members_project', 'Add, remove and change members')],
-                'default_permissions': ('view', 'change', 'delete'),
+                "ordering": ["-created_at", "-id"],
+                "permissions": [
+                    ("annotate_project", "Label images"),
+                    ("review_project", "Review and accept labels and predictions"),
+                    ("manage_labels_project", "Create, edit and delete labels"),
+                    ("upload_project", "Upload images"),
+                    ("delete_images_project", "Delete images"),
+                    ("train_project", "Train models and predict"),
+                    ("export_project", "Export labels and data"),
+                    ("manage_members_project", "Add, remove and change members"),
+                ],
+                "default_permissions": ("view", "change", "delete"),
             },
         ),
         migrations.CreateModel(
-            name='Role',
+            name="Role",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100, unique=True)),
-                ('description', models.CharField(blank=True, max_length=300)),
-                ('is_builtin', models.BooleanField(default=False, editable=False)),
-                ('permissions', models.ManyToManyField(blank=True, limit_choices_to={'content_type__app_label': 'projects', 'content_type__model': 'project'}, to='auth.permission')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=100, unique=True)),
+                ("description", models.CharField(blank=True, max_length=300)),
+                ("is_builtin", models.BooleanField(default=False, editable=False)),
+                (
+                    "permissions",
+                    models.ManyToManyField(
+                        blank=True,
+                        limit_choices_to={"content_type__app_label": "projects", "content_type__model": "project"},
+                        to="auth.permission",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='Label',
+            name="Label",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100)),
-                ('color', models.CharField(default='#e6194b', max_length=7)),
-                ('hotkey', models.PositiveSmallIntegerField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='labels', to='projects.project')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=100)),
+                ("color", models.CharField(default="#e6194b", max_length=7)),
+                ("hotkey", models.PositiveSmallIntegerField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="labels", to="projects.project"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['project_id', 'name'],
-                'constraints': [models.UniqueConstraint(fields=('project', 'name'), name='label_unique_name'), models.UniqueConstraint(condition=models.Q(('hotkey__isnull', False)), fields=('project', 'hotkey'), name='label_unique_hotkey'), models.CheckConstraint(condition=models.Q(('hotkey__isnull', True), models.Q(('hotkey__gte', 1), ('hotkey__lte', 9)), _connector='OR'), name='label_hotkey_1_to_9'), models.CheckConstraint(condition=models.Q(('color__regex', '^#[0-9a-fA-F]{6}$')), name='label_color_hex')],
+                "ordering": ["project_id", "name"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("project", "name"), name="label_unique_name"),
+                    models.UniqueConstraint(
+                        condition=models.Q(("hotkey__isnull", False)),
+                        fields=("project", "hotkey"),
+                        name="label_unique_hotkey",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            ("hotkey__isnull", True), models.Q(("hotkey__gte", 1), ("hotkey__lte", 9)), _connector="OR"
+                        ),
+                        name="label_hotkey_1_to_9",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("color__regex", "^#[0-9a-fA-F]{6}$")), name="label_color_hex"
+                    ),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Image',
+            name="Image",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(help_text='The file name as uploaded.', max_length=255)),
-                ('file', models.FileField(max_length=300, upload_to=projects.models.image_upload_path)),
-                ('thumbnail', models.FileField(max_length=300, upload_to=projects.models.thumbnail_upload_path)),
-                ('width', models.PositiveIntegerField()),
-                ('height', models.PositiveIntegerField()),
-                ('sha256', models.CharField(help_text='Of the uploaded bytes; a project holds each only once.', max_length=64)),
-                ('is_validation', models.BooleanField(default=False, help_text='Added to the user-defined validation set.')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('uploaded_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='images', to='projects.project')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(help_text="The file name as uploaded.", max_length=255)),
+                ("file", models.FileField(max_length=300, upload_to=projects.models.image_upload_path)),
+                ("thumbnail", models.FileField(max_length=300, upload_to=projects.models.thumbnail_upload_path)),
+                ("width", models.PositiveIntegerField()),
+                ("height", models.PositiveIntegerField()),
+                (
+                    "sha256",
+                    models.CharField(help_text="Of the uploaded bytes; a project holds each only once.", max_length=64),
+                ),
+                (
+                    "is_validation",
+                    models.BooleanField(default=False, help_text="Added to the user-defined validation set."),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "uploaded_by",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="images", to="projects.project"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['project_id', 'id'],
-                'constraints': [models.UniqueConstraint(fields=('project', 'sha256'), name='image_unique_bytes')],
+                "ordering": ["project_id", "id"],
+                "constraints": [models.UniqueConstraint(fields=("project", "sha256"), name="image_unique_bytes")],
             },
         ),
         migrations.CreateModel(
-            name='Membership',
+            name="Membership",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to=settings.AUTH_USER_MODEL)),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to='projects.project')),
-                ('role', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='memberships', to='projects.role')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="memberships",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="memberships", to="projects.project"
+                    ),
+                ),
+                (
+                    "role",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="memberships", to="projects.role"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['project_id', 'user__username'],
-                'constraints': [models.UniqueConstraint(fields=('project', 'user'), name='membership_unique_user')],
+                "ordering": ["project_id", "user__username"],
+                "constraints": [models.UniqueConstraint(fields=("project", "user"), name="membership_unique_user")],
             },
         ),
     ]

@@ -4,25 +4,33 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('projects', '0002_builtin_roles'),
+        ("projects", "0002_builtin_roles"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='image',
-            name='annotation_revision',
-            field=models.PositiveIntegerField(default=0, help_text="Grows with every save of this image's annotations; a save names the one it read."),
+            model_name="image",
+            name="annotation_revision",
+            field=models.PositiveIntegerField(
+                default=0, help_text="Grows with every save of this image's annotations; a save names the one it read."
+            ),
         ),
         migrations.AddField(
-            model_name='label',
-            name='keypoint_template',
-            field=models.JSONField(blank=True, default=list, help_text='Keypoint names in order, placed on each new object with this label.'),
+            model_name="label",
+            name="keypoint_template",
+            field=models.JSONField(
+                blank=True,
+                default=list,
+                help_text="Keypoint names in order, placed on each new object with this label.",
+            ),
         ),
         migrations.AddField(
-            model_name='project',
-            name='sync_labels',
-            field=models.BooleanField(default=False, help_text='Object labels also label the image for classification (spec: synchronise labels).'),
+            model_name="project",
+            name="sync_labels",
+            field=models.BooleanField(
+                default=False,
+                help_text="Object labels also label the image for classification (spec: synchronise labels).",
+            ),
         ),
     ]

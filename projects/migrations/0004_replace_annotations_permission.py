@@ -20,7 +20,10 @@ def grant_replace(apps, schema_editor):
     UserObjectPermission.objects.bulk_create(
         [
             UserObjectPermission(
-                user_id=m.user_id, permission=permission, content_type=permission.content_type, object_pk=str(m.project_id)
+                user_id=m.user_id,
+                permission=permission,
+                content_type=permission.content_type,
+                object_pk=str(m.project_id),
             )
             for m in Membership.objects.filter(role__name__in=["Owner", "Admin"])
         ],
@@ -29,21 +32,39 @@ def grant_replace(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('projects', '0003_annotation_fields'),
-        ('guardian', '0003_remove_groupobjectpermission_guardian_gr_content_ae6aec_idx_and_more'),
+        ("projects", "0003_annotation_fields"),
+        ("guardian", "0003_remove_groupobjectpermission_guardian_gr_content_ae6aec_idx_and_more"),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name='project',
-            options={'default_permissions': ('view', 'change', 'delete'), 'ordering': ['-created_at', '-id'], 'permissions': [('annotate_project', 'Label images'), ('review_project', 'Review and accept labels and predictions'), ('replace_annotations_project', "Replace annotations in bulk (imports, scripts), other people's included"), ('manage_labels_project', 'Create, edit and delete labels'), ('upload_project', 'Upload images'), ('delete_images_project', 'Delete images'), ('train_project', 'Train models and predict'), ('export_project', 'Export labels and data'), ('manage_members_project', 'Add, remove and change members')]},
+            name="project",
+            options={
+                "default_permissions": ("view", "change", "delete"),
+                "ordering": ["-created_at", "-id"],
+                "permissions": [
+                    ("annotate_project", "Label images"),
+                    ("review_project", "Review and accept labels and predictions"),
+                    (
+                        "replace_annotations_project",
+                        "Replace annotations in bulk (imports, scripts), other people's included",
+                    ),
+                    ("manage_labels_project", "Create, edit and delete labels"),
+                    ("upload_project", "Upload images"),
+                    ("delete_images_project", "Delete images"),
+                    ("train_project", "Train models and predict"),
+                    ("export_project", "Export labels and data"),
+                    ("manage_members_project", "Add, remove and change members"),
+                ],
+            },
         ),
         migrations.AlterField(
-            model_name='project',
-            name='sync_labels',
-            field=models.BooleanField(default=False, help_text='Object labels also label the image for classification.'),
+            model_name="project",
+            name="sync_labels",
+            field=models.BooleanField(
+                default=False, help_text="Object labels also label the image for classification."
+            ),
         ),
         migrations.RunPython(grant_replace, migrations.RunPython.noop),
     ]

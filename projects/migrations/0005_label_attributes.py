@@ -4,15 +4,18 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('projects', '0004_replace_annotations_permission'),
+        ("projects", "0004_replace_annotations_permission"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='label',
-            name='attributes',
-            field=models.JSONField(blank=True, default=list, help_text='Attributes its objects carry: [{name, type, choices}] (projects/attributes.py).'),
+            model_name="label",
+            name="attributes",
+            field=models.JSONField(
+                blank=True,
+                default=list,
+                help_text="Attributes its objects carry: [{name, type, choices}] (projects/attributes.py).",
+            ),
         ),
     ]

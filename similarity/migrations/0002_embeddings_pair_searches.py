@@ -8,59 +8,130 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('projects', '0003_annotation_fields'),
-        ('similarity', '0001_vector_extension'),
+        ("projects", "0003_annotation_fields"),
+        ("similarity", "0001_vector_extension"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='UnindexedImage',
+            name="UnindexedImage",
             fields=[
-                ('image', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, primary_key=True, related_name='unindexed', serialize=False, to='projects.image')),
-                ('reason', models.CharField(max_length=300)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='projects.project')),
+                (
+                    "image",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        primary_key=True,
+                        related_name="unindexed",
+                        serialize=False,
+                        to="projects.image",
+                    ),
+                ),
+                ("reason", models.CharField(max_length=300)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="projects.project"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['image_id'],
+                "ordering": ["image_id"],
             },
         ),
         migrations.CreateModel(
-            name='ImageEmbedding',
+            name="ImageEmbedding",
             fields=[
-                ('image', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, primary_key=True, related_name='embedding', serialize=False, to='projects.image')),
-                ('embedder', models.CharField(max_length=64)),
-                ('vector', pgvector.django.vector.VectorField(dimensions=1280)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='projects.project')),
+                (
+                    "image",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        primary_key=True,
+                        related_name="embedding",
+                        serialize=False,
+                        to="projects.image",
+                    ),
+                ),
+                ("embedder", models.CharField(max_length=64)),
+                ("vector", pgvector.django.vector.VectorField(dimensions=1280)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="projects.project"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['image_id'],
-                'indexes': [pgvector.django.indexes.HnswIndex(ef_construction=64, fields=['vector'], m=16, name='embedding_vector_hnsw', opclasses=['vector_cosine_ops']), models.Index(fields=['project'], name='embedding_project')],
+                "ordering": ["image_id"],
+                "indexes": [
+                    pgvector.django.indexes.HnswIndex(
+                        ef_construction=64,
+                        fields=["vector"],
+                        m=16,
+                        name="embedding_vector_hnsw",
+                        opclasses=["vector_cosine_ops"],
+                    ),
+                    models.Index(fields=["project"], name="embedding_project"),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='PairSearch',
+            name="PairSearch",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('parameters', models.JSONField(help_text='threshold, limit, labels, op')),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('finished', 'Finished'), ('failed', 'Failed')], default='queued', max_length=8)),
-                ('progress', models.FloatField(default=0)),
-                ('pairs', models.JSONField(blank=True, default=list, help_text='[[image_a, image_b, score], ...], best first')),
-                ('error', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('created_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='pair_searches', to='projects.project')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("parameters", models.JSONField(help_text="threshold, limit, labels, op")),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("finished", "Finished"),
+                            ("failed", "Failed"),
+                        ],
+                        default="queued",
+                        max_length=8,
+                    ),
+                ),
+                ("progress", models.FloatField(default=0)),
+                (
+                    "pairs",
+                    models.JSONField(
+                        blank=True, default=list, help_text="[[image_a, image_b, score], ...], best first"
+                    ),
+                ),
+                ("error", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="pair_searches", to="projects.project"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
-                'constraints': [models.CheckConstraint(condition=models.Q(('progress__gte', 0), ('progress__lte', 1)), name='pair_search_progress_0_to_1')],
+                "ordering": ["-created_at", "-id"],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("progress__gte", 0), ("progress__lte", 1)),
+                        name="pair_search_progress_0_to_1",
+                    )
+                ],
             },
         ),
     ]

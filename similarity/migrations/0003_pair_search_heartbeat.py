@@ -4,15 +4,16 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('similarity', '0002_embeddings_pair_searches'),
+        ("similarity", "0002_embeddings_pair_searches"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='pairsearch',
-            name='heartbeat_at',
-            field=models.DateTimeField(blank=True, help_text='Last sign of life from the worker running it.', null=True),
+            model_name="pairsearch",
+            name="heartbeat_at",
+            field=models.DateTimeField(
+                blank=True, help_text="Last sign of life from the worker running it.", null=True
+            ),
         ),
     ]

@@ -11,8 +11,16 @@ class Migration(migrations.Migration):
             state_operations=adopt_into_job(
                 "pairsearch",
                 constraints=["pair_search_progress_0_to_1"],
-                fields=["project", "created_by", "status", "progress", "error", "created_at", "heartbeat_at",
-                        "finished_at"],
+                fields=[
+                    "project",
+                    "created_by",
+                    "status",
+                    "progress",
+                    "error",
+                    "created_at",
+                    "heartbeat_at",
+                    "finished_at",
+                ],
             ),
         ),
     ]

@@ -11,12 +11,19 @@ pytestmark = pytest.mark.django_db
 def test_register_creates_a_user_and_returns_a_working_token():
     client = APIClient()
     response = client.post(
-        "/api/auth/register/", {"username": "ada", "email": "ada@example.com", "password": "an-old-tree-42"}, format="json"
+        "/api/auth/register/",
+        {"username": "ada", "email": "ada@example.com", "password": "an-old-tree-42"},
+        format="json",
     )
     assert response.status_code == 201
     body = response.json()
     user = User.objects.get(username="ada")
-    assert body == {"id": user.id, "username": "ada", "email": "ada@example.com", "token": Token.objects.get(user=user).key}
+    assert body == {
+        "id": user.id,
+        "username": "ada",
+        "email": "ada@example.com",
+        "token": Token.objects.get(user=user).key,
+    }
     assert user.check_password("an-old-tree-42")
     assert APIClient().get("/api/me/", HTTP_AUTHORIZATION=f"Token {body['token']}").json()["username"] == "ada"
 
@@ -25,9 +32,17 @@ def test_register_creates_a_user_and_returns_a_working_token():
     ("payload", "field", "message"),
     [
         ({"username": "bob", "email": "bob@example.com", "password": "123"}, "password", "This password is too short."),
-        ({"username": "bob", "email": "not-an-email", "password": "an-old-tree-42"}, "email", "Enter a valid email address."),
+        (
+            {"username": "bob", "email": "not-an-email", "password": "an-old-tree-42"},
+            "email",
+            "Enter a valid email address.",
+        ),
         ({"username": "bob", "email": "bob@example.com"}, "password", "This field is required."),
-        ({"username": "bob", "email": "b@example.com", "password": "an-old-tree-42", "admin": True}, "admin", "Unknown field."),
+        (
+            {"username": "bob", "email": "b@example.com", "password": "an-old-tree-42", "admin": True},
+            "admin",
+            "Unknown field.",
+        ),
     ],
 )
 def test_register_refuses_bad_input_and_creates_nothing(payload, field, message):
@@ -51,14 +66,18 @@ def test_register_refuses_a_taken_username_or_email(user):
 def test_register_can_be_turned_off(settings):
     settings.SIGHTLINE_ALLOW_REGISTRATION = False
     response = APIClient().post(
-        "/api/auth/register/", {"username": "eve", "email": "eve@example.com", "password": "an-old-tree-42"}, format="json"
+        "/api/auth/register/",
+        {"username": "eve", "email": "eve@example.com", "password": "an-old-tree-42"},
+        format="json",
     )
     assert response.status_code == 404
     assert User.objects.count() == 0
 
 
 def test_token_for_username_and_password(user):
-    response = APIClient().post("/api/auth/token/", {"username": user.username, "password": "correct-horse-battery"}, format="json")
+    response = APIClient().post(
+        "/api/auth/token/", {"username": user.username, "password": "correct-horse-battery"}, format="json"
+    )
     assert response.status_code == 200
     assert response.json() == {"token": Token.objects.get(user=user).key}
 
@@ -72,7 +91,11 @@ def test_token_refuses_a_wrong_password(user):
 
 @pytest.mark.parametrize("header", ["HTTP_AUTHORIZATION", "HTTP_X_AUTH_TOKEN"])
 def test_both_token_headers_authenticate(user, header):
-    key = APIClient().post("/api/auth/token/", {"username": user.username, "password": "correct-horse-battery"}).json()["token"]
+    key = (
+        APIClient()
+        .post("/api/auth/token/", {"username": user.username, "password": "correct-horse-battery"})
+        .json()["token"]
+    )
     value = f"Token {key}" if header == "HTTP_AUTHORIZATION" else key
     response = APIClient().get("/api/me/", **{header: value})
     assert response.status_code == 200

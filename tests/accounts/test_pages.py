@@ -10,7 +10,12 @@ pytestmark = pytest.mark.django_db
 def test_signup_page_creates_the_user_and_logs_them_in(client):
     response = client.post(
         "/accounts/signup/",
-        {"username": "grace", "email": "grace@example.com", "password1": "an-old-tree-42", "password2": "an-old-tree-42"},
+        {
+            "username": "grace",
+            "email": "grace@example.com",
+            "password1": "an-old-tree-42",
+            "password2": "an-old-tree-42",
+        },
     )
     assert response.status_code == 302
     assert response["Location"] == "/projects/"

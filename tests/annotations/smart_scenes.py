@@ -76,7 +76,10 @@ def _scaled(s: Scene, factor: float) -> Scene:
     box = {k: v * factor for k, v in s.box.items()}
 
     def scale(marks: list) -> list:
-        return [[p * factor for p in m] if not isinstance(m[0], list) else [[x * factor, y * factor] for x, y in m] for m in marks]
+        return [
+            [p * factor for p in m] if not isinstance(m[0], list) else [[x * factor, y * factor] for x, y in m]
+            for m in marks
+        ]
 
     return Scene(rgb, truth, box, scale(s.foreground), scale(s.background))
 

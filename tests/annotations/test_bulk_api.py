@@ -31,8 +31,13 @@ def bulk(api, project, **body):
 
 
 def test_append_predictions_to_many_images(api, project, images, gull):
-    items = [{"image": i.id, "shapes": [{"label": gull.id, "kind": "box", "geometry": BOX, "source": "prediction",
-                                         "score": 0.5}]} for i in images]  # fmt: skip
+    items = [
+        {
+            "image": i.id,
+            "shapes": [{"label": gull.id, "kind": "box", "geometry": BOX, "source": "prediction", "score": 0.5}],
+        }
+        for i in images
+    ]
     first = bulk(api, project, mode="append", images=items)
     assert first.status_code == 200
     assert first.json() == {"saved": [{"image": i.id, "revision": 1} for i in images]}
@@ -41,8 +46,11 @@ def test_append_predictions_to_many_images(api, project, images, gull):
 
 
 def test_replace_needs_current_revisions_and_saves_nothing_when_one_is_stale(api, project, images, gull):
-    api.put(f"/api/images/{images[1].id}/annotations/", {"revision": 0, "shapes": [
-        {"label": gull.id, "kind": "box", "geometry": BOX}]}, format="json")  # fmt: skip
+    api.put(
+        f"/api/images/{images[1].id}/annotations/",
+        {"revision": 0, "shapes": [{"label": gull.id, "kind": "box", "geometry": BOX}]},
+        format="json",
+    )
     items = [{"image": i.id, "revision": 0, "classifications": [{"label": gull.id}], "shapes": []} for i in images]
     response = bulk(api, project, mode="replace", images=items)
     assert response.status_code == 409
@@ -62,11 +70,14 @@ def test_replace_needs_current_revisions_and_saves_nothing_when_one_is_stale(api
     [
         ([{"image": 999999, "shapes": []}], "images", "images[0]: image 999999 is not an image of this project"),
         ([{"image": "x"}], "images", 'images[0]: must be an object with an integer "image" id'),
-        ([{"image": "{a}", "shapes": [{"label": "{l}", "kind": "polyline", "geometry": {"points": [[1, 1]]}}]}],
-         "shapes", "images[0] shape 0: polyline needs at least 2 points, got 1"),
+        (
+            [{"image": "{a}", "shapes": [{"label": "{l}", "kind": "polyline", "geometry": {"points": [[1, 1]]}}]}],
+            "shapes",
+            "images[0] shape 0: polyline needs at least 2 points, got 1",
+        ),
         ([{"image": "{a}"}, {"image": "{a}"}], "images", "each image may appear only once per request"),
     ],
-)  # fmt: skip
+)
 def test_bad_bulk_input_is_400_and_saves_nothing(api, project, images, gull, items, field, message):
     def fill(value):
         ids = {"{a}": images[0].id, "{l}": gull.id}

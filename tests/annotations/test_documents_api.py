@@ -52,14 +52,21 @@ def test_save_every_kind_and_read_it_back(api, image, gull, tern, user):
     mask = np.zeros((48, 64), dtype=bool)
     mask[10:20, 30:40] = True
     shapes = [
-        {"label": gull.id, "kind": "box", "geometry": BOX, "occluded": True,
-         "keypoints": [{"name": "beak", "x": 12, "y": 7, "visible": False}]},
+        {
+            "label": gull.id,
+            "kind": "box",
+            "geometry": BOX,
+            "occluded": True,
+            "keypoints": [{"name": "beak", "x": 12, "y": 7, "visible": False}],
+        },
         {"label": tern.id, "kind": "polygon", "geometry": POLYGON, "attributes": {"age": "adult"}},
         {"label": gull.id, "kind": "polyline", "geometry": {"points": [[1, 1], [5, 5], [9, 1]]}},
         {"label": gull.id, "kind": "points", "geometry": {"points": [[3, 4]]}, "source": "prediction", "score": 0.75},
         {"label": tern.id, "kind": "mask", "geometry": {"rle": encode_mask(mask)}, "source": "smart"},
-    ]  # fmt: skip
-    response = api.put(url(image), {"revision": 0, "classifications": [{"label": tern.id}], "shapes": shapes}, format="json")
+    ]
+    response = api.put(
+        url(image), {"revision": 0, "classifications": [{"label": tern.id}], "shapes": shapes}, format="json"
+    )
     assert response.status_code == 200, response.json()
     body = response.json()
     assert body["revision"] == 1
@@ -68,8 +75,12 @@ def test_save_every_kind_and_read_it_back(api, image, gull, tern, user):
     box = body["shapes"][0]
     assert box["geometry"] == {"x": 10.0, "y": 5.0, "width": 20.0, "height": 10.0}
     assert (box["occluded"], box["keypoints"], box["author"], box["source"], box["score"]) == (
-        True, [{"name": "beak", "x": 12.0, "y": 7.0, "visible": False}], user.id, "manual", None,
-    )  # fmt: skip
+        True,
+        [{"name": "beak", "x": 12.0, "y": 7.0, "visible": False}],
+        user.id,
+        "manual",
+        None,
+    )
     assert body["shapes"][1]["geometry"] == POLYGON
     assert body["shapes"][1]["attributes"] == {"age": "adult"}
     assert (body["shapes"][3]["source"], body["shapes"][3]["score"]) == ("prediction", 0.75)
@@ -89,15 +100,30 @@ def test_coordinates_outside_the_image_are_clipped(api, image, gull):
 
 
 def test_saving_keeps_ids_of_unchanged_shapes_and_replaces_the_rest(api, image, gull, tern):
-    first = api.put(url(image), {"revision": 0, "shapes": [
-        {"label": gull.id, "kind": "box", "geometry": BOX},
-        {"label": tern.id, "kind": "points", "geometry": {"points": [[1, 1]]}},
-    ]}, format="json").json()  # fmt: skip
+    first = api.put(
+        url(image),
+        {
+            "revision": 0,
+            "shapes": [
+                {"label": gull.id, "kind": "box", "geometry": BOX},
+                {"label": tern.id, "kind": "points", "geometry": {"points": [[1, 1]]}},
+            ],
+        },
+        format="json",
+    ).json()
     kept, dropped = first["shapes"]
     moved = {**kept, "geometry": {**BOX, "x": 11}}
-    second = api.put(url(image), {"revision": 1, "shapes": [
-        moved, {"label": tern.id, "kind": "polyline", "geometry": {"points": [[1, 1], [2, 2]]}},
-    ]}, format="json").json()  # fmt: skip
+    second = api.put(
+        url(image),
+        {
+            "revision": 1,
+            "shapes": [
+                moved,
+                {"label": tern.id, "kind": "polyline", "geometry": {"points": [[1, 1], [2, 2]]}},
+            ],
+        },
+        format="json",
+    ).json()
     assert second["revision"] == 2
     assert second["shapes"][0]["id"] == kept["id"]
     assert second["shapes"][0]["geometry"]["x"] == 11.0
@@ -119,24 +145,40 @@ def test_a_stale_revision_is_409_with_the_current_document_and_changes_nothing(a
 
 
 BAD_SHAPES = [
-    ({"kind": "polygon", "geometry": {"parts": [{"outer": [[0, 0], [5, 5]], "holes": []}]}},
-     "shape 1: polygon part 0 outer ring needs at least 3 points, got 2"),
-    ({"kind": "polygon", "geometry": {"parts": [{"outer": [[0, 0], [5, 5], [9, 0]], "holes": [[[1, 1], [2, 2]]]}]}},
-     "shape 1: polygon part 0 hole 0 needs at least 3 points, got 2"),
+    (
+        {"kind": "polygon", "geometry": {"parts": [{"outer": [[0, 0], [5, 5]], "holes": []}]}},
+        "shape 1: polygon part 0 outer ring needs at least 3 points, got 2",
+    ),
+    (
+        {"kind": "polygon", "geometry": {"parts": [{"outer": [[0, 0], [5, 5], [9, 0]], "holes": [[[1, 1], [2, 2]]]}]}},
+        "shape 1: polygon part 0 hole 0 needs at least 3 points, got 2",
+    ),
     ({"kind": "polyline", "geometry": {"points": [[0, 0]]}}, "shape 1: polyline needs at least 2 points, got 1"),
     ({"kind": "points", "geometry": {"points": [[0, 0], [1, "NaN"]]}}, "shape 1: points point 1 y must be a number"),
-    ({"kind": "box", "geometry": {"x": 0, "y": 0, "width": 0, "height": 1}}, "shape 1: box width and height must be positive"),
+    (
+        {"kind": "box", "geometry": {"x": 0, "y": 0, "width": 0, "height": 1}},
+        "shape 1: box width and height must be positive",
+    ),
     ({"kind": "box", "geometry": {"x": 100, "y": 0, "width": 5, "height": 5}}, "shape 1: box lies outside the image"),
-    ({"kind": "circle", "geometry": {}}, "shape 1: unknown kind 'circle'; use one of box, polygon, polyline, points, mask"),
-    ({"kind": "mask", "geometry": {"rle": {"size": [10, 10], "counts": "0"}}},
-     "shape 1: mask size [10, 10] is not the image's [height, width] = [48, 64]"),
-    ({"kind": "mask", "geometry": {"rle": {"size": [48, 64], "counts": "!!"}}},
-     "shape 1: mask counts are not valid COCO compressed RLE"),
-    ({"kind": "polyline", "geometry": {"points": [[0, 0], [1, 1]]}, "keypoints": [{"name": "a", "x": 1, "y": 1}]},
-     "shape 1: keypoints belong to boxes and polygons, not to a polyline"),
+    (
+        {"kind": "circle", "geometry": {}},
+        "shape 1: unknown kind 'circle'; use one of box, polygon, polyline, points, mask",
+    ),
+    (
+        {"kind": "mask", "geometry": {"rle": {"size": [10, 10], "counts": "0"}}},
+        "shape 1: mask size [10, 10] is not the image's [height, width] = [48, 64]",
+    ),
+    (
+        {"kind": "mask", "geometry": {"rle": {"size": [48, 64], "counts": "!!"}}},
+        "shape 1: mask counts are not valid COCO compressed RLE",
+    ),
+    (
+        {"kind": "polyline", "geometry": {"points": [[0, 0], [1, 1]]}, "keypoints": [{"name": "a", "x": 1, "y": 1}]},
+        "shape 1: keypoints belong to boxes and polygons, not to a polyline",
+    ),
     ({"kind": "box", "geometry": BOX, "score": 2}, "shape 1: score must be a number from 0 to 1, or null"),
     ({"kind": "box", "geometry": BOX, "colour": "red"}, "shape 1: unknown fields: colour"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("shape", "message"), BAD_SHAPES, ids=[m for _, m in BAD_SHAPES])
@@ -151,8 +193,9 @@ def test_bad_shapes_are_400_naming_the_shape_and_nothing_is_saved(api, image, gu
 
 def test_a_label_from_another_project_is_400(api, image, user):
     foreign = Label.objects.create(project=make_project(owner=user, name="Other"), name="gull")
-    response = api.put(url(image), {"revision": 0, "shapes": [{"label": foreign.id, "kind": "box", "geometry": BOX}]},
-                       format="json")  # fmt: skip
+    response = api.put(
+        url(image), {"revision": 0, "shapes": [{"label": foreign.id, "kind": "box", "geometry": BOX}]}, format="json"
+    )
     assert response.json() == {"shapes": [f"shape 0: label {foreign.id} is not a label of this project"]}
     response = api.put(url(image), {"revision": 0, "classifications": [{"label": foreign.id}]}, format="json")
     assert response.json() == {
@@ -162,24 +205,39 @@ def test_a_label_from_another_project_is_400(api, image, user):
 
 
 def test_classifications_with_one_default(api, image, gull, tern):
-    body = api.put(url(image), {"revision": 0, "classifications": [{"label": gull.id}, {"label": tern.id, "default": True}]},
-                   format="json").json()  # fmt: skip
+    body = api.put(
+        url(image),
+        {"revision": 0, "classifications": [{"label": gull.id}, {"label": tern.id, "default": True}]},
+        format="json",
+    ).json()
     assert body["classifications"] == [
-        {"label": tern.id, "name": "tern", "default": True}, {"label": gull.id, "name": "gull", "default": False},
-    ]  # fmt: skip
-    two = api.put(url(image), {"revision": 1, "classifications": [{"label": gull.id, "default": True},
-                                                                  {"label": tern.id, "default": True}]}, format="json")  # fmt: skip
+        {"label": tern.id, "name": "tern", "default": True},
+        {"label": gull.id, "name": "gull", "default": False},
+    ]
+    two = api.put(
+        url(image),
+        {"revision": 1, "classifications": [{"label": gull.id, "default": True}, {"label": tern.id, "default": True}]},
+        format="json",
+    )
     assert two.json() == {"classifications": ["classifications: only one label can be the default"]}
 
 
 def test_synchronised_labels_label_the_image(api, image, project, gull, tern):
     project.sync_labels = True
     project.save()
-    body = api.put(url(image), {"revision": 0, "classifications": [{"label": tern.id}],
-                                "shapes": [{"label": gull.id, "kind": "box", "geometry": BOX}]}, format="json").json()  # fmt: skip
+    body = api.put(
+        url(image),
+        {
+            "revision": 0,
+            "classifications": [{"label": tern.id}],
+            "shapes": [{"label": gull.id, "kind": "box", "geometry": BOX}],
+        },
+        format="json",
+    ).json()
     assert body["classifications"] == [
-        {"label": tern.id, "name": "tern", "default": True}, {"label": gull.id, "name": "gull", "default": False},
-    ]  # fmt: skip
+        {"label": tern.id, "name": "tern", "default": True},
+        {"label": gull.id, "name": "gull", "default": False},
+    ]
 
 
 def test_roles_that_may_not_annotate_get_403_and_strangers_404(image, project, gull):

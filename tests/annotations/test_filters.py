@@ -21,17 +21,26 @@ def world(user, api):
     project = make_project(owner=user)
     names = ["cat", "dog", "cat_out", "dog_out", "blank"]
     files = [image_file(f"{n}.png", color=(i, 5, 5)) for i, n in enumerate(names)]
-    images = {i.name.removesuffix(".png"): i for i in images_upload(project=project, user=user, files=files, labels=[]).stored}
+    images = {
+        i.name.removesuffix(".png"): i for i in images_upload(project=project, user=user, files=files, labels=[]).stored
+    }
     labels = {n: Label.objects.create(project=project, name=n) for n in ["cat", "dog", "outdoor", "big cat"]}
     documents = {
-        "cat": ([labels["cat"]], []), "dog": ([], [labels["dog"]]),
-        "cat_out": ([labels["cat"], labels["outdoor"]], []), "dog_out": ([labels["outdoor"]], [labels["dog"]]),
-    }  # fmt: skip
+        "cat": ([labels["cat"]], []),
+        "dog": ([], [labels["dog"]]),
+        "cat_out": ([labels["cat"], labels["outdoor"]], []),
+        "dog_out": ([labels["outdoor"]], [labels["dog"]]),
+    }
     for name, (classes, objects) in documents.items():
-        api.put(f"/api/images/{images[name].id}/annotations/", {
-            "revision": 0, "classifications": [{"label": label.id} for label in classes],
-            "shapes": [{"label": label.id, "kind": "box", "geometry": BOX} for label in objects],
-        }, format="json")  # fmt: skip
+        api.put(
+            f"/api/images/{images[name].id}/annotations/",
+            {
+                "revision": 0,
+                "classifications": [{"label": label.id} for label in classes],
+                "shapes": [{"label": label.id, "kind": "box", "geometry": BOX} for label in objects],
+            },
+            format="json",
+        )
     return project, images
 
 

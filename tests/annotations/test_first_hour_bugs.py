@@ -34,7 +34,9 @@ def zip_of(entries: dict[str, bytes]) -> SimpleUploadedFile:
 def test_a_zip_whose_every_file_is_refused_leaves_no_folder_label_and_no_typed_label(api, user):
     project = make_project(owner=user)
     archive = zip_of({"gull/a.png": b"not really a png", "tern/b.jpg": b"\xff\xd8 broken"})
-    response = api.post(f"/api/projects/{project.id}/images/", {"files": [archive], "labels": "survey"}, format="multipart")
+    response = api.post(
+        f"/api/projects/{project.id}/images/", {"files": [archive], "labels": "survey"}, format="multipart"
+    )
     assert response.status_code == 400  # nothing was stored
     assert [r["name"] for r in response.json()["rejected"]] == ["photos.zip/gull/a.png", "photos.zip/tern/b.jpg"]
     assert list(Label.objects.filter(project=project).values_list("name", flat=True)) == []
@@ -80,11 +82,16 @@ def shared(user, api):
     """An owner's project with one labeled image, shared with a Labeler and an Admin."""
     labeler, admin = UserFactory(), UserFactory()
     project = make_project(owner=user, Labeler=labeler, Admin=admin)
-    image = images_upload(project=project, user=user, files=[SimpleUploadedFile("a.png", image_bytes())], labels=[]).stored[0]
+    image = images_upload(
+        project=project, user=user, files=[SimpleUploadedFile("a.png", image_bytes())], labels=[]
+    ).stored[0]
     gull = Label.objects.create(project=project, name="gull")
     box = {"label": gull.id, "kind": "box", "geometry": {"x": 1, "y": 2, "width": 10, "height": 10}}
-    api.put(f"/api/images/{image.id}/annotations/", {"revision": 0, "shapes": [box, box],
-            "classifications": [{"label": gull.id}]}, format="json")  # fmt: skip
+    api.put(
+        f"/api/images/{image.id}/annotations/",
+        {"revision": 0, "shapes": [box, box], "classifications": [{"label": gull.id}]},
+        format="json",
+    )
     return {"project": project, "image": image, "labeler": labeler, "admin": admin, "gull": gull}
 
 
@@ -109,7 +116,9 @@ def test_a_labeler_may_not_replace_by_import_or_bulk_save_and_nothing_changes(sh
     before = _state(project)
     response = _csv_import(labeler, project, "replace")
     assert response.status_code == 403
-    assert response.json() == {"detail": "Your role in this project does not allow this: replace annotations in bulk (imports, scripts), other people's included."}
+    assert response.json() == {
+        "detail": "Your role in this project does not allow this: replace annotations in bulk (imports, scripts), other people's included."
+    }
     bulk = {"mode": "replace", "images": [{"image": shared["image"].id, "revision": 1, "shapes": []}]}
     assert labeler.post(f"/api/projects/{project.id}/annotations/bulk/", bulk, format="json").status_code == 403
     preview = SimpleUploadedFile("labels.csv", b"a.png,tern\n")
@@ -142,8 +151,12 @@ def test_an_admin_replaces_and_the_replaced_annotations_are_restored_from_the_hi
     assert _state(project)[:2] == ([], ["tern"])
     [entry] = admin.get(f"/api/images/{image.id}/history/").json()["history"]
     assert (entry["revision"], entry["reason"], entry["replaced_by"], entry["shapes"], entry["classifications"]) == (
-        1, "import", shared["admin"].username, 2, 1,
-    )  # fmt: skip
+        1,
+        "import",
+        shared["admin"].username,
+        2,
+        1,
+    )
     labeler = client_for(shared["labeler"])
     restored = labeler.post(f"/api/images/{image.id}/history/{entry['id']}/restore/")
     assert restored.status_code == 200
@@ -178,8 +191,11 @@ def test_the_purge_command_forgets_old_history_only(shared):
     admin.post(f"/api/projects/{shared['project'].id}/annotations/bulk/", bulk, format="json")
     old = ReplacedDocument.objects.get()
     ReplacedDocument.objects.filter(pk=old.pk).update(replaced_at=timezone.now() - timedelta(days=40))
-    admin.post(f"/api/projects/{shared['project'].id}/annotations/bulk/",
-               {"mode": "append", "images": [{"image": shared["image"].id, "shapes": []}]}, format="json")  # fmt: skip
+    admin.post(
+        f"/api/projects/{shared['project'].id}/annotations/bulk/",
+        {"mode": "append", "images": [{"image": shared["image"].id, "shapes": []}]},
+        format="json",
+    )
     out = io.StringIO()
     call_command("annotations_history_purge", "--older-than", "30", stdout=out)
     assert out.getvalue() == "Purged 1 replaced document.\n"
@@ -195,8 +211,11 @@ def test_the_import_page_offers_replace_only_to_roles_that_may_and_refuses_it_un
     page = client.get(f"/projects/{project.id}/transfer/").content.decode()
     assert 'value="replace"' in page and 'name="confirmed"' in page
     upload = SimpleUploadedFile("labels.csv", b"a.png,gull\n")
-    response = client.post(f"/projects/{project.id}/transfer/start/",
-                           {"format": "csv", "file": upload, "mode": "replace", "import": "1"}, follow=True)  # fmt: skip
+    response = client.post(
+        f"/projects/{project.id}/transfer/start/",
+        {"format": "csv", "file": upload, "mode": "replace", "import": "1"},
+        follow=True,
+    )
     assert "Replacing annotations must be confirmed: nothing was imported." in response.content.decode()
     assert Annotation.objects.filter(image__project=project).count() == 2
 

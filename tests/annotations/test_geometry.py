@@ -41,12 +41,18 @@ def test_rasterized_polygons_match_pycocotools_for_coco_polygons():
 def test_rasterize_box_and_polygon_with_holes_and_parts():
     box = decode_mask(rasterize("box", {"x": 1, "y": 1, "width": 3, "height": 2}, width=6, height=5)["rle"])
     assert box.astype(int).tolist() == [
-        [0, 0, 0, 0, 0, 0], [0, 1, 1, 1, 0, 0], [0, 1, 1, 1, 0, 0], [0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0],
-    ]  # fmt: skip
-    polygon = {"parts": [
-        {"outer": [[0, 0], [8, 0], [8, 8], [0, 8]], "holes": [[[2, 2], [6, 2], [6, 6], [2, 6]]]},
-        {"outer": [[3, 3], [5, 3], [5, 5], [3, 5]], "holes": []},  # an island inside the hole
-    ]}  # fmt: skip
+        [0, 0, 0, 0, 0, 0],
+        [0, 1, 1, 1, 0, 0],
+        [0, 1, 1, 1, 0, 0],
+        [0, 0, 0, 0, 0, 0],
+        [0, 0, 0, 0, 0, 0],
+    ]
+    polygon = {
+        "parts": [
+            {"outer": [[0, 0], [8, 0], [8, 8], [0, 8]], "holes": [[[2, 2], [6, 2], [6, 6], [2, 6]]]},
+            {"outer": [[3, 3], [5, 3], [5, 5], [3, 5]], "holes": []},  # an island inside the hole
+        ]
+    }
     mask = decode_mask(rasterize("polygon", polygon, width=10, height=10)["rle"])
     assert int(mask.sum()) == 64 - 16 + 4
     assert mask[4, 4] and not mask[2, 2] and mask[0, 0] and not mask[9, 9]

@@ -55,7 +55,9 @@ def test_label_selected_walks_only_the_chosen_images(client, user, project):
     page = config(client.get(response["Location"]))
     assert page["previousUrl"] is None
     assert page["nextUrl"] == f"/projects/{project.id}/images/{ids[3]}/label/?ids={ids[3]}%2C{ids[1]}"
-    strip = client.get(f"/projects/{project.id}/images/{ids[1]}/label/strip/", {"ids": f"{ids[3]},{ids[1]}"}).content.decode()
+    strip = client.get(
+        f"/projects/{project.id}/images/{ids[1]}/label/strip/", {"ids": f"{ids[3]},{ids[1]}"}
+    ).content.decode()
     assert strip.count("<li") == 2 and 'aria-current="true"' in strip
     odd = client.get(f"/projects/{project.id}/images/{ids[1]}/label/strip/", {"ids": f"{ids[3]},²,{ids[1]}"})
     assert odd.content.decode().count("<li") == 2  # a number int() cannot read is ignored, not a 500

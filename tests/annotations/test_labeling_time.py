@@ -54,12 +54,30 @@ def test_the_heartbeat_api_needs_the_annotate_permission(setup):
 
 
 def _sessions(project, image, owner, labeler):
-    LabelingSession.objects.create(user=labeler, project=project, image=image, day=dt.date(2026, 11, 19),
-                                   active_seconds=600, last_heartbeat_at=timezone.now())  # fmt: skip
-    LabelingSession.objects.create(user=labeler, project=project, image=image, day=dt.date(2026, 11, 20),
-                                   active_seconds=90.25, last_heartbeat_at=timezone.now())  # fmt: skip
-    LabelingSession.objects.create(user=owner, project=project, image=image, day=dt.date(2026, 11, 20),
-                                   active_seconds=30, last_heartbeat_at=timezone.now())  # fmt: skip
+    LabelingSession.objects.create(
+        user=labeler,
+        project=project,
+        image=image,
+        day=dt.date(2026, 11, 19),
+        active_seconds=600,
+        last_heartbeat_at=timezone.now(),
+    )
+    LabelingSession.objects.create(
+        user=labeler,
+        project=project,
+        image=image,
+        day=dt.date(2026, 11, 20),
+        active_seconds=90.25,
+        last_heartbeat_at=timezone.now(),
+    )
+    LabelingSession.objects.create(
+        user=owner,
+        project=project,
+        image=image,
+        day=dt.date(2026, 11, 20),
+        active_seconds=30,
+        last_heartbeat_at=timezone.now(),
+    )
 
 
 def test_owners_see_everyone_labelers_only_themselves(setup, user, api):
@@ -67,10 +85,31 @@ def test_owners_see_everyone_labelers_only_themselves(setup, user, api):
     _sessions(project, image, user, labeler)
     everyone = api.get("/api/labeling-time/").json()
     assert everyone["per_day"] == [
-        {"day": "2026-11-20", "project": project.id, "project_name": "Birds", "user": labeler.id, "username": "lab", "seconds": 90.2},
-        {"day": "2026-11-20", "project": project.id, "project_name": "Birds", "user": user.id, "username": user.username, "seconds": 30.0},
-        {"day": "2026-11-19", "project": project.id, "project_name": "Birds", "user": labeler.id, "username": "lab", "seconds": 600.0},
-    ]  # fmt: skip
+        {
+            "day": "2026-11-20",
+            "project": project.id,
+            "project_name": "Birds",
+            "user": labeler.id,
+            "username": "lab",
+            "seconds": 90.2,
+        },
+        {
+            "day": "2026-11-20",
+            "project": project.id,
+            "project_name": "Birds",
+            "user": user.id,
+            "username": user.username,
+            "seconds": 30.0,
+        },
+        {
+            "day": "2026-11-19",
+            "project": project.id,
+            "project_name": "Birds",
+            "user": labeler.id,
+            "username": "lab",
+            "seconds": 600.0,
+        },
+    ]
     assert [(r["username"], r["seconds"]) for r in everyone["totals"]] == [("lab", 690.2), (user.username, 30.0)]
     own = client_for(labeler).get("/api/labeling-time/").json()
     assert [(r["username"], r["seconds"]) for r in own["totals"]] == [("lab", 690.2)]

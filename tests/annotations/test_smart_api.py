@@ -58,16 +58,23 @@ def cache_dir(settings) -> Path:
 
 def test_grabcut_extracts_the_shape_and_the_mask_saves_as_a_smart_object(api, project, ellipse):
     image, s = ellipse
-    body = api.post(f"/api/images/{image.id}/smart/", {"box": s.box, "foreground": s.foreground,
-                    "background": s.background}, format="json").json()  # fmt: skip
+    body = api.post(
+        f"/api/images/{image.id}/smart/",
+        {"box": s.box, "foreground": s.foreground, "background": s.background},
+        format="json",
+    ).json()
     assert (body["backend"], body["score"], body["embedding_cached"]) == ("grabcut", None, None)
     mask = decode_mask(body["rle"])
     assert mask.shape == (480, 640)
     assert iou(mask, s.truth) >= 0.9
     assert body["area"] == int(mask.sum())
     ys, xs = np.nonzero(mask)
-    assert body["bbox"] == {"x": int(xs.min()), "y": int(ys.min()), "width": int(xs.max() - xs.min() + 1),
-                            "height": int(ys.max() - ys.min() + 1)}  # fmt: skip
+    assert body["bbox"] == {
+        "x": int(xs.min()),
+        "y": int(ys.min()),
+        "width": int(xs.max() - xs.min() + 1),
+        "height": int(ys.max() - ys.min() + 1),
+    }
     assert Annotation.objects.count() == 0  # nothing is saved until Done
 
     label = api.post(f"/api/projects/{project.id}/labels/", {"name": "ellipse"}, format="json").json()
@@ -82,8 +89,9 @@ def test_grabcut_extracts_the_shape_and_the_mask_saves_as_a_smart_object(api, pr
 def test_the_work_area_bounds_the_mask(api, ellipse):
     image, s = ellipse
     half = {**s.box, "width": s.box["width"] / 2}
-    body = api.post(f"/api/images/{image.id}/smart/", {"box": half, "foreground": [[s.box["x"] + 60, 240]]},
-                    format="json").json()  # fmt: skip
+    body = api.post(
+        f"/api/images/{image.id}/smart/", {"box": half, "foreground": [[s.box["x"] + 60, 240]]}, format="json"
+    ).json()
     mask = decode_mask(body["rle"])
     right_edge = int(np.ceil(half["x"] + half["width"]))
     assert not mask[:, right_edge:].any()
@@ -93,12 +101,15 @@ def test_the_work_area_bounds_the_mask(api, ellipse):
 @pytest.mark.parametrize(
     ("payload", "expected"),
     [
-        ({"box": {"x": 0, "y": 0, "width": 2, "height": 2}}, {"detail": "The work area must be at least 4x4 pixels inside the 640x480 image."}),
+        (
+            {"box": {"x": 0, "y": 0, "width": 2, "height": 2}},
+            {"detail": "The work area must be at least 4x4 pixels inside the 640x480 image."},
+        ),
         ({"foreground": [[900, 10]]}, {"detail": "foreground[0] goes outside the 640x480 image."}),
         ({"foreground": "here"}, {"foreground": ["Expected a list."]}),
         ({"marks": []}, {"marks": ["Unknown field."]}),
     ],
-)  # fmt: skip
+)
 def test_bad_marks_are_400_with_the_reason(api, ellipse, payload, expected):
     image, _ = ellipse
     response = api.post(f"/api/images/{image.id}/smart/", payload, format="json")
@@ -122,20 +133,28 @@ def test_only_annotators_may_use_the_tool_and_strangers_see_nothing(user):
 def test_sam_never_encodes_in_a_request_it_answers_202_with_the_job_and_then_the_mask(api, ellipse, sam, settings):
     image, s = ellipse
     assert api.get(f"/api/images/{image.id}/smart/").json() == {
-        "backend": "sam", "description": "Segment Anything custom (32-d, 2 blocks) (sam_tiny.pth)", "error": "",
+        "backend": "sam",
+        "description": "Segment Anything custom (32-d, 2 blocks) (sam_tiny.pth)",
+        "error": "",
         "embedding_cached": False,
-    }  # fmt: skip
+    }
     payload = {"box": s.box, "foreground": s.foreground, "background": s.background}
     waiting = api.post(f"/api/images/{image.id}/smart/", payload, format="json")
     assert waiting.status_code == 202
     job = Job.objects.get(kind="sam-embeddings")
     assert waiting.json() == {
-        "preparing": True, "job": job.pk, "job_url": f"/api/jobs/{job.pk}/",
+        "preparing": True,
+        "job": job.pk,
+        "job_url": f"/api/jobs/{job.pk}/",
         "detail": "Preparing the smart tool: a worker is computing this image's SAM embedding.",
-    }  # fmt: skip
+    }
     assert (job.kind, job.payload, job.status) == ("sam-embeddings", {"image_ids": [image.pk]}, "queued")
     again = api.post(f"/api/images/{image.id}/smart/", payload, format="json")
-    assert (again.status_code, again.json()["job"], Job.objects.filter(kind="sam-embeddings").count()) == (202, job.pk, 1)  # the same job, not another
+    assert (again.status_code, again.json()["job"], Job.objects.filter(kind="sam-embeddings").count()) == (
+        202,
+        job.pk,
+        1,
+    )  # the same job, not another
     assert not cache_dir(settings).exists()
 
     job_run(job.pk)  # the worker's turn
@@ -174,18 +193,29 @@ def test_opening_the_labeler_starts_nothing_and_its_prepare_call_computes_this_i
     assert (config["backend"], config["prepare"]) == ("sam", [i.pk for i in newest_first[1:5]])
     current, *ahead = config["prepare"]
     with django_capture_on_commit_callbacks(execute=True):
-        prepared = client.post(f"/api/images/{current}/smart/prepare/", {"ahead": ahead}, content_type="application/json")
+        prepared = client.post(
+            f"/api/images/{current}/smart/prepare/", {"ahead": ahead}, content_type="application/json"
+        )
     assert (prepared.status_code, prepared.json()["preparing"], prepared.json()["ready"]) == (200, True, False)
     cached = {p.stem for p in cache_dir(settings).glob("*/*.npy")}
     assert cached == {i.sha256 for i in newest_first[1:5]}
     assert Job.objects.get(kind="sam-embeddings").status == "finished"
     again = client.post(f"/api/images/{current}/smart/prepare/", {"ahead": ahead}, content_type="application/json")
-    assert again.json() == {"backend": "sam", "ready": True, "preparing": False, "job": None, "job_url": None, "detail": ""}
+    assert again.json() == {
+        "backend": "sam",
+        "ready": True,
+        "preparing": False,
+        "job": None,
+        "job_url": None,
+        "detail": "",
+    }
 
 
 def test_a_prepare_call_only_reaches_images_of_the_same_project(api, user, project, sam, settings):
     other = make_project(owner=UserFactory())
-    elsewhere = images_upload(project=other, user=other.owner, files=[png(scene("ring").rgb, "x.png")], labels=[]).stored[0]
+    elsewhere = images_upload(
+        project=other, user=other.owner, files=[png(scene("ring").rgb, "x.png")], labels=[]
+    ).stored[0]
     mine = images_upload(project=project, user=user, files=[png(scene("ring").rgb, "r.png")], labels=[]).stored[0]
     api.post(f"/api/images/{mine.pk}/smart/prepare/", {"ahead": [elsewhere.pk]}, format="json")
     assert Job.objects.get(kind="sam-embeddings").payload == {"image_ids": [mine.pk]}
@@ -206,8 +236,9 @@ def test_a_stale_prefetch_is_skipped(api, user, project, sam, settings):
 
 
 def test_the_cache_forgets_the_least_recently_used_beyond_its_size(user, project, sam, settings):
-    images = images_upload(project=project, user=user, labels=[],
-                           files=[png(scene("blob", seed).rgb, f"{seed}.png") for seed in range(3)]).stored  # fmt: skip
+    images = images_upload(
+        project=project, user=user, labels=[], files=[png(scene("blob", seed).rgb, f"{seed}.png") for seed in range(3)]
+    ).stored
     backend = smart.smart_backend()
     for image in images:
         smart.sam_embedding(backend, image)
@@ -239,6 +270,8 @@ def test_a_broken_checkpoint_is_reported_at_start_up_and_on_the_health_page(clie
     )
     settings.SIGHTLINE_SAM_CHECKPOINT = ""
     assert client.get("/healthz").json()["checks"]["smart"] == {
-        "ok": True, "backend": "grabcut", "description": "GrabCut (OpenCV): foreground and background scribbles",
+        "ok": True,
+        "backend": "grabcut",
+        "description": "GrabCut (OpenCV): foreground and background scribbles",
         "error": "",
-    }  # fmt: skip
+    }

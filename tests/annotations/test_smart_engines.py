@@ -16,8 +16,16 @@ from tests.annotations.smart_scenes import SHAPES, iou, scene
 @pytest.mark.parametrize(
     ("box", "foreground", "message"),
     [
-        ({"x": 0, "y": 0, "width": 3, "height": 50}, [], "The work area must be at least 4x4 pixels inside the 64x48 image."),
-        ({"x": 0, "y": 0, "w": 10, "h": 10}, [], 'The work area ("box") must be {"x": ..., "y": ..., "width": ..., "height": ...}.'),
+        (
+            {"x": 0, "y": 0, "width": 3, "height": 50},
+            [],
+            "The work area must be at least 4x4 pixels inside the 64x48 image.",
+        ),
+        (
+            {"x": 0, "y": 0, "w": 10, "h": 10},
+            [],
+            'The work area ("box") must be {"x": ..., "y": ..., "width": ..., "height": ...}.',
+        ),
         ({"x": "a", "y": 0, "width": 10, "height": 10}, [], "box.x must be a number."),
         (None, [[70, 10]], "foreground[0] goes outside the 64x48 image."),
         (None, [[[1, 1], [2]]], "foreground[0] is neither a click [x, y] nor a stroke [[x, y], ...]."),
@@ -26,7 +34,7 @@ from tests.annotations.smart_scenes import SHAPES, iou, scene
         (None, {"x": 1}, "foreground must be a list of clicks [x, y] or strokes [[x, y], ...]."),
         (None, [[1, 1]] * 501, "Send at most 500 marks."),
     ],
-)  # fmt: skip
+)
 def test_bad_prompts_say_what_is_wrong(box, foreground, message):
     with pytest.raises(PromptError) as error:
         prompt_parse(box, foreground, [], width=64, height=48)
@@ -34,8 +42,9 @@ def test_bad_prompts_say_what_is_wrong(box, foreground, message):
 
 
 def test_a_prompt_clips_its_work_area_to_the_image_and_keeps_clicks_and_strokes():
-    prompt = prompt_parse({"x": -5.5, "y": 10.2, "width": 100, "height": 20}, [[3, 4], [[5, 6], [7, 8]]], None,
-                          width=64, height=48)  # fmt: skip
+    prompt = prompt_parse(
+        {"x": -5.5, "y": 10.2, "width": 100, "height": 20}, [[3, 4], [[5, 6], [7, 8]]], None, width=64, height=48
+    )
     assert prompt.box == (0, 10, 64, 31)
     assert [m.tolist() for m in prompt.foreground] == [[[3.0, 4.0]], [[5.0, 6.0], [7.0, 8.0]]]
     assert prompt.background == ()
@@ -101,12 +110,21 @@ def test_sam_embeds_and_decodes_as_segment_anythings_own_predictor(tiny):
     np.testing.assert_allclose(features, predictor.features[0].numpy(), atol=2e-3)
 
     # A stroke shorter than the point spacing (the work area's side / 16) is sent as its two ends.
-    prompt = prompt_parse({"x": 100, "y": 80, "width": 400, "height": 300}, [[320, 240], [[200, 240], [210, 245]]],
-                          [[120, 100]], width=640, height=480)  # fmt: skip
+    prompt = prompt_parse(
+        {"x": 100, "y": 80, "width": 400, "height": 300},
+        [[320, 240], [[200, 240], [210, 245]]],
+        [[120, 100]],
+        width=640,
+        height=480,
+    )
     mask, score = engine.decode(features, prompt, (480, 640))
     points = np.array([[320, 240], [200, 240], [210, 245], [120, 100]], float)
-    expected, scores, _ = predictor.predict(point_coords=points, point_labels=np.array([1, 1, 1, 0]),
-                                            box=np.array([100, 80, 500, 380]), multimask_output=False)  # fmt: skip
+    expected, scores, _ = predictor.predict(
+        point_coords=points,
+        point_labels=np.array([1, 1, 1, 0]),
+        box=np.array([100, 80, 500, 380]),
+        multimask_output=False,
+    )
     assert mask.shape == (480, 640)
     assert iou(mask, expected[0]) >= 0.99  # only resizing differs: OpenCV here, torch there
     assert score == pytest.approx(float(scores[0]), abs=1e-3)
@@ -117,8 +135,12 @@ def test_a_lone_click_picks_the_best_of_sams_three_proposals(tiny):
     engine = SamEngine.from_checkpoint(tiny)
     predictor = SamPredictor(engine.model)
     predictor.set_image(rgb)
-    mask, score = engine.decode(engine.embed(rgb), prompt_parse(None, [[320, 240]], None, width=640, height=480), (480, 640))
-    masks, scores, _ = predictor.predict(point_coords=np.array([[320.0, 240.0]]), point_labels=np.array([1]), multimask_output=True)
+    mask, score = engine.decode(
+        engine.embed(rgb), prompt_parse(None, [[320, 240]], None, width=640, height=480), (480, 640)
+    )
+    masks, scores, _ = predictor.predict(
+        point_coords=np.array([[320.0, 240.0]]), point_labels=np.array([1]), multimask_output=True
+    )
     best = int(np.argmax(scores))
     assert score == pytest.approx(float(scores[best]), abs=1e-3)
     assert iou(mask, masks[best]) >= 0.99
@@ -128,8 +150,9 @@ def test_the_onnx_decoder_answers_as_the_torch_decoder(tiny):
     rgb = scene("star").rgb
     onnx, eager = SamEngine.from_checkpoint(tiny, decoder="onnx"), SamEngine.from_checkpoint(tiny, decoder="torch")
     features = onnx.embed(rgb)
-    prompt = prompt_parse({"x": 50, "y": 50, "width": 500, "height": 400}, [[[300, 200], [340, 260]]], [[60, 60]],
-                          width=640, height=480)  # fmt: skip
+    prompt = prompt_parse(
+        {"x": 50, "y": 50, "width": 500, "height": 400}, [[[300, 200], [340, 260]]], [[60, 60]], width=640, height=480
+    )
     (a, score_a), (b, score_b) = onnx.decode(features, prompt, (480, 640)), eager.decode(features, prompt, (480, 640))
     assert int(a.sum()) > 0
     assert int((a != b).sum()) == 0
@@ -152,7 +175,9 @@ def test_unusable_checkpoints_say_why(tmp_path, tiny):
         checkpoint_read(garbage)
     other = tmp_path / "resnet.pth"
     torch.save({"conv1.weight": torch.zeros(8, 3, 7, 7)}, other)
-    with pytest.raises(SamCheckpointError, match=r"This is not a Segment Anything checkpoint \(no tensor 'image_encoder"):
+    with pytest.raises(
+        SamCheckpointError, match=r"This is not a Segment Anything checkpoint \(no tensor 'image_encoder"
+    ):
         checkpoint_check(checkpoint_read(other))
     state = checkpoint_read(tiny)
     state["mask_decoder.iou_token.weight"] = torch.zeros(1, 7)

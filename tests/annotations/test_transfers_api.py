@@ -35,22 +35,41 @@ def source(user, api):
     tern = Label.objects.create(project=project, name="tern")
     mask = np.zeros((48, 64), dtype=bool)
     mask[20:30, 5:15] = True
-    api.put(f"/api/images/{images['a.png'].id}/annotations/", {"revision": 0, "classifications": [{"label": tern.id}],
-        "shapes": [
-            {"label": gull.id, "kind": "box", "geometry": {"x": 2, "y": 3, "width": 20, "height": 10},
-             "keypoints": [{"name": "beak", "x": 5, "y": 6, "visible": True}], "occluded": True},
-            {"label": tern.id, "kind": "polygon", "geometry": {"parts": [{"outer": [[30, 5], [60, 5], [45, 40]], "holes": []}]}},
-            {"label": tern.id, "kind": "mask", "geometry": {"rle": encode_mask(mask)}},
-            {"label": gull.id, "kind": "polyline", "geometry": {"points": [[1, 1], [10, 10]]}},
-        ]}, format="json")  # fmt: skip
-    api.put(f"/api/images/{images['b.png'].id}/annotations/", {"revision": 0, "classifications": [
-        {"label": gull.id}, {"label": tern.id, "default": True}]}, format="json")  # fmt: skip
+    api.put(
+        f"/api/images/{images['a.png'].id}/annotations/",
+        {
+            "revision": 0,
+            "classifications": [{"label": tern.id}],
+            "shapes": [
+                {
+                    "label": gull.id,
+                    "kind": "box",
+                    "geometry": {"x": 2, "y": 3, "width": 20, "height": 10},
+                    "keypoints": [{"name": "beak", "x": 5, "y": 6, "visible": True}],
+                    "occluded": True,
+                },
+                {
+                    "label": tern.id,
+                    "kind": "polygon",
+                    "geometry": {"parts": [{"outer": [[30, 5], [60, 5], [45, 40]], "holes": []}]},
+                },
+                {"label": tern.id, "kind": "mask", "geometry": {"rle": encode_mask(mask)}},
+                {"label": gull.id, "kind": "polyline", "geometry": {"points": [[1, 1], [10, 10]]}},
+            ],
+        },
+        format="json",
+    )
+    api.put(
+        f"/api/images/{images['b.png'].id}/annotations/",
+        {"revision": 0, "classifications": [{"label": gull.id}, {"label": tern.id, "default": True}]},
+        format="json",
+    )
     return project
 
 
 def export(api, project, key):
     response = api.get(f"/api/projects/{project.id}/export/", {"format": key})
-    assert response.status_code == 200, response.content
+    assert response.status_code == 200, response.getvalue()
     return response
 
 
@@ -61,8 +80,16 @@ def import_(api, project, key, content, **extra):
 
 def document(api, image):
     doc = api.get(f"/api/images/{image.id}/annotations/").json()
-    shapes = sorted((Label.objects.get(pk=s["label"]).name, s["kind"], json.dumps(s["geometry"], sort_keys=True),
-                     s["occluded"], json.dumps(s["keypoints"])) for s in doc["shapes"])  # fmt: skip
+    shapes = sorted(
+        (
+            Label.objects.get(pk=s["label"]).name,
+            s["kind"],
+            json.dumps(s["geometry"], sort_keys=True),
+            s["occluded"],
+            json.dumps(s["keypoints"]),
+        )
+        for s in doc["shapes"]
+    )
     return [c["name"] for c in doc["classifications"]], shapes
 
 
@@ -81,7 +108,7 @@ def document(api, image):
 def test_export_then_import_into_a_second_project(api, user, source, key, kinds, classifications, fields):
     target, images = make(user, "Target")
     exported = export(api, source, key)
-    response = import_(api, target, key, exported.content)
+    response = import_(api, target, key, exported.getvalue())
     assert response.status_code == 200, response.json()
     source_images = {i.name: i for i in source.images.all()}
     for name in ("a.png", "b.png"):
@@ -96,7 +123,7 @@ def test_export_then_import_into_a_second_project(api, user, source, key, kinds,
 @pytest.mark.parametrize("key", ["png-masks", "bw-masks-zip"])
 def test_bitmap_formats_bring_areas_back_as_masks(api, user, source, key):
     target, images = make(user, "Target")
-    response = import_(api, target, key, export(api, source, key).content)
+    response = import_(api, target, key, export(api, source, key).getvalue())
     assert response.status_code == 200, response.json()
     kinds = sorted(Annotation.objects.filter(image=images["a.png"]).values_list("label__name", "kind"))
     assert kinds == [("gull", "mask"), ("tern", "mask"), ("tern", "mask")]
@@ -113,7 +140,7 @@ def test_the_export_summary_names_what_the_format_cannot_hold(api, source):
 
 
 def test_import_replace_mode_replaces_and_append_adds(api, user, source):
-    exported = export(api, source, "json").content
+    exported = export(api, source, "json").getvalue()
     import_(api, source, "json", exported)
     assert Annotation.objects.filter(image__project=source).count() == 8
     import_(api, source, "json", exported, mode="replace")
@@ -123,18 +150,31 @@ def test_import_replace_mode_replaces_and_append_adds(api, user, source):
 @pytest.mark.parametrize(
     ("key", "content", "message"),
     [
-        ("json", b"{not json", "Not valid JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"),
-        ("json", b'{"images": [{"name": "a.png", "shapes": [{"label": "x", "kind": "box"}]}]}',
-         "images[0].shapes[0].geometry: missing or of the wrong type."),
-        ("json", b'{"images": [{"name": "a.png", "shapes": [{"label": "x", "kind": "polygon", "geometry": '
-                 b'{"parts": [{"outer": [[0, 0], [1, 1]]}]}}]}]}',
-         "image 'a.png' shape 0: polygon part 0 outer ring needs at least 3 points, got 2"),
+        (
+            "json",
+            b"{not json",
+            "Not valid JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)",
+        ),
+        (
+            "json",
+            b'{"images": [{"name": "a.png", "shapes": [{"label": "x", "kind": "box"}]}]}',
+            "images[0].shapes[0].geometry: missing or of the wrong type.",
+        ),
+        (
+            "json",
+            b'{"images": [{"name": "a.png", "shapes": [{"label": "x", "kind": "polygon", "geometry": '
+            b'{"parts": [{"outer": [[0, 0], [1, 1]]}]}}]}]}',
+            "image 'a.png' shape 0: polygon part 0 outer ring needs at least 3 points, got 2",
+        ),
         ("csv", b"a.png,cat\n,dog\n", "Line 2: the first field must be the image's file name."),
-        ("coco", b'{"images": [], "annotations": [{"image_id": 7}], "categories": []}',
-         "annotations[0].image_id: 7 is not in 'images'."),
+        (
+            "coco",
+            b'{"images": [], "annotations": [{"image_id": 7}], "categories": []}',
+            "annotations[0].image_id: 7 is not in 'images'.",
+        ),
         ("yolo", b"PK\x03\x04 broken", "This is not a valid ZIP archive."),
     ],
-)  # fmt: skip
+)
 def test_malformed_files_are_400_naming_the_place_and_import_nothing(api, user, key, content, message):
     project, _ = make(user, "Target")
     response = import_(api, project, key, content)
@@ -171,8 +211,11 @@ def test_background_export_and_import_jobs(api, user, source, django_capture_on_
     target, images = make(user, "Target")
     upload = SimpleUploadedFile("instances.json", content)
     with django_capture_on_commit_callbacks(execute=True):
-        started = api.post(f"/api/projects/{target.id}/import/", {"format": "coco", "file": upload, "background": "true"},
-                           format="multipart")  # fmt: skip
+        started = api.post(
+            f"/api/projects/{target.id}/import/",
+            {"format": "coco", "file": upload, "background": "true"},
+            format="multipart",
+        )
     assert started.status_code == 202
     finished = api.get(f"/api/transfers/{started.json()['id']}/").json()
     assert (finished["status"], finished["summary"]["shapes"], finished["download_url"]) == ("finished", 3, None)
@@ -183,8 +226,11 @@ def test_a_failed_background_import_says_why(api, user, django_capture_on_commit
     project, _ = make(user, "Target")
     upload = SimpleUploadedFile("x.csv", b",nameless\n")
     with django_capture_on_commit_callbacks(execute=True):
-        started = api.post(f"/api/projects/{project.id}/import/", {"format": "csv", "file": upload, "background": "1"},
-                       format="multipart").json()  # fmt: skip
+        started = api.post(
+            f"/api/projects/{project.id}/import/",
+            {"format": "csv", "file": upload, "background": "1"},
+            format="multipart",
+        ).json()
     job = TransferJob.objects.get(pk=started["id"])
     assert (job.status, job.error) == ("failed", "Line 1: the first field must be the image's file name.")
 
@@ -196,21 +242,30 @@ def test_permissions_for_transfers(user, source):
     assert client_for(stranger).get(f"/api/projects/{source.id}/export/", {"format": "json"}).status_code == 404
     response = import_(client_for(labeler), source, "csv", b"a.png,brand-new-label\n")
     assert response.status_code == 400
-    assert response.json() == {"file": ["Label 'brand-new-label' is not in this project, and your role may not create labels."]}
+    assert response.json() == {
+        "file": ["Label 'brand-new-label' is not in this project, and your role may not create labels."]
+    }
     assert import_(client_for(labeler), source, "csv", b"a.png,gull\n").status_code == 200
     assert Image.objects.filter(project=source).count() == 2
 
 
-def test_the_transfer_page_starts_a_job_and_polls_it_to_the_download(client, user, source, django_capture_on_commit_callbacks):
+def test_the_transfer_page_starts_a_job_and_polls_it_to_the_download(
+    client, user, source, django_capture_on_commit_callbacks
+):
     client.force_login(user)
-    page = client.get(f"/projects/{source.id}/transfer/").content.decode()
-    assert 'id="export-form"' in page and 'id="import-form"' in page and '<option value="bw-masks-zip">Black-and-white masks (ZIP)</option>' in page
+    page = client.get(f"/projects/{source.id}/transfer/").getvalue().decode()
+    assert (
+        'id="export-form"' in page
+        and 'id="import-form"' in page
+        and '<option value="bw-masks-zip">Black-and-white masks (ZIP)</option>' in page
+    )
     with django_capture_on_commit_callbacks(execute=True):
-        started = client.post(f"/projects/{source.id}/transfer/start/", {"format": "voc", "export": "1"},
-                              HTTP_HX_REQUEST="true")  # fmt: skip
+        started = client.post(
+            f"/projects/{source.id}/transfer/start/", {"format": "voc", "export": "1"}, HTTP_HX_REQUEST="true"
+        )
     job = TransferJob.objects.get()
-    assert f'id="job-{job.id}"' in started.content.decode()
-    polled = client.get(f"/projects/{source.id}/transfer/jobs/{job.id}/", HTTP_HX_REQUEST="true").content.decode()
+    assert f'id="job-{job.id}"' in started.getvalue().decode()
+    polled = client.get(f"/projects/{source.id}/transfer/jobs/{job.id}/", HTTP_HX_REQUEST="true").getvalue().decode()
     assert f'href="/api/transfers/{job.id}/file/"' in polled
     assert "not held: 1 polygon objects (Pascal VOC holds boxes only)" in polled
     assert 'hx-trigger="every 1s"' not in polled  # finished: polling stops
@@ -218,9 +273,11 @@ def test_the_transfer_page_starts_a_job_and_polls_it_to_the_download(client, use
 
 def test_a_queued_job_is_polled_with_a_progress_bar(client, user, source):
     client.force_login(user)
-    client.post(f"/projects/{source.id}/transfer/start/", {"format": "json", "export": "1"})  # not committed: stays queued
+    client.post(
+        f"/projects/{source.id}/transfer/start/", {"format": "json", "export": "1"}
+    )  # not committed: stays queued
     job = TransferJob.objects.get()
-    partial = client.get(f"/projects/{source.id}/transfer/jobs/{job.id}/").content.decode()
+    partial = client.get(f"/projects/{source.id}/transfer/jobs/{job.id}/").getvalue().decode()
     assert 'hx-trigger="every 1s"' in partial and '<progress max="1" value="0.0">' in partial
 
 
@@ -231,28 +288,37 @@ def test_an_empty_project_exports_no_empty_file(api, user):
     assert response.json() == {"format": ["The project has no images yet; there is nothing to export."]}
 
 
-@pytest.mark.parametrize(("key", "document_name", "image_path"), [
-    ("coco", "instances.json", "images/a.png"),
-    ("yolo", "data.yaml", "images/a.png"),
-    ("yolo-seg", "data.yaml", "images/a.png"),
-])  # fmt: skip
-def test_include_images_exports_one_archive_that_a_new_project_imports_whole(api, user, source, key, document_name, image_path):
+@pytest.mark.parametrize(
+    ("key", "document_name", "image_path"),
+    [
+        ("coco", "instances.json", "images/a.png"),
+        ("yolo", "data.yaml", "images/a.png"),
+        ("yolo-seg", "data.yaml", "images/a.png"),
+    ],
+)
+def test_include_images_exports_one_archive_that_a_new_project_imports_whole(
+    api, user, source, key, document_name, image_path
+):
     response = api.get(f"/api/projects/{source.id}/export/", {"format": key, "include_images": "true"})
     assert response.status_code == 200
-    archive = zipfile.ZipFile(io.BytesIO(response.content))
+    body = response.getvalue()  # streamed: read once
+    archive = zipfile.ZipFile(io.BytesIO(body))
     assert document_name in archive.namelist() and image_path in archive.namelist()
     original = Image.objects.get(project=source, name="a.png")
     assert archive.read(image_path) == original.file.read()
     target = make_project(owner=user, name="Fresh")  # no images at all
-    imported = import_(api, target, key, response.content)
-    assert imported.status_code == 200, imported.content
+    imported = import_(api, target, key, body)
+    assert imported.status_code == 200, imported.getvalue()
     assert sorted(Image.objects.filter(project=target).values_list("name", "width", "height")) == [
-        ("a.png", 64, 48), ("b.png", 64, 48),
-    ]  # fmt: skip
+        ("a.png", 64, 48),
+        ("b.png", 64, 48),
+    ]
     ours, theirs = (Image.objects.get(project=p, name="a.png") for p in (source, target))
     kinds = {"coco": {"box", "polygon", "mask"}, "yolo": {"box"}, "yolo-seg": {"polygon"}}[key]
     fields = 5 if key == "coco" else 3  # YOLO holds no occlusion or keypoints
-    assert [s[:fields] for s in document(api, theirs)[1]] == [s[:fields] for s in document(api, ours)[1] if s[1] in kinds]
+    assert [s[:fields] for s in document(api, theirs)[1]] == [
+        s[:fields] for s in document(api, ours)[1] if s[1] in kinds
+    ]
 
 
 def test_include_images_is_refused_for_formats_that_cannot_hold_them(api, source):
@@ -262,7 +328,7 @@ def test_include_images_is_refused_for_formats_that_cannot_hold_them(api, source
 
 
 def test_an_archive_with_images_needs_the_right_to_upload_and_stores_nothing_without_it(api, user, source):
-    exported = api.get(f"/api/projects/{source.id}/export/", {"format": "coco", "include_images": "true"}).content
+    exported = api.get(f"/api/projects/{source.id}/export/", {"format": "coco", "include_images": "true"}).getvalue()
     owner = UserFactory()
     target = make_project(owner=owner, name="Theirs")
     labeler = UserFactory()
@@ -271,20 +337,29 @@ def test_an_archive_with_images_needs_the_right_to_upload_and_stores_nothing_wit
     Label.objects.create(project=target, name="tern")
     response = import_(client_for(labeler), target, "coco", exported)
     assert response.status_code == 400
-    assert response.json() == {"file": ["The archive brings images the project lacks, and your role may not upload images."]}
-    assert Image.objects.filter(project=target).count() == 0 and Annotation.objects.filter(image__project=target).count() == 0
+    assert response.json() == {
+        "file": ["The archive brings images the project lacks, and your role may not upload images."]
+    }
+    assert (
+        Image.objects.filter(project=target).count() == 0
+        and Annotation.objects.filter(image__project=target).count() == 0
+    )
 
 
 def test_a_classification_zip_brings_its_images_into_an_empty_project(api, user, source):
-    exported = api.get(f"/api/projects/{source.id}/export/", {"format": "classification-zip"}).content
+    exported = api.get(f"/api/projects/{source.id}/export/", {"format": "classification-zip"}).getvalue()
     target = make_project(owner=user, name="Fresh")
     assert import_(api, target, "classification-zip", exported).status_code == 200
     rows = Classification.objects.filter(image__project=target).order_by("image__name", "label__name")
-    assert list(rows.values_list("image__name", "label__name")) == [("a.png", "tern"), ("b.png", "gull"), ("b.png", "tern")]
+    assert list(rows.values_list("image__name", "label__name")) == [
+        ("a.png", "tern"),
+        ("b.png", "gull"),
+        ("b.png", "tern"),
+    ]
 
 
 def test_an_archive_with_a_corrupt_image_imports_nothing_and_leaves_no_file(api, user, source, media_root):
-    exported = api.get(f"/api/projects/{source.id}/export/", {"format": "coco", "include_images": "true"}).content
+    exported = api.get(f"/api/projects/{source.id}/export/", {"format": "coco", "include_images": "true"}).getvalue()
     with zipfile.ZipFile(io.BytesIO(exported)) as archive:
         files = {name: archive.read(name) for name in archive.namelist()}
     files["images/b.png"] = b"not an image at all"
@@ -296,8 +371,10 @@ def test_an_archive_with_a_corrupt_image_imports_nothing_and_leaves_no_file(api,
     before = sorted(p.name for p in media_root.rglob("*") if p.is_file())
     response = import_(api, target, "coco", broken.getvalue())
     assert response.status_code == 400
-    assert response.json() == {"file": [
-        "Images in the archive were refused, so nothing was imported: b.png: This is not an image file Sightline can read."
-    ]}  # fmt: skip
+    assert response.json() == {
+        "file": [
+            "Images in the archive were refused, so nothing was imported: b.png: This is not an image file Sightline can read."
+        ]
+    }
     assert Image.objects.filter(project=target).count() == 0
     assert sorted(p.name for p in media_root.rglob("*") if p.is_file()) == before  # a.png's files went too

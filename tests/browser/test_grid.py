@@ -26,19 +26,24 @@ def png(color) -> bytes:
     return out.getvalue()
 
 
-def test_dropped_files_and_a_chosen_folder_are_uploaded_and_the_index_line_follows(project, page, live_server, tmp_path):
+def test_dropped_files_and_a_chosen_folder_are_uploaded_and_the_index_line_follows(
+    project, page, live_server, tmp_path
+):
     login(page, live_server)
     page.goto(f"{live_server.url}/projects/{project.id}/")
     page.wait_for_selector("#similarity-index:has-text('all 0 images')")
     assert page.locator("#upload[open]").count() == 1  # an empty project shows the upload card open
     # A drop of two files, as a browser makes it.
-    page.evaluate("""([a, b]) => {
+    page.evaluate(
+        """([a, b]) => {
         const transfer = new DataTransfer();
         for (const [name, bytes] of [["dropped-a.png", a], ["dropped-b.png", b]]) {
             transfer.items.add(new File([new Uint8Array(bytes)], name, {type: "image/png"}));
         }
         document.getElementById("drop-zone").dispatchEvent(new DragEvent("drop", {dataTransfer: transfer, bubbles: true}));
-    }""", [list(png((200, 0, 0))), list(png((0, 200, 0)))])
+    }""",
+        [list(png((200, 0, 0))), list(png((0, 200, 0)))],
+    )
     page.wait_for_selector("#drop-chosen:has-text('2 files chosen.')")
     folder = tmp_path / "survey"
     (folder / "day1").mkdir(parents=True)
@@ -48,8 +53,10 @@ def test_dropped_files_and_a_chosen_folder_are_uploaded_and_the_index_line_follo
     page.click("#upload-form button[type=submit]")
     page.wait_for_selector("text=Done: 3 stored, 0 refused.")
     assert sorted(Image.objects.filter(project=project).values_list("name", flat=True)) == [
-        "dropped-a.png", "dropped-b.png", "folder-c.png",
-    ]  # fmt: skip
+        "dropped-a.png",
+        "dropped-b.png",
+        "folder-c.png",
+    ]
     page.wait_for_selector("#similarity-index:has-text('all 3 images')", timeout=60_000)  # no reload
 
 
@@ -79,7 +86,9 @@ def test_a_slow_action_disables_its_button_and_counts_the_seconds(project, page,
     page.goto(f"{live_server.url}/projects/{project.id}/similar/")
     # The search is held unanswered, as a slow server would; it answers into a frame, so the page stays to be read.
     held = []
-    page.route("**/similar/**", lambda route: held.append(route) if route.request.method == "POST" else route.continue_())
+    page.route(
+        "**/similar/**", lambda route: held.append(route) if route.request.method == "POST" else route.continue_()
+    )
     page.evaluate("""() => { const sink = document.createElement('iframe'); sink.name = 'sink'; document.body.append(sink);
         document.getElementById('similar-upload').target = 'sink'; }""")
     page.set_input_files("#similar-upload input[type=file]", str(tmp_path / "query.png"))

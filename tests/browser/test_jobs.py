@@ -18,7 +18,7 @@ def test_the_jobs_page_lists_every_kind_follows_progress_and_cancels(page, live_
     project = make_project(owner=user, name="Busy")
     upload(project, user, [(f"red{i}.png", colour_png((220, 30, 30), i)) for i in range(4)], ["red"])
     upload(project, user, [(f"blue{i}.png", colour_png((30, 30, 220), 100 + i)) for i in range(4)], ["blue"])
-    from annotations import transfers
+    from annotations.services import transfers
 
     export = transfers.transfer_start(project=project, user=user, direction="export", format_key="coco")
     train = training.training_job_start(project=project, user=user, task="classification")

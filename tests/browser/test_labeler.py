@@ -19,10 +19,17 @@ def setup(live_server):
     project = make_project(owner=user, name="Birds")
     gull = Label.objects.create(project=project, name="gull", color="#ff0000", hotkey=1)
     tern = Label.objects.create(project=project, name="tern", color="#00ff00", hotkey=2)
-    image = images_upload(project=project, user=user, labels=[],
-                          files=[SimpleUploadedFile("a.png", image_bytes(400, 300))]).stored[0]  # fmt: skip
-    return {"user": user, "project": project, "image": image, "gull": gull, "tern": tern,
-            "url": f"{live_server.url}/projects/{project.id}/images/{image.id}/label/"}  # fmt: skip
+    image = images_upload(
+        project=project, user=user, labels=[], files=[SimpleUploadedFile("a.png", image_bytes(400, 300))]
+    ).stored[0]
+    return {
+        "user": user,
+        "project": project,
+        "image": image,
+        "gull": gull,
+        "tern": tern,
+        "url": f"{live_server.url}/projects/{project.id}/images/{image.id}/label/",
+    }
 
 
 def login(page, live_server, username="labeler"):
@@ -84,7 +91,11 @@ def test_draw_a_polygon_then_relabel_undo_and_redo(setup, page, live_server):
     saved(page)
     [polygon] = shapes(setup["image"])
     assert polygon["kind"] == "polygon"
-    assert [[round(v) for v in p] for p in polygon["geometry"]["parts"][0]["outer"]] == [[100, 100], [200, 100], [150, 200]]
+    assert [[round(v) for v in p] for p in polygon["geometry"]["parts"][0]["outer"]] == [
+        [100, 100],
+        [200, 100],
+        [150, 200],
+    ]
     page.keyboard.press("v")
     page.mouse.click(*screen(page, 150, 130))  # the person selects the polygon: now hotkey 2 relabels it
     page.keyboard.press("2")
@@ -118,8 +129,10 @@ def test_unsaved_work_survives_a_reload(setup, page, live_server):
     assert [round(v) for v in point["geometry"]["points"][0]] == [30, 30]
 
 
-@pytest.mark.parametrize(("choice", "expected"), [("keep-both", [[10, 10], [20, 20]]), ("keep-mine", [[20, 20]]),
-                                                  ("take-theirs", [[10, 10]])])  # fmt: skip
+@pytest.mark.parametrize(
+    ("choice", "expected"),
+    [("keep-both", [[10, 10], [20, 20]]), ("keep-mine", [[20, 20]]), ("take-theirs", [[10, 10]])],
+)
 def test_two_browsers_get_the_conflict_dialog(setup, browser, live_server, choice, expected):
     contexts, pages = [], []
     for _ in range(2):
@@ -194,8 +207,9 @@ def test_a_polygon_with_a_second_part_and_a_hole_then_rasterize_and_back(setup, 
 
 
 def test_keypoints_from_the_label_template_can_be_placed_and_hidden(setup, page, live_server):
-    face = Label.objects.create(project=setup["project"], name="face", color="#0000ff", hotkey=3,
-                                keypoint_template=["left eye", "right eye"])  # fmt: skip
+    face = Label.objects.create(
+        project=setup["project"], name="face", color="#0000ff", hotkey=3, keypoint_template=["left eye", "right eye"]
+    )
     login(page, live_server)
     open_labeler(page, setup["url"])
     page.keyboard.press("3")
@@ -208,8 +222,9 @@ def test_keypoints_from_the_label_template_can_be_placed_and_hidden(setup, page,
     [box] = Annotation.objects.filter(image=setup["image"]).values("label_id", "keypoints")
     assert box["label_id"] == face.id
     assert [(k["name"], round(k["x"]), round(k["y"]), k["visible"]) for k in box["keypoints"]] == [
-        ("left eye", 130, 130, True), ("right eye", 160, 130, True),
-    ]  # fmt: skip
+        ("left eye", 130, 130, True),
+        ("right eye", 160, 130, True),
+    ]
     page.keyboard.press("v")
     page.mouse.click(*screen(page, 110, 150))  # select the box; its keypoints then take drags
     page.mouse.move(*screen(page, 130, 130))
@@ -222,7 +237,10 @@ def test_keypoints_from_the_label_template_can_be_placed_and_hidden(setup, page,
     page.wait_for_function("window.sightline.store.shapes[0].keypoints[1].visible === false")
     saved(page)
     [box] = Annotation.objects.filter(image=setup["image"]).values("keypoints")
-    assert [(round(k["x"]), round(k["y"]), k["visible"]) for k in box["keypoints"]] == [(125, 120, True), (160, 130, False)]
+    assert [(round(k["x"]), round(k["y"]), k["visible"]) for k in box["keypoints"]] == [
+        (125, 120, True),
+        (160, 130, False),
+    ]
 
 
 def stroke(page, points):
@@ -243,7 +261,12 @@ def test_bitmap_brush_eraser_and_fill(setup, page, live_server):
     saved(page)
     [mask] = shapes(setup["image"])
     pixels = decode_mask(mask["geometry"]["rle"])
-    assert (mask["kind"], bool(pixels[50, 60]), bool(pixels[50, 140]), bool(pixels[80, 100])) == ("mask", True, True, False)
+    assert (mask["kind"], bool(pixels[50, 60]), bool(pixels[50, 140]), bool(pixels[80, 100])) == (
+        "mask",
+        True,
+        True,
+        False,
+    )
     page.keyboard.press("r")
     stroke(page, [(100, 30), (100, 70)])
     saved(page)
@@ -255,7 +278,9 @@ def test_bitmap_brush_eraser_and_fill(setup, page, live_server):
     stroke(page, [(200, 150), (300, 150), (300, 250), (200, 250), (200, 150)])
     page.keyboard.press("g")
     page.mouse.click(*screen(page, 250, 200))
-    page.wait_for_function("window.sightline.store.shapes.length === 2 && document.getElementById('save-state').dataset.state === 'saved'")
+    page.wait_for_function(
+        "window.sightline.store.shapes.length === 2 && document.getElementById('save-state').dataset.state === 'saved'"
+    )
     saved(page)
     filled = decode_mask(shapes(setup["image"])[1]["geometry"]["rle"])
     assert (bool(filled[200, 250]), bool(filled[150, 250]), bool(filled[100, 250])) == (True, True, False)
@@ -277,7 +302,11 @@ def test_polyline_add_and_remove_points_and_polygon_edge_insert(setup, page, liv
     page.keyboard.press("r")
     page.mouse.click(*screen(page, 60, 10))
     saved(page)
-    assert [[round(v) for v in p] for p in shapes(setup["image"])[0]["geometry"]["points"]] == [[10, 10], [60, 60], [110, 60]]
+    assert [[round(v) for v in p] for p in shapes(setup["image"])[0]["geometry"]["points"]] == [
+        [10, 10],
+        [60, 60],
+        [110, 60],
+    ]
     page.keyboard.press("Escape")
     page.keyboard.press("n")
     for point in [(200, 100), (300, 100), (300, 200)]:
@@ -291,7 +320,12 @@ def test_polyline_add_and_remove_points_and_polygon_edge_insert(setup, page, liv
     page.mouse.up()
     saved(page)
     polygon = shapes(setup["image"])[1]
-    assert [[round(v) for v in p] for p in polygon["geometry"]["parts"][0]["outer"]] == [[200, 100], [250, 80], [300, 100], [300, 200]]
+    assert [[round(v) for v in p] for p in polygon["geometry"]["parts"][0]["outer"]] == [
+        [200, 100],
+        [250, 80],
+        [300, 100],
+        [300, 200],
+    ]
 
 
 def test_label_panel_hide_show_and_fixed_aspect_boxes(setup, page, live_server):

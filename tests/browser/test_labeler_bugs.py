@@ -20,11 +20,22 @@ def setup(live_server):
     project = make_project(owner=user, name="Birds")
     gull = Label.objects.create(project=project, name="gull", color="#ff0000", hotkey=1)
     tern = Label.objects.create(project=project, name="tern", color="#00ff00", hotkey=2)
-    files = [SimpleUploadedFile(n, image_bytes(400, 300, color=c)) for n, c in [("a.png", (90, 90, 90)), ("b.png", (20, 20, 20))]]
+    files = [
+        SimpleUploadedFile(n, image_bytes(400, 300, color=c))
+        for n, c in [("a.png", (90, 90, 90)), ("b.png", (20, 20, 20))]
+    ]
     first, second = images_upload(project=project, user=user, labels=[], files=files).stored
     url = f"{live_server.url}/projects/{project.id}/images/{{}}/label/"
-    return {"user": user, "project": project, "image": first, "second": second, "gull": gull, "tern": tern,
-            "url": url.format(first.id), "second_url": url.format(second.id)}  # fmt: skip
+    return {
+        "user": user,
+        "project": project,
+        "image": first,
+        "second": second,
+        "gull": gull,
+        "tern": tern,
+        "url": url.format(first.id),
+        "second_url": url.format(second.id),
+    }
 
 
 def drag(page, start, end):
@@ -93,9 +104,12 @@ def test_undo_in_the_bitmap_tool_takes_the_stroke_off_the_brush_and_out_of_the_n
 def test_a_mask_is_hit_by_its_pixels_and_the_smallest_object_under_the_pointer_wins(setup, page, live_server):
     pixels = np.zeros((300, 400), dtype=bool)
     pixels[0:200, 0:300] = True  # a big mask over the top left
-    Annotation.objects.create(image=setup["image"], label=setup["gull"], kind="mask", geometry={"rle": encode_mask(pixels)})
-    Annotation.objects.create(image=setup["image"], label=setup["tern"], kind="box",
-                              geometry={"x": 100, "y": 50, "width": 60, "height": 40})  # fmt: skip
+    Annotation.objects.create(
+        image=setup["image"], label=setup["gull"], kind="mask", geometry={"rle": encode_mask(pixels)}
+    )
+    Annotation.objects.create(
+        image=setup["image"], label=setup["tern"], kind="box", geometry={"x": 100, "y": 50, "width": 60, "height": 40}
+    )
     login(page, live_server)
     open_labeler(page, setup["url"])
     kind = "() => window.sightline.store.find(window.sightline.tools.selected)?.kind ?? null"
@@ -108,8 +122,9 @@ def test_a_mask_is_hit_by_its_pixels_and_the_smallest_object_under_the_pointer_w
 
 
 def test_a_viewer_sees_the_image_and_its_objects_with_no_tools(setup, page, live_server):
-    Annotation.objects.create(image=setup["image"], label=setup["gull"], kind="box",
-                              geometry={"x": 10, "y": 10, "width": 50, "height": 50})  # fmt: skip
+    Annotation.objects.create(
+        image=setup["image"], label=setup["gull"], kind="box", geometry={"x": 10, "y": 10, "width": 50, "height": 50}
+    )
     viewer = UserFactory(username="viewer")
     from projects.services import membership_grant
 
@@ -138,7 +153,9 @@ def test_a_refused_save_is_explained_in_words_and_not_sent_again(setup, page, li
     labeler = UserFactory(username="demoted")
     from projects.services import membership_grant
 
-    membership = membership_grant(project=setup["project"], email=labeler.email, role=Role.objects.get(name=Role.LABELER))
+    membership = membership_grant(
+        project=setup["project"], email=labeler.email, role=Role.objects.get(name=Role.LABELER)
+    )
     page.context.clear_cookies()
     login(page, live_server, "demoted")
     open_labeler(page, setup["url"])
@@ -165,7 +182,9 @@ def test_the_toolbar_fits_one_row_and_the_image_is_whole_at_1280_and_1366(setup,
         open_labeler(page, setup["url"])
         page.keyboard.press("w")  # the smart tool's options join in a row of their own
         toolbar = page.locator("#toolbar").bounding_box()
-        buttons = page.eval_on_selector_all("#toolbar > *:not([hidden])", "els => els.map(e => e.getBoundingClientRect().top)")
+        buttons = page.eval_on_selector_all(
+            "#toolbar > *:not([hidden])", "els => els.map(e => e.getBoundingClientRect().top)"
+        )
         assert max(buttons) - min(buttons) < 10, (width, buttons)  # one row
         assert toolbar["height"] < 48
         canvas = page.locator("#canvas").bounding_box()
@@ -200,11 +219,15 @@ def test_shortcut_overlay_classification_hotkeys_last_image_and_the_remembered_l
 
 
 def test_object_attributes_are_edited_in_the_object_panel(setup, page, live_server):
-    setup["gull"].attributes = [{"name": "truncated", "type": "checkbox"}, {"name": "count", "type": "number"},
-                                {"name": "pose", "type": "choice", "choices": ["flying", "sitting"]}]  # fmt: skip
+    setup["gull"].attributes = [
+        {"name": "truncated", "type": "checkbox"},
+        {"name": "count", "type": "number"},
+        {"name": "pose", "type": "choice", "choices": ["flying", "sitting"]},
+    ]
     setup["gull"].save()
-    Annotation.objects.create(image=setup["image"], label=setup["gull"], kind="box",
-                              geometry={"x": 10, "y": 10, "width": 80, "height": 60})  # fmt: skip
+    Annotation.objects.create(
+        image=setup["image"], label=setup["gull"], kind="box", geometry={"x": 10, "y": 10, "width": 80, "height": 60}
+    )
     login(page, live_server)
     open_labeler(page, setup["url"])
     assert page.locator("#object-attributes").is_hidden()

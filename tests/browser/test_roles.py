@@ -19,9 +19,13 @@ def project(live_server):
     owner = UserFactory(username="owner")
     project = make_project(owner=owner, name="Birds")
     for role in ("Labeler", "Viewer"):
-        membership_grant(project=project, email=UserFactory(username=role.lower()).email, role=Role.objects.get(name=role))
+        membership_grant(
+            project=project, email=UserFactory(username=role.lower()).email, role=Role.objects.get(name=role)
+        )
     Label.objects.create(project=project, name="gull", hotkey=1)
-    image = images_upload(project=project, user=owner, labels=[], files=[SimpleUploadedFile("a.png", image_bytes(200, 150))]).stored[0]
+    image = images_upload(
+        project=project, user=owner, labels=[], files=[SimpleUploadedFile("a.png", image_bytes(200, 150))]
+    ).stored[0]
     return {"project": project, "image": image}
 
 
@@ -56,19 +60,40 @@ def offered(page, live_server, username, project, image):
 def test_each_role_is_offered_only_what_it_may_do(project, page, live_server):
     owner = offered(page, live_server, "owner", **project)
     assert owner == (
-        {"upload": True, "transfers": "Import / export", "label_selected": True, "labels_menu": True, "predict": True, "delete": True},
+        {
+            "upload": True,
+            "transfers": "Import / export",
+            "label_selected": True,
+            "labels_menu": True,
+            "predict": True,
+            "delete": True,
+        },
         TOOLS,
         {"export": True, "import": True, "replace": True},
     )
     labeler = offered(page, live_server, "labeler", **project)
     assert labeler == (
-        {"upload": False, "transfers": "Import", "label_selected": True, "labels_menu": True, "predict": False, "delete": False},
+        {
+            "upload": False,
+            "transfers": "Import",
+            "label_selected": True,
+            "labels_menu": True,
+            "predict": False,
+            "delete": False,
+        },
         TOOLS,
         {"export": False, "import": True, "replace": False},
     )
     viewer = offered(page, live_server, "viewer", **project)
     assert viewer == (
-        {"upload": False, "transfers": None, "label_selected": True, "labels_menu": False, "predict": False, "delete": False},
+        {
+            "upload": False,
+            "transfers": None,
+            "label_selected": True,
+            "labels_menu": False,
+            "predict": False,
+            "delete": False,
+        },
         [],
         {"export": False, "import": False, "replace": False},
     )

@@ -33,8 +33,9 @@ def test_extract_refine_and_keep_a_smart_mask(live_server, page):
     s = scene("ring", 2)
     buffer = io.BytesIO()
     PILImage.fromarray(s.rgb).save(buffer, format="PNG")
-    image = images_upload(project=project, user=user, labels=[],
-                          files=[SimpleUploadedFile("ring.png", buffer.getvalue())]).stored[0]  # fmt: skip
+    image = images_upload(
+        project=project, user=user, labels=[], files=[SimpleUploadedFile("ring.png", buffer.getvalue())]
+    ).stored[0]
     login(page, live_server)
     open_labeler(page, f"{live_server.url}/projects/{project.id}/images/{image.id}/label/")
 
@@ -55,7 +56,9 @@ def test_extract_refine_and_keep_a_smart_mask(live_server, page):
     page.click("button[data-action=smart-extract]")
     page.wait_for_function("window.sightline.tools.smart.extractions === 2")
     shot(page, "smart-refined")
-    assert page.evaluate("() => [window.sightline.tools.smart.foreground.length, window.sightline.tools.smart.background.length]") == [2, 1]
+    assert page.evaluate(
+        "() => [window.sightline.tools.smart.foreground.length, window.sightline.tools.smart.background.length]"
+    ) == [2, 1]
 
     page.click("button[data-action=smart-done]")
     saved(page)

@@ -52,6 +52,7 @@ def test_train_from_the_form_and_read_the_statistics(page, live_server):
     shot(page, "job-finished")
     page.click("#model-link")
     page.wait_for_selector("#confusion")
+    page.wait_for_load_state("load")  # htmx and the page's modules are deferred: bound only once parsing ends
     assert page.text_content("#accuracy") == "1.0000"
     assert page.locator("#confusion td.diagonal").all_text_contents() == ["2", "2"]
     shot(page, "statistics-single")
@@ -82,8 +83,18 @@ def test_the_job_page_follows_a_running_job_until_it_ends(page, live_server, mon
     page.goto(f"{live_server.url}/projects/{project.id}/training/{job.pk}/")
     assert page.get_attribute("#job-bar", "value") == "0.3"
     # The worker reports a later epoch: the page shows it without a reload.
-    history = [{"epoch": e, "train_loss": 1 / e, "valid_loss": 1.2 / e, "train_accuracy": 0.5 + e / 10,
-                "valid_accuracy": 0.45 + e / 10, "learning_rate": 0.001, "seconds": 1.0} for e in (1, 2, 3)]  # fmt: skip
+    history = [
+        {
+            "epoch": e,
+            "train_loss": 1 / e,
+            "valid_loss": 1.2 / e,
+            "train_accuracy": 0.5 + e / 10,
+            "valid_accuracy": 0.45 + e / 10,
+            "learning_rate": 0.001,
+            "seconds": 1.0,
+        }
+        for e in (1, 2, 3)
+    ]
     TrainingJob.objects.filter(pk=job.pk).update(epoch=3, progress=0.6, loss=0.2, history=history, best_epoch=3)
     page.wait_for_function("document.getElementById('job-bar').value === 0.6", timeout=10_000)
     assert "epoch 3 of 6" in page.text_content("#job-progress")
@@ -112,6 +123,7 @@ def test_clicking_the_precision_recall_curve_sets_thresholds(page, live_server):
     page.click("#train-form button[type=submit]")
     page.click("#model-link")
     page.wait_for_selector("#thresholds-form")
+    page.wait_for_load_state("load")  # the curve's module script is deferred: it listens only once parsing ends
     shot(page, "statistics-multi")
     box = page.locator("svg.clickable").bounding_box()
     page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.3)  # somewhere on the curve

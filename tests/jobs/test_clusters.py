@@ -6,7 +6,7 @@ from django_q.conf import Conf
 from django_q.models import Task
 from django_q.tasks import async_task
 
-from annotations import transfers
+from annotations.services import transfers
 from jobs.models import Job, WorkerHeartbeat
 from similarity import services as similarity
 from tests.engines import redis_url  # noqa: F401 (a fixture)
@@ -36,27 +36,41 @@ def test_each_cluster_receives_only_its_own_kinds(routed, user, tmp_path, client
     images_upload(project=project, user=user, files=files, labels=["c"])  # queues an embeddings job (gpu)
     embeddings = Job.objects.get(kind="embeddings")
     export = transfers.transfer_start(project=project, user=user, direction="export", format_key="coco")
-    importing = transfers.transfer_start(project=project, user=user, direction="import", format_key="coco",
-                                         upload=SimpleUploadedFile("x.json", b'{"images": [], "annotations": [], "categories": []}'))  # fmt: skip
+    importing = transfers.transfer_start(
+        project=project,
+        user=user,
+        direction="import",
+        format_key="coco",
+        upload=SimpleUploadedFile("x.json", b'{"images": [], "annotations": [], "categories": []}'),
+    )
     logs = {name: open(tmp_path / f"{name}.log", "w") for name in ("cpu", "gpu")}  # noqa: SIM115 (closed below)
     cpu = qcluster("cpu", logs["cpu"], **routed)
     try:
-        wait_for(lambda: Job.objects.filter(pk__in=[export.pk, importing.pk]).active().count() == 0,
-                 timeout=90, what="the cpu worker to run the export and the import")  # fmt: skip
+        wait_for(
+            lambda: Job.objects.filter(pk__in=[export.pk, importing.pk]).active().count() == 0,
+            timeout=90,
+            what="the cpu worker to run the export and the import",
+        )
         ended = Job.objects.filter(pk__in=[export.pk, importing.pk]).order_by("pk").values_list("status", "error")
         assert list(ended) == [("finished", ""), ("finished", "")]
-        search = similarity.pair_search_start(project=project, user=user, parameters={
-            "limit": 2, "threshold": 0.6, "labels": [], "op": "or"})  # fmt: skip
+        search = similarity.pair_search_start(
+            project=project, user=user, parameters={"limit": 2, "threshold": 0.6, "labels": [], "op": "or"}
+        )
         wait_for(lambda: Job.objects.get(pk=search.pk).status == "finished", timeout=60, what="the pair search")
         assert Job.objects.get(pk=embeddings.pk).status == "queued"  # model work never reaches the cpu worker
         gpu = qcluster("gpu", logs["gpu"], **routed)
         try:
-            wait_for(lambda: Job.objects.get(pk=embeddings.pk).status == "finished", timeout=120,
-                     what="the gpu worker to embed the images")  # fmt: skip
+            wait_for(
+                lambda: Job.objects.get(pk=embeddings.pk).status == "finished",
+                timeout=120,
+                what="the gpu worker to embed the images",
+            )
             for cluster in ("cpu", "gpu"):  # what each cluster's minute schedule runs
                 async_task("jobs.tasks.worker_heartbeat", cluster=cluster)
-            wait_for(lambda: set(WorkerHeartbeat.objects.values_list("cluster", flat=True)) == {"cpu", "gpu"},
-                     what="both clusters' heartbeats")  # fmt: skip
+            wait_for(
+                lambda: set(WorkerHeartbeat.objects.values_list("cluster", flat=True)) == {"cpu", "gpu"},
+                what="both clusters' heartbeats",
+            )
         finally:
             stop(gpu)
     finally:
@@ -66,9 +80,11 @@ def test_each_cluster_receives_only_its_own_kinds(routed, user, tmp_path, client
             print(f"--- the {name} worker's log:\n{(tmp_path / f'{name}.log').read_text()[-3000:]}")
     ran_on = dict(Task.objects.filter(func="jobs.tasks.job_run").values_list("name", "cluster"))
     assert ran_on == {
-        f"export job {export.pk}": "cpu", f"import job {importing.pk}": "cpu", f"pair-search job {search.pk}": "cpu",
+        f"export job {export.pk}": "cpu",
+        f"import job {importing.pk}": "cpu",
+        f"pair-search job {search.pk}": "cpu",
         f"embeddings job {embeddings.pk}": "gpu",
-    }  # fmt: skip
+    }
     assert project.images.filter(embedding__isnull=False).count() == 3
     workers = client.get("/healthz").json()["checks"]["workers"]
     assert (workers["routed"], workers["cpu"]["served_by"], workers["gpu"]["served_by"]) == (True, "cpu", "gpu")

@@ -7,7 +7,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
-from annotations import transfers
+from annotations.services import transfers
 from jobs import services
 from jobs.models import Job
 from jobs.runner import job_run
@@ -21,8 +21,10 @@ from tests.training.conftest import FAST, colour_png, upload
 from tests.workers import job_process, wait_for
 from training import services as training
 
-COCO = b'{"images": [{"id": 1, "file_name": "red0.png", "width": 32, "height": 32}], "annotations": [], ' \
-       b'"categories": [{"id": 1, "name": "red"}]}'  # fmt: skip
+COCO = (
+    b'{"images": [{"id": 1, "file_name": "red0.png", "width": 32, "height": 32}], "annotations": [], '
+    b'"categories": [{"id": 1, "name": "red"}]}'
+)
 PAIRS = {"limit": 2, "threshold": 0.6, "labels": [], "op": "or"}
 KINDS = ["training", "export", "import", "pair-search", "embeddings", "sam-embeddings"]
 
@@ -48,7 +50,9 @@ def start(kind: str, project, user, settings, tmp_path) -> Job:
         return transfers.transfer_start(project=project, user=user, direction="export", format_key="coco")
     if kind == "import":
         upload_file = SimpleUploadedFile("labels.json", COCO)
-        return transfers.transfer_start(project=project, user=user, direction="import", format_key="coco", upload=upload_file)
+        return transfers.transfer_start(
+            project=project, user=user, direction="import", format_key="coco", upload=upload_file
+        )
     if kind == "pair-search":
         return similarity.pair_search_start(project=project, user=user, parameters=PAIRS)
     if kind == "embeddings":
@@ -58,8 +62,12 @@ def start(kind: str, project, user, settings, tmp_path) -> Job:
     from tests.annotations.sam_tiny import tiny_checkpoint
 
     settings.SIGHTLINE_SAM_CHECKPOINT = str(tiny_checkpoint(tmp_path / "sam_tiny.pth"))
-    return smart.sam_prefetch_schedule(backend=smart.smart_backend(), project=project, user=user,
-                                       image_ids=list(project.images.values_list("pk", flat=True)[:2]))  # fmt: skip
+    return smart.sam_prefetch_schedule(
+        backend=smart.smart_backend(),
+        project=project,
+        user=user,
+        image_ids=list(project.images.values_list("pk", flat=True)[:2]),
+    )
 
 
 @pytest.mark.django_db
@@ -74,7 +82,12 @@ def test_every_kind_runs_and_is_listed_on_the_jobs_page_and_api(kind, user, clie
     assert job_run(job.pk) == "finished"
     row = next(r for r in client_for(user).get(f"/api/projects/{project.id}/jobs/").json() if r["id"] == job.pk)
     assert (row["kind"], row["status"], row["progress"], row["error"], row["created_by"]) == (
-        kind, "finished", 1.0, "", user.username)
+        kind,
+        "finished",
+        1.0,
+        "",
+        user.username,
+    )
     assert row["phase"] and row["finished_at"] and row["started_at"]
     Job.objects.filter(project=project).exclude(pk=job.pk).delete()
     page = client.get(f"/projects/{project.id}/jobs/").content.decode()
@@ -116,8 +129,9 @@ def test_who_may_cancel_strangers_see_nothing_and_a_denied_cancel_changes_nothin
 
 
 @pytest.mark.django_db
-def test_the_reaper_requeues_a_lost_enqueue_once_then_fails_it(user, settings, tmp_path, monkeypatch,
-                                                               django_capture_on_commit_callbacks):
+def test_the_reaper_requeues_a_lost_enqueue_once_then_fails_it(
+    user, settings, tmp_path, monkeypatch, django_capture_on_commit_callbacks
+):
     project = project_with_images(user)
     Job.objects.all().delete()  # the uploads' embeddings
     lost = []
@@ -131,11 +145,17 @@ def test_the_reaper_requeues_a_lost_enqueue_once_then_fails_it(user, settings, t
     assert services.jobs_reap(now=later) == {"failed": 0, "requeued": 1}
     assert (Job.objects.get(pk=job.pk).attempts, lost) == (2, [job.pk, job.pk])
     assert services.jobs_reap(now=later + timedelta(minutes=settings.SIGHTLINE_JOB_QUEUED_MINUTES + 1)) == {
-        "failed": 1, "requeued": 0}
+        "failed": 1,
+        "requeued": 0,
+    }
     failed = Job.objects.get(pk=job.pk)
-    assert (failed.status, failed.error) == ("failed", (
-        "No worker took this job, even after it was queued again. Check that a worker serves the cpu cluster "
-        "(manage.py qcluster, with Q_CLUSTER_NAME=cpu in a deployment)."))
+    assert (failed.status, failed.error) == (
+        "failed",
+        (
+            "No worker took this job, even after it was queued again. Check that a worker serves the cpu cluster "
+            "(manage.py qcluster, with Q_CLUSTER_NAME=cpu in a deployment)."
+        ),
+    )
     # Its model name is free again: a job that failed holds nothing.
     assert not Job.objects.active().filter(pk=job.pk).exists()
 
@@ -172,10 +192,14 @@ def test_killing_the_worker_mid_run_fails_the_job_within_the_stale_time_and_a_ne
     monkeypatch.setattr(services, "_enqueue", lambda job_id, kind: None)
     project = project_with_images(user)
     job = start(kind, project, user, settings, tmp_path)
-    worker = job_process(job.pk, SIGHTLINE_JOB_HEARTBEAT_SECONDS="1", SIGHTLINE_SAM_CHECKPOINT=settings.SIGHTLINE_SAM_CHECKPOINT)
+    worker = job_process(
+        job.pk, SIGHTLINE_JOB_HEARTBEAT_SECONDS="1", SIGHTLINE_SAM_CHECKPOINT=settings.SIGHTLINE_SAM_CHECKPOINT
+    )
     try:
-        wait_for(lambda: Job.objects.filter(pk=job.pk, status="running").exclude(phase="Starting").exists(),
-                 what=f"the {kind} job to start working")  # fmt: skip
+        wait_for(
+            lambda: Job.objects.filter(pk=job.pk, status="running").exclude(phase="Starting").exists(),
+            what=f"the {kind} job to start working",
+        )
     finally:
         worker.kill()  # SIGKILL: no clean-up runs, as with the out-of-memory killer
         worker.wait()
@@ -183,8 +207,9 @@ def test_killing_the_worker_mid_run_fails_the_job_within_the_stale_time_and_a_ne
     settings.SIGHTLINE_JOB_STALE_SECONDS = 3
     worker_heartbeat()
     assert Job.objects.get(pk=job.pk).status == "running"  # silent for less than the stale time
-    wait_for(lambda: worker_heartbeat() and Job.objects.get(pk=job.pk).status == "failed", timeout=10,
-             what="the reaper")  # fmt: skip
+    wait_for(
+        lambda: worker_heartbeat() and Job.objects.get(pk=job.pk).status == "failed", timeout=10, what="the reaper"
+    )
     dead = Job.objects.get(pk=job.pk)
     assert dead.error == services.STALE_ERROR
     assert (dead.finished_at - killed_at).total_seconds() < 3 + 2

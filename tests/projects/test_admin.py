@@ -19,7 +19,8 @@ def admin_client(client):
 def test_a_custom_role_created_in_admin_can_be_granted(admin_client):
     perms = Permission.objects.filter(codename__in=["view_project", "review_project"])
     response = admin_client.post(
-        "/admin/projects/role/add/", {"name": "Reviewer", "description": "Checks labels", "permissions": [p.pk for p in perms]}
+        "/admin/projects/role/add/",
+        {"name": "Reviewer", "description": "Checks labels", "permissions": [p.pk for p in perms]},
     )
     assert response.status_code == 302
     role = Role.objects.get(name="Reviewer")
@@ -33,7 +34,8 @@ def test_editing_a_role_in_admin_resyncs_its_members(admin_client):
     role = Role.objects.get(name="Labeler")
     wanted = Permission.objects.filter(codename__in=["view_project", "annotate_project", "export_project"])
     admin_client.post(
-        f"/admin/projects/role/{role.pk}/change/", {"name": "Labeler", "description": "", "permissions": [p.pk for p in wanted]}
+        f"/admin/projects/role/{role.pk}/change/",
+        {"name": "Labeler", "description": "", "permissions": [p.pk for p in wanted]},
     )
     assert sorted(get_perms(member, project)) == ["annotate_project", "export_project", "view_project"]
 
@@ -88,5 +90,7 @@ def test_built_in_role_names_cannot_change_in_admin(admin_client):
     assert Role.objects.filter(name="Owner").exists()
     assert len(Role.objects.get(name="Owner").codenames()) == 12
     viewer = Role.objects.get(name="Viewer")
-    admin_client.post(f"/admin/projects/role/{viewer.pk}/change/", {"name": "Watcher", "description": "", "permissions": []})
+    admin_client.post(
+        f"/admin/projects/role/{viewer.pk}/change/", {"name": "Watcher", "description": "", "permissions": []}
+    )
     assert Role.objects.filter(name="Viewer").exists()

@@ -22,7 +22,9 @@ def archive(entries: dict[str, bytes]) -> io.BytesIO:
 
 
 def test_entries_come_with_their_folder():
-    entries = list(read_entries(archive({"a/b/c.png": b"1", "d.png": b"2", "e/": b"", ".DS_Store": b"x"}), limits=LIMITS))
+    entries = list(
+        read_entries(archive({"a/b/c.png": b"1", "d.png": b"2", "e/": b"", ".DS_Store": b"x"}), limits=LIMITS)
+    )
     assert [(e.path, e.folder, e.data) for e in entries] == [("a/b/c.png", "b", b"1"), ("d.png", None, b"2")]
 
 

@@ -14,8 +14,13 @@ def test_demo_seed_creates_the_user_and_project_once():
     assert labels["astronaut.png"] == "photo"
     assert labels["cell.png"] == "microscopy"
     assert sorted(project.labels.values_list("name", flat=True)) == [
-        "astronomy", "document", "graphic", "microscopy", "photo", "texture",
-    ]  # fmt: skip
+        "astronomy",
+        "document",
+        "graphic",
+        "microscopy",
+        "photo",
+        "texture",
+    ]
     again_user, again_project, created_again = demo_seed()
     assert (again_user, again_project, created_again) == (user, project, False)
     assert project.images.count() == 18

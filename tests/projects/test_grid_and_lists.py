@@ -15,7 +15,10 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def project(user):
     project = make_project(owner=user)
-    files = [SimpleUploadedFile(name, image_bytes(color=(i * 40, 10, 10))) for i, name in enumerate(["b.png", "c.png", "a.png"])]
+    files = [
+        SimpleUploadedFile(name, image_bytes(color=(i * 40, 10, 10)))
+        for i, name in enumerate(["b.png", "c.png", "a.png"])
+    ]
     images_upload(project=project, user=user, files=files, labels=[])
     Label.objects.create(project=project, name="gull", hotkey=1)
     return project
@@ -35,7 +38,9 @@ def test_assign_and_remove_a_label_for_the_selected_images(client, user, project
     gull = Label.objects.get(project=project, name="gull")
     revisions = dict(Image.objects.filter(project=project).values_list("name", "annotation_revision"))
     url = f"/projects/{project.id}/images/labels/"
-    response = client.post(url, {"image": ids(project, "a.png", "b.png"), "label": gull.id, "operation": "assign"}, follow=True)
+    response = client.post(
+        url, {"image": ids(project, "a.png", "b.png"), "label": gull.id, "operation": "assign"}, follow=True
+    )
     assert "Labeled 2 images gull." in response.content.decode()
     assert labels_of(project) == [("a.png", "gull", True), ("b.png", "gull", True)]
     after = dict(Image.objects.filter(project=project).values_list("name", "annotation_revision"))
@@ -51,7 +56,9 @@ def test_removing_the_default_label_makes_the_next_one_default(client, user, pro
     image = Image.objects.get(project=project, name="a.png")
     Classification.objects.create(image=image, label=gull, is_default=True)
     Classification.objects.create(image=image, label=tern)
-    client.post(f"/projects/{project.id}/images/labels/", {"image": [image.pk], "label": gull.id, "operation": "remove"})
+    client.post(
+        f"/projects/{project.id}/images/labels/", {"image": [image.pk], "label": gull.id, "operation": "remove"}
+    )
     assert labels_of(project) == [("a.png", "tern", True)]
 
 
@@ -63,8 +70,13 @@ def test_select_all_acts_on_every_image_the_filter_matches(client, user, project
     Classification.objects.create(image_id=ids(project, "c.png")[0], label=tern, is_default=True)
     data = {"all_matching": "1", "labels": "tern", "type": "", "status": "", "label": gull.id, "operation": "assign"}
     client.post(f"/projects/{project.id}/images/labels/", data)
-    assert [row for row in labels_of(project) if row[1] == "gull"] == [("a.png", "gull", False), ("c.png", "gull", False)]
-    client.post(f"/projects/{project.id}/images/validation/", {"all_matching": "1", "labels": "NOT tern", "validation": "add"})
+    assert [row for row in labels_of(project) if row[1] == "gull"] == [
+        ("a.png", "gull", False),
+        ("c.png", "gull", False),
+    ]
+    client.post(
+        f"/projects/{project.id}/images/validation/", {"all_matching": "1", "labels": "NOT tern", "validation": "add"}
+    )
     assert list(Image.objects.filter(is_validation=True).values_list("name", flat=True)) == ["b.png"]
 
 
@@ -108,7 +120,9 @@ def test_label_selected_posts_and_keeps_the_selection(client, user, project):
 
 
 def test_the_project_list_shows_a_cover_and_the_counts(client, user, project):
-    Classification.objects.create(image_id=ids(project, "a.png")[0], label=Label.objects.get(name="gull"), is_default=True)
+    Classification.objects.create(
+        image_id=ids(project, "a.png")[0], label=Label.objects.get(name="gull"), is_default=True
+    )
     make_project(owner=user, name="Empty")
     client.force_login(user)
     page = client.get("/projects/").content.decode()
@@ -126,7 +140,11 @@ def test_labels_can_be_renamed_recoloured_and_rebound_in_settings(client, user, 
     data = {"name": "herring gull", "color": "#112233", "hotkey": "5", "keypoints": ""}
     response = client.post(f"/projects/{project.id}/labels/{gull.id}/edit/", data, follow=True)
     assert "Saved label herring gull." in response.content.decode()
-    assert Label.objects.filter(pk=gull.pk).values_list("name", "color", "hotkey").get() == ("herring gull", "#112233", 5)
+    assert Label.objects.filter(pk=gull.pk).values_list("name", "color", "hotkey").get() == (
+        "herring gull",
+        "#112233",
+        5,
+    )
     labeler = UserFactory()
     membership_grant(project=project, email=labeler.email, role=Role.objects.get(name="Labeler"))
     client.force_login(labeler)

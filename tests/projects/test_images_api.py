@@ -34,10 +34,11 @@ def zip_of(entries: dict[str, bytes], compression=zipfile.ZIP_STORED) -> SimpleU
 def test_upload_many_files_with_classification_labels(api, project, media_root):
     red = image_bytes(color=(255, 0, 0))
     response = upload(
-        api, project,
+        api,
+        project,
         [SimpleUploadedFile("red.png", red), image_file("blue.jpg", color=(0, 0, 255), width=80, height=60)],
         labels="gull, adult ,",
-    )  # fmt: skip
+    )
     assert response.status_code == 201
     body = response.json()
     assert body["rejected"] == []
@@ -54,13 +55,15 @@ def test_upload_many_files_with_classification_labels(api, project, media_root):
 
 
 def test_zip_folder_names_become_labels(api, project):
-    archive = zip_of({
-        "dataset/gull/a.png": image_bytes(color=(1, 2, 3)),
-        "dataset/tern/b.png": image_bytes(color=(4, 5, 6)),
-        "c.png": image_bytes(color=(7, 8, 9)),
-        "__MACOSX/dataset/gull/._a.png": b"junk",
-        "dataset/notes.txt": b"not an image",
-    })  # fmt: skip
+    archive = zip_of(
+        {
+            "dataset/gull/a.png": image_bytes(color=(1, 2, 3)),
+            "dataset/tern/b.png": image_bytes(color=(4, 5, 6)),
+            "c.png": image_bytes(color=(7, 8, 9)),
+            "__MACOSX/dataset/gull/._a.png": b"junk",
+            "dataset/notes.txt": b"not an image",
+        }
+    )
     response = upload(api, project, [archive], labels="survey")
     assert response.status_code == 201
     labels = {i["name"]: i["labels"] for i in response.json()["stored"]}
@@ -93,7 +96,9 @@ def test_a_duplicate_is_refused_in_the_same_batch_and_later(api, project):
     data = image_bytes()
     first = upload(api, project, [SimpleUploadedFile("a.png", data), SimpleUploadedFile("b.png", data)])
     assert [i["name"] for i in first.json()["stored"]] == ["a.png"]
-    assert first.json()["rejected"] == [{"name": "b.png", "reason": "The same image is already in this project (duplicate)."}]
+    assert first.json()["rejected"] == [
+        {"name": "b.png", "reason": "The same image is already in this project (duplicate)."}
+    ]
     again = upload(api, project, [SimpleUploadedFile("c.png", data)])
     assert again.status_code == 400
     assert again.json()["rejected"][0]["reason"] == "The same image is already in this project (duplicate)."
@@ -124,7 +129,11 @@ def _bomb_png() -> bytes:
     [
         ("notes.png", b"this is text, not pixels", "This is not an image file Sightline can read."),
         ("empty.png", b"", "The file is empty."),
-        ("half.jpg", _truncated(), "The image is damaged or truncated (image file is truncated (6 bytes not processed))."),
+        (
+            "half.jpg",
+            _truncated(),
+            "The image is damaged or truncated (image file is truncated (6 bytes not processed)).",
+        ),
         ("bomb.png", _bomb_png(), "The image has more than 120,000,000 pixels (a decompression bomb?)."),
     ],
 )
@@ -160,11 +169,15 @@ def test_the_pixel_limit_is_configurable(api, project, settings):
 @pytest.mark.parametrize(
     ("entries", "reason"),
     [
-        ({"ok.png": image_bytes(), "../evil.png": image_bytes(color=(9, 9, 9))},
-         "The archive holds a path leading outside it (../evil.png); refusing it."),
+        (
+            {"ok.png": image_bytes(), "../evil.png": image_bytes(color=(9, 9, 9))},
+            "The archive holds a path leading outside it (../evil.png); refusing it.",
+        ),
         ({"/etc/evil.png": image_bytes()}, "The archive holds an absolute path (/etc/evil.png); refusing it."),
-        ({"a\\..\\..\\evil.png": image_bytes()},
-         "The archive holds a path leading outside it (a\\..\\..\\evil.png); refusing it."),
+        (
+            {"a\\..\\..\\evil.png": image_bytes()},
+            "The archive holds a path leading outside it (a\\..\\..\\evil.png); refusing it.",
+        ),
     ],
 )
 def test_unsafe_zip_paths_refuse_the_whole_archive(api, project, entries, reason):
@@ -256,7 +269,9 @@ def test_a_bad_label_at_upload_is_400_and_creates_no_label_and_no_image(api, pro
     assert (Label.objects.count(), Image.objects.count()) == (0, 0)
 
 
-@pytest.mark.parametrize(("name", "media_type"), [("x.html", "image/png"), ("x.svg", "image/png"), ("x.jpg", "image/png")])
+@pytest.mark.parametrize(
+    ("name", "media_type"), [("x.html", "image/png"), ("x.svg", "image/png"), ("x.jpg", "image/png")]
+)
 def test_files_are_served_as_what_they_decoded_to_never_as_their_name_says(api, project, name, media_type):
     data = image_bytes() + b"<script>alert(1)</script>"
     image_id = upload(api, project, [SimpleUploadedFile(name, data)]).json()["stored"][0]["id"]
@@ -272,11 +287,13 @@ def test_a_zip_folder_that_cannot_be_a_label_refuses_its_images_only(api, projec
     response = upload(api, project, [image_file("first.png", color=(3, 3, 3)), archive])
     assert response.status_code == 201
     assert [i["name"] for i in response.json()["stored"]] == ["first.png", "ok/b.png"]
-    assert response.json()["rejected"] == [{
-        "name": f"images.zip/{long_folder}/a.png",
-        "reason": f"Its folder name {long_folder[:40]!r} cannot be a label: "
-                  "Ensure this value has at most 100 characters (it has 101).",
-    }]  # fmt: skip
+    assert response.json()["rejected"] == [
+        {
+            "name": f"images.zip/{long_folder}/a.png",
+            "reason": f"Its folder name {long_folder[:40]!r} cannot be a label: "
+            "Ensure this value has at most 100 characters (it has 101).",
+        }
+    ]
     assert sorted(Label.objects.values_list("name", flat=True)) == ["ok"]
     assert len([p for p in (media_root / "images").rglob("*") if p.is_file()]) == 2
 
@@ -325,6 +342,9 @@ def test_too_many_files_in_one_request_is_a_json_400(api, project, settings):
 
 
 def test_repeated_label_fields_are_all_used(api, project):
-    response = api.post(f"/api/projects/{project.id}/images/", {"files": [image_file()], "labels": ["gull", "adult"]},
-                        format="multipart")  # fmt: skip
+    response = api.post(
+        f"/api/projects/{project.id}/images/",
+        {"files": [image_file()], "labels": ["gull", "adult"]},
+        format="multipart",
+    )
     assert response.json()["stored"][0]["labels"] == ["gull", "adult"]

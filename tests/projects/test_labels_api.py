@@ -12,16 +12,34 @@ def project(user):
 
 
 def test_create_list_update_and_delete_labels(api, project):
-    created = api.post(f"/api/projects/{project.id}/labels/", {"name": "gull", "color": "#00ff00", "hotkey": 1}, format="json")
+    created = api.post(
+        f"/api/projects/{project.id}/labels/", {"name": "gull", "color": "#00ff00", "hotkey": 1}, format="json"
+    )
     assert created.status_code == 201
     label_id = created.json()["id"]
-    assert created.json() == {"id": label_id, "name": "gull", "color": "#00ff00", "hotkey": 1, "keypoint_template": [], "attributes": []}
+    assert created.json() == {
+        "id": label_id,
+        "name": "gull",
+        "color": "#00ff00",
+        "hotkey": 1,
+        "keypoint_template": [],
+        "attributes": [],
+    }
     second = api.post(f"/api/projects/{project.id}/labels/", {"name": "tern"}, format="json").json()
     assert second["hotkey"] == 2  # the lowest hotkey no label holds
     assert second["color"] == "#3cb44b"  # the palette's second colour, since one label existed
     assert [label["name"] for label in api.get(f"/api/projects/{project.id}/labels/").json()] == ["gull", "tern"]
-    updated = api.patch(f"/api/projects/{project.id}/labels/{label_id}/", {"name": "herring gull", "hotkey": None}, format="json")
-    assert updated.json() == {"id": label_id, "name": "herring gull", "color": "#00ff00", "hotkey": None, "keypoint_template": [], "attributes": []}
+    updated = api.patch(
+        f"/api/projects/{project.id}/labels/{label_id}/", {"name": "herring gull", "hotkey": None}, format="json"
+    )
+    assert updated.json() == {
+        "id": label_id,
+        "name": "herring gull",
+        "color": "#00ff00",
+        "hotkey": None,
+        "keypoint_template": [],
+        "attributes": [],
+    }
     assert api.delete(f"/api/projects/{project.id}/labels/{label_id}/").status_code == 204
     assert list(Label.objects.values_list("name", flat=True)) == ["tern"]
 
@@ -60,11 +78,15 @@ def test_a_label_of_another_project_is_404(api, project, user):
 
 
 def test_keypoint_templates(api, project):
-    created = api.post(f"/api/projects/{project.id}/labels/", {"name": "Face", "keypoint_template": ["left eye", "right eye"]},
-                       format="json").json()  # fmt: skip
+    created = api.post(
+        f"/api/projects/{project.id}/labels/",
+        {"name": "Face", "keypoint_template": ["left eye", "right eye"]},
+        format="json",
+    ).json()
     assert created["keypoint_template"] == ["left eye", "right eye"]
-    response = api.patch(f"/api/projects/{project.id}/labels/{created['id']}/", {"keypoint_template": ["eye", "eye"]},
-                         format="json")  # fmt: skip
+    response = api.patch(
+        f"/api/projects/{project.id}/labels/{created['id']}/", {"keypoint_template": ["eye", "eye"]}, format="json"
+    )
     assert response.status_code == 400
     assert response.json() == {"keypoint_template": ["Keypoint names must differ from each other."]}
     assert Label.objects.get().keypoint_template == ["left eye", "right eye"]
@@ -78,9 +100,18 @@ def test_deleting_a_used_label_asks_for_confirmation_with_counts(api, project, u
     image = images_upload(project=project, user=user, files=[image_file()], labels=["gull"]).stored[0]
     gull = Label.objects.get(name="gull")
     box = {"x": 1, "y": 1, "width": 5, "height": 5}
-    api.put(f"/api/images/{image.id}/annotations/", {"revision": 0, "classifications": [{"label": gull.id}], "shapes": [
-        {"label": gull.id, "kind": "box", "geometry": box}, {"label": gull.id, "kind": "box", "geometry": box},
-    ]}, format="json")  # fmt: skip
+    api.put(
+        f"/api/images/{image.id}/annotations/",
+        {
+            "revision": 0,
+            "classifications": [{"label": gull.id}],
+            "shapes": [
+                {"label": gull.id, "kind": "box", "geometry": box},
+                {"label": gull.id, "kind": "box", "geometry": box},
+            ],
+        },
+        format="json",
+    )
     response = api.delete(f"/api/projects/{project.id}/labels/{gull.id}/")
     assert response.status_code == 409
     assert response.json() == {

@@ -17,11 +17,17 @@ def project(user):
 
 def test_share_by_email_gives_the_role_and_its_object_permissions(api, project):
     friend = UserFactory(email="friend@example.com")
-    response = api.post(f"/api/projects/{project.id}/members/", {"email": "FRIEND@example.com", "role": "Labeler"}, format="json")
+    response = api.post(
+        f"/api/projects/{project.id}/members/", {"email": "FRIEND@example.com", "role": "Labeler"}, format="json"
+    )
     assert response.status_code == 201
     assert response.json() == {
-        "user_id": friend.id, "username": friend.username, "email": "friend@example.com", "role": "Labeler", "is_owner": False,
-    }  # fmt: skip
+        "user_id": friend.id,
+        "username": friend.username,
+        "email": "friend@example.com",
+        "role": "Labeler",
+        "is_owner": False,
+    }
     assert sorted(get_perms(friend, project)) == ["annotate_project", "view_project"]
     assert client_for(friend).get(f"/api/projects/{project.id}/").status_code == 200
 
@@ -73,7 +79,10 @@ def test_the_owner_cannot_be_removed_or_demoted(api, project, user):
     assert api.delete(f"/api/projects/{project.id}/members/{user.id}/").json() == {
         "user": ["The owner cannot be removed; transfer ownership first."]
     }
-    assert api.patch(f"/api/projects/{project.id}/members/{user.id}/", {"role": "Viewer"}, format="json").status_code == 400
+    assert (
+        api.patch(f"/api/projects/{project.id}/members/{user.id}/", {"role": "Viewer"}, format="json").status_code
+        == 400
+    )
     assert Membership.objects.get(project=project, user=user).role.name == "Owner"
 
 
@@ -88,7 +97,10 @@ def test_transfer_ownership(api, project, user):
     assert "delete_project" in get_perms(friend, project)
     assert "delete_project" not in get_perms(user, project)
     # The previous owner, now an Admin, can no longer hand the project on.
-    assert api.post(f"/api/projects/{project.id}/transfer-ownership/", {"user_id": user.id}, format="json").status_code == 403
+    assert (
+        api.post(f"/api/projects/{project.id}/transfer-ownership/", {"user_id": user.id}, format="json").status_code
+        == 403
+    )
 
 
 def test_only_the_owner_transfers_ownership(project):
@@ -96,7 +108,9 @@ def test_only_the_owner_transfers_ownership(project):
     from projects.services import membership_grant
 
     membership_grant(project=project, email=admin.email, role=Role.objects.get(name="Admin"))
-    response = client_for(admin).post(f"/api/projects/{project.id}/transfer-ownership/", {"user_id": admin.id}, format="json")
+    response = client_for(admin).post(
+        f"/api/projects/{project.id}/transfer-ownership/", {"user_id": admin.id}, format="json"
+    )
     assert response.status_code == 403
     assert response.json() == {"detail": "Only the project's owner can transfer ownership."}
     project.refresh_from_db()

@@ -50,10 +50,14 @@ def test_grid_hides_actions_the_role_does_not_allow(client, user):
 def test_delete_selected_images_from_the_grid(logged_in, user):
     project = make_project(owner=user)
     stored = images_upload(
-        project=project, user=user, labels=[],
+        project=project,
+        user=user,
+        labels=[],
         files=[SimpleUploadedFile(f"{i}.png", image_bytes(color=(i, 1, 1))) for i in range(3)],
-    ).stored  # fmt: skip
-    response = logged_in.post(f"/projects/{project.id}/images/delete/", {"image": [stored[0].id, stored[2].id, "²", "x"]})
+    ).stored
+    response = logged_in.post(
+        f"/projects/{project.id}/images/delete/", {"image": [stored[0].id, stored[2].id, "²", "x"]}
+    )
     assert response.status_code == 302  # "²" is a digit to str.isdigit but not to int(): ignored, not a 500
     assert list(project.images.values_list("name", flat=True)) == ["1.png"]
 
@@ -61,21 +65,26 @@ def test_delete_selected_images_from_the_grid(logged_in, user):
 def test_settings_page_labels_and_members(logged_in, user):
     project = make_project(owner=user)
     friend = UserFactory(email="friend@example.com")
-    logged_in.post(f"/projects/{project.id}/labels/", {"name": "gull", "color": "#112233", "hotkey": "2",
-                                                       "keypoints": "beak, left eye,"})  # fmt: skip
+    logged_in.post(
+        f"/projects/{project.id}/labels/",
+        {"name": "gull", "color": "#112233", "hotkey": "2", "keypoints": "beak, left eye,"},
+    )
     assert list(project.labels.values_list("name", "color", "hotkey", "keypoint_template")) == [
         ("gull", "#112233", 2, ["beak", "left eye"])
     ]
-    response = logged_in.post(f"/projects/{project.id}/labels/", {"name": "gull", "color": "", "hotkey": ""}, follow=True)
+    response = logged_in.post(
+        f"/projects/{project.id}/labels/", {"name": "gull", "color": "", "hotkey": ""}, follow=True
+    )
     assert "A label named &#x27;gull&#x27; already exists in this project." in response.content.decode()
     logged_in.post(
         f"/projects/{project.id}/members/", {"email": "friend@example.com", "role": Role.objects.get(name="Labeler").id}
     )
     assert sorted(get_perms(friend, project)) == ["annotate_project", "view_project"]
     response = logged_in.post(
-        f"/projects/{project.id}/members/", {"email": "ghost@example.com", "role": Role.objects.get(name="Labeler").id},
+        f"/projects/{project.id}/members/",
+        {"email": "ghost@example.com", "role": Role.objects.get(name="Labeler").id},
         follow=True,
-    )  # fmt: skip
+    )
     assert "No registered user has this email." in response.content.decode()
     page = logged_in.get(f"/projects/{project.id}/settings/").content.decode()
     assert "friend@example.com" in page and "#112233" in page

@@ -62,7 +62,13 @@ API = [
     ("label patch", "patch", "/api/projects/{p}/labels/{l}/", {"color": "#000000"}, ["Owner", "Admin", "Developer"]),
     ("label delete", "delete", "/api/projects/{p}/labels/{l}/", None, ["Owner", "Admin", "Developer"]),
     ("members list", "get", "/api/projects/{p}/members/", None, ROLES),
-    ("member add", "post", "/api/projects/{p}/members/", {"email": "newcomer@example.com", "role": "Viewer"}, ["Owner", "Admin"]),
+    (
+        "member add",
+        "post",
+        "/api/projects/{p}/members/",
+        {"email": "newcomer@example.com", "role": "Viewer"},
+        ["Owner", "Admin"],
+    ),
     ("member get", "get", "/api/projects/{p}/members/{t}/", None, ROLES),
     ("member role", "patch", "/api/projects/{p}/members/{t}/", {"role": "Labeler"}, ["Owner", "Admin"]),
     ("member remove", "delete", "/api/projects/{p}/members/{t}/", None, ["Owner", "Admin"]),
@@ -82,16 +88,31 @@ PAGES = [
     ("delete page", "post", "/projects/{p}/delete/", {"confirm_name": "Birds"}, ["Owner"]),
     ("label add page", "post", "/projects/{p}/labels/", {"name": "tern"}, ["Owner", "Admin", "Developer"]),
     ("label delete page", "post", "/projects/{p}/labels/{l}/delete/", {}, ["Owner", "Admin", "Developer"]),
-    ("member add page", "post", "/projects/{p}/members/", {"email": "newcomer@example.com", "role": "{labeler_role}"}, ["Owner", "Admin"]),
+    (
+        "member add page",
+        "post",
+        "/projects/{p}/members/",
+        {"email": "newcomer@example.com", "role": "{labeler_role}"},
+        ["Owner", "Admin"],
+    ),
     ("member role page", "post", "/projects/{p}/members/{t}/role/", {"role": "{labeler_role}"}, ["Owner", "Admin"]),
     ("member remove page", "post", "/projects/{p}/members/{t}/remove/", {}, ["Owner", "Admin"]),
     ("transfer page", "post", "/projects/{p}/members/{t}/owner/", {}, ["Owner"]),
     ("images delete page", "post", "/projects/{p}/images/delete/", {"image": "{i}"}, ["Owner", "Admin", "Developer"]),
-    ("images label page", "post", "/projects/{p}/images/labels/", {"image": "{i}", "label": "{l}", "operation": "assign"},
-     ["Owner", "Admin", "Developer", "Labeler"]),
-    ("label edit page", "post", "/projects/{p}/labels/{l}/edit/",
-     {"name": "herring gull", "color": "#112233", "hotkey": "", "keypoints": "", "attributes": ""},
-     ["Owner", "Admin", "Developer"]),
+    (
+        "images label page",
+        "post",
+        "/projects/{p}/images/labels/",
+        {"image": "{i}", "label": "{l}", "operation": "assign"},
+        ["Owner", "Admin", "Developer", "Labeler"],
+    ),
+    (
+        "label edit page",
+        "post",
+        "/projects/{p}/labels/{l}/edit/",
+        {"name": "herring gull", "color": "#112233", "hotkey": "", "keypoints": "", "attributes": ""},
+        ["Owner", "Admin", "Developer"],
+    ),
 ]
 
 
@@ -99,9 +120,12 @@ def _fill(value, world):
     from projects.models import Role
 
     ids = {
-        "p": world["project"].id, "l": world["label"].id, "i": world["image"].id, "t": world["target"].id,
+        "p": world["project"].id,
+        "l": world["label"].id,
+        "i": world["image"].id,
+        "t": world["target"].id,
         "labeler_role": Role.objects.get(name="Labeler").id,
-    }  # fmt: skip
+    }
     if isinstance(value, str):
         return value.format(**ids)
     if isinstance(value, dict):
@@ -156,7 +180,12 @@ def test_pages(world, who, name, method, url, body, allowed):
 
 # Endpoints outside any project: every signed-in user may use them, an anonymous client may not.
 ACCOUNT_API = [("get", "/api/projects/"), ("post", "/api/projects/"), ("get", "/api/me/"), ("get", "/api/roles/")]
-ACCOUNT_PAGES = [("get", "/projects/"), ("post", "/projects/"), ("get", "/accounts/profile/"), ("post", "/accounts/profile/token/")]
+ACCOUNT_PAGES = [
+    ("get", "/projects/"),
+    ("post", "/projects/"),
+    ("get", "/accounts/profile/"),
+    ("post", "/accounts/profile/token/"),
+]
 
 
 @pytest.mark.parametrize(("method", "url"), ACCOUNT_API)

@@ -28,7 +28,9 @@ def test_list_shows_only_the_projects_the_user_can_see(user, api):
 
 def test_rename_and_describe(user, api):
     project = make_project(owner=user)
-    response = api.patch(f"/api/projects/{project.id}/", {"name": "Seabirds", "description": "All of them"}, format="json")
+    response = api.patch(
+        f"/api/projects/{project.id}/", {"name": "Seabirds", "description": "All of them"}, format="json"
+    )
     assert response.status_code == 200
     project.refresh_from_db()
     assert (project.name, project.description) == ("Seabirds", "All of them")
@@ -77,6 +79,8 @@ def test_seeing_without_the_permission_is_403(user):
     project = make_project(Viewer=user)
     response = client_for(user).patch(f"/api/projects/{project.id}/", {"name": "Mine now"}, format="json")
     assert response.status_code == 403
-    assert response.json() == {"detail": "Your role in this project does not allow this: rename and describe the project."}
+    assert response.json() == {
+        "detail": "Your role in this project does not allow this: rename and describe the project."
+    }
     project.refresh_from_db()
     assert project.name == "Birds"

@@ -115,7 +115,9 @@ def test_a_second_ctrl_c_during_shutdown_still_stops_the_worker_the_web_server_a
 def test_serve_leaves_running_a_database_another_process_started():
     data_dir = settings.BASE_DIR / ".data" / f"test-serve-{uuid.uuid4().hex[:8]}"
     starter = "from pathlib import Path; import sys; from config import embedded_db; embedded_db.database_settings(Path(sys.argv[1]))"
-    subprocess.run([sys.executable, "-c", starter, str(data_dir)], check=True, cwd=settings.BASE_DIR, env=_env(data_dir))
+    subprocess.run(
+        [sys.executable, "-c", starter, str(data_dir)], check=True, cwd=settings.BASE_DIR, env=_env(data_dir)
+    )
     postmaster = int((data_dir / "pg" / "postmaster.pid").read_text().split()[0])
     serve = None
     try:

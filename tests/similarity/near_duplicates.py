@@ -45,7 +45,9 @@ def near_duplicate(data: bytes, seed: int, steps: tuple[str, ...] = STEPS) -> by
     if "crop" in steps:
         image = image.crop((left, top, left + keep_w, top + keep_h))
     if "resize" in steps:
-        image = image.resize((max(8, int(image.width * scale)), max(8, int(image.height * scale))), PILImage.Resampling.BILINEAR)
+        image = image.resize(
+            (max(8, int(image.width * scale)), max(8, int(image.height * scale))), PILImage.Resampling.BILINEAR
+        )
     if "rotate" in steps:
         image = image.rotate(angle, resample=PILImage.Resampling.BILINEAR, expand=False, fillcolor=(128, 128, 128))
     if "brightness" in steps:

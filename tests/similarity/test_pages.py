@@ -22,12 +22,12 @@ def browser(client, user):
 def test_the_grid_links_each_image_to_its_similar_images(browser, photos):  # noqa: F811
     grid = browser.get(f"/projects/{photos.id}/").content.decode()
     copy = Image.objects.get(name="copy-chelsea.jpg")
-    assert f'/projects/{photos.id}/similar/?image={copy.id}' in grid and 'id="pairs-link"' in grid
+    assert f"/projects/{photos.id}/similar/?image={copy.id}" in grid and 'id="pairs-link"' in grid
     page = browser.get(f"/projects/{photos.id}/similar/", {"image": copy.id}).content.decode()
     first = page.split('class="tile"')[1]
     assert "chelsea.png" in first and "copy-chelsea.jpg" not in first.split("</li>")[0]
     labeler = browser.get(f"/projects/{photos.id}/images/{copy.id}/label/").content.decode()
-    assert f'/projects/{photos.id}/similar/?image={copy.id}' in labeler
+    assert f"/projects/{photos.id}/similar/?image={copy.id}" in labeler
 
 
 def test_searching_with_an_uploaded_file(browser, photos):  # noqa: F811
@@ -40,9 +40,14 @@ def test_searching_with_an_uploaded_file(browser, photos):  # noqa: F811
 def test_pairs_page_ticks_the_newer_image_of_each_pair(browser, photos):  # noqa: F811
     page = browser.get(f"/projects/{photos.id}/similar-pairs/", {"search": "1"}).content.decode()
     assert "3 pairs; the newer image of each is ticked." in page
-    ticked = [int(chunk.split('"')[0]) for chunk in page.split('name="image" value="')[1:] if 'checked' in chunk.split(">")[0]]
+    ticked = [
+        int(chunk.split('"')[0]) for chunk in page.split('name="image" value="')[1:] if "checked" in chunk.split(">")[0]
+    ]
     assert sorted(Image.objects.filter(pk__in=ticked).values_list("name", flat=True)) == [
-        "copy-astronaut.jpg", "copy-chelsea.jpg", "copy-coffee.jpg"]
+        "copy-astronaut.jpg",
+        "copy-chelsea.jpg",
+        "copy-coffee.jpg",
+    ]
     response = browser.post(f"/projects/{photos.id}/images/delete/", {"image": ticked})
     assert response.status_code == 302
     assert not Image.objects.filter(name__startswith="copy-").exists()
@@ -69,8 +74,11 @@ def test_a_stranger_sees_nothing_and_a_viewer_searches_but_cannot_delete(client,
     membership_grant(project=photos, email=viewer.email, role=Role.objects.get(name="Viewer"))
     client.force_login(stranger)
     image = Image.objects.get(name="moon.png")
-    for url in (f"/projects/{photos.id}/similar/?image={image.id}", f"/projects/{photos.id}/similar-pairs/?search=1",
-                f"/projects/{photos.id}/similarity-index/"):  # fmt: skip
+    for url in (
+        f"/projects/{photos.id}/similar/?image={image.id}",
+        f"/projects/{photos.id}/similar-pairs/?search=1",
+        f"/projects/{photos.id}/similarity-index/",
+    ):
         assert client.get(url).status_code == 404, url
     from tests.conftest import client_for
 
@@ -82,8 +90,12 @@ def test_a_stranger_sees_nothing_and_a_viewer_searches_but_cannot_delete(client,
     assert client_for(viewer).get(f"/api/projects/{photos.id}/similar-pairs/").status_code == 200
 
 
-def test_a_large_project_searches_pairs_in_the_background_and_the_page_polls(browser, photos, settings,  # noqa: F811
-                                                                            django_capture_on_commit_callbacks):
+def test_a_large_project_searches_pairs_in_the_background_and_the_page_polls(
+    browser,
+    photos,  # noqa: F811
+    settings,
+    django_capture_on_commit_callbacks,
+):
     from jobs.runner import job_run
     from similarity.models import PairSearch
 
@@ -99,5 +111,7 @@ def test_a_large_project_searches_pairs_in_the_background_and_the_page_polls(bro
 
     job_run(search.id)  # the worker's turn
     partial = browser.get(f"/projects/{photos.id}/similar-pairs/{search.id}/").content.decode()
-    assert partial.lstrip().startswith('<section class="card" id="pair-results"') and "hx-get" not in partial.split(">")[0]
+    assert (
+        partial.lstrip().startswith('<section class="card" id="pair-results"') and "hx-get" not in partial.split(">")[0]
+    )
     assert "3 pairs; the newer image of each is ticked." in partial

@@ -6,8 +6,10 @@ import pytest
 from training.ml.embedder import top_pairs
 
 
-@pytest.mark.parametrize(("count", "threshold", "limit", "block"),
-                         [(300, -1.0, 50, 100), (257, 0.0, 100_000, 100), (1000, 0.2, 7, 64), (5, 0.99, 10, 2)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("count", "threshold", "limit", "block"),
+    [(300, -1.0, 50, 100), (257, 0.0, 100_000, 100), (1000, 0.2, 7, 64), (5, 0.99, 10, 2)],
+)
 def test_top_pairs_are_the_brute_force_best(count, threshold, limit, block):
     rng = np.random.default_rng(count)
     vectors = rng.standard_normal((count, 16)).astype(np.float32)

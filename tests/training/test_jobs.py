@@ -9,15 +9,17 @@ from jobs.runner import job_run
 from jobs.tasks import worker_heartbeat
 from projects.models import Image
 from tests.training.conftest import FAST, colour_png, upload
-from training import runs
 from training.models import DatasetItem, ModelVersion, TrainingJob
+from training.services import runs
 
 pytestmark = pytest.mark.django_db
 
 
 def start(api, project, capture, execute=True, **body):
     with capture(execute=execute):
-        response = api.post(f"/api/projects/{project.id}/training-jobs/", {"task": "classification", **body}, format="json")
+        response = api.post(
+            f"/api/projects/{project.id}/training-jobs/", {"task": "classification", **body}, format="json"
+        )
     assert response.status_code == 201, response.content
     return response.json()
 
@@ -41,30 +43,43 @@ def test_one_label_trains_against_background_images(api, user, django_capture_on
     upload(project, user, [(f"red{i}.png", colour_png((220, 30, 30), i)) for i in range(8)], ["red"])
     refused = api.post(f"/api/projects/{project.id}/training-jobs/", {"task": "classification"}, format="json")
     assert refused.status_code == 400
-    assert refused.json() == {"task": [
-        "Only one label (red) is in use. A one-class model learns it against 'background' images: upload some "
-        "images without labels, or label images with a second label."
-    ]}  # fmt: skip
+    assert refused.json() == {
+        "task": [
+            "Only one label (red) is in use. A one-class model learns it against 'background' images: upload some "
+            "images without labels, or label images with a second label."
+        ]
+    }
     upload(project, user, [(f"other{i}.png", colour_png((30, 200, 30), 50 + i)) for i in range(8)], [])
     job = start(api, project, django_capture_on_commit_callbacks, parameters=FAST)
     assert job["dataset_version"]["labels"] == ["red", "background"]
-    assert job["dataset_version"]["counts"]["labels"] == {"red": {"train": 6, "valid": 2}, "background": {"train": 6, "valid": 2}}
+    assert job["dataset_version"]["counts"]["labels"] == {
+        "red": {"train": 6, "valid": 2},
+        "background": {"train": 6, "valid": 2},
+    }
     model = api.get(f"/api/projects/{project.id}/models/").json()[0]
     assert model["labels"] == ["red", "background"]
 
 
 def test_the_user_defined_validation_set(api, colours_project, django_capture_on_commit_callbacks):
-    refused = api.post(f"/api/projects/{colours_project.id}/training-jobs/",
-                       {"task": "classification", "parameters": {"use_validation_set": True}}, format="json")  # fmt: skip
+    refused = api.post(
+        f"/api/projects/{colours_project.id}/training-jobs/",
+        {"task": "classification", "parameters": {"use_validation_set": True}},
+        format="json",
+    )
     assert refused.status_code == 400
     assert refused.json()["use_validation_set"][0].startswith("No labelled image is in the validation set")
     chosen = list(Image.objects.filter(name__in=["red0.png", "blue0.png", "blue1.png"]).values_list("id", flat=True))
-    marked = api.post(f"/api/projects/{colours_project.id}/images/validation/", {"images": chosen, "is_validation": True},
-                      format="json")  # fmt: skip
+    marked = api.post(
+        f"/api/projects/{colours_project.id}/images/validation/",
+        {"images": chosen, "is_validation": True},
+        format="json",
+    )
     assert marked.json() == {"changed": 3}
     single = api.patch(f"/api/images/{chosen[0]}/", {"is_validation": False}, format="json")
     assert single.json()["is_validation"] is False
-    job = start(api, colours_project, django_capture_on_commit_callbacks, parameters={**FAST, "use_validation_set": True})
+    job = start(
+        api, colours_project, django_capture_on_commit_callbacks, parameters={**FAST, "use_validation_set": True}
+    )
     assert (job["dataset_version"]["counts"]["train"], job["dataset_version"]["counts"]["valid"]) == (22, 2)
     valid = set(DatasetItem.objects.filter(split="valid").values_list("image_name", flat=True))
     assert valid == set(Image.objects.filter(pk__in=chosen[1:]).values_list("name", flat=True))
@@ -82,7 +97,9 @@ def test_cancelling_a_queued_job_and_a_finished_one(api, colours_project, django
     assert ModelVersion.objects.count() == 0
 
 
-def test_stopping_a_running_job_keeps_the_epochs_it_finished(api, colours_project, monkeypatch, django_capture_on_commit_callbacks):
+def test_stopping_a_running_job_keeps_the_epochs_it_finished(
+    api, colours_project, monkeypatch, django_capture_on_commit_callbacks
+):
     # The person presses Stop during the second epoch.
     monkeypatch.setattr(runs._Reporter, "stop", lambda self: self.epochs_written >= 1)
     job = start(api, colours_project, django_capture_on_commit_callbacks, parameters={**FAST, "epochs": 5})
@@ -93,7 +110,9 @@ def test_stopping_a_running_job_keeps_the_epochs_it_finished(api, colours_projec
     assert (model.epochs_trained, model.job_id) == (2, job["id"])
 
 
-def test_stopping_before_the_first_epoch_leaves_no_model(api, colours_project, monkeypatch, django_capture_on_commit_callbacks):
+def test_stopping_before_the_first_epoch_leaves_no_model(
+    api, colours_project, monkeypatch, django_capture_on_commit_callbacks
+):
     monkeypatch.setattr(runs._Reporter, "stop", lambda self: True)
     job = start(api, colours_project, django_capture_on_commit_callbacks, parameters=FAST)
     job = api.get(f"/api/training-jobs/{job['id']}/").json()
@@ -114,7 +133,9 @@ def test_a_job_whose_worker_died_is_marked_failed(api, colours_project, settings
     assert dead.finished_at is not None
 
 
-def test_a_failure_inside_training_is_recorded_on_the_job(api, colours_project, monkeypatch, django_capture_on_commit_callbacks):
+def test_a_failure_inside_training_is_recorded_on_the_job(
+    api, colours_project, monkeypatch, django_capture_on_commit_callbacks
+):
     def explode(*args, **kwargs):
         raise RuntimeError("CUDA error: device-side assert triggered")
 
@@ -128,19 +149,25 @@ def test_a_failure_inside_training_is_recorded_on_the_job(api, colours_project, 
 
 def test_model_names_are_unique_in_a_project(api, colours_project, django_capture_on_commit_callbacks):
     start(api, colours_project, django_capture_on_commit_callbacks, name="colours", parameters=FAST)
-    again = api.post(f"/api/projects/{colours_project.id}/training-jobs/",
-                     {"task": "classification", "name": "colours"}, format="json")  # fmt: skip
+    again = api.post(
+        f"/api/projects/{colours_project.id}/training-jobs/",
+        {"task": "classification", "name": "colours"},
+        format="json",
+    )
     assert again.status_code == 400
     assert again.json() == {"name": ["This project already has a model named 'colours'."]}
     for bad in ("a/b", "a\\b", 'say "hi"', "line\nbreak"):
-        refused = api.post(f"/api/projects/{colours_project.id}/training-jobs/",
-                           {"task": "classification", "name": bad}, format="json")  # fmt: skip
+        refused = api.post(
+            f"/api/projects/{colours_project.id}/training-jobs/", {"task": "classification", "name": bad}, format="json"
+        )
         assert refused.json() == {"name": ['A model name has 1 to 100 printable characters, none of / \\ ".']}, bad
     unnamed = start(api, colours_project, django_capture_on_commit_callbacks, execute=False, parameters=FAST)
     assert unnamed["name"] == "classification-2"
 
 
-def test_admin_lists_jobs_and_models_and_deletes_models_with_their_files(client, colours_project, django_capture_on_commit_callbacks):
+def test_admin_lists_jobs_and_models_and_deletes_models_with_their_files(
+    client, colours_project, django_capture_on_commit_callbacks
+):
     from tests.factories import UserFactory
 
     staff = UserFactory(is_staff=True, is_superuser=True)
@@ -148,14 +175,23 @@ def test_admin_lists_jobs_and_models_and_deletes_models_with_their_files(client,
     from training import services
 
     with django_capture_on_commit_callbacks(execute=True):
-        services.training_job_start(project=colours_project, user=staff, task="classification", name="c", parameters=FAST)
+        services.training_job_start(
+            project=colours_project, user=staff, task="classification", name="c", parameters=FAST
+        )
     model = ModelVersion.objects.get()
     path = model.best_checkpoint.path
-    for url in ("/admin/training/trainingjob/", "/admin/training/modelversion/", "/admin/training/datasetversion/",
-                f"/admin/training/modelversion/{model.pk}/change/"):  # fmt: skip
+    for url in (
+        "/admin/training/trainingjob/",
+        "/admin/training/modelversion/",
+        "/admin/training/datasetversion/",
+        f"/admin/training/modelversion/{model.pk}/change/",
+    ):
         assert client.get(url).status_code == 200, url
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post("/admin/training/modelversion/", {"action": "delete_selected", "_selected_action": [model.pk], "post": "yes"})
+        response = client.post(
+            "/admin/training/modelversion/",
+            {"action": "delete_selected", "_selected_action": [model.pk], "post": "yes"},
+        )
     assert response.status_code == 302
     assert (ModelVersion.objects.count(), TrainingJob.objects.count()) == (0, 0)
     import os
@@ -163,7 +199,9 @@ def test_admin_lists_jobs_and_models_and_deletes_models_with_their_files(client,
     assert not os.path.exists(path)
 
 
-def test_a_diverging_loss_fails_the_job_with_advice(api, colours_project, monkeypatch, django_capture_on_commit_callbacks):
+def test_a_diverging_loss_fails_the_job_with_advice(
+    api, colours_project, monkeypatch, django_capture_on_commit_callbacks
+):
     import torch
 
     class Diverged(torch.nn.CrossEntropyLoss):
@@ -177,8 +215,9 @@ def test_a_diverging_loss_fails_the_job_with_advice(api, colours_project, monkey
     assert job["error"] == "The loss became nan in epoch 1: training diverged. Lower the learning rate (it is 0.01)."
 
 
-def test_a_job_reaped_while_it_ran_stays_failed_and_keeps_no_files(api, colours_project, monkeypatch, media_root,
-                                                                   django_capture_on_commit_callbacks):
+def test_a_job_reaped_while_it_ran_stays_failed_and_keeps_no_files(
+    api, colours_project, monkeypatch, media_root, django_capture_on_commit_callbacks
+):
     real_train = runs.classification.train
 
     def train_while_the_reaper_gives_up(*args, **kwargs):

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from training.datasets import stratified_validation
 from training.ml import metrics
+from training.services.datasets import stratified_validation
 
 LABELS = ["cat", "dog", "fox"]
 
@@ -15,9 +15,16 @@ def test_single_label_statistics_by_hand():
     # truth:     cat cat dog dog fox fox
     # predicted: cat dog dog dog cat fox
     truth = metrics.one_hot([[0], [0], [1], [1], [2], [2]], 3)
-    scores = np.array([
-        [0.8, 0.1, 0.1], [0.3, 0.6, 0.1], [0.1, 0.7, 0.2], [0.2, 0.5, 0.3], [0.5, 0.1, 0.4], [0.1, 0.1, 0.8],
-    ])  # fmt: skip
+    scores = np.array(
+        [
+            [0.8, 0.1, 0.1],
+            [0.3, 0.6, 0.1],
+            [0.1, 0.7, 0.2],
+            [0.2, 0.5, 0.3],
+            [0.5, 0.1, 0.4],
+            [0.1, 0.1, 0.8],
+        ]
+    )
     stats = metrics.single_label(scores, truth, LABELS)
     assert stats["count"] == 6
     assert stats["accuracy"] == pytest.approx(4 / 6)

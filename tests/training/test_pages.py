@@ -21,13 +21,21 @@ def browser_client(client, user):
 
 
 def form_start(client, project, capture, **fields):
-    data = {"kind": "single", "name": "colours", **{k: v for k, v in FAST.items() if k != "fine_tune"},
-            "fine_tune": FAST["fine_tune"], "pretrained": "on", **fields}  # fmt: skip
+    data = {
+        "kind": "single",
+        "name": "colours",
+        **{k: v for k, v in FAST.items() if k != "fine_tune"},
+        "fine_tune": FAST["fine_tune"],
+        "pretrained": "on",
+        **fields,
+    }
     with capture(execute=True):
         return client.post(f"/projects/{project.id}/models/", data)
 
 
-def test_the_form_starts_a_job_and_its_page_shows_curves_and_the_model(browser_client, colours_project, django_capture_on_commit_callbacks):
+def test_the_form_starts_a_job_and_its_page_shows_curves_and_the_model(
+    browser_client, colours_project, django_capture_on_commit_callbacks
+):
     page = browser_client.get(f"/projects/{colours_project.id}/models/")
     assert page.status_code == 200
     html = page.content.decode()
@@ -47,10 +55,17 @@ def test_a_running_job_polls_and_offers_stop(browser_client, colours_project, dj
     form_start(browser_client, colours_project, django_capture_on_commit_callbacks)
     job = TrainingJob.objects.get()
     TrainingJob.objects.filter(pk=job.pk).update(status="running", epoch=1, progress=0.4, loss=0.25, eta_seconds=30)
-    partial = browser_client.get(f"/projects/{colours_project.id}/training/{job.id}/", HTTP_HX_REQUEST="true").content.decode()
+    partial = browser_client.get(
+        f"/projects/{colours_project.id}/training/{job.id}/", HTTP_HX_REQUEST="true"
+    ).content.decode()
     assert partial.startswith('\n<section class="card" id="job-progress"')
     assert 'hx-trigger="every 2s"' in partial
-    assert 'value="0.4"' in partial and "epoch 1 of 3" in partial and "loss 0.2500" in partial and "about 30 s left" in partial
+    assert (
+        'value="0.4"' in partial
+        and "epoch 1 of 3" in partial
+        and "loss 0.2500" in partial
+        and "about 30 s left" in partial
+    )
     assert "Stop (keeps the best model so far)" in partial
     table = browser_client.get(f"/projects/{colours_project.id}/models/", HTTP_HX_REQUEST="true").content.decode()
     assert table.lstrip().startswith('<section class="card grow" id="jobs" hx-get=')  # polls while a job runs
@@ -66,45 +81,62 @@ def test_form_errors_are_shown_and_nothing_starts(browser_client, colours_projec
     assert TrainingJob.objects.count() == 0
 
 
-def test_statistics_pages_draw_a_confusion_matrix_and_predictions(browser_client, colours_project, django_capture_on_commit_callbacks):
+def test_statistics_pages_draw_a_confusion_matrix_and_predictions(
+    browser_client, colours_project, django_capture_on_commit_callbacks
+):
     form_start(browser_client, colours_project, django_capture_on_commit_callbacks)
     model = ModelVersion.objects.get()
     html = browser_client.get(f"/projects/{colours_project.id}/models/{model.id}/").content.decode()
     assert 'id="confusion"' in html and "true \\ predicted" in html
     assert re.search(r'<strong id="accuracy">1\.0000</strong>', html)
-    partial = browser_client.get(f"/projects/{colours_project.id}/models/{model.id}/?split=train&checkpoint=last",
-                                 HTTP_HX_REQUEST="true").content.decode()  # fmt: skip
+    partial = browser_client.get(
+        f"/projects/{colours_project.id}/models/{model.id}/?split=train&checkpoint=last", HTTP_HX_REQUEST="true"
+    ).content.decode()
     assert partial.lstrip().startswith('<section class="card" id="statistics">')
-    page = browser_client.get(f"/projects/{colours_project.id}/models/{model.id}/predictions/?view=advanced").content.decode()
+    page = browser_client.get(
+        f"/projects/{colours_project.id}/models/{model.id}/predictions/?view=advanced"
+    ).content.decode()
     gallery = page.split('id="gallery"')[1]
     assert gallery.count('class="tile ') == 4
     assert gallery.count("chip truth") == 4 and gallery.count("chip other") == 4  # advanced: both labels per image
-    wrong = browser_client.get(f"/projects/{colours_project.id}/models/{model.id}/predictions/?show=wrong").content.decode()
+    wrong = browser_client.get(
+        f"/projects/{colours_project.id}/models/{model.id}/predictions/?show=wrong"
+    ).content.decode()
     assert "No images here." in wrong
 
 
-def test_predict_page_predicts_uploads_and_images_chosen_in_the_grid(browser_client, colours_project, django_capture_on_commit_callbacks):
+def test_predict_page_predicts_uploads_and_images_chosen_in_the_grid(
+    browser_client, colours_project, django_capture_on_commit_callbacks
+):
     form_start(browser_client, colours_project, django_capture_on_commit_callbacks)
     model = ModelVersion.objects.get()
     upload = SimpleUploadedFile("new-red.png", colour_png((220, 30, 30), 77))
-    html = browser_client.post(f"/projects/{colours_project.id}/predict/",
-                               {"model": model.id, "file": upload, "predict": "1"}).content.decode()  # fmt: skip
+    html = browser_client.post(
+        f"/projects/{colours_project.id}/predict/", {"model": model.id, "file": upload, "predict": "1"}
+    ).content.decode()
     assert "new-red.png" in html
     assert re.search(r'<li class="positive">red <strong>\d+%</strong>', html)
     chosen = Image.objects.filter(name__in=["blue3.png", "red3.png"]).order_by("id")
     # The grid's "Predict selected" posts the ids (no token in any URL) and shows them, ready to predict.
-    page = browser_client.post(f"/projects/{colours_project.id}/predict/", {"image": [i.id for i in chosen]}).content.decode()
+    page = browser_client.post(
+        f"/projects/{colours_project.id}/predict/", {"image": [i.id for i in chosen]}
+    ).content.decode()
     assert "2 images chosen in the grid" in page and '<ol class="predictions">' not in page
-    html = browser_client.post(f"/projects/{colours_project.id}/predict/",
-                               {"model": model.id, "image": [i.id for i in chosen], "predict": "1"}).content.decode()  # fmt: skip
+    html = browser_client.post(
+        f"/projects/{colours_project.id}/predict/", {"model": model.id, "image": [i.id for i in chosen], "predict": "1"}
+    ).content.decode()
     assert re.search(r'red3\.png</span>\s*<ol class="predictions">\s*<li class="positive">red', html)
     assert re.search(r'blue3\.png</span>\s*<ol class="predictions">\s*<li class="positive">blue', html)
-    bad = browser_client.post(f"/projects/{colours_project.id}/predict/",
-                              {"model": model.id, "file": SimpleUploadedFile("x.png", b"nope"), "predict": "1"}).content.decode()  # fmt: skip
+    bad = browser_client.post(
+        f"/projects/{colours_project.id}/predict/",
+        {"model": model.id, "file": SimpleUploadedFile("x.png", b"nope"), "predict": "1"},
+    ).content.decode()
     assert "This is not an image file Sightline can read." in bad
 
 
-def test_predict_selected_defaults_to_the_model_the_user_came_from(browser_client, colours_project, django_capture_on_commit_callbacks):
+def test_predict_selected_defaults_to_the_model_the_user_came_from(
+    browser_client, colours_project, django_capture_on_commit_callbacks
+):
     form_start(browser_client, colours_project, django_capture_on_commit_callbacks)
     first = ModelVersion.objects.get()
     second = ModelVersion.objects.get()  # a copy of it with its own job, made later: the newest model
@@ -123,16 +155,22 @@ def test_predict_selected_defaults_to_the_model_the_user_came_from(browser_clien
 
 def test_the_grid_adds_and_removes_images_from_the_validation_set(browser_client, colours_project):
     ids = list(Image.objects.filter(name__in=["red1.png", "blue1.png"]).values_list("id", flat=True))
-    response = browser_client.post(f"/projects/{colours_project.id}/images/validation/", {"image": ids, "validation": "add"})
+    response = browser_client.post(
+        f"/projects/{colours_project.id}/images/validation/", {"image": ids, "validation": "add"}
+    )
     assert response.status_code == 302
     assert Image.objects.filter(is_validation=True).count() == 2
     grid = browser_client.get(f"/projects/{colours_project.id}/").content.decode()
     assert grid.count('<span class="badge"') == 2 and 'id="predict-selected"' in grid and 'id="models-link"' in grid
-    browser_client.post(f"/projects/{colours_project.id}/images/validation/", {"image": ids[:1], "validation": "remove"})
+    browser_client.post(
+        f"/projects/{colours_project.id}/images/validation/", {"image": ids[:1], "validation": "remove"}
+    )
     assert list(Image.objects.filter(is_validation=True).values_list("id", flat=True)) == ids[1:]
 
 
-def test_a_viewer_sees_statistics_but_not_the_training_form_or_predict(client, user, colours_project, django_capture_on_commit_callbacks):
+def test_a_viewer_sees_statistics_but_not_the_training_form_or_predict(
+    client, user, colours_project, django_capture_on_commit_callbacks
+):
     viewer = UserFactory()
     membership_grant(project=colours_project, email=viewer.email, role=Role.objects.get(name="Viewer"))
     client.force_login(user)
@@ -144,7 +182,12 @@ def test_a_viewer_sees_statistics_but_not_the_training_form_or_predict(client, u
     assert client.post(f"/projects/{colours_project.id}/models/", {"kind": "single"}).status_code == 403
     assert client.get(f"/projects/{colours_project.id}/models/{model.id}/").status_code == 200
     assert client.get(f"/projects/{colours_project.id}/predict/").status_code == 403
-    assert client.post(f"/projects/{colours_project.id}/images/validation/", {"image": [1], "validation": "add"}).status_code == 403
+    assert (
+        client.post(
+            f"/projects/{colours_project.id}/images/validation/", {"image": [1], "validation": "add"}
+        ).status_code
+        == 403
+    )
     assert TrainingJob.objects.count() == 1 and not Image.objects.filter(is_validation=True).exists()
 
 

@@ -23,7 +23,9 @@ KINDS = ["bar", "disc", "square"]
 
 def train(api, project, capture, **body):
     with capture(execute=True):
-        response = api.post(f"/api/projects/{project.id}/training-jobs/", {"task": "classification", **body}, format="json")
+        response = api.post(
+            f"/api/projects/{project.id}/training-jobs/", {"task": "classification", **body}, format="json"
+        )
     assert response.status_code == 201, response.content
     job = api.get(f"/api/training-jobs/{response.json()['id']}/").json()
     assert job["status"] == "finished", job["error"]
@@ -49,10 +51,13 @@ def test_multi_label_statistics_agree_with_the_predictions_at_any_threshold(api,
     assert model["thresholds"] == model["optimized_thresholds"]
     for thresholds in ("0.5", "0.2,0.5,0.8"):
         stats = api.get(f"/api/models/{model['id']}/statistics/", {"split": "valid", "thresholds": thresholds}).json()
-        rows = api.get(f"/api/models/{model['id']}/predictions/",
-                       {"split": "valid", "thresholds": thresholds, "advanced": "1"}).json()["images"]  # fmt: skip
+        rows = api.get(
+            f"/api/models/{model['id']}/predictions/", {"split": "valid", "thresholds": thresholds, "advanced": "1"}
+        ).json()["images"]
         right = [p["correct"] for row in rows for p in row["predictions"]]
-        assert stats["count"] == len(rows) == 8  # 20% of the 24 with a bar, 12 with a disc first, 6 squares alone: 5 + 2 + 1
+        assert (
+            stats["count"] == len(rows) == 8
+        )  # 20% of the 24 with a bar, 12 with a disc first, 6 squares alone: 5 + 2 + 1
         assert stats["label_accuracy"] == pytest.approx(sum(right) / len(right))
         assert stats["image_accuracy"] == pytest.approx(sum(row["correct"] for row in rows) / len(rows))
         expected = [0.5, 0.5, 0.5] if thresholds == "0.5" else [0.2, 0.5, 0.8]
@@ -78,7 +83,9 @@ def test_thresholds_a_person_sets_are_used_by_statistics_and_predictions(api, sc
     assert reset["thresholds"]["best"] == reset["optimized_thresholds"]["best"]
 
 
-def test_single_label_statistics_predictions_and_the_checkpoint_that_predicts(api, colours_project, django_capture_on_commit_callbacks):
+def test_single_label_statistics_predictions_and_the_checkpoint_that_predicts(
+    api, colours_project, django_capture_on_commit_callbacks
+):
     model = train(api, colours_project, django_capture_on_commit_callbacks, name="colours", parameters=FAST)
     stats = api.get(f"/api/models/{model['id']}/statistics/", {"split": "train", "checkpoint": "last"}).json()
     assert stats["count"] == 20
@@ -92,7 +99,9 @@ def test_single_label_statistics_predictions_and_the_checkpoint_that_predicts(ap
         assert row["correct"] == (row["predictions"][0]["label"] == row["truth"][0])
     switched = api.patch(f"/api/models/{model['id']}/", {"predict_with": "last"}, format="json").json()
     assert switched["predict_with"] == "last"
-    reply = api.post(f"/api/predict/{colours_project.id}/colours/", colour_png((220, 30, 30), 7), content_type="image/png")
+    reply = api.post(
+        f"/api/predict/{colours_project.id}/colours/", colour_png((220, 30, 30), 7), content_type="image/png"
+    )
     assert reply.json()["checkpoint"] == "last"
     refused = api.patch(f"/api/models/{model['id']}/", {"thresholds": {"best": [0.5, 0.5]}}, format="json")
     assert refused.json() == {"thresholds": ["Only multi-label models have score thresholds."]}
@@ -103,7 +112,9 @@ def test_download_predictions_holds_images_truth_and_scores(api, colours_project
     response = api.get(f"/api/models/{model['id']}/predictions/download/")
     assert response.status_code == 200
     assert response["Content-Disposition"] == 'attachment; filename="colours-best-predictions.zip"'
-    archive = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content) if response.streaming else response.content))
+    archive = zipfile.ZipFile(
+        io.BytesIO(b"".join(response.streaming_content) if response.streaming else response.content)
+    )
     names = archive.namelist()
     assert len([n for n in names if n.startswith("images/train/")]) == 20
     assert len([n for n in names if n.startswith("images/valid/")]) == 4
@@ -120,14 +131,22 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_the_offline_bundle_serves_the_same_predictions(api, colours_project, tmp_path, django_capture_on_commit_callbacks):
+def test_the_offline_bundle_serves_the_same_predictions(
+    api, colours_project, tmp_path, django_capture_on_commit_callbacks
+):
     model = train(api, colours_project, django_capture_on_commit_callbacks, name="colours", parameters=FAST)
     response = api.get(f"/api/models/{model['id']}/bundle/")
     assert response.status_code == 200
     zipfile.ZipFile(io.BytesIO(response.content)).extractall(tmp_path)
     folder = tmp_path / "colours-best"
     assert sorted(p.name for p in folder.iterdir()) == [
-        "README.md", "model.json", "model.pt2", "requirements.txt", "serve.py", "sightline_images.py"]
+        "README.md",
+        "model.json",
+        "model.pt2",
+        "requirements.txt",
+        "serve.py",
+        "sightline_images.py",
+    ]
     readme = (folder / "README.md").read_text()
     assert "--index-url https://download.pytorch.org/whl/cpu" in readme  # how to serve with a CPU-only torch
     # A large phone-style JPEG, stored sideways with an EXIF orientation: both servers must decode it alike.
@@ -140,20 +159,28 @@ def test_the_offline_bundle_serves_the_same_predictions(api, colours_project, tm
     online = api.post(f"/api/predict/{colours_project.id}/colours/", image, content_type="image/png").json()
 
     port = _free_port()
-    server = subprocess.Popen([sys.executable, str(folder / "serve.py"), "--port", str(port)], stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    server = subprocess.Popen(
+        [sys.executable, str(folder / "serve.py"), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         assert "Serving colours (best checkpoint)" in server.stdout.readline()
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/api/predict/{colours_project.id}/colours/", data=image,
-                                         headers={"Content-Type": "application/octet-stream"})  # fmt: skip
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/predict/{colours_project.id}/colours/",
+            data=image,
+            headers={"Content-Type": "application/octet-stream"},
+        )
         offline = json.loads(urllib.request.urlopen(request, timeout=30).read())
     finally:
         server.terminate()
         server.wait(timeout=10)
     assert offline["model"] == "colours"
     assert [p["label"] for p in offline["predictions"]] == [p["label"] for p in online["predictions"]]
-    np.testing.assert_allclose([p["score"] for p in offline["predictions"]], [p["score"] for p in online["predictions"]],
-                               atol=1e-4)  # fmt: skip
+    np.testing.assert_allclose(
+        [p["score"] for p in offline["predictions"]], [p["score"] for p in online["predictions"]], atol=1e-4
+    )
 
 
 def test_deleting_a_model_removes_it_and_its_files(api, colours_project, django_capture_on_commit_callbacks):
@@ -166,4 +193,7 @@ def test_deleting_a_model_removes_it_and_its_files(api, colours_project, django_
     assert not os.path.exists(path)
     assert api.post(f"/api/predict/{colours_project.id}/colours/", b"x", content_type="image/png").status_code == 404
     # The name is free again.
-    assert train(api, colours_project, django_capture_on_commit_callbacks, name="colours", parameters=FAST)["name"] == "colours"
+    assert (
+        train(api, colours_project, django_capture_on_commit_callbacks, name="colours", parameters=FAST)["name"]
+        == "colours"
+    )

@@ -26,7 +26,10 @@ def test_a_job_trains_a_single_label_model_that_predicts(api, colours_project, d
     assert [entry["epoch"] for entry in job["history"]] == [1, 2, 3]
     assert job["dataset_version"]["labels"] == ["blue", "red"]
     # 20% of each class of 12, stratified: round(2.4) = 2 each.
-    assert job["dataset_version"]["counts"]["labels"] == {"blue": {"train": 10, "valid": 2}, "red": {"train": 10, "valid": 2}}
+    assert job["dataset_version"]["counts"]["labels"] == {
+        "blue": {"train": 10, "valid": 2},
+        "red": {"train": 10, "valid": 2},
+    }
     assert job["device"].startswith("cpu")
 
     models = api.get(f"/api/projects/{colours_project.id}/models/").json()
@@ -53,17 +56,26 @@ def test_predict_with_the_last_checkpoint_and_with_a_form(api, colours_project, 
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     # As `curl --data-binary @blue.png` sends it when no Content-Type is given.
-    last = api.post(f"/api/predict/{colours_project.id}/colours/last", blue, content_type="application/x-www-form-urlencoded")
-    form = api.post(f"/api/predict/{colours_project.id}/colours/best/", {"file": SimpleUploadedFile("b.png", blue)},
-                    format="multipart")  # fmt: skip
+    last = api.post(
+        f"/api/predict/{colours_project.id}/colours/last", blue, content_type="application/x-www-form-urlencoded"
+    )
+    form = api.post(
+        f"/api/predict/{colours_project.id}/colours/best/",
+        {"file": SimpleUploadedFile("b.png", blue)},
+        format="multipart",
+    )
     assert last.status_code == 200 and form.status_code == 200
     assert (last.json()["checkpoint"], form.json()["checkpoint"]) == ("last", "best")
     assert last.json()["predictions"][0]["label"] == form.json()["predictions"][0]["label"] == "blue"
 
 
-def test_predicting_refuses_what_is_not_an_image_and_unknown_models(api, colours_project, django_capture_on_commit_callbacks):
+def test_predicting_refuses_what_is_not_an_image_and_unknown_models(
+    api, colours_project, django_capture_on_commit_callbacks
+):
     start(api, colours_project, django_capture_on_commit_callbacks, name="colours", parameters=FAST)
-    bad = api.post(f"/api/predict/{colours_project.id}/colours/", b"not an image", content_type="application/octet-stream")
+    bad = api.post(
+        f"/api/predict/{colours_project.id}/colours/", b"not an image", content_type="application/octet-stream"
+    )
     assert bad.status_code == 400
     assert bad.json() == {"file": ["This is not an image file Sightline can read."]}
     missing = api.post(f"/api/predict/{colours_project.id}/nope/", b"x", content_type="application/octet-stream")
@@ -71,8 +83,12 @@ def test_predicting_refuses_what_is_not_an_image_and_unknown_models(api, colours
 
 
 def test_bad_parameters_are_refused_before_anything_is_frozen(api, colours_project, django_capture_on_commit_callbacks):
-    response = start(api, colours_project, django_capture_on_commit_callbacks,
-                     parameters={"epochs": 0, "image_size": 300, "learning_rate": "fast", "colour": 1})  # fmt: skip
+    response = start(
+        api,
+        colours_project,
+        django_capture_on_commit_callbacks,
+        parameters={"epochs": 0, "image_size": 300, "learning_rate": "fast", "colour": 1},
+    )
     assert response.status_code == 400
     assert response.json() == {
         "colour": [
@@ -86,12 +102,18 @@ def test_bad_parameters_are_refused_before_anything_is_frozen(api, colours_proje
     assert (TrainingJob.objects.count(), DatasetItem.objects.count()) == (0, 0)
 
 
-def test_pretrained_weights_that_are_not_here_are_an_error_not_random_weights(api, colours_project, django_capture_on_commit_callbacks):
+def test_pretrained_weights_that_are_not_here_are_an_error_not_random_weights(
+    api, colours_project, django_capture_on_commit_callbacks
+):
     response = start(api, colours_project, django_capture_on_commit_callbacks, parameters={"backbone": "resnet18"})
     assert response.status_code == 400
     assert response.json()["pretrained"][0].startswith("No pretrained weights for resnet18 on this server")
-    random_weights = start(api, colours_project, django_capture_on_commit_callbacks,
-                           parameters={**FAST, "backbone": "resnet18", "pretrained": False, "epochs": 1})  # fmt: skip
+    random_weights = start(
+        api,
+        colours_project,
+        django_capture_on_commit_callbacks,
+        parameters={**FAST, "backbone": "resnet18", "pretrained": False, "epochs": 1},
+    )
     assert random_weights.status_code == 201
     assert TrainingJob.objects.get().status == "finished"
 
@@ -105,7 +127,9 @@ def test_a_project_without_labels_cannot_train(api, user, django_capture_on_comm
     assert response.json() == {"task": ["No image has a classification label yet: label some images first."]}
 
 
-def test_a_labeler_may_watch_but_not_train_and_a_stranger_sees_nothing(api, user, colours_project, django_capture_on_commit_callbacks):
+def test_a_labeler_may_watch_but_not_train_and_a_stranger_sees_nothing(
+    api, user, colours_project, django_capture_on_commit_callbacks
+):
     labeler, stranger = UserFactory(), UserFactory()
     membership_grant(project=colours_project, email=labeler.email, role=Role.objects.get(name="Labeler"))
     denied = start(client_for(labeler), colours_project, django_capture_on_commit_callbacks)
@@ -116,30 +140,43 @@ def test_a_labeler_may_watch_but_not_train_and_a_stranger_sees_nothing(api, user
     assert client_for(labeler).post(f"/api/training-jobs/{job['id']}/cancel/").status_code == 403
     assert client_for(stranger).get(f"/api/training-jobs/{job['id']}/").status_code == 404
     assert client_for(stranger).get(f"/api/models/{job['model_id']}/").status_code == 404
-    assert client_for(stranger).post(f"/api/predict/{colours_project.id}/c/", b"x", content_type="image/png").status_code == 404
+    assert (
+        client_for(stranger).post(f"/api/predict/{colours_project.id}/c/", b"x", content_type="image/png").status_code
+        == 404
+    )
     assert ModelVersion.objects.count() == 1
 
 
-def test_the_time_limit_must_end_before_the_worker_would_kill_the_task(api, colours_project, django_capture_on_commit_callbacks):
+def test_the_time_limit_must_end_before_the_worker_would_kill_the_task(
+    api, colours_project, django_capture_on_commit_callbacks
+):
     response = start(api, colours_project, django_capture_on_commit_callbacks, parameters={"time_limit_minutes": 360})
     assert response.status_code == 400
-    assert response.json() == {"time_limit_minutes": [
-        "At most 350 minutes on this server: the worker stops any task after 360 minutes (SIGHTLINE_TASK_TIMEOUT)."
-    ]}  # fmt: skip
+    assert response.json() == {
+        "time_limit_minutes": [
+            "At most 350 minutes on this server: the worker stops any task after 360 minutes (SIGHTLINE_TASK_TIMEOUT)."
+        ]
+    }
 
 
 @pytest.mark.parametrize("fine_tune", ["top", "all"])
-def test_every_way_of_fine_tuning_trains_a_model_that_tells_the_colours_apart(api, colours_project, fine_tune, django_capture_on_commit_callbacks):
+def test_every_way_of_fine_tuning_trains_a_model_that_tells_the_colours_apart(
+    api, colours_project, fine_tune, django_capture_on_commit_callbacks
+):
     parameters = {"epochs": 2, "batch_size": 8, "learning_rate": 0.003, "fine_tune": fine_tune, "patience": 0}
     response = start(api, colours_project, django_capture_on_commit_callbacks, name=fine_tune, parameters=parameters)
     job = api.get(f"/api/training-jobs/{response.json()['id']}/").json()
     assert job["status"] == "finished", job["error"]
     assert ("Frozen stages computed once for 24 images" in job["log"]) == (fine_tune == "top")
-    reply = api.post(f"/api/predict/{colours_project.id}/{fine_tune}/", colour_png((30, 30, 220), 555), content_type="image/png")
+    reply = api.post(
+        f"/api/predict/{colours_project.id}/{fine_tune}/", colour_png((30, 30, 220), 555), content_type="image/png"
+    )
     assert reply.json()["predictions"][0]["label"] == "blue"
 
 
-def test_an_image_over_the_upload_limit_is_refused_before_it_is_read(api, colours_project, settings, django_capture_on_commit_callbacks):
+def test_an_image_over_the_upload_limit_is_refused_before_it_is_read(
+    api, colours_project, settings, django_capture_on_commit_callbacks
+):
     start(api, colours_project, django_capture_on_commit_callbacks, name="colours", parameters=FAST)
     settings.SIGHTLINE_MAX_UPLOAD_BYTES = 1000
     big = colour_png((220, 30, 30), 1, size=64)

@@ -79,7 +79,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8500)
     args = parser.parse_args()
     server = ThreadingHTTPServer((args.host, args.port), Handler)
-    print(f"Serving {META['name']} ({META['checkpoint']} checkpoint) on http://{args.host}:{server.server_port}/", flush=True)
+    print(
+        f"Serving {META['name']} ({META['checkpoint']} checkpoint) on http://{args.host}:{server.server_port}/",
+        flush=True,
+    )
     server.serve_forever()
 
 

@@ -8,129 +8,294 @@ import training.models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('projects', '0003_annotation_fields'),
-        ('training', '0001_initial'),
+        ("projects", "0003_annotation_fields"),
+        ("training", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='DatasetVersion',
+            name="DatasetVersion",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('number', models.PositiveIntegerField(help_text='Counts up within the project: v1, v2, ...')),
-                ('task', models.CharField(choices=[('classification', 'Classification'), ('detection', 'Detection'), ('segmentation', 'Segmentation')], max_length=16)),
-                ('multi_label', models.BooleanField(default=False)),
-                ('labels', models.JSONField(help_text='The label map in output order: [{"id": 3, "name": "cat", "color": "#..."}].')),
-                ('split_method', models.CharField(choices=[('percent', 'stratified percentage'), ('user', 'user-defined validation set')], max_length=8)),
-                ('validation_percent', models.PositiveSmallIntegerField(default=20)),
-                ('seed', models.IntegerField(default=0)),
-                ('counts', models.JSONField(default=dict, help_text='Images per split and per label, for the page.')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('created_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='dataset_versions', to='projects.project')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("number", models.PositiveIntegerField(help_text="Counts up within the project: v1, v2, ...")),
+                (
+                    "task",
+                    models.CharField(
+                        choices=[
+                            ("classification", "Classification"),
+                            ("detection", "Detection"),
+                            ("segmentation", "Segmentation"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("multi_label", models.BooleanField(default=False)),
+                (
+                    "labels",
+                    models.JSONField(
+                        help_text='The label map in output order: [{"id": 3, "name": "cat", "color": "#..."}].'
+                    ),
+                ),
+                (
+                    "split_method",
+                    models.CharField(
+                        choices=[("percent", "stratified percentage"), ("user", "user-defined validation set")],
+                        max_length=8,
+                    ),
+                ),
+                ("validation_percent", models.PositiveSmallIntegerField(default=20)),
+                ("seed", models.IntegerField(default=0)),
+                ("counts", models.JSONField(default=dict, help_text="Images per split and per label, for the page.")),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="dataset_versions",
+                        to="projects.project",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['project_id', '-number'],
+                "ordering": ["project_id", "-number"],
             },
         ),
         migrations.CreateModel(
-            name='DatasetItem',
+            name="DatasetItem",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('image_name', models.CharField(max_length=255)),
-                ('file', models.CharField(help_text="The stored file's name in the default storage.", max_length=300)),
-                ('sha256', models.CharField(max_length=64)),
-                ('revision', models.PositiveIntegerField(help_text="The image's annotation revision when frozen.")),
-                ('split', models.CharField(choices=[('train', 'Train'), ('valid', 'Valid')], max_length=5)),
-                ('targets', models.JSONField(help_text='Classification: label indices, the default first. Detection: shapes.')),
-                ('image', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='dataset_items', to='projects.image')),
-                ('dataset_version', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='items', to='training.datasetversion')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("image_name", models.CharField(max_length=255)),
+                ("file", models.CharField(help_text="The stored file's name in the default storage.", max_length=300)),
+                ("sha256", models.CharField(max_length=64)),
+                ("revision", models.PositiveIntegerField(help_text="The image's annotation revision when frozen.")),
+                ("split", models.CharField(choices=[("train", "Train"), ("valid", "Valid")], max_length=5)),
+                (
+                    "targets",
+                    models.JSONField(help_text="Classification: label indices, the default first. Detection: shapes."),
+                ),
+                (
+                    "image",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="dataset_items",
+                        to="projects.image",
+                    ),
+                ),
+                (
+                    "dataset_version",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="items", to="training.datasetversion"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['dataset_version_id', 'id'],
+                "ordering": ["dataset_version_id", "id"],
             },
         ),
         migrations.CreateModel(
-            name='TrainingJob',
+            name="TrainingJob",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('task', models.CharField(choices=[('classification', 'Classification'), ('detection', 'Detection'), ('segmentation', 'Segmentation')], max_length=16)),
-                ('name', models.CharField(help_text="The model's name, as the predict endpoint takes it.", max_length=100)),
-                ('parameters', models.JSONField(help_text='Every parameter, defaults filled in.')),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('finished', 'Finished'), ('failed', 'Failed'), ('cancelled', 'Cancelled')], default='queued', max_length=10)),
-                ('cancel_requested', models.BooleanField(default=False)),
-                ('epoch', models.PositiveIntegerField(default=0, help_text='Epochs completed.')),
-                ('epochs', models.PositiveIntegerField(default=0, help_text='Epochs planned.')),
-                ('progress', models.FloatField(default=0)),
-                ('loss', models.FloatField(blank=True, help_text='The latest training loss.', null=True)),
-                ('history', models.JSONField(blank=True, default=list, help_text='One entry per epoch: losses and accuracies.')),
-                ('best_epoch', models.PositiveIntegerField(blank=True, null=True)),
-                ('eta_seconds', models.FloatField(blank=True, null=True)),
-                ('device', models.CharField(blank=True, max_length=64)),
-                ('log', models.TextField(blank=True)),
-                ('error', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('heartbeat_at', models.DateTimeField(blank=True, help_text='Last sign of life from the worker.', null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('created_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('dataset_version', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='training_jobs', to='training.datasetversion')),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='training_jobs', to='projects.project')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "task",
+                    models.CharField(
+                        choices=[
+                            ("classification", "Classification"),
+                            ("detection", "Detection"),
+                            ("segmentation", "Segmentation"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "name",
+                    models.CharField(help_text="The model's name, as the predict endpoint takes it.", max_length=100),
+                ),
+                ("parameters", models.JSONField(help_text="Every parameter, defaults filled in.")),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("finished", "Finished"),
+                            ("failed", "Failed"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        default="queued",
+                        max_length=10,
+                    ),
+                ),
+                ("cancel_requested", models.BooleanField(default=False)),
+                ("epoch", models.PositiveIntegerField(default=0, help_text="Epochs completed.")),
+                ("epochs", models.PositiveIntegerField(default=0, help_text="Epochs planned.")),
+                ("progress", models.FloatField(default=0)),
+                ("loss", models.FloatField(blank=True, help_text="The latest training loss.", null=True)),
+                (
+                    "history",
+                    models.JSONField(blank=True, default=list, help_text="One entry per epoch: losses and accuracies."),
+                ),
+                ("best_epoch", models.PositiveIntegerField(blank=True, null=True)),
+                ("eta_seconds", models.FloatField(blank=True, null=True)),
+                ("device", models.CharField(blank=True, max_length=64)),
+                ("log", models.TextField(blank=True)),
+                ("error", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "heartbeat_at",
+                    models.DateTimeField(blank=True, help_text="Last sign of life from the worker.", null=True),
+                ),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "dataset_version",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="training_jobs",
+                        to="training.datasetversion",
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="training_jobs", to="projects.project"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='ModelVersion',
+            name="ModelVersion",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100)),
-                ('task', models.CharField(choices=[('classification', 'Classification'), ('detection', 'Detection'), ('segmentation', 'Segmentation')], max_length=16)),
-                ('multi_label', models.BooleanField(default=False)),
-                ('backbone', models.CharField(max_length=100)),
-                ('image_size', models.PositiveIntegerField()),
-                ('labels', models.JSONField(help_text='Output names in order.')),
-                ('best_epoch', models.PositiveIntegerField()),
-                ('epochs_trained', models.PositiveIntegerField()),
-                ('best_checkpoint', models.FileField(max_length=300, upload_to=training.models.checkpoint_upload_path)),
-                ('last_checkpoint', models.FileField(max_length=300, upload_to=training.models.checkpoint_upload_path)),
-                ('best_evaluation', models.FileField(max_length=300, upload_to=training.models.checkpoint_upload_path)),
-                ('last_evaluation', models.FileField(max_length=300, upload_to=training.models.checkpoint_upload_path)),
-                ('metrics', models.JSONField(default=dict, help_text='Summary per checkpoint and split, for lists and the API.')),
-                ('optimized_thresholds', models.JSONField(default=dict, help_text='Multi-label: per checkpoint, the F1-best threshold per label.')),
-                ('thresholds', models.JSONField(blank=True, default=dict, help_text='Multi-label: thresholds a person set, per checkpoint.')),
-                ('predict_with', models.CharField(choices=[('best', 'best model (lowest validation loss)'), ('last', 'last model')], default='best', help_text='Which checkpoint answers predictions that do not name one.', max_length=4)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('dataset_version', models.ForeignKey(on_delete=django.db.models.deletion.RESTRICT, related_name='model_versions', to='training.datasetversion')),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='model_versions', to='projects.project')),
-                ('job', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='model_version', to='training.trainingjob')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=100)),
+                (
+                    "task",
+                    models.CharField(
+                        choices=[
+                            ("classification", "Classification"),
+                            ("detection", "Detection"),
+                            ("segmentation", "Segmentation"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("multi_label", models.BooleanField(default=False)),
+                ("backbone", models.CharField(max_length=100)),
+                ("image_size", models.PositiveIntegerField()),
+                ("labels", models.JSONField(help_text="Output names in order.")),
+                ("best_epoch", models.PositiveIntegerField()),
+                ("epochs_trained", models.PositiveIntegerField()),
+                ("best_checkpoint", models.FileField(max_length=300, upload_to=training.models.checkpoint_upload_path)),
+                ("last_checkpoint", models.FileField(max_length=300, upload_to=training.models.checkpoint_upload_path)),
+                ("best_evaluation", models.FileField(max_length=300, upload_to=training.models.checkpoint_upload_path)),
+                ("last_evaluation", models.FileField(max_length=300, upload_to=training.models.checkpoint_upload_path)),
+                (
+                    "metrics",
+                    models.JSONField(
+                        default=dict, help_text="Summary per checkpoint and split, for lists and the API."
+                    ),
+                ),
+                (
+                    "optimized_thresholds",
+                    models.JSONField(
+                        default=dict, help_text="Multi-label: per checkpoint, the F1-best threshold per label."
+                    ),
+                ),
+                (
+                    "thresholds",
+                    models.JSONField(
+                        blank=True, default=dict, help_text="Multi-label: thresholds a person set, per checkpoint."
+                    ),
+                ),
+                (
+                    "predict_with",
+                    models.CharField(
+                        choices=[("best", "best model (lowest validation loss)"), ("last", "last model")],
+                        default="best",
+                        help_text="Which checkpoint answers predictions that do not name one.",
+                        max_length=4,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "dataset_version",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.RESTRICT,
+                        related_name="model_versions",
+                        to="training.datasetversion",
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="model_versions",
+                        to="projects.project",
+                    ),
+                ),
+                (
+                    "job",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="model_version",
+                        to="training.trainingjob",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['project_id', '-created_at', '-id'],
+                "ordering": ["project_id", "-created_at", "-id"],
             },
         ),
         migrations.AddConstraint(
-            model_name='datasetversion',
-            constraint=models.UniqueConstraint(fields=('project', 'number'), name='dataset_version_unique_number'),
+            model_name="datasetversion",
+            constraint=models.UniqueConstraint(fields=("project", "number"), name="dataset_version_unique_number"),
         ),
         migrations.AddIndex(
-            model_name='datasetitem',
-            index=models.Index(fields=['dataset_version', 'split'], name='training_da_dataset_a733c2_idx'),
+            model_name="datasetitem",
+            index=models.Index(fields=["dataset_version", "split"], name="training_da_dataset_a733c2_idx"),
         ),
         migrations.AddConstraint(
-            model_name='trainingjob',
-            constraint=models.CheckConstraint(condition=models.Q(('progress__gte', 0), ('progress__lte', 1)), name='training_job_progress_0_to_1'),
+            model_name="trainingjob",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("progress__gte", 0), ("progress__lte", 1)), name="training_job_progress_0_to_1"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='trainingjob',
-            constraint=models.UniqueConstraint(condition=models.Q(('status__in', ['queued', 'running'])), fields=('project', 'name'), name='training_job_unique_active_name'),
+            model_name="trainingjob",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("status__in", ["queued", "running"])),
+                fields=("project", "name"),
+                name="training_job_unique_active_name",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='modelversion',
-            constraint=models.UniqueConstraint(fields=('project', 'name'), name='model_version_unique_name'),
+            model_name="modelversion",
+            constraint=models.UniqueConstraint(fields=("project", "name"), name="model_version_unique_name"),
         ),
     ]

@@ -11,8 +11,18 @@ class Migration(migrations.Migration):
             state_operations=adopt_into_job(
                 "trainingjob",
                 constraints=["training_job_progress_0_to_1", "training_job_unique_active_name"],
-                fields=["project", "created_by", "status", "cancel_requested", "progress", "error", "created_at",
-                        "started_at", "heartbeat_at", "finished_at"],
+                fields=[
+                    "project",
+                    "created_by",
+                    "status",
+                    "cancel_requested",
+                    "progress",
+                    "error",
+                    "created_at",
+                    "started_at",
+                    "heartbeat_at",
+                    "finished_at",
+                ],
             ),
         ),
         migrations.DeleteModel(name="WorkerHeartbeat"),  # jobs.WorkerHeartbeat, one per host and cluster, took over

@@ -67,7 +67,9 @@ def create_backbone(name: str = DEFAULT_BACKBONE, *, pretrained: bool = True, nu
         if name == DEFAULT_BACKBONE:
             # Same tensors, other names: match them by position, and insist every shape agrees.
             own = model.state_dict()
-            if len(own) != len(state) or any(a.shape != b.shape for a, b in zip(own.values(), state.values(), strict=True)):
+            if len(own) != len(state) or any(
+                a.shape != b.shape for a, b in zip(own.values(), state.values(), strict=True)
+            ):
                 raise PretrainedWeightsUnavailable(f"{path} does not match {name}'s layers.")
             state = OrderedDict(zip(own.keys(), state.values(), strict=True))
         model.load_state_dict(state, strict=True)

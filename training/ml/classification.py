@@ -176,10 +176,13 @@ class _Run:
         layers.freeze(self.front, self.back)
         self.mean, self.std = normalization(config.backbone)
         self.targets = {
-            split: target_tensor(samples, len(config.labels), config.multi_label) for split, samples in self.samples.items()
+            split: target_tensor(samples, len(config.labels), config.multi_label)
+            for split, samples in self.samples.items()
         }
         budget = CACHE_BUDGET_BYTES // 2
-        self.pixels = {split: _Pixels(samples, config.image_size, read, budget) for split, samples in self.samples.items()}
+        self.pixels = {
+            split: _Pixels(samples, config.image_size, read, budget) for split, samples in self.samples.items()
+        }
         self.features: dict[str, torch.Tensor | None] = {"train": None, "valid": None}
         self.prep_share = 0.15 if self.front is not None else 0.0
         self.history: list[dict] = []
@@ -190,10 +193,13 @@ class _Run:
         total = steps_per_epoch * config.epochs
         warmup = min(steps_per_epoch, max(1, total // 10))
         self.steps_per_epoch = steps_per_epoch
-        self.optimizer = torch.optim.AdamW(layers.trainable_parameters(self.back), lr=config.learning_rate, weight_decay=1e-4)
+        self.optimizer = torch.optim.AdamW(
+            layers.trainable_parameters(self.back), lr=config.learning_rate, weight_decay=1e-4
+        )
         self.schedule = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
-        )  # fmt: skip
+            self.optimizer,
+            lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(step, total) / total)),
+        )
         self.scaler = runtime.grad_scaler(device)
 
     # inputs
@@ -217,9 +223,16 @@ class _Run:
         total, done = sum(len(s) for s in self.samples.values()), 0
         for split, samples in self.samples.items():
             self.features[split], done = _front_outputs(
-                self.front, lambda idx, s=split: self.images(s, idx, False), len(samples), self.device, self.hooks,
-                done, total, self.prep_share, self.config,
-            )  # fmt: skip
+                self.front,
+                lambda idx, s=split: self.images(s, idx, False),
+                len(samples),
+                self.device,
+                self.hooks,
+                done,
+                total,
+                self.prep_share,
+                self.config,
+            )
             self.pixels[split].cache = None
         self.hooks.log(f"Frozen stages computed once for {total} images in {time.monotonic() - self.started:.1f} s.")
 
@@ -273,15 +286,20 @@ class _Run:
         when no full epoch exists, so a stopped run always has one.
         """
         valid_started = time.monotonic()
-        valid_loss, valid_accuracy = _evaluate_loss(self.back, self.inputs, self.targets["valid"], self.criterion,
-                                                    self.config, self.device)  # fmt: skip
+        valid_loss, valid_accuracy = _evaluate_loss(
+            self.back, self.inputs, self.targets["valid"], self.criterion, self.config, self.device
+        )
         if len(self.samples["valid"]):
             self.seconds_per_image = (time.monotonic() - valid_started) / len(self.samples["valid"])
         stats = EpochStats(
-            epoch=epoch, train_loss=loss_sum / max(seen, 1), train_accuracy=correct / max(seen, 1),
-            valid_loss=valid_loss, valid_accuracy=valid_accuracy, learning_rate=self.schedule.get_last_lr()[0],
+            epoch=epoch,
+            train_loss=loss_sum / max(seen, 1),
+            train_accuracy=correct / max(seen, 1),
+            valid_loss=valid_loss,
+            valid_accuracy=valid_accuracy,
+            learning_rate=self.schedule.get_last_lr()[0],
             seconds=time.monotonic() - started,
-        )  # fmt: skip
+        )
         self.history.append({**asdict(stats), "partial": partial})
         score = valid_loss if valid_loss is not None else stats.train_loss
         if (score < self.best_loss and not partial) or self.best_state is None:
@@ -302,11 +320,17 @@ class _Run:
 
     def _report(self, fraction: float, epoch: int, loss: float) -> None:
         elapsed = time.monotonic() - self.started
-        self.hooks.progress(Progress(
-            fraction=self.prep_share + (1 - self.prep_share) * fraction, epoch=epoch,
-            epochs=self.config.epochs, loss=loss, history=self.history, best_epoch=self.best_epoch or None,
-            eta_seconds=_eta(elapsed, fraction, self.config.time_limit_seconds),
-        ))  # fmt: skip
+        self.hooks.progress(
+            Progress(
+                fraction=self.prep_share + (1 - self.prep_share) * fraction,
+                epoch=epoch,
+                epochs=self.config.epochs,
+                loss=loss,
+                history=self.history,
+                best_epoch=self.best_epoch or None,
+                eta_seconds=_eta(elapsed, fraction, self.config.time_limit_seconds),
+            )
+        )
 
     # the end
 
@@ -320,13 +344,18 @@ class _Run:
             self.model.load_state_dict(self.best_state)
             scores["best"] = self._scores_all()
         return TrainResult(
-            best_epoch=self.best_epoch, history=self.history, stopped_by=stopped_by, scores=scores,
+            best_epoch=self.best_epoch,
+            history=self.history,
+            stopped_by=stopped_by,
+            scores=scores,
             checkpoints={"best": checkpoint(self.config, self.best_state), "last": checkpoint(self.config, last_state)},
-        )  # fmt: skip
+        )
 
     def _scores_all(self) -> dict[str, np.ndarray]:
-        return {split: _scores(self.back, self.inputs, split, len(samples), self.config, self.device)
-                for split, samples in self.samples.items()}  # fmt: skip
+        return {
+            split: _scores(self.back, self.inputs, split, len(samples), self.config, self.device)
+            for split, samples in self.samples.items()
+        }
 
 
 def _front_outputs(front, images_of, count, device, hooks, done, total, share, config):
@@ -411,10 +440,15 @@ def checkpoint(config: ClassifierConfig, state: dict) -> dict:
     """Everything needed to predict, in types torch.load(weights_only=True) accepts."""
     mean, std = normalization(config.backbone)
     return {
-        "format": CHECKPOINT_FORMAT, "backbone": config.backbone, "labels": list(config.labels),
-        "multi_label": config.multi_label, "image_size": config.image_size, "mean": list(mean), "std": list(std),
+        "format": CHECKPOINT_FORMAT,
+        "backbone": config.backbone,
+        "labels": list(config.labels),
+        "multi_label": config.multi_label,
+        "image_size": config.image_size,
+        "mean": list(mean),
+        "std": list(std),
         "state_dict": {k: v.detach().cpu() for k, v in state.items()},
-    }  # fmt: skip
+    }
 
 
 class Classifier:

@@ -85,5 +85,7 @@ def top_pairs(vectors: np.ndarray, *, threshold: float, limit: int, block: int =
         if progress:
             progress(min(1.0, (start + len(rows)) / count))
     order = torch.argsort(best_s, descending=True, stable=True)
-    return [(int(i), int(j), float(v)) for i, j, v in zip(best_i[order].tolist(), best_j[order].tolist(),
-                                                          best_s[order].tolist(), strict=True)]
+    return [
+        (int(i), int(j), float(v))
+        for i, j, v in zip(best_i[order].tolist(), best_j[order].tolist(), best_s[order].tolist(), strict=True)
+    ]

@@ -61,7 +61,9 @@ def supports_top(model: nn.Module) -> bool:
 
 
 def _top_stages(model: nn.Module) -> tuple[list[nn.Module], list[nn.Module]] | None:
-    if all(hasattr(model, name) for name in ("conv_stem", "bn1", "blocks", "conv_head", "bn2")):  # EfficientNet, MobileNet
+    if all(
+        hasattr(model, name) for name in ("conv_stem", "bn1", "blocks", "conv_head", "bn2")
+    ):  # EfficientNet, MobileNet
         blocks = list(model.blocks)
         return [model.conv_stem, model.bn1, *blocks[:-2]], [*blocks[-2:], model.conv_head, model.bn2]
     if all(hasattr(model, name) for name in ("conv1", "bn1", "act1", "maxpool", "layer3", "layer4")):  # ResNet

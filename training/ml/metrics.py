@@ -59,8 +59,14 @@ def multi_label(scores: np.ndarray, targets: np.ndarray, labels: list[str], thre
     """Image-wise and label-wise accuracy, binary cross-entropy, ROC AUC, and P/R/F1 per label at the thresholds."""
     count = len(scores)
     if count == 0:
-        return {"count": 0, "image_accuracy": None, "label_accuracy": None, "loss": None, "roc_auc": None,
-                "per_class": []}  # fmt: skip
+        return {
+            "count": 0,
+            "image_accuracy": None,
+            "label_accuracy": None,
+            "loss": None,
+            "roc_auc": None,
+            "per_class": [],
+        }
     predicted = (scores >= np.asarray(thresholds)[None, :]).astype(np.int8)
     right = predicted == targets
     clipped = np.clip(scores, EPSILON, 1 - EPSILON)
@@ -68,14 +74,19 @@ def multi_label(scores: np.ndarray, targets: np.ndarray, labels: list[str], thre
     per_class = []
     for column, name in enumerate(labels):
         truth, guess = targets[:, column], predicted[:, column]
-        precision, recall, f1, _ = skm.precision_recall_fscore_support(
-            truth, guess, average="binary", zero_division=0
+        precision, recall, f1, _ = skm.precision_recall_fscore_support(truth, guess, average="binary", zero_division=0)
+        per_class.append(
+            {
+                "label": name,
+                "precision": float(precision),
+                "recall": float(recall),
+                "f1": float(f1),
+                "support": int(truth.sum()),
+                "threshold": float(thresholds[column]),
+                "roc_auc": _auc(truth, scores[:, column]),
+                "accuracy": float(right[:, column].mean()),
+            }
         )
-        per_class.append({
-            "label": name, "precision": float(precision), "recall": float(recall), "f1": float(f1),
-            "support": int(truth.sum()), "threshold": float(thresholds[column]),
-            "roc_auc": _auc(truth, scores[:, column]), "accuracy": float(right[:, column].mean()),
-        })  # fmt: skip
     return {
         "count": count,
         "image_accuracy": float(right.all(axis=1).mean()),

@@ -5,7 +5,7 @@ from datetime import timedelta
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
-from annotations.history import history_purge
+from annotations.services.history import history_purge
 
 
 class Command(BaseCommand):

@@ -44,11 +44,15 @@ def shapes(draw, width: int, height: int) -> Shape:
     if label == "cat" and kind in {"box", "polygon"}:
         keypoints = [{"name": "left eye", "x": float(x + 1), "y": float(y + 1), "visible": draw(st.booleans())}]
     return Shape(
-        label=label, kind=kind, geometry=geometry, occluded=draw(st.booleans()), keypoints=keypoints,
+        label=label,
+        kind=kind,
+        geometry=geometry,
+        occluded=draw(st.booleans()),
+        keypoints=keypoints,
         attributes=draw(st.sampled_from([{}, {"age": "adult"}])),
         source=draw(st.sampled_from(["manual", "prediction"])),
         score=draw(st.sampled_from([None, 0.5, 0.875])),
-    )  # fmt: skip
+    )
 
 
 @st.composite
@@ -56,10 +60,13 @@ def images(draw, index: int) -> DatasetImage:
     width, height = draw(st.integers(20, 80)), draw(st.integers(20, 60))
     classes = draw(st.lists(st.sampled_from([label.name for label in LABELS]), unique=True, max_size=3))
     return DatasetImage(
-        name=f"folder/img{index}.png", width=width, height=height, classifications=classes,
+        name=f"folder/img{index}.png",
+        width=width,
+        height=height,
+        classifications=classes,
         shapes=draw(st.lists(shapes(width, height), max_size=5)),
         split=draw(st.sampled_from(["train", "valid"])),
-    )  # fmt: skip
+    )
 
 
 @st.composite

@@ -58,8 +58,12 @@ def test_coco_keeps_boxes_polygons_masks_and_keypoints(dataset):
                 assert after.geometry == before.geometry
             assert np.array_equal(pixels(after, original), pixels(before, original))
             assert (after.label, after.occluded, after.attributes, after.source, after.score) == (
-                before.label, before.occluded, before.attributes, before.source, before.score,
-            )  # fmt: skip
+                before.label,
+                before.occluded,
+                before.attributes,
+                before.source,
+                before.score,
+            )
             assert after.keypoints == before.keypoints
     lines = sum(1 for i in dataset.images for s in i.shapes if s.kind == "polyline")
     points = sum(1 for i in dataset.images for s in i.shapes if s.kind == "points")
@@ -111,7 +115,9 @@ def test_yolo_seg_keeps_polygon_outlines(dataset):
     for image, polygons in zip(dataset.images, held(dataset, {"polygon"}), strict=True):
         expected = [(s.label, {"parts": [{"outer": s.geometry["parts"][0]["outer"], "holes": []}]}) for s in polygons]
         assert [(s.label, s.geometry) for s in back[image.name]] == expected
-    holes = sum(len(p["holes"]) for i in dataset.images for s in i.shapes if s.kind == "polygon" for p in s.geometry["parts"])
+    holes = sum(
+        len(p["holes"]) for i in dataset.images for s in i.shapes if s.kind == "polygon" for p in s.geometry["parts"]
+    )
     assert exported.summary.not_held.get("polygon holes (yolo-seg has none; the outlines are kept)", 0) == holes
 
 
@@ -155,7 +161,10 @@ def test_bw_masks_keep_every_area_object_whole(dataset):
         with pytest.raises(FormatError, match="No object can be written as a black/white mask"):
             masks.bw_masks.write(dataset)
         return
-    back = {i.name: i.shapes for i in masks.bw_masks.read(masks.bw_masks.write(dataset).content, known=known(dataset)).images}
+    back = {
+        i.name: i.shapes
+        for i in masks.bw_masks.read(masks.bw_masks.write(dataset).content, known=known(dataset)).images
+    }
     for image, shapes in zip(dataset.images, areas, strict=True):
         expected = sorted((s.label, pixels(s, image).tobytes()) for s in shapes)
         got = sorted((s.label, geo.decode_mask(s.geometry["rle"]).tobytes()) for s in back.get(image.name, []))
@@ -174,6 +183,8 @@ def test_classification_zip_keeps_labels_defaults_and_splits(dataset):
         # The default comes first; folders cannot order the others, and the database sorts them by name anyway.
         got = restored[image.name].classifications
         assert (got[:1], sorted(got[1:]), restored[image.name].split) == (
-            image.classifications[:1], sorted(image.classifications[1:]), image.split,
-        )  # fmt: skip
+            image.classifications[:1],
+            sorted(image.classifications[1:]),
+            image.split,
+        )
         assert restored[image.name].sha256 == hashlib.sha256(image.content).hexdigest()

@@ -1,4 +1,5 @@
-"""Every write to training's tables: starting and cancelling training jobs, model settings, deleting."""
+"""Every write to training's tables: starting and cancelling training jobs, model settings, deleting; and in
+their own modules, freezing dataset versions (datasets) and what a worker writes while it trains (runs)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ from django.db import transaction
 
 from jobs.services import job_cancel, job_submit
 from projects.models import Project
-from training import datasets
 from training.models import Checkpoint, ModelVersion, Task, TrainingJob
 from training.parameters import parameters_clean
+from training.services import datasets
 
 MAX_NAME = 100
 
@@ -24,7 +25,7 @@ def _name_clean(project: Project, name: str | None, task: str) -> str:
         return f"{task}-{number}"
     name = name.strip()
     if not name or len(name) > MAX_NAME or any(c in name for c in '/\\"') or not name.isprintable():
-        raise ValidationError({"name": [f"A model name has 1 to {MAX_NAME} printable characters, none of / \\ \"."]})
+        raise ValidationError({"name": [f'A model name has 1 to {MAX_NAME} printable characters, none of / \\ ".']})
     if name in taken:
         raise ValidationError({"name": [f"This project already has a model named {name!r}."]})
     return name
@@ -32,7 +33,12 @@ def _name_clean(project: Project, name: str | None, task: str) -> str:
 
 @transaction.atomic
 def training_job_start(
-    *, project: Project, user, task: str, multi_label: bool = False, name: str | None = None,
+    *,
+    project: Project,
+    user,
+    task: str,
+    multi_label: bool = False,
+    name: str | None = None,
     parameters: dict | None = None,
 ) -> TrainingJob:
     """Check the parameters, freeze a dataset version, and queue the job once the rows are committed."""
@@ -43,14 +49,24 @@ def training_job_start(
     Project.objects.select_for_update().filter(pk=project.pk).first()
     name = _name_clean(project, name, task)
     version = datasets.dataset_version_create(
-        project=project, user=user, task=task, multi_label=multi_label,
-        validation_percent=cleaned["validation_percent"], use_validation_set=cleaned["use_validation_set"],
+        project=project,
+        user=user,
+        task=task,
+        multi_label=multi_label,
+        validation_percent=cleaned["validation_percent"],
+        use_validation_set=cleaned["use_validation_set"],
         seed=cleaned["seed"],
-    )  # fmt: skip
+    )
     job = TrainingJob.objects.create(
-        kind=TrainingJob.KIND, project=project, created_by=user, task=task, name=name, dataset_version=version,
-        parameters={**cleaned, "multi_label": multi_label}, epochs=cleaned["epochs"],
-    )  # fmt: skip
+        kind=TrainingJob.KIND,
+        project=project,
+        created_by=user,
+        task=task,
+        name=name,
+        dataset_version=version,
+        parameters={**cleaned, "multi_label": multi_label},
+        epochs=cleaned["epochs"],
+    )
     job_submit(job)
     return job
 
@@ -83,9 +99,10 @@ def model_version_update(
                 merged.pop(checkpoint, None)
                 continue
             if (
-                not isinstance(values, list) or len(values) != len(model.labels)
+                not isinstance(values, list)
+                or len(values) != len(model.labels)
                 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in values)
-            ):  # fmt: skip
+            ):
                 raise ValidationError({"thresholds": [f"Give {len(model.labels)} numbers from 0 to 1, one per label."]})
             merged[checkpoint] = [float(v) for v in values]
         model.thresholds = merged

@@ -1,4 +1,6 @@
-"""Every write to annotations."""
+"""Every write to annotations: classification labels, image statuses and labeling time here, and one module
+per larger subject: documents (an image's whole annotations, saved against its revision, and bulk saves),
+transfers (imports and exports, and their jobs) and history (what bulk replaces overwrote)."""
 
 from collections.abc import Iterable
 
@@ -52,9 +54,11 @@ def labeling_heartbeat(*, image: Image, user, now=None) -> float:
     now = now or timezone.now()
     with transaction.atomic():
         session, created = LabelingSession.objects.select_for_update().get_or_create(
-            user=user, image=image, day=timezone.localdate(now),
+            user=user,
+            image=image,
+            day=timezone.localdate(now),
             defaults={"project_id": image.project_id, "last_heartbeat_at": now},
-        )  # fmt: skip
+        )
         if not created:
             gap = (now - session.last_heartbeat_at).total_seconds()
             if 0 < gap <= IDLE_SECONDS:

@@ -54,9 +54,13 @@ class _Reporter:
         phase = f"Epoch {min(progress.epoch + 1, self.job.epochs)} of {self.job.epochs}"
         self.context.progress(progress.fraction, phase)
         TrainingJob.objects.filter(pk=self.job.pk).update(
-            epoch=progress.epoch, loss=progress.loss, eta_seconds=progress.eta_seconds, history=progress.history,
-            best_epoch=progress.best_epoch, log=self.log_text(),
-        )  # fmt: skip
+            epoch=progress.epoch,
+            loss=progress.loss,
+            eta_seconds=progress.eta_seconds,
+            history=progress.history,
+            best_epoch=progress.best_epoch,
+            log=self.log_text(),
+        )
 
     def stop(self) -> bool:
         return self.context.cancelled()
@@ -119,13 +123,21 @@ def _train(job: TrainingJob, reporter: _Reporter) -> tuple[ModelVersion, str]:
     parameters, version = job.parameters, job.dataset_version
     train_samples, valid_samples, train_items, valid_items = _samples(job, reporter)
     config = classification.ClassifierConfig(
-        labels=tuple(version.label_names), multi_label=version.multi_label, backbone=parameters["backbone"],
-        pretrained=parameters["pretrained"], image_size=parameters["image_size"], epochs=parameters["epochs"],
-        batch_size=parameters["batch_size"], learning_rate=parameters["learning_rate"],
-        fine_tune=parameters["fine_tune"], augment=parameters["augment"], flip=parameters["flip"],
-        time_limit_seconds=parameters["time_limit_minutes"] * 60, patience=parameters["patience"],
+        labels=tuple(version.label_names),
+        multi_label=version.multi_label,
+        backbone=parameters["backbone"],
+        pretrained=parameters["pretrained"],
+        image_size=parameters["image_size"],
+        epochs=parameters["epochs"],
+        batch_size=parameters["batch_size"],
+        learning_rate=parameters["learning_rate"],
+        fine_tune=parameters["fine_tune"],
+        augment=parameters["augment"],
+        flip=parameters["flip"],
+        time_limit_seconds=parameters["time_limit_minutes"] * 60,
+        patience=parameters["patience"],
         seed=parameters["seed"],
-    )  # fmt: skip
+    )
     device = runtime.device_choose()
     TrainingJob.objects.filter(pk=job.pk).update(device=runtime.describe(device))
     reporter.context.progress(0, f"Preparing {len(train_samples) + len(valid_samples)} images")
@@ -152,10 +164,18 @@ def _model_save(job, config, result, train_items, valid_items) -> ModelVersion:
     item_ids = np.array([i.pk for i in train_items] + [i.pk for i in valid_items], dtype=np.int64)
     splits = np.array([0] * len(train_items) + [1] * len(valid_items), dtype=np.int8)
     model = ModelVersion(
-        project_id=job.project_id, job=job, dataset_version=job.dataset_version, name=job.name, task=job.task,
-        multi_label=config.multi_label, backbone=config.backbone, image_size=config.image_size,
-        labels=list(config.labels), best_epoch=result.best_epoch, epochs_trained=len(result.history),
-    )  # fmt: skip
+        project_id=job.project_id,
+        job=job,
+        dataset_version=job.dataset_version,
+        name=job.name,
+        task=job.task,
+        multi_label=config.multi_label,
+        backbone=config.backbone,
+        image_size=config.image_size,
+        labels=list(config.labels),
+        best_epoch=result.best_epoch,
+        epochs_trained=len(result.history),
+    )
     for checkpoint in ("best", "last"):
         scores = np.concatenate([result.scores[checkpoint]["train"], result.scores[checkpoint]["valid"]])
         evaluation = _bytes_of(
@@ -165,13 +185,17 @@ def _model_save(job, config, result, train_items, valid_items) -> ModelVersion:
         getattr(model, f"{checkpoint}_checkpoint").save(
             f"{checkpoint}.pt", ContentFile(_bytes_of(result.checkpoints[checkpoint], torch.save)), save=False
         )
-        getattr(model, f"{checkpoint}_evaluation").save(f"{checkpoint}-evaluation.npz", ContentFile(evaluation), save=False)
+        getattr(model, f"{checkpoint}_evaluation").save(
+            f"{checkpoint}-evaluation.npz", ContentFile(evaluation), save=False
+        )
     try:
         model.metrics, model.optimized_thresholds = statistics.model_summary(model=model)
         with transaction.atomic():
             # The reaper may have given up on this job meanwhile; then its model is not kept.
             if not Job.objects.select_for_update().filter(pk=job.pk, status=Job.Status.RUNNING).exists():
-                raise ValueError("The job was marked failed while it ran (its heartbeat went stale); its model is not kept.")
+                raise ValueError(
+                    "The job was marked failed while it ran (its heartbeat went stale); its model is not kept."
+                )
             model.save()
     except BaseException:
         for field in (model.best_checkpoint, model.last_checkpoint, model.best_evaluation, model.last_evaluation):

@@ -18,8 +18,8 @@ from django.db import connection, transaction
 from django.db.models import F
 
 from annotations import geometry
-from annotations.history import history_record
 from annotations.models import Annotation, Classification, ImageStatus
+from annotations.services.history import history_record
 from projects.attributes import value_problem
 from projects.models import Image, Label
 
@@ -83,17 +83,42 @@ def classifications_read(*, image_ids: list[int]) -> dict[int, list[dict]]:
 
 def shapes_read(*, image_ids: list[int]) -> dict[int, list[dict]]:
     out: dict[int, list[dict]] = {}
-    rows = Annotation.objects.filter(image_id__in=image_ids).order_by("image_id", "id").values(
-        "id", "image_id", "label_id", "kind", "geometry", "occluded", "keypoints", "attributes", "source", "score",
-        "author_id", "created_at", "updated_at",
-    )  # fmt: skip
+    rows = (
+        Annotation.objects.filter(image_id__in=image_ids)
+        .order_by("image_id", "id")
+        .values(
+            "id",
+            "image_id",
+            "label_id",
+            "kind",
+            "geometry",
+            "occluded",
+            "keypoints",
+            "attributes",
+            "source",
+            "score",
+            "author_id",
+            "created_at",
+            "updated_at",
+        )
+    )
     for row in rows:
-        out.setdefault(row["image_id"], []).append({
-            "id": row["id"], "label": row["label_id"], "kind": row["kind"], "geometry": row["geometry"],
-            "occluded": row["occluded"], "keypoints": row["keypoints"], "attributes": row["attributes"],
-            "source": row["source"], "score": row["score"], "author": row["author_id"],
-            "created_at": row["created_at"].isoformat(), "updated_at": row["updated_at"].isoformat(),
-        })  # fmt: skip
+        out.setdefault(row["image_id"], []).append(
+            {
+                "id": row["id"],
+                "label": row["label_id"],
+                "kind": row["kind"],
+                "geometry": row["geometry"],
+                "occluded": row["occluded"],
+                "keypoints": row["keypoints"],
+                "attributes": row["attributes"],
+                "source": row["source"],
+                "score": row["score"],
+                "author": row["author_id"],
+                "created_at": row["created_at"].isoformat(),
+                "updated_at": row["updated_at"].isoformat(),
+            }
+        )
     return out
 
 
@@ -138,9 +163,15 @@ def shape_clean(raw: Any, *, where: str, image: Image, labels: dict[int, Label])
         raise _fail(where, "score must be a number from 0 to 1, or null")
     return {
         "id": raw.get("id") if isinstance(raw.get("id"), int) else None,
-        "label": label, "kind": kind, "geometry": shape_geometry, "occluded": occluded, "keypoints": keypoints,
-        "attributes": attributes, "source": source, "score": None if score is None else float(score),
-    }  # fmt: skip
+        "label": label,
+        "kind": kind,
+        "geometry": shape_geometry,
+        "occluded": occluded,
+        "keypoints": keypoints,
+        "attributes": attributes,
+        "source": source,
+        "score": None if score is None else float(score),
+    }
 
 
 def classifications_clean(raw: Any, *, labels: dict[int, Label], where: str = "classifications") -> list[tuple]:
@@ -150,7 +181,7 @@ def classifications_clean(raw: Any, *, labels: dict[int, Label], where: str = "c
     out: list[tuple[Label, bool]] = []
     for index, item in enumerate(raw):
         if not isinstance(item, dict) or set(item) - CLASSIFICATION_FIELDS:
-            raise ValidationError({"classifications": [f"{where}[{index}]: must be {{\"label\": id, \"default\": bool}}"]})
+            raise ValidationError({"classifications": [f'{where}[{index}]: must be {{"label": id, "default": bool}}']})
         label = labels.get(item.get("label")) if isinstance(item.get("label"), int) else None
         if label is None:
             raise ValidationError(
@@ -219,12 +250,23 @@ _RECORD = (
 
 
 def _records(rows: list[tuple[int, dict]]) -> str:
-    return orjson.dumps([
-        {"id": shape.get("id"), "image_id": image_id, "label_id": shape["label"].pk, "kind": shape["kind"],
-         "geometry": shape["geometry"], "occluded": shape["occluded"], "keypoints": shape["keypoints"],
-         "attributes": shape["attributes"], "source": shape["source"], "score": shape["score"]}
-        for image_id, shape in rows
-    ]).decode()  # fmt: skip
+    return orjson.dumps(
+        [
+            {
+                "id": shape.get("id"),
+                "image_id": image_id,
+                "label_id": shape["label"].pk,
+                "kind": shape["kind"],
+                "geometry": shape["geometry"],
+                "occluded": shape["occluded"],
+                "keypoints": shape["keypoints"],
+                "attributes": shape["attributes"],
+                "source": shape["source"],
+                "score": shape["score"],
+            }
+            for image_id, shape in rows
+        ]
+    ).decode()
 
 
 def _rows_insert(rows: list[tuple[int, dict]], *, author_id: int | None) -> None:
@@ -277,12 +319,14 @@ def _revision_bump(image: Image, user, *, labeled: bool) -> None:
     image.refresh_from_db(fields=["annotation_revision"])
     if user is not None and user.is_authenticated:
         ImageStatus.objects.update_or_create(
-            image=image, user=user,
+            image=image,
+            user=user,
             defaults={"status": ImageStatus.Status.LABELED if labeled else ImageStatus.Status.SEEN},
-        )  # fmt: skip
+        )
 
 
 # --- many images at once ---------------------------------------------------------------------
+
 
 class StaleRevisions(Exception):
     """Some images moved on since the revisions a bulk save named; `current` maps image id -> revision."""
@@ -302,7 +346,7 @@ def documents_save_many(
     `revision` must be current (else StaleRevisions, nothing saved). `mode="append"`: shapes
     and classifications are added to what is there; no revision is needed. `mode="overwrite"`
     (imports): replace without revisions. `names` name the items in error messages. What a
-    replace overwrites is kept in the history first (annotations.history), under `reason`.
+    replace overwrites is kept in the history first (annotations.services.history), under `reason`.
     """
     if not isinstance(items, list) or not items:
         raise ValidationError({"images": ["must be a non-empty list"]})

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
 
-from annotations import documents
 from annotations.formats import FORMAT_NAMES, FORMATS
 from annotations.formats.base import (
     Dataset,
@@ -20,6 +20,7 @@ from annotations.formats.base import (
     Summary,
     with_images,
 )
+from annotations.services import documents
 from jobs.services import job_submit
 from projects.files import stored_bytes
 from projects.models import Image, Label, Project
@@ -29,40 +30,74 @@ CHUNK = 2000  # images read per query batch, so memory stays flat on big project
 
 
 def dataset_build(*, project: Project, with_content: bool = False, progress=None) -> Dataset:
-    """Everything the project holds, as a plain Dataset (image bytes only when a format carries them)."""
+    """Everything the project holds, as a plain Dataset whose images are read CHUNK at a time as a format
+    iterates them (image bytes only when a format carries them, and only when it writes each one)."""
     labels = list(project.labels.order_by("name"))
-    names = {label.pk: label.name for label in labels}
     dataset = Dataset(
-        labels=[LabelInfo(label.name, label.color, list(label.keypoint_template), list(label.attributes)) for label in labels]
+        labels=[
+            LabelInfo(label.name, label.color, list(label.keypoint_template), list(label.attributes))
+            for label in labels
+        ]
     )
-    rows = list(Image.objects.for_project(project).order_by("id").values_list(
-        "id", "name", "width", "height", "is_validation", "sha256", "file"
-    ))  # fmt: skip
-    for start in range(0, len(rows), CHUNK):
-        chunk = rows[start : start + CHUNK]
+    rows = list(
+        Image.objects.for_project(project)
+        .order_by("id")
+        .values_list("id", "name", "width", "height", "is_validation", "sha256", "file")
+    )
+    dataset.images = ProjectImages(rows, {label.pk: label.name for label in labels}, with_content, progress)
+    return dataset
+
+
+class ProjectImages:
+    """The project's images for an export, loaded with their annotations one chunk at a time on each pass,
+    so a large project's shapes are never all in memory at once. Supports len() and iteration."""
+
+    def __init__(self, rows: list[tuple], names: dict[int, str], with_content: bool, progress):
+        self.rows, self.names, self.with_content, self.progress = rows, names, with_content, progress
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self):
+        for start in range(0, len(self.rows), CHUNK):
+            yield from self._chunk(self.rows[start : start + CHUNK])
+            if self.progress:
+                self.progress(min(1.0, (start + CHUNK) / max(len(self.rows), 1)))
+        self.progress = None  # a second pass (the images of an export that includes them) reports nothing new
+
+    def _chunk(self, chunk: list[tuple]) -> list[DatasetImage]:
         ids = [row[0] for row in chunk]
         classifications = documents.classifications_read(image_ids=ids)
         shapes = documents.shapes_read(image_ids=ids)
+        images = []
         for image_id, name, width, height, is_validation, sha256, file_name in chunk:
             image = DatasetImage(
-                name=name, width=width, height=height, split="valid" if is_validation else "train", sha256=sha256,
+                name=name,
+                width=width,
+                height=height,
+                split="valid" if is_validation else "train",
+                sha256=sha256,
                 classifications=[c["name"] for c in classifications.get(image_id, [])],
-                shapes=[_shape(s, names) for s in shapes.get(image_id, [])],
-                suffix=file_name[file_name.rfind("."):] if "." in file_name else ".jpg",
-            )  # fmt: skip
-            if with_content:
-                image.content = stored_bytes(file_name)
-            dataset.images.append(image)
-        if progress:
-            progress(min(1.0, (start + len(chunk)) / max(len(rows), 1)))
-    return dataset
+                shapes=[_shape(s, self.names) for s in shapes.get(image_id, [])],
+                suffix=file_name[file_name.rfind(".") :] if "." in file_name else ".jpg",
+            )
+            if self.with_content:  # read when the format writes it, one image at a time
+                image.load = functools.partial(stored_bytes, file_name)
+            images.append(image)
+        return images
 
 
 def _shape(row: dict, names: dict[int, str]) -> Shape:
     return Shape(
-        label=names[row["label"]], kind=row["kind"], geometry=row["geometry"], occluded=row["occluded"],
-        keypoints=row["keypoints"], attributes=row["attributes"], source=row["source"], score=row["score"],
-    )  # fmt: skip
+        label=names[row["label"]],
+        kind=row["kind"],
+        geometry=row["geometry"],
+        occluded=row["occluded"],
+        keypoints=row["keypoints"],
+        attributes=row["attributes"],
+        source=row["source"],
+        score=row["score"],
+    )
 
 
 def project_export(*, project: Project, format_key: str, include_images: bool = False, progress=None) -> Exported:
@@ -100,7 +135,9 @@ def project_import(
     try:
         with transaction.atomic():
             written = _carried_images_store(project=project, user=user, dataset=dataset, known=known)
-            summary = dataset_apply(project=project, user=user, dataset=dataset, mode=mode, may_create_labels=may_create)
+            summary = dataset_apply(
+                project=project, user=user, dataset=dataset, mode=mode, may_create_labels=may_create
+            )
     except BaseException:
         from projects.uploads import image_files_delete
 
@@ -132,7 +169,9 @@ def _carried_images_store(*, project: Project, user, dataset: Dataset, known: di
     if not carried:
         return []
     if "upload_project" not in project_permissions(user, project):
-        raise ValidationError({"file": ["The archive brings images the project lacks, and your role may not upload images."]})
+        raise ValidationError(
+            {"file": ["The archive brings images the project lacks, and your role may not upload images."]}
+        )
     result = images_store(project=project, user=user, named=carried)
     if result.rejected:
         for image in result.stored:  # the rows go with the transaction; their files go here
@@ -182,11 +221,13 @@ def dataset_apply(*, project: Project, user, dataset: Dataset, mode: str, may_cr
             summary.skipped.append(f"{entry.name}: no image of this name in the project")
             continue
         pk, is_validation = found
-        items.append({
-            "image": pk,
-            "classifications": [{"label": labels[name].pk} for name in entry.classifications],
-            "shapes": [_raw_shape(shape, labels) for shape in entry.shapes],
-        })  # fmt: skip
+        items.append(
+            {
+                "image": pk,
+                "classifications": [{"label": labels[name].pk} for name in entry.classifications],
+                "shapes": [_raw_shape(shape, labels) for shape in entry.shapes],
+            }
+        )
         names.append(entry.name)
         if dataset.splits_known and is_validation != (entry.split == "valid"):
             validation[entry.split == "valid"].append(pk)
@@ -223,25 +264,37 @@ def _labels_ensure(project: Project, dataset: Dataset, *, may_create: bool) -> d
         info = infos.get(name)
         try:
             labels[name] = label_create(
-                project=project, name=name,
+                project=project,
+                name=name,
                 color=info.color if info and _is_color(info.color) else None,
                 keypoint_template=info.keypoint_template if info else None,
                 attributes=info.attributes if info else None,
-            )  # fmt: skip
+            )
         except ValidationError as exc:
             raise ValidationError({"file": [f"Label {name!r}: {' '.join(exc.messages)}"]}) from None
     return labels
 
 
 def _is_color(value: str | None) -> bool:
-    return value is not None and len(value) == 7 and value.startswith("#") and all(c in "0123456789abcdefABCDEF" for c in value[1:])
+    return (
+        value is not None
+        and len(value) == 7
+        and value.startswith("#")
+        and all(c in "0123456789abcdefABCDEF" for c in value[1:])
+    )
 
 
 def _raw_shape(shape: Shape, labels: dict[str, Label]) -> dict:
     return {
-        "label": labels[shape.label].pk, "kind": shape.kind, "geometry": shape.geometry, "occluded": shape.occluded,
-        "keypoints": shape.keypoints, "attributes": shape.attributes, "source": shape.source, "score": shape.score,
-    }  # fmt: skip
+        "label": labels[shape.label].pk,
+        "kind": shape.kind,
+        "geometry": shape.geometry,
+        "occluded": shape.occluded,
+        "keypoints": shape.keypoints,
+        "attributes": shape.attributes,
+        "source": shape.source,
+        "score": shape.score,
+    }
 
 
 # --- background jobs -------------------------------------------------------------------------
@@ -252,7 +305,13 @@ SYNC_IMPORT_BYTES = 5 * 1024 * 1024
 
 
 def transfer_start(
-    *, project: Project, user, direction: str, format_key: str, upload=None, mode: str = "append",
+    *,
+    project: Project,
+    user,
+    direction: str,
+    format_key: str,
+    upload=None,
+    mode: str = "append",
     include_images: bool = False,
 ):
     """Create the job row (an import's file stored with it) and queue it once the row is committed."""
@@ -263,9 +322,14 @@ def transfer_start(
     if include_images and not getattr(FORMATS[format_key], "INCLUDES_IMAGES", False):
         raise ValidationError({"include_images": [f"{FORMAT_NAMES[format_key]} exports cannot include the images."]})
     job = TransferJob(
-        kind=direction, project=project, created_by=user, direction=direction, format=format_key, mode=mode,
+        kind=direction,
+        project=project,
+        created_by=user,
+        direction=direction,
+        format=format_key,
+        mode=mode,
         include_images=include_images,
-    )  # fmt: skip
+    )
     if upload is not None:
         job.file.save(upload.name or "upload", upload, save=False)
         job.filename = upload.name or "upload"
@@ -277,7 +341,7 @@ def transfer_start(
 
 def transfer_execute(job, context) -> str:
     """The export and import kinds' work (jobs.registry): write the file, or apply one, and say what it held."""
-    from django.core.files.base import ContentFile
+    from django.core.files import File
 
     from annotations.models import TransferJob
 
@@ -293,8 +357,9 @@ def transfer_execute(job, context) -> str:
             exported = project_export(
                 project=job.project, format_key=job.format, include_images=job.include_images, progress=progress
             )
-            context.progress(0.95, f"Writing {exported.filename}")
-            job.file.save(exported.filename, ContentFile(exported.content), save=False)
+            context.progress(0.95, f"Storing {exported.filename}")
+            with exported.file:  # streamed to storage in chunks (multipart on S3)
+                job.file.save(exported.filename, File(exported.file, name=exported.filename), save=False)
             job.filename, job.summary = exported.filename, exported.summary.as_dict()
         else:
             context.progress(0, f"Reading {job.filename}")
@@ -302,9 +367,13 @@ def transfer_execute(job, context) -> str:
                 content = stored.read()
             context.check()
             job.summary = project_import(
-                project=job.project, user=job.created_by, format_key=job.format, content=content, mode=job.mode,
+                project=job.project,
+                user=job.created_by,
+                format_key=job.format,
+                content=content,
+                mode=job.mode,
                 progress=progress,
-            ).as_dict()  # fmt: skip
+            ).as_dict()
     except FormatError as exc:
         raise ValidationError(str(exc)) from None
     TransferJob.objects.filter(pk=job.pk).update(file=job.file.name, filename=job.filename, summary=job.summary)

@@ -64,7 +64,13 @@ def _classification_targets(project: Project, multi_label: bool) -> tuple[list[d
 
 @transaction.atomic
 def dataset_version_create(
-    *, project: Project, user, task: str, multi_label: bool, validation_percent: int, use_validation_set: bool,
+    *,
+    project: Project,
+    user,
+    task: str,
+    multi_label: bool,
+    validation_percent: int,
+    use_validation_set: bool,
     seed: int = 0,
 ) -> DatasetVersion:
     """Freeze the project's labelled images now; later labelling does not change this version."""
@@ -74,16 +80,21 @@ def dataset_version_create(
     if not label_map:
         raise ValidationError({"task": ["No image has a classification label yet: label some images first."]})
     images = list(
-        Image.objects.for_project(project).order_by("id")
+        Image.objects.for_project(project)
+        .order_by("id")
         .values_list("id", "name", "file", "sha256", "annotation_revision", "is_validation")
-    )  # fmt: skip
+    )
     if len(label_map) == 1:
         background = [row for row in images if row[0] not in targets]
         if not background:
-            raise ValidationError({"task": [
-                f"Only one label ({label_map[0]['name']}) is in use. A one-class model learns it against "
-                "'background' images: upload some images without labels, or label images with a second label."
-            ]})  # fmt: skip
+            raise ValidationError(
+                {
+                    "task": [
+                        f"Only one label ({label_map[0]['name']}) is in use. A one-class model learns it against "
+                        "'background' images: upload some images without labels, or label images with a second label."
+                    ]
+                }
+            )
         if multi_label:  # a background image is simply one with no positive label
             targets.update({row[0]: [] for row in background})
         else:
@@ -95,33 +106,55 @@ def dataset_version_create(
     if use_validation_set:
         valid = {i for i, row in enumerate(images) if row[5]}
         if not valid:
-            raise ValidationError({"use_validation_set": [
-                "No labelled image is in the validation set: mark some with 'Add to validation set' in the grid "
-                "or the labeler, or validate on a percentage instead."
-            ]})  # fmt: skip
+            raise ValidationError(
+                {
+                    "use_validation_set": [
+                        "No labelled image is in the validation set: mark some with 'Add to validation set' in the grid "
+                        "or the labeler, or validate on a percentage instead."
+                    ]
+                }
+            )
     else:
         groups = [tuple(targets[row[0]][:1]) for row in images]
         valid = stratified_validation(groups, validation_percent, seed)
     if len(valid) == len(images):
-        raise ValidationError({"use_validation_set": ["Every labelled image is in the validation set; none is left to train on."]})
+        raise ValidationError(
+            {"use_validation_set": ["Every labelled image is in the validation set; none is left to train on."]}
+        )
     if not valid:
-        raise ValidationError({"validation_percent": [
-            f"Too few labelled images ({len(images)}) to hold any out for validation: label more images."
-        ]})  # fmt: skip
+        raise ValidationError(
+            {
+                "validation_percent": [
+                    f"Too few labelled images ({len(images)}) to hold any out for validation: label more images."
+                ]
+            }
+        )
 
     number = (DatasetVersion.objects.filter(project=project).aggregate(n=Max("number"))["n"] or 0) + 1
     version = DatasetVersion.objects.create(
-        project=project, number=number, task=task, multi_label=multi_label, labels=label_map,
+        project=project,
+        number=number,
+        task=task,
+        multi_label=multi_label,
+        labels=label_map,
         split_method=DatasetVersion.SplitMethod.USER if use_validation_set else DatasetVersion.SplitMethod.PERCENT,
-        validation_percent=0 if use_validation_set else validation_percent, seed=seed, created_by=user,
-    )  # fmt: skip
+        validation_percent=0 if use_validation_set else validation_percent,
+        seed=seed,
+        created_by=user,
+    )
     items = [
         DatasetItem(
-            dataset_version=version, image_id=pk, image_name=name, file=file, sha256=sha256, revision=revision,
-            split=Split.VALID if i in valid else Split.TRAIN, targets=targets[pk],
+            dataset_version=version,
+            image_id=pk,
+            image_name=name,
+            file=file,
+            sha256=sha256,
+            revision=revision,
+            split=Split.VALID if i in valid else Split.TRAIN,
+            targets=targets[pk],
         )
         for i, (pk, name, file, sha256, revision, _) in enumerate(images)
-    ]  # fmt: skip
+    ]
     DatasetItem.objects.bulk_create(items, batch_size=2000)
     version.counts = _counts(items, label_map)
     version.save(update_fields=["counts"])

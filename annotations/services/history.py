@@ -35,7 +35,7 @@ def history_record(*, image_ids: list[int], user, reason: str) -> int:
 @transaction.atomic
 def history_restore(*, entry: ReplacedDocument, user) -> int:
     """Put an image's replaced annotations back as a new revision (what it had since is kept in turn)."""
-    from annotations.documents import document_save  # documents records history: import here, not at the top
+    from annotations.services.documents import document_save  # documents records history: import here, not at the top
 
     image = Image.objects.select_for_update().get(pk=entry.image_id)
     history_record(image_ids=[image.pk], user=user, reason="restore")
