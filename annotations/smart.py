@@ -106,9 +106,12 @@ def _engine(fingerprint: str):
     import torch
 
     from annotations.assist.sam import SamEngine
+    from training.ml.runtime import loaded_objects_freeze
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    return SamEngine.from_checkpoint(settings.SIGHTLINE_SAM_CHECKPOINT, device=device)
+    engine = SamEngine.from_checkpoint(settings.SIGHTLINE_SAM_CHECKPOINT, device=device)
+    loaded_objects_freeze()  # torch and the model stay loaded: keep the collector off them
+    return engine
 
 
 def sam_engine(backend: SmartBackend):

@@ -18,6 +18,7 @@ from projects.models import Image, Label, Project
 from projects.services import labels_get_or_create, labels_validate
 
 DUPLICATE = "The same image is already in this project (duplicate)."
+UPLOAD_BATCH = 50  # files whose rows commit together
 
 
 @dataclass(frozen=True)
@@ -50,26 +51,32 @@ def images_upload(*, project: Project, user: User, files: list[UploadedFile], la
     `labels` (classification labels typed at upload) go on every stored image; inside a ZIP,
     each image's folder name is added as a label too. Labels that do not exist are created, but
     only when an image that carries them is stored: a refused upload leaves no label behind.
-    The request is one transaction: an unexpected error stores nothing and leaves no file behind.
+    Rows are committed UPLOAD_BATCH files at a time, so a large upload holds no transaction (and no
+    lock) for its whole length. An unexpected error takes back the batch it happened in, rows and
+    files; the batches before it stay stored.
     """
     batch = _Batch(project=project, user=user)
     try:
         common = labels_validate(project=project, names=labels)
     except ValidationError as exc:
         raise ValidationError({"labels": exc.messages}) from None
-    try:
-        with transaction.atomic():
-            for upload in files:
-                _store_upload(batch, upload, common)
-            if batch.result.stored:
-                # New images join the similarity index in the background, once they are committed.
-                from similarity.services import embeddings_schedule
+    for start in range(0, len(files), UPLOAD_BATCH):
+        batch.written = []
+        committed = len(batch.result.stored)
+        try:
+            with transaction.atomic():
+                for upload in files[start : start + UPLOAD_BATCH]:
+                    _store_upload(batch, upload, common)
+                if len(batch.result.stored) > committed:
+                    # New images join the similarity index in the background, once they are committed.
+                    from similarity.services import embeddings_schedule
 
-                embeddings_schedule(project_id=project.pk)
-    except BaseException:
-        for image in batch.written:
-            image_files_delete(image)
-        raise
+                    embeddings_schedule(project_id=project.pk)
+        except BaseException:
+            for image in batch.written:
+                image_files_delete(image)
+            del batch.result.stored[committed:]
+            raise
     return batch.result
 
 

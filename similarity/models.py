@@ -4,12 +4,16 @@ from django.db import models
 from pgvector.django import HnswIndex, VectorField
 
 from jobs.models import Job
-from training.ml.embedder import DIMENSIONS
+from training.ml.embedder import DIMENSIONS, EMBEDDER_NAME, PRECISION
 
 
 class ImageEmbeddingQuerySet(models.QuerySet):
     def for_project(self, project):
-        return self.filter(project=project)
+        """The project's embeddings that searches compare: those of today's embedder, at its precision."""
+        return self.filter(project=project).current()
+
+    def current(self):
+        return self.filter(embedder=EMBEDDER_NAME, precision=PRECISION)
 
 
 class ImageEmbedding(models.Model):
@@ -18,7 +22,8 @@ class ImageEmbedding(models.Model):
     image = models.OneToOneField("projects.Image", on_delete=models.CASCADE, primary_key=True, related_name="embedding")
     # Denormalised from the image, so a search filters by project without a join.
     project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="+")
-    embedder = models.CharField(max_length=64)
+    embedder = models.CharField(max_length=64, help_text="The model that made the vector; searches compare one only.")
+    precision = models.CharField(max_length=16, default="float32", help_text="The vector's number format.")
     vector = VectorField(dimensions=DIMENSIONS)
     created_at = models.DateTimeField(auto_now_add=True)
 

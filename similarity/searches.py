@@ -14,7 +14,7 @@ from similarity.models import ImageEmbedding, PairSearch, UnindexedImage
 
 def _vector_of(image: Image):
     """The image's stored embedding, or one computed now when the background indexer has not reached it."""
-    stored = ImageEmbedding.objects.filter(image=image).values_list("vector", flat=True).first()
+    stored = ImageEmbedding.objects.current().filter(image=image).values_list("vector", flat=True).first()
     if stored is not None:
         return stored
     try:

@@ -19,7 +19,7 @@ from annotations.filters import has_label
 from annotations.models import Annotation, Classification
 from projects.models import Project
 from similarity.models import ImageEmbedding
-from training.ml.embedder import DIMENSIONS
+from training.ml.embedder import DIMENSIONS, EMBEDDER_NAME, PRECISION
 
 DEFAULT_LIMIT = 20
 DEFAULT_THRESHOLD = 0.5  # 1vN: how alike a result must be at least
@@ -103,12 +103,15 @@ def similar_images(
     exclude_sql = " AND e.image_id <> %s" if exclude_image_id is not None else ""
     sql = (
         f"SELECT e.image_id, e.vector <=> %s AS distance FROM {ImageEmbedding._meta.db_table} e"
-        f" WHERE e.project_id = %s{exclude_sql}{labels_sql} ORDER BY e.vector <=> %s LIMIT %s"
+        f" WHERE e.project_id = %s AND e.embedder = %s AND e.precision = %s{exclude_sql}{labels_sql}"
+        " ORDER BY e.vector <=> %s LIMIT %s"
     )  # noqa: S608  (table names from model metadata; every value is a parameter)
     query = Vector(np.asarray(vector, dtype=np.float32))
     params = [
         query,
         project.pk,
+        EMBEDDER_NAME,
+        PRECISION,
         *([exclude_image_id] if exclude_image_id is not None else []),
         *labels_params,
         query,
@@ -143,7 +146,7 @@ def project_vectors(
 
     Read in binary (pgvector's psycopg types), which is ~30x faster than parsing each vector's text.
     """
-    queryset = _with_labels(ImageEmbedding.objects.filter(project=project), label_ids or [], op).order_by("image_id")
+    queryset = _with_labels(ImageEmbedding.objects.for_project(project), label_ids or [], op).order_by("image_id")
     sql, params = queryset.values_list("image_id", "vector").query.sql_with_params()
     # Django's cursors bind parameters on the client, which cannot return binary rows.
     with connection.wrap_database_errors, psycopg.Cursor(_vector_connection()) as cursor:

@@ -17,7 +17,7 @@ from jobs.services import job_submit
 from projects.files import stored_bytes
 from projects.models import Image, Project
 from similarity.models import ImageEmbedding, PairSearch, UnindexedImage
-from training.ml.embedder import EMBEDDER_NAME  # torch-free; torch loads inside Embedder
+from training.ml.embedder import EMBEDDER_NAME, PRECISION  # torch-free; torch loads inside Embedder
 
 logger = logging.getLogger(__name__)
 EMBEDDINGS_KIND = "embeddings"
@@ -29,8 +29,11 @@ INDEXING_LOCK = 0x51D1  # first key of the (key, project id) advisory lock held 
 def embedder():
     """One embedder per process, loaded on first use (never at import: forked workers must not inherit torch threads)."""
     from training.ml.embedder import Embedder
+    from training.ml.runtime import loaded_objects_freeze
 
-    return Embedder()
+    loaded = Embedder()
+    loaded_objects_freeze()  # torch and the model are here for good: keep the collector off them
+    return loaded
 
 
 def embeddings_schedule(*, project_id: int, user=None) -> Job | None:
@@ -76,14 +79,16 @@ def embeddings_compute(*, project_id: int, progress=None) -> int:
             if not held:
                 return done
             while batch := list(_missing(project_id)[:BATCH]):
-                done += _embeddings_insert(_rows(batch, project_id))
+                done += _embeddings_insert(_rows(batch, project_id), replace=True)
                 if progress:
                     progress(done)
     return done
 
 
 def _missing(project_id: int):
-    return Image.objects.filter(project_id=project_id, embedding__isnull=True, unindexed__isnull=True).order_by("id")
+    """Images with no embedding of today's embedder (none at all, or one an older embedder made)."""
+    current = ImageEmbedding.objects.current().filter(project_id=project_id).values("image_id")
+    return Image.objects.filter(project_id=project_id, unindexed__isnull=True).exclude(pk__in=current).order_by("id")
 
 
 @contextmanager
@@ -102,7 +107,9 @@ def _indexing(project_id: int):
 
 def _rows(batch: list[Image], project_id: int) -> list[ImageEmbedding]:
     return [
-        ImageEmbedding(image_id=image.pk, project_id=project_id, embedder=EMBEDDER_NAME, vector=vector)
+        ImageEmbedding(
+            image_id=image.pk, project_id=project_id, embedder=EMBEDDER_NAME, precision=PRECISION, vector=vector
+        )
         for image, vector in _embed(batch)
     ]
 
@@ -145,7 +152,10 @@ def _embeddings_insert(rows: list[ImageEmbedding], *, replace: bool = False) -> 
             with transaction.atomic():
                 if replace:
                     ImageEmbedding.objects.bulk_create(
-                        rows, update_conflicts=True, unique_fields=["image"], update_fields=["vector", "embedder"]
+                        rows,
+                        update_conflicts=True,
+                        unique_fields=["image"],
+                        update_fields=["vector", "embedder", "precision"],
                     )
                 else:
                     ImageEmbedding.objects.bulk_create(rows, ignore_conflicts=True)

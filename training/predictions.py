@@ -27,8 +27,11 @@ def classifier_load(name: str) -> Classifier:
     import torch
 
     from training.ml.classification import Classifier
+    from training.ml.runtime import loaded_objects_freeze
 
-    return Classifier(torch.load(io.BytesIO(stored_bytes(name)), map_location="cpu", weights_only=True))
+    model = Classifier(torch.load(io.BytesIO(stored_bytes(name)), map_location="cpu", weights_only=True))
+    loaded_objects_freeze()  # torch and the model stay loaded: keep the collector off them
+    return model
 
 
 def upload_read(upload) -> bytes:

@@ -298,7 +298,7 @@ def test_a_zip_folder_that_cannot_be_a_label_refuses_its_images_only(api, projec
     assert len([p for p in (media_root / "images").rglob("*") if p.is_file()]) == 2
 
 
-def test_an_unexpected_failure_stores_nothing_and_leaves_no_file(api, project, media_root, monkeypatch):
+def test_an_unexpected_failure_takes_back_its_batch_and_leaves_no_file_of_it(api, project, media_root, monkeypatch):
     from projects import uploads
 
     calls = []
@@ -314,6 +314,28 @@ def test_an_unexpected_failure_stores_nothing_and_leaves_no_file(api, project, m
     assert len(calls) == 2
     assert Image.objects.count() == 0
     assert [p for p in media_root.rglob("*") if p.is_file()] == []
+
+
+def test_a_large_upload_commits_in_batches_and_a_failure_keeps_the_batches_before_it(
+    api, project, media_root, monkeypatch
+):
+    from projects import uploads
+
+    monkeypatch.setattr(uploads, "UPLOAD_BATCH", 2)
+    real = uploads._store_upload
+
+    def store(batch, upload_file, common):
+        if upload_file.name == "e.png":
+            raise RuntimeError("the disk filled up")
+        real(batch, upload_file, common)
+
+    monkeypatch.setattr(uploads, "_store_upload", store)
+    files = [image_file(f"{n}.png", color=(10 * i, 1, 1)) for i, n in enumerate("abcdef")]
+    with pytest.raises(RuntimeError, match="the disk filled up"):
+        upload(api, project, files)
+    # a-b and c-d committed in transactions of their own; the batch e-f is taken back whole.
+    assert sorted(Image.objects.values_list("name", flat=True)) == ["a.png", "b.png", "c.png", "d.png"]
+    assert len([p for p in media_root.rglob("*") if p.is_file()]) == 8  # a file and a thumbnail each
 
 
 def test_a_zip_entry_over_the_size_limit_is_refused_by_name(api, project, settings):

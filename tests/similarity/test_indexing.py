@@ -66,3 +66,26 @@ def test_a_second_task_leaves_a_project_another_is_indexing_and_the_first_finish
     with connection.cursor() as cursor:  # and the lock was let go
         cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = %s", [project.id])
         assert cursor.fetchone()[0] == 0
+
+
+def test_searches_compare_vectors_of_one_embedder_only_and_older_ones_are_embedded_again(user):
+    from similarity import selectors
+    from similarity.models import ImageEmbedding
+    from training.ml.embedder import EMBEDDER_NAME
+
+    project = make_project(owner=user)
+    images = images_upload(
+        project=project,
+        user=user,
+        labels=[],
+        files=[SimpleUploadedFile(f"{i}.png", image_bytes(color=(40 * i, 90, 200))) for i in range(3)],
+    ).stored
+    assert services.embeddings_compute(project_id=project.id) == 3
+    assert set(ImageEmbedding.objects.values_list("embedder", "precision")) == {(EMBEDDER_NAME, "float32")}
+    vector = ImageEmbedding.objects.get(image=images[0]).vector
+    ImageEmbedding.objects.filter(image=images[1]).update(embedder="an-older-model", vector=vector)
+    found = [image_id for image_id, _ in selectors.similar_images(project=project, vector=vector, threshold=-1)]
+    assert found == [images[0].pk, images[2].pk]  # the older model's vector is not compared, however close
+    assert selectors.project_vectors(project=project)[0].tolist() == [images[0].pk, images[2].pk]
+    assert services.embeddings_compute(project_id=project.id) == 1  # it is embedded again, with today's model
+    assert ImageEmbedding.objects.get(image=images[1]).embedder == EMBEDDER_NAME

@@ -13,6 +13,7 @@ import numpy as np
 # torch is imported where it is used: Django models read DIMENSIONS from here without loading it.
 
 EMBEDDER_NAME = "tf_efficientnet_lite0-imagenet-224"
+PRECISION = "float32"  # as stored: pgvector's vector type; a halfvec index would record "float16"
 DIMENSIONS = 1280
 IMAGE_SIZE = 224
 BATCH = 32  # fastest on the CPU (see classification.EVAL_BATCH)
