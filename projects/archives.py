@@ -72,6 +72,29 @@ def read_entries(fileobj: BinaryIO, *, limits: Limits) -> Iterator[ArchiveEntry]
             yield ArchiveEntry(path=info.filename, folder=folder, data=_read(archive, info))
 
 
+def open_checked(fileobj: BinaryIO, *, limits: Limits) -> tuple[zipfile.ZipFile, list[zipfile.ZipInfo]]:
+    """The archive, open, and its files, once the whole of it passed the checks; read each with `member_read`."""
+    try:
+        archive = zipfile.ZipFile(fileobj)
+    except (zipfile.BadZipFile, OSError):
+        raise ArchiveRejected("This is not a valid ZIP archive.") from None
+    try:
+        members = _checked_members(archive, limits)
+        for info in members:
+            if info.file_size > limits.max_entry_bytes:
+                raise ArchiveRejected(
+                    f"{info.filename}: the file is {info.file_size:,} bytes; the limit is {limits.max_entry_bytes:,}."
+                )
+    except BaseException:
+        archive.close()
+        raise
+    return archive, members
+
+
+def member_read(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
+    return _read(archive, info)
+
+
 def _checked_members(archive: zipfile.ZipFile, limits: Limits) -> list[zipfile.ZipInfo]:
     infos = archive.infolist()
     if len(infos) > limits.max_entries:

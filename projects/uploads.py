@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -80,8 +81,8 @@ def images_upload(*, project: Project, user: User, files: list[UploadedFile], la
     return batch.result
 
 
-def images_store(*, project: Project, user: User, named: list[tuple[str, bytes]]) -> UploadResult:
-    """Store images that arrive as bytes (an import archive's), each checked as an upload is.
+def images_store(*, project: Project, user: User, named: Iterable[tuple[str, bytes]]) -> UploadResult:
+    """Store images that arrive as bytes (an import archive's, read one at a time), each checked as an upload is.
 
     Runs inside the caller's transaction; the caller deletes `stored` images' files if it fails later.
     """

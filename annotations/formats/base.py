@@ -10,7 +10,7 @@ import io
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -166,19 +166,40 @@ def stem(name: str) -> str:
     return f"{head}/{base}" if head else base
 
 
-def read_zip(content: bytes) -> dict[str, bytes]:
-    """A ZIP's files by path, through the same safety checks as image uploads (paths, bombs, sizes)."""
-    from projects import archives
+class ZipMembers(Mapping):
+    """An import archive's files by path, read one at a time when asked for (never all at once), after the
+    whole archive passed the same checks as image uploads (paths, bombs, sizes)."""
 
-    limits = archives.limits_from_settings()
-    try:
-        entries = list(archives.read_entries(io.BytesIO(content), limits=limits))
-    except archives.ArchiveRejected as exc:
-        raise FormatError(str(exc)) from None
-    for entry in entries:
-        if entry.refusal:
-            raise FormatError(f"{entry.path}: {entry.refusal}")
-    return {entry.path: entry.data for entry in entries}
+    def __init__(self, content: bytes):
+        from projects import archives
+
+        try:
+            self.archive, members = archives.open_checked(io.BytesIO(content), limits=archives.limits_from_settings())
+        except archives.ArchiveRejected as exc:
+            raise FormatError(str(exc)) from None
+        self.members = {info.filename: info for info in members}
+
+    def __getitem__(self, path: str) -> bytes:
+        from projects import archives
+
+        try:
+            return archives.member_read(self.archive, self.members[path])
+        except archives.ArchiveRejected as exc:
+            raise FormatError(str(exc)) from None
+
+    def __iter__(self):
+        return iter(self.members)
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def reader(self, path: str) -> Callable[[], bytes]:
+        """Reads the file when called: what an image the archive carries keeps instead of its bytes."""
+        return lambda: self[path]
+
+
+def read_zip(content: bytes) -> ZipMembers:
+    return ZipMembers(content)
 
 
 def flat_name(name: str) -> str:
@@ -215,9 +236,9 @@ def with_images(exported: Exported, dataset: Dataset, *, path_of) -> Exported:
     return Exported(f"{stem_name}-with-images.zip", out.close(), "application/zip", exported.summary)
 
 
-def archived_images(files: dict[str, bytes]) -> dict[str, bytes]:
-    """The images an import archive carries in its `images/` folder, by their path below it."""
-    return {path.removeprefix("images/"): data for path, data in files.items() if path.startswith("images/")}
+def archived_images(files: ZipMembers) -> dict[str, Callable[[], bytes]]:
+    """Readers of the images an import archive carries in its `images/` folder, by their path below it."""
+    return {path.removeprefix("images/"): files.reader(path) for path in files if path.startswith("images/")}
 
 
 def is_zip(content: bytes) -> bool:

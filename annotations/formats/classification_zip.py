@@ -64,7 +64,7 @@ def read(content: bytes, *, known: dict[str, tuple[int, int]] | None = None) -> 
             defaults[row.get("file", "")] = row.get("default_label", "")
     flat = {flat_name(name): name for name in (known or {})}
     images: dict[str, DatasetImage] = {}
-    for path, data in sorted(files.items()):
+    for path in sorted(files):
         parts = path.split("/")
         if path == "default_labels.csv" or len(parts) < 2:
             continue
@@ -80,8 +80,8 @@ def read(content: bytes, *, known: dict[str, tuple[int, int]] | None = None) -> 
                 width=0,
                 height=0,
                 split=parts[0],
-                sha256=hashlib.sha256(data).hexdigest(),
-                content=data,  # stored when the project lacks it
+                sha256=hashlib.sha256(files[path]).hexdigest(),
+                load=files.reader(path),  # read again only if it is stored: one image in memory at a time
             )
             images[file_name] = image
         if len(parts) == 3 and parts[1] not in image.classifications:

@@ -116,7 +116,7 @@ def _annotation(shape: Shape, image: DatasetImage, template: list[str], summary:
 
 def read(content: bytes, *, known: dict[str, tuple[int, int]] | None = None) -> Dataset:
     """A COCO JSON file, or a ZIP with one JSON file and the images in `images/` (as Include images writes it)."""
-    carried: dict[str, bytes] = {}
+    carried = {}
     if is_zip(content):
         files = read_zip(content)
         documents = [path for path in files if path.endswith(".json")]
@@ -125,7 +125,7 @@ def read(content: bytes, *, known: dict[str, tuple[int, int]] | None = None) -> 
         content, carried = files[documents[0]], archived_images(files)
     dataset = _read_json(content)
     for image in dataset.images:
-        image.content = carried.get(image.name)
+        image.load = carried.get(image.name)  # read when it is stored, one image at a time
     return dataset
 
 

@@ -113,7 +113,7 @@ class PngMasks:
             colours.setdefault(row["image"], []).append((row["color"].lower(), row["label"]))
         dataset = Dataset()
         stems = by_stem(known)
-        for path, data in sorted(files.items()):
+        for path, data in ((path, files[path]) for path in sorted(files)):
             if not (path.startswith("masks/") and path.lower().endswith(".png")):
                 continue
             name = stems.get(stem(path.removeprefix("masks/")), path)
@@ -157,7 +157,7 @@ class BlackWhiteMasks:
         files = read_zip(content)
         flat = {flat_name(name): name for name in (known or {})}
         images: dict[str, DatasetImage] = {}
-        for path, data in sorted(files.items(), key=lambda item: _natural(item[0])):
+        for path, data in ((path, files[path]) for path in sorted(files, key=_natural)):
             parts = path.split("/")
             if parts[0] == "bitmaps":
                 parts = parts[1:]

@@ -82,7 +82,7 @@ def read(content: bytes, *, known: dict[str, tuple[int, int]] | None = None) -> 
     if "labelmap.txt" in files:
         dataset.labels = [LabelInfo(n.strip()) for n in files["labelmap.txt"].decode().splitlines() if n.strip()]
     stems = by_stem(known)
-    for path, data in sorted(files.items()):
+    for path, data in ((path, files[path]) for path in sorted(files)):
         if path.endswith(".xml"):
             dataset.images.append(_image(path, data, stems, known or {}))
     return dataset

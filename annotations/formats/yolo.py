@@ -85,23 +85,23 @@ class _Yolo:
         names = _class_names(files)
         dataset = Dataset(labels=[LabelInfo(name) for name in names])
         stems = by_stem(known)
-        carried = {stem(path): (path, data) for path, data in archived_images(files).items()}
-        for path, data in sorted(files.items()):
+        carried = {stem(path): (path, read) for path, read in archived_images(files).items()}
+        for path, data in ((path, files[path]) for path in sorted(files)):
             if not (path.startswith("labels/") and path.endswith(".txt")):
                 continue
             key = path.removeprefix("labels/").removesuffix(".txt")
             name = stems.get(key)
-            content = None
+            load = None
             if name is None and key in carried:
                 # An image the archive brings along: it is stored first, then labelled, at its upright size.
-                name, content = carried[key]
-                width, height = upright_size(content, where=f"images/{name}")
+                name, load = carried[key]
+                width, height = upright_size(load(), where=f"images/{name}")
             elif name is None:
                 dataset.images.append(DatasetImage(name=path, width=0, height=0))  # reported as not found
                 continue
             else:
                 width, height = known[name]
-            image = DatasetImage(name=name, width=width, height=height, content=content)
+            image = DatasetImage(name=name, width=width, height=height, load=load)
             for number, line in enumerate(data.decode("utf-8", "replace").splitlines(), start=1):
                 if line.strip():
                     image.shapes.append(self._shape(line, names, width, height, f"{path} line {number}"))

@@ -160,11 +160,11 @@ def _carried_images_store(*, project: Project, user, dataset: Dataset, known: di
     shas = set(Image.objects.for_project(project).values_list("sha256", flat=True))
     carried = []
     for entry in dataset.images:
-        if entry.content is None or entry.name in known:
+        if not entry.has_data or entry.name in known:
             continue
-        entry.sha256 = entry.sha256 or hashlib.sha256(entry.content).hexdigest()
+        entry.sha256 = entry.sha256 or hashlib.sha256(entry.data()).hexdigest()
         if entry.sha256 not in shas:  # the same bytes under another name are matched, not stored again
-            carried.append((entry.name, entry.content))
+            carried.append(entry)
             shas.add(entry.sha256)
     if not carried:
         return []
@@ -172,7 +172,8 @@ def _carried_images_store(*, project: Project, user, dataset: Dataset, known: di
         raise ValidationError(
             {"file": ["The archive brings images the project lacks, and your role may not upload images."]}
         )
-    result = images_store(project=project, user=user, named=carried)
+    # Read from the archive as each is stored: one image's bytes in memory at a time.
+    result = images_store(project=project, user=user, named=((entry.name, entry.data()) for entry in carried))
     if result.rejected:
         for image in result.stored:  # the rows go with the transaction; their files go here
             image_files_delete(image)
