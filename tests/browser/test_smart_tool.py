@@ -26,18 +26,24 @@ def drag(page, points):
     page.mouse.up()
 
 
-def test_extract_refine_and_keep_a_smart_mask(live_server, page):
+def open_scene(page, live_server, kind: str, seed: int):
+    """A project with one generated scene and a label, opened in the labeler by its owner."""
     user = UserFactory(username="labeler")
     project = make_project(owner=user, name="Shapes")
     Label.objects.create(project=project, name="blob", color="#ff8800", hotkey=1)
-    s = scene("ring", 2)
+    s = scene(kind, seed)
     buffer = io.BytesIO()
     PILImage.fromarray(s.rgb).save(buffer, format="PNG")
     image = images_upload(
-        project=project, user=user, labels=[], files=[SimpleUploadedFile("ring.png", buffer.getvalue())]
+        project=project, user=user, labels=[], files=[SimpleUploadedFile(f"{kind}.png", buffer.getvalue())]
     ).stored[0]
     login(page, live_server)
     open_labeler(page, f"{live_server.url}/projects/{project.id}/images/{image.id}/label/")
+    return s, image
+
+
+def test_extract_refine_and_keep_a_smart_mask(live_server, page):
+    s, image = open_scene(page, live_server, "ring", 2)
 
     page.keyboard.press("w")
     assert page.locator("#smart-backend").inner_text() == "GrabCut (OpenCV): foreground and background scribbles"
@@ -82,17 +88,7 @@ def test_with_sam_the_labeler_prepares_in_a_worker_and_says_so_until_the_embeddi
     settings.SIGHTLINE_SAM_CHECKPOINT = str(tiny_checkpoint(tmp_path / "sam_tiny.pth"))
     settings.SIGHTLINE_SAM_CACHE_PREFIX = f"cache/sam-{tmp_path.name}"
     monkeypatch.setattr(jobs, "_enqueue", lambda job_id, kind: None)  # this test plays the worker itself
-    user = UserFactory(username="labeler")
-    project = make_project(owner=user, name="Shapes")
-    Label.objects.create(project=project, name="blob", color="#ff8800", hotkey=1)
-    s = scene("ellipse", 1)
-    buffer = io.BytesIO()
-    PILImage.fromarray(s.rgb).save(buffer, format="PNG")
-    image = images_upload(
-        project=project, user=user, labels=[], files=[SimpleUploadedFile("e.png", buffer.getvalue())]
-    ).stored[0]
-    login(page, live_server)
-    open_labeler(page, f"{live_server.url}/projects/{project.id}/images/{image.id}/label/")
+    s, image = open_scene(page, live_server, "ellipse", 1)
     # Opening the image asked a worker for its embedding (a POST); the page load itself started nothing.
     wait = Job.objects.filter(kind="sam-embeddings")
     for _ in range(100):
