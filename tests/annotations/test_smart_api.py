@@ -127,6 +127,8 @@ def test_only_annotators_may_use_the_tool_and_strangers_see_nothing(user):
     assert denied.status_code == 403
     hidden = client_for(stranger).post(f"/api/images/{image.id}/smart/", payload, format="json")
     assert (hidden.status_code, hidden.json()) == (404, {"detail": "No such image."})
+    assert client_for(viewer).post(f"/api/images/{image.id}/smart/prepare/", {}, format="json").status_code == 403
+    assert client_for(stranger).post(f"/api/images/{image.id}/smart/prepare/", {}, format="json").status_code == 404
     assert Annotation.objects.count() == 0
 
 

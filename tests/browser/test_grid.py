@@ -73,10 +73,19 @@ def test_select_the_page_then_every_image_the_filter_matches_and_assign_a_label(
     page.click("#select-all-matching")
     page.wait_for_selector("#selection:has-text('All 63 images that match are selected.')")
     page.click("#label-menu summary")
+    grid_loads = []
+    page.on("request", lambda r: grid_loads.append(r.url) if f"/projects/{project.id}/?" in r.url else None)
     page.select_option("#label-menu select[name=label]", str(gull.id))
+    page.wait_for_timeout(500)
+    # Choosing the label is not a filter: the grid stays, with the menu open and the selection kept.
+    assert (grid_loads, page.locator("#label-menu[open]").count()) == ([], 1)
     page.click("#label-assign")
     page.wait_for_selector("text=Labeled 63 images gull.")
     assert gull.classifications.count() == 63
+    # A select of the filter row does reload the grid, and keeps its state in the URL.
+    page.select_option(".filter-row select[name=type]", "single")
+    page.wait_for_url("**type=single**")
+    assert grid_loads and "type=single" in grid_loads[-1]
 
 
 def test_a_slow_action_disables_its_button_and_counts_the_seconds(project, page, live_server, tmp_path):

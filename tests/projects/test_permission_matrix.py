@@ -9,6 +9,7 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from annotations.models import Classification
+from jobs.models import Job
 from projects.models import Image, Label, Membership, Project
 from projects.uploads import images_upload
 from tests.conftest import client_for
@@ -37,7 +38,19 @@ def world():
     ).stored[0]
     users = {"Owner": owner, **members, "stranger": UserFactory(username="stranger"), "anonymous": None}
     newcomer = UserFactory(username="newcomer", email="newcomer@example.com")
-    return {"project": project, "label": label, "image": image, "users": users, "target": target, "newcomer": newcomer}
+    from annotations.services import transfers
+
+    # A queued export (in tests nothing is enqueued until a commit): the job that cancel requests act on.
+    job = transfers.transfer_start(project=project, user=owner, direction="export", format_key="coco")
+    return {
+        "project": project,
+        "label": label,
+        "image": image,
+        "users": users,
+        "target": target,
+        "newcomer": newcomer,
+        "job": job,
+    }
 
 
 def snapshot():
@@ -48,6 +61,7 @@ def snapshot():
         sorted(Membership.objects.values_list("project_id", "user_id", "role__name")),
         sorted(Image.objects.values_list("id", "name")),
         sorted(Classification.objects.values_list("image_id", "label_id", "is_default")),
+        sorted(Job.objects.values_list("id", "kind", "status", "cancel_requested")),
     )
 
 
@@ -80,6 +94,16 @@ API = [
     ("image thumbnail", "get", "/api/images/{i}/thumbnail/", None, ROLES),
     ("image delete", "delete", "/api/images/{i}/", None, ["Owner", "Admin", "Developer"]),
     ("image history", "get", "/api/images/{i}/history/", None, ROLES),
+    ("jobs list", "get", "/api/projects/{p}/jobs/", None, ROLES),
+    ("job get", "get", "/api/jobs/{j}/", None, ROLES),
+    ("job cancel", "post", "/api/jobs/{j}/cancel/", None, ["Owner", "Admin", "Developer"]),
+    (
+        "pair search start",
+        "post",
+        "/api/projects/{p}/similar-pairs/",
+        {"limit": 2},
+        ["Owner", "Admin", "Developer", "Labeler"],
+    ),
 ]
 PAGES = [
     ("grid page", "get", "/projects/{p}/", None, ROLES),
@@ -113,6 +137,8 @@ PAGES = [
         {"name": "herring gull", "color": "#112233", "hotkey": "", "keypoints": "", "attributes": ""},
         ["Owner", "Admin", "Developer"],
     ),
+    ("jobs page", "get", "/projects/{p}/jobs/", None, ROLES),
+    ("job cancel page", "post", "/projects/{p}/jobs/{j}/cancel/", {}, ["Owner", "Admin", "Developer"]),
 ]
 
 
@@ -124,6 +150,7 @@ def _fill(value, world):
         "l": world["label"].id,
         "i": world["image"].id,
         "t": world["target"].id,
+        "j": world["job"].id,
         "labeler_role": Role.objects.get(name="Labeler").id,
     }
     if isinstance(value, str):
@@ -148,7 +175,7 @@ def test_api(world, who, name, method, url, body, allowed):
     before = snapshot()
     response = _api_call(who, method, _fill(url, world), _fill(body, world), world)
     if who in allowed:
-        assert response.status_code in {200, 201, 204}, response.content
+        assert response.status_code in {200, 201, 202, 204}, response.content
         if method != "get":
             assert snapshot() != before
     else:
