@@ -219,3 +219,17 @@ def test_killing_the_worker_mid_run_fails_the_job_within_the_stale_time_and_a_ne
     fresh = start(kind, project, user, settings, tmp_path)
     assert fresh.pk != job.pk
     assert Job.objects.get(pk=fresh.pk).status == "finished"
+
+
+@pytest.mark.django_db
+def test_staff_cancel_jobs_of_any_kind_from_admin(user, client, settings, tmp_path, no_enqueue):
+    project = project_with_images(user)
+    queued = start("export", project, user, settings, tmp_path)
+    running = start("pair-search", project, user, settings, tmp_path)
+    Job.objects.filter(pk=running.pk).update(status="running")
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    page = client.get("/admin/jobs/job/")
+    assert page.status_code == 200 and f"export job {queued.pk}" in page.content.decode()
+    client.post("/admin/jobs/job/", {"action": "cancel", "_selected_action": [queued.pk, running.pk]})
+    assert Job.objects.get(pk=queued.pk).status == "cancelled"
+    assert Job.objects.get(pk=running.pk).cancel_requested is True
