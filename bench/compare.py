@@ -4,8 +4,9 @@ something got faster (or did not get slower) is only worth this A/B.
 
 Run: make bench-compare REF=<commit>   (or .venv/bin/python bench/compare.py REF)
 
-REF is checked out in a worktree under /tmp. It uses this checkout's .venv when its pyproject.toml is
-the same, and a venv of its own otherwise; its embedded PostgreSQL lives in the worktree.
+REF is checked out in a worktree under /tmp, with its embedded PostgreSQL inside it. When its
+pyproject.toml is HEAD's, it runs in a venv that borrows this checkout's packages but not its editable
+install (which would otherwise import HEAD's code for any module REF lacks); otherwise in a venv of its own.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def worktree(ref: str) -> Path:
     venv = path / ".venv"
     if not venv.exists():
         if (path / "pyproject.toml").read_bytes() == (ROOT / "pyproject.toml").read_bytes():
-            venv.symlink_to(ROOT / ".venv")
+            venv.symlink_to(borrowing_venv())
         else:
             print(f"{ref}: its dependencies differ; building its own venv (a few minutes)", flush=True)
             subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
@@ -43,6 +44,19 @@ def worktree(ref: str) -> Path:
         if not (path / script).exists():
             shutil.copy(ROOT / script, path / script)
     return path
+
+
+def borrowing_venv() -> Path:
+    """A venv whose only package path is this checkout's site-packages, added by a .pth line (so the
+    .pth files in it, the editable install among them, are not run)."""
+    import sysconfig
+
+    venv = Path("/tmp/sightline-bench-venv")
+    if not (venv / "bin/python").exists():
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+        site = next((venv / "lib").glob("python3*/site-packages"))
+        (site / "sightline-packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    return venv
 
 
 def run(tree: Path) -> dict[tuple[str, str], str]:
