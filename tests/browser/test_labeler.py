@@ -46,7 +46,9 @@ def open_labeler(page, url):
 
 
 def screen(page, x, y):
-    """Page coordinates of an image point."""
+    """Page coordinates of an image point, measured once the panels a key press re-renders have settled
+    (two animation frames): a toolbar that grows by a line moves the canvas under the pointer."""
+    page.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
     box = page.locator("#canvas").bounding_box()
     view = page.evaluate("() => window.sightline.renderer.view")
     return box["x"] + view["x"] + x * view["scale"], box["y"] + view["y"] + y * view["scale"]
