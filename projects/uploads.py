@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -163,15 +164,17 @@ def _folder_label(batch: _Batch, folder: str | None) -> list[str] | Rejection:
 
 def _store_one(batch: _Batch, name: str, data: bytes, labels: list[str], *, shown: str | None = None) -> None:
     shown = shown or name
+    # The hash is of the uploaded bytes: a duplicate is refused before it costs a decode.
+    sha256 = hashlib.sha256(data).hexdigest()
+    if sha256 in batch.seen or Image.objects.filter(project=batch.project, sha256=sha256).exists():
+        batch.result.rejected.append(Rejection(shown, DUPLICATE))
+        return
     try:
         decoded = decode_image(
             data, max_pixels=settings.SIGHTLINE_MAX_IMAGE_PIXELS, thumbnail_size=settings.SIGHTLINE_THUMBNAIL_SIZE
         )
     except ImageRejected as exc:
         batch.result.rejected.append(Rejection(shown, str(exc)))
-        return
-    if decoded.sha256 in batch.seen or Image.objects.filter(project=batch.project, sha256=decoded.sha256).exists():
-        batch.result.rejected.append(Rejection(shown, DUPLICATE))
         return
     image = _image_save(batch, name, decoded)
     if image is None:  # a concurrent upload of the same bytes won the race

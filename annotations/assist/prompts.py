@@ -43,15 +43,24 @@ class Prompt:
 
 
 def prompt_parse(box: Any, foreground: Any, background: Any, *, width: int, height: int) -> Prompt:
-    """Check and normalise what a client sent; the work area defaults to the whole image."""
+    """Check and normalise what a client sent; the work area defaults to the whole image.
+
+    The counts are checked before any mark is converted, so an oversized request costs next to nothing.
+    """
     area = _box(box, width, height)
+    _counts_check(foreground, background)
     fg = _marks(foreground, "foreground", width, height)
     bg = _marks(background, "background", width, height)
-    if len(fg) + len(bg) > MAX_MARKS:
-        raise PromptError(f"Send at most {MAX_MARKS} marks.")
-    if sum(len(m) for m in fg + bg) > MAX_POINTS:
-        raise PromptError(f"The marks have more than {MAX_POINTS:,} points; send fewer points per stroke.")
     return Prompt(box=area, foreground=fg, background=bg)
+
+
+def _counts_check(*marks: Any) -> None:
+    lists = [m for m in marks if isinstance(m, list)]
+    if sum(len(m) for m in lists) > MAX_MARKS:
+        raise PromptError(f"Send at most {MAX_MARKS} marks.")
+    points = sum(1 if _is_point(mark) else len(mark) if isinstance(mark, list) else 1 for m in lists for mark in m)
+    if points > MAX_POINTS:
+        raise PromptError(f"The marks have more than {MAX_POINTS:,} points; send fewer points per stroke.")
 
 
 def _box(value: Any, width: int, height: int) -> tuple[int, int, int, int]:

@@ -143,7 +143,10 @@ def _read_json(content: bytes) -> Dataset:
     for i, category in enumerate(document["categories"]):
         if not isinstance(category, dict) or "id" not in category or not isinstance(category.get("name"), str):
             raise FormatError(f"categories[{i}]: needs an id and a name.")
-        label = LabelInfo(name=category["name"], keypoint_template=list(category.get("keypoints") or []))
+        names = category.get("keypoints") or []
+        if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+            raise FormatError(f'categories[{i}].keypoints: expected a list of keypoint names, like ["nose", "tail"].')
+        label = LabelInfo(name=category["name"], keypoint_template=list(names))
         labels.append(label)
         by_category[category["id"]] = label
     images = {}

@@ -332,12 +332,22 @@ def transfer_start(
         include_images=include_images,
     )
     if upload is not None:
-        job.file.save(upload.name or "upload", upload, save=False)
-        job.filename = upload.name or "upload"
+        job.filename = _name_shorten(upload.name or "upload")
+        job.file.save(job.filename, upload, save=False)
     with transaction.atomic():
         job.save()
         job_submit(job)
     return job
+
+
+def _name_shorten(name: str, limit: int = 100) -> str:
+    """A file name that fits the job's columns, keeping its extension (a long name is not an error)."""
+    name = name.replace("\\", "/").rsplit("/", 1)[-1] or "upload"
+    if len(name) <= limit:
+        return name
+    stem, dot, suffix = name.rpartition(".")
+    suffix = f".{suffix[:10]}" if dot and stem else ""
+    return (stem if dot and stem else name)[: limit - len(suffix)] + suffix
 
 
 def transfer_execute(job, context) -> str:

@@ -277,3 +277,21 @@ def test_a_broken_checkpoint_is_reported_at_start_up_and_on_the_health_page(clie
         "description": "GrabCut (OpenCV): foreground and background scribbles",
         "error": "",
     }
+
+
+def test_too_many_marks_are_refused_before_any_is_converted(api, ellipse, monkeypatch):
+    from annotations.assist import prompts
+
+    image, _ = ellipse
+
+    def never(*args, **kwargs):
+        raise AssertionError("the marks were converted before their count was checked")
+
+    monkeypatch.setattr(prompts, "_marks", never)
+    clicks = api.post(f"/api/images/{image.id}/smart/", {"foreground": [[5, 5]] * 200_000}, format="json")
+    assert (clicks.status_code, clicks.json()) == (400, {"detail": "Send at most 500 marks."})
+    stroke = api.post(f"/api/images/{image.id}/smart/", {"background": [[[5, 5]] * 20_001]}, format="json")
+    assert (stroke.status_code, stroke.json()) == (
+        400,
+        {"detail": "The marks have more than 20,000 points; send fewer points per stroke."},
+    )

@@ -378,3 +378,21 @@ def test_an_archive_with_a_corrupt_image_imports_nothing_and_leaves_no_file(api,
     }
     assert Image.objects.filter(project=target).count() == 0
     assert sorted(p.name for p in media_root.rglob("*") if p.is_file()) == before  # a.png's files went too
+
+
+def test_a_background_import_with_a_very_long_file_name_is_queued_and_keeps_its_extension(api, user, media_root):
+    from annotations.models import TransferJob
+
+    project = make_project(owner=user)
+    name = "a" * 250 + ".json"
+    upload = SimpleUploadedFile(name, b'{"images": [], "annotations": [], "categories": []}')
+    response = api.post(
+        f"/api/projects/{project.id}/import/",
+        {"format": "coco", "file": upload, "background": "true"},
+        format="multipart",
+    )
+    assert response.status_code == 202, response.getvalue()
+    job = TransferJob.objects.get()
+    assert (len(job.filename), job.filename.endswith(".json")) == (100, True)
+    assert job.file.name.endswith(".json") and job.file.storage.exists(job.file.name)
+    assert [p.name for p in media_root.rglob("*") if p.is_file()] == [job.file.name.rsplit("/", 1)[-1]]

@@ -370,3 +370,18 @@ def test_repeated_label_fields_are_all_used(api, project):
         format="multipart",
     )
     assert response.json()["stored"][0]["labels"] == ["gull", "adult"]
+
+
+def test_a_duplicate_is_refused_before_it_is_decoded(api, project, monkeypatch):
+    from projects import uploads
+
+    decoded = []
+    real = uploads.decode_image
+    monkeypatch.setattr(uploads, "decode_image", lambda data, **kw: decoded.append(len(data)) or real(data, **kw))
+    same = image_bytes(width=300, height=200, color=(7, 8, 9))
+    files = [SimpleUploadedFile(f"copy{i}.png", same) for i in range(20)]
+    response = upload(api, project, files)
+    assert [i["name"] for i in response.json()["stored"]] == ["copy0.png"]
+    assert len(response.json()["rejected"]) == 19
+    assert {r["reason"] for r in response.json()["rejected"]} == {uploads.DUPLICATE}
+    assert decoded == [len(same)]  # nineteen copies cost a hash each, not a decode

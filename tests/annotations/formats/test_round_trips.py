@@ -188,3 +188,12 @@ def test_classification_zip_keeps_labels_defaults_and_splits(dataset):
             image.split,
         )
         assert restored[image.name].sha256 == hashlib.sha256(image.content).hexdigest()
+
+
+def test_coco_keypoint_names_given_as_a_string_are_refused_not_split_into_letters():
+    document = {"images": [], "annotations": [], "categories": [{"id": 1, "name": "bird", "keypoints": "beak"}]}
+    with pytest.raises(FormatError) as refused:
+        coco.read(json.dumps(document).encode())
+    assert str(refused.value) == 'categories[0].keypoints: expected a list of keypoint names, like ["nose", "tail"].'
+    document["categories"][0]["keypoints"] = ["beak", "tail"]
+    assert coco.read(json.dumps(document).encode()).labels[0].keypoint_template == ["beak", "tail"]
