@@ -19,6 +19,11 @@ from projects.models import Label
 TYPES = ("none", "single", "multiple", "mine", "others")
 STATUSES = ("not-seen", "seen", "labeled")
 
+# Bounds that keep a filter cheap for anyone who may view a project: a person writes a few terms.
+MAX_EXPRESSION_CHARS = 1000
+MAX_TERMS = 50  # label names in one filter
+MAX_DEPTH = 10  # nested parentheses and NOTs
+
 _TOKEN = re.compile(r'\s*(?:(\()|(\))|"((?:[^"\\]|\\.)*)"|([^\s()"]+))')
 KEYWORDS = {"AND", "OR", "NOT"}
 
@@ -32,6 +37,10 @@ class _Token:
 def tokenize(expression: str) -> list[_Token]:
     tokens, position = [], 0
     expression = expression.rstrip()
+    if len(expression) > MAX_EXPRESSION_CHARS:
+        raise ValidationError(
+            {"labels": [f"The label filter has {len(expression):,} characters; the limit is {MAX_EXPRESSION_CHARS:,}."]}
+        )
     while position < len(expression):
         match = _TOKEN.match(expression, position)
         if match is None:
@@ -46,6 +55,9 @@ def tokenize(expression: str) -> list[_Token]:
             tokens.append(_Token(word.upper(), word))
         else:
             tokens.append(_Token("label", word))
+    terms = sum(1 for token in tokens if token.kind == "label")
+    if terms > MAX_TERMS:
+        raise ValidationError({"labels": [f"The label filter names {terms} labels; the limit is {MAX_TERMS}."]})
     return tokens
 
 
@@ -53,7 +65,14 @@ class _Parser:
     """Recursive descent: or := and (OR and)*; and := not (AND not)*; not := NOT not | ( or ) | label."""
 
     def __init__(self, tokens: list[_Token], label_ids: dict[str, int]):
-        self.tokens, self.position, self.label_ids = tokens, 0, label_ids
+        self.tokens, self.position, self.label_ids, self.depth = tokens, 0, label_ids, 0
+
+    def _deeper(self) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise ValidationError(
+                {"labels": [f"The label filter nests parentheses and NOTs more than {MAX_DEPTH} deep."]}
+            )
 
     def parse(self) -> Q:
         if not self.tokens:
@@ -84,13 +103,18 @@ class _Parser:
         kind = self._peek()
         if kind == "NOT":
             self.position += 1
-            return ~self._not()
+            self._deeper()
+            query = ~self._not()
+            self.depth -= 1
+            return query
         if kind == "(":
             self.position += 1
+            self._deeper()
             query = self._or()
             if self._peek() != ")":
                 raise ValidationError({"labels": ["A '(' in the label filter is never closed."]})
             self.position += 1
+            self.depth -= 1
             return query
         if kind == "label":
             name = self.tokens[self.position].text

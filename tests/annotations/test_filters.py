@@ -77,6 +77,12 @@ def test_label_expressions(api, world, expression, expected):
         ("cat dog", "Unexpected 'dog' in the label filter."),
         ("horse", "No label named 'horse' in this project."),
         ("AND cat", "Expected a label name in the label filter, found 'AND'."),
+        # Bounded, so no filter is expensive (or a 500) for anyone who may view the project.
+        ("(" * 333 + "cat" + ")" * 333, "The label filter nests parentheses and NOTs more than 10 deep."),
+        ("NOT " * 1000 + "cat", "The label filter has 4,003 characters; the limit is 1,000."),
+        ("NOT " * 11 + "cat", "The label filter nests parentheses and NOTs more than 10 deep."),
+        (" OR ".join(["cat"] * 51), "The label filter names 51 labels; the limit is 50."),
+        (" OR ".join(["cat"] * 3000), "The label filter has 20,996 characters; the limit is 1,000."),
     ],
 )
 def test_bad_expressions_are_400(api, world, expression, message):
@@ -84,6 +90,13 @@ def test_bad_expressions_are_400(api, world, expression, message):
     response = api.get(f"/api/projects/{project.id}/images/", {"labels": expression})
     assert response.status_code == 400
     assert response.json() == {"labels": [message]}
+
+
+def test_the_bounds_still_allow_what_a_person_writes(api, world):
+    project, _ = world
+    deep = "NOT " * 10 + "cat"  # ten NOTs: an even number, so cat
+    assert names(api, project, labels=deep) == names(api, project, labels="cat")
+    assert names(api, project, labels=" OR ".join(["cat"] * 50)) == names(api, project, labels="cat")
 
 
 def test_types(api, world):
@@ -134,3 +147,16 @@ def test_the_grid_filters_with_htmx_and_keeps_the_filter_in_page_links(client, u
 def test_the_tokenizer_reads_whatever_the_parts_were(parts):
     tokens = tokenize(" ".join(parts))
     assert [t.text if t.kind != "label" or not t.text.startswith("big") else '"big cat"' for t in tokens] == parts
+
+
+def test_a_filter_over_the_bounds_is_explained_on_the_grid_and_in_the_labeler(client, user, world):
+    project, images = world
+    client.force_login(user)
+    deep = "(" * 333 + "cat" + ")" * 333
+    grid = client.get(f"/projects/{project.id}/", {"labels": deep})
+    assert grid.status_code == 200
+    assert "The label filter nests parentheses and NOTs more than 10 deep." in grid.content.decode()
+    image = next(iter(images.values()))
+    labeler = client.get(f"/projects/{project.id}/images/{image.pk}/label/", {"labels": deep}, follow=True)
+    assert labeler.status_code == 200
+    assert "The label filter nests parentheses and NOTs more than 10 deep." in labeler.content.decode()
