@@ -115,6 +115,13 @@ def _checked_members(archive: zipfile.ZipFile, limits: Limits) -> list[zipfile.Z
             members.append(info)
     if total > limits.max_unpacked_bytes:
         raise ArchiveRejected(f"The archive unpacks to {total:,} bytes; the limit is {limits.max_unpacked_bytes:,}.")
+    # Many small entries each under the floor can still add up to a bomb: the whole archive is checked too.
+    packed = sum(info.compress_size for info in infos)
+    if total > RATIO_FLOOR_BYTES and total > limits.max_ratio * max(packed, 1):
+        raise ArchiveRejected(
+            f"The archive unpacks {total / max(packed, 1):,.0f} times larger than it is packed (limit "
+            f"{limits.max_ratio}:1); this looks like a ZIP bomb."
+        )
     return members
 
 

@@ -385,3 +385,18 @@ def test_a_duplicate_is_refused_before_it_is_decoded(api, project, monkeypatch):
     assert len(response.json()["rejected"]) == 19
     assert {r["reason"] for r in response.json()["rejected"]} == {uploads.DUPLICATE}
     assert decoded == [len(same)]  # nineteen copies cost a hash each, not a decode
+
+
+def test_a_bomb_of_many_small_entries_is_refused_as_a_whole(api, project, monkeypatch):
+    from projects import archives
+
+    reads = []
+    monkeypatch.setattr(archives, "_read", lambda archive, info: reads.append(info.filename) or b"")
+    # Twenty entries of 1 MiB of zeros: each under the per-entry floor, 20 MiB from a few KB.
+    bomb = zip_of({f"{i}.bmp": bytes(1024 * 1024) for i in range(20)}, compression=zipfile.ZIP_DEFLATED)
+    rejected = upload(api, project, [bomb]).json()["rejected"]
+    assert len(rejected) == 1 and rejected[0]["name"] == "images.zip"
+    assert rejected[0]["reason"].startswith("The archive unpacks ")
+    assert rejected[0]["reason"].endswith("times larger than it is packed (limit 100:1); this looks like a ZIP bomb.")
+    assert reads == []  # refused from the directory, before any entry is unpacked
+    assert Image.objects.count() == 0
