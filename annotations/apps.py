@@ -10,7 +10,6 @@ class AnnotationsConfig(AppConfig):
     def ready(self) -> None:
         from annotations import checks  # noqa: F401  (registers the SAM checkpoint check)
         from annotations.jobs import KINDS
-        from jobs.registry import kind_register
+        from jobs.registry import kinds_register
 
-        for kind in KINDS:
-            kind_register(kind)
+        kinds_register(*KINDS)

@@ -9,13 +9,11 @@ import argparse
 import hashlib
 import io
 import json
-import os
 import random
 import resource
 import subprocess
 import sys
 import time
-from urllib.parse import quote
 
 from harness import bench_database, machine, table
 
@@ -97,19 +95,11 @@ def _shapes(project, labels, per_image: int) -> int:
 def _export_job(owner, project, format_key: str) -> tuple[float, float, float, int]:
     """The export as a worker runs it, in a fresh process (so its memory is the job's alone): seconds, peak RSS
     and RSS before the job in MB, and the size of the file it wrote to storage."""
-    from django.conf import settings
-    from django.db import connection
-
     from annotations.services import transfers
+    from tests.workers import worker_env
 
     job = transfers.transfer_start(project=project, user=owner, direction="export", format_key=format_key)
-    db = connection.settings_dict
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"postgresql://{quote(db['USER'] or '')}@{quote(str(db['HOST']), safe='')}:"
-        f"{db['PORT'] or 5432}/{db['NAME']}",
-        "SIGHTLINE_TEST_MEDIA_ROOT": str(settings.MEDIA_ROOT),
-    }
+    env = worker_env()
     worker = subprocess.run([sys.executable, __file__, "--job", str(job.pk)], env=env, capture_output=True, text=True)
     assert worker.returncode == 0, worker.stderr[-3000:]
     seconds, peak, before = json.loads(worker.stdout.strip().splitlines()[-1])

@@ -66,12 +66,6 @@ class Job(models.Model):
     def is_active(self) -> bool:
         return self.status in self.ACTIVE
 
-    @property
-    def kind_info(self):
-        from jobs.registry import kind_get
-
-        return kind_get(self.kind)
-
 
 class WorkerHeartbeat(models.Model):
     """The last time a django-q2 worker of one cluster, on one host, ran its heartbeat."""

@@ -21,14 +21,20 @@ class JobKind:
 _KINDS: dict[str, JobKind] = {}
 
 
-def kind_register(kind: JobKind) -> None:
-    if kind.cluster not in (GPU, CPU):
-        raise ValueError(f"Job kind {kind.name}: cluster must be {GPU} or {CPU}, not {kind.cluster!r}.")
-    _KINDS[kind.name] = kind
+def kinds_register(*kinds: JobKind) -> None:
+    for kind in kinds:
+        if kind.cluster not in (GPU, CPU):
+            raise ValueError(f"Job kind {kind.name}: cluster must be {GPU} or {CPU}, not {kind.cluster!r}.")
+        _KINDS[kind.name] = kind
 
 
 def kind_get(name: str) -> JobKind:
     return _KINDS[name]
+
+
+def kind_find(name: str) -> JobKind | None:
+    """The kind, or None for rows of a kind whose app is no longer installed."""
+    return _KINDS.get(name)
 
 
 def kinds() -> list[JobKind]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.http import Http404
 
 from jobs.models import Job
-from jobs.registry import kind_get
+from jobs.registry import kind_find
 from projects.permissions import access_child, access_project
 
 LIST_LIMIT = 200
@@ -30,22 +30,19 @@ def job_get(*, user, job_id: int, project_id: int | None = None) -> Job:
 def job_for_cancel(*, user, job_id: int, project_id: int | None = None) -> Job:
     """The job, if `user` may cancel it: the right that starts a job of its kind (404 for a stranger, 403 without it)."""
     job = job_get(user=user, job_id=job_id, project_id=project_id)
-    try:
-        permission = kind_get(job.kind).permission
-    except KeyError:
-        raise Http404("No such job.") from None
-    access_project(user, job.project_id, permission)
+    kind = kind_find(job.kind)
+    if kind is None:
+        raise Http404("No such job.")
+    access_project(user, job.project_id, kind.permission)
     return job
 
 
-def job_out(job: Job) -> dict:
-    """A job as the API and the Jobs page show it."""
-    try:
-        kind = kind_get(job.kind)
-        label, url = kind.label, kind.url.format(project_id=job.project_id, id=job.pk) if kind.url else None
-    except KeyError:  # a kind whose app was removed
-        label, url = job.kind, None
-    return {
+def job_out(job: Job, *, perms: set[str] | None = None) -> dict:
+    """A job as the API and the Jobs page show it; given the viewer's `perms`, also whether they may cancel it."""
+    kind = kind_find(job.kind)
+    label = kind.label if kind else job.kind
+    url = kind.url.format(project_id=job.project_id, id=job.pk) if kind and kind.url else None
+    out = {
         "id": job.pk,
         "kind": job.kind,
         "label": label,
@@ -61,3 +58,6 @@ def job_out(job: Job) -> dict:
         "finished_at": job.finished_at.isoformat() if job.finished_at else None,
         "url": url,
     }
+    if perms is not None:
+        out["may_cancel"] = job.is_active and kind is not None and kind.permission in perms
+    return out

@@ -18,18 +18,11 @@ from projects.permissions import project_permissions
 def jobs_page(request, project_id: int):
     project, jobs = selectors.jobs_for_project(user=request.user, project_id=project_id)
     perms = project_permissions(request.user, project)
-    rows = [{**selectors.job_out(job), "may_cancel": job.is_active and _permission(job) in perms} for job in jobs]
+    rows = [selectors.job_out(job, perms=perms) for job in jobs]
     context = {"project": project, "jobs": rows, "any_active": any(job.is_active for job in jobs)}
     if request.htmx:
         return render(request, "jobs/jobs.html#job-list", context)
     return render(request, "jobs/jobs.html", context)
-
-
-def _permission(job) -> str | None:
-    try:
-        return job.kind_info.permission
-    except KeyError:
-        return None
 
 
 @login_required

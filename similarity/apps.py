@@ -8,8 +8,7 @@ class SimilarityConfig(AppConfig):
     verbose_name = "Similarity search"
 
     def ready(self) -> None:
-        from jobs.registry import kind_register
+        from jobs.registry import kinds_register
         from similarity.jobs import KINDS
 
-        for kind in KINDS:
-            kind_register(kind)
+        kinds_register(*KINDS)

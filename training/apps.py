@@ -8,9 +8,8 @@ class TrainingConfig(AppConfig):
     verbose_name = "Training"
 
     def ready(self) -> None:
-        from jobs.registry import kind_register
+        from jobs.registry import kinds_register
         from training import signals  # noqa: F401  (file clean-up receivers)
         from training.jobs import KINDS
 
-        for kind in KINDS:
-            kind_register(kind)
+        kinds_register(*KINDS)
