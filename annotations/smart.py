@@ -27,12 +27,12 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import connection, transaction
-from PIL import Image as PILImage
 
 from annotations.assist.prompts import PromptError, prompt_parse
 from annotations.geometry import bbox as geometry_bbox
 from annotations.geometry import encode_mask
 from projects.files import stored_bytes
+from projects.imaging import open_guarded
 from projects.models import Image
 
 log = logging.getLogger(__name__)
@@ -154,7 +154,7 @@ def image_rgb(image: Image) -> np.ndarray:
     key = (image.pk, image.sha256)
     rgb = _pixels.get(key)
     if rgb is None:
-        with PILImage.open(io.BytesIO(stored_bytes(image.file.name))) as decoded:
+        with open_guarded(stored_bytes(image.file.name), copies=2) as decoded:
             rgb = np.asarray(decoded.convert("RGB"))
         _pixels.put(key, rgb)
     return rgb

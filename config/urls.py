@@ -33,3 +33,6 @@ urlpatterns = [
 
 admin.site.site_header = "Sightline administration"
 admin.site.site_title = "Sightline admin"
+
+handler404 = "config.errors.not_found"
+handler500 = "config.errors.server_error"

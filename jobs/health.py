@@ -1,5 +1,8 @@
 """GET /healthz: is the database up, is pgvector installed, is a worker of each cluster (cpu, gpu) alive, can
-the smart tool use the SAM checkpoint it was given."""
+the smart tool use the SAM checkpoint it was given. Anyone gets the status; the details (versions, hosts,
+errors) need staff or the X-Health-Token header equal to SIGHTLINE_HEALTH_TOKEN."""
+
+import hmac
 
 from django.conf import settings
 from django.db import connection
@@ -80,6 +83,16 @@ def healthz(request):
         except Exception as exc:  # a health check reports every failure instead of raising it
             results[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
     healthy = all(r["ok"] for r in results.values())
-    failing = [name for name, r in results.items() if not r["ok"]]
-    body = {"status": "ok" if healthy else "unhealthy", "failing": failing, "checks": results}
+    body = {"status": "ok" if healthy else "unhealthy"}
+    if _may_see_details(request):
+        # Versions, hosts and socket paths help an attacker as much as an operator: staff and monitors only.
+        body.update(failing=[name for name, r in results.items() if not r["ok"]], checks=results)
     return JsonResponse(body, status=200 if healthy else 503)
+
+
+def _may_see_details(request) -> bool:
+    token = settings.SIGHTLINE_HEALTH_TOKEN
+    given = request.headers.get("X-Health-Token", "")
+    if token and hmac.compare_digest(given.encode(), token.encode()):
+        return True
+    return bool(getattr(request, "user", None) and request.user.is_staff)

@@ -170,9 +170,7 @@ def _store_one(batch: _Batch, name: str, data: bytes, labels: list[str], *, show
         batch.result.rejected.append(Rejection(shown, DUPLICATE))
         return
     try:
-        decoded = decode_image(
-            data, max_pixels=settings.SIGHTLINE_MAX_IMAGE_PIXELS, thumbnail_size=settings.SIGHTLINE_THUMBNAIL_SIZE
-        )
+        decoded = decode_image(data, thumbnail_size=settings.SIGHTLINE_THUMBNAIL_SIZE)
     except ImageRejected as exc:
         batch.result.rejected.append(Rejection(shown, str(exc)))
         return

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from projects.files import stored_bytes
-from projects.imaging import ImageRejected, decode_image
+from projects.imaging import ACCEPTED_FORMATS, ImageRejected, open_guarded
 from training.models import ModelVersion
 
 if TYPE_CHECKING:
@@ -43,8 +43,11 @@ def upload_read(upload) -> bytes:
 
 
 def image_check(data: bytes) -> None:
+    """Refuse bytes a model should not read, by the same guarded decoder as uploads (limits, damage, format)."""
     try:
-        decode_image(data, max_pixels=settings.SIGHTLINE_MAX_IMAGE_PIXELS, thumbnail_size=8)
+        with open_guarded(data, copies=1) as image:
+            if image.format not in ACCEPTED_FORMATS:
+                raise ImageRejected(f"{image.format} images are not accepted; use JPEG, PNG, WEBP, BMP, TIFF or GIF.")
     except ImageRejected as exc:
         raise ValidationError({"file": [str(exc)]}) from None
 

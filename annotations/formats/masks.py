@@ -30,6 +30,7 @@ from annotations.formats.base import (
     stem,
     zip_file,
 )
+from projects.imaging import ImageRejected, open_guarded
 
 AREA_KINDS = {"box", "polygon", "mask"}
 
@@ -49,12 +50,15 @@ def _png(pixels: np.ndarray) -> bytes:
     return out.getvalue()
 
 
-def _decode_png(data: bytes, where: str) -> np.ndarray:
+def _decode_png(data: bytes, where: str, size: tuple[int, int] | None = None) -> np.ndarray:
+    """A mask's RGB pixels, by the guarded decoder; a mask of a known image must have that image's size, which
+    is checked from the header, before anything is decoded."""
     try:
-        with PILImage.open(io.BytesIO(data)) as picture:
+        # Copies: the decoded PNG, its RGB conversion and the arrays compared against each colour.
+        with open_guarded(data, copies=3, size=size) as picture:
             return np.asarray(picture.convert("RGB"))
-    except Exception as exc:  # Pillow raises many types for a damaged file
-        raise FormatError(f"{where}: not a readable PNG ({exc}).") from None
+    except ImageRejected as exc:
+        raise FormatError(f"{where}: {exc}") from None
 
 
 def _color(index: int) -> tuple[int, int, int]:
@@ -117,7 +121,7 @@ class PngMasks:
             if not (path.startswith("masks/") and path.lower().endswith(".png")):
                 continue
             name = stems.get(stem(path.removeprefix("masks/")), path)
-            pixels = _decode_png(data, path)
+            pixels = _decode_png(data, path, (known or {}).get(name))
             image = DatasetImage(name=name, width=pixels.shape[1], height=pixels.shape[0])
             for colour, label in colours.get(name, []):
                 rgb = tuple(int(colour[i : i + 2], 16) for i in (1, 3, 5))
@@ -164,7 +168,7 @@ class BlackWhiteMasks:
             if len(parts) != 3 or not parts[2].lower().endswith(".png"):
                 continue
             image_name, label, _ = parts
-            pixels = _decode_png(data, path)
+            pixels = _decode_png(data, path, (known or {}).get(flat.get(image_name, image_name)))
             mask = pixels.max(axis=2) > 127
             name = flat.get(image_name, image_name)
             image = images.setdefault(name, DatasetImage(name=name, width=pixels.shape[1], height=pixels.shape[0]))

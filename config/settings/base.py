@@ -226,6 +226,12 @@ DATA_UPLOAD_MAX_NUMBER_FILES = env_int("SIGHTLINE_MAX_FILES_PER_REQUEST", 1000)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
 SIGHTLINE_MAX_UPLOAD_BYTES = env_int("SIGHTLINE_MAX_UPLOAD_BYTES", 100 * 1024 * 1024)
 SIGHTLINE_MAX_IMAGE_PIXELS = env_int("SIGHTLINE_MAX_IMAGE_PIXELS", 120_000_000)
+# One image's pixels once decoded (RGB takes 4 bytes a pixel in Pillow: 200 MB is 52 megapixels), checked
+# from its header before anything is decoded; and all the decodes one process runs at once, which wait for
+# room (a request waits at most SIGHTLINE_DECODE_WAIT_SECONDS, then answers 503).
+SIGHTLINE_MAX_DECODED_MB = env_int("SIGHTLINE_MAX_DECODED_MB", 200)
+SIGHTLINE_DECODE_MEMORY_MB = env_int("SIGHTLINE_DECODE_MEMORY_MB", 800)
+SIGHTLINE_DECODE_WAIT_SECONDS = env_int("SIGHTLINE_DECODE_WAIT_SECONDS", 30)
 SIGHTLINE_ZIP_MAX_ENTRIES = env_int("SIGHTLINE_ZIP_MAX_ENTRIES", 20_000)
 SIGHTLINE_ZIP_MAX_UNPACKED_BYTES = env_int("SIGHTLINE_ZIP_MAX_UNPACKED_BYTES", 8 * 1024**3)
 SIGHTLINE_ZIP_MAX_RATIO = env_int("SIGHTLINE_ZIP_MAX_RATIO", 100)
@@ -234,6 +240,8 @@ SIGHTLINE_THUMBNAIL_SIZE = 256
 SIGHTLINE_ALLOW_REGISTRATION = env_bool("SIGHTLINE_ALLOW_REGISTRATION", True)
 # A worker whose heartbeat is older than this is reported as down by /healthz.
 SIGHTLINE_WORKER_STALE_SECONDS = env_int("SIGHTLINE_WORKER_STALE_SECONDS", 180)
+# A monitor that sends this in X-Health-Token gets /healthz's details, as staff do; empty: staff only.
+SIGHTLINE_HEALTH_TOKEN = os.environ.get("SIGHTLINE_HEALTH_TOKEN", "")
 # A running job beats this often; the reaper fails one silent for the stale time, and queues once more
 # (then fails) one that no idle worker took for the queued time.
 SIGHTLINE_JOB_HEARTBEAT_SECONDS = env_int("SIGHTLINE_JOB_HEARTBEAT_SECONDS", 10)

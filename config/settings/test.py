@@ -15,3 +15,5 @@ LOGGING = {"version": 1, "disable_existing_loggers": False, "root": {"level": "W
 
 # Live-server threads must not keep connections open past a test, or the test database cannot be dropped.
 DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
+# Tests that read /healthz's details send this token; an anonymous request gets only the status.
+SIGHTLINE_HEALTH_TOKEN = "test-health-token"

@@ -261,17 +261,17 @@ def test_a_broken_checkpoint_is_reported_at_start_up_and_on_the_health_page(clie
     out = capsys.readouterr()
     assert "sightline.W001" in out.err
     assert f"SIGHTLINE_SAM_CHECKPOINT: {broken} cannot be read as a PyTorch checkpoint" in out.err
-    health = client.get("/healthz").json()
+    health = client.get("/healthz", headers={"X-Health-Token": "test-health-token"}).json()
     assert health["checks"]["smart"]["ok"] is False
     assert health["checks"]["smart"]["backend"] == "grabcut"
     assert "smart" in health["failing"]
 
     settings.SIGHTLINE_SAM_CHECKPOINT = str(tmp_path / "nowhere.pth")
-    assert client.get("/healthz").json()["checks"]["smart"]["error"] == (
-        f"SIGHTLINE_SAM_CHECKPOINT: {tmp_path / 'nowhere.pth'} cannot be opened (No such file or directory)."
-    )
+    assert client.get("/healthz", headers={"X-Health-Token": "test-health-token"}).json()["checks"]["smart"][
+        "error"
+    ] == (f"SIGHTLINE_SAM_CHECKPOINT: {tmp_path / 'nowhere.pth'} cannot be opened (No such file or directory).")
     settings.SIGHTLINE_SAM_CHECKPOINT = ""
-    assert client.get("/healthz").json()["checks"]["smart"] == {
+    assert client.get("/healthz", headers={"X-Health-Token": "test-health-token"}).json()["checks"]["smart"] == {
         "ok": True,
         "backend": "grabcut",
         "description": "GrabCut (OpenCV): foreground and background scribbles",

@@ -86,6 +86,6 @@ def test_each_cluster_receives_only_its_own_kinds(routed, user, tmp_path, client
         f"embeddings job {embeddings.pk}": "gpu",
     }
     assert project.images.filter(embedding__isnull=False).count() == 3
-    workers = client.get("/healthz").json()["checks"]["workers"]
+    workers = client.get("/healthz", headers={"X-Health-Token": "test-health-token"}).json()["checks"]["workers"]
     assert (workers["routed"], workers["cpu"]["served_by"], workers["gpu"]["served_by"]) == (True, "cpu", "gpu")
     assert (workers["cpu"]["ok"], workers["gpu"]["ok"]) == (True, True)
