@@ -7,10 +7,14 @@ STAMP := $(VENV)/.installed
 TSC := $(VENV)/node/node_modules/.bin/tsc
 TYPESCRIPT := typescript@5.9.3
 
-.PHONY: run test install browser redis lint bench bench-compare clean
+.PHONY: run dev test fuzz install browser redis lint bench bench-compare clean
 
 run: $(STAMP)
 	$(PY) manage.py serve
+
+# The same, served by runserver, which reloads on every code change.
+dev: $(STAMP)
+	$(PY) manage.py serve --dev
 
 test: $(STAMP) browser redis lint
 	$(PY) -m pytest $(PYTEST_ARGS)

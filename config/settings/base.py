@@ -90,6 +90,39 @@ elif os.environ.get("DJANGO_SETTINGS_MODULE") == "config.settings.production":
 else:
     DATABASES = {"default": embedded_db.database_settings(DATA_DIR)}
 
+
+def connections_bound(database: dict, *, pool_size: int, idle_seconds: int, name: str) -> dict:
+    """A web process's connections: with a pool, its threads borrow at most `pool_size` connections and give
+    them back after each request; a connection idle for `idle_seconds` is closed, and one that died (a
+    database restart) is replaced when it is next borrowed. Without one, each request opens and closes its own.
+
+    Persistent per-thread connections (CONN_MAX_AGE) are for workers only: a web server's keep-alive threads
+    never close theirs, and enough idle clients then use up the database's connections.
+    """
+    options = {**database.get("OPTIONS", {}), "application_name": name}
+    if pool_size > 0:
+        options["pool"] = {
+            "min_size": 1,
+            "max_size": pool_size,
+            "max_idle": idle_seconds,
+            "timeout": 10,  # then OperationalError: the request answers 503 with Retry-After
+        }
+    # With a pool, health checks make Django check each connection as it is borrowed.
+    return {**database, "CONN_MAX_AGE": 0, "CONN_HEALTH_CHECKS": True, "OPTIONS": options}
+
+
+# Set by `manage.py serve` (and the Procfile) for web processes: the pool's size is the server's thread count.
+SIGHTLINE_DB_POOL_SIZE = env_int("SIGHTLINE_DB_POOL_SIZE", 0)
+SIGHTLINE_DB_POOL_IDLE_SECONDS = env_int("SIGHTLINE_DB_POOL_IDLE_SECONDS", 60)
+SIGHTLINE_PROCESS_ROLE = os.environ.get("SIGHTLINE_PROCESS_ROLE", "")
+if DATABASES and SIGHTLINE_PROCESS_ROLE == "web":
+    DATABASES["default"] = connections_bound(
+        DATABASES["default"],
+        pool_size=SIGHTLINE_DB_POOL_SIZE,
+        idle_seconds=SIGHTLINE_DB_POOL_IDLE_SECONDS,
+        name="sightline web",
+    )
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
 AUTHENTICATION_BACKENDS = [

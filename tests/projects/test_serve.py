@@ -54,12 +54,12 @@ def _env(data_dir: Path) -> dict:
     return env
 
 
-def _serve(data_dir: Path) -> subprocess.Popen:
+def _serve(data_dir: Path, port: int | None = None, **env) -> subprocess.Popen:
     """`manage.py serve` on a data directory of its own, once its web server answers."""
-    port = _free_port()
+    port = port or _free_port()
     serve = subprocess.Popen(
         [sys.executable, str(settings.BASE_DIR / "manage.py"), "serve", "--no-demo", "--port", str(port)],
-        env=_env(data_dir),
+        env={**_env(data_dir), **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -76,9 +76,20 @@ def _serve(data_dir: Path) -> subprocess.Popen:
             time.sleep(0.5)
 
 
+def _stop(serve: subprocess.Popen) -> str:
+    """Ctrl-C, as a person would, and everything serve printed."""
+    if serve.poll() is None:
+        serve.send_signal(signal.SIGINT)
+    try:
+        return serve.communicate(timeout=60)[0]
+    except subprocess.TimeoutExpired:
+        serve.kill()
+        return serve.communicate()[0]
+
+
 def _cleanup(serve: subprocess.Popen, data_dir: Path) -> None:
     if serve.poll() is None:
-        serve.kill()
+        _stop(serve)
     pid_file = data_dir / "pg" / "postmaster.pid"
     if pid_file.exists():  # a failed run must not leave its server behind
         os.kill(int(pid_file.read_text().split()[0]), signal.SIGQUIT)
@@ -94,7 +105,7 @@ def test_a_second_ctrl_c_during_shutdown_still_stops_the_worker_the_web_server_a
         started = _descendants(serve.pid)
         postmaster = int((data_dir / "pg" / "postmaster.pid").read_text().split()[0])
         assert _alive(postmaster)
-        assert len(started) >= 3  # runserver, qcluster and at least one of qcluster's workers
+        assert len(started) >= 4  # gunicorn's master and worker, qcluster and at least one of its workers
 
         serve.send_signal(signal.SIGINT)
         time.sleep(0.3)
@@ -126,6 +137,92 @@ def test_serve_leaves_running_a_database_another_process_started():
         output, _ = serve.communicate(timeout=60)
         assert "Embedded PostgreSQL left running: another process started it." in output
         assert _alive(postmaster)  # the first `make run` keeps its database when a second one exits
+    finally:
+        if serve is not None:
+            _cleanup(serve, data_dir)
+
+
+def _web_backends(data_dir: Path) -> int:
+    import psycopg
+
+    fields = (data_dir / "pg" / "postmaster.pid").read_text().split("\n")
+    with psycopg.connect(host=fields[4], port=fields[3], user="postgres", dbname="sightline") as conn:
+        query = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sightline web'"
+        return conn.execute(query).fetchone()[0]
+
+
+def _get(port: int, path: str, **headers) -> int:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_idle_keep_alive_clients_exhaust_nothing_and_connections_return_to_idle_level():
+    from concurrent.futures import ThreadPoolExecutor
+
+    data_dir = settings.BASE_DIR / ".data" / f"test-serve-{uuid.uuid4().hex[:8]}"
+    port = _free_port()
+    serve = None
+    idle: list[socket.socket] = []
+    try:
+        serve = _serve(
+            data_dir, port, SIGHTLINE_WEB_PROCESSES="1", SIGHTLINE_WEB_THREADS="3", SIGHTLINE_DB_POOL_IDLE_SECONDS="2"
+        )
+        # 120 clients that each make a request which reads the database (a session cookie makes the page load
+        # its session), then keep their connection open and say nothing more.
+        for _ in range(120):
+            client = socket.create_connection(("127.0.0.1", port))
+            client.sendall(
+                f"GET /accounts/login/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nCookie: sessionid=nosuchsession\r\n"
+                "Connection: keep-alive\r\n\r\n".encode()
+            )
+            assert client.recv(12) == b"HTTP/1.1 200"
+            idle.append(client)
+        with ThreadPoolExecutor(max_workers=12) as pool:
+            codes = list(pool.map(lambda _: _get(port, "/accounts/login/", Cookie="sessionid=x"), range(240)))
+        assert codes == [200] * 240
+        assert _web_backends(data_dir) <= 3  # one process of three threads: never more than three connections
+
+        time.sleep(7)  # past the pool's idle time, twice over
+        assert _web_backends(data_dir) == 1  # the pool's one kept connection
+        assert _get(port, "/accounts/login/", Cookie="sessionid=x") == 200
+    finally:
+        for client in idle:
+            client.close()
+        if serve is not None:
+            _cleanup(serve, data_dir)
+
+
+def test_a_killed_worker_is_restarted_with_its_orphans_stopped_and_the_web_server_stays_up():
+    import psutil
+
+    data_dir = settings.BASE_DIR / ".data" / f"test-serve-{uuid.uuid4().hex[:8]}"
+    port = _free_port()
+    serve = None
+    try:
+        serve = _serve(data_dir, port)
+        top = psutil.Process(serve.pid).children()
+        cluster = next(p for p in top if "qcluster" in " ".join(p.cmdline()))
+        deadline = time.monotonic() + 60
+        while len(cluster.children(recursive=True)) < 3 and time.monotonic() < deadline:  # sentinel and workers
+            time.sleep(0.5)
+        orphans = cluster.children(recursive=True)
+        assert len(orphans) >= 2
+
+        cluster.kill()
+        restarted = None
+        deadline = time.monotonic() + 30
+        while restarted is None and time.monotonic() < deadline:
+            assert _get(port, "/accounts/login/") == 200  # the web server never goes down
+            time.sleep(0.2)
+            clusters = [p for p in psutil.Process(serve.pid).children() if "qcluster" in " ".join(p.cmdline())]
+            restarted = next((p for p in clusters if p.pid != cluster.pid), None)
+        assert restarted is not None, "no new qcluster within 30 s"
+        assert [p.pid for p in orphans if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
+        assert "The worker exited (code -9)" in _stop(serve)
     finally:
         if serve is not None:
             _cleanup(serve, data_dir)

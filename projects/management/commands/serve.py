@@ -1,12 +1,12 @@
-"""`manage.py serve`: migrate, seed the demo once, run the web server and a worker until Ctrl-C."""
+"""`manage.py serve`: migrate, seed the demo once, then run and supervise the web server and a worker until
+Ctrl-C. `make run` serves with gunicorn (threads, a bounded connection pool), as production does;
+`make dev` (`serve --dev`) with runserver and its autoreload."""
 
 from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
-import time
 
 from django.conf import settings
 from django.core.management import call_command
@@ -15,6 +15,7 @@ from django_q.tasks import async_task
 
 from annotations.smart import smart_backend
 from config import embedded_db
+from jobs.supervision import Child, Supervisor
 from jobs.tasks import HEARTBEAT_TASK
 from projects import demo
 
@@ -26,23 +27,29 @@ class Command(BaseCommand):
         parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
         parser.add_argument("--no-demo", action="store_true", help="Do not create the demo user and project.")
+        parser.add_argument("--dev", action="store_true", help="Serve with runserver, reloading on code changes.")
 
-    def handle(self, *args, host: str, port: int, no_demo: bool, **options):
+    def handle(self, *args, host: str, port: int, no_demo: bool, dev: bool, **options):
         # A shell starts background jobs with SIGINT ignored; take both signals explicitly, from the
         # start: whenever the first one comes, what was started so far (the database too) is stopped.
         _state.update(stopping=False, hurry=False)
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # SIGHUP: the terminal was closed
             signal.signal(signum, _interrupt)
-        children: list[subprocess.Popen] = []
+        supervisor = Supervisor(log=self.stderr.write, hurry=lambda: _state["hurry"])
         try:
-            self._start(children, host=host, port=port, no_demo=no_demo)
-            self._wait(children)
+            self._prepare(no_demo=no_demo)
+            for child in children(host=host, port=port, dev=dev):
+                supervisor.start(child)
+            self._announce(host=host, port=port, no_demo=no_demo, dev=dev)
+            supervisor.watch(stopping=lambda: _state["stopping"])
         except KeyboardInterrupt:
             self.stdout.write("\nStopping Sightline...")
         finally:
-            self._stop(children)
+            _state["stopping"] = True
+            supervisor.stop_all()
+            self._stop_database()
 
-    def _start(self, children: list[subprocess.Popen], *, host: str, port: int, no_demo: bool) -> None:
+    def _prepare(self, *, no_demo: bool) -> None:
         call_command("migrate", interactive=False, verbosity=0)
         self.stdout.write("Database ready and migrated.")
         if not no_demo:
@@ -57,45 +64,58 @@ class Command(BaseCommand):
         # A first heartbeat now, so /healthz is green as soon as the worker picks it up.
         async_task(HEARTBEAT_TASK)
 
-        manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
-        # Each child leads its own process group: Ctrl-C reaches only this process, which stops them
-        # in order (worker, then web, then the database), and a group is killed with its own children.
-        for command in (["runserver", f"{host}:{port}", "--noreload"], ["qcluster"]):
-            children.append(subprocess.Popen([*manage, *command], start_new_session=True))
+    def _announce(self, *, host: str, port: int, no_demo: bool, dev: bool) -> None:
         url = f"http://{'localhost' if host in {'127.0.0.1', '0.0.0.0'} else host}:{port}/"
-        self.stdout.write(self.style.SUCCESS(f"\nSightline is running at {url}"))
+        server = "runserver, reloading on changes" if dev else f"gunicorn, {web_processes()} x {web_threads()} threads"
+        self.stdout.write(self.style.SUCCESS(f"\nSightline is running at {url} ({server})"))
         if not no_demo:
             self.stdout.write(f"Demo login: {demo.DEMO_USERNAME} / {demo.DEMO_PASSWORD}")
         self.stdout.write(f"Health: {url}healthz   API docs: {url}api/docs/   Press Ctrl-C to stop.\n")
 
-    def _wait(self, children: list[subprocess.Popen]) -> None:
-        while all(child.poll() is None for child in children):
-            time.sleep(0.5)
-        self.stderr.write("A Sightline process exited; stopping the others.")
+    def _stop_database(self) -> None:
+        if "DATABASE_URL" in os.environ:
+            return
+        from django.db import connections
 
-    def _stop(self, children: list[subprocess.Popen]) -> None:
-        """Stop everything this command started, whatever signals arrive meanwhile.
+        connections.close_all()
+        if embedded_db.stop(settings.DATA_DIR):
+            self.stdout.write("Embedded PostgreSQL stopped.")
+        else:
+            self.stdout.write("Embedded PostgreSQL left running: another process started it.")
 
-        A second Ctrl-C no longer interrupts the clean-up: it only cuts the waiting short, so the
-        children are killed at once and the database is still stopped.
-        """
-        _state["stopping"] = True
-        for child in children:
-            _signal_group(child, signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        while any(child.poll() is None for child in children) and time.monotonic() < deadline and not _state["hurry"]:
-            time.sleep(0.1)
-        for child in children:
-            _signal_group(child, signal.SIGKILL)  # the group too: qcluster's workers must not outlive it
-            child.wait()
-        if "DATABASE_URL" not in os.environ:
-            from django.db import connections
 
-            connections.close_all()
-            if embedded_db.stop(settings.DATA_DIR):
-                self.stdout.write("Embedded PostgreSQL stopped.")
-            else:
-                self.stdout.write("Embedded PostgreSQL left running: another process started it.")
+def web_processes() -> int:
+    return int(os.environ.get("SIGHTLINE_WEB_PROCESSES", "2"))
+
+
+def web_threads() -> int:
+    return int(os.environ.get("SIGHTLINE_WEB_THREADS", "4"))
+
+
+def children(*, host: str, port: int, dev: bool) -> list[Child]:
+    """The web server and the worker, each with its own environment."""
+    manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
+    if dev:
+        web = Child("web server", [*manage, "runserver", f"{host}:{port}"], {"SIGHTLINE_PROCESS_ROLE": "web"})
+    else:
+        web = Child(
+            "web server",
+            [
+                *(sys.executable, "-m", "gunicorn", "config.wsgi:application"),
+                *("--bind", f"{host}:{port}", "--worker-class", "gthread"),
+                *("--workers", str(web_processes()), "--threads", str(web_threads())),
+                # Keep-alive sockets wait in gunicorn's event loop, not in a thread, and hold no connection.
+                *("--keep-alive", "5", "--timeout", "120", "--graceful-timeout", "10"),
+                *("--chdir", str(settings.BASE_DIR)),
+            ],
+            {
+                "SIGHTLINE_PROCESS_ROLE": "web",
+                # One pooled connection per thread: a process never holds more than it can use.
+                "SIGHTLINE_DB_POOL_SIZE": os.environ.get("SIGHTLINE_DB_POOL_SIZE", str(web_threads())),
+                "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "config.settings.base"),
+            },
+        )
+    return [web, Child("worker", [*manage, "qcluster"], {"SIGHTLINE_PROCESS_ROLE": "worker"})]
 
 
 _state = {"stopping": False, "hurry": False}
@@ -108,10 +128,3 @@ def _interrupt(signum, frame) -> None:
         return
     _state["stopping"] = True
     raise KeyboardInterrupt
-
-
-def _signal_group(child: subprocess.Popen, signum: int) -> None:
-    try:
-        os.killpg(child.pid, signum)
-    except OSError:
-        pass  # the group has gone already (ESRCH; EPERM on some systems once its leader is gone)
