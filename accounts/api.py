@@ -7,10 +7,10 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from accounts import services
+from accounts.throttles import AuthThrottle
 from config.api import StrictSerializer
 from projects.permissions import projects_for_user
 
@@ -18,8 +18,7 @@ from projects.permissions import projects_for_user
 class RegisterApi(APIView):
     permission_classes = [AllowAny]
     authentication_classes: list = []
-    throttle_classes = [ScopedRateThrottle]
-    throttle_scope = "auth"
+    throttle_classes = [AuthThrottle]
 
     class InputSerializer(StrictSerializer):
         username = serializers.CharField(max_length=150)
@@ -47,8 +46,7 @@ class RegisterApi(APIView):
 class TokenApi(APIView):
     permission_classes = [AllowAny]
     authentication_classes: list = []
-    throttle_classes = [ScopedRateThrottle]
-    throttle_scope = "auth"
+    throttle_classes = [AuthThrottle]
 
     class InputSerializer(StrictSerializer):
         username = serializers.CharField()

@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import Http404
@@ -12,12 +13,38 @@ from rest_framework.authtoken.models import Token
 
 from accounts import services
 from accounts.forms import SignupForm
+from accounts.throttles import auth_attempt_allowed
 from projects.permissions import projects_for_user
+
+
+def _throttled(wait: int) -> str:
+    return f"Too many attempts from your address. Try again in {wait} seconds."
+
+
+class LoginView(auth_views.LoginView):
+    """Django's log-in, with the same brute-force limit as the token API: a refused attempt checks no password."""
+
+    template_name = "accounts/login.html"
+
+    def post(self, request, *args, **kwargs):
+        allowed, wait = auth_attempt_allowed(request)
+        if allowed:
+            return super().post(request, *args, **kwargs)
+        form = self.get_form_class()(request)  # unbound: validating it would check the password
+        context = self.get_context_data(form=form, throttled=_throttled(wait))
+        return self.render_to_response(context, status=429, headers={"Retry-After": str(wait)})
 
 
 def signup(request):
     if not settings.SIGHTLINE_ALLOW_REGISTRATION:
         raise Http404("Registration is turned off on this server.")
+    if request.method == "POST":
+        allowed, wait = auth_attempt_allowed(request)
+        if not allowed:
+            context = {"form": SignupForm(), "throttled": _throttled(wait)}
+            response = render(request, "accounts/signup.html", context, status=429)
+            response["Retry-After"] = str(wait)
+            return response
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:

@@ -12,6 +12,14 @@ Conf.SYNC = True
 
 
 @pytest.fixture(autouse=True)
+def fresh_cache():
+    """Each test starts with no throttle counts (and nothing else cached) from the tests before it."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def media_root(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
     return settings.MEDIA_ROOT

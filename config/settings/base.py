@@ -209,6 +209,9 @@ REST_FRAMEWORK = {
     # `?format=` names an export format (coco, yolo, ...), not a DRF renderer.
     "URL_FORMAT_OVERRIDE": None,
     "DEFAULT_THROTTLE_RATES": {"auth": os.environ.get("SIGHTLINE_AUTH_RATE", "30/minute")},
+    # How many proxies in front of Sightline append to X-Forwarded-For. 0: the header is ignored and the
+    # connecting address counts, so a client cannot escape the limits by inventing one.
+    "NUM_PROXIES": env_int("SIGHTLINE_NUM_PROXIES", 0),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Sightline API",
