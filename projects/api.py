@@ -314,6 +314,10 @@ class ImageListApi(APIView):
     class UploadOutput(serializers.Serializer):
         stored = ImageOutput(many=True)
         rejected = serializers.ListField(child=serializers.DictField())
+        labels_not_created = serializers.ListField(
+            child=serializers.CharField(), help_text="Labels left off: the uploader may not create labels."
+        )
+        notice = serializers.CharField(help_text="Why labels were left off, for a person; empty when none were.")
 
     @extend_schema(
         parameters=[
@@ -352,6 +356,8 @@ class ImageListApi(APIView):
         body = {
             "stored": ImageOutput(stored.order_by("id"), many=True).data,
             "rejected": [{"name": r.name, "reason": r.reason} for r in result.rejected],
+            "labels_not_created": result.labels_not_created,
+            "notice": result.notice,
         }
         return Response(body, status=status.HTTP_201_CREATED if result.stored else status.HTTP_400_BAD_REQUEST)
 

@@ -17,6 +17,7 @@ from annotations.services import classifications_add
 from projects import archives
 from projects.imaging import DecodedImage, ImageRejected, decode_image
 from projects.models import Image, Label, Project
+from projects.permissions import project_permissions
 from projects.services import labels_get_or_create, labels_validate
 
 DUPLICATE = "The same image is already in this project (duplicate)."
@@ -33,6 +34,18 @@ class Rejection:
 class UploadResult:
     stored: list[Image] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
+    # Names that would have become new labels, had the uploader the right to create labels.
+    labels_not_created: list[str] = field(default_factory=list)
+
+    @property
+    def notice(self) -> str:
+        if not self.labels_not_created:
+            return ""
+        names = ", ".join(self.labels_not_created)
+        return (
+            f"The images were stored without the labels {names}: they do not exist in this project, and your role "
+            "may not create labels. Ask someone who manages labels to add them."
+        )
 
 
 @dataclass
@@ -44,6 +57,7 @@ class _Batch:
     result: UploadResult = field(default_factory=UploadResult)
     seen: set[str] = field(default_factory=set)
     labels: dict[str, Label] = field(default_factory=dict)  # created on the first stored image that needs them
+    may_create_labels: bool = True
     written: list[Image] = field(default_factory=list)  # every image whose files are on disk
 
 
@@ -52,12 +66,14 @@ def images_upload(*, project: Project, user: User, files: list[UploadedFile], la
 
     `labels` (classification labels typed at upload) go on every stored image; inside a ZIP,
     each image's folder name is added as a label too. Labels that do not exist are created, but
-    only when an image that carries them is stored: a refused upload leaves no label behind.
+    only when an image that carries them is stored: a refused upload leaves no label behind, and only when
+    the user may manage labels; otherwise the images are stored without them, and the result says which.
     Rows are committed UPLOAD_BATCH files at a time, so a large upload holds no transaction (and no
     lock) for its whole length. An unexpected error takes back the batch it happened in, rows and
     files; the batches before it stay stored.
     """
-    batch = _Batch(project=project, user=user)
+    may_create = "manage_labels_project" in project_permissions(user, project)
+    batch = _Batch(project=project, user=user, may_create_labels=may_create)
     try:
         common = labels_validate(project=project, names=labels)
     except ValidationError as exc:
@@ -184,10 +200,18 @@ def _store_one(batch: _Batch, name: str, data: bytes, labels: list[str], *, show
 
 
 def _labels_for(batch: _Batch, names: list[str]) -> list[Label]:
+    names = list(dict.fromkeys(names))  # a ZIP folder may repeat a label typed for the whole upload
     missing = [name for name in names if name not in batch.labels]
-    for label in labels_get_or_create(project=batch.project, names=missing):
+    if batch.may_create_labels:
+        found = labels_get_or_create(project=batch.project, names=missing)
+    else:
+        found = list(Label.objects.filter(project=batch.project, name__in=missing))
+        for name in sorted(set(missing) - {label.name for label in found}):
+            if name not in batch.result.labels_not_created:
+                batch.result.labels_not_created.append(name)
+    for label in found:
         batch.labels[label.name] = label
-    return [batch.labels[name] for name in names]
+    return [batch.labels[name] for name in names if name in batch.labels]
 
 
 def _image_save(batch: _Batch, name: str, decoded: DecodedImage) -> Image | None:

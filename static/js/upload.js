@@ -144,6 +144,8 @@ if (form) {
     let sent = 0, stored = 0;
     /** @type {{name: string, reason: string}[]} */
     const rejected = [];
+    /** @type {Set<string>} */
+    const notices = new Set();
     try {
       for (const batch of batches(files)) {
         const body = new FormData();
@@ -158,6 +160,7 @@ if (form) {
         if (json && Array.isArray(json.stored)) {
           stored += json.stored.length;
           rejected.push(...json.rejected);
+          if (json.notice) notices.add(json.notice);
         } else {
           const reason = errorText(json) || `HTTP ${status}`;
           rejected.push(...batch.map((f) => ({ name: f.name, reason })));
@@ -168,11 +171,13 @@ if (form) {
     }
     bar.value = 100;
     text.textContent = `Done: ${stored} stored, ${rejected.length} refused.`;
-    resultBox.innerHTML = rejected.length
-      ? `<p class="error">Refused:</p><ul class="rejected">${rejected
-          .map((r) => `<li><strong>${escapeHtml(r.name)}</strong>: ${escapeHtml(r.reason)}</li>`)
-          .join("")}</ul>`
-      : "";
+    resultBox.innerHTML =
+      [...notices].map((n) => `<p class="notice">${escapeHtml(n)}</p>`).join("") +
+      (rejected.length
+        ? `<p class="error">Refused:</p><ul class="rejected">${rejected
+            .map((r) => `<li><strong>${escapeHtml(r.name)}</strong>: ${escapeHtml(r.reason)}</li>`)
+            .join("")}</ul>`
+        : "");
     button.disabled = false;
     form.reset();
     dropped = [];

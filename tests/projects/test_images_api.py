@@ -400,3 +400,44 @@ def test_a_bomb_of_many_small_entries_is_refused_as_a_whole(api, project, monkey
     assert rejected[0]["reason"].endswith("times larger than it is packed (limit 100:1); this looks like a ZIP bomb.")
     assert reads == []  # refused from the directory, before any entry is unpacked
     assert Image.objects.count() == 0
+
+
+def test_an_uploader_who_may_not_manage_labels_stores_images_without_new_labels_and_is_told(user):
+    from django.contrib.auth.models import Permission
+
+    from projects.models import Role
+    from projects.services import membership_grant
+
+    project = make_project(owner=user)
+    existing = Label.objects.create(project=project, name="cat")
+    uploader_role = Role.objects.create(name="Uploader")
+    uploader_role.permissions.set(Permission.objects.filter(codename__in=["view_project", "upload_project"]))
+    uploader = UserFactory()
+    membership_grant(project=project, email=uploader.email, role=uploader_role)
+
+    response = client_for(uploader).post(
+        f"/api/projects/{project.id}/images/",
+        {"files": [image_file("a.png")], "labels": "cat,dog,bird"},
+        format="multipart",
+    )
+    assert response.status_code == 201
+    body = response.json()
+    assert [i["labels"] for i in body["stored"]] == [[existing.name]]
+    assert body["labels_not_created"] == ["bird", "dog"]
+    assert body["notice"] == (
+        "The images were stored without the labels bird, dog: they do not exist in this project, and your role may "
+        "not create labels. Ask someone who manages labels to add them."
+    )
+    assert sorted(Label.objects.filter(project=project).values_list("name", flat=True)) == ["cat"]
+
+
+def test_a_zip_folder_that_repeats_a_typed_label_stores_the_image_with_it_once(api, user):
+    project = make_project(owner=user)
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("cat/a.png", image_bytes())
+    upload = SimpleUploadedFile("pets.zip", archive.getvalue())
+    response = api.post(f"/api/projects/{project.id}/images/", {"files": [upload], "labels": "cat"}, format="multipart")
+    assert response.status_code == 201
+    assert [i["labels"] for i in response.json()["stored"]] == [["cat"]]
+    assert (response.json()["labels_not_created"], response.json()["notice"]) == ([], "")
