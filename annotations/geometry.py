@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 from pycocotools import mask as coco_mask
 from shapely.geometry import MultiPolygon, Polygon
-from shapely.validation import make_valid
+from shapely.validation import explain_validity, make_valid
 
 KINDS = ("box", "polygon", "polyline", "points", "mask")
 KEYPOINT_KINDS = {"box", "polygon"}
@@ -26,12 +26,15 @@ class GeometryError(ValueError):
 # --- validation ------------------------------------------------------------------------------
 
 
-def validate(kind: str, geometry: Any, *, width: int, height: int) -> dict:
-    """Check a shape and return it normalised: numbers as floats, coordinates clipped to the image."""
+def validate(kind: str, geometry: Any, *, width: int, height: int, repair: bool = False) -> dict:
+    """Check a shape and return it normalised: numbers as floats, coordinates clipped to the image. A polygon
+    must be valid as shapely defines it (no self-intersection); with `repair`, an invalid one is made valid."""
     if kind not in KINDS:
         raise GeometryError(f"unknown kind {kind!r}; use one of {', '.join(KINDS)}")
     if not isinstance(geometry, dict):
         raise GeometryError("geometry must be a JSON object")
+    if kind == "polygon":
+        return _polygon(geometry, width, height, repair=repair)
     return _VALIDATORS[kind](geometry, width, height)
 
 
@@ -101,7 +104,7 @@ def _box(geometry: dict, width: int, height: int) -> dict:
     return {"x": x0, "y": y0, "width": x1 - x0, "height": y1 - y0}
 
 
-def _polygon(geometry: dict, width: int, height: int) -> dict:
+def _polygon(geometry: dict, width: int, height: int, *, repair: bool = False) -> dict:
     _only(geometry, {"parts"}, "polygon")
     parts = geometry.get("parts")
     if not isinstance(parts, list) or not parts:
@@ -114,13 +117,36 @@ def _polygon(geometry: dict, width: int, height: int) -> dict:
         holes = part.get("holes", [])
         if not isinstance(holes, list):
             raise GeometryError(f"polygon part {p} holes must be a list of rings")
-        out.append(
-            {
-                "outer": _ring(part.get("outer"), f"polygon part {p} outer ring", width, height),
-                "holes": [_ring(hole, f"polygon part {p} hole {h}", width, height) for h, hole in enumerate(holes)],
-            }
-        )
+        outer = _ring(part.get("outer"), f"polygon part {p} outer ring", width, height)
+        rings = [_ring(hole, f"polygon part {p} hole {h}", width, height) for h, hole in enumerate(holes)]
+        if len(outer) == 3 and not rings:  # a triangle with an area is always valid: skip shapely's check
+            out.append({"outer": outer, "holes": []})
+            continue
+        shape = Polygon(outer, rings)
+        if shape.is_valid:
+            out.append({"outer": outer, "holes": rings})
+        elif repair:
+            out.extend(_valid_parts(shape))
+        else:
+            raise GeometryError(
+                f"polygon part {p} is not a valid polygon ({explain_validity(shape)}); fix it, or send "
+                '"repair": true to have it split into valid parts'
+            )
+    if not out:
+        raise GeometryError("polygon has no area once made valid")
     return {"parts": out}
+
+
+def _valid_parts(polygon: Polygon) -> list[dict]:
+    """The polygon made valid (shapely's make_valid), as parts with an area; lines and points it yields go."""
+    parts = []
+    fixed = make_valid(polygon)
+    for piece in getattr(fixed, "geoms", [fixed]):
+        if isinstance(piece, MultiPolygon):
+            parts.extend(_part(p) for p in piece.geoms if p.area > 0)
+        elif isinstance(piece, Polygon) and piece.area > 0:
+            parts.append(_part(piece))
+    return parts
 
 
 def _polyline(geometry: dict, width: int, height: int) -> dict:
@@ -255,14 +281,7 @@ def polygonize(geometry: dict, *, simplify: float = 0.0) -> dict:
             # Contours run through the centres of the edge pixels; grow by half a pixel so the
             # outline lies on the pixels' outer edges, as rasterizing expects.
             polygons.append(Polygon(outer, holes).buffer(0.5, join_style="mitre", mitre_limit=2.0))
-    parts = []
-    for polygon in polygons:
-        fixed = make_valid(polygon)
-        for piece in getattr(fixed, "geoms", [fixed]):
-            if isinstance(piece, MultiPolygon):
-                parts.extend(_part(p) for p in piece.geoms)
-            elif isinstance(piece, Polygon) and piece.area > 0:
-                parts.append(_part(piece))
+    parts = [part for polygon in polygons for part in _valid_parts(polygon)]
     if not parts:
         raise GeometryError("the mask is too thin to trace as a polygon")
     return {"parts": parts}

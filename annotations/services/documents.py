@@ -24,7 +24,7 @@ from projects.attributes import value_problem
 from projects.models import Image, Label
 
 MAX_ATTRIBUTES_BYTES = 4096
-SHAPE_FIELDS = {"id", "label", "kind", "geometry", "occluded", "keypoints", "attributes", "source", "score"}
+SHAPE_FIELDS = {"id", "label", "kind", "geometry", "occluded", "keypoints", "attributes", "source", "score", "repair"}
 # A client may send back a shape as it read it; these are the server's to set, so they are ignored.
 SHAPE_READ_ONLY_FIELDS = {"author", "created_at", "updated_at"}
 CLASSIFICATION_FIELDS = {"label", "default"}
@@ -140,8 +140,13 @@ def shape_clean(raw: Any, *, where: str, image: Image, labels: dict[int, Label])
     if label is None:
         raise _fail(where, f"label {raw.get('label')!r} is not a label of this project")
     kind = raw.get("kind")
+    repair = raw.get("repair", False)
+    if not isinstance(repair, bool):
+        raise _fail(where, "repair must be true or false")
     try:
-        shape_geometry = geometry.validate(kind, raw.get("geometry"), width=image.width, height=image.height)
+        shape_geometry = geometry.validate(
+            kind, raw.get("geometry"), width=image.width, height=image.height, repair=repair
+        )
         keypoints = geometry.validate_keypoints(kind, raw.get("keypoints"), width=image.width, height=image.height)
     except geometry.GeometryError as exc:
         raise _fail(where, str(exc)) from None

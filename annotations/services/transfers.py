@@ -295,6 +295,7 @@ def _raw_shape(shape: Shape, labels: dict[str, Label]) -> dict:
         "attributes": shape.attributes,
         "source": shape.source,
         "score": shape.score,
+        "repair": True,  # other tools' files hold self-intersecting polygons: import them made valid
     }
 
 

@@ -260,3 +260,21 @@ def test_non_finite_numbers_in_json_are_400(api, image, gull):
     assert response.status_code == 400
     assert response.json()["detail"].startswith("JSON parse error")
     assert Annotation.objects.count() == 0
+
+
+def test_a_self_intersecting_polygon_is_400_unless_repair_is_asked_for(api, image, gull):
+    bowtie = {"parts": [{"outer": [[0, 0], [10, 10], [10, 0], [0, 6]], "holes": []}]}
+    shape = {"label": gull.id, "kind": "polygon", "geometry": bowtie}
+    url = f"/api/images/{image.id}/annotations/"
+    refused = api.put(url, {"revision": 0, "shapes": [shape]}, format="json")
+    assert refused.status_code == 400
+    assert refused.json() == {
+        "shapes": [
+            "shape 0: polygon part 0 is not a valid polygon (Self-intersection[3.75 3.75]); fix it, or send "
+            '"repair": true to have it split into valid parts'
+        ]
+    }
+    assert Annotation.objects.count() == 0
+    saved = api.put(url, {"revision": 0, "shapes": [{**shape, "repair": True}]}, format="json")
+    assert saved.status_code == 200
+    assert [len(s["geometry"]["parts"]) for s in saved.json()["shapes"]] == [2]

@@ -105,3 +105,30 @@ def test_any_union_of_rectangles_survives_a_trace_and_rasterize_round_trip(rects
     again = decode_mask(rasterize("polygon", traced, width=48, height=48)["rle"])
     iou = (again & mask).sum() / (again | mask).sum()
     assert iou >= 0.97
+
+
+BOWTIE = {"parts": [{"outer": [[0, 0], [10, 10], [10, 0], [0, 6]], "holes": []}]}
+
+
+def test_a_self_intersecting_polygon_is_refused_with_shapelys_reason():
+    with pytest.raises(GeometryError) as caught:
+        validate("polygon", BOWTIE, width=20, height=20)
+    assert str(caught.value) == (
+        "polygon part 0 is not a valid polygon (Self-intersection[3.75 3.75]); fix it, or send "
+        '"repair": true to have it split into valid parts'
+    )
+
+
+def test_a_self_intersecting_polygon_is_made_valid_on_request():
+    repaired = validate("polygon", BOWTIE, width=20, height=20, repair=True)
+    assert sorted(sorted(map(tuple, part["outer"])) for part in repaired["parts"]) == [
+        [(0.0, 0.0), (0.0, 6.0), (3.75, 3.75)],
+        [(3.75, 3.75), (10.0, 0.0), (10.0, 10.0)],
+    ]
+    assert [part["holes"] for part in repaired["parts"]] == [[], []]
+
+
+def test_a_hole_outside_its_outer_ring_is_refused():
+    polygon = {"parts": [{"outer": [[0, 0], [10, 0], [10, 10], [0, 10]], "holes": [[[12, 12], [15, 12], [15, 15]]]}]}
+    with pytest.raises(GeometryError, match=r"^polygon part 0 is not a valid polygon \(Hole lies outside shell"):
+        validate("polygon", polygon, width=20, height=20)

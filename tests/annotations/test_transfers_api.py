@@ -396,3 +396,15 @@ def test_a_background_import_with_a_very_long_file_name_is_queued_and_keeps_its_
     assert (len(job.filename), job.filename.endswith(".json")) == (100, True)
     assert job.file.name.endswith(".json") and job.file.storage.exists(job.file.name)
     assert [p.name for p in media_root.rglob("*") if p.is_file()] == [job.file.name.rsplit("/", 1)[-1]]
+
+
+def test_an_imported_self_intersecting_polygon_is_made_valid(api, user):
+    project, images = make(user, "Target")
+    bowtie = {"parts": [{"outer": [[0, 0], [10, 10], [10, 0], [0, 6]], "holes": []}]}
+    content = json.dumps(
+        {"images": [{"name": "a.png", "shapes": [{"label": "cat", "kind": "polygon", "geometry": bowtie}]}]}
+    ).encode()
+    response = import_(api, project, "json", content)
+    assert response.status_code == 200, response.json()
+    shapes = Annotation.objects.filter(image=images["a.png"])
+    assert [len(s.geometry["parts"]) for s in shapes] == [2]
