@@ -94,6 +94,12 @@ def _work(kind_name: str):
     return getattr(importlib.import_module(module), name)
 
 
+def unexpected_error(exc: BaseException, job_id: int) -> str:
+    """What a person reads of an error nobody foresaw: its type, and where the details are. The exception's
+    own text stays in the worker's log, since it can hold paths, SQL or data from other projects."""
+    return f"Unexpected error ({type(exc).__name__}); the worker's log has the details of job {job_id}."
+
+
 def job_run(job_id: int) -> str | None:
     """Run a queued job to its end; one that is not queued any more (done, cancelled, picked twice) is left alone."""
     now = timezone.now()
@@ -118,11 +124,14 @@ def job_run(job_id: int) -> str | None:
         fields.update(error=" ".join(exc.messages), phase="Failed")
     except Exception as exc:  # a job reports every failure on its row instead of dying silently
         logger.exception("Job %s (%s) failed", job_id, job.kind)
-        fields.update(error=f"Unexpected error: {type(exc).__name__}: {exc}", phase="Failed")
+        fields.update(error=unexpected_error(exc, job_id), phase="Failed")
     finally:
         beat.done.set()
         beat.join(timeout=10)
     fields["phase"] = fields["phase"][:PHASE_LIMIT]
     # Only a job still running is ended here: one the reaper marked failed stays failed.
     Job.objects.filter(pk=job_id, status=Job.Status.RUNNING).update(finished_at=timezone.now(), **fields)
+    from jobs.services import jobs_dispatch
+
+    jobs_dispatch(project_id=job.project_id, kind=job.kind)  # the project's next job of this kind
     return fields["status"]

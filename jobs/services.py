@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import socket
+import zlib
 from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from jobs.models import Job, WorkerHeartbeat
@@ -30,12 +32,37 @@ def current_cluster() -> str:
 
 
 def job_submit(job: Job) -> Job:
-    """Queue a job row saved in the caller's transaction; it reaches the broker only once that commits."""
-    now = timezone.now()
-    Job.objects.filter(pk=job.pk).update(attempts=1, enqueued_at=now)
-    job.attempts, job.enqueued_at = 1, now
-    transaction.on_commit(lambda: _enqueue(job.pk, job.kind))
+    """Queue a job row saved in the caller's transaction; it reaches the broker once that commits, and only when
+    no earlier job of its project and kind is still in the broker or running (`jobs_dispatch`)."""
+    phase = f"Waiting for this project's earlier {kind_get(job.kind).label.lower()} job to finish."
+    Job.objects.filter(pk=job.pk).update(phase=phase)
+    job.phase = phase
+    project_id, kind = job.project_id, job.kind
+    transaction.on_commit(lambda: jobs_dispatch(project_id=project_id, kind=kind))
     return job
+
+
+def jobs_dispatch(*, project_id: int, kind: str) -> int | None:
+    """Hand the project's oldest waiting job of this kind to the broker, unless one of them is there already.
+
+    The fair queue: a project has at most one job of a kind in the broker or running, so a job never waits
+    behind more than one job of each other project. Called when a job is submitted, ends, is cancelled or is
+    reaped; returns the id of the job handed on, if any.
+    """
+    with transaction.atomic():
+        # One dispatcher at a time per project and kind: two could otherwise both see nothing in flight.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [project_id, zlib.crc32(kind.encode()) >> 1])
+        same = Job.objects.filter(project_id=project_id, kind=kind)
+        in_flight = same.filter(Q(status=Job.Status.RUNNING) | Q(status=Job.Status.QUEUED, enqueued_at__isnull=False))
+        if in_flight.exists():
+            return None
+        waiting = same.filter(status=Job.Status.QUEUED, enqueued_at__isnull=True).order_by("created_at", "id").first()
+        if waiting is None:
+            return None
+        Job.objects.filter(pk=waiting.pk).update(attempts=1, enqueued_at=timezone.now(), phase="Queued")
+        transaction.on_commit(lambda: _enqueue(waiting.pk, kind))
+    return waiting.pk
 
 
 def _enqueue(job_id: int, kind_name: str) -> None:
@@ -59,6 +86,8 @@ def job_cancel(*, job: Job) -> Job:
                 "Cancelled before it started.",
             )
             job.save(update_fields=["status", "finished_at", "phase"])
+            project_id, kind = job.project_id, job.kind
+            transaction.on_commit(lambda: jobs_dispatch(project_id=project_id, kind=kind))
         elif job.status == Job.Status.RUNNING:
             job.cancel_requested = True
             job.save(update_fields=["cancel_requested"])
@@ -103,6 +132,14 @@ def jobs_reap(*, now=None) -> dict[str, int]:
                 error=f"No worker took this job, even after it was queued again. Check that a worker serves the "
                 f"{cluster} cluster (manage.py qcluster, with Q_CLUSTER_NAME={cluster} in a deployment).",
             )
+    # Jobs waiting behind one that ended without handing them on (its worker died, say) are handed on now.
+    stuck = (
+        Job.objects.filter(status=Job.Status.QUEUED, enqueued_at__isnull=True)
+        .values_list("project_id", "kind")
+        .distinct()
+    )
+    for project_id, kind in stuck:
+        jobs_dispatch(project_id=project_id, kind=kind)
     return {"failed": failed + given_up, "requeued": requeued}
 
 

@@ -113,6 +113,9 @@ def parameters_clean(task: str, raw: dict) -> dict:
             errors[name] = [str(exc)]
     if not errors:
         errors.update(_check_time_limit(out))
+        for name, messages in _check_server_limits(out).items():
+            errors.setdefault(name, messages)
+    if not errors:
         errors.update(_check_backbone(out))
     if errors:
         raise ValidationError(errors)
@@ -162,6 +165,29 @@ def _check_time_limit(parameters: dict) -> dict[str, list[str]]:
     return {}
 
 
+def _check_server_limits(parameters: dict) -> dict[str, list[str]]:
+    """What one job may cost on this server (SIGHTLINE_TRAIN_MAX_*), so one job cannot hold the workers for days."""
+    from django.conf import settings
+
+    errors = {}
+    if parameters["epochs"] > settings.SIGHTLINE_TRAIN_MAX_EPOCHS:
+        errors["epochs"] = [
+            f"At most {settings.SIGHTLINE_TRAIN_MAX_EPOCHS} epochs on this server (SIGHTLINE_TRAIN_MAX_EPOCHS)."
+        ]
+    pixels = parameters["batch_size"] * parameters["image_size"] ** 2
+    if pixels > settings.SIGHTLINE_TRAIN_MAX_BATCH_PIXELS:
+        errors["batch_size"] = [
+            f"A batch of {parameters['batch_size']} images of {parameters['image_size']} px is {pixels:,} pixels, "
+            f"more than this server's {settings.SIGHTLINE_TRAIN_MAX_BATCH_PIXELS:,} "
+            "(SIGHTLINE_TRAIN_MAX_BATCH_PIXELS): lower the batch size or the image size."
+        ]
+    if parameters["time_limit_minutes"] > settings.SIGHTLINE_TRAIN_MAX_MINUTES:
+        errors["time_limit_minutes"] = [
+            f"At most {settings.SIGHTLINE_TRAIN_MAX_MINUTES} minutes on this server (SIGHTLINE_TRAIN_MAX_MINUTES)."
+        ]
+    return errors
+
+
 def _check_backbone(parameters: dict) -> dict[str, list[str]]:
     """A backbone timm does not know, or pretrained weights this machine lacks, fail before the job starts."""
     import timm
@@ -176,16 +202,29 @@ def _check_backbone(parameters: dict) -> dict[str, list[str]]:
                 f"SIGHTLINE_WEIGHTS_DIR, choose {DEFAULT_BACKBONE}, or turn pretrained off."
             ]
         }
-    if parameters["fine_tune"] == "top" and not _supports_top(name):
+    from django.conf import settings
+
+    count, top = _architecture(name)
+    if count > settings.SIGHTLINE_TRAIN_MAX_PARAMETERS:
+        return {
+            "backbone": [
+                f"{name} has {count:,} parameters, more than this server's {settings.SIGHTLINE_TRAIN_MAX_PARAMETERS:,} "
+                "(SIGHTLINE_TRAIN_MAX_PARAMETERS)."
+            ]
+        }
+    if parameters["fine_tune"] == "top" and not top:
         return {"fine_tune": [f"{name} cannot train only its top stages; choose all or head."]}
     return {}
 
 
-def _supports_top(name: str) -> bool:
+def _architecture(name: str) -> tuple[int, bool]:
+    """The backbone's parameter count and whether it can train only its top stages, from its architecture
+    alone: it is built on the meta device, which allocates no weights, however large."""
     import timm
     import torch
 
     from training.ml.layers import supports_top
 
-    with torch.device("meta"):  # the architecture without allocating its weights, however large
-        return supports_top(timm.create_model(name, pretrained=False, num_classes=2))
+    with torch.device("meta"):
+        model = timm.create_model(name, pretrained=False, num_classes=2)
+        return sum(p.numel() for p in model.parameters()), supports_top(model)

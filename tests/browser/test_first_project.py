@@ -35,9 +35,9 @@ def test_sign_up_create_a_project_upload_three_images_and_see_them(live_server, 
     page.fill("#upload-form input[name=labels]", "swatch")
     page.click("#upload-form button[type=submit]")
     page.wait_for_selector("text=Done: 3 stored, 0 refused.")
-    page.wait_for_function("document.querySelectorAll('#grid .tile img').length === 3")
+    page.wait_for_function("() => document.querySelectorAll('#grid .tile img').length === 3")
     page.wait_for_function(
-        "[...document.querySelectorAll('#grid .tile img')].every(img => img.complete && img.naturalWidth > 0)"
+        "() => [...document.querySelectorAll('#grid .tile img')].every(img => img.complete && img.naturalWidth > 0)"
     )
 
     assert page.inner_text("#grid .grid-head span") == "3 images"

@@ -102,7 +102,9 @@ def test_a_slow_action_disables_its_button_and_counts_the_seconds(project, page,
         document.getElementById('similar-upload').target = 'sink'; }""")
     page.set_input_files("#similar-upload input[type=file]", str(tmp_path / "query.png"))
     page.click("#similar-upload button[type=submit]", no_wait_after=True)
-    page.wait_for_function("/^Searching… [1-3] s$/.test(document.querySelector('#similar-upload button').textContent)")
+    page.wait_for_function(
+        "() => /^Searching… [1-3] s$/.test(document.querySelector('#similar-upload button').textContent)"
+    )
     assert page.eval_on_selector("#similar-upload button", "b => b.disabled") is True
     assert len(held) == 1
     held[0].abort()

@@ -61,7 +61,7 @@ def menu(page, action):
 
 
 def saved(page):
-    page.wait_for_function("document.getElementById('save-state').dataset.state === 'saved'")
+    page.wait_for_function("() => document.getElementById('save-state').dataset.state === 'saved'")
 
 
 def shapes(image):
@@ -120,7 +120,7 @@ def test_unsaved_work_survives_a_reload(setup, page, live_server):
     page.route("**/annotations/", lambda route: route.abort() if route.request.method == "PUT" else route.continue_())
     page.keyboard.press("p")
     page.mouse.click(*screen(page, 30, 30))
-    page.wait_for_function("document.getElementById('save-state').dataset.state === 'offline'")
+    page.wait_for_function("() => document.getElementById('save-state').dataset.state === 'offline'")
     assert shapes(setup["image"]) == []
     kept = json.loads(page.evaluate(f"() => localStorage.getItem('sightline:pending:{setup['image'].id}')"))
     assert [s["kind"] for s in kept["shapes"]] == ["points"]
@@ -187,7 +187,7 @@ def test_a_polygon_with_a_second_part_and_a_hole_then_rasterize_and_back(setup, 
     page.keyboard.press("v")
     page.mouse.click(*screen(page, 30, 30))  # select the polygon: conversions act on the selected object
     menu(page, "rasterize")
-    page.wait_for_function("window.sightline.store.shapes[0].kind === 'mask'")
+    page.wait_for_function("() => window.sightline.store.shapes[0].kind === 'mask'")
     saved(page)
     [mask] = shapes(setup["image"])
     assert mask["kind"] == "mask"
@@ -200,7 +200,7 @@ def test_a_polygon_with_a_second_part_and_a_hole_then_rasterize_and_back(setup, 
     page.click("#more-menu summary")
     page.uncheck("#simplify")
     page.click("[data-action=polygonize]")
-    page.wait_for_function("window.sightline.store.shapes[0].kind === 'polygon'")
+    page.wait_for_function("() => window.sightline.store.shapes[0].kind === 'polygon'")
     saved(page)
     [back] = shapes(setup["image"])
     assert back["kind"] == "polygon"
@@ -236,7 +236,7 @@ def test_keypoints_from_the_label_template_can_be_placed_and_hidden(setup, page,
     page.keyboard.down("Alt")
     page.mouse.click(*screen(page, 160, 130))
     page.keyboard.up("Alt")
-    page.wait_for_function("window.sightline.store.shapes[0].keypoints[1].visible === false")
+    page.wait_for_function("() => window.sightline.store.shapes[0].keypoints[1].visible === false")
     saved(page)
     [box] = Annotation.objects.filter(image=setup["image"]).values("keypoints")
     assert [(round(k["x"]), round(k["y"]), k["visible"]) for k in box["keypoints"]] == [
@@ -281,7 +281,7 @@ def test_bitmap_brush_eraser_and_fill(setup, page, live_server):
     page.keyboard.press("g")
     page.mouse.click(*screen(page, 250, 200))
     page.wait_for_function(
-        "window.sightline.store.shapes.length === 2 && document.getElementById('save-state').dataset.state === 'saved'"
+        "() => window.sightline.store.shapes.length === 2 && document.getElementById('save-state').dataset.state === 'saved'"
     )
     saved(page)
     filled = decode_mask(shapes(setup["image"])[1]["geometry"]["rle"])
@@ -344,15 +344,15 @@ def test_label_panel_hide_show_and_fixed_aspect_boxes(setup, page, live_server):
     page.mouse.down()
     page.mouse.move(*screen(page, 140, 180), steps=3)
     page.mouse.up()
-    page.wait_for_function("window.sightline.store.shapes.length === 1")
+    page.wait_for_function("() => window.sightline.store.shapes.length === 1")
     saved(page)
     [box] = shapes(setup["image"])
     assert box["label__name"] == "heron"
     assert [round(box["geometry"][k]) for k in ("width", "height")] == [160, 80]
     page.click("[data-action=hide-all]")
-    page.wait_for_function("window.sightline.renderer.drawn === 0")
+    page.wait_for_function("() => window.sightline.renderer.drawn === 0")
     page.click("[data-action=show-all]")
-    page.wait_for_function("window.sightline.renderer.drawn === 1")
+    page.wait_for_function("() => window.sightline.renderer.drawn === 1")
     assert Label.objects.filter(project=setup["project"], name="heron").exists()
 
 

@@ -166,7 +166,7 @@ def test_a_refused_save_is_explained_in_words_and_not_sent_again(setup, page, li
     page.on("request", lambda r: puts.append(r.url) if r.method == "PUT" else None)
     page.keyboard.press("p")
     page.mouse.click(*screen(page, 30, 30))
-    page.wait_for_function("document.getElementById('save-state').dataset.state === 'error'")
+    page.wait_for_function("() => document.getElementById('save-state').dataset.state === 'error'")
     assert page.inner_text("#save-state") == "Not saved: Your role in this project does not allow this: label images."
     assert page.evaluate(f"localStorage.getItem('sightline:pending:{setup['image'].id}')") is None
     page.wait_for_timeout(3500)  # longer than the offline retry
@@ -215,7 +215,7 @@ def test_shortcut_overlay_classification_hotkeys_last_image_and_the_remembered_l
     page.wait_for_selector("body[data-labeler-ready=true]")
     assert page.inner_text("#current-label") == "tern"
     page.keyboard.press("d")
-    page.wait_for_function("document.getElementById('save-state').textContent === 'This is the last image.'")
+    page.wait_for_function("() => document.getElementById('save-state').textContent === 'This is the last image.'")
 
 
 def test_object_attributes_are_edited_in_the_object_panel(setup, page, live_server):
@@ -238,7 +238,7 @@ def test_object_attributes_are_edited_in_the_object_panel(setup, page, live_serv
     page.press("#attribute-fields [data-attribute=count] input", "Enter")
     page.select_option("#attribute-fields [data-attribute=pose] select", "sitting")
     saved(page)
-    page.wait_for_function("window.sightline.store.shapes[0].attributes.pose === 'sitting'")
+    page.wait_for_function("() => window.sightline.store.shapes[0].attributes.pose === 'sitting'")
     saved(page)
     assert Annotation.objects.get().attributes == {"truncated": True, "count": 3, "pose": "sitting"}
     page.keyboard.press("Control+z")  # undo takes the last value back, like any change
@@ -260,7 +260,7 @@ def test_a_server_error_keeps_the_work_and_sends_it_again(setup, page, live_serv
     page.route("**/annotations/", once_503)
     page.keyboard.press("p")
     page.mouse.click(*screen(page, 40, 40))
-    page.wait_for_function("document.getElementById('save-state').dataset.state === 'offline'")
+    page.wait_for_function("() => document.getElementById('save-state').dataset.state === 'offline'")
     kept = page.evaluate(f"localStorage.getItem('sightline:pending:{setup['image'].id}')")
     assert kept is not None  # a 503 is no refusal: the work stays in this browser
     saved(page)  # and goes again by itself

@@ -52,7 +52,7 @@ def test_extract_refine_and_keep_a_smart_mask(live_server, page):
     ring = s.foreground[0]
     drag(page, ring[:12])  # half the ring first
     page.keyboard.press("Enter")
-    page.wait_for_function("window.sightline.tools.smart.extractions === 1")
+    page.wait_for_function("() => window.sightline.tools.smart.extractions === 1")
     assert page.locator("#smart-state").inner_text().startswith("Extracted ")
     assert Annotation.objects.count() == 0  # until Done, nothing is saved
 
@@ -60,7 +60,7 @@ def test_extract_refine_and_keep_a_smart_mask(live_server, page):
     drag(page, ring[12:])
     page.mouse.click(*screen(page, *s.background[0]), button="right")
     page.click("button[data-action=smart-extract]")
-    page.wait_for_function("window.sightline.tools.smart.extractions === 2")
+    page.wait_for_function("() => window.sightline.tools.smart.extractions === 2")
     shot(page, "smart-refined")
     assert page.evaluate(
         "() => [window.sightline.tools.smart.foreground.length, window.sightline.tools.smart.background.length]"
@@ -109,7 +109,7 @@ def test_with_sam_the_labeler_prepares_in_a_worker_and_says_so_until_the_embeddi
     shot(page, "smart-preparing")
     assert page.evaluate("() => window.sightline.tools.smart.extractions") == 0
     job_run(job.pk)  # the worker computes the embedding; the labeler sees the job finish and extracts
-    page.wait_for_function("window.sightline.tools.smart.extractions === 1", timeout=15_000)
+    page.wait_for_function("() => window.sightline.tools.smart.extractions === 1", timeout=15_000)
     assert page.locator("#smart-state").inner_text().startswith("Extracted ")
     assert Job.objects.get(pk=job.pk).status == "finished"
     assert Job.objects.filter(kind="sam-embeddings").count() == 1  # the Extract waited for the same job

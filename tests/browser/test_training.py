@@ -58,7 +58,7 @@ def test_train_from_the_form_and_read_the_statistics(page, live_server):
     shot(page, "statistics-single")
     page.select_option("select[name=split]", "train")  # htmx redraws the statistics and pushes the URL
     page.wait_for_url("**split=train**")
-    page.wait_for_function("document.querySelector('#summary strong').textContent === '20'")
+    page.wait_for_function("() => document.querySelector('#summary strong').textContent === '20'")
     page.click("#show-predictions")
     page.wait_for_selector("#gallery")
     assert page.locator("#gallery .tile").count() == 20
@@ -96,7 +96,7 @@ def test_the_job_page_follows_a_running_job_until_it_ends(page, live_server, mon
         for e in (1, 2, 3)
     ]
     TrainingJob.objects.filter(pk=job.pk).update(epoch=3, progress=0.6, loss=0.2, history=history, best_epoch=3)
-    page.wait_for_function("document.getElementById('job-bar').value === 0.6", timeout=10_000)
+    page.wait_for_function("() => document.getElementById('job-bar').value === 0.6", timeout=10_000)
     assert "epoch 3 of 6" in page.text_content("#job-progress")
     assert page.locator("#model-link").count() == 0
     assert page.locator("#job-progress svg").count() == 2

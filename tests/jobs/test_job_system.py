@@ -138,7 +138,7 @@ def test_the_reaper_requeues_a_lost_enqueue_once_then_fails_it(
     monkeypatch.setattr(services, "_enqueue", lambda job_id, kind: lost.append(job_id))  # the broker lost it
     with django_capture_on_commit_callbacks(execute=True):
         job = start("export", project, user, settings, tmp_path)
-    assert (job.attempts, lost) == (1, [job.pk])
+    assert (Job.objects.get(pk=job.pk).attempts, lost) == (1, [job.pk])
     worker_heartbeat()
     assert Job.objects.get(pk=job.pk).attempts == 1  # not yet N minutes
     later = timezone.now() + timedelta(minutes=settings.SIGHTLINE_JOB_QUEUED_MINUTES + 1)
@@ -161,11 +161,14 @@ def test_the_reaper_requeues_a_lost_enqueue_once_then_fails_it(
 
 
 @pytest.mark.django_db
-def test_a_requeued_job_runs_when_the_queue_works_again(user, settings, tmp_path, monkeypatch):
+def test_a_requeued_job_runs_when_the_queue_works_again(
+    user, settings, tmp_path, monkeypatch, django_capture_on_commit_callbacks
+):
     project = project_with_images(user)
     Job.objects.all().delete()  # the uploads' embeddings
     monkeypatch.setattr(services, "_enqueue", lambda job_id, kind: None)
-    job = start("export", project, user, settings, tmp_path)
+    with django_capture_on_commit_callbacks(execute=True):
+        job = start("export", project, user, settings, tmp_path)
     monkeypatch.undo()  # the broker is back: django-q2 runs the task inline in tests
     later = timezone.now() + timedelta(minutes=settings.SIGHTLINE_JOB_QUEUED_MINUTES + 1)
     assert services.jobs_reap(now=later) == {"failed": 0, "requeued": 1}
@@ -173,11 +176,14 @@ def test_a_requeued_job_runs_when_the_queue_works_again(user, settings, tmp_path
 
 
 @pytest.mark.django_db
-def test_a_job_waiting_behind_a_running_one_of_its_cluster_is_not_lost(user, settings, tmp_path, no_enqueue):
+def test_a_job_waiting_behind_a_running_one_of_its_cluster_is_not_lost(
+    user, settings, tmp_path, no_enqueue, django_capture_on_commit_callbacks
+):
     project = project_with_images(user)
     busy = start("training", project, user, settings, tmp_path)
     Job.objects.filter(pk=busy.pk).update(status="running", heartbeat_at=timezone.now() + timedelta(hours=1))
-    waiting = start("embeddings", project, user, settings, tmp_path)  # gpu too, under the one default worker
+    with django_capture_on_commit_callbacks(execute=True):
+        waiting = start("embeddings", project, user, settings, tmp_path)  # gpu too, under the one default worker
     later = timezone.now() + timedelta(minutes=settings.SIGHTLINE_JOB_QUEUED_MINUTES + 1)
     assert services.jobs_reap(now=later) == {"failed": 0, "requeued": 0}
     assert Job.objects.get(pk=waiting.pk).attempts == 1
@@ -233,3 +239,49 @@ def test_staff_cancel_jobs_of_any_kind_from_admin(user, client, settings, tmp_pa
     client.post("/admin/jobs/job/", {"action": "cancel", "_selected_action": [queued.pk, running.pk]})
     assert Job.objects.get(pk=queued.pk).status == "cancelled"
     assert Job.objects.get(pk=running.pk).cancel_requested is True
+
+
+def test_the_fair_queue_hands_a_project_one_job_of_a_kind_at_a_time(
+    user, settings, tmp_path, monkeypatch, django_capture_on_commit_callbacks
+):
+    """Project A asks for three exports, then project B for one: the broker holds A's first and B's, so B waits
+    behind one of A's jobs, not three; A's next export goes to the broker when its first ends."""
+    a, b = project_with_images(user), make_project(owner=user, name="B")
+    enqueued = []
+    monkeypatch.setattr(services, "_enqueue", lambda job_id, kind: enqueued.append(job_id))
+    with django_capture_on_commit_callbacks(execute=True):
+        with_a = [transfers.transfer_start(project=a, user=user, direction="export", format_key="coco") for _ in "123"]
+        with_b = transfers.transfer_start(project=b, user=user, direction="export", format_key="coco")
+    assert enqueued == [with_a[0].pk, with_b.pk]
+    waiting = Job.objects.get(pk=with_a[1].pk)
+    assert (waiting.status, waiting.enqueued_at, waiting.phase) == (
+        "queued",
+        None,
+        "Waiting for this project's earlier export job to finish.",
+    )
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert job_run(with_a[0].pk) == "finished", Job.objects.get(pk=with_a[0].pk).error
+    assert enqueued == [with_a[0].pk, with_b.pk, with_a[1].pk]
+    with django_capture_on_commit_callbacks(execute=True):
+        services.job_cancel(job=Job.objects.get(pk=with_a[1].pk))  # cancelled in the broker: it hands on too
+    assert enqueued == [with_a[0].pk, with_b.pk, with_a[1].pk, with_a[2].pk]
+    assert job_run(with_a[1].pk) is None  # the broker's copy of a cancelled job does nothing
+
+
+def test_the_reaper_hands_on_the_jobs_waiting_behind_one_whose_worker_died(
+    user, settings, tmp_path, monkeypatch, django_capture_on_commit_callbacks
+):
+    enqueued = []
+    monkeypatch.setattr(services, "_enqueue", lambda job_id, kind: enqueued.append(job_id))
+    project = make_project(owner=user, name="A")
+    with django_capture_on_commit_callbacks(execute=True):
+        first, second = [
+            transfers.transfer_start(project=project, user=user, direction="export", format_key="coco") for _ in "12"
+        ]
+    stale = timezone.now() - timedelta(seconds=settings.SIGHTLINE_JOB_STALE_SECONDS + 5)
+    Job.objects.filter(pk=first.pk).update(status="running", started_at=stale, heartbeat_at=stale)
+    assert enqueued == [first.pk]
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.jobs_reap() == {"failed": 1, "requeued": 0}
+    assert enqueued == [first.pk, second.pk]

@@ -137,13 +137,14 @@ def test_a_failure_inside_training_is_recorded_on_the_job(
     api, colours_project, monkeypatch, django_capture_on_commit_callbacks
 ):
     def explode(*args, **kwargs):
-        raise RuntimeError("CUDA error: device-side assert triggered")
+        raise RuntimeError("CUDA error at /srv/secret/path/model.py line 7")
 
     monkeypatch.setattr(runs.classification, "train", explode)
     job = start(api, colours_project, django_capture_on_commit_callbacks, parameters=FAST)
     job = api.get(f"/api/training-jobs/{job['id']}/").json()
     assert job["status"] == "failed"
-    assert job["error"] == "Unexpected error: RuntimeError: CUDA error: device-side assert triggered"
+    assert job["error"] == (f"Unexpected error (RuntimeError); the worker's log has the details of job {job['id']}.")
+    assert "/srv/secret" not in TrainingJob.objects.get(pk=job["id"]).log  # nor in the log people read
     assert ModelVersion.objects.count() == 0
 
 

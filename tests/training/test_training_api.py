@@ -184,3 +184,45 @@ def test_an_image_over_the_upload_limit_is_refused_before_it_is_read(
     reply = api.post(f"/api/predict/{colours_project.id}/colours/", big, content_type="image/png")
     assert reply.status_code == 400
     assert reply.json() == {"file": [f"The image is {len(big):,} bytes, more than the limit of 1,000."]}
+
+
+@pytest.mark.parametrize(
+    ("parameters", "errors"),
+    [
+        ({"epochs": 201}, {"epochs": ["At most 200 epochs on this server (SIGHTLINE_TRAIN_MAX_EPOCHS)."]}),
+        (
+            {"batch_size": 64, "image_size": 640},
+            {
+                "batch_size": [
+                    "A batch of 64 images of 640 px is 26,214,400 pixels, more than this server's 6,553,600 "
+                    "(SIGHTLINE_TRAIN_MAX_BATCH_PIXELS): lower the batch size or the image size."
+                ]
+            },
+        ),
+        (
+            {"backbone": "vit_huge_patch14_224", "pretrained": False, "fine_tune": "all"},
+            {
+                "backbone": [
+                    "vit_huge_patch14_224 has 630,767,362 parameters, more than this server's 100,000,000 "
+                    "(SIGHTLINE_TRAIN_MAX_PARAMETERS)."
+                ]
+            },
+        ),
+    ],
+)
+def test_training_beyond_the_servers_limits_is_refused_naming_the_limit(
+    api, colours_project, django_capture_on_commit_callbacks, parameters, errors
+):
+    response = start(api, colours_project, django_capture_on_commit_callbacks, parameters=parameters)
+    assert (response.status_code, response.json()) == (400, errors)
+    assert TrainingJob.objects.count() == 0
+
+
+def test_the_time_limit_is_bounded_by_the_server_setting(
+    api, colours_project, django_capture_on_commit_callbacks, settings
+):
+    settings.SIGHTLINE_TRAIN_MAX_MINUTES = 30
+    response = start(api, colours_project, django_capture_on_commit_callbacks, parameters={"time_limit_minutes": 31})
+    assert response.json() == {
+        "time_limit_minutes": ["At most 30 minutes on this server (SIGHTLINE_TRAIN_MAX_MINUTES)."]
+    }

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import logging
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,7 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from jobs.models import Job
-from jobs.runner import Cancelled, Context, JobFailed
+from jobs.runner import Cancelled, Context, JobFailed, unexpected_error
 from projects.files import stored_bytes
 from training import statistics
 from training.ml import classification, runtime
@@ -78,11 +79,15 @@ def training_job_execute(job, context: Context) -> str:
     except classification.Cancelled as exc:
         reporter.log(str(exc))
         raise Cancelled(str(exc)) from None
-    except (ValueError, MemoryError, FileNotFoundError) as exc:  # bad data or settings: say it plainly
+    except (ValueError, MemoryError) as exc:  # bad data or settings: say it plainly
         reporter.log(f"Failed: {exc}")
         raise JobFailed(str(exc)) from None
+    except FileNotFoundError as exc:  # its text is a path on the worker: name only the file
+        message = f"A stored file is missing: {Path(exc.filename or '?').name}."
+        reporter.log(f"Failed: {message}")
+        raise JobFailed(message) from None
     except Exception as exc:
-        reporter.log(f"Failed: Unexpected error: {type(exc).__name__}: {exc}")
+        reporter.log(f"Failed: {unexpected_error(exc, job.pk)}")
         raise
     finally:
         fields = {"log": reporter.log_text()}
