@@ -12,6 +12,7 @@ import csv
 import hashlib
 import io
 
+from annotations.formats import fields
 from annotations.formats.base import (
     Dataset,
     DatasetImage,
@@ -60,8 +61,8 @@ def read(content: bytes, *, known: dict[str, tuple[int, int]] | None = None) -> 
     files = read_zip(content)
     defaults = {}
     if "default_labels.csv" in files:
-        for row in csv.DictReader(io.StringIO(files["default_labels.csv"].decode("utf-8-sig"))):
-            defaults[row.get("file", "")] = row.get("default_label", "")
+        for _, row in fields.csv_records(files["default_labels.csv"], "default_labels.csv"):
+            defaults[row.get("file") or ""] = row.get("default_label") or ""
     flat = {flat_name(name): name for name in (known or {})}
     images: dict[str, DatasetImage] = {}
     for path in sorted(files):

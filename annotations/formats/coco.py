@@ -15,6 +15,7 @@ import orjson
 from pycocotools import mask as coco_mask
 
 from annotations import geometry as geo
+from annotations.formats import fields
 from annotations.formats.base import (
     Dataset,
     DatasetImage,
@@ -146,24 +147,26 @@ def _read_json(content: bytes) -> Dataset:
         names = category.get("keypoints") or []
         if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
             raise FormatError(f'categories[{i}].keypoints: expected a list of keypoint names, like ["nose", "tail"].')
-        label = LabelInfo(name=category["name"], keypoint_template=list(names))
+        label = LabelInfo(name=fields.string(category["name"], f"categories[{i}].name"), keypoint_template=list(names))
         labels.append(label)
-        by_category[category["id"]] = label
+        by_category[fields.identifier(category["id"], f"categories[{i}].id")] = label
     images = {}
     for i, raw in enumerate(document["images"]):
         if not isinstance(raw, dict) or "id" not in raw or not isinstance(raw.get("file_name"), str):
             raise FormatError(f"images[{i}]: needs an id and a file_name.")
-        images[raw["id"]] = DatasetImage(
-            name=raw["file_name"], width=int(raw.get("width") or 0), height=int(raw.get("height") or 0)
+        images[fields.identifier(raw["id"], f"images[{i}].id")] = DatasetImage(
+            name=fields.string(raw["file_name"], f"images[{i}].file_name"),
+            width=fields.size(raw.get("width"), f"images[{i}].width"),
+            height=fields.size(raw.get("height"), f"images[{i}].height"),
         )
     for i, raw in enumerate(document["annotations"]):
         where = f"annotations[{i}]"
         if not isinstance(raw, dict):
             raise FormatError(f"{where}: must be an object.")
-        image = images.get(raw.get("image_id"))
+        image = images.get(fields.identifier(raw.get("image_id"), f"{where}.image_id"))
         if image is None:
             raise FormatError(f"{where}.image_id: {raw.get('image_id')!r} is not in 'images'.")
-        label = by_category.get(raw.get("category_id"))
+        label = by_category.get(fields.identifier(raw.get("category_id"), f"{where}.category_id"))
         if label is None:
             raise FormatError(f"{where}.category_id: {raw.get('category_id')!r} is not in 'categories'.")
         image.shapes.append(_shape(raw, image, label, where))
@@ -171,7 +174,7 @@ def _read_json(content: bytes) -> Dataset:
 
 
 def _shape(raw: dict, image: DatasetImage, label: LabelInfo, where: str) -> Shape:
-    attributes = dict(raw.get("attributes") or {})
+    attributes = dict(fields.json_object(raw.get("attributes"), f"{where}.attributes"))
     occluded = bool(attributes.pop("occluded", False))
     source = attributes.pop("source", "manual")
     shape = Shape(
@@ -180,32 +183,46 @@ def _shape(raw: dict, image: DatasetImage, label: LabelInfo, where: str) -> Shap
         geometry={},
         occluded=occluded,
         attributes=attributes,
-        source=source if source in {"manual", "smart", "prediction"} else "manual",
-        score=raw.get("score"),
+        source=fields.source(source),
+        score=fields.score(raw.get("score"), f"{where}.score"),
     )
     segmentation, bbox = raw.get("segmentation"), raw.get("bbox")
+    if bbox is not None:
+        bbox = fields.numbers(bbox, f"{where}.bbox", count=4)
     if isinstance(segmentation, dict):
-        counts = segmentation.get("counts")
-        size = segmentation.get("size")
-        if isinstance(counts, list):  # uncompressed RLE, as crowd annotations use
-            counts = coco_mask.frPyObjects(segmentation, size[0], size[1])["counts"].decode()
-        if not isinstance(counts, str) or not isinstance(size, list):
-            raise FormatError(f"{where}.segmentation: RLE needs 'size' and 'counts'.")
-        shape.kind, shape.geometry = "mask", {"rle": {"size": size, "counts": counts}}
+        shape.kind, shape.geometry = "mask", {"rle": _rle(segmentation, f"{where}.segmentation")}
     elif isinstance(segmentation, list) and segmentation:
         if not all(isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0 for p in segmentation):
             raise FormatError(f"{where}.segmentation: each polygon is a flat list of at least 3 x, y pairs.")
+        segmentation = [fields.numbers(p, f"{where}.segmentation[{i}]") for i, p in enumerate(segmentation)]
         if _is_bbox_rectangle(segmentation, bbox):
             shape.kind, shape.geometry = "box", dict(zip(("x", "y", "width", "height"), bbox, strict=True))
         else:
             parts = [{"outer": [[p[j], p[j + 1]] for j in range(0, len(p), 2)], "holes": []} for p in segmentation]
             shape.kind, shape.geometry = "polygon", {"parts": parts}
-    elif isinstance(bbox, list) and len(bbox) == 4:
+    elif bbox is not None:
         shape.kind, shape.geometry = "box", dict(zip(("x", "y", "width", "height"), bbox, strict=True))
     else:
         raise FormatError(f"{where}: needs a segmentation or a bbox.")
     shape.keypoints = _keypoints(raw.get("keypoints"), label.keypoint_template, where)
     return shape
+
+
+def _rle(segmentation: dict, where: str) -> dict:
+    """COCO RLE, compressed (a string) or not (a list of run lengths, as crowd annotations use)."""
+    size = segmentation.get("size")
+    if not (isinstance(size, list) and len(size) == 2):
+        raise FormatError(f"{where}: RLE needs 'size' as [height, width] and 'counts'.")
+    height, width = (fields.size(v, f"{where}.size[{i}]") for i, v in enumerate(size))
+    counts = segmentation.get("counts")
+    if isinstance(counts, list):
+        runs = [fields.integer(v, f"{where}.counts[{i}]", minimum=0) for i, v in enumerate(counts)]
+        if sum(runs) != height * width:
+            raise FormatError(f"{where}.counts: the runs cover {sum(runs)} pixels, not {height} x {width}.")
+        counts = coco_mask.frPyObjects({"size": [height, width], "counts": runs}, height, width)["counts"].decode()
+    if not isinstance(counts, str) or not counts.isascii() or "\x00" in counts:
+        raise FormatError(f"{where}: RLE needs 'size' and 'counts'.")
+    return {"size": [height, width], "counts": counts}
 
 
 def _is_bbox_rectangle(segmentation: list, bbox) -> bool:
@@ -220,6 +237,7 @@ def _keypoints(flat, template: list[str], where: str) -> list[dict]:
         return []
     if not isinstance(flat, list) or len(flat) != 3 * len(template):
         raise FormatError(f"{where}.keypoints: expected {len(template)} x, y, v triples for its category.")
+    flat = fields.numbers(flat, f"{where}.keypoints")
     out = []
     for name, (x, y, v) in zip(template, zip(flat[0::3], flat[1::3], flat[2::3], strict=True), strict=True):
         if v != ABSENT:

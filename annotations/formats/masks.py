@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image as PILImage
 
 from annotations import geometry as geo
+from annotations.formats import fields
 from annotations.formats.base import (
     Dataset,
     DatasetImage,
@@ -110,11 +111,11 @@ class PngMasks:
         if "objects.csv" not in files:
             raise FormatError("The ZIP needs objects.csv with the columns image, color, label.")
         colours: dict[str, list[tuple[str, str]]] = {}
-        reader = csv.DictReader(io.StringIO(files["objects.csv"].decode("utf-8-sig")))
-        for row in reader:
+        for line, row in fields.csv_records(files["objects.csv"], "objects.csv"):
             if not row.get("image") or not row.get("color") or not row.get("label"):
-                raise FormatError(f"objects.csv line {reader.line_num}: needs image, color and label.")
-            colours.setdefault(row["image"], []).append((row["color"].lower(), row["label"]))
+                raise FormatError(f"objects.csv line {line}: needs image, color and label.")
+            colour = fields.colour(row["color"], f"objects.csv line {line}")
+            colours.setdefault(row["image"], []).append((colour, row["label"]))
         dataset = Dataset()
         stems = by_stem(known)
         for path, data in ((path, files[path]) for path in sorted(files)):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from annotations.formats import fields
 from annotations.formats.base import Dataset, DatasetImage, Exported, FormatError, LabelInfo, Shape, Summary
 
 KEY = "json"
@@ -69,7 +70,7 @@ def _label(raw, where: str) -> LabelInfo:
     attributes = raw.get("attributes", [])
     if not isinstance(attributes, list) or not all(isinstance(a, dict) for a in attributes):
         raise FormatError(f"{where}.attributes: must be a list of attribute definitions.")
-    color = str(raw["color"]) if raw.get("color") else None
+    color = fields.colour(raw["color"], f"{where}.color") if raw.get("color") else None
     return LabelInfo(name=raw["name"], color=color, keypoint_template=template, attributes=attributes)
 
 
@@ -87,10 +88,10 @@ def _image(raw, where: str) -> DatasetImage:
     if not isinstance(shapes, list):
         raise FormatError(f"{where}.shapes: must be a list.")
     return DatasetImage(
-        name=raw["name"],
-        width=int(raw.get("width") or 0),
-        height=int(raw.get("height") or 0),
-        split=raw.get("split") if raw.get("split") in {"train", "valid"} else "train",
+        name=fields.string(raw["name"], f"{where}.name"),
+        width=fields.size(raw.get("width"), f"{where}.width"),
+        height=fields.size(raw.get("height"), f"{where}.height"),
+        split="valid" if raw.get("split") == "valid" else "train",
         classifications=ordered,
         shapes=[_shape(s, f"{where}.shapes[{j}]") for j, s in enumerate(shapes)],
     )
@@ -102,13 +103,17 @@ def _shape(raw, where: str) -> Shape:
     for key, kind in (("label", str), ("kind", str), ("geometry", dict)):
         if not isinstance(raw.get(key), kind):
             raise FormatError(f"{where}.{key}: missing or of the wrong type.")
+    keypoints = raw.get("keypoints") or []
+    if not isinstance(keypoints, list):
+        raise FormatError(f"{where}.keypoints: must be a list.")
+    source = raw.get("source") or "manual"
     return Shape(
         label=raw["label"],
         kind=raw["kind"],
         geometry=raw["geometry"],
         occluded=bool(raw.get("occluded", False)),
-        keypoints=raw.get("keypoints") or [],
-        attributes=raw.get("attributes") or {},
-        source=raw.get("source") or "manual",
-        score=raw.get("score"),
+        keypoints=keypoints,
+        attributes=fields.json_object(raw.get("attributes"), f"{where}.attributes"),
+        source=fields.source(source),
+        score=fields.score(raw.get("score"), f"{where}.score"),
     )

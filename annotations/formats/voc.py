@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 from defusedxml import ElementTree as SafeET
 from defusedxml.common import DefusedXmlException
 
+from annotations.formats import fields
 from annotations.formats.base import (
     Dataset,
     DatasetImage,
@@ -80,7 +81,8 @@ def read(content: bytes, *, known: dict[str, tuple[int, int]] | None = None) -> 
     files = read_zip(content)
     dataset = Dataset()
     if "labelmap.txt" in files:
-        dataset.labels = [LabelInfo(n.strip()) for n in files["labelmap.txt"].decode().splitlines() if n.strip()]
+        names = fields.text(files["labelmap.txt"], "labelmap.txt").splitlines()
+        dataset.labels = [LabelInfo(n.strip()) for n in names if n.strip()]
     stems = by_stem(known)
     for path, data in ((path, files[path]) for path in sorted(files)):
         if path.endswith(".xml"):
@@ -103,8 +105,11 @@ def _image(path: str, data: bytes, stems: dict[str, str], known: dict) -> Datase
         if not label:
             raise FormatError(f"{where}: <name> is missing.")
         try:
-            xmin, ymin, xmax, ymax = (float(element.findtext(f"bndbox/{t}")) for t in ("xmin", "ymin", "xmax", "ymax"))
-        except (TypeError, ValueError):
+            xmin, ymin, xmax, ymax = (
+                fields.number(element.findtext(f"bndbox/{t}"), f"{where} <{t}>")
+                for t in ("xmin", "ymin", "xmax", "ymax")
+            )
+        except FormatError:
             raise FormatError(f"{where}: <bndbox> needs numeric xmin, ymin, xmax and ymax.") from None
         score = element.findtext("score")
         source = (element.findtext("source") or "manual").strip()
@@ -114,7 +119,7 @@ def _image(path: str, data: bytes, stems: dict[str, str], known: dict) -> Datase
                 kind="box",
                 geometry={"x": tidy(xmin), "y": tidy(ymin), "width": tidy(xmax - xmin), "height": tidy(ymax - ymin)},
                 occluded=(element.findtext("occluded") or "0").strip() == "1",
-                score=float(score) if score else None,
+                score=fields.score(score, f"{where} <score>"),
                 source=source if source in {"smart", "prediction"} else "manual",
             )
         )

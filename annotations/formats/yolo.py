@@ -6,6 +6,7 @@ gets its file, empty when it holds no object (a background image, as YOLO expect
 
 from __future__ import annotations
 
+from annotations.formats import fields
 from annotations.formats.base import (
     Dataset,
     DatasetImage,
@@ -102,23 +103,23 @@ class _Yolo:
             else:
                 width, height = known[name]
             image = DatasetImage(name=name, width=width, height=height, load=load)
-            for number, line in enumerate(data.decode("utf-8", "replace").splitlines(), start=1):
+            for number, line in enumerate(fields.text(data, path).splitlines(), start=1):
                 if line.strip():
                     image.shapes.append(self._shape(line, names, width, height, f"{path} line {number}"))
             dataset.images.append(image)
         return dataset
 
     def _shape(self, line: str, names: list[str], width: int, height: int, where: str) -> Shape:
-        fields = line.split()
+        parts = line.split()
         try:
-            cls, values = int(fields[0]), [float(v) for v in fields[1:]]
-        except (ValueError, IndexError):
+            cls, values = int(parts[0]), [fields.number(v, where) for v in parts[1:]]
+        except (ValueError, IndexError, FormatError):
             raise FormatError(f"{where}: expected a class number and then numbers.") from None
         if not 0 <= cls < len(names):
             raise FormatError(f"{where}: class {cls} is not in obj.names ({len(names)} classes).")
         if "box" in self.kinds:
             if len(values) != 4:
-                raise FormatError(f"{where}: expected class cx cy w h, got {len(fields)} fields.")
+                raise FormatError(f"{where}: expected class cx cy w h, got {len(parts)} fields.")
             cx, cy, bw, bh = values
             geometry = {
                 "x": tidy((cx - bw / 2) * width),
@@ -140,7 +141,7 @@ def _kinds_text(kinds: set[str]) -> str:
 def _class_names(files: dict[str, bytes]) -> list[str]:
     for candidate in ("obj.names", "classes.txt"):
         if candidate in files:
-            return [n.strip() for n in files[candidate].decode("utf-8", "replace").splitlines() if n.strip()]
+            return [n.strip() for n in fields.text(files[candidate], candidate).splitlines() if n.strip()]
     raise FormatError("The ZIP needs obj.names (or classes.txt) with one class name per line.")
 
 

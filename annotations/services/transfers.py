@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
 
-from annotations.formats import FORMAT_NAMES, FORMATS
+from annotations.formats import FORMAT_NAMES, FORMATS, fields
 from annotations.formats.base import (
     Dataset,
     DatasetImage,
@@ -125,10 +125,7 @@ def project_import(
     progress = progress or (lambda fraction, phase=None: None)
     module = FORMATS[format_key]
     known = {name: (w, h) for name, w, h in Image.objects.for_project(project).values_list("name", "width", "height")}
-    try:
-        dataset = module.read(content, known=known)
-    except FormatError as exc:
-        raise ValidationError({"file": [str(exc)]}) from None
+    dataset = _read(module, content, known)
     may_create = _may_create_labels(user, project)
     progress(0.3, f"Applying {len(dataset.images)} images' annotations")
     written = []
@@ -146,6 +143,16 @@ def project_import(
         raise
     progress(1.0, "Imported")
     return summary
+
+
+def _read(module, content: bytes, known: dict) -> Dataset:
+    """The format's picture of the file; anything malformed is a 400 that names where."""
+    try:
+        dataset = module.read(content, known=known)
+        fields.dataset_text_check(dataset)
+    except FormatError as exc:
+        raise ValidationError({"file": [str(exc)]}) from None
+    return dataset
 
 
 def _carried_images_store(*, project: Project, user, dataset: Dataset, known: dict) -> list:
@@ -194,10 +201,7 @@ def import_preview(*, project: Project, format_key: str, upload) -> dict:
     exact = upload.size <= SYNC_IMPORT_BYTES
     if exact:
         known = {name: (w, h) for name, w, h in images.values_list("name", "width", "height")}
-        try:
-            dataset = FORMATS[format_key].read(upload.read(), known=known)
-        except FormatError as exc:
-            raise ValidationError({"file": [str(exc)]}) from None
+        dataset = _read(FORMATS[format_key], upload.read(), known)
         names = [entry.name for entry in dataset.images]
         shas = [entry.sha256 for entry in dataset.images if entry.sha256]
         images = images.filter(Q(name__in=names) | Q(sha256__in=shas))

@@ -21,6 +21,14 @@ pytestmark = pytest.mark.django_db
 FILES = [("a.png", (200, 10, 10)), ("b.png", (10, 200, 10))]
 
 
+def zip_of(members: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return out.getvalue()
+
+
 def make(user, name):
     project = make_project(owner=user, name=name)
     files = [SimpleUploadedFile(n, image_bytes(width=64, height=48, color=c)) for n, c in FILES]
@@ -173,6 +181,65 @@ def test_import_replace_mode_replaces_and_append_adds(api, user, source):
             "annotations[0].image_id: 7 is not in 'images'.",
         ),
         ("yolo", b"PK\x03\x04 broken", "This is not a valid ZIP archive."),
+        (
+            "coco",
+            b'{"images": [{"id": [1], "file_name": "a.png"}], "annotations": [], "categories": []}',
+            "images[0].id: expected a number or a text id, got a list.",
+        ),
+        (
+            "coco",
+            b'{"images": [{"id": 1, "file_name": "a.png"}], "categories": [{"id": 1, "name": "x"}], '
+            b'"annotations": [{"image_id": 1, "category_id": 1, "bbox": [null, 2, 3, 4]}]}',
+            "annotations[0].bbox[0]: expected a number, got nothing.",
+        ),
+        (
+            "coco",
+            b'{"images": [{"id": 1, "file_name": "a.png", "width": "wide"}], "annotations": [], "categories": []}',
+            "images[0].width: expected a number, got the text 'wide'.",
+        ),
+        (
+            "coco",
+            b'{"images": [{"id": 1, "file_name": "a.png"}], "categories": [{"id": 1, "name": "x"}], '
+            b'"annotations": [{"image_id": 1, "category_id": 1, "segmentation": {"size": [4, 4], "counts": [1, 2]}}]}',
+            "annotations[0].segmentation.counts: the runs cover 3 pixels, not 4 x 4.",
+        ),
+        (
+            "json",
+            b'{"images": [{"name": "a.png", "shapes": [{"label": "x", "kind": "box", "source": [1], '
+            b'"score": "high", "geometry": {}}]}]}',
+            "images[0].shapes[0].score: expected a number, got the text 'high'.",
+        ),
+        (
+            "json",
+            b'{"labels": [{"name": "x", "color": "red"}], "images": []}',
+            "labels[0].color: expected a colour like #1f77b4, got the text 'red'.",
+        ),
+        ("json", b'{"images": [{"name": "a\\u0000.png"}]}', "images[0].name: contains a NUL character."),
+        ("voc", zip_of({"labelmap.txt": b"\x80cat"}), "labelmap.txt: not UTF-8 text (byte 0)."),
+        (
+            "voc",
+            zip_of(
+                {
+                    "a.xml": b"<annotation><object><name>x</name><bndbox><xmin>1</xmin><ymin>a</ymin></bndbox></object></annotation>"
+                }
+            ),
+            "a.xml object 0: <bndbox> needs numeric xmin, ymin, xmax and ymax.",
+        ),
+        (
+            "png-masks",
+            zip_of({"objects.csv": b"image,color,label\na.png,on,x\n"}),
+            "objects.csv line 2: expected a colour like #1f77b4, got the text 'on'.",
+        ),
+        (
+            "classification-zip",
+            zip_of({"default_labels.csv": b"file,default_label\n\x80\n"}),
+            "default_labels.csv: not UTF-8 text (byte 19).",
+        ),
+        (
+            "yolo",
+            zip_of({"obj.names": b"cat\n", "labels/a.txt": b"0 0.5 nan 0.1 0.1\n"}),
+            "labels/a.txt line 1: expected a class number and then numbers.",
+        ),
     ],
 )
 def test_malformed_files_are_400_naming_the_place_and_import_nothing(api, user, key, content, message):
