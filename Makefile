@@ -19,6 +19,10 @@ dev: $(STAMP)
 test: $(STAMP) browser redis lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# schemathesis with many examples per operation (make test runs 4): EXAMPLES=1000 make fuzz for a long run.
+fuzz: $(STAMP)
+	EXAMPLES=$${EXAMPLES:-200} $(PY) -m pytest tests/test_api_fuzz.py -p no:randomly
+
 lint: $(STAMP) $(TSC)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

@@ -4,6 +4,7 @@ import json
 import mimetypes
 
 from django.http import FileResponse, Http404, HttpResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.parsers import MultiPartParser
@@ -235,7 +236,10 @@ class LabelingTimeApi(APIView):
         project = serializers.IntegerField(required=False)
         download = serializers.ChoiceField(choices=["per_day", "totals"], required=False)
 
-    @extend_schema(parameters=[QuerySerializer], responses={200: dict})
+    @extend_schema(
+        parameters=[QuerySerializer],
+        responses={(200, "application/json"): dict, (200, "text/csv"): OpenApiTypes.BINARY},
+    )
     def get(self, request):
         query = self.QuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
@@ -276,30 +280,40 @@ def _job_body(job) -> dict:
 
 
 class ExportApi(APIView):
-    """The file at once for a project of up to 2,000 images; otherwise (or with ?background=1) a job (202)."""
+    """GET: the file at once, for a project of up to 2,000 images. POST: an export job (202), for any project;
+    its file is downloaded from the job when it has finished. A GET never starts background work."""
 
     class QuerySerializer(serializers.Serializer):
         format = serializers.ChoiceField(choices=list(FORMATS))
-        background = serializers.BooleanField(required=False, default=False)
         include_images = serializers.BooleanField(
             required=False, default=False, help_text="COCO and YOLO: the images too."
         )
 
-    @extend_schema(parameters=[QuerySerializer], responses={(200, "application/octet-stream"): bytes, 202: dict})
+    class InputSerializer(StrictSerializer):
+        format = serializers.ChoiceField(choices=list(FORMATS))
+        include_images = serializers.BooleanField(required=False, default=False)
+
+    @extend_schema(
+        parameters=[QuerySerializer],
+        responses={
+            (200, "application/json"): OpenApiTypes.BINARY,
+            (200, "application/zip"): OpenApiTypes.BINARY,
+            (200, "text/csv"): OpenApiTypes.BINARY,
+        },
+    )
     def get(self, request, project_id: int):
         project = access_project(request.user, project_id, "export_project")
         query = self.QuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         format_key, include_images = query.validated_data["format"], query.validated_data["include_images"]
-        if query.validated_data["background"] or project.images.count() > transfers.SYNC_EXPORT_IMAGES:
-            job = transfers.transfer_start(
-                project=project,
-                user=request.user,
-                direction="export",
-                format_key=format_key,
-                include_images=include_images,
+        if project.images.count() > transfers.SYNC_EXPORT_IMAGES:
+            return Response(
+                {
+                    "detail": f"The project has more than {transfers.SYNC_EXPORT_IMAGES:,} images: export it in the "
+                    f"background with POST /api/projects/{project.pk}/export/, then download the job's file."
+                },
+                status=status.HTTP_409_CONFLICT,
             )
-            return Response(_job_body(job), status=status.HTTP_202_ACCEPTED)
         try:
             exported = transfers.project_export(project=project, format_key=format_key, include_images=include_images)
         except FormatError as exc:
@@ -310,6 +324,20 @@ class ExportApi(APIView):
         )
         response["X-Sightline-Summary"] = json.dumps(exported.summary.as_dict(), separators=(",", ":"))
         return response
+
+    @extend_schema(request=InputSerializer, responses={202: dict})
+    def post(self, request, project_id: int):
+        project = access_project(request.user, project_id, "export_project")
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        job = transfers.transfer_start(
+            project=project,
+            user=request.user,
+            direction="export",
+            format_key=data.validated_data["format"],
+            include_images=data.validated_data["include_images"],
+        )
+        return Response(_job_body(job), status=status.HTTP_202_ACCEPTED)
 
 
 class ImportApi(APIView):

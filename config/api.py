@@ -57,3 +57,38 @@ class AutoSchema(openapi.AutoSchema):
         if not outer:
             return super().get_serializer_name(serializer, direction)
         return outer.removesuffix("Api") + inner.removesuffix("Serializer")
+
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {"detail": {"type": "string"}},
+    "description": "What went wrong, for a person; a 400 names each bad field instead.",
+    "additionalProperties": True,
+}
+ERRORS = {
+    "400": "The input is invalid: each bad field (or non_field_errors, or file) with its messages.",
+    "401": "No valid credentials: send Authorization: Token <key> (or log in).",
+    "403": "A member of the project whose role does not allow this.",
+    "404": "No such object, or one in a project the user may not see.",
+    "409": "The state has moved on: a stale revision, a job still running, a result not ready yet.",
+    "413": "The request body is larger than the server accepts.",
+    "415": "The body's content type is not one this operation reads.",
+    "429": "Too many requests (the log-in limits): wait for Retry-After seconds.",
+    "503": "Briefly unavailable (database restarting, decoders busy): retry after Retry-After seconds.",
+}
+
+
+def errors_documented(result, generator, request, public):
+    """drf-spectacular postprocessing hook: every operation documents the errors Sightline can answer, with one
+    shared schema, so clients (and schemathesis) know every status code the API uses."""
+    result.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+    reference = {"$ref": "#/components/schemas/Error"}
+    for path_item in result.get("paths", {}).values():
+        for operation in path_item.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            for code, description in ERRORS.items():
+                operation["responses"].setdefault(
+                    code, {"description": description, "content": {"application/json": {"schema": reference}}}
+                )
+    return result

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 
 from django.db.models import prefetch_related_objects
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -294,6 +295,15 @@ class MemberDetailApi(APIView):
 # --- images ---------------------------------------------------------------------------------
 
 
+class ImagePageOutput(serializers.Serializer):
+    """One page of images, as DRF's page-number pagination gives it."""
+
+    count = serializers.IntegerField(help_text="Images matching the filter, on every page.")
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = ImageOutput(many=True)
+
+
 class ImagePagination(PageNumberPagination):
     page_size = 100
     page_size_query_param = "page_size"
@@ -319,13 +329,21 @@ class ImageListApi(APIView):
         )
         notice = serializers.CharField(help_text="Why labels were left off, for a person; empty when none were.")
 
+    class UploadRefused(serializers.Serializer):
+        """Nothing was stored: the same lists as a 201 (each refusal with its reason), or the bad fields."""
+
+        stored = serializers.ListField(child=serializers.DictField(), required=False)
+        rejected = serializers.ListField(child=serializers.DictField(), required=False)
+        labels_not_created = serializers.ListField(child=serializers.CharField(), required=False)
+        notice = serializers.CharField(required=False)
+
     @extend_schema(
         parameters=[
             OpenApiParameter("labels", str, description='Label expression, e.g. "(cat OR dog) AND NOT indoor".'),
             OpenApiParameter("type", str, enum=list(filters.TYPES)),
             OpenApiParameter("status", str, enum=list(filters.STATUSES), description="For the requesting user."),
         ],
-        responses={200: ImageOutput(many=True)},
+        responses={200: ImagePageOutput},
     )
     def get(self, request, project_id: int):
         project = access_project(request.user, project_id)
@@ -342,7 +360,7 @@ class ImageListApi(APIView):
         page = paginator.paginate_queryset(images, request, view=self)
         return paginator.get_paginated_response(ImageOutput(page, many=True).data)
 
-    @extend_schema(request={"multipart/form-data": UploadInput}, responses={201: UploadOutput, 400: UploadOutput})
+    @extend_schema(request={"multipart/form-data": UploadInput}, responses={201: UploadOutput, 400: UploadRefused})
     def post(self, request, project_id: int):
         project = access_project(request.user, project_id, "upload_project")
         fields = {key: ",".join(request.POST.getlist(key)) for key in request.POST}
@@ -412,7 +430,12 @@ class ImageFileApi(APIView):
 
     field = "file"
 
-    @extend_schema(responses={(200, "application/octet-stream"): bytes})
+    @extend_schema(
+        responses={
+            (200, "image/*"): OpenApiTypes.BINARY,
+            302: OpenApiResponse(description="With object storage: a redirect to a short-lived presigned URL."),
+        }
+    )
     def get(self, request, image_id: int):
         image = access_image(request.user, image_id)
         stored = getattr(image, self.field)

@@ -83,7 +83,7 @@ def test_a_background_export_is_written_to_the_bucket_and_downloaded_from_it(s3,
         {"files": [SimpleUploadedFile("red.png", image_bytes())]},
         format="multipart",
     )
-    started = api.get(f"/api/projects/{project.id}/export/", {"format": "coco", "background": "1"})
+    started = api.post(f"/api/projects/{project.id}/export/", {"format": "coco"}, format="json")
     assert started.status_code == 202
     assert job_run(started.json()["id"]) == "finished"
     body = api.get(f"/api/transfers/{started.json()['id']}/").json()

@@ -223,6 +223,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Uploads are described as binary files (multipart), not as URLs: clients and schemathesis send real files.
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Every operation documents the errors it can answer (config.api.errors_documented).
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "config.api.errors_documented"],
 }
 
 # django-q2 reads this at import time; tests patch django_q.conf.Conf instead of overriding it.

@@ -270,7 +270,7 @@ def test_images_not_in_the_project_are_reported_not_fatal(api, user):
 
 def test_background_export_and_import_jobs(api, user, source, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        response = api.get(f"/api/projects/{source.id}/export/", {"format": "coco", "background": "true"})
+        response = api.post(f"/api/projects/{source.id}/export/", {"format": "coco"}, format="json")
     assert response.status_code == 202
     job = api.get(f"/api/transfers/{response.json()['id']}/").json()
     assert (job["status"], job["progress"], job["summary"]["shapes"]) == ("finished", 1.0, 3)
