@@ -18,8 +18,16 @@ from config.api import PlainListField, StrictSerializer
 from projects import services, uploads
 from projects.files import stored_response
 from projects.imaging import MEDIA_TYPES
-from projects.models import Image, Membership, Role
-from projects.permissions import access_image, access_project, projects_for_user, require_owner
+from projects.models import Image, Invitation, Membership, Role
+from projects.permissions import (
+    access_image,
+    access_project,
+    invitation_for_invitee,
+    invitation_for_manager,
+    project_permissions,
+    projects_for_user,
+    require_owner,
+)
 from projects.selectors import label_get, membership_get
 
 # --- output shapes shared by several views ----------------------------------------------------
@@ -47,12 +55,25 @@ class LabelOutput(serializers.Serializer):
 class MemberOutput(serializers.Serializer):
     user_id = serializers.IntegerField(source="user.id")
     username = serializers.CharField(source="user.username")
-    email = serializers.EmailField(source="user.email")
+    email = serializers.SerializerMethodField(help_text="Only for those who manage the project's members.")
     role = serializers.CharField(source="role.name")
     is_owner = serializers.SerializerMethodField()
 
+    def get_email(self, membership: Membership) -> str | None:
+        return membership.user.email if self.context.get("show_emails") else None
+
     def get_is_owner(self, membership: Membership) -> bool:
         return membership.user_id == membership.project.owner_id
+
+
+class InvitationOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    project_id = serializers.IntegerField()
+    project_name = serializers.CharField(source="project.name")
+    email = serializers.EmailField()
+    role = serializers.CharField(source="role.name")
+    invited_by = serializers.CharField(source="invited_by.username", allow_null=True, default=None)
+    created_at = serializers.DateTimeField()
 
 
 class ImageOutput(serializers.Serializer):
@@ -243,21 +264,72 @@ class MemberListApi(APIView):
         email = serializers.EmailField()
         role = serializers.CharField()
 
+    class InvitedOutput(serializers.Serializer):
+        detail = serializers.CharField()
+
     @extend_schema(responses={200: MemberOutput(many=True)})
     def get(self, request, project_id: int):
         project = access_project(request.user, project_id)
         members = project.memberships.select_related("user", "role", "project")
-        return Response(MemberOutput(members, many=True).data)
+        context = {"show_emails": "manage_members_project" in project_permissions(request.user, project)}
+        return Response(MemberOutput(members, many=True, context=context).data)
 
-    @extend_schema(request=InputSerializer, responses={201: MemberOutput})
+    @extend_schema(request=InputSerializer, responses={202: InvitedOutput})
     def post(self, request, project_id: int):
+        """Share by invitation: the answer is the same whether or not the address has an account."""
         project = access_project(request.user, project_id, "manage_members_project")
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        membership = services.membership_grant(
-            project=project, email=data.validated_data["email"], role=_role(data.validated_data["role"])
+        email = data.validated_data["email"]
+        services.invitation_create(
+            project=project, email=email, role=_role(data.validated_data["role"]), invited_by=request.user
         )
-        return Response(MemberOutput(membership).data, status=status.HTTP_201_CREATED)
+        return Response({"detail": services.INVITED.format(email=email)}, status=status.HTTP_202_ACCEPTED)
+
+
+class ProjectInvitationsApi(APIView):
+    """The project's pending invitations, for those who manage its members."""
+
+    @extend_schema(responses={200: InvitationOutput(many=True)})
+    def get(self, request, project_id: int):
+        project = access_project(request.user, project_id, "manage_members_project")
+        pending = project.invitations.select_related("project", "role", "invited_by")
+        return Response(InvitationOutput(pending, many=True).data)
+
+
+class ProjectInvitationApi(APIView):
+    @extend_schema(responses={204: None})
+    def delete(self, request, project_id: int, invitation_id: int):
+        """Withdraw a pending invitation."""
+        services.invitation_delete(invitation=invitation_for_manager(request.user, project_id, invitation_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class MyInvitationsApi(APIView):
+    """Invitations to the requesting user's e-mail address, waiting to be accepted or declined."""
+
+    @extend_schema(responses={200: InvitationOutput(many=True)})
+    def get(self, request):
+        mine = Invitation.objects.filter(email__iexact=request.user.email) if request.user.email else []
+        if mine:
+            mine = mine.select_related("project", "role", "invited_by")
+        return Response(InvitationOutput(mine, many=True).data)
+
+
+class InvitationAcceptApi(APIView):
+    @extend_schema(request=None, responses={200: MemberOutput})
+    def post(self, request, invitation_id: int):
+        membership = services.invitation_accept(
+            invitation=invitation_for_invitee(request.user, invitation_id), user=request.user
+        )
+        return Response(MemberOutput(membership, context={"show_emails": True}).data)
+
+
+class InvitationDeclineApi(APIView):
+    @extend_schema(request=None, responses={204: None})
+    def post(self, request, invitation_id: int):
+        services.invitation_delete(invitation=invitation_for_invitee(request.user, invitation_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class MemberDetailApi(APIView):
@@ -266,11 +338,9 @@ class MemberDetailApi(APIView):
 
     @extend_schema(responses={200: MemberOutput})
     def get(self, request, project_id: int, user_id: int):
-        return Response(
-            MemberOutput(
-                membership_get(user=request.user, project_id=project_id, member_id=user_id, perm="view_project")
-            ).data
-        )
+        membership = membership_get(user=request.user, project_id=project_id, member_id=user_id, perm="view_project")
+        context = {"show_emails": "manage_members_project" in project_permissions(request.user, membership.project)}
+        return Response(MemberOutput(membership, context=context).data)
 
     @extend_schema(request=InputSerializer, responses={200: MemberOutput})
     def patch(self, request, project_id: int, user_id: int):
@@ -280,7 +350,7 @@ class MemberDetailApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         membership = services.membership_change_role(membership=membership, role=_role(data.validated_data["role"]))
-        return Response(MemberOutput(membership).data)
+        return Response(MemberOutput(membership, context={"show_emails": True}).data)
 
     @extend_schema(responses={204: None})
     def delete(self, request, project_id: int, user_id: int):

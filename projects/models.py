@@ -95,6 +95,24 @@ class Membership(models.Model):
         return f"{self.user} is {self.role} in {self.project}"
 
 
+class Invitation(models.Model):
+    """An offer of a role in a project, to whoever holds (or registers) this e-mail address. Nobody becomes a
+    member without accepting; accepted or declined invitations are deleted."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="invitations")
+    email = models.EmailField(help_text="Stored lower-case; matched against the invitee's account e-mail.")
+    role = models.ForeignKey(Role, on_delete=models.CASCADE, related_name="invitations")
+    invited_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["project", "email"], name="invitation_unique_email")]
+
+    def __str__(self) -> str:
+        return f"{self.email} invited to {self.project} as {self.role}"
+
+
 class Label(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="labels")
     name = models.CharField(max_length=100)

@@ -79,3 +79,27 @@ def require_owner(user, project: Project) -> None:
     if user.is_superuser:
         return
     raise PermissionDenied("Only the project's owner can transfer ownership.")
+
+
+def invitation_for_invitee(user, invitation_id: int):
+    """An invitation to `user`'s own e-mail address; anyone else's is a 404, as a missing one is."""
+    from projects.models import Invitation
+
+    if not user.is_authenticated or not user.is_active or not user.email:
+        raise Http404("No such invitation.")
+    invitation = Invitation.objects.filter(pk=invitation_id, email__iexact=user.email).select_related("project", "role")
+    found = invitation.first()
+    if found is None:
+        raise Http404("No such invitation.")
+    return found
+
+
+def invitation_for_manager(user, project_id: int, invitation_id: int):
+    """A pending invitation of a project whose members `user` manages (404 / 403 as for the project)."""
+    from projects.models import Invitation
+
+    project = access_project(user, project_id, "manage_members_project")
+    invitation = Invitation.objects.filter(pk=invitation_id, project=project).first()
+    if invitation is None:
+        raise Http404("No such invitation.")
+    return invitation

@@ -11,7 +11,7 @@ from guardian.models import UserObjectPermission
 
 from accounts.models import User
 from projects.attributes import definitions_clean
-from projects.models import Image, Label, Membership, Project, Role
+from projects.models import Image, Invitation, Label, Membership, Project, Role
 
 LABEL_COLORS = [
     "#e6194b",
@@ -95,6 +95,43 @@ def membership_grant(*, project: Project, email: str, role: Role) -> Membership:
     _check_assignable(role)
     with transaction.atomic():
         return _membership_save(project=project, user=user, role=role)
+
+
+INVITED = (
+    "If {email} belongs to a Sightline account, or someone signs up with it, they will find the invitation on "
+    "their home page and can accept or decline it."
+)
+
+
+def invitation_create(*, project: Project, email: str, role: Role, invited_by: User) -> Invitation:
+    """Invite whoever holds this address. The answer is the same whether or not it is registered, or already a
+    member (then nothing changes), so that sharing cannot be used to find out who has an account."""
+    _check_assignable(role)
+    email = email.strip().lower()
+    member = Membership.objects.filter(project=project, user__email__iexact=email).exists()
+    invitation = Invitation(project=project, email=email, role=role, invited_by=invited_by)
+    if member:
+        return invitation  # unsaved: an invitation is never shown for someone who is already in
+    invitation, _ = Invitation.objects.update_or_create(
+        project=project, email=email, defaults={"role": role, "invited_by": invited_by}
+    )
+    return invitation
+
+
+def invitation_accept(*, invitation: Invitation, user: User) -> Membership:
+    """The invitee joins with the invited role; the invitation is used up."""
+    with transaction.atomic():
+        invitation = Invitation.objects.select_for_update().get(pk=invitation.pk)
+        membership = Membership.objects.filter(project=invitation.project, user=user).first()
+        if membership is None:
+            membership = _membership_save(project=invitation.project, user=user, role=invitation.role)
+        invitation.delete()
+    return membership
+
+
+def invitation_delete(*, invitation: Invitation) -> None:
+    """Declined by the invitee, or withdrawn by someone who manages the project's members."""
+    invitation.delete()
 
 
 def membership_change_role(*, membership: Membership, role: Role) -> Membership:

@@ -19,4 +19,14 @@ urlpatterns = [
     path("<int:project_id>/members/<int:user_id>/role/", views.member_change, name="member-change"),
     path("<int:project_id>/members/<int:user_id>/remove/", views.member_remove, name="member-remove"),
     path("<int:project_id>/members/<int:user_id>/owner/", views.ownership_transfer, name="ownership-transfer"),
+    path(
+        "<int:project_id>/invitations/<int:invitation_id>/withdraw/",
+        views.invitation_withdraw,
+        name="invitation-withdraw",
+    ),
+    path(
+        "invitations/<int:invitation_id>/<str:answer>/",
+        views.invitation_answer,
+        name="invitation-answer",
+    ),
 ]

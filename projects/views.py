@@ -8,6 +8,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
+from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -17,9 +18,11 @@ from annotations.services import classifications_set_many
 from config.flash import flash_errors
 from projects import services
 from projects.forms import LabelForm, MemberForm, ProjectCreateForm, ProjectForm, RoleForm
-from projects.models import Image, Role
+from projects.models import Image, Invitation, Role
 from projects.permissions import (
     access_project,
+    invitation_for_invitee,
+    invitation_for_manager,
     project_permissions,
     projects_for_user,
     require_owner,
@@ -66,7 +69,13 @@ def project_list(request):
         else:
             return redirect("projects:detail", project_id=project.id)
     projects = projects_overview(projects_for_user(request.user).select_related("owner").order_by("-created_at", "-id"))
-    return render(request, "projects/project_list.html", {"projects": projects, "form": form})
+    invitations = (
+        Invitation.objects.filter(email__iexact=request.user.email).select_related("project", "role", "invited_by")
+        if request.user.email
+        else []
+    )
+    context = {"projects": projects, "form": form, "invitations": invitations}
+    return render(request, "projects/project_list.html", context)
 
 
 @login_required
@@ -204,6 +213,9 @@ def project_settings(request, project_id: int):
             }
         ),
         "members": project.memberships.select_related("user", "role"),
+        "invitations": project.invitations.select_related("role", "invited_by")
+        if "manage_members_project" in perms
+        else [],
         "member_form": MemberForm(initial={"role": Role.objects.filter(name=Role.LABELER).first()}),
         "role_form": RoleForm(),
     }
@@ -281,14 +293,39 @@ def member_add(request, project_id: int):
     form = MemberForm(request.POST)
     if form.is_valid():
         try:
-            membership = services.membership_grant(project=project, **form.cleaned_data)
+            services.invitation_create(project=project, invited_by=request.user, **form.cleaned_data)
         except ValidationError as exc:
             flash_errors(request, exc)
         else:
-            messages.success(request, f"Shared with {membership.user.username} as {membership.role}.")
+            messages.success(request, services.INVITED.format(email=form.cleaned_data["email"]))
     else:
-        messages.error(request, "Give the email of a registered user and a role.")
+        messages.error(request, "Give an e-mail address and a role.")
     return redirect("projects:settings", project_id=project.id)
+
+
+@login_required
+@require_POST
+def invitation_withdraw(request, project_id: int, invitation_id: int):
+    invitation = invitation_for_manager(request.user, project_id, invitation_id)
+    services.invitation_delete(invitation=invitation)
+    messages.success(request, f"The invitation to {invitation.email} was withdrawn.")
+    return redirect("projects:settings", project_id=project_id)
+
+
+@login_required
+@require_POST
+def invitation_answer(request, invitation_id: int, answer: str):
+    """Accept or decline an invitation from the home page."""
+    if answer not in {"accept", "decline"}:
+        raise Http404("Answer accept or decline.")
+    invitation = invitation_for_invitee(request.user, invitation_id)
+    if answer == "accept":
+        services.invitation_accept(invitation=invitation, user=request.user)
+        messages.success(request, f"You joined {invitation.project.name} as {invitation.role.name}.")
+        return redirect("projects:detail", project_id=invitation.project_id)
+    services.invitation_delete(invitation=invitation)
+    messages.success(request, f"You declined the invitation to {invitation.project.name}.")
+    return redirect("projects:list")
 
 
 def _membership(request, project_id: int, user_id: int):

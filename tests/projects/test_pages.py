@@ -1,8 +1,9 @@
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
 from guardian.shortcuts import get_perms
 
-from projects.models import Project, Role
+from projects.models import Invitation, Project, Role
 from projects.uploads import images_upload
 from tests.factories import UserFactory, image_bytes, make_project
 
@@ -76,18 +77,27 @@ def test_settings_page_labels_and_members(logged_in, user):
         f"/projects/{project.id}/labels/", {"name": "gull", "color": "", "hotkey": ""}, follow=True
     )
     assert "A label named &#x27;gull&#x27; already exists in this project." in response.content.decode()
-    logged_in.post(
-        f"/projects/{project.id}/members/", {"email": "friend@example.com", "role": Role.objects.get(name="Labeler").id}
-    )
-    assert sorted(get_perms(friend, project)) == ["annotate_project", "view_project"]
-    response = logged_in.post(
+    invited = logged_in.post(
         f"/projects/{project.id}/members/",
-        {"email": "ghost@example.com", "role": Role.objects.get(name="Labeler").id},
+        {"email": "friend@example.com", "role": Role.objects.get(name="Labeler").id},
         follow=True,
     )
-    assert "No registered user has this email." in response.content.decode()
+    assert "If friend@example.com belongs to a Sightline account" in invited.content.decode()
+    assert get_perms(friend, project) == []  # not until they accept
     page = logged_in.get(f"/projects/{project.id}/settings/").content.decode()
-    assert "friend@example.com" in page and "#112233" in page
+    assert "Invited, not yet answered" in page and "friend@example.com" in page and "#112233" in page
+
+    friend_client = Client()
+    friend_client.force_login(friend)
+    home = friend_client.get("/projects/").content.decode()
+    assert f"<strong>{project.name}</strong> as Labeler, from {user.username}" in home
+    invitation = Invitation.objects.get()
+    joined = friend_client.post(f"/projects/invitations/{invitation.id}/accept/")
+    assert joined.status_code == 302 and joined["Location"] == f"/projects/{project.id}/"
+    assert sorted(get_perms(friend, project)) == ["annotate_project", "view_project"]
+    # A Labeler sees who is in the project, not their e-mail addresses.
+    seen = friend_client.get(f"/projects/{project.id}/settings/").content.decode()
+    assert user.username in seen and user.email not in seen
 
 
 def test_deleting_a_project_needs_its_name(logged_in, user):

@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 
 from annotations.models import Classification
 from jobs.models import Job
-from projects.models import Image, Label, Membership, Project
+from projects.models import Image, Invitation, Label, Membership, Project
 from projects.uploads import images_upload
 from tests.conftest import client_for
 from tests.factories import UserFactory, image_bytes, make_project
@@ -42,7 +42,13 @@ def world():
 
     # A queued export (in tests nothing is enqueued until a commit): the job that cancel requests act on.
     job = transfers.transfer_start(project=project, user=owner, direction="export", format_key="coco")
+    from projects.services import invitation_create
+
+    invitation = invitation_create(
+        project=project, email="invited@example.com", role=Role.objects.get(name="Viewer"), invited_by=owner
+    )
     return {
+        "invitation": invitation,
         "project": project,
         "label": label,
         "image": image,
@@ -59,6 +65,7 @@ def snapshot():
         sorted(Project.objects.values_list("id", "name", "description", "owner_id")),
         sorted(Label.objects.values_list("id", "name", "color", "hotkey")),
         sorted(Membership.objects.values_list("project_id", "user_id", "role__name")),
+        sorted(Invitation.objects.values_list("project_id", "email", "role__name")),
         sorted(Image.objects.values_list("id", "name")),
         sorted(Classification.objects.values_list("image_id", "label_id", "is_default")),
         sorted(Job.objects.values_list("id", "kind", "status", "cancel_requested")),
@@ -84,6 +91,8 @@ API = [
         ["Owner", "Admin"],
     ),
     ("member get", "get", "/api/projects/{p}/members/{t}/", None, ROLES),
+    ("invitations list", "get", "/api/projects/{p}/invitations/", None, ["Owner", "Admin"]),
+    ("invitation withdraw", "delete", "/api/projects/{p}/invitations/{inv}/", None, ["Owner", "Admin"]),
     ("member role", "patch", "/api/projects/{p}/members/{t}/", {"role": "Labeler"}, ["Owner", "Admin"]),
     ("member remove", "delete", "/api/projects/{p}/members/{t}/", None, ["Owner", "Admin"]),
     ("transfer", "post", "/api/projects/{p}/transfer-ownership/", {"user_id": "{t}"}, ["Owner"]),
@@ -120,6 +129,7 @@ PAGES = [
         ["Owner", "Admin"],
     ),
     ("member role page", "post", "/projects/{p}/members/{t}/role/", {"role": "{labeler_role}"}, ["Owner", "Admin"]),
+    ("invitation withdraw page", "post", "/projects/{p}/invitations/{inv}/withdraw/", {}, ["Owner", "Admin"]),
     ("member remove page", "post", "/projects/{p}/members/{t}/remove/", {}, ["Owner", "Admin"]),
     ("transfer page", "post", "/projects/{p}/members/{t}/owner/", {}, ["Owner"]),
     ("images delete page", "post", "/projects/{p}/images/delete/", {"image": "{i}"}, ["Owner", "Admin", "Developer"]),
@@ -151,6 +161,7 @@ def _fill(value, world):
         "i": world["image"].id,
         "t": world["target"].id,
         "j": world["job"].id,
+        "inv": world["invitation"].id,
         "labeler_role": Role.objects.get(name="Labeler").id,
     }
     if isinstance(value, str):
