@@ -7,6 +7,7 @@ from urllib.parse import quote
 from django.core.exceptions import ValidationError
 from django.http import HttpResponse
 from django.utils.http import content_disposition_header
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.pagination import PageNumberPagination
@@ -16,6 +17,7 @@ from rest_framework.views import APIView
 
 from config.api import StrictSerializer
 from config.parsers import RawImageParser
+from projects.files import stored_response
 from projects.permissions import access_child, access_project
 from training import downloads, predictions, selectors, services, statistics
 from training.models import Checkpoint, DatasetItem, DatasetVersion, ModelVersion, Split, Task, TrainingJob
@@ -290,15 +292,46 @@ class ModelPredictionsDownloadApi(APIView):
 
 
 class ModelBundleApi(APIView):
-    @extend_schema(parameters=VIEW_PARAMETERS[:1], responses={(200, "application/zip"): bytes})
-    def get(self, request, model_id: int):
-        model = selectors.model_get(user=request.user, model_id=model_id, perm="export_project")
-        checkpoint = request.query_params.get("checkpoint", model.predict_with)
-        if checkpoint not in Checkpoint.values:
-            raise ValidationError({"checkpoint": ["Choose best or last."]})
-        from training import bundles  # torch.export: loaded when a bundle is asked for
+    """The model for offline use. POST builds it as a job (202; 200 once built), GET downloads it (409 until then).
+    A bundle is built once per checkpoint and thresholds."""
 
-        return _zip_response(bundles.model_bundle(model=model, checkpoint=checkpoint), f"{model.name}-{checkpoint}.zip")
+    class StateOutput(serializers.Serializer):
+        status = serializers.ChoiceField(choices=["ready", "building", "missing"])
+        download_url = serializers.CharField(required=False)
+        job = serializers.IntegerField(required=False)
+        progress = serializers.FloatField(required=False)
+        phase = serializers.CharField(required=False, allow_blank=True)
+
+    @extend_schema(parameters=VIEW_PARAMETERS[:1], responses={(200, "application/zip"): OpenApiTypes.BINARY})
+    def get(self, request, model_id: int):
+        from training import bundles
+
+        model = selectors.model_get(user=request.user, model_id=model_id, perm="export_project")
+        checkpoint = _bundle_checkpoint(request, model)
+        state = bundles.bundle_state(model=model, checkpoint=checkpoint)
+        if state["status"] != "ready":
+            detail = f"The {checkpoint} model is not ready to download: POST to this URL to prepare it."
+            return Response({"detail": detail, **state}, status=status.HTTP_409_CONFLICT)
+        return stored_response(
+            bundles.bundle_name(model=model, checkpoint=checkpoint),
+            filename=f"{model.name}-{checkpoint}.zip",
+            content_type="application/zip",
+        )
+
+    @extend_schema(parameters=VIEW_PARAMETERS[:1], request=None, responses={200: StateOutput, 202: StateOutput})
+    def post(self, request, model_id: int):
+        from training import bundles
+
+        model = selectors.model_get(user=request.user, model_id=model_id, perm="export_project")
+        state = bundles.bundle_request(model=model, checkpoint=_bundle_checkpoint(request, model), user=request.user)
+        return Response(state, status=status.HTTP_200_OK if state["status"] == "ready" else status.HTTP_202_ACCEPTED)
+
+
+def _bundle_checkpoint(request, model) -> str:
+    checkpoint = request.query_params.get("checkpoint", model.predict_with)
+    if checkpoint not in Checkpoint.values:
+        raise ValidationError({"checkpoint": ["Choose best or last."]})
+    return checkpoint
 
 
 PREDICT_REQUEST = {

@@ -8,6 +8,7 @@ needs torch, numpy and Pillow and nothing of Sightline.
 from __future__ import annotations
 
 import copy
+import hashlib
 import io
 import json
 import zipfile
@@ -36,6 +37,9 @@ class _Packaged(nn.Module):
         x = (pixels.permute(0, 3, 1, 2).float() / 255 - self.mean) / self.std
         logits = self.model(x)
         return torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=1)
+
+
+BUNDLE_KIND = "bundle"
 
 
 def model_bundle(*, model: ModelVersion, checkpoint: str) -> bytes:
@@ -88,3 +92,70 @@ def model_bundle(*, model: ModelVersion, checkpoint: str) -> bytes:
         bundle.writestr(f"{folder}/sightline_images.py", Path(images_module.__file__).read_text())
         bundle.writestr(f"{folder}/requirements.txt", f"torch=={torch.__version__.split('+')[0]}\nnumpy\npillow\n")
     return out.getvalue()
+
+
+# --- the bundle as a job: torch.export takes tens of seconds, so a worker builds it, once per checkpoint ------
+
+
+def bundle_name(*, model: ModelVersion, checkpoint: str) -> str:
+    """Where the built bundle is kept: one per checkpoint file and thresholds, so a change builds a new one."""
+    thresholds = json.dumps(model.thresholds_for(checkpoint))
+    stamp = hashlib.sha256(f"{model.checkpoint_file(checkpoint).name}|{thresholds}".encode()).hexdigest()[:16]
+    return f"bundles/{model.pk}/{checkpoint}-{stamp}.zip"
+
+
+def bundle_state(*, model: ModelVersion, checkpoint: str) -> dict:
+    """ready (with its download URL), building (with its job) or missing."""
+    from django.core.files.storage import default_storage
+
+    from jobs.models import Job
+
+    if default_storage.exists(bundle_name(model=model, checkpoint=checkpoint)):
+        return {"status": "ready", "download_url": f"/api/models/{model.pk}/bundle/?checkpoint={checkpoint}"}
+    job = (
+        Job.objects.active()
+        .filter(kind=BUNDLE_KIND, payload__model_id=model.pk, payload__checkpoint=checkpoint)
+        .order_by("-id")
+        .first()
+    )
+    if job is not None:
+        return {"status": "building", "job": job.pk, "progress": job.progress, "phase": job.phase}
+    return {"status": "missing"}
+
+
+def bundle_request(*, model: ModelVersion, checkpoint: str, user) -> dict:
+    """Start building the bundle unless it is built or being built; its state either way."""
+    from django.db import transaction
+
+    from jobs.models import Job
+    from jobs.services import job_submit
+
+    with transaction.atomic():
+        ModelVersion.objects.select_for_update().filter(pk=model.pk).first()  # one request starts it
+        state = bundle_state(model=model, checkpoint=checkpoint)
+        if state["status"] != "missing":
+            return state
+        job = Job.objects.create(
+            kind=BUNDLE_KIND,
+            project_id=model.project_id,
+            created_by=user,
+            payload={"model_id": model.pk, "checkpoint": checkpoint},
+        )
+        job_submit(job)
+    return bundle_state(model=model, checkpoint=checkpoint)
+
+
+def bundle_job_execute(job, context) -> str:
+    """The bundle kind's work (jobs.registry): export the model and store the ZIP."""
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    model = ModelVersion.objects.get(pk=job.payload["model_id"])
+    checkpoint = job.payload["checkpoint"]
+    context.progress(0.1, "Exporting the model with torch.export")
+    content = model_bundle(model=model, checkpoint=checkpoint)
+    context.check()
+    name = bundle_name(model=model, checkpoint=checkpoint)
+    if not default_storage.exists(name):
+        default_storage.save(name, ContentFile(content))
+    return f"The {checkpoint} model of {model.name} is ready to download."

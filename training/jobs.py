@@ -1,6 +1,6 @@
 """Training's kind of background work, registered with the job system."""
 
-from jobs.registry import GPU, JobKind
+from jobs.registry import CPU, GPU, JobKind
 
 TRAINING = JobKind(
     name="training",
@@ -10,4 +10,12 @@ TRAINING = JobKind(
     permission="train_project",
     url="/projects/{project_id}/training/{id}/",
 )
-KINDS = (TRAINING,)
+BUNDLE = JobKind(
+    name="bundle",
+    label="Model download",
+    cluster=CPU,
+    run="training.bundles.bundle_job_execute",
+    permission="export_project",
+    url="/projects/{project_id}/jobs/",
+)
+KINDS = (TRAINING, BUNDLE)

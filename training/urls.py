@@ -16,6 +16,7 @@ urlpatterns = [
         "projects/<int:project_id>/models/<int:model_id>/thresholds/", views.model_thresholds, name="model-thresholds"
     ),
     path("projects/<int:project_id>/models/<int:model_id>/delete/", views.model_delete, name="model-delete"),
+    path("projects/<int:project_id>/models/<int:model_id>/bundle/", views.model_bundle, name="model-bundle"),
     path("projects/<int:project_id>/training/<int:job_id>/", views.job_page, name="job"),
     path("projects/<int:project_id>/training/<int:job_id>/cancel/", views.job_cancel, name="job-cancel"),
     path("projects/<int:project_id>/predict/", views.predict_page, name="predict"),

@@ -12,7 +12,7 @@ from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
 from projects.files import stored_bytes
 from projects.models import Image
@@ -155,6 +155,10 @@ def model_page(request, project_id: int, model_id: int):
         "query": urlencode({**state, **({"thresholds": request.GET["thresholds"]} if thresholds else {})}),
         "previewed": request.GET.get("thresholds", "") if thresholds else "",
     }
+    if "export_project" in context["perms"]:
+        from training.bundles import bundle_state
+
+        context["bundle"] = bundle_state(model=model, checkpoint=state["checkpoint"])
     if model.multi_label:
         context.update(_pr_context(request, model, stats))
     else:
@@ -191,6 +195,30 @@ def _confusion_rows(stats: dict) -> list[dict]:
         total = sum(counts) or 1
         rows.append({"label": label, "cells": [{"count": c, "share": round(c / total, 3)} for c in counts]})
     return rows
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def model_bundle(request, project_id: int, model_id: int):
+    """The offline bundle's control on the model page: GET shows its state (polled while it builds), POST
+    starts building it."""
+    from training import bundles
+
+    model = selectors.model_get(user=request.user, model_id=model_id, perm="export_project", project_id=project_id)
+    checkpoint = request.GET.get("checkpoint", model.predict_with)
+    if checkpoint not in Checkpoint.values:
+        checkpoint = model.predict_with
+    if request.method == "POST":
+        bundles.bundle_request(model=model, checkpoint=checkpoint, user=request.user)
+        url = reverse("training:model", kwargs={"project_id": project_id, "model_id": model.id})
+        return redirect(f"{url}?checkpoint={checkpoint}")
+    context = {
+        "project": model.project,
+        "model": model,
+        "checkpoint": checkpoint,
+        "bundle": bundles.bundle_state(model=model, checkpoint=checkpoint),
+    }
+    return render(request, "training/model.html#bundle", context)
 
 
 @login_required

@@ -249,7 +249,8 @@ def test_predict_selected_is_a_post_without_the_csrf_token_in_any_url(client, us
 def test_the_api_docs_load_swagger_ui_from_this_server(client):
     page = client.get("/api/docs/").content.decode()
     assert "cdn.jsdelivr.net" not in page and "@latest" not in page
-    assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in page
+    script = client.get("/api/docs/?script=").content.decode()  # the split view: no inline script in the page
+    assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in page + script
     assert client.get("/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js").status_code == 200
 
 

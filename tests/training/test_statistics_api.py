@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
+from jobs.models import Job
 from tests.factories import make_project
 from tests.training.conftest import FAST, colour_png, shapes_png, upload
 from training.models import ModelVersion
@@ -135,9 +136,18 @@ def test_the_offline_bundle_serves_the_same_predictions(
     api, colours_project, tmp_path, django_capture_on_commit_callbacks
 ):
     model = train(api, colours_project, django_capture_on_commit_callbacks, name="colours", parameters=FAST)
-    response = api.get(f"/api/models/{model['id']}/bundle/")
+    url = f"/api/models/{model['id']}/bundle/"
+    not_yet = api.get(url)
+    assert (not_yet.status_code, not_yet.json()["status"]) == (409, "missing")  # a GET never builds it
+    assert Job.objects.filter(kind="bundle").count() == 0
+    with django_capture_on_commit_callbacks(execute=True):
+        started = api.post(url)
+    assert started.status_code == 202  # built by the job, which ran when the request's transaction committed
+    assert Job.objects.get(kind="bundle").status == "finished"
+    assert api.post(url).json() == {"status": "ready", "download_url": f"{url}?checkpoint=best"}
+    response = api.get(url)
     assert response.status_code == 200
-    zipfile.ZipFile(io.BytesIO(response.content)).extractall(tmp_path)
+    zipfile.ZipFile(io.BytesIO(response.getvalue())).extractall(tmp_path)
     folder = tmp_path / "colours-best"
     assert sorted(p.name for p in folder.iterdir()) == [
         "README.md",
