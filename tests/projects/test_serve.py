@@ -226,3 +226,56 @@ def test_a_killed_worker_is_restarted_with_its_orphans_stopped_and_the_web_serve
     finally:
         if serve is not None:
             _cleanup(serve, data_dir)
+
+
+def _api(port: int, method: str, path: str, token: str = "", body: dict | None = None) -> tuple[int, dict, dict]:
+    import json
+
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Token {token}"} if token else {})}
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, dict(response.headers), json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), json.loads(exc.read() or b"{}")
+
+
+def test_with_the_database_down_the_api_answers_json_503_with_retry_after_and_recovers_when_it_returns():
+    data_dir = settings.BASE_DIR / ".data" / f"test-serve-{uuid.uuid4().hex[:8]}"
+    port = _free_port()
+    serve = None
+    try:
+        serve = _serve(data_dir, port)
+        credentials = {"username": "ada", "email": "ada@example.com", "password": "a-long-enough-password"}
+        assert _api(port, "POST", "/api/auth/register/", body=credentials)[0] == 201
+        login = {"username": "ada", "password": "a-long-enough-password"}
+        token = _api(port, "POST", "/api/auth/token/", body=login)[2]["token"]
+        assert _api(port, "GET", "/api/projects/", token)[0] == 200
+
+        pid_file = data_dir / "pg" / "postmaster.pid"
+        os.kill(int(pid_file.read_text().split()[0]), signal.SIGINT)  # PostgreSQL's fast shutdown
+        deadline = time.monotonic() + 30
+        while pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not pid_file.exists()
+
+        code, headers, body = _api(port, "GET", "/api/projects/", token)
+        assert (code, headers["Retry-After"], headers["Content-Type"]) == (503, "5", "application/json")
+        assert body == {
+            "detail": "Sightline is briefly unavailable (its database cannot be reached); try again in a few seconds."
+        }
+
+        starter = "from pathlib import Path; import sys; from config import embedded_db; embedded_db.database_settings(Path(sys.argv[1]))"
+        subprocess.run(
+            [sys.executable, "-c", starter, str(data_dir)], check=True, cwd=settings.BASE_DIR, env=_env(data_dir)
+        )
+        deadline = time.monotonic() + 30
+        code = 0
+        while code != 200 and time.monotonic() < deadline:
+            code = _api(port, "GET", "/api/projects/", token)[0]
+            time.sleep(0.2)
+        assert code == 200  # the pool replaced its dead connections by itself: no restart of Sightline
+    finally:
+        if serve is not None:
+            _cleanup(serve, data_dir)
