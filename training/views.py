@@ -256,9 +256,8 @@ def model_thresholds(request, project_id: int, model_id: int):
 
 
 @login_required
+@require_POST
 def model_delete(request, project_id: int, model_id: int):
-    if request.method != "POST":
-        return redirect("training:model", project_id=project_id, model_id=model_id)
     model = selectors.model_get(user=request.user, model_id=model_id, perm="train_project", project_id=project_id)
     services.model_version_delete(model=model)
     messages.success(request, f"Deleted the model {model.name}.")
