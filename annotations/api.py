@@ -296,7 +296,7 @@ class ExportApi(APIView):
     @extend_schema(
         parameters=[QuerySerializer],
         responses={
-            (200, "application/json"): OpenApiTypes.BINARY,
+            (200, "application/json"): OpenApiTypes.OBJECT,
             (200, "application/zip"): OpenApiTypes.BINARY,
             (200, "text/csv"): OpenApiTypes.BINARY,
         },

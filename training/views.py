@@ -218,7 +218,7 @@ def model_bundle(request, project_id: int, model_id: int):
         "checkpoint": checkpoint,
         "bundle": bundles.bundle_state(model=model, checkpoint=checkpoint),
     }
-    return render(request, "training/model.html#bundle", context)
+    return render(request, "training/_bundle.html", context)
 
 
 @login_required

@@ -66,6 +66,12 @@ def test_train_from_the_form_and_read_the_statistics(page, live_server):
     page.click("#switch-checkpoint")
     page.wait_for_selector("#predict-with:has-text('last')")
     assert ModelVersion.objects.get().predict_with == "last"
+    # The offline model is a job: Prepare starts it (in tests it runs inside the request), then it downloads.
+    page.click("#bundle-prepare")
+    page.wait_for_selector("#bundle-download", timeout=120_000)
+    href = page.get_attribute("#bundle-download", "href")
+    download = page.request.get(f"{live_server.url}{href}")
+    assert (download.status, download.headers["content-type"]) == (200, "application/zip")
 
 
 def test_the_job_page_follows_a_running_job_until_it_ends(page, live_server, monkeypatch):
@@ -125,6 +131,7 @@ def test_clicking_the_precision_recall_curve_sets_thresholds(page, live_server):
     page.wait_for_selector("#thresholds-form")
     page.wait_for_load_state("load")  # the curve's module script is deferred: it listens only once parsing ends
     shot(page, "statistics-multi")
+    page.locator("svg.clickable").scroll_into_view_if_needed()  # as a person would, on a smaller screen
     box = page.locator("svg.clickable").bounding_box()
     page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.3)  # somewhere on the curve
     page.wait_for_url("**thresholds=**")
