@@ -25,6 +25,8 @@ export class Panels {
     this.canEdit = canEdit;
     this.setLabel = setLabel;
     this.frame = 0;
+    /** What the attribute fields show now (renderAttributes rebuilds them only when it changes). */
+    this.attributesShown = "";
   }
 
   /** Panels follow the canvas by a frame: a new shape is drawn first, its list entry next. */
@@ -42,18 +44,29 @@ export class Panels {
 
   /** The selected object's attributes, as its label defines them: edited here, saved like any change. */
   renderAttributes() {
-    // A field being typed in is saved (its change event fires on blur) before it is replaced.
-    const active = document.activeElement;
-    if (active instanceof HTMLElement && $("attribute-fields").contains(active)) active.blur();
     const section = $("object-attributes");
     const shape = this.store.find(this.tools.selected);
     const definitions = shape ? this.byId.get(shape.label)?.attributes || [] : [];
     section.hidden = !shape || !definitions.length;
-    if (section.hidden || !shape) return;
+    if (section.hidden || !shape) {
+      this.attributesShown = "";
+      return;
+    }
     const label = /** @type {Label} */ (this.byId.get(shape.label));
     $("attributes-of").textContent = `of ${label.name} ${shape.id === undefined ? "(new)" : `#${shape.id}`}`;
     const values = /** @type {Record<string, any>} */ (shape.attributes || {});
     const key = /** @type {number} */ (shape._key);
+    // Rebuild the fields only when what they show changed: a save's answer or another object's change must not
+    // take the focus (and what is being typed) from a field the person is in.
+    const shown = JSON.stringify([key, shape.label, definitions, values, this.canEdit]);
+    if (shown === this.attributesShown) return;
+    const active = document.activeElement;
+    if (active instanceof HTMLElement && $("attribute-fields").contains(active)) {
+      active.blur(); // a field being typed in is saved (its change event fires on blur) before it is replaced
+      this.renderAttributes();
+      return;
+    }
+    this.attributesShown = shown;
     const set = (/** @type {string} */ name, /** @type {any} */ value) => {
       const current = /** @type {Record<string, any>} */ (this.store.find(key)?.attributes || {});
       this.store.update(key, { attributes: { ...current, [name]: value } });
