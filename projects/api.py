@@ -310,10 +310,7 @@ class MyInvitationsApi(APIView):
 
     @extend_schema(responses={200: InvitationOutput(many=True)})
     def get(self, request):
-        mine = Invitation.objects.filter(email__iexact=request.user.email) if request.user.email else []
-        if mine:
-            mine = mine.select_related("project", "role", "invited_by")
-        return Response(InvitationOutput(mine, many=True).data)
+        return Response(InvitationOutput(Invitation.objects.for_user(request.user), many=True).data)
 
 
 class InvitationAcceptApi(APIView):

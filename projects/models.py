@@ -95,6 +95,14 @@ class Membership(models.Model):
         return f"{self.user} is {self.role} in {self.project}"
 
 
+class InvitationQuerySet(models.QuerySet):
+    def for_user(self, user):
+        """The invitations to `user`'s own e-mail address (none without one), with what a list of them shows."""
+        if not user.is_authenticated or not user.email:
+            return self.none()
+        return self.filter(email__iexact=user.email).select_related("project", "role", "invited_by")
+
+
 class Invitation(models.Model):
     """An offer of a role in a project, to whoever holds (or registers) this e-mail address. Nobody becomes a
     member without accepting; accepted or declined invitations are deleted."""
@@ -104,6 +112,8 @@ class Invitation(models.Model):
     role = models.ForeignKey(Role, on_delete=models.CASCADE, related_name="invitations")
     invited_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = InvitationQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]

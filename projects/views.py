@@ -69,12 +69,7 @@ def project_list(request):
         else:
             return redirect("projects:detail", project_id=project.id)
     projects = projects_overview(projects_for_user(request.user).select_related("owner").order_by("-created_at", "-id"))
-    invitations = (
-        Invitation.objects.filter(email__iexact=request.user.email).select_related("project", "role", "invited_by")
-        if request.user.email
-        else []
-    )
-    context = {"projects": projects, "form": form, "invitations": invitations}
+    context = {"projects": projects, "form": form, "invitations": Invitation.objects.for_user(request.user)}
     return render(request, "projects/project_list.html", context)
 
 
