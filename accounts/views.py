@@ -8,7 +8,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from rest_framework.authtoken.models import Token
 
 from accounts import services
@@ -35,6 +35,7 @@ class LoginView(auth_views.LoginView):
         return self.render_to_response(context, status=429, headers={"Retry-After": str(wait)})
 
 
+@require_http_methods(["GET", "POST"])
 def signup(request):
     if not settings.SIGHTLINE_ALLOW_REGISTRATION:
         raise Http404("Registration is turned off on this server.")
@@ -64,6 +65,7 @@ def signup(request):
 
 
 @login_required
+@require_safe
 def profile(request):
     token = Token.objects.filter(user=request.user).first()
     projects = projects_for_user(request.user).order_by("id")

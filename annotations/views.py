@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_POST, require_safe
 from django_htmx.http import HttpResponseClientRedirect
 
 from accounts.models import User
@@ -43,6 +43,7 @@ def _duration(seconds: float) -> str:
 
 
 @login_required
+@require_safe
 def labeling_time(request):
     form = TimeFilterForm(request.GET or None, viewer=request.user)
     chosen = form.cleaned_data if form.is_valid() else {}
@@ -63,6 +64,7 @@ def labeling_time(request):
 
 
 @login_required
+@require_safe
 def transfers_page(request, project_id: int):
     project = access_project(request.user, project_id)
     jobs = TransferJob.objects.filter(project=project).select_related("created_by")[:20]
@@ -116,6 +118,7 @@ def transfer_start(request, project_id: int):
 
 
 @login_required
+@require_safe
 def transfer_job(request, project_id: int, job_id: int):
     project = access_project(request.user, project_id)
     job = TransferJob.objects.filter(project=project, pk=job_id).first()
@@ -136,6 +139,7 @@ def _walk(request) -> tuple[dict[str, str], str]:
 
 
 @login_required
+@require_safe
 def labeler(request, project_id: int, image_id: int):
     """The labeling page: one canvas island (static/labeler/) around the image, with htmx around it."""
     project = access_project(request.user, project_id)
@@ -190,6 +194,7 @@ def labeler(request, project_id: int, image_id: int):
 
 
 @login_required
+@require_safe
 def labeler_strip(request, project_id: int, image_id: int):
     """The sidebar's image list (htmx): a page of the images the labeler walks, around this one."""
     project = access_project(request.user, project_id)

@@ -8,13 +8,14 @@ from django.core.exceptions import ValidationError
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from jobs import selectors, services
 from projects.permissions import project_permissions
 
 
 @login_required
+@require_safe
 def jobs_page(request, project_id: int):
     project, jobs = selectors.jobs_for_project(user=request.user, project_id=project_id)
     perms = project_permissions(request.user, project)

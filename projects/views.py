@@ -11,7 +11,7 @@ from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from annotations import filters
 from annotations.services import classifications_set_many
@@ -59,6 +59,7 @@ def _selected_ids(request, project) -> list[int]:
 
 
 @login_required
+@require_http_methods(["GET", "POST"])
 def project_list(request):
     form = ProjectCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -74,6 +75,7 @@ def project_list(request):
 
 
 @login_required
+@require_safe
 def project_detail(request, project_id: int):
     """The image grid. An htmx request for another page gets only the grid partial."""
     project = access_project(request.user, project_id)
@@ -110,6 +112,7 @@ def project_detail(request, project_id: int):
 
 
 @login_required
+@require_http_methods(["GET", "POST"])
 def label_selected(request, project_id: int):
     """Open the labeler on the selected images only, or on all of them when none is selected (spec 000).
 
@@ -182,6 +185,7 @@ def images_validation(request, project_id: int):
 
 
 @login_required
+@require_http_methods(["GET", "POST"])
 def project_settings(request, project_id: int):
     project = access_project(request.user, project_id)
     perms = project_permissions(request.user, project)

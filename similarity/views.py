@@ -6,6 +6,7 @@ from django import forms
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.shortcuts import render
+from django.views.decorators.http import require_http_methods, require_safe
 
 from config.flash import flash_errors, flash_form_errors
 from projects.permissions import access_project, project_permissions
@@ -41,6 +42,7 @@ def _query(form: forms.Form) -> dict:
 
 
 @login_required
+@require_http_methods(["GET", "POST"])
 def similar_page(request, project_id: int):
     """1vN: results for ?image=ID, or for an uploaded file (POST), with the query form."""
     project = access_project(request.user, project_id)
@@ -70,6 +72,7 @@ def similar_page(request, project_id: int):
 
 
 @login_required
+@require_http_methods(["GET", "POST"])
 def pairs_page(request, project_id: int):
     """NvN: the most similar pairs side by side, newer image of each pre-ticked for deletion.
 
@@ -110,6 +113,7 @@ def pairs_page(request, project_id: int):
 
 
 @login_required
+@require_safe
 def pair_search_page(request, project_id: int, search_id: int):
     """The polled partial of a background pair search: progress, then the pairs."""
     search = searches.pair_search_get(user=request.user, search_id=search_id, project_id=project_id)
@@ -125,6 +129,7 @@ def pair_search_page(request, project_id: int, search_id: int):
 
 
 @login_required
+@require_safe
 def index_page(request, project_id: int):
     """The project page's indexing progress (htmx), polled until every image is indexed."""
     project = access_project(request.user, project_id)

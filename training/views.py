@@ -12,7 +12,7 @@ from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from projects.files import stored_bytes
 from projects.models import Image
@@ -35,6 +35,7 @@ def _errors(request, exc: ValidationError) -> None:
 
 
 @login_required
+@require_http_methods(["GET", "POST"])
 def models_page(request, project_id: int):
     """Train a model (the form) and the project's jobs and models."""
     project = access_project(request.user, project_id, "train_project" if request.method == "POST" else "view_project")
@@ -87,6 +88,7 @@ def _job_context(request, project, job: TrainingJob) -> dict:
 
 
 @login_required
+@require_safe
 def job_page(request, project_id: int, job_id: int):
     """A job's live progress; htmx polls the #job-progress partial while the job is queued or running."""
     project = access_project(request.user, project_id)
@@ -131,6 +133,7 @@ def _view_state(request, model: ModelVersion) -> dict:
 
 
 @login_required
+@require_safe
 def model_page(request, project_id: int, model_id: int):
     """Statistics of one checkpoint on one split; thresholds (multi-label) come from the URL, the model, or F1."""
     model = selectors.model_get(user=request.user, model_id=model_id, project_id=project_id)
@@ -265,6 +268,7 @@ def model_delete(request, project_id: int, model_id: int):
 
 
 @login_required
+@require_safe
 def predictions_page(request, project_id: int, model_id: int):
     """Predictions on training or validation images beside their ground truth (green truth, red other labels)."""
     model = selectors.model_get(user=request.user, model_id=model_id, project_id=project_id)
@@ -297,6 +301,7 @@ def _last_model_key(project) -> str:
 
 
 @login_required
+@require_http_methods(["GET", "POST"])
 def predict_page(request, project_id: int):
     """Predict with a chosen model: an uploaded image, or images of the project chosen in the grid."""
     project = access_project(request.user, project_id, "train_project")

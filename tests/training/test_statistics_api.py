@@ -11,6 +11,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from django.test import Client
 from PIL import Image as PILImage
 
 from jobs.models import Job
@@ -67,8 +68,13 @@ def test_multi_label_statistics_agree_with_the_predictions_at_any_threshold(api,
     assert all({"recall", "precision", "threshold"} == set(p) for p in stats["pr_curves"]["all"])
 
 
-def test_thresholds_a_person_sets_are_used_by_statistics_and_predictions(api, scenes_model):
+def test_thresholds_a_person_sets_are_used_by_statistics_and_predictions(api, user, scenes_model):
     project, model = scenes_model
+    page = Client()
+    page.force_login(user)
+    form = {"threshold": ["0.4", "0.5", "0.6"], "checkpoint": "best"}
+    assert page.post(f"/projects/{project.id}/models/{model['id']}/thresholds/", form).status_code == 302
+    assert api.get(f"/api/models/{model['id']}/").json()["thresholds"]["best"] == [0.4, 0.5, 0.6]
     patched = api.patch(f"/api/models/{model['id']}/", {"thresholds": {"best": [0.1, 0.2, 0.3]}}, format="json")
     assert patched.status_code == 200
     assert patched.json()["thresholds"]["best"] == [0.1, 0.2, 0.3]
