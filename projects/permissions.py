@@ -85,10 +85,7 @@ def invitation_for_invitee(user, invitation_id: int):
     """An invitation to `user`'s own e-mail address; anyone else's is a 404, as a missing one is."""
     from projects.models import Invitation
 
-    if not user.is_authenticated or not user.is_active or not user.email:
-        raise Http404("No such invitation.")
-    invitation = Invitation.objects.filter(pk=invitation_id, email__iexact=user.email).select_related("project", "role")
-    found = invitation.first()
+    found = Invitation.objects.for_user(user).filter(pk=invitation_id).first() if user.is_active else None
     if found is None:
         raise Http404("No such invitation.")
     return found
