@@ -81,13 +81,14 @@ class ModelOutput(serializers.Serializer):
     metrics = serializers.DictField()
     thresholds = serializers.SerializerMethodField()
     optimized_thresholds = serializers.DictField()
+    iou_threshold = serializers.FloatField(help_text="Detection: the IoU at which a predicted box is right.")
     job_id = serializers.IntegerField()
     dataset_version = serializers.SerializerMethodField()
     predict_url = serializers.SerializerMethodField()
     created_at = serializers.DateTimeField()
 
     def get_thresholds(self, model: ModelVersion) -> dict | None:
-        if not model.multi_label:
+        if model.thresholds_for(Checkpoint.BEST) is None:
             return None
         return {checkpoint: model.thresholds_for(checkpoint) for checkpoint in Checkpoint.values}
 
@@ -121,7 +122,10 @@ class DatasetItemOutput(serializers.Serializer):
     labels = serializers.SerializerMethodField()
 
     def get_labels(self, item: DatasetItem) -> list[str]:
+        """Classification: the image's labels, the default first. Detection: the labels of its boxes."""
         names = self.context["names"]
+        if isinstance(item.targets, dict):
+            return [names[i] for i in sorted({row[4] for row in item.targets["boxes"]})]
         return [names[i] for i in item.targets]
 
 
@@ -203,7 +207,11 @@ class ModelDetailApi(APIView):
         thresholds = serializers.DictField(
             required=False,
             allow_null=True,
-            help_text='Multi-label: {"best": [one number per label] or null to use the optimised ones, "last": ...}',
+            help_text='Multi-label and detection: {"best": [one number per label] or null to use the optimised ones, '
+            '"last": ...}',
+        )
+        iou_threshold = serializers.FloatField(
+            required=False, min_value=0.05, max_value=0.95, help_text="Detection: when a predicted box is right."
         )
 
     @extend_schema(responses={200: ModelOutput})
@@ -243,12 +251,35 @@ VIEW_PARAMETERS = [
 ]
 
 
+def _number(request, name: str, low: float, high: float, default: float | None) -> float | None:
+    """A number from the query string, within [low, high], or the default when it is not given."""
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise ValidationError({name: [f"Give a number from {low:g} to {high:g}."]})
+    return value
+
+
 class ModelStatisticsApi(APIView):
     @extend_schema(parameters=VIEW_PARAMETERS, responses={200: dict})
     def get(self, request, model_id: int):
         model = selectors.model_get(user=request.user, model_id=model_id)
         checkpoint, split = _view_query(request)
         thresholds = thresholds_parse(request.query_params.get("thresholds"), model)
+        if model.task == Task.DETECTION:
+            stats = statistics.detection_statistics(
+                model=model,
+                checkpoint=checkpoint,
+                split=split,
+                thresholds=thresholds,
+                iou=_number(request, "iou", 0.05, 0.95, None),
+            )
+            return Response({**stats, "history": model.job.history, "best_epoch": model.best_epoch})
         stats = statistics.model_statistics(model=model, checkpoint=checkpoint, split=split, thresholds=thresholds)
         return Response({**stats, "history": model.job.history, "best_epoch": model.best_epoch})
 
@@ -334,6 +365,10 @@ def _bundle_checkpoint(request, model) -> str:
     return checkpoint
 
 
+PREDICT_PARAMETERS = [
+    OpenApiParameter("threshold", float, description="Detection: one score threshold (0.01-1) for every label."),
+    OpenApiParameter("nms", float, description="Detection: the NMS IoU threshold (0.01-1), default 0.40."),
+]
 PREDICT_REQUEST = {
     "application/octet-stream": bytes,
     "multipart/form-data": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}},
@@ -346,13 +381,24 @@ class PredictApi(APIView):
     # No FormParser: `curl --data-binary @image.jpg` without a Content-Type says form-urlencoded, yet sends an image.
     parser_classes = [MultiPartParser, RawImageParser]
 
-    @extend_schema(request=PREDICT_REQUEST, responses={200: dict}, operation_id="predict")
+    @extend_schema(
+        request=PREDICT_REQUEST, parameters=PREDICT_PARAMETERS, responses={200: dict}, operation_id="predict"
+    )
     def post(self, request, project_id: int, model_name: str, checkpoint: str | None = None):
         model = selectors.model_by_name(user=request.user, project_id=project_id, name=model_name, perm="train_project")
         upload = request.FILES.get("file")
         if upload is None:
             raise ValidationError({"file": ["Send the image as the request body or as the `file` field."]})
         checkpoint = checkpoint or model.predict_with
+        if model.task == Task.DETECTION:
+            [boxes] = predictions.boxes_predict(
+                model=model,
+                checkpoint=checkpoint,
+                images=[predictions.upload_read(upload)],
+                threshold=_number(request, "threshold", 0.01, 1, None),
+                nms=_number(request, "nms", 0.01, 1, predictions.NMS_DEFAULT),
+            )
+            return Response({"model": model.name, "checkpoint": checkpoint, "task": model.task, "predictions": boxes})
         [result] = predictions.images_predict(
             model=model, checkpoint=checkpoint, images=[predictions.upload_read(upload)]
         )
@@ -362,6 +408,11 @@ class PredictApi(APIView):
 class PredictCheckpointApi(PredictApi):
     """The same, with the checkpoint named in the URL: `.../last` or `.../best`."""
 
-    @extend_schema(request=PREDICT_REQUEST, responses={200: dict}, operation_id="predict_with_checkpoint")
+    @extend_schema(
+        request=PREDICT_REQUEST,
+        parameters=PREDICT_PARAMETERS,
+        responses={200: dict},
+        operation_id="predict_with_checkpoint",
+    )
     def post(self, request, project_id: int, model_name: str, checkpoint: str | None = None):
         return super().post(request, project_id, model_name, checkpoint)

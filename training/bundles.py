@@ -15,6 +15,7 @@ import zipfile
 from pathlib import Path
 
 import torch
+from django.core.exceptions import ValidationError
 from torch import nn
 
 from training.downloads import safe_name
@@ -125,6 +126,8 @@ def bundle_state(*, model: ModelVersion, checkpoint: str) -> dict:
 
 def bundle_request(*, model: ModelVersion, checkpoint: str, user) -> dict:
     """Start building the bundle unless it is built or being built; its state either way."""
+    if model.task != "classification":
+        raise ValidationError({"task": ["Offline bundles of detection models are not available yet."]})
     from django.db import transaction
 
     from jobs.models import Job

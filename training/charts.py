@@ -74,7 +74,7 @@ def learning_curve(history: list[dict], metric: str, *, best_epoch: int | None, 
         for split in ("train", "valid")
     }
     ys = [y for pairs in values.values() for _, y in pairs]
-    if metric == "accuracy":
+    if metric in ("accuracy", "map50"):
         y_range = (min([*ys, 1.0]) if ys else 0.0, 1.0)
         y_range = (max(0.0, y_range[0] - 0.02), 1.0)
     else:

@@ -137,6 +137,9 @@ class ModelVersion(models.Model):
     thresholds = models.JSONField(
         default=dict, blank=True, help_text="Multi-label: thresholds a person set, per checkpoint."
     )
+    iou_threshold = models.FloatField(
+        default=0.5, help_text="Detection: the IoU at which a predicted box matches a true one, everywhere."
+    )
     predict_with = models.CharField(
         max_length=4,
         choices=Checkpoint.choices,
@@ -159,7 +162,7 @@ class ModelVersion(models.Model):
         return self.best_evaluation if checkpoint == Checkpoint.BEST else self.last_evaluation
 
     def thresholds_for(self, checkpoint: str) -> list[float] | None:
-        """Multi-label score thresholds in use: the person's if set, else the F1-optimised ones."""
-        if not self.multi_label:
+        """Multi-label and detection score thresholds in use: the person's if set, else the F1-optimised ones."""
+        if not self.multi_label and self.task != Task.DETECTION:
             return None
         return self.thresholds.get(checkpoint) or self.optimized_thresholds.get(checkpoint)

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 
-from training.ml.backbones import DEFAULT_BACKBONE, FINE_TUNE_CHOICES, weights_file
+from training.ml.backbones import DEFAULT_BACKBONE, DETECTOR_SIZES, FINE_TUNE_CHOICES, weights_file
 
 IMAGE_SIZES = (224, 320, 416, 512, 640)
 SAVE_MARGIN_SECONDS = 600  # after the time limit: the last validation, scoring every image, saving
@@ -92,13 +92,63 @@ CLASSIFICATION = [
     Parameter("seed", 0, "Seeds the split and the training, for repeatable runs.", int, 0, 2**31 - 1, advanced=True),
 ]
 
-TASK_PARAMETERS = {"classification": CLASSIFICATION}
+MODEL_SIZE_CHOICES = tuple(DETECTOR_SIZES)
+DETECTION = [
+    Parameter("epochs", 30, "Passes over the training images.", int, 1, 500),
+    Parameter("batch_size", 8, "Images per training step; lower it if memory runs out.", int, 1, 64, advanced=True),
+    Parameter(
+        "learning_rate",
+        0.002,
+        "Step size of the optimizer (AdamW, cosine schedule).",
+        float,
+        0.00001,
+        0.1,
+        advanced=True,
+    ),
+    Parameter(
+        "model_size",
+        "medium",
+        "small: 320 px, a narrow head (fastest on a CPU); medium: 416 px; large: 512 px, the widest head (best for "
+        "small objects, slowest).",
+        str,
+        choices=MODEL_SIZE_CHOICES,
+    ),
+    Parameter(
+        "image_size",
+        0,
+        "The longer side images are resized to; 0 takes the model size's.",
+        int,
+        choices=(0, *IMAGE_SIZES),
+        advanced=True,
+    ),
+    *[p for p in CLASSIFICATION if p.name in ("validation_percent", "use_validation_set", "time_limit_minutes")],
+    Parameter(
+        "patience_minutes",
+        15,
+        "Stop when validation mAP@0.5 has not improved for this long (0: never).",
+        float,
+        0,
+        10080,
+    ),
+    Parameter("backbone", DEFAULT_BACKBONE, "A timm model name.", str, advanced=True),
+    Parameter("pretrained", True, "Start from ImageNet weights.", bool, advanced=True),
+    Parameter("flip", True, "Random horizontal flips (turn off for text, digits, arrows).", bool, advanced=True),
+    Parameter("seed", 0, "Seeds the split and the training, for repeatable runs.", int, 0, 2**31 - 1, advanced=True),
+]
+
+TASK_PARAMETERS = {"classification": CLASSIFICATION, "detection": DETECTION}
+
+
+def input_size(parameters: dict) -> int:
+    """The image size training runs at: the parameter, or (detection, 0) the model size's."""
+    return parameters["image_size"] or DETECTOR_SIZES[parameters["model_size"]][0]
 
 
 def parameters_clean(task: str, raw: dict) -> dict:
     """Every parameter of the task, defaults filled in; a 400-ready ValidationError names each bad one."""
     if task not in TASK_PARAMETERS:
-        raise ValidationError({"task": [f"Training {task!r} models is not available yet; use classification."]})
+        available = " or ".join(TASK_PARAMETERS)
+        raise ValidationError({"task": [f"Training {task!r} models is not available yet; use {available}."]})
     spec = {p.name: p for p in TASK_PARAMETERS[task]}
     errors: dict[str, list[str]] = {}
     unknown = sorted(set(raw) - set(spec))
@@ -174,10 +224,11 @@ def _check_server_limits(parameters: dict) -> dict[str, list[str]]:
         errors["epochs"] = [
             f"At most {settings.SIGHTLINE_TRAIN_MAX_EPOCHS} epochs on this server (SIGHTLINE_TRAIN_MAX_EPOCHS)."
         ]
-    pixels = parameters["batch_size"] * parameters["image_size"] ** 2
+    size = input_size(parameters)
+    pixels = parameters["batch_size"] * size**2
     if pixels > settings.SIGHTLINE_TRAIN_MAX_BATCH_PIXELS:
         errors["batch_size"] = [
-            f"A batch of {parameters['batch_size']} images of {parameters['image_size']} px is {pixels:,} pixels, "
+            f"A batch of {parameters['batch_size']} images of {size} px is {pixels:,} pixels, "
             f"more than this server's {settings.SIGHTLINE_TRAIN_MAX_BATCH_PIXELS:,} "
             "(SIGHTLINE_TRAIN_MAX_BATCH_PIXELS): lower the batch size or the image size."
         ]
@@ -212,7 +263,7 @@ def _check_backbone(parameters: dict) -> dict[str, list[str]]:
                 "(SIGHTLINE_TRAIN_MAX_PARAMETERS)."
             ]
         }
-    if parameters["fine_tune"] == "top" and not top:
+    if parameters.get("fine_tune") == "top" and not top:
         return {"fine_tune": [f"{name} cannot train only its top stages; choose all or head."]}
     return {}
 

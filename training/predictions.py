@@ -18,8 +18,11 @@ from projects.files import stored_bytes
 from projects.imaging import ACCEPTED_FORMATS, ImageRejected, open_guarded
 from training.models import ModelVersion
 
-if TYPE_CHECKING:
-    from training.ml.classification import Classifier  # torch: imported where a model is loaded
+if TYPE_CHECKING:  # torch: imported where a model is loaded
+    from training.ml.classification import Classifier
+    from training.ml.detection import Detector
+
+NMS_DEFAULT = 0.40  # spec 004's default (training.ml.detection.NMS_DEFAULT, which imports torch)
 
 
 @functools.lru_cache(maxsize=4)
@@ -31,6 +34,18 @@ def classifier_load(name: str) -> Classifier:
 
     model = Classifier(torch.load(io.BytesIO(stored_bytes(name)), map_location="cpu", weights_only=True))
     loaded_objects_freeze()  # torch and the model stay loaded: keep the collector off them
+    return model
+
+
+@functools.lru_cache(maxsize=4)
+def detector_load(name: str) -> Detector:
+    import torch
+
+    from training.ml.detection import Detector
+    from training.ml.runtime import loaded_objects_freeze
+
+    model = Detector(torch.load(io.BytesIO(stored_bytes(name)), map_location="cpu", weights_only=True))
+    loaded_objects_freeze()
     return model
 
 
@@ -71,3 +86,36 @@ def images_predict(*, model: ModelVersion, checkpoint: str, images: list[bytes])
         image_check(data)
     classifier = classifier_load(model.checkpoint_file(checkpoint).name)
     return [predictions_rank(model, checkpoint, row) for row in classifier.predict(images)]
+
+
+def boxes_predict(
+    *,
+    model: ModelVersion,
+    checkpoint: str,
+    images: list[bytes],
+    threshold: float | None = None,
+    nms: float = NMS_DEFAULT,
+) -> list[list[dict]]:
+    """Per image, the boxes that reach their label's threshold (or `threshold` for every label), best first, in
+    the pixels of the original image turned upright by its EXIF orientation."""
+    for data in images:
+        image_check(data)
+    thresholds = [threshold] * len(model.labels) if threshold is not None else model.thresholds_for(checkpoint)
+    detector = detector_load(model.checkpoint_file(checkpoint).name)
+    out = []
+    for rows in detector.predict(images, score=min(thresholds), nms=nms):
+        out.append(
+            [
+                {
+                    "label": model.labels[int(label)],
+                    "score": round(float(score), 6),
+                    "x": round(float(x), 2),
+                    "y": round(float(y), 2),
+                    "width": round(float(w), 2),
+                    "height": round(float(h), 2),
+                }
+                for x, y, w, h, label, score in rows
+                if score >= thresholds[int(label)]
+            ]
+        )
+    return out

@@ -15,8 +15,8 @@ import numpy as np
 from django.core.exceptions import ValidationError
 
 from projects.files import stored_bytes
-from training.ml import metrics
-from training.models import Checkpoint, DatasetItem, ModelVersion, Split
+from training.ml import detection_metrics, metrics
+from training.models import Checkpoint, DatasetItem, ModelVersion, Split, Task
 
 SPLITS = {Split.TRAIN: 0, Split.VALID: 1}
 
@@ -67,8 +67,102 @@ def _summary(stats: dict, multi_label: bool) -> dict:
     return {key: stats[key] for key in keys}
 
 
+@dataclass(frozen=True)
+class Boxes:
+    """A detector's predicted boxes on every image of its dataset version, beside the true ones."""
+
+    item_ids: np.ndarray
+    splits: np.ndarray
+    truth: list[np.ndarray]  # per image, K x 5: x, y, w, h, label index
+    predicted: list[np.ndarray]  # per image, K x 6: x, y, w, h, label index, score
+
+    def subset(self, split: str) -> Boxes:
+        keep = np.flatnonzero(self.splits == SPLITS[split])
+        return Boxes(
+            self.item_ids[keep],
+            self.splits[keep],
+            [self.truth[i] for i in keep],
+            [self.predicted[i] for i in keep],
+        )
+
+
+@functools.lru_cache(maxsize=32)
+def _truth_boxes(dataset_version_id: int, item_ids: tuple[int, ...]) -> list[np.ndarray]:
+    found = dict(DatasetItem.objects.filter(dataset_version_id=dataset_version_id).values_list("id", "targets"))
+    return [np.asarray(found[pk]["boxes"], dtype=np.float64).reshape(-1, 5) for pk in item_ids]
+
+
+def boxes_load(model: ModelVersion, checkpoint: str) -> Boxes:
+    arrays = _arrays(model.evaluation_file(checkpoint).name)
+    count = len(arrays["item_ids"])
+    order = np.argsort(arrays["row_item"], kind="stable")
+    rows, owners = arrays["rows"][order].astype(np.float64), arrays["row_item"][order]
+    bounds = np.searchsorted(owners, np.arange(count + 1))
+    predicted = [rows[bounds[i] : bounds[i + 1]] for i in range(count)]
+    truth = _truth_boxes(model.dataset_version_id, tuple(arrays["item_ids"].tolist()))
+    return Boxes(arrays["item_ids"], arrays["splits"], truth, predicted)
+
+
+def _detection_source(boxes: Boxes) -> Boxes:
+    valid = boxes.subset(Split.VALID)
+    return valid if len(valid.item_ids) else boxes.subset(Split.TRAIN)
+
+
+def _detection_summary(model: ModelVersion) -> tuple[dict, dict]:
+    from training.ml.detection import EVAL_SCORE
+
+    summary, optimised = {}, {}
+    labels = len(model.labels)
+    for checkpoint in Checkpoint.values:
+        boxes = boxes_load(model, checkpoint)
+        source = _detection_source(boxes)
+        matched = detection_metrics.Matched(source.truth, source.predicted, labels, model.iou_threshold)
+        optimised[checkpoint] = matched.optimal_thresholds(EVAL_SCORE)
+        summary[checkpoint] = {}
+        for split in SPLITS:
+            part = boxes.subset(split)
+            coco = detection_metrics.coco_map(part.truth, part.predicted, labels)
+            at = detection_metrics.scores_at(
+                detection_metrics.Matched(part.truth, part.predicted, labels, model.iou_threshold),
+                optimised[checkpoint],
+                model.labels,
+            )
+            summary[checkpoint][split] = {
+                "count": len(part.item_ids),
+                "map": coco["map"],
+                "map50": coco["map50"],
+                **{key: at[key] for key in ("precision", "recall", "f1")},
+            }
+    return summary, optimised
+
+
+def detection_statistics(*, model: ModelVersion, checkpoint: str, split: str, thresholds=None, iou=None) -> dict:
+    """The statistics page of a detector for one checkpoint and split: COCO mAP, precision, recall and F1 at the
+    thresholds in use (overall and per label), the label counts, and precision-recall curves."""
+    iou = model.iou_threshold if iou is None else iou
+    part = boxes_load(model, checkpoint).subset(split)
+    labels = len(model.labels)
+    thresholds = thresholds or model.thresholds_for(checkpoint)
+    matched = detection_metrics.Matched(part.truth, part.predicted, labels, iou)
+    return {
+        "checkpoint": checkpoint,
+        "split": split,
+        "task": Task.DETECTION,
+        "labels": model.labels,
+        "iou": iou,
+        "count": len(part.item_ids),
+        **detection_metrics.coco_map(part.truth, part.predicted, labels),
+        **detection_metrics.scores_at(matched, thresholds, model.labels),
+        "thresholds": thresholds,
+        "optimized_thresholds": model.optimized_thresholds[checkpoint],
+        "pr_curves": {"all": matched.curve(), "labels": [matched.curve(i) for i in range(labels)]},
+    }
+
+
 def model_summary(*, model: ModelVersion) -> tuple[dict, dict]:
-    """Summary metrics per checkpoint and split, and the F1-optimised thresholds (multi-label), for the row."""
+    """Summary metrics per checkpoint and split, and the F1-optimised thresholds (multi-label, detection)."""
+    if model.task == Task.DETECTION:
+        return _detection_summary(model)
     summary, optimised = {}, {}
     for checkpoint in Checkpoint.values:
         evaluation = evaluation_load(model, checkpoint)
@@ -127,6 +221,8 @@ def model_predictions(
     reaches its threshold. The basic view lists predicted labels only; the advanced view every label.
     `show` keeps all images, or only the wrong or right ones; wrong ones come most confident first.
     """
+    if model.task == Task.DETECTION:
+        raise ValidationError({"task": ["Per-image predictions of detection models are not available yet."]})
     part = evaluation_load(model, checkpoint).subset(split)
     thresholds = thresholds or model.thresholds_for(checkpoint)
     items = {

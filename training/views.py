@@ -19,8 +19,8 @@ from projects.models import Image
 from projects.permissions import access_project, project_permissions
 from projects.selectors import ids_parse
 from training import charts, predictions, selectors, services, statistics
-from training.models import Checkpoint, ModelVersion, Split, TrainingJob
-from training.parameters import CLASSIFICATION
+from training.models import Checkpoint, ModelVersion, Split, Task, TrainingJob
+from training.parameters import TASK_PARAMETERS
 from training.statistics import thresholds_parse
 
 GALLERY_PAGE_SIZE = 48
@@ -39,15 +39,18 @@ def _errors(request, exc: ValidationError) -> None:
 def models_page(request, project_id: int):
     """Train a model (the form) and the project's jobs and models."""
     project = access_project(request.user, project_id, "train_project" if request.method == "POST" else "view_project")
+    task = request.POST.get("task") or request.GET.get("task")
+    task = task if task in TASK_PARAMETERS else Task.CLASSIFICATION
+    parameters = TASK_PARAMETERS[task]
     if request.method == "POST":
-        fields = {p.name: request.POST.get(p.name) for p in CLASSIFICATION if p.kind is not bool}
-        fields.update({p.name: p.name in request.POST for p in CLASSIFICATION if p.kind is bool})
+        fields = {p.name: request.POST.get(p.name) for p in parameters if p.kind is not bool}
+        fields.update({p.name: p.name in request.POST for p in parameters if p.kind is bool})
         try:
             job = services.training_job_start(
                 project=project,
                 user=request.user,
-                task="classification",
-                multi_label=request.POST.get("kind") == "multi",
+                task=task,
+                multi_label=task == Task.CLASSIFICATION and request.POST.get("kind") == "multi",
                 name=request.POST.get("name", "").strip() or None,
                 parameters={k: v for k, v in fields.items() if v not in (None, "")},
             )
@@ -60,8 +63,9 @@ def models_page(request, project_id: int):
         "project": project,
         "perms": project_permissions(request.user, project),
         "jobs": jobs,
-        "basic": [p for p in CLASSIFICATION if not p.advanced],
-        "advanced": [p for p in CLASSIFICATION if p.advanced],
+        "task": task,
+        "basic": [p for p in parameters if not p.advanced],
+        "advanced": [p for p in parameters if p.advanced],
         "values": request.POST if request.method == "POST" else {},
         "any_active": any(job.is_active for job in jobs),
     }
@@ -112,9 +116,12 @@ def job_cancel(request, project_id: int, job_id: int):
     return redirect("training:job", project_id=project_id, job_id=job.id)
 
 
+IOU_CHOICES = (0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.9)
+
+
 def _previewed_thresholds(request, model: ModelVersion) -> list[float] | None:
     """Thresholds tried out on the page (clicked on the curve or typed), not yet saved; None when there are none."""
-    if not model.multi_label:
+    if model.thresholds_for(Checkpoint.BEST) is None:
         return None
     try:
         return thresholds_parse(request.GET.get("thresholds"), model)
@@ -139,9 +146,16 @@ def model_page(request, project_id: int, model_id: int):
     model = selectors.model_get(user=request.user, model_id=model_id, project_id=project_id)
     state = _view_state(request, model)
     thresholds = _previewed_thresholds(request, model)
-    stats = statistics.model_statistics(
-        model=model, checkpoint=state["checkpoint"], split=state["split"], thresholds=thresholds
-    )
+    detection = model.task == Task.DETECTION
+    if detection:
+        iou = next((value for value in IOU_CHOICES if request.GET.get("iou") == str(value)), None)
+        stats = statistics.detection_statistics(
+            model=model, checkpoint=state["checkpoint"], split=state["split"], thresholds=thresholds, iou=iou
+        )
+    else:
+        stats = statistics.model_statistics(
+            model=model, checkpoint=state["checkpoint"], split=state["split"], thresholds=thresholds
+        )
     history = model.job.history
     request.session[_last_model_key(model.project)] = model.pk  # "Predict selected" in the grid defaults to it
     context = {
@@ -150,10 +164,20 @@ def model_page(request, project_id: int, model_id: int):
         "stats": stats,
         **state,
         "perms": project_permissions(request.user, model.project),
-        "curves": [
-            charts.learning_curve(history, "accuracy", best_epoch=model.best_epoch, title="Accuracy"),
-            charts.learning_curve(history, "loss", best_epoch=model.best_epoch, title="Cross-entropy loss"),
-        ],
+        "detection": detection,
+        "thresholded": detection or model.multi_label,
+        "iou_choices": IOU_CHOICES,
+        "curves": (
+            [
+                charts.learning_curve(history, "map50", best_epoch=model.best_epoch, title="Validation mAP@0.5"),
+                charts.learning_curve(history, "loss", best_epoch=model.best_epoch, title="Training loss"),
+            ]
+            if detection
+            else [
+                charts.learning_curve(history, "accuracy", best_epoch=model.best_epoch, title="Accuracy"),
+                charts.learning_curve(history, "loss", best_epoch=model.best_epoch, title="Cross-entropy loss"),
+            ]
+        ),
         "counts": model.dataset_version.counts,
         "query": urlencode({**state, **({"thresholds": request.GET["thresholds"]} if thresholds else {})}),
         "previewed": request.GET.get("thresholds", "") if thresholds else "",
@@ -162,7 +186,7 @@ def model_page(request, project_id: int, model_id: int):
         from training.bundles import bundle_state
 
         context["bundle"] = bundle_state(model=model, checkpoint=state["checkpoint"])
-    if model.multi_label:
+    if context["thresholded"]:
         context.update(_pr_context(request, model, stats))
     else:
         context["confusion"] = _confusion_rows(stats)
@@ -272,6 +296,9 @@ def model_delete(request, project_id: int, model_id: int):
 def predictions_page(request, project_id: int, model_id: int):
     """Predictions on training or validation images beside their ground truth (green truth, red other labels)."""
     model = selectors.model_get(user=request.user, model_id=model_id, project_id=project_id)
+    if model.task == Task.DETECTION:
+        messages.error(request, "Per-image predictions of detection models are not available yet.")
+        return redirect("training:model", project_id=project_id, model_id=model_id)
     state = _view_state(request, model)
     show = request.GET.get("show", "all") if request.GET.get("show") in {"all", "wrong", "right"} else "all"
     advanced = request.GET.get("view") == "advanced"

@@ -111,7 +111,7 @@ def test_single_label_statistics_predictions_and_the_checkpoint_that_predicts(
     )
     assert reply.json()["checkpoint"] == "last"
     refused = api.patch(f"/api/models/{model['id']}/", {"thresholds": {"best": [0.5, 0.5]}}, format="json")
-    assert refused.json() == {"thresholds": ["Only multi-label models have score thresholds."]}
+    assert refused.json() == {"thresholds": ["Single-label models have no score thresholds."]}
 
 
 def test_download_predictions_holds_images_truth_and_scores(api, colours_project, django_capture_on_commit_callbacks):

@@ -21,6 +21,11 @@ NORMALIZATION = {DEFAULT_BACKBONE: ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))}
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
+# Detection's model sizes (training/ml/detection.py): the input's longer side, the feature pyramid's and head's
+# channels, and the convolutions in each branch of the head.
+DETECTOR_SIZES = {"small": (320, 64, 2), "medium": (416, 96, 3), "large": (512, 128, 4)}
+
+
 class PretrainedWeightsUnavailable(ValueError):
     """Pretrained weights were asked for and none are on this machine; the message says where to put them."""
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -19,6 +19,7 @@ from torch import nn
 from training.ml import layers, runtime
 from training.ml.backbones import DEFAULT_BACKBONE, create_backbone, normalization
 from training.ml.images import ReadBytes, Sample, augment, decode_rgb, read_file, to_tensor
+from training.ml.loop import Cancelled, Hooks, Loop, Progress
 
 CHECKPOINT_FORMAT = "sightline-classifier/1"
 CACHE_BUDGET_BYTES = 4 * 1024**3  # frozen-stage outputs kept in memory, at half precision
@@ -55,36 +56,12 @@ class EpochStats:
 
 
 @dataclass
-class Progress:
-    fraction: float  # of the whole run, 0..1
-    epoch: int  # epochs completed
-    epochs: int
-    loss: float | None = None
-    eta_seconds: float | None = None
-    history: list[dict] = field(default_factory=list)
-    best_epoch: int | None = None
-
-
-@dataclass
-class Hooks:
-    """progress() is called often (callers throttle); stop() is asked between batches."""
-
-    progress: Callable[[Progress], None] = lambda progress: None
-    stop: Callable[[], bool] = lambda: False
-    log: Callable[[str], None] = lambda line: None
-
-
-@dataclass
 class TrainResult:
     best_epoch: int
     history: list[dict]
     stopped_by: str  # "epochs", "early stopping", "time limit" or "cancelled"
     checkpoints: dict[str, dict]  # "best" / "last" -> a checkpoint dict (torch.save it)
     scores: dict[str, dict[str, np.ndarray]]  # checkpoint -> split -> N x C probabilities
-
-
-class Cancelled(Exception):
-    """Stopped before the first epoch finished: there is no model to keep."""
 
 
 # --- the model and its inputs ----------------------------------------------------------------
@@ -149,28 +126,25 @@ def train(
     """Train, keep the best (lowest validation loss) and last weights, and score every image with both."""
     run = _Run(config, train_samples, valid_samples, hooks or Hooks(), read, device or runtime.device_choose())
     run.prepare()
-    stopped_by = "epochs"
-    for epoch in range(1, config.epochs + 1):
-        interrupted = run.epoch(epoch)
-        if interrupted:
-            stopped_by = interrupted
-            break
-        if config.patience and run.since_best >= config.patience and epoch < config.epochs:
-            stopped_by = "early stopping"
-            run.hooks.log(f"No better validation loss for {config.patience} epochs: stopping early.")
-            break
-    return run.finish(stopped_by)
+    return run.finish(run.run())
 
 
-class _Run:
+class _Run(Loop):
     """One training run: the model cut in two, its inputs (cached features or pixels), the optimiser, the history."""
 
     def __init__(self, config: ClassifierConfig, train_samples, valid_samples, hooks: Hooks, read: ReadBytes, device):
-        self.config, self.hooks, self.device = config, hooks, device
+        super().__init__(
+            epochs=config.epochs,
+            batch_size=config.batch_size,
+            time_limit_seconds=config.time_limit_seconds,
+            hooks=hooks,
+            train=len(train_samples),
+        )
+        self.config, self.device = config, device
         self.samples = {"train": train_samples, "valid": valid_samples}
+        self.image_count = len(train_samples) + len(valid_samples)
         torch.manual_seed(config.seed)
         self.rng = np.random.default_rng(config.seed)
-        self.started = time.monotonic()
         self.model = build_model(config).to(device).to(memory_format=torch.channels_last)
         self.front, self.back = layers.split(self.model, config.fine_tune)
         layers.freeze(self.front, self.back)
@@ -185,14 +159,11 @@ class _Run:
         }
         self.features: dict[str, torch.Tensor | None] = {"train": None, "valid": None}
         self.prep_share = 0.15 if self.front is not None else 0.0
-        self.history: list[dict] = []
-        self.best_loss, self.best_epoch, self.best_state, self.since_best = math.inf, 0, None, 0
-        self.seconds_per_image = 0.0  # inference, measured on validation: reserves time to score every image at the end
+        self.best_loss, self.best_state, self.since_best = math.inf, None, 0
         self.criterion = loss_function(config.multi_label)
-        steps_per_epoch = max(1, math.ceil(len(train_samples) / config.batch_size))
+        steps_per_epoch = self.steps_per_epoch
         total = steps_per_epoch * config.epochs
         warmup = min(steps_per_epoch, max(1, total // 10))
-        self.steps_per_epoch = steps_per_epoch
         self.optimizer = torch.optim.AdamW(
             layers.trainable_parameters(self.back), lr=config.learning_rate, weight_decay=1e-4
         )
@@ -238,31 +209,16 @@ class _Run:
 
     # training
 
-    def epoch(self, epoch: int) -> str | None:
-        """Train one epoch and validate; returns why training must stop now, if it must."""
-        config, started = self.config, time.monotonic()
-        self.back.train()
-        order = torch.randperm(len(self.samples["train"])).tolist()
-        seen, loss_sum, correct, interrupted = 0, 0.0, 0.0, None
-        for step, start in enumerate(range(0, len(order), config.batch_size)):
-            indices = order[start : start + config.batch_size]
-            loss, right = self._step(indices, epoch)
-            seen, loss_sum, correct = seen + len(indices), loss_sum + loss * len(indices), correct + right
-            fraction = ((epoch - 1) + (step + 1) / self.steps_per_epoch) / config.epochs
-            self._report(fraction, epoch - 1, loss_sum / seen)
-            if self.hooks.stop():
-                interrupted = "cancelled"
-            elif self._out_of_time():
-                interrupted = "time limit"
-            if interrupted:
-                break
-        partial = seen < len(order)
-        if interrupted == "cancelled" and partial and not self.history:
-            raise Cancelled("Cancelled before the first epoch finished.")
-        self._end_epoch(epoch, seen, loss_sum, correct, partial, started)
-        return interrupted
+    def _stop_early(self) -> str | None:
+        if self.config.patience and self.since_best >= self.config.patience:
+            return f"No better validation loss for {self.config.patience} epochs: stopping early."
+        return None
 
-    def _step(self, indices: list[int], epoch: int) -> tuple[float, float]:
+    def _order(self) -> list[int]:
+        self.back.train()
+        return torch.randperm(len(self.samples["train"])).tolist()
+
+    def _step(self, indices: list[int], epoch: int) -> dict[str, float]:
         x, y = self.inputs("train", indices, training=True), self.targets["train"][indices].to(self.device)
         with runtime.autocast(self.device):
             logits = self.back(x)
@@ -277,9 +233,10 @@ class _Run:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.schedule.step()
-        return float(loss.detach()), correct_count(logits.detach().float(), y, self.config.multi_label)
+        right = correct_count(logits.detach().float(), y, self.config.multi_label)
+        return {"loss": float(loss.detach()), "accuracy": right / len(indices)}
 
-    def _end_epoch(self, epoch: int, seen: int, loss_sum: float, correct: float, partial: bool, started: float) -> None:
+    def _end_epoch(self, epoch: int, means: dict[str, float], partial: bool, started: float) -> None:
         """Validate, record the epoch, and keep the weights if they are the best so far.
 
         An epoch cut short (stop, time limit) is recorded as partial; it becomes the best model only
@@ -293,8 +250,8 @@ class _Run:
             self.seconds_per_image = (time.monotonic() - valid_started) / len(self.samples["valid"])
         stats = EpochStats(
             epoch=epoch,
-            train_loss=loss_sum / max(seen, 1),
-            train_accuracy=correct / max(seen, 1),
+            train_loss=means.get("loss", 0.0),
+            train_accuracy=means.get("accuracy", 0.0),
             valid_loss=valid_loss,
             valid_accuracy=valid_accuracy,
             learning_rate=self.schedule.get_last_lr()[0],
@@ -309,28 +266,6 @@ class _Run:
             self.since_best += 1
         self.hooks.log(_epoch_line(stats, self.best_epoch == epoch) + (" (cut short)" if partial else ""))
         self._report(epoch / self.config.epochs, epoch, stats.train_loss)
-
-    def _out_of_time(self) -> bool:
-        """Past the time limit, less the time scoring every image twice will take at the measured speed."""
-        limit = self.config.time_limit_seconds
-        if limit is None:
-            return False
-        reserve = self.seconds_per_image * sum(len(s) for s in self.samples.values()) * 2
-        return time.monotonic() - self.started + reserve >= limit
-
-    def _report(self, fraction: float, epoch: int, loss: float) -> None:
-        elapsed = time.monotonic() - self.started
-        self.hooks.progress(
-            Progress(
-                fraction=self.prep_share + (1 - self.prep_share) * fraction,
-                epoch=epoch,
-                epochs=self.config.epochs,
-                loss=loss,
-                history=self.history,
-                best_epoch=self.best_epoch or None,
-                eta_seconds=_eta(elapsed, fraction, self.config.time_limit_seconds),
-            )
-        )
 
     # the end
 
@@ -410,15 +345,6 @@ def _scores(back, inputs, split: str, count: int, config, device) -> np.ndarray:
                 logits = back(inputs(split, indices, False)).float()
             out.append(probabilities(logits, config.multi_label).cpu().numpy())
     return np.concatenate(out).astype(np.float32) if out else np.zeros((0, len(config.labels)), np.float32)
-
-
-def _eta(elapsed: float, fraction: float, limit: float | None) -> float | None:
-    if fraction <= 0:
-        return None
-    remaining = elapsed / fraction * (1 - fraction)
-    if limit is not None:
-        remaining = min(remaining, max(0.0, limit - elapsed))
-    return round(remaining, 1)
 
 
 def _epoch_line(stats: EpochStats, best: bool) -> str:

@@ -79,18 +79,30 @@ def training_job_cancel(*, job: TrainingJob) -> TrainingJob:
 
 
 def model_version_update(
-    *, model: ModelVersion, predict_with: str | None = None, thresholds: dict[str, list[float] | None] | None = None
+    *,
+    model: ModelVersion,
+    predict_with: str | None = None,
+    thresholds: dict[str, list[float] | None] | None = None,
+    iou_threshold: float | None = None,
 ) -> ModelVersion:
-    """Choose the checkpoint that predicts, or set (None: reset to optimised) multi-label thresholds."""
+    """Choose the checkpoint that predicts, set (None: reset to optimised) multi-label or detection thresholds, or
+    a detector's IoU threshold."""
     fields = []
+    if iou_threshold is not None:
+        if model.task != Task.DETECTION:
+            raise ValidationError({"iou_threshold": ["Only detection models have an IoU threshold."]})
+        if not 0.05 <= iou_threshold <= 0.95:
+            raise ValidationError({"iou_threshold": ["Give an IoU threshold from 0.05 to 0.95."]})
+        model.iou_threshold = iou_threshold
+        fields.append("iou_threshold")
     if predict_with is not None:
         if predict_with not in Checkpoint.values:
             raise ValidationError({"predict_with": ["Choose best or last."]})
         model.predict_with = predict_with
         fields.append("predict_with")
     if thresholds is not None:
-        if not model.multi_label:
-            raise ValidationError({"thresholds": ["Only multi-label models have score thresholds."]})
+        if model.thresholds_for(Checkpoint.BEST) is None:
+            raise ValidationError({"thresholds": ["Single-label models have no score thresholds."]})
         merged = dict(model.thresholds)
         for checkpoint, values in thresholds.items():
             if checkpoint not in Checkpoint.values:

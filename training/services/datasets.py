@@ -14,7 +14,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Max
 
-from annotations.models import Classification
+from annotations.models import Annotation, Classification, ImageStatus
 from projects.models import Image, Project
 from training.models import DatasetItem, DatasetVersion, Split, Task
 
@@ -62,6 +62,85 @@ def _classification_targets(project: Project, multi_label: bool) -> tuple[list[d
     return label_map, {image_id: [index[pk] for pk in ids] for image_id, ids in per_image.items()}
 
 
+DETECTION_KINDS = ("box", "polygon", "mask")  # what has a bounding box worth learning; lines and points do not
+
+
+def _detection_targets(project: Project) -> tuple[list[dict], dict[int, dict], int]:
+    """The label map, each image's boxes ({"boxes": [[x, y, w, h, label index], ...]}) and how many degenerate
+    boxes were clipped away. Images marked labeled with no object are negatives (no boxes)."""
+    from annotations.geometry import bbox
+
+    rows = (
+        Annotation.objects.filter(image__project=project, kind__in=DETECTION_KINDS)
+        .order_by("image_id", "id")
+        .values_list("image_id", "image__width", "image__height", "kind", "geometry", "label_id", "label__name")
+    )
+    boxes: dict[int, list[tuple]] = defaultdict(list)
+    names: dict[int, str] = {}
+    colors = dict(project.labels.values_list("id", "color"))
+    skipped = 0
+    for image_id, width, height, kind, geometry, label_id, name in rows.iterator(chunk_size=2000):
+        x, y, w, h = bbox(kind, geometry)
+        left, top = max(0.0, float(x)), max(0.0, float(y))
+        right, bottom = min(float(width), float(x) + float(w)), min(float(height), float(y) + float(h))
+        if right - left < 1 or bottom - top < 1:  # zero area, or outside the image
+            skipped += 1
+            continue
+        names[label_id] = name
+        boxes[image_id].append(
+            (round(left, 2), round(top, 2), round(right - left, 2), round(bottom - top, 2), label_id)
+        )
+    used = sorted(names, key=lambda pk: names[pk])
+    index = {pk: i for i, pk in enumerate(used)}
+    label_map = [{"id": pk, "name": names[pk], "color": colors.get(pk, BACKGROUND_COLOR)} for pk in used]
+    targets = {image_id: {"boxes": [[*row[:4], index[row[4]]] for row in rows]} for image_id, rows in boxes.items()}
+    negatives = (
+        ImageStatus.objects.filter(image__project=project, status=ImageStatus.Status.LABELED)
+        .exclude(image_id__in=list(targets))
+        .values_list("image_id", flat=True)
+        .distinct()
+    )
+    targets.update({image_id: {"boxes": []} for image_id in negatives})
+    return label_map, targets, skipped
+
+
+def _detection_check(label_map: list[dict], targets: dict[int, dict], valid_images: set[int] | None) -> None:
+    """Every label needs a box to train on and, with a percentage split, one to validate on."""
+    if not label_map:
+        raise ValidationError(
+            {"task": ["No image has a box, polygon or mask yet: draw some objects before training a detector."]}
+        )
+    images_with = Counter(
+        label_map[index]["name"] for t in targets.values() for index in {row[4] for row in t["boxes"]}
+    )
+    if valid_images is None:
+        few = sorted(name for name, count in images_with.items() if count < 2)
+        if few:
+            raise ValidationError(
+                {
+                    "task": [
+                        f"Label {name!r} is on only one image; a detector needs each label on at least two images, "
+                        "one to train on and one to validate on. Draw more, or delete the label's objects."
+                        for name in few
+                    ]
+                }
+            )
+        return
+    in_training = {
+        label_map[row[4]]["name"] for pk, t in targets.items() if pk not in valid_images for row in t["boxes"]
+    }
+    missing = sorted(label["name"] for label in label_map if label["name"] not in in_training)
+    if missing:
+        raise ValidationError(
+            {
+                "use_validation_set": [
+                    f"Label {name!r} has boxes only on validation images: there is none to train on."
+                    for name in missing
+                ]
+            }
+        )
+
+
 @transaction.atomic
 def dataset_version_create(
     *,
@@ -74,17 +153,23 @@ def dataset_version_create(
     seed: int = 0,
 ) -> DatasetVersion:
     """Freeze the project's labelled images now; later labelling does not change this version."""
-    if task != Task.CLASSIFICATION:
+    if task not in (Task.CLASSIFICATION, Task.DETECTION):
         raise ValidationError({"task": [f"Datasets for {task} are not available yet."]})
-    label_map, targets = _classification_targets(project, multi_label)
-    if not label_map:
-        raise ValidationError({"task": ["No image has a classification label yet: label some images first."]})
     images = list(
         Image.objects.for_project(project)
         .order_by("id")
         .values_list("id", "name", "file", "sha256", "annotation_revision", "is_validation")
     )
-    if len(label_map) == 1:
+    skipped = 0
+    if task == Task.DETECTION:
+        label_map, targets, skipped = _detection_targets(project)
+        flagged = {row[0] for row in images if row[5]}
+        _detection_check(label_map, targets, flagged if use_validation_set else None)
+    else:
+        label_map, targets = _classification_targets(project, multi_label)
+        if not label_map:
+            raise ValidationError({"task": ["No image has a classification label yet: label some images first."]})
+    if task == Task.CLASSIFICATION and len(label_map) == 1:
         background = [row for row in images if row[0] not in targets]
         if not background:
             raise ValidationError(
@@ -115,8 +200,10 @@ def dataset_version_create(
                 }
             )
     else:
-        groups = [tuple(targets[row[0]][:1]) for row in images]
+        groups = [_group(targets[row[0]], task) for row in images]
         valid = stratified_validation(groups, validation_percent, seed)
+    if task == Task.DETECTION and not use_validation_set:
+        valid = _every_label_trains(images, targets, valid)
     if len(valid) == len(images):
         raise ValidationError(
             {"use_validation_set": ["Every labelled image is in the validation set; none is left to train on."]}
@@ -156,15 +243,39 @@ def dataset_version_create(
         for i, (pk, name, file, sha256, revision, _) in enumerate(images)
     ]
     DatasetItem.objects.bulk_create(items, batch_size=2000)
-    version.counts = _counts(items, label_map)
+    version.counts = _counts(items, label_map, task)
+    if skipped:
+        version.counts["skipped_boxes"] = skipped
     version.save(update_fields=["counts"])
     return version
 
 
-def _counts(items: list[DatasetItem], label_map: list[dict]) -> dict:
+def _every_label_trains(images: list[tuple], targets: dict[int, dict], valid: set[int]) -> set[int]:
+    """Move a validation image back to training for any label that the split left with no training box."""
+    valid = set(valid)
+    training = {row[4] for i, image in enumerate(images) if i not in valid for row in targets[image[0]]["boxes"]}
+    for i in sorted(valid):
+        labels = {row[4] for row in targets[images[i][0]]["boxes"]}
+        if labels - training:
+            valid.discard(i)
+            training |= labels
+    return valid
+
+
+def _group(target, task: str) -> tuple:
+    """What the split stratifies by: the default label; for detection, the image's first label in the map (or
+    none, for a negative)."""
+    if task == Task.DETECTION:
+        return tuple(sorted({row[4] for row in target["boxes"]})[:1])
+    return tuple(target[:1])
+
+
+def _counts(items: list[DatasetItem], label_map: list[dict], task: str) -> dict:
+    """Images per split; per label, images (classification) or boxes (detection) per split."""
     per_label = {label["name"]: {"train": 0, "valid": 0} for label in label_map}
     for item in items:
-        for index in item.targets:
+        indices = [row[4] for row in item.targets["boxes"]] if task == Task.DETECTION else item.targets
+        for index in indices:
             per_label[label_map[index]["name"]][item.split] += 1
     splits = Counter(item.split for item in items)
     return {"train": splits[Split.TRAIN], "valid": splits[Split.VALID], "labels": per_label}

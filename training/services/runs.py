@@ -22,9 +22,9 @@ from jobs.models import Job
 from jobs.runner import Cancelled, Context, JobFailed, unexpected_error
 from projects.files import stored_bytes
 from training import statistics
-from training.ml import classification, runtime
+from training.ml import classification, detection, loop, runtime
 from training.ml.images import Sample
-from training.models import DatasetItem, ModelVersion, Split, TrainingJob
+from training.models import DatasetItem, ModelVersion, Split, Task, TrainingJob
 
 logger = logging.getLogger(__name__)
 UPDATE_EVERY_SECONDS = 1.0
@@ -46,7 +46,7 @@ class _Reporter:
     def log_text(self) -> str:
         return "\n".join(self.lines)[-LOG_LIMIT:]
 
-    def progress(self, progress: classification.Progress) -> None:
+    def progress(self, progress: loop.Progress) -> None:
         now = time.monotonic()
         epoch_ended = len(progress.history) != self.epochs_written
         if now - self.last_write < UPDATE_EVERY_SECONDS and not epoch_ended:
@@ -66,8 +66,8 @@ class _Reporter:
     def stop(self) -> bool:
         return self.context.cancelled()
 
-    def hooks(self) -> classification.Hooks:
-        return classification.Hooks(progress=self.progress, stop=self.stop, log=self.log)
+    def hooks(self) -> loop.Hooks:
+        return loop.Hooks(progress=self.progress, stop=self.stop, log=self.log)
 
 
 def training_job_execute(job, context: Context) -> str:
@@ -76,7 +76,7 @@ def training_job_execute(job, context: Context) -> str:
     reporter = _Reporter(job, context)
     try:
         model, stopped_by = _train(job, reporter)
-    except classification.Cancelled as exc:
+    except loop.Cancelled as exc:
         reporter.log(str(exc))
         raise Cancelled(str(exc)) from None
     except (ValueError, MemoryError) as exc:  # bad data or settings: say it plainly
@@ -99,7 +99,7 @@ def training_job_execute(job, context: Context) -> str:
     return summary
 
 
-def _samples(job: TrainingJob, reporter: _Reporter) -> tuple[list, list, list, list]:
+def _samples(job: TrainingJob, reporter: _Reporter, sample=None) -> tuple[list, list, list, list]:
     items = list(DatasetItem.objects.filter(dataset_version=job.dataset_version).order_by("id"))
     present = _present(items)
     if len(present) < len(items):
@@ -110,9 +110,17 @@ def _samples(job: TrainingJob, reporter: _Reporter) -> tuple[list, list, list, l
         raise ValueError("No training images are left: they were deleted after the job started.")
 
     def samples(chosen):
-        return [Sample(item.file, tuple(item.targets)) for item in chosen]
+        return [(sample or _classification_sample)(item) for item in chosen]
 
     return samples(train), samples(valid), train, valid
+
+
+def _classification_sample(item: DatasetItem) -> Sample:
+    return Sample(item.file, tuple(item.targets))
+
+
+def _detection_sample(item: DatasetItem) -> detection.BoxSample:
+    return detection.BoxSample(item.file, tuple(tuple(row) for row in item.targets["boxes"]))
 
 
 def _present(items: list[DatasetItem]) -> list[DatasetItem]:
@@ -125,6 +133,8 @@ def _present(items: list[DatasetItem]) -> list[DatasetItem]:
 
 
 def _train(job: TrainingJob, reporter: _Reporter) -> tuple[ModelVersion, str]:
+    if job.task == Task.DETECTION:
+        return _train_detection(job, reporter)
     parameters, version = job.parameters, job.dataset_version
     train_samples, valid_samples, train_items, valid_items = _samples(job, reporter)
     config = classification.ClassifierConfig(
@@ -158,6 +168,77 @@ def _train(job: TrainingJob, reporter: _Reporter) -> tuple[ModelVersion, str]:
     return _model_save(job, config, result, train_items, valid_items), result.stopped_by
 
 
+def _train_detection(job: TrainingJob, reporter: _Reporter) -> tuple[ModelVersion, str]:
+    parameters, version = job.parameters, job.dataset_version
+    train_samples, valid_samples, train_items, valid_items = _samples(job, reporter, _detection_sample)
+    config = detection.DetectorConfig(
+        labels=tuple(version.label_names),
+        backbone=parameters["backbone"],
+        pretrained=parameters["pretrained"],
+        model_size=parameters["model_size"],
+        image_size=parameters["image_size"],
+        epochs=parameters["epochs"],
+        batch_size=parameters["batch_size"],
+        learning_rate=parameters["learning_rate"],
+        flip=parameters["flip"],
+        time_limit_seconds=parameters["time_limit_minutes"] * 60,
+        patience_seconds=parameters["patience_minutes"] * 60,
+        seed=parameters["seed"],
+    )
+    device = runtime.device_choose()
+    TrainingJob.objects.filter(pk=job.pk).update(device=runtime.describe(device))
+    reporter.context.progress(0, f"Reading {len(train_samples) + len(valid_samples)} images")
+    boxes = sum(len(s.boxes) for s in train_samples)
+    negatives = sum(not s.boxes for s in train_samples)
+    reporter.log(
+        f"Training a {config.model_size} detector ({config.backbone}, "
+        f"{'pretrained' if config.pretrained else 'random weights'}, {config.size} px) on {len(train_samples)} "
+        f"images ({boxes} boxes, {negatives} without objects), validating on {len(valid_samples)}, "
+        f"{runtime.describe(device)}."
+    )
+    if version.counts.get("skipped_boxes"):
+        reporter.log(f"{version.counts['skipped_boxes']} box(es) of zero area or outside their image were skipped.")
+    result = detection.train(
+        config, train_samples, valid_samples, hooks=reporter.hooks(), read=stored_bytes, device=device
+    )
+    reporter.log(f"Stopped by {result.stopped_by}; best epoch {result.best_epoch} of {len(result.history)}.")
+    model = _model_row(job, config, result, image_size=config.size)
+    item_ids, splits = _item_arrays(train_items, valid_items)
+    evaluations = {}
+    for checkpoint in ("best", "last"):
+        per_image = result.predictions[checkpoint]["train"] + result.predictions[checkpoint]["valid"]
+        rows = np.concatenate(per_image) if per_image else np.zeros((0, 6), np.float32)
+        owner = (
+            np.concatenate([np.full(len(r), i, dtype=np.int64) for i, r in enumerate(per_image)])
+            if per_image
+            else np.zeros(0, np.int64)
+        )
+        evaluations[checkpoint] = {"item_ids": item_ids, "splits": splits, "rows": rows, "row_item": owner}
+    return _model_store(model, result.checkpoints, evaluations), result.stopped_by
+
+
+def _model_row(job: TrainingJob, config, result, **fields) -> ModelVersion:
+    """The model's row, not yet saved: what it is, what it learned from, and when it was best."""
+    return ModelVersion(
+        project_id=job.project_id,
+        job=job,
+        dataset_version=job.dataset_version,
+        name=job.name,
+        task=job.task,
+        backbone=config.backbone,
+        labels=list(config.labels),
+        best_epoch=result.best_epoch,
+        epochs_trained=len(result.history),
+        **fields,
+    )
+
+
+def _item_arrays(train_items: list, valid_items: list) -> tuple[np.ndarray, np.ndarray]:
+    """The evaluation's rows: dataset item ids, training ones first, and their splits (0 train, 1 valid)."""
+    item_ids = np.array([i.pk for i in train_items] + [i.pk for i in valid_items], dtype=np.int64)
+    return item_ids, np.array([0] * len(train_items) + [1] * len(valid_items), dtype=np.int8)
+
+
 def _bytes_of(obj, save) -> bytes:
     out = io.BytesIO()
     save(obj, out)
@@ -165,30 +246,26 @@ def _bytes_of(obj, save) -> bytes:
 
 
 def _model_save(job, config, result, train_items, valid_items) -> ModelVersion:
+    """A classifier's checkpoints and each image's scores."""
+    item_ids, splits = _item_arrays(train_items, valid_items)
+    model = _model_row(job, config, result, image_size=config.image_size, multi_label=config.multi_label)
+    evaluations = {
+        checkpoint: {
+            "item_ids": item_ids,
+            "splits": splits,
+            "scores": np.concatenate([result.scores[checkpoint]["train"], result.scores[checkpoint]["valid"]]),
+        }
+        for checkpoint in ("best", "last")
+    }
+    return _model_store(model, result.checkpoints, evaluations)
+
+
+def _model_store(model: ModelVersion, checkpoints: dict, evaluations: dict) -> ModelVersion:
     """Checkpoints and evaluations as files, then the ModelVersion row with its summary metrics."""
-    item_ids = np.array([i.pk for i in train_items] + [i.pk for i in valid_items], dtype=np.int64)
-    splits = np.array([0] * len(train_items) + [1] * len(valid_items), dtype=np.int8)
-    model = ModelVersion(
-        project_id=job.project_id,
-        job=job,
-        dataset_version=job.dataset_version,
-        name=job.name,
-        task=job.task,
-        multi_label=config.multi_label,
-        backbone=config.backbone,
-        image_size=config.image_size,
-        labels=list(config.labels),
-        best_epoch=result.best_epoch,
-        epochs_trained=len(result.history),
-    )
     for checkpoint in ("best", "last"):
-        scores = np.concatenate([result.scores[checkpoint]["train"], result.scores[checkpoint]["valid"]])
-        evaluation = _bytes_of(
-            {"item_ids": item_ids, "splits": splits, "scores": scores},
-            lambda arrays, out: np.savez_compressed(out, **arrays),
-        )
+        evaluation = _bytes_of(evaluations[checkpoint], lambda arrays, out: np.savez_compressed(out, **arrays))
         getattr(model, f"{checkpoint}_checkpoint").save(
-            f"{checkpoint}.pt", ContentFile(_bytes_of(result.checkpoints[checkpoint], torch.save)), save=False
+            f"{checkpoint}.pt", ContentFile(_bytes_of(checkpoints[checkpoint], torch.save)), save=False
         )
         getattr(model, f"{checkpoint}_evaluation").save(
             f"{checkpoint}-evaluation.npz", ContentFile(evaluation), save=False
@@ -197,7 +274,7 @@ def _model_save(job, config, result, train_items, valid_items) -> ModelVersion:
         model.metrics, model.optimized_thresholds = statistics.model_summary(model=model)
         with transaction.atomic():
             # The reaper may have given up on this job meanwhile; then its model is not kept.
-            if not Job.objects.select_for_update().filter(pk=job.pk, status=Job.Status.RUNNING).exists():
+            if not Job.objects.select_for_update().filter(pk=model.job_id, status=Job.Status.RUNNING).exists():
                 raise ValueError(
                     "The job was marked failed while it ran (its heartbeat went stale); its model is not kept."
                 )

@@ -1,0 +1,208 @@
+"""Object detection end to end through the API: boxes (and polygons and masks, as their boxes) in, a trained FCOS
+detector, statistics equal to COCOeval's, and boxes out of the predict endpoint."""
+
+import contextlib
+import io
+
+import numpy as np
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from annotations.geometry import encode_mask
+from projects.models import Label
+from projects.uploads import images_upload
+from tests.factories import make_project
+from tests.training.scenes import KINDS, scene
+from training import statistics
+from training.models import DatasetItem, ModelVersion, TrainingJob
+
+pytestmark = pytest.mark.django_db
+
+TINY = {"epochs": 2, "model_size": "small", "image_size": 224, "batch_size": 4, "patience_minutes": 0}
+
+
+def _shape(label_id: int, box, kind: str) -> dict:
+    x, y, w, h = box
+    if kind == "polygon":
+        points = [[x, y + h], [x + w, y + h], [x + w / 2, y]]
+        return {"label": label_id, "kind": "polygon", "geometry": {"parts": [{"outer": points, "holes": []}]}}
+    if kind == "mask":
+        mask = np.zeros((120, 160), dtype=bool)
+        mask[y : y + h, x : x + w] = True
+        return {"label": label_id, "kind": "mask", "geometry": {"rle": encode_mask(mask)}}
+    return {"label": label_id, "kind": "box", "geometry": {"x": x, "y": y, "width": w, "height": h}}
+
+
+@pytest.fixture
+def scenes(api, user):
+    """20 scenes of discs, squares and triangles drawn as boxes (one triangle as a polygon, one square as a mask),
+    and one image labelled for classification only: a negative."""
+    project = make_project(owner=user, name="Shapes")
+    labels = {kind: Label.objects.create(project=project, name=kind) for kind in KINDS}
+    empty = Label.objects.create(project=project, name="empty")
+    truth = {}
+    for seed in range(20):
+        png, boxes = scene(seed)
+        image = images_upload(
+            project=project, user=user, files=[SimpleUploadedFile(f"scene{seed}.png", png)], labels=[]
+        ).stored[0]
+        shapes = []
+        for n, (x, y, w, h, kind) in enumerate(boxes):
+            drawn = "polygon" if (seed, n) == (3, 0) and kind == "triangle" else "box"
+            drawn = "mask" if (seed, n) == (4, 0) and kind == "square" else drawn
+            shapes.append(_shape(labels[kind].id, (x, y, w, h), drawn))
+        saved = api.put(f"/api/images/{image.id}/annotations/", {"revision": 0, "shapes": shapes}, format="json")
+        assert saved.status_code == 200, saved.content
+        truth[image.id] = boxes
+    png, _ = scene(99, objects=(0, 0))
+    blank = images_upload(project=project, user=user, files=[SimpleUploadedFile("blank.png", png)], labels=[]).stored[0]
+    document = {"revision": 0, "shapes": [], "classifications": [{"label": empty.id}]}
+    assert api.put(f"/api/images/{blank.id}/annotations/", document, format="json").status_code == 200
+    return project, truth, blank
+
+
+def _train(api, project, capture, **extra):
+    with capture(execute=True):
+        response = api.post(
+            f"/api/projects/{project.id}/training-jobs/",
+            {"task": "detection", "name": "shapes", "parameters": {**TINY, **extra}},
+            format="json",
+        )
+    assert response.status_code == 201, response.content
+    return api.get(f"/api/training-jobs/{response.json()['id']}/").json()
+
+
+def _coco_reference(truth: list[np.ndarray], predicted: list[np.ndarray], labels: int) -> tuple[float, float]:
+    """COCOeval on the same boxes, through COCO's own file and result loaders."""
+    import json
+    import tempfile
+
+    annotations = [
+        {"id": n + 1, "image_id": i, "category_id": int(row[4]) + 1, "bbox": list(map(float, row[:4]))}
+        for n, (i, row) in enumerate((i, row) for i, rows in enumerate(truth) for row in rows)
+    ]
+    for a in annotations:
+        a["area"], a["iscrowd"] = a["bbox"][2] * a["bbox"][3], 0
+    dataset = {
+        "images": [{"id": i} for i in range(len(truth))],
+        "annotations": annotations,
+        "categories": [{"id": c + 1} for c in range(labels)],
+    }
+    results = [
+        {"image_id": i, "category_id": int(row[4]) + 1, "bbox": list(map(float, row[:4])), "score": float(row[5])}
+        for i, rows in enumerate(predicted)
+        for row in rows
+    ]
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as handle, contextlib.redirect_stdout(io.StringIO()):
+        json.dump(dataset, handle)
+        handle.flush()
+        gt = COCO(handle.name)
+        evaluation = COCOeval(gt, gt.loadRes(results), "bbox")
+        evaluation.evaluate()
+        evaluation.accumulate()
+        evaluation.summarize()
+    return float(evaluation.stats[0]), float(evaluation.stats[1])
+
+
+def test_a_detector_trains_through_the_api_its_statistics_are_cocoevals_and_it_predicts_boxes(
+    api, user, scenes, django_capture_on_commit_callbacks
+):
+    project, truth, blank = scenes
+    job = _train(api, project, django_capture_on_commit_callbacks)
+    assert job["status"] == "finished", job["error"]
+    assert [entry["epoch"] for entry in job["history"]] == [1, 2]
+    assert set(job["history"][0]["losses"]) == {"classification", "bbox_regression", "bbox_ctrness"}
+    assert all(0 <= entry["valid_map50"] <= 1 for entry in job["history"])
+    model = ModelVersion.objects.get(name="shapes")
+    assert (model.task, model.labels, model.image_size) == ("detection", ["disc", "square", "triangle"], 224)
+
+    items = {item.image_id: item for item in DatasetItem.objects.filter(dataset_version=model.dataset_version)}
+    assert items[blank.id].targets == {"boxes": []}  # labelled, no object: a negative
+    for image_id, boxes in truth.items():  # every shape, the polygon and the mask too, as its box
+        expected = sorted((float(x), float(y), float(w), float(h), KINDS.index(k)) for x, y, w, h, k in boxes)
+        got = sorted(tuple(row) for row in items[image_id].targets["boxes"])
+        assert np.allclose(got, expected, atol=1.0), (image_id, got, expected)
+
+    for split in ("train", "valid"):
+        stats = api.get(f"/api/models/{model.id}/statistics/", {"split": split}).json()
+        part = statistics.boxes_load(model, "best").subset(split)
+        expected_map, expected_map50 = _coco_reference(part.truth, part.predicted, 3)
+        assert stats["map"] == pytest.approx(expected_map, abs=1e-6)
+        assert stats["map50"] == pytest.approx(expected_map50, abs=1e-6)
+        assert stats["count"] == len(part.item_ids)
+        assert [row["label"] for row in stats["per_label"]] == ["disc", "square", "triangle"]
+        assert sum(row["count"] for row in stats["per_label"]) == sum(len(t) for t in part.truth)
+        assert len(stats["thresholds"]) == 3 and stats["iou"] == 0.5
+
+    # Predictions: boxes in the original image's pixels, best first; the threshold and NMS can be set.
+    png, _ = scene(500)
+    reply = api.post(f"/api/predict/{project.id}/shapes/?threshold=0.01&nms=0.5", png, content_type="image/png")
+    assert reply.status_code == 200, reply.content
+    body = reply.json()
+    assert (body["model"], body["checkpoint"], body["task"]) == ("shapes", "best", "detection")
+    assert body["predictions"], "at a threshold of 0.01 an FCOS head answers boxes"
+    for box in body["predictions"]:
+        assert set(box) == {"label", "score", "x", "y", "width", "height"}
+        assert box["label"] in KINDS and 0.01 <= box["score"] <= 1
+        assert -1 <= box["x"] and box["x"] + box["width"] <= 161 and box["y"] + box["height"] <= 121
+    scores = [box["score"] for box in body["predictions"]]
+    assert scores == sorted(scores, reverse=True)
+    refused = api.post(f"/api/predict/{project.id}/shapes/?nms=2", png, content_type="image/png")
+    assert (refused.status_code, refused.json()) == (400, {"nms": ["Give a number from 0.01 to 1."]})
+
+    # The model page: COCO's numbers, the per-label table, the thresholds and the IoU they count at.
+    page = Client()
+    page.force_login(user)
+    html = page.get(f"/projects/{project.id}/models/{model.id}/", {"iou": "0.75"}).content.decode()
+    valid = statistics.detection_statistics(model=model, checkpoint="best", split="valid", iou=0.75)
+    assert f'<strong id="map50">{valid["map50"]:.4f}</strong>' in html
+    assert f'<strong id="f1">{valid["f1"]:.4f}</strong>' in html
+    assert '<option value="0.75" selected>' in html and 'id="thresholds-form"' in html
+
+
+def test_a_detection_job_without_boxes_or_with_a_label_on_one_image_is_refused(api, user):
+    project = make_project(owner=user, name="Few")
+    gull = Label.objects.create(project=project, name="gull")
+    tern = Label.objects.create(project=project, name="tern")
+    url = f"/api/projects/{project.id}/training-jobs/"
+    refused = api.post(url, {"task": "detection", "parameters": TINY}, format="json")
+    assert refused.json() == {
+        "task": ["No image has a box, polygon or mask yet: draw some objects before training a detector."]
+    }
+    for seed, labels in enumerate([[gull, tern], [gull], [gull]]):
+        png, _ = scene(seed)
+        image = images_upload(project=project, user=user, files=[SimpleUploadedFile(f"{seed}.png", png)], labels=[])
+        shapes = [_shape(label.id, (10 + 30 * n, 10, 20, 20), "box") for n, label in enumerate(labels)]
+        put = api.put(
+            f"/api/images/{image.stored[0].id}/annotations/", {"revision": 0, "shapes": shapes}, format="json"
+        )
+        assert put.status_code == 200
+    refused = api.post(url, {"task": "detection", "parameters": TINY}, format="json")
+    assert refused.status_code == 400
+    assert refused.json() == {
+        "task": [
+            "Label 'tern' is on only one image; a detector needs each label on at least two images, one to train on "
+            "and one to validate on. Draw more, or delete the label's objects."
+        ]
+    }
+
+
+def test_the_models_page_offers_detection_and_starts_its_job(user, scenes):
+    project, _, _ = scenes
+    page = Client()
+    page.force_login(user)
+    html = page.get(f"/projects/{project.id}/models/", {"task": "detection"}).content.decode()
+    assert 'name="model_size"' in html and 'id="detection-note"' in html and 'name="kind"' not in html
+    form = {"task": "detection", "name": "boxes", "epochs": "1", "model_size": "small", "image_size": "224"}
+    response = page.post(f"/projects/{project.id}/models/", form)
+    job = TrainingJob.objects.get(name="boxes")
+    assert response.status_code == 302
+    assert (job.task, job.parameters["model_size"], job.parameters["image_size"], job.epochs) == (
+        "detection",
+        "small",
+        224,
+        1,
+    )

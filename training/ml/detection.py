@@ -1,0 +1,477 @@
+"""Training and running object detectors: a timm backbone (ImageNet EfficientNet-Lite0 by default), a feature
+pyramid, and torchvision's FCOS head, which is anchor-free and takes a custom backbone.
+
+Plain torch, as classification.py: samples with boxes in, checkpoints and every image's predicted boxes out;
+hooks report progress and say when to stop. Images are decoded once, upright, with the longer side at the
+training size, and kept in memory; boxes travel with them through flips, scale jitter and colour changes.
+Every box that leaves here is in the pixels of the original image, turned upright by its EXIF orientation.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image as PILImage
+from PIL import ImageOps
+from torch import nn
+
+from training.ml import runtime
+from training.ml.backbones import DEFAULT_BACKBONE, DETECTOR_SIZES, create_backbone, normalization
+from training.ml.detection_metrics import coco_map
+from training.ml.images import ReadBytes, read_file
+from training.ml.loop import Cancelled, Hooks, Loop, Progress
+
+CHECKPOINT_FORMAT = "sightline-detector/1"
+EVAL_SCORE = 0.05  # the lowest score kept for statistics: precision-recall curves reach down to it
+NMS_DEFAULT = 0.40  # spec 004's default
+MAX_DETECTIONS = 100  # per image, as COCO's maxDets
+MIN_BOX_PIXELS = 2.0  # at the training size: smaller boxes are dropped from a batch, not fed to the loss
+PIXEL_BUDGET_BYTES = 4 * 1024**3
+EVAL_BATCH = 8
+
+
+@dataclass(frozen=True)
+class ModelSize:
+    image_size: int
+    width: int  # channels of the feature pyramid and the head
+    convs: int  # convolutions in each branch of the head
+
+
+MODEL_SIZES = {name: ModelSize(*values) for name, values in DETECTOR_SIZES.items()}
+
+
+@dataclass(frozen=True)
+class BoxSample:
+    """One image and its boxes: x, y, width, height in original pixels, and a label index."""
+
+    source: str
+    boxes: tuple[tuple[float, float, float, float, int], ...]
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    labels: tuple[str, ...]
+    backbone: str = DEFAULT_BACKBONE
+    pretrained: bool = True
+    model_size: str = "medium"
+    image_size: int = 0  # 0: the model size's
+    epochs: int = 30
+    batch_size: int = 8
+    learning_rate: float = 0.002
+    flip: bool = True
+    time_limit_seconds: float | None = None
+    patience_seconds: float = 0  # 0: never stop early
+    seed: int = 0
+
+    @property
+    def size(self) -> int:
+        return self.image_size or MODEL_SIZES[self.model_size].image_size
+
+
+@dataclass
+class DetectionResult:
+    best_epoch: int
+    history: list[dict]
+    stopped_by: str  # "epochs", "early stopping", "time limit" or "cancelled"
+    checkpoints: dict[str, dict]  # "best" / "last" -> a checkpoint dict (torch.save it)
+    predictions: dict[str, dict[str, list[np.ndarray]]]  # checkpoint -> split -> per image, K x 6 (x y w h label score)
+
+
+# --- the model -------------------------------------------------------------------------------
+
+
+class FeaturePyramid(nn.Module):
+    """The backbone's last three feature levels (strides 8, 16, 32), a feature pyramid over them, and two more
+    levels above (P6, P7), as FCOS expects."""
+
+    def __init__(self, body: nn.Module, width: int):
+        super().__init__()
+        from torchvision.ops import FeaturePyramidNetwork
+        from torchvision.ops.feature_pyramid_network import LastLevelP6P7
+
+        self.body = body
+        info = body.feature_info
+        self.levels = [len(info) - 3, len(info) - 2, len(info) - 1]
+        channels = [info[i]["num_chs"] for i in self.levels]
+        self.fpn = FeaturePyramidNetwork(channels, width, extra_blocks=LastLevelP6P7(width, width))
+        self.out_channels = width
+
+    def forward(self, x: torch.Tensor) -> OrderedDict:
+        features = self.body.forward_intermediates(x, indices=self.levels, intermediates_only=True)
+        return self.fpn(OrderedDict((str(i), f) for i, f in enumerate(features)))
+
+
+def build_model(labels: int, *, backbone: str, pretrained: bool, model_size: str, image_size: int) -> nn.Module:
+    """FCOS over the pyramid; class 0 is background (torchvision's convention), label i is class i + 1."""
+    from torchvision.models.detection import FCOS
+    from torchvision.models.detection.fcos import FCOSHead
+
+    size = MODEL_SIZES[model_size]
+    body = create_backbone(backbone, pretrained=pretrained, num_classes=0)
+    mean, std = normalization(backbone)
+    head = FCOSHead(size.width, num_anchors=1, num_classes=labels + 1, num_convs=size.convs)
+    return FCOS(
+        FeaturePyramid(body, size.width),
+        num_classes=labels + 1,
+        min_size=image_size,
+        max_size=image_size,
+        image_mean=list(mean),
+        image_std=list(std),
+        head=head,
+        score_thresh=EVAL_SCORE,
+        nms_thresh=NMS_DEFAULT,
+        detections_per_img=MAX_DETECTIONS,
+    )
+
+
+# --- images and boxes ------------------------------------------------------------------------
+
+
+def upright_resized(data: bytes, size: int) -> tuple[np.ndarray, float]:
+    """HxWx3 uint8, upright as its EXIF orientation says, the longer side `size`; and the factor from the
+    upright original's pixels to these."""
+    with PILImage.open(io.BytesIO(data)) as image:
+        width, height = image.size
+        if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # turned a quarter: the upright image is tall
+            width, height = height, width
+        scale = size / max(width, height)
+        image.draft("RGB", (max(1, round(image.size[0] * scale)), max(1, round(image.size[1] * scale))))
+        upright = ImageOps.exif_transpose(image).convert("RGB")
+        target = (max(1, round(width * scale)), max(1, round(height * scale)))
+        return np.array(upright.resize(target, PILImage.Resampling.BILINEAR), dtype=np.uint8), scale
+
+
+def _xyxy(boxes: Sequence[Sequence[float]], scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """x, y, w, h, label rows in original pixels -> corner boxes at the training size, and classes (label + 1)."""
+    if not boxes:
+        return np.zeros((0, 4), np.float32), np.zeros((0,), np.int64)
+    array = np.asarray(boxes, dtype=np.float64)
+    corners = np.stack([array[:, 0], array[:, 1], array[:, 0] + array[:, 2], array[:, 1] + array[:, 3]], axis=1)
+    return (corners * scale).astype(np.float32), array[:, 4].astype(np.int64) + 1
+
+
+def _kept(boxes: np.ndarray, classes: np.ndarray, width: int, height: int, before: np.ndarray | None = None):
+    """Boxes clipped to the image; those left too small, or with under 40% of their area, are dropped."""
+    clipped = boxes.copy()
+    clipped[:, [0, 2]] = clipped[:, [0, 2]].clip(0, width)
+    clipped[:, [1, 3]] = clipped[:, [1, 3]].clip(0, height)
+    sides = clipped[:, 2:] - clipped[:, :2]
+    keep = (sides >= MIN_BOX_PIXELS).all(axis=1)
+    if before is not None:
+        area_before = np.prod(before[:, 2:] - before[:, :2], axis=1)
+        keep &= np.prod(sides, axis=1) >= 0.4 * area_before
+    return clipped[keep], classes[keep]
+
+
+def augment(image: np.ndarray, boxes: np.ndarray, classes: np.ndarray, rng: np.random.Generator, *, flip: bool):
+    """Scale jitter (zoom in on a crop, or out onto a grey canvas), colour jitter and a horizontal flip; the boxes
+    follow every change."""
+    height, width = image.shape[:2]
+    choice = rng.random()
+    if choice < 1 / 3:  # zoom in: a crop of 60-100% of each side, back to full size
+        factor = rng.uniform(0.6, 1.0)
+        crop_w, crop_h = max(1, int(width * factor)), max(1, int(height * factor))
+        left, top = rng.integers(0, width - crop_w + 1), rng.integers(0, height - crop_h + 1)
+        crop = PILImage.fromarray(image[top : top + crop_h, left : left + crop_w])
+        image = np.asarray(crop.resize((width, height), PILImage.Resampling.BILINEAR))
+        moved = (boxes - np.array([left, top, left, top], np.float32)) * np.array(
+            [width / crop_w, height / crop_h] * 2, np.float32
+        )
+        boxes, classes = _kept(moved, classes, width, height, before=moved)
+    elif choice < 2 / 3:  # zoom out: 60-100% of the size, somewhere on a grey canvas
+        factor = rng.uniform(0.6, 1.0)
+        small_w, small_h = max(1, int(width * factor)), max(1, int(height * factor))
+        left, top = rng.integers(0, width - small_w + 1), rng.integers(0, height - small_h + 1)
+        canvas = np.full_like(image, 127)
+        canvas[top : top + small_h, left : left + small_w] = np.asarray(
+            PILImage.fromarray(image).resize((small_w, small_h), PILImage.Resampling.BILINEAR)
+        )
+        image = canvas
+        boxes = boxes * np.array([small_w / width, small_h / height] * 2, np.float32) + np.array(
+            [left, top, left, top], np.float32
+        )
+        boxes, classes = _kept(boxes, classes, width, height)
+    pixels = image.astype(np.float32)
+    grey = pixels.mean(axis=2, keepdims=True)
+    pixels = grey + (pixels - grey) * rng.uniform(0.7, 1.3)  # saturation
+    pixels = pixels.mean() + (pixels - pixels.mean()) * rng.uniform(0.8, 1.2)  # contrast
+    pixels = pixels * rng.uniform(0.8, 1.2)  # brightness
+    image = pixels.clip(0, 255).astype(np.uint8)
+    if flip and rng.random() < 0.5:
+        image = image[:, ::-1]
+        boxes = boxes.copy()
+        boxes[:, [0, 2]] = width - boxes[:, [2, 0]]
+    return np.ascontiguousarray(image), boxes, classes
+
+
+def _tensor(image: np.ndarray, device) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).to(device).float().div_(255)
+
+
+def _rows(output: dict, scale: float) -> np.ndarray:
+    """FCOS's output for one image -> K x 6 rows of x, y, w, h (original pixels), label index, score."""
+    boxes = output["boxes"].float().cpu().numpy() / scale
+    if not len(boxes):
+        return np.zeros((0, 6), np.float32)
+    xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
+    labels = output["labels"].cpu().numpy()[:, None] - 1
+    scores = output["scores"].float().cpu().numpy()[:, None]
+    return np.concatenate([xywh, labels, scores], axis=1).astype(np.float32)
+
+
+# --- training --------------------------------------------------------------------------------
+
+
+class _Images:
+    """Every sample decoded once at the training size: pixels, the scale, and its boxes at that scale."""
+
+    def __init__(self, samples: Sequence[BoxSample], size: int, read: ReadBytes, hooks: Hooks, progress):
+        self.pixels, self.scales, self.boxes, self.classes = [], [], [], []
+        self.dropped = 0
+        for index, sample in enumerate(samples):
+            image, scale = upright_resized(read(sample.source), size)
+            boxes, classes = _xyxy(sample.boxes, scale)
+            kept, kept_classes = _kept(boxes, classes, image.shape[1], image.shape[0])
+            self.dropped += len(boxes) - len(kept)
+            self.pixels.append(image)
+            self.scales.append(scale)
+            self.boxes.append(kept)
+            self.classes.append(kept_classes)
+            progress(index + 1)
+            if hooks.stop():
+                raise Cancelled("Cancelled while reading the images.")
+
+    def __len__(self) -> int:
+        return len(self.pixels)
+
+
+def train(
+    config: DetectorConfig,
+    train_samples: Sequence[BoxSample],
+    valid_samples: Sequence[BoxSample],
+    *,
+    hooks: Hooks | None = None,
+    read: ReadBytes = read_file,
+    device=None,
+) -> DetectionResult:
+    """Train; keep the best (validation mAP@0.5) and the last weights; predict every image with both."""
+    run = _Run(config, train_samples, valid_samples, hooks or Hooks(), read, device or runtime.device_choose())
+    return run.finish(run.run())
+
+
+class _Run(Loop):
+    prep_share = 0.1  # reading and resizing every image once
+
+    def __init__(self, config: DetectorConfig, train_samples, valid_samples, hooks: Hooks, read: ReadBytes, device):
+        super().__init__(
+            epochs=config.epochs,
+            batch_size=config.batch_size,
+            time_limit_seconds=config.time_limit_seconds,
+            hooks=hooks,
+            train=len(train_samples),
+        )
+        self.config, self.device = config, device
+        torch.manual_seed(config.seed)
+        self.rng = np.random.default_rng(config.seed)
+        size = config.size
+        total = self.image_count = len(train_samples) + len(valid_samples)
+        if total * size * size * 3 > PIXEL_BUDGET_BYTES:
+            raise MemoryError(
+                f"{total} images at {size} px need {total * size * size * 3 / 1024**3:.1f} GiB of memory while "
+                "training: choose a smaller image size, or train on fewer images."
+            )
+
+        def prepared(done_before):
+            return lambda done: self._report_prep((done_before + done) / max(total, 1))
+
+        self.truth = {"train": train_samples, "valid": valid_samples}
+        self.images = {
+            "train": _Images(train_samples, size, read, hooks, prepared(0)),
+            "valid": _Images(valid_samples, size, read, hooks, prepared(len(train_samples))),
+        }
+        dropped = sum(images.dropped for images in self.images.values())
+        if dropped:
+            hooks.log(f"{dropped} box(es) smaller than {MIN_BOX_PIXELS:g} px at {size} px were left out.")
+        self.model = build_model(
+            len(config.labels),
+            backbone=config.backbone,
+            pretrained=config.pretrained,
+            model_size=config.model_size,
+            image_size=size,
+        ).to(device)
+        self.best_score, self.best_state = -math.inf, None
+        self.best_at = time.monotonic()
+        steps = self.steps_per_epoch * config.epochs
+        warmup = min(self.steps_per_epoch * 2, max(1, steps // 10))
+        parameters = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=1e-4)
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps)),
+        )
+        self.scaler = runtime.grad_scaler(device)
+
+    def _stop_early(self) -> str | None:
+        waited, patience = time.monotonic() - self.best_at, self.config.patience_seconds
+        if patience and waited >= patience:
+            return f"No better validation mAP@0.5 for {waited / 60:.1f} minutes (patience {patience / 60:g}): stopping early."
+        return None
+
+    def _order(self) -> list[int]:
+        self.model.train()
+        return self.rng.permutation(len(self.images["train"])).tolist()
+
+    def _step(self, indices: list[int], epoch: int) -> dict[str, float]:
+        images, targets = [], []
+        source = self.images["train"]
+        for i in indices:
+            image, boxes, classes = augment(
+                source.pixels[i], source.boxes[i], source.classes[i], self.rng, flip=self.config.flip
+            )
+            images.append(_tensor(image, self.device))
+            targets.append(
+                {
+                    "boxes": torch.from_numpy(np.asarray(boxes, np.float32).reshape(-1, 4)).to(self.device),
+                    "labels": torch.from_numpy(np.asarray(classes, np.int64)).to(self.device),
+                }
+            )
+        with runtime.autocast(self.device):
+            parts = self.model(images, targets)
+        loss = sum(part.float() for part in parts.values())
+        if not torch.isfinite(loss):
+            raise ValueError(
+                f"The loss became {float(loss.detach())} in epoch {epoch}: training diverged. "
+                f"Lower the learning rate (it is {self.config.learning_rate:g})."
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 10.0)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.schedule.step()
+        return {"loss": float(loss.detach()), **{name: float(part.detach()) for name, part in parts.items()}}
+
+    def predict(self, split: str) -> list[np.ndarray]:
+        """K x 6 rows per image of the split, in original pixels."""
+        self.model.eval()
+        images, out = self.images[split], []
+        with torch.inference_mode():
+            for start in range(0, len(images), EVAL_BATCH):
+                chosen = range(start, min(len(images), start + EVAL_BATCH))
+                with runtime.autocast(self.device):
+                    outputs = self.model([_tensor(images.pixels[i], self.device) for i in chosen])
+                out.extend(_rows(o, images.scales[i]) for o, i in zip(outputs, chosen, strict=True))
+        return out
+
+    def _end_epoch(self, epoch: int, losses: dict[str, float], partial: bool, started: float) -> None:
+        """Validate (COCO mAP), record the epoch, and keep the weights when they are the best so far."""
+        valid_started = time.monotonic()
+        scores = {"map": None, "map50": None}
+        if len(self.images["valid"]):
+            predicted = self.predict("valid")
+            self.seconds_per_image = (time.monotonic() - valid_started) / len(self.images["valid"])
+            scores = coco_map([s.boxes for s in self.truth["valid"]], predicted, len(self.config.labels))
+        entry = {
+            "epoch": epoch,
+            "train_loss": losses.get("loss", 0.0),
+            "losses": {k: v for k, v in losses.items() if k != "loss"},
+            "valid_map": scores["map"],
+            "valid_map50": scores["map50"],
+            "learning_rate": self.schedule.get_last_lr()[0],
+            "seconds": time.monotonic() - started,
+            "partial": partial,
+        }
+        self.history.append(entry)
+        score = scores["map50"] if scores["map50"] is not None else -entry["train_loss"]
+        if (score > self.best_score and not partial) or self.best_state is None:
+            self.best_score, self.best_epoch, self.best_at = score, epoch, time.monotonic()
+            self.best_state = copy.deepcopy(self.model.state_dict())
+        parts = ", ".join(f"{k} {v:.4f}" for k, v in entry["losses"].items())
+        valid = (
+            f"valid mAP@0.5 {scores['map50']:.3f} mAP@[.5:.95] {scores['map']:.3f}"
+            if scores["map50"] is not None
+            else "no validation images"
+        )
+        self.hooks.log(
+            f"Epoch {epoch}: train loss {entry['train_loss']:.4f} ({parts}), {valid}, {entry['seconds']:.1f} s"
+            + (" (best so far)" if self.best_epoch == epoch else "")
+            + (" (cut short)" if partial else "")
+        )
+        self._report(epoch / self.config.epochs, epoch, entry["train_loss"])
+
+    def _report_prep(self, fraction: float) -> None:
+        self.hooks.progress(Progress(fraction=self.prep_share * fraction, epoch=0, epochs=self.config.epochs))
+
+    def finish(self, stopped_by: str) -> DetectionResult:
+        last_state = copy.deepcopy(self.model.state_dict())
+        predictions = {"last": {split: self.predict(split) for split in self.images}}
+        if self.best_epoch == len(self.history):
+            predictions["best"] = predictions["last"]
+        else:
+            self.model.load_state_dict(self.best_state)
+            predictions["best"] = {split: self.predict(split) for split in self.images}
+        return DetectionResult(
+            best_epoch=self.best_epoch,
+            history=self.history,
+            stopped_by=stopped_by,
+            checkpoints={"best": checkpoint(self.config, self.best_state), "last": checkpoint(self.config, last_state)},
+            predictions=predictions,
+        )
+
+
+# --- checkpoints and inference ---------------------------------------------------------------
+
+
+def checkpoint(config: DetectorConfig, state: dict) -> dict:
+    """Everything needed to predict, in types torch.load(weights_only=True) accepts."""
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "backbone": config.backbone,
+        "labels": list(config.labels),
+        "model_size": config.model_size,
+        "image_size": config.size,
+        "state_dict": {k: v.detach().cpu() for k, v in state.items()},
+    }
+
+
+class Detector:
+    """A loaded checkpoint that turns image bytes into boxes."""
+
+    def __init__(self, saved: dict, device=None):
+        if saved.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError("This file is not a Sightline detector checkpoint.")
+        self.labels: list[str] = list(saved["labels"])
+        self.image_size = int(saved["image_size"])
+        self.device = device or runtime.device_choose()
+        model = build_model(
+            len(self.labels),
+            backbone=saved["backbone"],
+            pretrained=False,
+            model_size=saved["model_size"],
+            image_size=self.image_size,
+        )
+        model.load_state_dict(saved["state_dict"])
+        self.model = model.to(self.device).eval()
+        self.lock = threading.Lock()  # a web process's threads share one loaded model and its thresholds
+
+    def predict(self, images: Sequence[bytes], *, score: float, nms: float = NMS_DEFAULT) -> list[np.ndarray]:
+        """Per image, K x 6 rows (x, y, w, h in original upright pixels, label index, score), best first."""
+        out = []
+        with self.lock, torch.inference_mode():
+            self.model.score_thresh, self.model.nms_thresh = score, nms
+            for start in range(0, len(images), EVAL_BATCH):
+                decoded = [upright_resized(data, self.image_size) for data in images[start : start + EVAL_BATCH]]
+                with runtime.autocast(self.device):
+                    outputs = self.model([_tensor(pixels, self.device) for pixels, _ in decoded])
+                out.extend(_rows(o, scale) for o, (_, scale) in zip(outputs, decoded, strict=True))
+        return out

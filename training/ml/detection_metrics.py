@@ -1,0 +1,183 @@
+"""How good boxes are: COCO's mAP from pycocotools itself, and matching, precision, recall, F1 and
+precision-recall curves per label that follow COCOeval's own matching rule.
+
+Truth per image: rows of x, y, w, h, label index. Predictions per image: rows of x, y, w, h, label index, score.
+COCOeval matches, for each image and label, predictions in descending score to the unmatched truth box of
+highest IoU at or above the threshold (`evaluateImg`); `match` does the same at one IoU threshold, so a
+precision read off our curves is the one COCOeval would count there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Sequence
+
+import numpy as np
+
+CURVE_POINTS = 200
+
+
+def coco_map(truth: Sequence[Sequence], predictions: Sequence[np.ndarray], labels: int) -> dict:
+    """{"map": mAP@[.5:.95], "map50": mAP@0.5} from COCOeval (stats[0] and stats[1]); None without any truth box."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    images = [{"id": i + 1} for i in range(len(truth))]
+    annotations = [
+        {
+            "id": len(images) + n,
+            "image_id": i + 1,
+            "category_id": int(row[4]) + 1,
+            "bbox": [float(v) for v in row[:4]],
+            "area": float(row[2]) * float(row[3]),
+            "iscrowd": 0,
+        }
+        for n, (i, row) in enumerate((i, row) for i, rows in enumerate(truth) for row in rows)
+    ]
+    if not annotations:
+        return {"map": None, "map50": None}
+    detections = [
+        {"image_id": i + 1, "category_id": int(row[4]) + 1, "bbox": [float(v) for v in row[:4]], "score": float(row[5])}
+        for i, rows in enumerate(predictions)
+        for row in rows
+    ]
+    if not detections:
+        return {"map": 0.0, "map50": 0.0}
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO()
+        gt.dataset = {
+            "images": images,
+            "annotations": annotations,
+            "categories": [{"id": c + 1} for c in range(labels)],
+        }
+        gt.createIndex()
+        evaluation = COCOeval(gt, gt.loadRes(detections), "bbox")
+        evaluation.evaluate()
+        evaluation.accumulate()
+        evaluation.summarize()
+    return {"map": max(0.0, float(evaluation.stats[0])), "map50": max(0.0, float(evaluation.stats[1]))}
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every x, y, w, h box of `a` with every one of `b`, as pycocotools computes it for boxes."""
+    if not len(a) or not len(b):
+        return np.zeros((len(a), len(b)))
+    ax1, ay1, ax2, ay2 = a[:, 0], a[:, 1], a[:, 0] + a[:, 2], a[:, 1] + a[:, 3]
+    bx1, by1, bx2, by2 = b[:, 0], b[:, 1], b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]
+    w = (np.minimum(ax2[:, None], bx2[None]) - np.maximum(ax1[:, None], bx1[None])).clip(0)
+    h = (np.minimum(ay2[:, None], by2[None]) - np.maximum(ay1[:, None], by1[None])).clip(0)
+    inter = w * h
+    union = (a[:, 2] * a[:, 3])[:, None] + (b[:, 2] * b[:, 3])[None] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def match(truth_rows: np.ndarray, predicted_rows: np.ndarray, iou: float) -> tuple[np.ndarray, np.ndarray]:
+    """For one image: which predictions hit a truth box, and which truth box each hits (-1: none), COCO's way."""
+    hit = np.full(len(predicted_rows), -1, dtype=np.int64)
+    if not len(predicted_rows) or not len(truth_rows):
+        return hit >= 0, hit
+    threshold = min(iou, 1 - 1e-10)
+    for label in np.unique(predicted_rows[:, 4]).astype(int):
+        preds = np.flatnonzero(predicted_rows[:, 4] == label)
+        truths = np.flatnonzero(truth_rows[:, 4] == label)
+        if not len(truths):
+            continue
+        preds = preds[np.argsort(-predicted_rows[preds, 5], kind="mergesort")]
+        ious = iou_matrix(predicted_rows[preds, :4], truth_rows[truths, :4])
+        taken = np.zeros(len(truths), dtype=bool)
+        for row, pred in enumerate(preds):
+            best, best_iou = -1, threshold
+            for column in range(len(truths)):
+                if taken[column] or ious[row, column] < best_iou:
+                    continue
+                best, best_iou = column, ious[row, column]
+            if best >= 0:
+                taken[best] = True
+                hit[pred] = truths[best]
+    return hit >= 0, hit
+
+
+class Matched:
+    """Every prediction of a set of images, flattened, with whether it hit a truth box at the IoU threshold."""
+
+    def __init__(self, truth: Sequence[Sequence], predictions: Sequence[np.ndarray], labels: int, iou: float = 0.5):
+        self.labels = labels
+        rows, images, hits, targets = [], [], [], []
+        self.truth_counts = np.zeros(labels, dtype=np.int64)
+        for index, (truth_rows, predicted) in enumerate(zip(truth, predictions, strict=True)):
+            truth_array = np.asarray(truth_rows, dtype=np.float64).reshape(-1, 5)
+            predicted = np.asarray(predicted, dtype=np.float64).reshape(-1, 6)
+            np.add.at(self.truth_counts, truth_array[:, 4].astype(int), 1)
+            hit, target = match(truth_array, predicted, iou)
+            rows.append(predicted)
+            images.append(np.full(len(predicted), index, dtype=np.int64))
+            hits.append(hit)
+            targets.append(target)
+        self.rows = np.concatenate(rows) if rows else np.zeros((0, 6))
+        self.images = np.concatenate(images) if images else np.zeros(0, np.int64)
+        self.hits = np.concatenate(hits) if hits else np.zeros(0, bool)
+        self.targets = np.concatenate(targets) if targets else np.zeros(0, np.int64)
+
+    def counts(self, thresholds: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """True positives, false positives and false negatives per label, with each label's score threshold."""
+        label = self.rows[:, 4].astype(int)
+        shown = self.rows[:, 5] >= np.asarray(thresholds, dtype=np.float64)[label]
+        tp = np.bincount(label[shown & self.hits], minlength=self.labels)[: self.labels]
+        fp = np.bincount(label[shown & ~self.hits], minlength=self.labels)[: self.labels]
+        return tp, fp, self.truth_counts - tp
+
+    def curve(self, label: int | None = None) -> list[dict]:
+        """Precision and recall at each prediction's score, highest score first (every label when None)."""
+        keep = np.ones(len(self.rows), bool) if label is None else self.rows[:, 4] == label
+        total = int(self.truth_counts.sum() if label is None else self.truth_counts[label])
+        scores, hits = self.rows[keep, 5], self.hits[keep]
+        order = np.argsort(-scores, kind="mergesort")
+        scores, hits = scores[order], hits[order]
+        tp, fp = np.cumsum(hits), np.cumsum(~hits)
+        # One point per distinct score: the last row of each run of equal scores counts them all.
+        last = np.r_[scores[1:] != scores[:-1], True] if len(scores) else np.zeros(0, bool)
+        points = [
+            {
+                "threshold": float(s),
+                "precision": float(t / (t + f)),
+                "recall": float(t / total) if total else 0.0,
+            }
+            for s, t, f in zip(scores[last], tp[last], fp[last], strict=True)
+        ]
+        if len(points) > CURVE_POINTS:
+            step = len(points) / CURVE_POINTS
+            points = [points[int(i * step)] for i in range(CURVE_POINTS)] + [points[-1]]
+        return points
+
+    def optimal_thresholds(self, floor: float) -> list[float]:
+        """Per label, the score threshold of highest F1 (`floor` for a label with no prediction)."""
+        out = []
+        for label in range(self.labels):
+            best, best_f1 = floor, -1.0
+            for point in self.curve(label):
+                p, r = point["precision"], point["recall"]
+                f1 = 2 * p * r / (p + r) if p + r else 0.0
+                if f1 > best_f1:
+                    best, best_f1 = point["threshold"], f1
+            out.append(best)
+        return out
+
+
+def scores_at(matched: Matched, thresholds: Sequence[float], names: Sequence[str]) -> dict:
+    """Precision, recall and F1 over all labels (summed counts) and per label, at these thresholds."""
+    tp, fp, fn = matched.counts(thresholds)
+
+    def prf(t: int, f: int, n: int) -> dict:
+        precision = t / (t + f) if t + f else 0.0
+        recall = t / (t + n) if t + n else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        return {"precision": precision, "recall": recall, "f1": f1, "tp": int(t), "fp": int(f), "fn": int(n)}
+
+    return {
+        **prf(int(tp.sum()), int(fp.sum()), int(fn.sum())),
+        "per_label": [
+            {"label": name, "count": int(matched.truth_counts[i]), **prf(int(tp[i]), int(fp[i]), int(fn[i]))}
+            for i, name in enumerate(names)
+        ],
+    }

@@ -1,0 +1,131 @@
+"""What every training run shares, whatever it learns: epochs of batches, a stop between batches, a time limit
+that keeps room to score every image at the end, progress with an ETA, and the answer to why it stopped.
+
+A run subclasses Loop and supplies `_step` (one batch: its losses and anything else to average) and
+`_end_epoch` (validate, record, keep the best weights).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Progress:
+    fraction: float  # of the whole run, 0..1
+    epoch: int  # epochs completed
+    epochs: int
+    loss: float | None = None
+    eta_seconds: float | None = None
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int | None = None
+
+
+@dataclass
+class Hooks:
+    """progress() is called often (callers throttle); stop() is asked between batches."""
+
+    progress: Callable[[Progress], None] = lambda progress: None
+    stop: Callable[[], bool] = lambda: False
+    log: Callable[[str], None] = lambda line: None
+
+
+class Cancelled(Exception):
+    """Stopped before the first epoch finished: there is no model to keep."""
+
+
+class Loop:
+    prep_share = 0.0  # of the progress bar, for the work before the first epoch
+
+    def __init__(self, *, epochs: int, batch_size: int, time_limit_seconds: float | None, hooks: Hooks, train: int):
+        self.epochs, self.batch_size, self.time_limit = epochs, batch_size, time_limit_seconds
+        self.hooks, self.train_count = hooks, train
+        self.started = time.monotonic()
+        self.history: list[dict] = []
+        self.best_epoch = 0
+        self.seconds_per_image = 0.0  # inference, measured on validation: time kept to score every image at the end
+        self.image_count = train
+        self.steps_per_epoch = max(1, math.ceil(train / batch_size))
+
+    def run(self) -> str:
+        """Every epoch, unless something stops it; returns what did ("epochs", "early stopping", ...)."""
+        for epoch in range(1, self.epochs + 1):
+            interrupted = self.epoch(epoch)
+            if interrupted:
+                return interrupted
+            reason = self._stop_early()
+            if reason and epoch < self.epochs:
+                self.hooks.log(reason)
+                return "early stopping"
+        return "epochs"
+
+    def _stop_early(self) -> str | None:
+        """Why training should stop early now (a line for the log), or None."""
+        return None
+
+    def _order(self) -> list[int]:
+        raise NotImplementedError
+
+    def _step(self, indices: list[int], epoch: int) -> dict[str, float]:
+        """Train on one batch; "loss" and any other numbers, each a mean over the batch."""
+        raise NotImplementedError
+
+    def _end_epoch(self, epoch: int, means: dict[str, float], partial: bool, started: float) -> None:
+        raise NotImplementedError
+
+    def epoch(self, epoch: int) -> str | None:
+        """Train one epoch and validate; returns why training must stop now, if it must."""
+        started, order = time.monotonic(), self._order()
+        seen, sums, interrupted = 0, {}, None
+        for step, start in enumerate(range(0, len(order), self.batch_size)):
+            indices = order[start : start + self.batch_size]
+            for name, value in self._step(indices, epoch).items():
+                sums[name] = sums.get(name, 0.0) + value * len(indices)
+            seen += len(indices)
+            self._report(
+                ((epoch - 1) + (step + 1) / self.steps_per_epoch) / self.epochs, epoch - 1, sums["loss"] / seen
+            )
+            if self.hooks.stop():
+                interrupted = "cancelled"
+            elif self._out_of_time():
+                interrupted = "time limit"
+            if interrupted:
+                break
+        partial = seen < len(order)
+        if interrupted == "cancelled" and partial and not self.history:
+            raise Cancelled("Cancelled before the first epoch finished.")
+        self._end_epoch(epoch, {name: value / max(seen, 1) for name, value in sums.items()}, partial, started)
+        return interrupted
+
+    def _out_of_time(self) -> bool:
+        """Past the time limit, less the time scoring every image twice will take at the measured speed."""
+        if self.time_limit is None:
+            return False
+        reserve = self.seconds_per_image * self.image_count * 2
+        return time.monotonic() - self.started + reserve >= self.time_limit
+
+    def _report(self, fraction: float, epoch: int, loss: float | None) -> None:
+        elapsed = time.monotonic() - self.started
+        self.hooks.progress(
+            Progress(
+                fraction=self.prep_share + (1 - self.prep_share) * fraction,
+                epoch=epoch,
+                epochs=self.epochs,
+                loss=loss,
+                history=self.history,
+                best_epoch=self.best_epoch or None,
+                eta_seconds=eta(elapsed, fraction, self.time_limit),
+            )
+        )
+
+
+def eta(elapsed: float, fraction: float, limit: float | None) -> float | None:
+    if fraction <= 0:
+        return None
+    remaining = elapsed / fraction * (1 - fraction)
+    if limit is not None:
+        remaining = min(remaining, max(0.0, limit - elapsed))
+    return round(remaining, 1)
