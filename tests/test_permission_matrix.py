@@ -308,6 +308,9 @@ MATRIX: dict[tuple[str, str], Entry] = {
         "/projects/{p}/training/{tj}/cancel/", DEVELOPERS, {}
     ),
     ("projects/<int:project_id>/models/<int:model_id>/", "get"): Entry("/projects/{p}/models/{m}/", MEMBERS),
+    ("projects/<int:project_id>/models/<int:model_id>/gallery/", "get"): Entry(
+        "/projects/{p}/models/{m}/gallery/?tab=missing", MEMBERS
+    ),
     ("projects/<int:project_id>/models/<int:model_id>/predictions/", "get"): Entry(
         "/projects/{p}/models/{m}/predictions/", MEMBERS
     ),

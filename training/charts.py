@@ -66,15 +66,32 @@ def _label(value: float) -> str:
     return f"{value:.0f}" if abs(value - round(value)) < 1e-9 and abs(value) >= 1 else f"{value:.2g}"
 
 
+PALETTE = ("#2f6fed", "#e08a00", "#1f8a4c", "#9b59b6", "#c7362f")
+
+
 def learning_curve(history: list[dict], metric: str, *, best_epoch: int | None, title: str) -> Chart:
-    """Train and validation `metric` ("loss" or "accuracy") per epoch, a red line at the best epoch."""
+    """Train and validation `metric` ("loss", "accuracy", "map50") per epoch, a red line at the best epoch."""
+    lines = {split: f"{split}_{metric}" for split in ("train", "valid")}
+    return history_chart(history, lines, best_epoch=best_epoch, title=title, y_label=metric, unit=metric != "loss")
+
+
+def history_chart(
+    history: list[dict], lines: dict[str, str], *, best_epoch: int | None, title: str, y_label: str, unit: bool
+) -> Chart:
+    """One line per entry of `lines` (its name -> the history key, "a.b" for a nested one) against the epoch; a
+    0-1 axis when `unit`, else from 0 to the largest value."""
+
+    def value(entry: dict, key: str):
+        for part in key.split("."):
+            entry = entry.get(part) if isinstance(entry, dict) else None
+        return entry
+
     epochs = [entry["epoch"] for entry in history]
     values = {
-        split: [(e["epoch"], e[f"{split}_{metric}"]) for e in history if e.get(f"{split}_{metric}") is not None]
-        for split in ("train", "valid")
+        name: [(e["epoch"], value(e, key)) for e in history if value(e, key) is not None] for name, key in lines.items()
     }
     ys = [y for pairs in values.values() for _, y in pairs]
-    if metric in ("accuracy", "map50"):
+    if unit:
         y_range = (min([*ys, 1.0]) if ys else 0.0, 1.0)
         y_range = (max(0.0, y_range[0] - 0.02), 1.0)
     else:
@@ -83,24 +100,41 @@ def learning_curve(history: list[dict], metric: str, *, best_epoch: int | None, 
     scale = _Scale(x_range, y_range)
     series = [
         Series(
-            name=split,
-            color=COLORS[split],
+            name=name,
+            color=COLORS.get(name, PALETTE[n % len(PALETTE)]),
             points=scale.points(pairs),
-            dots=[(scale.x(x), scale.y(y), f"epoch {x}: {split} {metric} {y:.4f}") for x, y in pairs],
+            dots=[(scale.x(x), scale.y(y), f"epoch {x}: {name} {y:.4f}") for x, y in pairs],
         )
-        for split, pairs in values.items()
+        for n, (name, pairs) in enumerate(values.items())
         if pairs
     ]
     markers = [(scale.x(best_epoch), f"best model: epoch {best_epoch}")] if best_epoch else []
     return Chart(
         title=title,
         x_label="epoch",
-        y_label=metric,
+        y_label=y_label,
         series=series,
         x_ticks=[(scale.x(v), _label(v)) for v in _ticks(*x_range, count=min(6, max(2, len(epochs))), integer=True)],
         y_ticks=[(scale.y(v), _label(v)) for v in _ticks(*y_range)],
         markers=markers,
     )
+
+
+def detection_curves(history: list[dict], best_epoch: int | None) -> list[Chart]:
+    """A detector's validation mAP and its training losses, each part of the loss a line of its own."""
+    parts = sorted({name for entry in history for name in entry.get("losses", {})})
+    losses = {"total": "train_loss", **{name.replace("bbox_", "box "): f"losses.{name}" for name in parts}}
+    return [
+        history_chart(
+            history,
+            {"mAP@0.5": "valid_map50", "mAP@[.5:.95]": "valid_map"},
+            best_epoch=best_epoch,
+            title="Validation mAP",
+            y_label="mAP",
+            unit=True,
+        ),
+        history_chart(history, losses, best_epoch=best_epoch, title="Training losses", y_label="loss", unit=False),
+    ]
 
 
 def pr_curve(points: list[dict], *, threshold: float | None, title: str) -> tuple[Chart, list[dict]]:

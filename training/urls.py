@@ -7,6 +7,7 @@ urlpatterns = [
     path("projects/<int:project_id>/models/", views.models_page, name="models"),
     path("projects/<int:project_id>/models/<int:model_id>/", views.model_page, name="model"),
     path("projects/<int:project_id>/models/<int:model_id>/predictions/", views.predictions_page, name="predictions"),
+    path("projects/<int:project_id>/models/<int:model_id>/gallery/", views.gallery_page, name="gallery"),
     path(
         "projects/<int:project_id>/models/<int:model_id>/predict-with/",
         views.model_predict_with,

@@ -76,7 +76,9 @@ def models_page(request, project_id: int):
 
 def _job_context(request, project, job: TrainingJob) -> dict:
     curves = []
-    if job.history:
+    if job.history and job.task == Task.DETECTION:
+        curves = charts.detection_curves(job.history, job.best_epoch)
+    elif job.history:
         curves = [
             charts.learning_curve(job.history, "loss", best_epoch=job.best_epoch, title="Cross-entropy loss"),
             charts.learning_curve(job.history, "accuracy", best_epoch=job.best_epoch, title="Accuracy"),
@@ -168,10 +170,7 @@ def model_page(request, project_id: int, model_id: int):
         "thresholded": detection or model.multi_label,
         "iou_choices": IOU_CHOICES,
         "curves": (
-            [
-                charts.learning_curve(history, "map50", best_epoch=model.best_epoch, title="Validation mAP@0.5"),
-                charts.learning_curve(history, "loss", best_epoch=model.best_epoch, title="Training loss"),
-            ]
+            charts.detection_curves(history, model.best_epoch)
             if detection
             else [
                 charts.learning_curve(history, "accuracy", best_epoch=model.best_epoch, title="Accuracy"),
@@ -349,19 +348,138 @@ def predict_page(request, project_id: int):
         checkpoint = checkpoint if checkpoint in Checkpoint.values else chosen.predict_with
         uploads = request.FILES.getlist("file")
         try:
-            if uploads:
+            if not uploads and not images:
+                messages.error(request, "Choose an image file, or select images in the grid first.")
+            elif chosen.task == Task.DETECTION:
+                results = _boxes_results(chosen, checkpoint, uploads, images)
+            elif uploads:
                 data = [predictions.upload_read(upload) for upload in uploads[:PREDICT_MAX_IMAGES]]
                 ranked = predictions.images_predict(model=chosen, checkpoint=checkpoint, images=data)
                 results = [
                     {"name": u.name, "image": None, "predictions": r} for u, r in zip(uploads, ranked, strict=False)
                 ]
-            elif images:
+            else:
                 data = [stored_bytes(image.file.name) for image in images]
                 ranked = predictions.images_predict(model=chosen, checkpoint=checkpoint, images=data)
                 results = [{"name": i.name, "image": i, "predictions": r} for i, r in zip(images, ranked, strict=True)]
-            else:
-                messages.error(request, "Choose an image file, or select images in the grid first.")
         except ValidationError as exc:
             _errors(request, exc)
-    context = {"project": project, "models": models, "chosen": chosen, "images": images, "results": results}
+    context = {
+        "project": project,
+        "models": models,
+        "chosen": chosen,
+        "images": images,
+        "results": results,
+        "slider_start": BOX_SLIDER_START,
+    }
     return render(request, "training/predict.html", context)
+
+
+@login_required
+@require_safe
+def gallery_page(request, project_id: int, model_id: int):
+    """Spec 001's galleries: All, Matched, Missing and Extra, of one label on one split, a page at a time."""
+    from training import galleries
+
+    model = selectors.model_get(user=request.user, model_id=model_id, project_id=project_id)
+    state = _view_state(request, model)
+    tab = request.GET.get("tab") if request.GET.get("tab") in galleries.TABS else "all"
+    raw = request.GET.get("label", "0")
+    label = int(raw) if raw.isascii() and raw.isdigit() and int(raw) < len(model.labels) else 0
+    found = galleries.gallery(model=model, label=label, tab=tab, **state)
+    items, size = found["items"], galleries.PAGE_SIZE
+    pages = max(1, -(-len(items) // size))
+    raw = request.GET.get("page", "1")
+    number = min(pages, int(raw)) if raw.isascii() and raw.isdigit() and int(raw) > 0 else 1
+    first_below = found["first_below"]
+    query = {**state, "tab": tab, "label": label}
+    context = {
+        "project": model.project,
+        "model": model,
+        **state,
+        "tab": tab,
+        "tabs": [("all", "All"), ("matched", "Matched"), ("missing", "Missing"), ("extra", "Extra")],
+        "label": label,
+        "label_name": model.labels[label],
+        "threshold": found["threshold"],
+        "count": len(items),
+        "tiles": _tiles(items, (number - 1) * size, size),
+        "page": number,
+        "pages": pages,
+        "query": urlencode(query),
+        "jump": f"?{urlencode({**query, 'page': first_below // size + 1})}#item-{first_below}"
+        if first_below is not None and tab == "all"
+        else None,
+        "first_below": first_below,
+        "detection": model.task == Task.DETECTION,
+    }
+    return render(request, "training/gallery.html", context)
+
+
+def _tiles(items: list, start: int, size: int) -> list[dict]:
+    """One page of gallery items; a box gets the crop around it (a quarter of its size of context, 16 px at
+    least) as an SVG viewBox over the whole image, which the browser fetches once however many boxes it has."""
+    page = items[start : start + size]
+    sizes = {
+        pk: (w, h)
+        for pk, w, h in Image.objects.filter(pk__in={i.image_id for i in page if i.image_id}).values_list(
+            "id", "width", "height"
+        )
+    }
+    tiles = []
+    for offset, item in enumerate(page):
+        tile = {"index": start + offset, "item": item, "size": sizes.get(item.image_id)}
+        if item.box and tile["size"]:
+            x, y, w, h = item.box
+            pad = max(16.0, 0.25 * max(w, h))
+            width, height = tile["size"]
+            left, top = max(0.0, x - pad), max(0.0, y - pad)
+            right, bottom = min(float(width), x + w + pad), min(float(height), y + h + pad)
+            tile["view"] = f"{left:.1f} {top:.1f} {max(1.0, right - left):.1f} {max(1.0, bottom - top):.1f}"
+        tiles.append(tile)
+    return tiles
+
+
+BOX_SLIDER_START = 0.30  # spec 004's default confidence
+BOX_FLOOR = 0.05  # the lowest score the slider reaches
+PREVIEW_SIDE = 960
+
+
+def _boxes_results(model: ModelVersion, checkpoint: str, uploads, images) -> list[dict]:
+    """A detector's boxes on uploaded images (shown from a downscaled copy) or on images of the project, with
+    each label's colour; the page's slider hides boxes below its score."""
+    import base64
+    import io
+
+    from PIL import ImageOps
+
+    from projects.imaging import open_guarded
+
+    colours = dict(model.project.labels.values_list("name", "color"))
+    if uploads:
+        data = [predictions.upload_read(upload) for upload in uploads[:PREDICT_MAX_IMAGES]]
+        names = [upload.name for upload in uploads]
+    else:
+        data = [stored_bytes(image.file.name) for image in images]
+        names = [image.name for image in images]
+    found = predictions.boxes_predict(model=model, checkpoint=checkpoint, images=data, threshold=BOX_FLOOR)
+    results = []
+    for index, (raw, boxes) in enumerate(zip(data, found, strict=True)):
+        if uploads:
+            with open_guarded(raw, copies=2) as opened:
+                upright = ImageOps.exif_transpose(opened)
+                width, height = upright.size
+                preview = upright.convert("RGB")
+                preview.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
+                out = io.BytesIO()
+                preview.save(out, "JPEG", quality=85)
+            source = "data:image/jpeg;base64," + base64.b64encode(out.getvalue()).decode()
+        else:
+            width, height = images[index].width, images[index].height
+            source = f"/api/images/{images[index].pk}/file/"
+        for box in boxes:
+            box["color"] = colours.get(box["label"], "#ff3b30")
+        results.append(
+            {"name": names[index], "source": source, "width": width, "height": height, "boxes": boxes, "image": None}
+        )
+    return results

@@ -159,3 +159,85 @@ def test_the_labeler_adds_its_image_to_the_validation_set(page, live_server):
         page.uncheck("#in-validation")
     page.reload()
     assert page.is_checked("#in-validation") is False
+
+
+def test_train_a_detector_from_the_form_read_its_statistics_and_set_thresholds(page, live_server):
+    from tests.conftest import client_for
+    from tests.training.test_detection import annotate_scenes
+
+    user = UserFactory(username="detective")
+    project = make_project(owner=user, name="Shapes")
+    annotate_scenes(client_for(user), project, user, range(16))
+    login(page, live_server, "detective")
+    page.goto(f"{live_server.url}/projects/{project.id}/models/")
+    page.click("#task-tabs a:has-text('Object detection')")
+    page.wait_for_selector("#detection-note")
+    page.fill("input[name=name]", "shapes")
+    page.fill("input[name=epochs]", "2")
+    page.select_option("select[name=model_size]", "small")
+    page.click("summary:has-text('Advanced parameters')")
+    page.select_option("select[name=image_size]", "224")
+    page.fill("input[name=batch_size]", "4")
+    shot(page, "train-form-detection")
+    page.click("#train-form button[type=submit]")  # in tests the job runs inside this request
+    page.wait_for_selector("#model-link")
+    assert page.text_content("#job-status") == "finished"
+    assert "object detection (small)" in page.text_content("#job-progress")
+    legends = [legend.locator("span").all_text_contents() for legend in page.locator("#job-progress .legend").all()]
+    best = f"best model: epoch {TrainingJob.objects.get().best_epoch}"
+    assert legends == [
+        ["mAP@0.5", "mAP@[.5:.95]", best],
+        ["total", "box ctrness", "box regression", "classification", best],
+    ]
+    shot(page, "job-finished-detection")
+    page.click("#model-link")
+    page.wait_for_selector("#map50")
+    page.wait_for_load_state("load")
+    model = ModelVersion.objects.get()
+    assert page.text_content("#map50") == f"{model.metrics['best']['valid']['map50']:.4f}"
+    shot(page, "statistics-detection")
+    page.locator("svg.clickable").scroll_into_view_if_needed()
+    box = page.locator("svg.clickable").bounding_box()
+    page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.3)
+    page.wait_for_url("**thresholds=**")
+    values = page.locator("input[name=threshold]").evaluate_all("inputs => inputs.map(i => i.value)")
+    page.click("#thresholds-form button.primary")
+    page.wait_for_selector("text=Thresholds saved")
+    model.refresh_from_db()
+    assert model.thresholds["best"] == [float(values[0])] * 3
+
+    # The gallery: the Missing tab holds the boxes predicted with nothing there; one opens in the labeler.
+    from training import galleries
+
+    page.click("#gallery-link")
+    page.click("#gallery-tabs a:has-text('Missing')")
+    page.wait_for_url("**tab=missing**")
+    missing = galleries.gallery(model=model, checkpoint="best", split="valid", tab="missing", label=0)["items"]
+    assert page.locator("#gallery-summary").text_content().split()[0] == str(len(missing))
+    page.select_option("select[name=split]", "train")  # the selects submit their form
+    page.wait_for_url("**split=train**")
+    page.click("#gallery-tabs a:has-text('All')")
+    page.wait_for_url("**tab=all**")
+    shot(page, "gallery-detection")
+    page.locator(".gallery-grid li a").first.click()
+    page.wait_for_selector("body[data-labeler-ready=true]")
+
+    # Make a new prediction: the boxes drawn on the image, and a slider that hides those below its score.
+    from tests.training.scenes import scene
+
+    page.goto(f"{live_server.url}/projects/{project.id}/predict/")
+    page.set_input_files(
+        "input[name=file]", files=[{"name": "new.png", "mimeType": "image/png", "buffer": scene(321)[0]}]
+    )
+    page.click("#predict-form button.primary")
+    page.wait_for_selector(".predicted-boxes svg image")
+    page.wait_for_load_state("load")
+    scores = [float(v) for v in page.locator("g.box").evaluate_all("boxes => boxes.map(b => b.dataset.score)")]
+    assert scores and min(scores) >= 0.05
+    shown = page.locator(".box-count").text_content()
+    assert int(shown) == sum(score >= 0.3 for score in scores)
+    shot(page, "predict-detection")
+    page.fill("#box-threshold", "1")  # the range input's value, as dragging it to the end sets it
+    page.dispatch_event("#box-threshold", "input")
+    assert page.locator(".box-count").text_content() == "0"
+    assert page.locator("g.box:not(.hidden)").count() == 0

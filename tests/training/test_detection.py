@@ -36,15 +36,13 @@ def _shape(label_id: int, box, kind: str) -> dict:
     return {"label": label_id, "kind": "box", "geometry": {"x": x, "y": y, "width": w, "height": h}}
 
 
-@pytest.fixture
-def scenes(api, user):
-    """20 scenes of discs, squares and triangles drawn as boxes (one triangle as a polygon, one square as a mask),
-    and one image labelled for classification only: a negative."""
-    project = make_project(owner=user, name="Shapes")
-    labels = {kind: Label.objects.create(project=project, name=kind) for kind in KINDS}
-    empty = Label.objects.create(project=project, name="empty")
+def annotate_scenes(api, project, user, seeds) -> dict[int, list]:
+    """Upload a scene per seed and draw its objects through the API: boxes, except the first triangle of scene 3
+    (a polygon) and the first square of scene 4 (a mask). Returns each image's true boxes."""
+    labels = {label.name: label for label in Label.objects.filter(project=project)}
+    labels.update({kind: Label.objects.create(project=project, name=kind) for kind in KINDS if kind not in labels})
     truth = {}
-    for seed in range(20):
+    for seed in seeds:
         png, boxes = scene(seed)
         image = images_upload(
             project=project, user=user, files=[SimpleUploadedFile(f"scene{seed}.png", png)], labels=[]
@@ -57,6 +55,15 @@ def scenes(api, user):
         saved = api.put(f"/api/images/{image.id}/annotations/", {"revision": 0, "shapes": shapes}, format="json")
         assert saved.status_code == 200, saved.content
         truth[image.id] = boxes
+    return truth
+
+
+@pytest.fixture
+def scenes(api, user):
+    """20 scenes of discs, squares and triangles, and one image labelled for classification only: a negative."""
+    project = make_project(owner=user, name="Shapes")
+    truth = annotate_scenes(api, project, user, range(20))
+    empty = Label.objects.create(project=project, name="empty")
     png, _ = scene(99, objects=(0, 0))
     blank = images_upload(project=project, user=user, files=[SimpleUploadedFile("blank.png", png)], labels=[]).stored[0]
     document = {"revision": 0, "shapes": [], "classifications": [{"label": empty.id}]}

@@ -310,15 +310,26 @@ class _Run(Loop):
         ).to(device)
         self.best_score, self.best_state = -math.inf, None
         self.best_at = time.monotonic()
-        steps = self.steps_per_epoch * config.epochs
-        warmup = min(self.steps_per_epoch * 2, max(1, steps // 10))
+        self.steps = self.steps_per_epoch * config.epochs
+        warmup = min(self.steps_per_epoch * 2, max(1, self.steps // 10))
         parameters = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=1e-4)
+        self.training_started = time.monotonic()
         self.schedule = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
-            lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps)),
+            lambda step: min(1.0, (step + 1) / warmup) * max(0.01, 0.5 * (1 + math.cos(math.pi * self._done(step)))),
         )
         self.scaler = runtime.grad_scaler(device)
+
+    def _done(self, step: int) -> float:
+        """How far the cosine schedule has come: by steps, or by time when the time limit ends training first, so
+        a run cut by its limit still ends at a low learning rate (then the run is repeatable only by steps)."""
+        done = min(step, self.steps) / self.steps
+        limit = self.config.time_limit_seconds
+        if limit:
+            budget = 0.95 * max(1.0, limit - (self.training_started - self.started))
+            done = max(done, (time.monotonic() - self.training_started) / budget)
+        return min(done, 1.0)
 
     def _stop_early(self) -> str | None:
         waited, patience = time.monotonic() - self.best_at, self.config.patience_seconds
@@ -393,7 +404,8 @@ class _Run(Loop):
         }
         self.history.append(entry)
         score = scores["map50"] if scores["map50"] is not None else -entry["train_loss"]
-        if (score > self.best_score and not partial) or self.best_state is None:
+        # Validation mAP measures an epoch cut short as well as a whole one: either can be the best.
+        if score > self.best_score or self.best_state is None:
             self.best_score, self.best_epoch, self.best_at = score, epoch, time.monotonic()
             self.best_state = copy.deepcopy(self.model.state_dict())
         parts = ", ".join(f"{k} {v:.4f}" for k, v in entry["losses"].items())

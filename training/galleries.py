@@ -1,0 +1,115 @@
+"""Where a model is right and wrong, as four galleries (spec 001): All, Matched, Missing and Extra.
+
+Classification shows whole images, detection shows boxes. Only the images of the model's dataset version
+appear, on one split at a time, for one label at a time, at the thresholds in use:
+- All: every prediction of the label, highest score first (with where the threshold falls).
+- Matched: predictions at or above the threshold that agree with the annotation, highest score first; for
+  classification, images annotated with the label and predicted with it.
+- Missing: predictions at or above the threshold with no annotation to match (false positives), highest first.
+- Extra: annotations the model did not predict at the threshold (false negatives). Classification orders them
+  by the label's score, highest first. A detector has no score for a box it missed, so each missed box is
+  ordered by its best match among the predicted boxes of its label below the threshold: the highest IoU first
+  (the near misses), then by that box's score.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from django.core.exceptions import ValidationError
+
+from training import statistics
+from training.ml import detection_metrics
+from training.models import DatasetItem, ModelVersion, Task
+
+TABS = ("all", "matched", "missing", "extra")
+PAGE_SIZE = 48
+
+
+@dataclass(frozen=True)
+class Item:
+    image_id: int | None
+    image_name: str
+    score: float | None
+    box: tuple[float, float, float, float] | None = None  # detection: x, y, w, h in image pixels
+    note: str = ""  # what the tile says under the picture
+    above: bool = True  # at or above the threshold (All tab)
+
+
+def gallery(*, model: ModelVersion, checkpoint: str, split: str, tab: str, label: int, thresholds=None) -> dict:
+    """Every item of one tab, ordered, and the position of the first one below the threshold (All)."""
+    if tab not in TABS:
+        raise ValidationError({"tab": [f"Choose one of {', '.join(TABS)}."]})
+    if not 0 <= label < len(model.labels):
+        raise ValidationError({"label": ["Choose one of the model's labels."]})
+    thresholds = thresholds or model.thresholds_for(checkpoint)
+    if model.task == Task.DETECTION:
+        items = _boxes(model, checkpoint, split, tab, label, thresholds)
+    else:
+        items = _images(model, checkpoint, split, tab, label, thresholds)
+    first_below = next((i for i, item in enumerate(items) if not item.above), None)
+    return {"items": items, "threshold": thresholds[label] if thresholds else None, "first_below": first_below}
+
+
+def _names(item_ids) -> dict[int, tuple[int | None, str]]:
+    rows = DatasetItem.objects.filter(pk__in=[int(i) for i in item_ids]).values_list("id", "image_id", "image_name")
+    return {pk: (image_id, name) for pk, image_id, name in rows}
+
+
+def _boxes(model: ModelVersion, checkpoint: str, split: str, tab: str, label: int, thresholds) -> list[Item]:
+    part = statistics.boxes_load(model, checkpoint).subset(split)
+    names = _names(part.item_ids)
+    matched = detection_metrics.Matched(part.truth, part.predicted, len(model.labels), model.iou_threshold)
+    rows, hits = matched.rows, matched.hits
+    mine = rows[:, 4] == label if len(rows) else np.zeros(0, bool)
+    above = rows[:, 5] >= thresholds[label] if len(rows) else np.zeros(0, bool)
+
+    def prediction(i: int, note: str) -> Item:
+        image_id, name = names.get(int(part.item_ids[matched.images[i]]), (None, "?"))
+        x, y, w, h, _, score = rows[i]
+        return Item(image_id, name, float(score), (float(x), float(y), float(w), float(h)), note, bool(above[i]))
+
+    if tab != "extra":
+        keep = {"all": mine, "matched": mine & above & hits, "missing": mine & above & ~hits}[tab]
+        chosen = np.flatnonzero(keep)
+        chosen = chosen[np.argsort(-rows[chosen, 5], kind="mergesort")]
+        return [prediction(int(i), "right" if hits[i] else "no such object") for i in chosen]
+    # Extra: true boxes of the label that no prediction at or above the threshold found.
+    found = {(int(matched.images[i]), int(matched.targets[i])) for i in np.flatnonzero(mine & above & hits)}
+    missed = []
+    for image, truth in enumerate(part.truth):
+        for index in np.flatnonzero(truth[:, 4] == label):
+            if (image, int(index)) in found:
+                continue
+            below = part.predicted[image]
+            below = below[(below[:, 4] == label) & (below[:, 5] < thresholds[label])]
+            ious = detection_metrics.iou_matrix(truth[index : index + 1, :4], below[:, :4])[0]
+            best = int(np.argmax(ious)) if len(ious) else -1
+            iou, score = (float(ious[best]), float(below[best, 5])) if best >= 0 else (0.0, 0.0)
+            image_id, name = names.get(int(part.item_ids[image]), (None, "?"))
+            note = f"best match below the threshold: IoU {iou:.2f}, score {score:.2f}" if best >= 0 else "no match"
+            missed.append(((-iou, -score), Item(image_id, name, None, tuple(map(float, truth[index, :4])), note)))
+    missed.sort(key=lambda pair: pair[0])
+    return [item for _, item in missed]
+
+
+def _images(model: ModelVersion, checkpoint: str, split: str, tab: str, label: int, thresholds) -> list[Item]:
+    part = statistics.evaluation_load(model, checkpoint).subset(split)
+    names = _names(part.item_ids)
+    scores, truth = part.scores[:, label], part.targets[:, label] > 0
+    if model.multi_label:
+        predicted = scores >= thresholds[label]
+    else:
+        predicted = part.scores.argmax(axis=1) == label
+    keep = {"all": np.ones(len(scores), bool), "matched": truth & predicted, "missing": predicted & ~truth}.get(
+        tab, truth & ~predicted
+    )
+    chosen = np.flatnonzero(keep)
+    chosen = chosen[np.argsort(-scores[chosen], kind="mergesort")]
+    out = []
+    for i in chosen:
+        image_id, name = names.get(int(part.item_ids[i]), (None, "?"))
+        note = "annotated" if truth[i] else "not annotated"
+        out.append(Item(image_id, name, float(scores[i]), None, note, bool(predicted[i])))
+    return out
