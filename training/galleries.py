@@ -37,15 +37,18 @@ class Item:
     above: bool = True  # at or above the threshold (All tab)
 
 
-def gallery(*, model: ModelVersion, checkpoint: str, split: str, tab: str, label: int, thresholds=None) -> dict:
-    """Every item of one tab, ordered, and the position of the first one below the threshold (All)."""
+def gallery(
+    *, model: ModelVersion, checkpoint: str, split: str, tab: str, label: int, thresholds=None, iou=None
+) -> dict:
+    """Every item of one tab, ordered, and the position of the first one below the threshold (All). A detector's
+    boxes match at `iou`, or the model's IoU threshold."""
     if tab not in TABS:
         raise ValidationError({"tab": [f"Choose one of {', '.join(TABS)}."]})
     if not 0 <= label < len(model.labels):
         raise ValidationError({"label": ["Choose one of the model's labels."]})
     thresholds = thresholds or model.thresholds_for(checkpoint)
     if model.task == Task.DETECTION:
-        items = _boxes(model, checkpoint, split, tab, label, thresholds)
+        items = _boxes(model, checkpoint, split, tab, label, thresholds, iou or model.iou_threshold)
     else:
         items = _images(model, checkpoint, split, tab, label, thresholds)
     first_below = next((i for i, item in enumerate(items) if not item.above), None)
@@ -57,10 +60,10 @@ def _names(item_ids) -> dict[int, tuple[int | None, str]]:
     return {pk: (image_id, name) for pk, image_id, name in rows}
 
 
-def _boxes(model: ModelVersion, checkpoint: str, split: str, tab: str, label: int, thresholds) -> list[Item]:
+def _boxes(model: ModelVersion, checkpoint: str, split: str, tab: str, label: int, thresholds, iou) -> list[Item]:
     part = statistics.boxes_load(model, checkpoint).subset(split)
     names = _names(part.item_ids)
-    matched = detection_metrics.Matched(part.truth, part.predicted, len(model.labels), model.iou_threshold)
+    matched = detection_metrics.Matched(part.truth, part.predicted, len(model.labels), iou)
     rows, hits = matched.rows, matched.hits
     mine = rows[:, 4] == label if len(rows) else np.zeros(0, bool)
     above = rows[:, 5] >= thresholds[label] if len(rows) else np.zeros(0, bool)

@@ -108,8 +108,8 @@ DETECTION = [
     Parameter(
         "model_size",
         "medium",
-        "small: 320 px, a narrow head (fastest on a CPU); medium: 416 px; large: 512 px, the widest head (best for "
-        "small objects, slowest).",
+        "The input's longer side and the head's width. On 2 CPU cores a training step costs about: small (320 px) "
+        "0.2 s, medium (416 px) 0.4 s, large (512 px) 0.75 s per image; large finds small objects best.",
         str,
         choices=MODEL_SIZE_CHOICES,
     ),

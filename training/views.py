@@ -386,13 +386,14 @@ def gallery_page(request, project_id: int, model_id: int):
     tab = request.GET.get("tab") if request.GET.get("tab") in galleries.TABS else "all"
     raw = request.GET.get("label", "0")
     label = int(raw) if raw.isascii() and raw.isdigit() and int(raw) < len(model.labels) else 0
-    found = galleries.gallery(model=model, label=label, tab=tab, **state)
+    iou = next((value for value in IOU_CHOICES if request.GET.get("iou") == str(value)), None)
+    found = galleries.gallery(model=model, label=label, tab=tab, iou=iou, **state)
     items, size = found["items"], galleries.PAGE_SIZE
     pages = max(1, -(-len(items) // size))
     raw = request.GET.get("page", "1")
     number = min(pages, int(raw)) if raw.isascii() and raw.isdigit() and int(raw) > 0 else 1
     first_below = found["first_below"]
-    query = {**state, "tab": tab, "label": label}
+    query = {**state, "tab": tab, "label": label, **({"iou": iou} if iou else {})}
     context = {
         "project": model.project,
         "model": model,
@@ -412,6 +413,7 @@ def gallery_page(request, project_id: int, model_id: int):
         else None,
         "first_below": first_below,
         "detection": model.task == Task.DETECTION,
+        "iou": iou or model.iou_threshold,
     }
     return render(request, "training/gallery.html", context)
 

@@ -127,6 +127,9 @@ def test_detection_galleries_hold_exactly_their_boxes(detector):
     assert _tab(model, "matched", label=1) == ([("one.png", (40, 40, 10, 10), 0.7, "right")], None)
     assert _tab(model, "missing", label=1)[0] == _tab(model, "extra", label=1)[0] == []
     assert _tab(model, "matched", split="train") == ([("three.png", (0, 0, 30, 30), 0.95, "right")], None)
+    # At IoU 0.9 the box below the threshold no longer matches the second a (IoU 0.82).
+    strict = galleries.gallery(model=model, checkpoint="best", split="valid", tab="all", label=0, iou=0.9)
+    assert [item.note for item in strict["items"]] == ["right", "no such object", "no such object", "no such object"]
 
 
 def test_classification_galleries_hold_exactly_their_images(user):

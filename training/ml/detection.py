@@ -104,6 +104,31 @@ class FeaturePyramid(nn.Module):
         channels = [info[i]["num_chs"] for i in self.levels]
         self.fpn = FeaturePyramidNetwork(channels, width, extra_blocks=LastLevelP6P7(width, width))
         self.out_channels = width
+        self.pretrained_norms = False  # set by freeze_early: batch norm then keeps its ImageNet statistics
+
+    def freeze_early(self) -> int:
+        """Freeze the stages at strides 2 and 4 (as Detectron's FREEZE_AT=2): their ImageNet features are generic,
+        and their backward pass, at the highest resolution, is the costliest. Returns the tensors frozen."""
+        info = self.body.feature_info
+        first_trained = info[2]["module"] + "." if len(info) > 2 else None
+        frozen = 0
+        for name, parameter in self.body.named_parameters():
+            if first_trained is None or name.startswith(first_trained):
+                break
+            parameter.requires_grad_(False)
+            frozen += 1
+        self.pretrained_norms = True
+        return frozen
+
+    def train(self, mode: bool = True):
+        """A pretrained backbone's batch norm keeps its ImageNet statistics: batches of a few images estimate them
+        badly."""
+        super().train(mode)
+        if self.pretrained_norms:
+            for module in self.body.modules():
+                if isinstance(module, nn.BatchNorm2d):
+                    module.eval()
+        return self
 
     def forward(self, x: torch.Tensor) -> OrderedDict:
         features = self.body.forward_intermediates(x, indices=self.levels, intermediates_only=True)
@@ -308,6 +333,8 @@ class _Run(Loop):
             model_size=config.model_size,
             image_size=size,
         ).to(device)
+        if config.pretrained:  # random early stages must learn like the rest
+            self.model.backbone.freeze_early()
         self.best_score, self.best_state = -math.inf, None
         self.best_at = time.monotonic()
         self.steps = self.steps_per_epoch * config.epochs
