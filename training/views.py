@@ -121,6 +121,11 @@ def job_cancel(request, project_id: int, job_id: int):
 IOU_CHOICES = (0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.9)
 
 
+def _iou_choices(model: ModelVersion) -> list[float]:
+    """The IoU thresholds the pages offer: the usual ones and the model's own (which the API may have set)."""
+    return sorted({*IOU_CHOICES, model.iou_threshold})
+
+
 def _previewed_thresholds(request, model: ModelVersion) -> list[float] | None:
     """Thresholds tried out on the page (clicked on the curve or typed), not yet saved; None when there are none."""
     if model.thresholds_for(Checkpoint.BEST) is None:
@@ -150,7 +155,7 @@ def model_page(request, project_id: int, model_id: int):
     thresholds = _previewed_thresholds(request, model)
     detection = model.task == Task.DETECTION
     if detection:
-        iou = next((value for value in IOU_CHOICES if request.GET.get("iou") == str(value)), None)
+        iou = next((value for value in _iou_choices(model) if request.GET.get("iou") == str(value)), None)
         stats = statistics.detection_statistics(
             model=model, checkpoint=state["checkpoint"], split=state["split"], thresholds=thresholds, iou=iou
         )
@@ -168,7 +173,7 @@ def model_page(request, project_id: int, model_id: int):
         "perms": project_permissions(request.user, model.project),
         "detection": detection,
         "thresholded": detection or model.multi_label,
-        "iou_choices": IOU_CHOICES,
+        "iou_choices": _iou_choices(model),
         "curves": (
             charts.detection_curves(history, model.best_epoch)
             if detection
@@ -235,7 +240,10 @@ def model_bundle(request, project_id: int, model_id: int):
     if checkpoint not in Checkpoint.values:
         checkpoint = model.predict_with
     if request.method == "POST":
-        bundles.bundle_request(model=model, checkpoint=checkpoint, user=request.user)
+        try:
+            bundles.bundle_request(model=model, checkpoint=checkpoint, user=request.user)
+        except ValidationError as exc:
+            _errors(request, exc)
         url = reverse("training:model", kwargs={"project_id": project_id, "model_id": model.id})
         return redirect(f"{url}?checkpoint={checkpoint}")
     context = {
@@ -386,7 +394,7 @@ def gallery_page(request, project_id: int, model_id: int):
     tab = request.GET.get("tab") if request.GET.get("tab") in galleries.TABS else "all"
     raw = request.GET.get("label", "0")
     label = int(raw) if raw.isascii() and raw.isdigit() and int(raw) < len(model.labels) else 0
-    iou = next((value for value in IOU_CHOICES if request.GET.get("iou") == str(value)), None)
+    iou = next((value for value in _iou_choices(model) if request.GET.get("iou") == str(value)), None)
     found = galleries.gallery(model=model, label=label, tab=tab, iou=iou, **state)
     items, size = found["items"], galleries.PAGE_SIZE
     pages = max(1, -(-len(items) // size))

@@ -160,6 +160,17 @@ def test_a_detector_trains_through_the_api_its_statistics_are_cocoevals_and_it_p
     refused = api.post(f"/api/predict/{project.id}/shapes/?nms=2", png, content_type="image/png")
     assert (refused.status_code, refused.json()) == (400, {"nms": ["Give a number from 0.01 to 1."]})
 
+    # Every predicted box has one of the model's labels (FCOS has no background output to leak).
+    stored = statistics.boxes_load(model, "best").predicted
+    assert all(((rows[:, 4] >= 0) & (rows[:, 4] < 3)).all() for rows in stored)
+    # A new IoU threshold counts the summary and the optimised thresholds again.
+    patched = api.patch(f"/api/models/{model.id}/", {"iou_threshold": 0.75}, format="json").json()
+    model.refresh_from_db()
+    again = statistics.detection_statistics(
+        model=model, checkpoint="best", split="valid", thresholds=patched["optimized_thresholds"]["best"]
+    )
+    assert (patched["iou_threshold"], patched["metrics"]["best"]["valid"]["f1"]) == (0.75, again["f1"])
+
     # The model page: COCO's numbers, the per-label table, the thresholds and the IoU they count at.
     page = Client()
     page.force_login(user)

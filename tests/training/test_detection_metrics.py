@@ -90,22 +90,22 @@ def test_map_is_cocoeval_stats_0_and_1(seed):
 
 
 @pytest.mark.parametrize("iou", [0.5, 0.75])
-def test_matching_is_cocoevals_at_the_iou_threshold(iou):
-    """Each prediction that COCOeval counts as a true positive at this IoU (area "all", 100 detections) is one
-    that `Matched` counts, and the truth boxes agree too."""
+def test_matching_is_cocoevals_prediction_by_prediction(iou):
+    """Each prediction hits the same truth box as in COCOeval's dtMatches at this IoU (area "all", 100 detections):
+    COCO numbers results and annotations in the order given, image by image, so ids map to our rows."""
     truth, predicted = _world()
     reference = _cocoeval(truth, predicted)
     t = int(np.flatnonzero(np.isclose(reference.params.iouThrs, iou))[0])
-    expected_tp = np.zeros(3, dtype=int)
+    expected = np.zeros(sum(len(rows) for rows in predicted), dtype=np.int64)  # the truth id each hits, 0: none
     for entry in reference.evalImgs:
-        if entry is None or entry["aRng"] != [0, 1e10]:
-            continue
-        expected_tp[entry["category_id"] - 1] += int((entry["dtMatches"][t] > 0).sum())
+        if entry is not None and entry["aRng"] == [0, 1e10]:
+            for dt_id, gt_id in zip(entry["dtIds"], entry["dtMatches"][t], strict=True):
+                expected[dt_id - 1] = int(gt_id)
     matched = detection_metrics.Matched(truth, predicted, 3, iou)
-    tp, fp, fn = matched.counts([0.0, 0.0, 0.0])
-    assert tp.tolist() == expected_tp.tolist()
-    assert (tp + fp).tolist() == np.bincount(np.concatenate(predicted)[:, 4].astype(int), minlength=3).tolist()
-    assert (tp + fn).tolist() == np.bincount(np.concatenate(truth)[:, 4].astype(int), minlength=3).tolist()
+    first_truth_id = np.cumsum([0] + [len(rows) for rows in truth])  # ids of each image's truth boxes start here
+    ours = np.where(matched.hits, first_truth_id[matched.images] + matched.targets + 1, 0)
+    assert ours.tolist() == expected.tolist()
+    assert 0 < matched.hits.sum() < len(matched.hits)
 
 
 def test_precision_recall_and_f1_at_thresholds_by_hand():
@@ -125,6 +125,9 @@ def test_precision_recall_and_f1_at_thresholds_by_hand():
         [0.9, 1.0, 0.5, 0.8, 0.5, 0.5, 0.7, 1 / 3, 0.5, 0.3, 0.5, 1.0]
     )
     assert matched.optimal_thresholds(0.05) == pytest.approx([0.9, 0.05])  # of equal F1, the first
+    # A label with no true box: none of its predictions can be right, so its threshold shows none.
+    lonely = detection_metrics.Matched([np.zeros((0, 5))], [np.array([[0, 0, 5, 5, 0, 0.8]])], 1, 0.5)
+    assert lonely.optimal_thresholds(0.05) == [1.0]
 
 
 def test_no_truth_gives_no_map_and_no_prediction_gives_zero():

@@ -131,22 +131,27 @@ class FeaturePyramid(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor) -> OrderedDict:
-        features = self.body.forward_intermediates(x, indices=self.levels, intermediates_only=True)
-        return self.fpn(OrderedDict((str(i), f) for i, f in enumerate(features)))
+        """Mixed precision on a GPU for the backbone and the pyramid only: the head's outputs, the boxes decoded from
+        them and the losses stay in float32 (in bfloat16, box edges past 256 px would snap to 2 px steps)."""
+        with runtime.autocast(x.device):
+            features = self.body.forward_intermediates(x, indices=self.levels, intermediates_only=True)
+            pyramid = self.fpn(OrderedDict((str(i), f) for i, f in enumerate(features)))
+        return OrderedDict((name, level.float()) for name, level in pyramid.items())
 
 
 def build_model(labels: int, *, backbone: str, pretrained: bool, model_size: str, image_size: int) -> nn.Module:
-    """FCOS over the pyramid; class 0 is background (torchvision's convention), label i is class i + 1."""
+    """FCOS over the pyramid, one sigmoid output per label (FCOS needs no background class: a location that no
+    box claims is trained towards zero on every label)."""
     from torchvision.models.detection import FCOS
     from torchvision.models.detection.fcos import FCOSHead
 
     size = MODEL_SIZES[model_size]
     body = create_backbone(backbone, pretrained=pretrained, num_classes=0)
     mean, std = normalization(backbone)
-    head = FCOSHead(size.width, num_anchors=1, num_classes=labels + 1, num_convs=size.convs)
+    head = FCOSHead(size.width, num_anchors=1, num_classes=labels, num_convs=size.convs)
     return FCOS(
         FeaturePyramid(body, size.width),
-        num_classes=labels + 1,
+        num_classes=labels,
         min_size=image_size,
         max_size=image_size,
         image_mean=list(mean),
@@ -176,12 +181,12 @@ def upright_resized(data: bytes, size: int) -> tuple[np.ndarray, float]:
 
 
 def _xyxy(boxes: Sequence[Sequence[float]], scale: float) -> tuple[np.ndarray, np.ndarray]:
-    """x, y, w, h, label rows in original pixels -> corner boxes at the training size, and classes (label + 1)."""
+    """x, y, w, h, label rows in original pixels -> corner boxes at the training size, and their labels."""
     if not boxes:
         return np.zeros((0, 4), np.float32), np.zeros((0,), np.int64)
     array = np.asarray(boxes, dtype=np.float64)
     corners = np.stack([array[:, 0], array[:, 1], array[:, 0] + array[:, 2], array[:, 1] + array[:, 3]], axis=1)
-    return (corners * scale).astype(np.float32), array[:, 4].astype(np.int64) + 1
+    return (corners * scale).astype(np.float32), array[:, 4].astype(np.int64)
 
 
 def _kept(boxes: np.ndarray, classes: np.ndarray, width: int, height: int, before: np.ndarray | None = None):
@@ -248,7 +253,7 @@ def _rows(output: dict, scale: float) -> np.ndarray:
     if not len(boxes):
         return np.zeros((0, 6), np.float32)
     xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
-    labels = output["labels"].cpu().numpy()[:, None] - 1
+    labels = output["labels"].cpu().numpy()[:, None]
     scores = output["scores"].float().cpu().numpy()[:, None]
     return np.concatenate([xywh, labels, scores], axis=1).astype(np.float32)
 
@@ -382,8 +387,7 @@ class _Run(Loop):
                     "labels": torch.from_numpy(np.asarray(classes, np.int64)).to(self.device),
                 }
             )
-        with runtime.autocast(self.device):
-            parts = self.model(images, targets)
+        parts = self.model(images, targets)
         loss = sum(part.float() for part in parts.values())
         if not torch.isfinite(loss):
             raise ValueError(
@@ -406,8 +410,7 @@ class _Run(Loop):
         with torch.inference_mode():
             for start in range(0, len(images), EVAL_BATCH):
                 chosen = range(start, min(len(images), start + EVAL_BATCH))
-                with runtime.autocast(self.device):
-                    outputs = self.model([_tensor(images.pixels[i], self.device) for i in chosen])
+                outputs = self.model([_tensor(images.pixels[i], self.device) for i in chosen])
                 out.extend(_rows(o, images.scales[i]) for o, i in zip(outputs, chosen, strict=True))
         return out
 
@@ -510,7 +513,6 @@ class Detector:
             self.model.score_thresh, self.model.nms_thresh = score, nms
             for start in range(0, len(images), EVAL_BATCH):
                 decoded = [upright_resized(data, self.image_size) for data in images[start : start + EVAL_BATCH]]
-                with runtime.autocast(self.device):
-                    outputs = self.model([_tensor(pixels, self.device) for pixels, _ in decoded])
+                outputs = self.model([_tensor(pixels, self.device) for pixels, _ in decoded])
                 out.extend(_rows(o, scale) for o, (_, scale) in zip(outputs, decoded, strict=True))
         return out

@@ -151,9 +151,13 @@ class Matched:
         return points
 
     def optimal_thresholds(self, floor: float) -> list[float]:
-        """Per label, the score threshold of highest F1 (`floor` for a label with no prediction)."""
+        """Per label, the score threshold of highest F1: `floor` for a label with no prediction, 1 for a label with
+        no true box (no prediction of it can be right)."""
         out = []
         for label in range(self.labels):
+            if not self.truth_counts[label]:  # nothing to find: every prediction of it is wrong, so show none
+                out.append(1.0)
+                continue
             best, best_f1 = floor, -1.0
             for point in self.curve(label):
                 p, r = point["precision"], point["recall"]

@@ -93,8 +93,13 @@ def model_version_update(
             raise ValidationError({"iou_threshold": ["Only detection models have an IoU threshold."]})
         if not 0.05 <= iou_threshold <= 0.95:
             raise ValidationError({"iou_threshold": ["Give an IoU threshold from 0.05 to 0.95."]})
-        model.iou_threshold = iou_threshold
-        fields.append("iou_threshold")
+        if iou_threshold != model.iou_threshold:
+            from training import statistics
+
+            # The summary and the F1-optimised thresholds were counted at the old IoU: count them again.
+            model.iou_threshold = iou_threshold
+            model.metrics, model.optimized_thresholds = statistics.model_summary(model=model)
+            fields += ["iou_threshold", "metrics", "optimized_thresholds"]
     if predict_with is not None:
         if predict_with not in Checkpoint.values:
             raise ValidationError({"predict_with": ["Choose best or last."]})
