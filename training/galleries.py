@@ -116,3 +116,25 @@ def _images(model: ModelVersion, checkpoint: str, split: str, tab: str, label: i
         note = "annotated" if truth[i] else "not annotated"
         out.append(Item(image_id, name, float(scores[i]), None, note, bool(predicted[i])))
     return out
+
+
+def tiles(items: list[Item], start: int, size: int) -> list[dict]:
+    """One page of items; a box gets the crop around it (a quarter of its size of context, 16 px at least) as an
+    SVG viewBox over the whole image, which the browser fetches once however many boxes it has."""
+    from projects.models import Image
+
+    page = items[start : start + size]
+    ids = {item.image_id for item in page if item.image_id}
+    sizes = {pk: (w, h) for pk, w, h in Image.objects.filter(pk__in=ids).values_list("id", "width", "height")}
+    out = []
+    for offset, item in enumerate(page):
+        tile = {"index": start + offset, "item": item, "size": sizes.get(item.image_id)}
+        if item.box and tile["size"]:
+            x, y, w, h = item.box
+            pad = max(16.0, 0.25 * max(w, h))
+            width, height = tile["size"]
+            left, top = max(0.0, x - pad), max(0.0, y - pad)
+            right, bottom = min(float(width), x + w + pad), min(float(height), y + h + pad)
+            tile["view"] = f"{left:.1f} {top:.1f} {max(1.0, right - left):.1f} {max(1.0, bottom - top):.1f}"
+        out.append(tile)
+    return out

@@ -119,3 +119,42 @@ def boxes_predict(
             ]
         )
     return out
+
+
+BOX_FLOOR = 0.05  # the lowest score the predict page's slider reaches
+PREVIEW_SIDE = 960
+
+
+def boxes_shown(*, model: ModelVersion, checkpoint: str, images=(), names=(), stored=()) -> list[dict]:
+    """A detector's boxes for the predict page, on uploaded image bytes (shown from a downscaled copy) or on stored
+    images of the project, each box in its label's colour; the page's slider hides those below its score."""
+    data = list(images) or [stored_bytes(image.file.name) for image in stored]
+    colours = dict(model.project.labels.values_list("name", "color"))
+    found = boxes_predict(model=model, checkpoint=checkpoint, images=data, threshold=BOX_FLOOR)
+    results = []
+    for index, (raw, boxes) in enumerate(zip(data, found, strict=True)):
+        if stored:
+            image = stored[index]
+            name, width, height, source = image.name, image.width, image.height, f"/api/images/{image.pk}/file/"
+        else:
+            name, (width, height, source) = names[index], _preview(raw)
+        for box in boxes:
+            box["color"] = colours.get(box["label"], "#ff3b30")
+        results.append({"name": name, "source": source, "width": width, "height": height, "boxes": boxes})
+    return results
+
+
+def _preview(data: bytes) -> tuple[int, int, str]:
+    """The upright size of image bytes, and a JPEG data URL of it at most PREVIEW_SIDE px, decoded by the guard."""
+    import base64
+
+    from PIL import ImageOps
+
+    with open_guarded(data, copies=2) as opened:
+        upright = ImageOps.exif_transpose(opened)
+        width, height = upright.size
+        preview = upright.convert("RGB")
+        preview.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
+        out = io.BytesIO()
+        preview.save(out, "JPEG", quality=85)
+    return width, height, "data:image/jpeg;base64," + base64.b64encode(out.getvalue()).decode()

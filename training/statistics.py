@@ -103,11 +103,6 @@ def boxes_load(model: ModelVersion, checkpoint: str) -> Boxes:
     return Boxes(arrays["item_ids"], arrays["splits"], truth, predicted)
 
 
-def _detection_source(boxes: Boxes) -> Boxes:
-    valid = boxes.subset(Split.VALID)
-    return valid if len(valid.item_ids) else boxes.subset(Split.TRAIN)
-
-
 def _detection_summary(model: ModelVersion) -> tuple[dict, dict]:
     from training.ml.detection import EVAL_SCORE
 
@@ -115,18 +110,18 @@ def _detection_summary(model: ModelVersion) -> tuple[dict, dict]:
     labels = len(model.labels)
     for checkpoint in Checkpoint.values:
         boxes = boxes_load(model, checkpoint)
-        source = _detection_source(boxes)
-        matched = detection_metrics.Matched(source.truth, source.predicted, labels, model.iou_threshold)
-        optimised[checkpoint] = matched.optimal_thresholds(EVAL_SCORE)
+        parts = {split: boxes.subset(split) for split in SPLITS}
+        matched = {
+            split: detection_metrics.Matched(part.truth, part.predicted, labels, model.iou_threshold)
+            for split, part in parts.items()
+        }
+        # Thresholds are optimised on validation images, or on training images when there are none.
+        source = Split.VALID if len(parts[Split.VALID].item_ids) else Split.TRAIN
+        optimised[checkpoint] = matched[source].optimal_thresholds(EVAL_SCORE)
         summary[checkpoint] = {}
-        for split in SPLITS:
-            part = boxes.subset(split)
+        for split, part in parts.items():
             coco = detection_metrics.coco_map(part.truth, part.predicted, labels)
-            at = detection_metrics.scores_at(
-                detection_metrics.Matched(part.truth, part.predicted, labels, model.iou_threshold),
-                optimised[checkpoint],
-                model.labels,
-            )
+            at = detection_metrics.scores_at(matched[split], optimised[checkpoint], model.labels)
             summary[checkpoint][split] = {
                 "count": len(part.item_ids),
                 "map": coco["map"],

@@ -359,7 +359,13 @@ def predict_page(request, project_id: int):
             if not uploads and not images:
                 messages.error(request, "Choose an image file, or select images in the grid first.")
             elif chosen.task == Task.DETECTION:
-                results = _boxes_results(chosen, checkpoint, uploads, images)
+                if uploads:
+                    data = [predictions.upload_read(upload) for upload in uploads[:PREDICT_MAX_IMAGES]]
+                    results = predictions.boxes_shown(
+                        model=chosen, checkpoint=checkpoint, images=data, names=[u.name for u in uploads]
+                    )
+                else:
+                    results = predictions.boxes_shown(model=chosen, checkpoint=checkpoint, stored=images)
             elif uploads:
                 data = [predictions.upload_read(upload) for upload in uploads[:PREDICT_MAX_IMAGES]]
                 ranked = predictions.images_predict(model=chosen, checkpoint=checkpoint, images=data)
@@ -412,7 +418,7 @@ def gallery_page(request, project_id: int, model_id: int):
         "label_name": model.labels[label],
         "threshold": found["threshold"],
         "count": len(items),
-        "tiles": _tiles(items, (number - 1) * size, size),
+        "tiles": galleries.tiles(items, (number - 1) * size, size),
         "page": number,
         "pages": pages,
         "query": urlencode(query),
@@ -426,70 +432,4 @@ def gallery_page(request, project_id: int, model_id: int):
     return render(request, "training/gallery.html", context)
 
 
-def _tiles(items: list, start: int, size: int) -> list[dict]:
-    """One page of gallery items; a box gets the crop around it (a quarter of its size of context, 16 px at
-    least) as an SVG viewBox over the whole image, which the browser fetches once however many boxes it has."""
-    page = items[start : start + size]
-    sizes = {
-        pk: (w, h)
-        for pk, w, h in Image.objects.filter(pk__in={i.image_id for i in page if i.image_id}).values_list(
-            "id", "width", "height"
-        )
-    }
-    tiles = []
-    for offset, item in enumerate(page):
-        tile = {"index": start + offset, "item": item, "size": sizes.get(item.image_id)}
-        if item.box and tile["size"]:
-            x, y, w, h = item.box
-            pad = max(16.0, 0.25 * max(w, h))
-            width, height = tile["size"]
-            left, top = max(0.0, x - pad), max(0.0, y - pad)
-            right, bottom = min(float(width), x + w + pad), min(float(height), y + h + pad)
-            tile["view"] = f"{left:.1f} {top:.1f} {max(1.0, right - left):.1f} {max(1.0, bottom - top):.1f}"
-        tiles.append(tile)
-    return tiles
-
-
 BOX_SLIDER_START = 0.30  # spec 004's default confidence
-BOX_FLOOR = 0.05  # the lowest score the slider reaches
-PREVIEW_SIDE = 960
-
-
-def _boxes_results(model: ModelVersion, checkpoint: str, uploads, images) -> list[dict]:
-    """A detector's boxes on uploaded images (shown from a downscaled copy) or on images of the project, with
-    each label's colour; the page's slider hides boxes below its score."""
-    import base64
-    import io
-
-    from PIL import ImageOps
-
-    from projects.imaging import open_guarded
-
-    colours = dict(model.project.labels.values_list("name", "color"))
-    if uploads:
-        data = [predictions.upload_read(upload) for upload in uploads[:PREDICT_MAX_IMAGES]]
-        names = [upload.name for upload in uploads]
-    else:
-        data = [stored_bytes(image.file.name) for image in images]
-        names = [image.name for image in images]
-    found = predictions.boxes_predict(model=model, checkpoint=checkpoint, images=data, threshold=BOX_FLOOR)
-    results = []
-    for index, (raw, boxes) in enumerate(zip(data, found, strict=True)):
-        if uploads:
-            with open_guarded(raw, copies=2) as opened:
-                upright = ImageOps.exif_transpose(opened)
-                width, height = upright.size
-                preview = upright.convert("RGB")
-                preview.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
-                out = io.BytesIO()
-                preview.save(out, "JPEG", quality=85)
-            source = "data:image/jpeg;base64," + base64.b64encode(out.getvalue()).decode()
-        else:
-            width, height = images[index].width, images[index].height
-            source = f"/api/images/{images[index].pk}/file/"
-        for box in boxes:
-            box["color"] = colours.get(box["label"], "#ff3b30")
-        results.append(
-            {"name": names[index], "source": source, "width": width, "height": height, "boxes": boxes, "image": None}
-        )
-    return results
