@@ -1,8 +1,10 @@
 """A model for offline use: one ZIP with an exported model, its label map, a README and a server script.
 
-The model is a `torch.export` program (TorchScript is deprecated as of torch 2.14) that takes uint8
-N x H x W x 3 pixels and does the normalisation and the softmax or sigmoid itself, so the bundle
-needs torch, numpy and Pillow and nothing of Sightline.
+The model is a `torch.export` program (TorchScript is deprecated as of torch 2.14). A classifier's takes uint8
+N x H x W x 3 pixels and does the normalisation and the softmax or sigmoid itself; a detector's takes normalised
+pixels and gives every location's boxes and scores, from which sightline_boxes.py (training/ml/boxes.py, what
+Sightline itself selects with) keeps the answer. The bundle needs torch, numpy and Pillow (and torchvision for a
+detector) and nothing of Sightline.
 """
 
 from __future__ import annotations
@@ -11,17 +13,17 @@ import copy
 import hashlib
 import io
 import json
+import warnings
 import zipfile
 from pathlib import Path
 
 import torch
-from django.core.exceptions import ValidationError
 from torch import nn
 
 from training.downloads import safe_name
 from training.ml import images as images_module
-from training.models import ModelVersion
-from training.predictions import classifier_load
+from training.models import ModelVersion, Task
+from training.predictions import NMS_DEFAULT, classifier_load, detector_load
 
 BUNDLE_DIR = Path(__file__).resolve().parent / "bundle"
 
@@ -44,6 +46,63 @@ BUNDLE_KIND = "bundle"
 
 
 def model_bundle(*, model: ModelVersion, checkpoint: str) -> bytes:
+    exported, meta, readme = (_detector if model.task == Task.DETECTION else _classifier)(model, checkpoint)
+    thresholds = model.thresholds_for(checkpoint)
+    meta = {
+        "name": model.name,
+        "project_id": model.project_id,
+        "checkpoint": checkpoint,
+        "task": model.task,
+        "labels": model.labels,
+        "image_size": model.image_size,
+        "thresholds": thresholds,
+        "backbone": model.backbone,
+        **meta,
+    }
+    readme = readme.format(
+        name=model.name,
+        backbone=model.backbone,
+        image_size=model.image_size,
+        checkpoint=checkpoint,
+        epochs=model.epochs_trained,
+        labels=", ".join(model.labels),
+        project_id=model.project_id,
+        count=len(model.labels),
+        kind="multi-label" if model.multi_label else "single-label",
+        threshold_note="Each prediction also says whether its score reaches the label's threshold (`positive`)."
+        if thresholds is not None
+        else "Single-label scores add up to 1.",
+    )
+    versions = [f"torch=={torch.__version__.split('+')[0]}"]
+    files = {"sightline_images.py": Path(images_module.__file__).read_text()}
+    if model.task == Task.DETECTION:
+        import torchvision
+
+        from training.ml import boxes
+
+        versions.append(f"torchvision=={torchvision.__version__.split('+')[0]}")
+        files["sightline_boxes.py"] = Path(boxes.__file__).read_text()
+    out = io.BytesIO()
+    folder = f"{safe_name(model.name)}-{checkpoint}"
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as bundle:
+        bundle.writestr(f"{folder}/model.pt2", exported)
+        bundle.writestr(f"{folder}/model.json", json.dumps(meta, indent=2))
+        bundle.writestr(f"{folder}/README.md", readme)
+        bundle.writestr(f"{folder}/serve.py", (BUNDLE_DIR / "serve.py").read_text())
+        for name, text in files.items():
+            bundle.writestr(f"{folder}/{name}", text)
+        bundle.writestr(f"{folder}/requirements.txt", "\n".join([*versions, "numpy", "pillow", ""]))
+    return out.getvalue()
+
+
+def _saved(program) -> bytes:
+    exported = io.BytesIO()
+    torch.export.save(program, exported)
+    return exported.getvalue()
+
+
+def _classifier(model: ModelVersion, checkpoint: str) -> tuple[bytes, dict, str]:
+    """A program from uint8 N x S x S x 3 pixels to probabilities."""
     classifier = classifier_load(model.checkpoint_file(checkpoint).name)
     # A copy: the loaded classifier keeps answering predictions in other threads meanwhile.
     network = copy.deepcopy(classifier.model).cpu().to(memory_format=torch.contiguous_format)
@@ -51,48 +110,29 @@ def model_bundle(*, model: ModelVersion, checkpoint: str) -> bytes:
     example = torch.zeros(2, model.image_size, model.image_size, 3, dtype=torch.uint8)
     batch = torch.export.Dim("batch", min=1, max=4096)
     program = torch.export.export(packaged, (example,), dynamic_shapes={"pixels": {0: batch}})
-    exported = io.BytesIO()
-    torch.export.save(program, exported)
-    thresholds = model.thresholds_for(checkpoint)
-    meta = {
-        "name": model.name,
-        "project_id": model.project_id,
-        "checkpoint": checkpoint,
-        "task": model.task,
-        "multi_label": model.multi_label,
-        "labels": model.labels,
-        "image_size": model.image_size,
-        "thresholds": thresholds,
-        "backbone": model.backbone,
-    }
-    readme = (
-        (BUNDLE_DIR / "README.md")
-        .read_text()
-        .format(
-            name=model.name,
-            kind="multi-label" if model.multi_label else "single-label",
-            backbone=model.backbone,
-            image_size=model.image_size,
-            checkpoint=checkpoint,
-            epochs=model.epochs_trained,
-            labels=", ".join(model.labels),
-            project_id=model.project_id,
-            count=len(model.labels),
-            threshold_note="Each prediction also says whether its score reaches the label's threshold (`positive`)."
-            if thresholds is not None
-            else "Single-label scores add up to 1.",
-        )
-    )
-    out = io.BytesIO()
-    folder = f"{safe_name(model.name)}-{checkpoint}"
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as bundle:
-        bundle.writestr(f"{folder}/model.pt2", exported.getvalue())
-        bundle.writestr(f"{folder}/model.json", json.dumps(meta, indent=2))
-        bundle.writestr(f"{folder}/README.md", readme)
-        bundle.writestr(f"{folder}/serve.py", (BUNDLE_DIR / "serve.py").read_text())
-        bundle.writestr(f"{folder}/sightline_images.py", Path(images_module.__file__).read_text())
-        bundle.writestr(f"{folder}/requirements.txt", f"torch=={torch.__version__.split('+')[0]}\nnumpy\npillow\n")
-    return out.getvalue()
+    return _saved(program), {"multi_label": model.multi_label}, (BUNDLE_DIR / "README.md").read_text()
+
+
+def _detector(model: ModelVersion, checkpoint: str) -> tuple[bytes, dict, str]:
+    """A program from normalised pixels, padded to multiples of 32 of at least 160 (N x 3 x H x W, at most the image
+    size), to every location's box and scores per pyramid level; sightline_boxes.py selects the boxes, as here."""
+    from training.ml.boxes import MIN_SIDE, STRIDE
+    from training.ml.detection import exportable
+
+    detector = detector_load(model.checkpoint_file(checkpoint).name)
+    network = exportable(detector.network)
+    most = -(-model.image_size // STRIDE)
+    least = MIN_SIDE // STRIDE
+    height, width = torch.export.Dim("height", min=least, max=most), torch.export.Dim("width", min=least, max=most)
+    example = torch.zeros(2, 3, STRIDE * most, STRIDE * (most - 1))
+    shapes = {"x": {0: torch.export.Dim("batch", min=1, max=256), 2: STRIDE * height, 3: STRIDE * width}}
+    with torch.inference_mode(), warnings.catch_warnings():
+        # torchvision's anchor generator keeps its per-level cell anchors as plain attributes: constants, as wanted.
+        warnings.filterwarnings("ignore", message="The tensor attributes self.anchor_generator.cell_anchors")
+        program = torch.export.export(network, (example,), dynamic_shapes=shapes)
+    mean, std = detector.normalization
+    meta = {"mean": list(mean), "std": list(std), "nms": NMS_DEFAULT}
+    return _saved(program), meta, (BUNDLE_DIR / "README-detection.md").read_text()
 
 
 # --- the bundle as a job: torch.export takes tens of seconds, so a worker builds it, once per checkpoint ------
@@ -126,8 +166,6 @@ def bundle_state(*, model: ModelVersion, checkpoint: str) -> dict:
 
 def bundle_request(*, model: ModelVersion, checkpoint: str, user) -> dict:
     """Start building the bundle unless it is built or being built; its state either way."""
-    if model.task != "classification":
-        raise ValidationError({"task": ["Offline bundles of detection models are not available yet."]})
     from django.db import transaction
 
     from jobs.models import Job

@@ -1,6 +1,14 @@
 """Projects with real labelled pixels for training tests: colours a tiny model tells apart in one or two epochs."""
 
 import io
+import json
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -54,3 +62,45 @@ def colours_project(user):
     upload(project, user, [(f"red{i}.png", colour_png((220, 30, 30), i)) for i in range(12)], ["red"])
     upload(project, user, [(f"blue{i}.png", colour_png((30, 30, 220), 100 + i)) for i in range(12)], ["blue"])
     return project
+
+
+def bundle_extract(api, model_id: int, capture, folder: Path) -> Path:
+    """Build a model's offline bundle through the API (its job runs when the request commits), download it, and
+    unpack it into folder; the path of the bundle's own folder."""
+    url = f"/api/models/{model_id}/bundle/"
+    with capture(execute=True):
+        assert api.post(url).status_code == 202
+    response = api.get(url)
+    assert response.status_code == 200, response.content
+    with zipfile.ZipFile(io.BytesIO(response.getvalue())) as archive:
+        archive.extractall(folder)
+        [name] = {member.split("/")[0] for member in archive.namelist()}
+    return folder / name
+
+
+def bundle_answer(folder: Path, path: str, data: bytes, serving: str) -> tuple[int, dict]:
+    """Start the bundle's serve.py on a free port (its first line must contain `serving`), POST the image bytes
+    to path, and return the status and the JSON reply."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, str(folder / "serve.py"), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        first = server.stdout.readline()
+        assert serving in first, first
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}{path}", data=data, headers={"Content-Type": "application/octet-stream"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=60) as reply:
+                return reply.status, json.loads(reply.read())
+        except urllib.error.HTTPError as refused:
+            return refused.code, json.loads(refused.read())
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

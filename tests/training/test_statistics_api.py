@@ -3,10 +3,6 @@
 import io
 import json
 import os
-import socket
-import subprocess
-import sys
-import urllib.request
 import zipfile
 
 import numpy as np
@@ -16,7 +12,7 @@ from PIL import Image as PILImage
 
 from jobs.models import Job
 from tests.factories import make_project
-from tests.training.conftest import FAST, colour_png, shapes_png, upload
+from tests.training.conftest import FAST, bundle_answer, colour_png, shapes_png, upload
 from training.models import ModelVersion
 
 pytestmark = pytest.mark.django_db
@@ -132,12 +128,6 @@ def test_download_predictions_holds_images_truth_and_scores(api, colours_project
     assert (data["model"], data["labels"], len(data["images"])) == ("colours", ["blue", "red"], 24)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_the_offline_bundle_serves_the_same_predictions(
     api, colours_project, tmp_path, django_capture_on_commit_callbacks
 ):
@@ -174,24 +164,8 @@ def test_the_offline_bundle_serves_the_same_predictions(
     image = out.getvalue()
     online = api.post(f"/api/predict/{colours_project.id}/colours/", image, content_type="image/png").json()
 
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, str(folder / "serve.py"), "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        assert "Serving colours (best checkpoint)" in server.stdout.readline()
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/api/predict/{colours_project.id}/colours/",
-            data=image,
-            headers={"Content-Type": "application/octet-stream"},
-        )
-        offline = json.loads(urllib.request.urlopen(request, timeout=30).read())
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    status, offline = bundle_answer(folder, f"/api/predict/{colours_project.id}/colours/", image, "Serving colours")
+    assert status == 200
     assert offline["model"] == "colours"
     assert [p["label"] for p in offline["predictions"]] == [p["label"] for p in online["predictions"]]
     np.testing.assert_allclose(

@@ -1,6 +1,7 @@
-"""Serve a Sightline model offline: POST an image to /api/predict/<project_id>/<model_name>/ and get its labels.
+"""Serve a Sightline model offline: POST an image to /api/predict/<project_id>/<model_name>/ and get its labels, or
+a detector's boxes (`?threshold=` and `?nms=` as on Sightline).
 
-Needs only torch, numpy and Pillow (requirements.txt); sightline_images.py must sit beside it. Run: python serve.py [--host 0.0.0.0] [--port 8500]
+Needs only what requirements.txt names; sightline_images.py (and a detector's sightline_boxes.py) must sit beside it. Run: python serve.py [--host 0.0.0.0] [--port 8500]
 Send the image as the raw request body, or as the `file` field of a multipart form:
   curl --data-binary @image.jpg -H "Content-Type: application/octet-stream" localhost:8500/api/predict/1/my-model/
 """
@@ -12,14 +13,16 @@ from email.parser import BytesParser
 from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import torch
 from PIL import Image
-from sightline_images import decode_rgb  # the decoding Sightline trains and predicts with, shipped beside this file
+from sightline_images import decode_rgb, upright_resized  # Sightline's decoding, shipped beside this file
 
 HERE = Path(__file__).resolve().parent
 META = json.loads((HERE / "model.json").read_text())
 MODEL = torch.export.load(str(HERE / "model.pt2")).module()
+DETECTION = META["task"] == "detection"
 PATH = re.compile(r"^/api/predict/[^/]+/[^/]+/(best/?|last/?)?$")
 MAX_BYTES = 100 * 1024 * 1024
 Image.MAX_IMAGE_PIXELS = 120_000_000
@@ -40,6 +43,34 @@ def predict(data: bytes) -> list:
     return rows
 
 
+def predict_boxes(data: bytes, threshold: float | None, nms: float) -> list:
+    """A detector's boxes, best first, in the pixels of the image turned upright: Sightline's own selection."""
+    from sightline_boxes import boxes_answer, boxes_select, network_input, rows_xywh
+
+    pixels, scale = upright_resized(data, META["image_size"])
+    thresholds = [threshold] * len(META["labels"]) if threshold is not None else META["thresholds"]
+    with torch.inference_mode():
+        level_boxes, level_scores = MODEL(network_input([pixels], META["mean"], META["std"]))
+    height, width = pixels.shape[:2]
+    corners = boxes_select(
+        [b[0] for b in level_boxes], [s[0] for s in level_scores], height, width, score=min(thresholds), nms=nms
+    )
+    return boxes_answer(rows_xywh(corners, scale), META["labels"], thresholds)
+
+
+def number(query: dict, name: str, default: float | None) -> float | None:
+    """A query-string number from 0.01 to 1, as Sightline accepts it."""
+    if not query.get(name, [""])[0]:
+        return default
+    try:
+        value = float(query[name][0])
+    except ValueError:
+        value = 0.0
+    if not 0.01 <= value <= 1:
+        raise ValueError(f"{name}: give a number from 0.01 to 1.")
+    return value
+
+
 def image_from_request(content_type: str, body: bytes) -> bytes:
     if content_type.startswith("multipart/form-data"):
         message = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + body)
@@ -52,17 +83,24 @@ def image_from_request(content_type: str, body: bytes) -> bytes:
 
 class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
-        if not PATH.match(self.path):
+        url = urlsplit(self.path)
+        if not PATH.match(url.path):
             return self._reply(404, {"detail": "POST images to /api/predict/<project_id>/<model_name>/."})
         length = int(self.headers.get("Content-Length") or 0)
         if not 0 < length <= MAX_BYTES:
             return self._reply(400, {"detail": f"Send an image of 1 byte to {MAX_BYTES // 1024**2} MiB."})
         try:
+            query = parse_qs(url.query)
+            settings = (number(query, "threshold", None), number(query, "nms", META.get("nms"))) if DETECTION else ()
+        except ValueError as exc:
+            return self._reply(400, {"detail": str(exc)})
+        try:
             data = image_from_request(self.headers.get("Content-Type", ""), self.rfile.read(length))
-            result = predict(data)
+            result = predict_boxes(data, *settings) if DETECTION else predict(data)
         except (ValueError, OSError, Image.DecompressionBombError) as exc:
             return self._reply(400, {"detail": f"Not an image this model can read: {exc}"})
-        self._reply(200, {"model": META["name"], "checkpoint": META["checkpoint"], "predictions": result})
+        answer = {"model": META["name"], "checkpoint": META["checkpoint"], "predictions": result}
+        self._reply(200, {**answer, "task": META["task"]} if DETECTION else answer)
 
     def _reply(self, status: int, body: dict) -> None:
         data = json.dumps(body).encode()
