@@ -18,4 +18,12 @@ BUNDLE = JobKind(
     permission="export_project",
     url="/projects/{project_id}/jobs/",
 )
-KINDS = (TRAINING, BUNDLE)
+PREDICTION = JobKind(
+    name="prediction",
+    label="Predicting",
+    cluster=GPU,
+    run="training.predictions.prediction_job_execute",
+    permission="train_project",
+    url="/projects/{project_id}/predict/?job={id}",
+)
+KINDS = (TRAINING, BUNDLE, PREDICTION)

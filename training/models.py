@@ -166,3 +166,37 @@ class ModelVersion(models.Model):
         if not self.multi_label and self.task != Task.DETECTION:
             return None
         return self.thresholds.get(checkpoint) or self.optimized_thresholds.get(checkpoint)
+
+
+class Prediction(models.Model):
+    """A model's suggestion on one image: an image label, or an object with its geometry, and its score.
+
+    Never ground truth: training, statistics, filters, exports and an image's status read annotations, not these.
+    Predicting an image again with the same model replaces its earlier predictions."""
+
+    class Kind(models.TextChoices):
+        LABEL = "label", "image label"
+        BOX = "box"
+        POLYGON = "polygon"
+        MASK = "mask"
+
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="predictions")
+    checkpoint = models.CharField(max_length=4, choices=Checkpoint.choices)
+    image = models.ForeignKey("projects.Image", on_delete=models.CASCADE, related_name="predictions")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    label = models.ForeignKey("projects.Label", on_delete=models.CASCADE, related_name="predictions")
+    geometry = models.JSONField(
+        default=dict, blank=True, help_text="As an annotation's: a box's x, y, width, height; empty for a label."
+    )
+    score = models.FloatField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["image_id", "-score", "id"]
+        indexes = [models.Index(fields=["model_version", "image"], name="prediction_model_image")]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(score__gte=0, score__lte=1), name="prediction_score_0_to_1")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.label_id} {self.score:.2f} on image {self.image_id} by {self.model_version_id}"

@@ -101,43 +101,25 @@ def boxes_predict(
     for data in images:
         image_check(data)
     thresholds = [threshold] * len(model.labels) if threshold is not None else model.thresholds_for(checkpoint)
+    from training.ml.boxes import boxes_answer
+
     detector = detector_load(model.checkpoint_file(checkpoint).name)
-    out = []
-    for rows in detector.predict(images, score=min(thresholds), nms=nms):
-        out.append(
-            [
-                {
-                    "label": model.labels[int(label)],
-                    "score": round(float(score), 6),
-                    "x": round(float(x), 2),
-                    "y": round(float(y), 2),
-                    "width": round(float(w), 2),
-                    "height": round(float(h), 2),
-                }
-                for x, y, w, h, label, score in rows
-                if score >= thresholds[int(label)]
-            ]
-        )
-    return out
+    found = detector.predict(images, score=min(thresholds), nms=nms)
+    return [boxes_answer(rows, model.labels, thresholds) for rows in found]
 
 
 BOX_FLOOR = 0.05  # the lowest score the predict page's slider reaches
 PREVIEW_SIDE = 960
 
 
-def boxes_shown(*, model: ModelVersion, checkpoint: str, images=(), names=(), stored=()) -> list[dict]:
-    """A detector's boxes for the predict page, on uploaded image bytes (shown from a downscaled copy) or on stored
-    images of the project, each box in its label's colour; the page's slider hides those below its score."""
-    data = list(images) or [stored_bytes(image.file.name) for image in stored]
+def boxes_shown(*, model: ModelVersion, checkpoint: str, images: list[bytes], names: list[str]) -> list[dict]:
+    """A detector's boxes on uploaded images for the predict page, each shown from a downscaled copy, each box in its
+    label's colour; the page's slider hides those below its score."""
     colours = dict(model.project.labels.values_list("name", "color"))
-    found = boxes_predict(model=model, checkpoint=checkpoint, images=data, threshold=BOX_FLOOR)
+    found = boxes_predict(model=model, checkpoint=checkpoint, images=images, threshold=BOX_FLOOR)
     results = []
-    for index, (raw, boxes) in enumerate(zip(data, found, strict=True)):
-        if stored:
-            image = stored[index]
-            name, width, height, source = image.name, image.width, image.height, f"/api/images/{image.pk}/file/"
-        else:
-            name, (width, height, source) = names[index], _preview(raw)
+    for name, raw, boxes in zip(names, images, found, strict=True):
+        width, height, source = _preview(raw)
         for box in boxes:
             box["color"] = colours.get(box["label"], "#ff3b30")
         results.append({"name": name, "source": source, "width": width, "height": height, "boxes": boxes})
@@ -158,3 +140,104 @@ def _preview(data: bytes) -> tuple[int, int, str]:
         out = io.BytesIO()
         preview.save(out, "JPEG", quality=85)
     return width, height, "data:image/jpeg;base64," + base64.b64encode(out.getvalue()).decode()
+
+
+# --- predicting images of the project, as a job: the grid's "Predict selected" -------------------------------
+
+PREDICTION_KIND = "prediction"
+PREDICT_JOB_MAX_IMAGES = 500
+PREDICT_CHUNK = 8
+
+
+def prediction_job_start(*, model: ModelVersion, checkpoint: str, images: list, user):
+    """Queue predicting stored images of the model's project; the worker writes Prediction rows."""
+    from jobs.models import Job
+    from jobs.services import job_submit
+
+    if not images:
+        raise ValidationError({"image": ["Select images in the grid first."]})
+    if len(images) > PREDICT_JOB_MAX_IMAGES:
+        raise ValidationError({"image": [f"Predict at most {PREDICT_JOB_MAX_IMAGES} images at a time."]})
+    job = Job.objects.create(
+        kind=PREDICTION_KIND,
+        project_id=model.project_id,
+        created_by=user,
+        payload={"model_id": model.pk, "checkpoint": checkpoint, "image_ids": [image.pk for image in images]},
+    )
+    return job_submit(job)
+
+
+def prediction_job_execute(job, context) -> str:
+    """The prediction kind's work (jobs.registry): a few images at a time, read and predicted outside any
+    transaction, then each image's earlier predictions by this model replaced in one short transaction."""
+    from django.db import transaction
+
+    from projects.models import Image, Label
+    from training.models import Prediction, Task
+
+    model = ModelVersion.objects.select_related("dataset_version").get(pk=job.payload["model_id"])
+    checkpoint = job.payload["checkpoint"]
+    images = list(Image.objects.filter(project_id=job.project_id, pk__in=job.payload["image_ids"]).order_by("id"))
+    known = {entry["name"]: entry["id"] for entry in model.dataset_version.labels}
+    alive = set(Label.objects.filter(project_id=job.project_id, pk__in=known.values()).values_list("pk", flat=True))
+    label_ids = {name: pk for name, pk in known.items() if pk in alive}  # a label deleted since has no rows
+    detection = model.task == Task.DETECTION
+    found = 0
+    for start in range(0, len(images), PREDICT_CHUNK):
+        context.check()
+        chunk = images[start : start + PREDICT_CHUNK]
+        data = [stored_bytes(image.file.name) for image in chunk]
+        if detection:
+            answers = boxes_predict(model=model, checkpoint=checkpoint, images=data, threshold=BOX_FLOOR)
+        else:
+            answers = images_predict(model=model, checkpoint=checkpoint, images=data)
+        rows = []
+        for image, answer in zip(chunk, answers, strict=True):
+            for item in answer:
+                if item["label"] not in label_ids:
+                    continue
+                geometry = {k: item[k] for k in ("x", "y", "width", "height")} if detection else {}
+                rows.append(
+                    Prediction(
+                        model_version=model,
+                        checkpoint=checkpoint,
+                        image=image,
+                        kind=Prediction.Kind.BOX if detection else Prediction.Kind.LABEL,
+                        label_id=label_ids[item["label"]],
+                        geometry=geometry,
+                        score=min(1.0, max(0.0, item["score"])),
+                    )
+                )
+        with transaction.atomic():
+            Prediction.objects.filter(model_version=model, image__in=chunk).delete()
+            Prediction.objects.bulk_create(rows)
+        found += len(rows) if detection else 0
+        done = start + len(chunk)
+        context.progress(done / len(images), f"Predicted {done} of {len(images)} images")
+    boxes = f", {found} boxes scoring at least {BOX_FLOOR:g}" if detection else ""
+    return f"Predicted {len(images)} image{'s' if len(images) != 1 else ''} with {model.name}{boxes}."
+
+
+def predicted_results(*, model: ModelVersion, images: list) -> list[dict]:
+    """The predict page's results from stored predictions: a detector's boxes in their labels' colours, or a
+    classifier's labels ranked as predictions_rank ranks them."""
+    from training.models import Prediction, Task
+
+    stored: dict[int, list] = {}
+    for row in Prediction.objects.filter(model_version=model, image__in=images).select_related("label"):
+        stored.setdefault(row.image_id, []).append(row)
+    results = []
+    for image in images:
+        rows = stored.get(image.pk, [])
+        if model.task == Task.DETECTION:
+            boxes = [{"label": r.label.name, "score": r.score, "color": r.label.color, **r.geometry} for r in rows]
+            source = f"/api/images/{image.pk}/file/"
+            results.append(
+                {"name": image.name, "source": source, "width": image.width, "height": image.height, "boxes": boxes}
+            )
+        else:
+            checkpoint = rows[0].checkpoint if rows else model.predict_with
+            scores = {r.label.name: r.score for r in rows}
+            ranked = predictions_rank(model, checkpoint, np.array([scores.get(n, 0.0) for n in model.labels]))
+            results.append({"name": image.name, "image": image, "predictions": ranked})
+    return results

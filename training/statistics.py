@@ -217,7 +217,7 @@ def model_predictions(
     `show` keeps all images, or only the wrong or right ones; wrong ones come most confident first.
     """
     if model.task == Task.DETECTION:
-        raise ValidationError({"task": ["Per-image predictions of detection models are not available yet."]})
+        return detection_predictions(model=model, checkpoint=checkpoint, split=split, show=show, thresholds=thresholds)
     part = evaluation_load(model, checkpoint).subset(split)
     thresholds = thresholds or model.thresholds_for(checkpoint)
     items = {
@@ -262,6 +262,52 @@ def model_predictions(
         )
     if show == "wrong":
         rows.sort(key=lambda row: -row["top_score"])
+    return rows
+
+
+def detection_predictions(
+    *, model: ModelVersion, checkpoint: str, split: str, show: str = "all", thresholds=None, iou=None
+) -> list[dict]:
+    """Per image of the split: its true boxes, found or missed, and the predicted boxes at the thresholds in use,
+    right (matching a true box at the IoU, COCO's way) or wrong. "wrong" lists images with a mistake, the most
+    mistakes first; "right" those without."""
+    part = boxes_load(model, checkpoint).subset(split)
+    limits = np.asarray(thresholds or model.thresholds_for(checkpoint), dtype=np.float64)
+    iou = iou or model.iou_threshold
+    found_images = DatasetItem.objects.filter(pk__in=[int(i) for i in part.item_ids]).values_list(
+        "id", "image_id", "image_name", "image__width", "image__height"
+    )
+    images = {pk: rest for pk, *rest in found_images}
+    rows = []
+    for item_id, truth, predicted in zip(part.item_ids, part.truth, part.predicted, strict=True):
+        shown = predicted[predicted[:, 5] >= limits[predicted[:, 4].astype(int)]]
+        hit, target = detection_metrics.match(truth, shown, iou)
+        found = set(target[hit].tolist())
+        image_id, name, width, height = images[int(item_id)]
+
+        def box(row) -> dict:
+            return {"label": model.labels[int(row[4])], "x": row[0], "y": row[1], "width": row[2], "height": row[3]}
+
+        truth_boxes = [{**box(row), "found": index in found} for index, row in enumerate(truth)]
+        boxes = [{**box(row), "score": float(row[5]), "correct": bool(h)} for row, h in zip(shown, hit, strict=True)]
+        mistakes = int((~hit).sum()) + len(truth) - len(found)
+        rows.append(
+            {
+                "item": int(item_id),
+                "image_id": image_id,
+                "image_name": name,
+                "width": width or 1,
+                "height": height or 1,
+                "truth": truth_boxes,
+                "boxes": boxes,
+                "mistakes": mistakes,
+                "correct": mistakes == 0,
+            }
+        )
+    if show == "wrong":
+        return sorted((r for r in rows if not r["correct"]), key=lambda r: -r["mistakes"])
+    if show == "right":
+        return [r for r in rows if r["correct"]]
     return rows
 
 

@@ -14,7 +14,6 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from projects.files import stored_bytes
 from projects.models import Image
 from projects.permissions import access_project, project_permissions
 from projects.selectors import ids_parse
@@ -303,17 +302,20 @@ def model_delete(request, project_id: int, model_id: int):
 def predictions_page(request, project_id: int, model_id: int):
     """Predictions on training or validation images beside their ground truth (green truth, red other labels)."""
     model = selectors.model_get(user=request.user, model_id=model_id, project_id=project_id)
-    if model.task == Task.DETECTION:
-        messages.error(request, "Per-image predictions of detection models are not available yet.")
-        return redirect("training:model", project_id=project_id, model_id=model_id)
     state = _view_state(request, model)
     show = request.GET.get("show", "all") if request.GET.get("show") in {"all", "wrong", "right"} else "all"
     advanced = request.GET.get("view") == "advanced"
     previewed = _previewed_thresholds(request, model)
-    rows = statistics.model_predictions(model=model, show=show, advanced=advanced, thresholds=previewed, **state)
+    iou = next((value for value in _iou_choices(model) if request.GET.get("iou") == str(value)), None)
+    if model.task == Task.DETECTION:
+        rows = statistics.detection_predictions(model=model, show=show, thresholds=previewed, iou=iou, **state)
+    else:
+        rows = statistics.model_predictions(model=model, show=show, advanced=advanced, thresholds=previewed, **state)
     page = Paginator(rows, GALLERY_PAGE_SIZE).get_page(request.GET.get("page"))
     extra = {"thresholds": request.GET["thresholds"]} if previewed else {}
-    query = urlencode({**state, "show": show, "view": "advanced" if advanced else "basic", **extra})
+    query = urlencode(
+        {**state, "show": show, "view": "advanced" if advanced else "basic", **extra, **({"iou": iou} if iou else {})}
+    )
     context = {
         "project": model.project,
         "model": model,
@@ -323,6 +325,8 @@ def predictions_page(request, project_id: int, model_id: int):
         "query": query,
         "thresholds": previewed or model.thresholds_for(state["checkpoint"]),
         "previewed": extra.get("thresholds", ""),
+        "detection": model.task == Task.DETECTION,
+        "iou": iou or model.iou_threshold,
         **state,
     }
     if request.htmx:
@@ -337,45 +341,55 @@ def _last_model_key(project) -> str:
 @login_required
 @require_http_methods(["GET", "POST"])
 def predict_page(request, project_id: int):
-    """Predict with a chosen model: an uploaded image, or images of the project chosen in the grid."""
+    """Predict with a chosen model: uploaded images, answered at once, or images of the project chosen in the grid,
+    predicted by a job (`?job=` follows it, then shows what it stored)."""
     project = access_project(request.user, project_id, "train_project")
     models = list(ModelVersion.objects.filter(project=project))
-    # The model asked for, else the one this user last looked at in this project, else the newest.
+    job = _prediction_job(request, project)
+    if job is not None:
+        if request.htmx and job.is_active:
+            return render(request, "training/predict.html#job", {"project": project, "job": job})
+        if request.htmx:  # it ended: the whole page shows the outcome
+            response = render(request, "training/predict.html#job", {"project": project, "job": job})
+            response["HX-Refresh"] = "true"
+            return response
+    # The model asked for, else the job's, else the one this user last looked at in this project, else the newest.
     wanted = request.POST.get("model", request.GET.get("model")) or str(
-        request.session.get(_last_model_key(project), "")
+        job.payload["model_id"] if job else request.session.get(_last_model_key(project), "")
     )
     chosen = next((m for m in models if str(m.pk) == wanted), None) or (models[0] if models else None)
     if chosen:
         request.session[_last_model_key(project)] = chosen.pk
-    ids = ids_parse(request.POST.getlist("image") or request.GET.getlist("image"))
-    images = list(Image.objects.for_project(project).filter(pk__in=ids[:PREDICT_MAX_IMAGES]).order_by("id"))
+    ids = job.payload["image_ids"] if job else ids_parse(request.POST.getlist("image") or request.GET.getlist("image"))
+    limit = predictions.PREDICT_JOB_MAX_IMAGES
+    images = list(Image.objects.for_project(project).filter(pk__in=ids[:limit]).order_by("id"))
     results = []
+    if job is not None and job.status == "finished" and chosen is not None:
+        results = predictions.predicted_results(model=chosen, images=images)
     # The grid's "Predict selected" posts the chosen images here; the Predict button runs the model.
     if chosen and request.method == "POST" and request.POST.get("predict"):
         checkpoint = request.POST.get("checkpoint", chosen.predict_with)
         checkpoint = checkpoint if checkpoint in Checkpoint.values else chosen.predict_with
-        uploads = request.FILES.getlist("file")
+        uploads = request.FILES.getlist("file")[:PREDICT_MAX_IMAGES]
         try:
             if not uploads and not images:
                 messages.error(request, "Choose an image file, or select images in the grid first.")
+            elif not uploads:
+                started = predictions.prediction_job_start(
+                    model=chosen, checkpoint=checkpoint, images=images, user=request.user
+                )
+                return redirect(f"{reverse('training:predict', args=[project.pk])}?job={started.pk}")
             elif chosen.task == Task.DETECTION:
-                if uploads:
-                    data = [predictions.upload_read(upload) for upload in uploads[:PREDICT_MAX_IMAGES]]
-                    results = predictions.boxes_shown(
-                        model=chosen, checkpoint=checkpoint, images=data, names=[u.name for u in uploads]
-                    )
-                else:
-                    results = predictions.boxes_shown(model=chosen, checkpoint=checkpoint, stored=images)
-            elif uploads:
-                data = [predictions.upload_read(upload) for upload in uploads[:PREDICT_MAX_IMAGES]]
+                data = [predictions.upload_read(upload) for upload in uploads]
+                results = predictions.boxes_shown(
+                    model=chosen, checkpoint=checkpoint, images=data, names=[u.name for u in uploads]
+                )
+            else:
+                data = [predictions.upload_read(upload) for upload in uploads]
                 ranked = predictions.images_predict(model=chosen, checkpoint=checkpoint, images=data)
                 results = [
                     {"name": u.name, "image": None, "predictions": r} for u, r in zip(uploads, ranked, strict=False)
                 ]
-            else:
-                data = [stored_bytes(image.file.name) for image in images]
-                ranked = predictions.images_predict(model=chosen, checkpoint=checkpoint, images=data)
-                results = [{"name": i.name, "image": i, "predictions": r} for i, r in zip(images, ranked, strict=True)]
         except ValidationError as exc:
             _errors(request, exc)
     context = {
@@ -384,9 +398,25 @@ def predict_page(request, project_id: int):
         "chosen": chosen,
         "images": images,
         "results": results,
+        "job": job,
         "slider_start": BOX_SLIDER_START,
     }
     return render(request, "training/predict.html", context)
+
+
+def _prediction_job(request, project):
+    """The prediction job named by `?job=`, of this project; 404 for any other."""
+    from jobs.models import Job
+
+    raw = request.GET.get("job")
+    if raw is None:
+        return None
+    if not (raw.isascii() and raw.isdigit()):
+        raise Http404("No such prediction job.")
+    job = Job.objects.filter(project=project, kind=predictions.PREDICTION_KIND, pk=int(raw)).first()
+    if job is None:
+        raise Http404("No such prediction job.")
+    return job
 
 
 @login_required

@@ -241,3 +241,18 @@ def test_train_a_detector_from_the_form_read_its_statistics_and_set_thresholds(p
     page.dispatch_event("#box-threshold", "input")
     assert page.locator(".box-count").text_content() == "0"
     assert page.locator("g.box:not(.hidden)").count() == 0
+
+    # Predict the grid's selection: a job, whose stored boxes the page then draws on each image.
+    from training.models import Prediction
+
+    page.goto(f"{live_server.url}/projects/{project.id}/")
+    page.check("#select-page")
+    page.click("#predict-selected")
+    page.wait_for_selector("text=16 images chosen in the grid")
+    page.click("#predict-form button.primary")  # in tests the job runs inside this request
+    page.wait_for_url("**/predict/?job=**")
+    page.wait_for_selector("#prediction-phase")
+    assert page.text_content("#prediction-phase").startswith("Predicted 16 images with shapes,")
+    assert page.locator("figure.predicted-boxes").count() == 16
+    assert page.locator("g.box").count() == Prediction.objects.count() > 0
+    shot(page, "predict-selected-detection")

@@ -2,21 +2,27 @@
 detector, statistics equal to COCOeval's, and boxes out of the predict endpoint."""
 
 import contextlib
+import csv
 import io
+import zipfile
 
 import numpy as np
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
+from PIL import Image as PILImage
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from annotations.geometry import encode_mask
+from projects.files import stored_bytes
 from projects.models import Label
 from projects.uploads import images_upload
 from tests.factories import make_project
+from tests.training.conftest import bundle_answer, bundle_extract
 from tests.training.scenes import KINDS, scene
 from training import statistics
+from training.ml import detection_metrics
 from training.models import DatasetItem, ModelVersion, TrainingJob
 
 pytestmark = pytest.mark.django_db
@@ -161,8 +167,20 @@ def test_a_detector_trains_through_the_api_its_statistics_are_cocoevals_and_it_p
     assert (refused.status_code, refused.json()) == (400, {"nms": ["Give a number from 0.01 to 1."]})
 
     # Every predicted box has one of the model's labels (FCOS has no background output to leak).
-    stored = statistics.boxes_load(model, "best").predicted
-    assert all(((rows[:, 4] >= 0) & (rows[:, 4] < 3)).all() for rows in stored)
+    stored = statistics.boxes_load(model, "best")
+    assert all(((rows[:, 4] >= 0) & (rows[:, 4] < 3)).all() for rows in stored.predicted)
+    # The statistics count the boxes the predict endpoint answers: one inference path, batched with others or not.
+    first = DatasetItem.objects.select_related("image").get(pk=int(stored.item_ids[0]))
+    answer = api.post(
+        f"/api/predict/{project.id}/shapes/?threshold=0.05",
+        stored_bytes(first.image.file.name),
+        content_type="image/png",
+    ).json()["predictions"]
+    expected = stored.predicted[0]
+    assert len(answer) == len(expected) > 0
+    assert [box["label"] for box in answer] == [KINDS[int(label)] for label in expected[:, 4]]
+    got = [[box["x"], box["y"], box["width"], box["height"], box["score"]] for box in answer]
+    np.testing.assert_allclose(got, expected[:, [0, 1, 2, 3, 5]], atol=0.01)
     # A new IoU threshold counts the summary and the optimised thresholds again.
     patched = api.patch(f"/api/models/{model.id}/", {"iou_threshold": 0.75}, format="json").json()
     model.refresh_from_db()
@@ -179,6 +197,27 @@ def test_a_detector_trains_through_the_api_its_statistics_are_cocoevals_and_it_p
     assert f'<strong id="map50">{valid["map50"]:.4f}</strong>' in html
     assert f'<strong id="f1">{valid["f1"]:.4f}</strong>' in html
     assert '<option value="0.75" selected>' in html and 'id="thresholds-form"' in html
+
+    # Show predictions, the API's list and the ZIP: each image's true boxes, found or missed, and its predicted boxes
+    # at the thresholds, right or wrong; in all, the statistics' true and false positives and misses.
+    thresholds, every = model.thresholds_for("best"), statistics.boxes_load(model, "best")
+    part = every.subset("valid")
+    tp, fp, fn = detection_metrics.Matched(part.truth, part.predicted, 3, 0.75).counts(thresholds)
+    listed = api.get(f"/api/models/{model.id}/predictions/", {"split": "valid"}).json()["images"]
+    assert len(listed) == len(part.item_ids)
+    assert sum(box["correct"] for row in listed for box in row["boxes"]) == tp.sum()
+    assert sum(not box["correct"] for row in listed for box in row["boxes"]) == fp.sum()
+    assert sum(not box["found"] for row in listed for box in row["truth"]) == fn.sum()
+    html = page.get(f"/projects/{project.id}/models/{model.id}/predictions/", {"iou": "0.75"}).content.decode()
+    assert html.count('class="predicted right"') == tp.sum() and html.count('class="truth missed"') == fn.sum()
+    download = api.get(f"/api/models/{model.id}/predictions/download/")
+    with zipfile.ZipFile(io.BytesIO(download.getvalue())) as archive:
+        lines = list(csv.reader(io.StringIO(archive.read("predictions.csv").decode())))
+        images = [name for name in archive.namelist() if name.startswith("images/")]
+    shown = sum(int((rows[:, 5] >= np.asarray(thresholds)[rows[:, 4].astype(int)]).sum()) for rows in every.predicted)
+    assert lines[0] == ["image", "split", "box", "label", "x", "y", "width", "height", "score", "correct"]
+    assert len(lines) == 1 + sum(len(rows) for rows in every.truth) + shown
+    assert len(images) == len(every.item_ids)
 
 
 def test_a_detection_job_without_boxes_or_with_a_label_on_one_image_is_refused(api, user):
@@ -224,3 +263,106 @@ def test_the_models_page_offers_detection_and_starts_its_job(user, scenes):
         224,
         1,
     )
+
+
+def test_a_detectors_offline_bundle_answers_the_boxes_the_server_answers(
+    api, scenes, tmp_path, django_capture_on_commit_callbacks
+):
+    project, _, _ = scenes
+    assert _train(api, project, django_capture_on_commit_callbacks, epochs=1)["status"] == "finished"
+    model = ModelVersion.objects.get(name="shapes")
+    folder = bundle_extract(api, model.id, django_capture_on_commit_callbacks, tmp_path)
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "README.md",
+        "model.json",
+        "model.pt2",
+        "requirements.txt",
+        "serve.py",
+        "sightline_boxes.py",
+        "sightline_images.py",
+    ]
+    import torch
+    import torchvision
+
+    assert (folder / "requirements.txt").read_text().splitlines() == [
+        f"torch=={torch.__version__.split('+')[0]}",
+        f"torchvision=={torchvision.__version__.split('+')[0]}",
+        "numpy",
+        "pillow",
+    ]
+    assert "object detector" in (folder / "README.md").read_text()
+    # A scene as a phone stores it: a JPEG lying on its side, upright by its EXIF orientation; boxes in the
+    # upright pixels from both servers, at the stored thresholds and at a threshold and NMS given in the query.
+    png, _ = scene(700, width=320, height=240, objects=(3, 5))
+    sideways = PILImage.open(io.BytesIO(png)).transpose(PILImage.Transpose.ROTATE_90)
+    exif = PILImage.Exif()
+    exif[0x0112] = 6  # rotate 90 clockwise to show: undoes ROTATE_90
+    out = io.BytesIO()
+    sideways.save(out, "JPEG", quality=95, exif=exif.tobytes())
+    photo = out.getvalue()
+    path = f"/api/predict/{project.id}/shapes/"
+    for query in ("", "?threshold=0.02&nms=0.6"):
+        online = api.post(path + query, photo, content_type="image/jpeg").json()
+        status, offline = bundle_answer(folder, path + query, photo, "Serving shapes (best checkpoint)")
+        assert status == 200
+        assert {k: offline[k] for k in ("model", "checkpoint", "task")} == {
+            "model": "shapes",
+            "checkpoint": "best",
+            "task": "detection",
+        }
+        assert [box["label"] for box in offline["predictions"]] == [box["label"] for box in online["predictions"]]
+        for key in ("x", "y", "width", "height", "score"):
+            np.testing.assert_allclose(
+                [box[key] for box in offline["predictions"]], [box[key] for box in online["predictions"]], atol=0.02
+            )
+    assert len(online["predictions"]) > 0  # at 0.02, boxes to compare
+    assert all(box["x"] + box["width"] <= 321 and box["y"] + box["height"] <= 241 for box in online["predictions"])
+    status, refused = bundle_answer(folder, path + "?nms=2", photo, "Serving shapes")
+    assert (status, refused) == (400, {"detail": "nms: give a number from 0.01 to 1."})
+
+
+def test_predicting_images_chosen_in_the_grid_runs_as_a_job_that_stores_their_boxes(
+    api, user, scenes, django_capture_on_commit_callbacks
+):
+    from jobs.models import Job
+    from projects.models import Image
+    from training import predictions
+    from training.models import Prediction
+
+    project, truth, _ = scenes
+    assert _train(api, project, django_capture_on_commit_callbacks, epochs=1)["status"] == "finished"
+    model = ModelVersion.objects.get(name="shapes")
+    chosen = sorted(truth)[:3]
+    page = Client()
+    page.force_login(user)
+    url = f"/projects/{project.id}/predict/"
+    with django_capture_on_commit_callbacks(execute=True):
+        started = page.post(url, {"model": model.id, "predict": "1", "image": chosen})
+    job = Job.objects.get(kind="prediction")
+    assert (started.status_code, started["Location"]) == (302, f"{url}?job={job.id}")
+    assert (job.status, job.payload) == ("finished", {"model_id": model.id, "checkpoint": "best", "image_ids": chosen})
+    # What the job stored is what the predict endpoint answers at the page's lowest score, box for box.
+    images = list(Image.objects.filter(pk__in=chosen).order_by("id"))
+    expected = predictions.boxes_predict(
+        model=model, checkpoint="best", images=[stored_bytes(i.file.name) for i in images], threshold=0.05
+    )
+    for image, boxes in zip(images, expected, strict=True):
+        stored = Prediction.objects.filter(image=image, model_version=model).select_related("label")
+        assert [(p.kind, p.label.name, p.score, p.geometry) for p in stored] == [
+            ("box", b["label"], b["score"], {k: b[k] for k in ("x", "y", "width", "height")}) for b in boxes
+        ]
+    count = Prediction.objects.count()
+    assert job.phase == f"Predicted 3 images with shapes, {count} boxes scoring at least 0.05."
+    # The page shows them on each image; a poll that finds the job ended reloads the page.
+    html = page.get(url, {"job": job.id}).content.decode()
+    assert html.count('class="predicted-boxes"') == 3 and html.count('class="box"') == count
+    assert job.phase in html
+    polled = page.get(url, {"job": job.id}, headers={"HX-Request": "true"})
+    assert polled["HX-Refresh"] == "true"
+    # Predicting again replaces the model's predictions on those images; another project's job is not found.
+    with django_capture_on_commit_callbacks(execute=True):
+        page.post(url, {"model": model.id, "predict": "1", "image": chosen})
+    assert Prediction.objects.count() == count
+    other = make_project(owner=user, name="Other")
+    assert page.get(f"/projects/{other.id}/predict/", {"job": job.id}).status_code == 404
+    assert page.get(url, {"job": "x"}).status_code == 404

@@ -5,11 +5,14 @@ import re
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
+from jobs.models import Job
+from projects.files import stored_bytes
 from projects.models import Image, Role
 from projects.services import membership_grant
 from tests.factories import UserFactory
 from tests.training.conftest import FAST, colour_png
-from training.models import ModelVersion, TrainingJob
+from training import predictions
+from training.models import ModelVersion, Prediction, TrainingJob
 
 pytestmark = pytest.mark.django_db
 
@@ -122,9 +125,22 @@ def test_predict_page_predicts_uploads_and_images_chosen_in_the_grid(
         f"/projects/{colours_project.id}/predict/", {"image": [i.id for i in chosen]}
     ).content.decode()
     assert "2 images chosen in the grid" in page and '<ol class="predictions">' not in page
-    html = browser_client.post(
-        f"/projects/{colours_project.id}/predict/", {"model": model.id, "image": [i.id for i in chosen], "predict": "1"}
-    ).content.decode()
+    # Predicting them runs as a job, which stores each label's score; the page then shows them ranked.
+    with django_capture_on_commit_callbacks(execute=True):
+        started = browser_client.post(
+            f"/projects/{colours_project.id}/predict/",
+            {"model": model.id, "image": [i.id for i in chosen], "predict": "1"},
+        )
+    job = Job.objects.get(kind="prediction")
+    assert started["Location"] == f"/projects/{colours_project.id}/predict/?job={job.id}"
+    assert (job.status, job.phase) == ("finished", "Predicted 2 images with colours.")
+    expected = predictions.images_predict(
+        model=model, checkpoint="best", images=[stored_bytes(i.file.name) for i in chosen]
+    )
+    for image, ranked in zip(chosen, expected, strict=True):
+        stored = Prediction.objects.filter(image=image).select_related("label").order_by("-score")
+        assert [(p.kind, p.label.name, p.score) for p in stored] == [("label", r["label"], r["score"]) for r in ranked]
+    html = browser_client.get(started["Location"]).content.decode()
     assert re.search(r'red3\.png</span>\s*<ol class="predictions">\s*<li class="positive">red', html)
     assert re.search(r'blue3\.png</span>\s*<ol class="predictions">\s*<li class="positive">blue', html)
     bad = browser_client.post(
