@@ -333,7 +333,9 @@ MATRIX: dict[tuple[str, str], Entry] = {
     ),
     ("projects/<int:project_id>/predict/", "get"): Entry("/projects/{p}/predict/", DEVELOPERS),
     ("projects/<int:project_id>/predict/", "post"): Entry(
-        "/projects/{p}/predict/", DEVELOPERS, {"predict": "1", "image": "{red}"}  # queues a prediction job
+        "/projects/{p}/predict/",
+        DEVELOPERS,
+        {"predict": "1", "image": "{red}"},  # queues a prediction job
     ),
 }
 

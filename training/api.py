@@ -290,6 +290,7 @@ class ModelPredictionsApi(APIView):
             *VIEW_PARAMETERS,
             OpenApiParameter("show", str, enum=["all", "wrong", "right"]),
             OpenApiParameter("advanced", bool, description="Every label, not only the predicted ones."),
+            OpenApiParameter("iou", float, description="Detection: the IoU (0.05-0.95) a right box needs."),
         ],
         responses={200: dict},
     )
@@ -303,6 +304,7 @@ class ModelPredictionsApi(APIView):
             show=request.query_params.get("show", "all"),
             advanced=request.query_params.get("advanced", "") in {"1", "true", "yes"},
             thresholds=thresholds_parse(request.query_params.get("thresholds"), model),
+            iou=_number(request, "iou", 0.05, 0.95, None),
         )
         return Response({"checkpoint": checkpoint, "split": split, "count": len(rows), "images": rows})
 

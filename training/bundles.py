@@ -117,7 +117,7 @@ def _detector(model: ModelVersion, checkpoint: str) -> tuple[bytes, dict, str]:
     """A program from normalised pixels, padded to multiples of 32 of at least 160 (N x 3 x H x W, at most the image
     size), to every location's box and scores per pyramid level; sightline_boxes.py selects the boxes, as here."""
     from training.ml.boxes import MIN_SIDE, STRIDE
-    from training.ml.detection import exportable
+    from training.ml.detection_dense import exportable
 
     detector = detector_load(model.checkpoint_file(checkpoint).name)
     network = exportable(detector.network)

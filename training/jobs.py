@@ -22,7 +22,7 @@ PREDICTION = JobKind(
     name="prediction",
     label="Predicting",
     cluster=GPU,
-    run="training.predictions.prediction_job_execute",
+    run="training.services.predicting.prediction_job_execute",
     permission="train_project",
     url="/projects/{project_id}/predict/?job={id}",
 )

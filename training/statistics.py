@@ -209,15 +209,19 @@ def model_predictions(
     show: str = "all",
     advanced: bool = False,
     thresholds: list[float] | None = None,
+    iou: float | None = None,
 ) -> list[dict]:
-    """Per image: ground truth and predictions, marked right or wrong (spec 000's green and red).
+    """Per image: ground truth and predictions, marked right or wrong (spec 000's green and red); a detector's boxes
+    as detection_predictions gives them, at `iou`.
 
     Single-label: the prediction is the top label. Multi-label: a label is predicted when its score
     reaches its threshold. The basic view lists predicted labels only; the advanced view every label.
     `show` keeps all images, or only the wrong or right ones; wrong ones come most confident first.
     """
     if model.task == Task.DETECTION:
-        return detection_predictions(model=model, checkpoint=checkpoint, split=split, show=show, thresholds=thresholds)
+        return detection_predictions(
+            model=model, checkpoint=checkpoint, split=split, show=show, thresholds=thresholds, iou=iou
+        )
     part = evaluation_load(model, checkpoint).subset(split)
     thresholds = thresholds or model.thresholds_for(checkpoint)
     items = {

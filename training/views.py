@@ -20,10 +20,12 @@ from projects.selectors import ids_parse
 from training import charts, predictions, selectors, services, statistics
 from training.models import Checkpoint, ModelVersion, Split, Task, TrainingJob
 from training.parameters import TASK_PARAMETERS
+from training.services import predicting
 from training.statistics import thresholds_parse
 
 GALLERY_PAGE_SIZE = 48
-PREDICT_MAX_IMAGES = 48
+PREDICT_MAX_IMAGES = 48  # uploads predicted at once
+PREDICT_SHOWN_IMAGES = 500  # of the grid's selection, as many as a prediction job takes
 
 
 def _errors(request, exc: ValidationError) -> None:
@@ -270,19 +272,28 @@ def model_predict_with(request, project_id: int, model_id: int):
 @login_required
 @require_POST
 def model_thresholds(request, project_id: int, model_id: int):
-    """Save the thresholds in the form for this checkpoint, or go back to the F1-optimised ones."""
+    """Save the thresholds in the form for this checkpoint, or go back to the F1-optimised ones; or save a detector's
+    IoU threshold, which everything then counts at."""
     model = selectors.model_get(user=request.user, model_id=model_id, perm="train_project", project_id=project_id)
     checkpoint = request.POST.get("checkpoint", Checkpoint.BEST)
     try:
-        if "optimized" in request.POST:
-            values = None
+        if "iou" in request.POST:
+            iou = next((value for value in _iou_choices(model) if request.POST["iou"] == str(value)), None)
+            if iou is None:
+                raise ValidationError({"iou": ["Choose an IoU threshold from the list."]})
+            services.model_version_update(model=model, iou_threshold=iou)
+            done = f"IoU threshold {iou:g} saved: statistics, thresholds, galleries and predictions count at it."
         else:
-            values = thresholds_parse(",".join(request.POST.getlist("threshold")), model)
-        services.model_version_update(model=model, thresholds={checkpoint: values})
+            if "optimized" in request.POST:
+                values = None
+            else:
+                values = thresholds_parse(",".join(request.POST.getlist("threshold")), model)
+            services.model_version_update(model=model, thresholds={checkpoint: values})
+            done = "Thresholds saved; predictions and statistics use them."
     except ValidationError as exc:
         _errors(request, exc)
     else:
-        messages.success(request, "Thresholds saved; predictions and statistics use them.")
+        messages.success(request, done)
     split = request.POST.get("split") if request.POST.get("split") in Split.values else Split.VALID
     url = reverse("training:model", args=[project_id, model.id])
     return redirect(f"{url}?{urlencode({'checkpoint': checkpoint, 'split': split})}")
@@ -344,52 +355,36 @@ def predict_page(request, project_id: int):
     """Predict with a chosen model: uploaded images, answered at once, or images of the project chosen in the grid,
     predicted by a job (`?job=` follows it, then shows what it stored)."""
     project = access_project(request.user, project_id, "train_project")
-    models = list(ModelVersion.objects.filter(project=project))
     job = _prediction_job(request, project)
-    if job is not None:
-        if request.htmx and job.is_active:
-            return render(request, "training/predict.html#job", {"project": project, "job": job})
-        if request.htmx:  # it ended: the whole page shows the outcome
-            response = render(request, "training/predict.html#job", {"project": project, "job": job})
+    if job is not None and request.htmx:  # the poll: its progress, or, once it has ended, the whole page again
+        response = render(request, "training/predict.html#job", {"project": project, "job": job})
+        if not job.is_active:
             response["HX-Refresh"] = "true"
-            return response
-    # The model asked for, else the job's, else the one this user last looked at in this project, else the newest.
-    wanted = request.POST.get("model", request.GET.get("model")) or str(
-        job.payload["model_id"] if job else request.session.get(_last_model_key(project), "")
-    )
-    chosen = next((m for m in models if str(m.pk) == wanted), None) or (models[0] if models else None)
+        return response
+    models = list(ModelVersion.objects.filter(project=project))
+    # The job's model, else the one asked for, else the one this user last looked at in this project, else the newest.
+    wanted = str(job.payload["model_id"]) if job else request.POST.get("model", request.GET.get("model"))
+    wanted = wanted or str(request.session.get(_last_model_key(project), ""))
+    chosen = next((m for m in models if str(m.pk) == wanted), None) or (None if job else models[0] if models else None)
     if chosen:
         request.session[_last_model_key(project)] = chosen.pk
     ids = job.payload["image_ids"] if job else ids_parse(request.POST.getlist("image") or request.GET.getlist("image"))
-    limit = predictions.PREDICT_JOB_MAX_IMAGES
-    images = list(Image.objects.for_project(project).filter(pk__in=ids[:limit]).order_by("id"))
-    results = []
+    images = list(Image.objects.for_project(project).filter(pk__in=ids[:PREDICT_SHOWN_IMAGES]).order_by("id"))
+    results, count = [], len(ids)
     if job is not None and job.status == "finished" and chosen is not None:
-        results = predictions.predicted_results(model=chosen, images=images)
-    # The grid's "Predict selected" posts the chosen images here; the Predict button runs the model.
+        results = predicting.predicted_results(model=chosen, checkpoint=job.payload["checkpoint"], image_ids=ids)
     if chosen and request.method == "POST" and request.POST.get("predict"):
         checkpoint = request.POST.get("checkpoint", chosen.predict_with)
         checkpoint = checkpoint if checkpoint in Checkpoint.values else chosen.predict_with
-        uploads = request.FILES.getlist("file")[:PREDICT_MAX_IMAGES]
         try:
-            if not uploads and not images:
-                messages.error(request, "Choose an image file, or select images in the grid first.")
-            elif not uploads:
-                started = predictions.prediction_job_start(
-                    model=chosen, checkpoint=checkpoint, images=images, user=request.user
+            uploads = request.FILES.getlist("file")[:PREDICT_MAX_IMAGES]
+            if uploads:
+                results = _uploads_predicted(chosen, checkpoint, uploads)
+            else:  # the grid's selection: a job, followed on this page
+                started = predicting.prediction_job_start(
+                    model=chosen, checkpoint=checkpoint, image_ids=ids, user=request.user
                 )
                 return redirect(f"{reverse('training:predict', args=[project.pk])}?job={started.pk}")
-            elif chosen.task == Task.DETECTION:
-                data = [predictions.upload_read(upload) for upload in uploads]
-                results = predictions.boxes_shown(
-                    model=chosen, checkpoint=checkpoint, images=data, names=[u.name for u in uploads]
-                )
-            else:
-                data = [predictions.upload_read(upload) for upload in uploads]
-                ranked = predictions.images_predict(model=chosen, checkpoint=checkpoint, images=data)
-                results = [
-                    {"name": u.name, "image": None, "predictions": r} for u, r in zip(uploads, ranked, strict=False)
-                ]
         except ValidationError as exc:
             _errors(request, exc)
     context = {
@@ -397,11 +392,22 @@ def predict_page(request, project_id: int):
         "models": models,
         "chosen": chosen,
         "images": images,
+        "count": count,
         "results": results,
         "job": job,
         "slider_start": BOX_SLIDER_START,
     }
     return render(request, "training/predict.html", context)
+
+
+def _uploads_predicted(model: ModelVersion, checkpoint: str, uploads: list) -> list[dict]:
+    """Uploaded images predicted at once: a detector's boxes to draw, or a classifier's ranked labels."""
+    data = [predictions.upload_read(upload) for upload in uploads]
+    names = [upload.name for upload in uploads]
+    if model.task == Task.DETECTION:
+        return predictions.boxes_shown(model=model, checkpoint=checkpoint, images=data, names=names)
+    ranked = predictions.images_predict(model=model, checkpoint=checkpoint, images=data)
+    return [{"name": name, "image": None, "predictions": r} for name, r in zip(names, ranked, strict=True)]
 
 
 def _prediction_job(request, project):
@@ -413,7 +419,7 @@ def _prediction_job(request, project):
         return None
     if not (raw.isascii() and raw.isdigit()):
         raise Http404("No such prediction job.")
-    job = Job.objects.filter(project=project, kind=predictions.PREDICTION_KIND, pk=int(raw)).first()
+    job = Job.objects.filter(project=project, kind=predicting.PREDICTION_KIND, pk=int(raw)).first()
     if job is None:
         raise Http404("No such prediction job.")
     return job

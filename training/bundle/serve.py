@@ -58,6 +58,10 @@ def predict_boxes(data: bytes, threshold: float | None, nms: float) -> list:
     return boxes_answer(rows_xywh(corners, scale), META["labels"], thresholds)
 
 
+class Refused(Exception):
+    """A query Sightline would refuse: the reply names the field, as Sightline's does."""
+
+
 def number(query: dict, name: str, default: float | None) -> float | None:
     """A query-string number from 0.01 to 1, as Sightline accepts it."""
     if not query.get(name, [""])[0]:
@@ -67,7 +71,7 @@ def number(query: dict, name: str, default: float | None) -> float | None:
     except ValueError:
         value = 0.0
     if not 0.01 <= value <= 1:
-        raise ValueError(f"{name}: give a number from 0.01 to 1.")
+        raise Refused({name: ["Give a number from 0.01 to 1."]})
     return value
 
 
@@ -86,19 +90,22 @@ class Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         if not PATH.match(url.path):
             return self._reply(404, {"detail": "POST images to /api/predict/<project_id>/<model_name>/."})
-        length = int(self.headers.get("Content-Length") or 0)
+        length = self.headers.get("Content-Length") or "0"
+        length = int(length) if length.isdigit() else 0
         if not 0 < length <= MAX_BYTES:
             return self._reply(400, {"detail": f"Send an image of 1 byte to {MAX_BYTES // 1024**2} MiB."})
         try:
             query = parse_qs(url.query)
             settings = (number(query, "threshold", None), number(query, "nms", META.get("nms"))) if DETECTION else ()
-        except ValueError as exc:
-            return self._reply(400, {"detail": str(exc)})
+        except Refused as refused:
+            return self._reply(400, refused.args[0])
         try:
             data = image_from_request(self.headers.get("Content-Type", ""), self.rfile.read(length))
             result = predict_boxes(data, *settings) if DETECTION else predict(data)
-        except (ValueError, OSError, Image.DecompressionBombError) as exc:
+        except (ValueError, OSError, EOFError, Image.DecompressionBombError) as exc:
             return self._reply(400, {"detail": f"Not an image this model can read: {exc}"})
+        except Exception as exc:  # noqa: BLE001 - a reply, never a dropped connection
+            return self._reply(500, {"detail": f"The model failed on this image: {type(exc).__name__}: {exc}"})
         answer = {"model": META["name"], "checkpoint": META["checkpoint"], "predictions": result}
         self._reply(200, {**answer, "task": META["task"]} if DETECTION else answer)
 

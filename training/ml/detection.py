@@ -23,7 +23,8 @@ from torch import nn
 
 from training.ml import runtime
 from training.ml.backbones import DEFAULT_BACKBONE, DETECTOR_SIZES, create_backbone, normalization
-from training.ml.boxes import MAX_DETECTIONS, boxes_select, network_input, padded_shape, rows_xywh
+from training.ml.boxes import MAX_DETECTIONS, rows_xywh
+from training.ml.detection_dense import DenseFCOS, dense_predict
 from training.ml.detection_metrics import coco_map
 from training.ml.images import ReadBytes, read_file, upright_resized
 from training.ml.loop import Cancelled, Hooks, Loop, Progress
@@ -33,7 +34,6 @@ EVAL_SCORE = 0.05  # the lowest score kept for statistics: precision-recall curv
 NMS_DEFAULT = 0.40  # spec 004's default
 MIN_BOX_PIXELS = 2.0  # at the training size: smaller boxes are dropped from a batch, not fed to the loss
 PIXEL_BUDGET_BYTES = 4 * 1024**3
-EVAL_BATCH = 8
 
 
 @dataclass(frozen=True)
@@ -162,85 +162,6 @@ def build_model(labels: int, *, backbone: str, pretrained: bool, model_size: str
     # Channels-last weights and activations: a training step on 2 CPU cores takes 2.0 s instead of 3.3 s (medium,
     # 8 images); the layout changes no number a convolution computes beyond rounding.
     return model.to(memory_format=torch.channels_last)
-
-
-class DenseFCOS(nn.Module):
-    """A trained FCOS without its transform and its selection: normalised pixels padded to a multiple of 32 in; per
-    pyramid level, every location's decoded box (corners at the input's pixels) and per-label scores out. What the
-    offline bundle exports, and what Sightline predicts with, so both select boxes from the same numbers
-    (training.ml.boxes.boxes_select)."""
-
-    def __init__(self, fcos: nn.Module):
-        super().__init__()
-        self.backbone, self.head = fcos.backbone, fcos.head
-        self.anchor_generator, self.box_coder = fcos.anchor_generator, fcos.box_coder
-
-    def forward(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        from torchvision.models.detection.image_list import ImageList
-
-        features = list(self.backbone(x).values())
-        outputs = self.head(features)
-        size = (x.shape[-2], x.shape[-1])
-        anchors = self.anchor_generator(ImageList(x[:1], [size]), features)[0]  # the same for every image
-        boxes = self.box_coder.decode(outputs["bbox_regression"], anchors)
-        scores = torch.sqrt(torch.sigmoid(outputs["cls_logits"]) * torch.sigmoid(outputs["bbox_ctrness"]))
-        counts = [f.shape[2] * f.shape[3] for f in features]
-        return list(boxes.split(counts, dim=1)), list(scores.split(counts, dim=1))
-
-
-class _FixedSamePadding(nn.Module):
-    """A TF-"same" convolution of timm's, with the padding it computes for inputs whose sides are multiples of its
-    stride: then the padding is the same for every input size, the same numbers as the original computes."""
-
-    def __init__(self, conv: nn.Conv2d):
-        super().__init__()
-        self.conv = conv
-        pads = [
-            max((k - 1) * d + 1 - s, 0) for k, s, d in zip(conv.kernel_size, conv.stride, conv.dilation, strict=True)
-        ]
-        self.padding = (pads[1] // 2, pads[1] - pads[1] // 2, pads[0] // 2, pads[0] - pads[0] // 2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        conv = self.conv
-        return nn.functional.conv2d(
-            nn.functional.pad(x, self.padding), conv.weight, conv.bias, conv.stride, 0, conv.dilation, conv.groups
-        )
-
-
-def exportable(network: DenseFCOS) -> DenseFCOS:
-    """A copy for torch.export with any input height and width (multiples of 32): timm's TF-"same" padding, computed
-    from each input's size, would make the exporter reason about every layer's size; fixed, it need not."""
-    from timm.layers.conv2d_same import Conv2dSame
-
-    # Contiguous weights: torch.export saves channels-last ones with a warning that they may not load right.
-    copied = copy.deepcopy(network).cpu().to(memory_format=torch.contiguous_format).eval()
-    for module in list(copied.modules()):
-        for name, child in module.named_children():
-            if isinstance(child, Conv2dSame):
-                setattr(module, name, _FixedSamePadding(child))
-    return copied
-
-
-def dense_predict(
-    network: DenseFCOS, pixels: Sequence[np.ndarray], mean, std, device, *, score: float, nms: float
-) -> list[np.ndarray]:
-    """Images decoded at the network's size -> per image, K x 6 corner rows at that size (boxes_select's). Images
-    are batched only with others of their padded shape, so an image's boxes never depend on its neighbours."""
-    out: list[np.ndarray | None] = [None] * len(pixels)
-    groups: dict[tuple[int, int], list[int]] = {}
-    for index, image in enumerate(pixels):
-        groups.setdefault(padded_shape(image), []).append(index)
-    for members in groups.values():
-        for start in range(0, len(members), EVAL_BATCH):
-            chosen = members[start : start + EVAL_BATCH]
-            batch = network_input([pixels[i] for i in chosen], mean, std).to(device)
-            level_boxes, level_scores = network(batch)
-            for row, index in enumerate(chosen):
-                height, width = pixels[index].shape[:2]
-                out[index] = boxes_select(
-                    [b[row] for b in level_boxes], [s[row] for s in level_scores], height, width, score=score, nms=nms
-                )
-    return out
 
 
 # --- images and boxes ------------------------------------------------------------------------

@@ -130,7 +130,11 @@ def model_version_update(
 
 
 def model_version_delete(*, model: ModelVersion) -> None:
-    """Delete the model and the job that made it; training/signals.py removes its files after commit."""
+    """Delete the model and the job that made it, cancelling its prediction jobs; training/signals.py removes its
+    files after commit."""
+    from training.services.predicting import prediction_jobs_cancel
+
+    prediction_jobs_cancel(model=model)
     model.job.delete()
 
 
