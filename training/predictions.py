@@ -122,7 +122,16 @@ def boxes_shown(*, model: ModelVersion, checkpoint: str, images: list[bytes], na
         width, height, source = _preview(raw)
         for box in boxes:
             box["color"] = colours.get(box["label"], "#ff3b30")
-        results.append({"name": name, "source": source, "width": width, "height": height, "boxes": boxes})
+        results.append(
+            {
+                "name": name,
+                "source": source,
+                "width": width,
+                "height": height,
+                "boxes": boxes,
+                "text_size": text_size(width, height),
+            }
+        )
     return results
 
 
@@ -140,3 +149,8 @@ def _preview(data: bytes) -> tuple[int, int, str]:
         out = io.BytesIO()
         preview.save(out, "JPEG", quality=85)
     return width, height, "data:image/jpeg;base64," + base64.b64encode(out.getvalue()).decode()
+
+
+def text_size(width: int, height: int) -> int:
+    """The size of a box's label on an image drawn at its own pixels: legible whatever the image's size."""
+    return max(8, round(max(width, height) / 45))

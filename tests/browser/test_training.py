@@ -164,6 +164,7 @@ def test_the_labeler_adds_its_image_to_the_validation_set(page, live_server):
 def test_train_a_detector_from_the_form_read_its_statistics_and_set_thresholds(page, live_server):
     from tests.conftest import client_for
     from tests.training.test_detection import annotate_scenes
+    from training import galleries, statistics
 
     user = UserFactory(username="detective")
     project = make_project(owner=user, name="Shapes")
@@ -206,8 +207,16 @@ def test_train_a_detector_from_the_form_read_its_statistics_and_set_thresholds(p
     model.refresh_from_db()
     assert model.thresholds["best"] == [float(values[0])] * 3
 
+    # Show predictions: each validation image with its true boxes dashed and the predicted ones solid.
+    page.click("#show-predictions")
+    page.wait_for_selector(".detection-predictions")
+    rows = statistics.detection_predictions(model=model, checkpoint="best", split="valid")
+    assert page.locator(".detection-predictions li.tile").count() == len(rows)
+    assert page.locator("rect.predicted").count() == sum(len(row["boxes"]) for row in rows)
+    shot(page, "predictions-detection")
+    page.go_back()
+
     # The gallery: the Missing tab holds the boxes predicted with nothing there; one opens in the labeler.
-    from training import galleries
 
     page.click("#gallery-link")
     page.click("#gallery-tabs a:has-text('Missing')")

@@ -123,8 +123,16 @@ def predicted_results(*, model: ModelVersion, checkpoint: str, image_ids: list[i
         if model.task == Task.DETECTION:
             boxes = [{"label": r.label.name, "score": r.score, "color": r.label.color, **r.geometry} for r in rows]
             source = f"/api/images/{image.pk}/file/"
+            size = predictions.text_size(image.width, image.height)
             results.append(
-                {"name": image.name, "source": source, "width": image.width, "height": image.height, "boxes": boxes}
+                {
+                    "name": image.name,
+                    "source": source,
+                    "width": image.width,
+                    "height": image.height,
+                    "boxes": boxes,
+                    "text_size": size,
+                }
             )
         else:
             scores = {r.label.name: r.score for r in rows}
