@@ -288,12 +288,10 @@ def detection_predictions(
         hit, target = detection_metrics.match(truth, shown, iou)
         found = set(target[hit].tolist())
         image_id, name, width, height = images[int(item_id)]
-
-        def box(row) -> dict:
-            return {"label": model.labels[int(row[4])], "x": row[0], "y": row[1], "width": row[2], "height": row[3]}
-
-        truth_boxes = [{**box(row), "found": index in found} for index, row in enumerate(truth)]
-        boxes = [{**box(row), "score": float(row[5]), "correct": bool(h)} for row, h in zip(shown, hit, strict=True)]
+        truth_boxes = [{**_box(model, row), "found": index in found} for index, row in enumerate(truth)]
+        boxes = [
+            {**_box(model, row), "score": float(row[5]), "correct": bool(h)} for row, h in zip(shown, hit, strict=True)
+        ]
         mistakes = int((~hit).sum()) + len(truth) - len(found)
         rows.append(
             {
@@ -313,6 +311,11 @@ def detection_predictions(
     if show == "right":
         return [r for r in rows if r["correct"]]
     return rows
+
+
+def _box(model: ModelVersion, row) -> dict:
+    """An x, y, w, h, label row as the pages and the API show a box."""
+    return {"label": model.labels[int(row[4])], "x": row[0], "y": row[1], "width": row[2], "height": row[3]}
 
 
 def thresholds_parse(raw: str | None, model: ModelVersion) -> list[float] | None:

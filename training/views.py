@@ -127,6 +127,11 @@ def _iou_choices(model: ModelVersion) -> list[float]:
     return sorted({*IOU_CHOICES, model.iou_threshold})
 
 
+def _iou_chosen(model: ModelVersion, raw: str | None) -> float | None:
+    """The IoU threshold a page's `iou` field names, if it is one the pages offer."""
+    return next((value for value in _iou_choices(model) if raw == str(value)), None)
+
+
 def _previewed_thresholds(request, model: ModelVersion) -> list[float] | None:
     """Thresholds tried out on the page (clicked on the curve or typed), not yet saved; None when there are none."""
     if model.thresholds_for(Checkpoint.BEST) is None:
@@ -156,7 +161,7 @@ def model_page(request, project_id: int, model_id: int):
     thresholds = _previewed_thresholds(request, model)
     detection = model.task == Task.DETECTION
     if detection:
-        iou = next((value for value in _iou_choices(model) if request.GET.get("iou") == str(value)), None)
+        iou = _iou_chosen(model, request.GET.get("iou"))
         stats = statistics.detection_statistics(
             model=model, checkpoint=state["checkpoint"], split=state["split"], thresholds=thresholds, iou=iou
         )
@@ -278,7 +283,7 @@ def model_thresholds(request, project_id: int, model_id: int):
     checkpoint = request.POST.get("checkpoint", Checkpoint.BEST)
     try:
         if "iou" in request.POST:
-            iou = next((value for value in _iou_choices(model) if request.POST["iou"] == str(value)), None)
+            iou = _iou_chosen(model, request.POST["iou"])
             if iou is None:
                 raise ValidationError({"iou": ["Choose an IoU threshold from the list."]})
             services.model_version_update(model=model, iou_threshold=iou)
@@ -317,7 +322,7 @@ def predictions_page(request, project_id: int, model_id: int):
     show = request.GET.get("show", "all") if request.GET.get("show") in {"all", "wrong", "right"} else "all"
     advanced = request.GET.get("view") == "advanced"
     previewed = _previewed_thresholds(request, model)
-    iou = next((value for value in _iou_choices(model) if request.GET.get("iou") == str(value)), None)
+    iou = _iou_chosen(model, request.GET.get("iou"))
     if model.task == Task.DETECTION:
         rows = statistics.detection_predictions(model=model, show=show, thresholds=previewed, iou=iou, **state)
     else:
@@ -411,16 +416,17 @@ def _uploads_predicted(model: ModelVersion, checkpoint: str, uploads: list) -> l
 
 
 def _prediction_job(request, project):
-    """The prediction job named by `?job=`, of this project; 404 for any other."""
-    from jobs.models import Job
+    """The prediction job named by `?job=`, of this project (jobs.selectors.job_get checks access); 404 for any
+    other."""
+    from jobs.selectors import job_get
 
     raw = request.GET.get("job")
     if raw is None:
         return None
-    if not (raw.isascii() and raw.isdigit()):
-        raise Http404("No such prediction job.")
-    job = Job.objects.filter(project=project, kind=predicting.PREDICTION_KIND, pk=int(raw)).first()
-    if job is None:
+    job = (
+        job_get(user=request.user, job_id=int(raw), project_id=project.pk) if raw.isascii() and raw.isdigit() else None
+    )
+    if job is None or job.kind != predicting.PREDICTION_KIND:
         raise Http404("No such prediction job.")
     return job
 
@@ -436,7 +442,7 @@ def gallery_page(request, project_id: int, model_id: int):
     tab = request.GET.get("tab") if request.GET.get("tab") in galleries.TABS else "all"
     raw = request.GET.get("label", "0")
     label = int(raw) if raw.isascii() and raw.isdigit() and int(raw) < len(model.labels) else 0
-    iou = next((value for value in _iou_choices(model) if request.GET.get("iou") == str(value)), None)
+    iou = _iou_chosen(model, request.GET.get("iou"))
     found = galleries.gallery(model=model, label=label, tab=tab, iou=iou, **state)
     items, size = found["items"], galleries.PAGE_SIZE
     pages = max(1, -(-len(items) // size))
