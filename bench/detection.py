@@ -146,14 +146,19 @@ def _overlap(a: tuple, b: tuple) -> float:
 SETS = {"shapes": (textured_scene, KINDS), "photos": (photo_scene, tuple(PHOTO_OBJECTS))}
 
 
-def api_speed(make_scene, classes) -> list[list]:
+def api_speed(make_scene, classes, web_threads: int) -> list[list]:
     """A detector of the default size trained through the API for one epoch on 16 scenes (its speed does not
     depend on how well it learned), then one 640x480 image per request to POST /api/predict/ through Django's
-    whole stack (authentication, parsing, the image check, decoding, the model, the JSON reply), in-process."""
+    whole stack (authentication, parsing, the image check, decoding, the model, the JSON reply), in-process, with
+    the web process's torch threads."""
+    from django.conf import settings
     from django.core.files.uploadedfile import SimpleUploadedFile
     from django_q.conf import Conf
     from harness import bench_database, timed
 
+    from training.ml import runtime
+
+    settings.SIGHTLINE_DETECTOR_ONNX = True  # as deployed (the test settings turn it off)
     Conf.SYNC = True  # the training job runs in this process, exactly as a worker runs it
     with bench_database():
         from projects.models import Label
@@ -190,17 +195,29 @@ def api_speed(make_scene, classes) -> list[list]:
 
         connection.close()
         connection.settings_dict["CONN_MAX_AGE"] = None
+        runtime.threads_limit(web_threads)  # what a web process's Detector then takes (device_choose)
         probe = make_scene(30_000)[0]
         url = f"/api/predict/{project.id}/boxes/"
         assert client.post(url, probe, content_type="application/octet-stream").status_code == 200
+        import io
+
+        import torch
+
+        from projects.files import stored_bytes
+        from training.ml.detection import Detector
         from training.models import ModelVersion
         from training.predictions import detector_load
 
-        detector = detector_load(ModelVersion.objects.get(name="boxes").best_checkpoint.name)
+        name = ModelVersion.objects.get(name="boxes").best_checkpoint.name
+        detector = detector_load(name)
+        saved = torch.load(io.BytesIO(stored_bytes(name)), weights_only=True)
+        saved.pop("onnx")
+        by_torch = Detector(saved)
         rows = []
         for name, call in (
             ("POST /api/predict/ (Django test client)", lambda: client.post(url, probe, content_type="image/png")),
-            ("Detector.predict alone, the same image", lambda: detector.predict([probe], score=0.3)),
+            ("Detector.predict alone (ONNX Runtime), the same image", lambda: detector.predict([probe], score=0.3)),
+            ("Detector.predict alone with torch, the same image", lambda: by_torch.predict([probe], score=0.3)),
         ):
             times = timed(call, 50)
             rows.append([name, f"{percentile(times, 50):.0f}", f"{percentile(times, 95):.0f}"])
@@ -215,6 +232,7 @@ def main() -> None:
     parser.add_argument("--model-size", default=None, help="small, medium or large (default: the parameter's)")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--api-only", action="store_true", help="only the predict endpoint's speed")
+    parser.add_argument("--web-threads", type=int, default=1, help="torch threads of the web process (--api-only)")
     parser.add_argument("--scenes", choices=SETS, default="shapes", help="shapes, or photos: the harder set")
     args = parser.parse_args()
 
@@ -231,7 +249,7 @@ def main() -> None:
     make_scene, classes = SETS[args.scenes]
     if args.api_only:
         print(f"Machine: {machine()}")
-        print(table(["predict a 640x480 image", "p50 ms", "p95 ms"], api_speed(make_scene, classes)))
+        print(table(["predict a 640x480 image", "p50 ms", "p95 ms"], api_speed(make_scene, classes, args.web_threads)))
         return
     files: dict[str, bytes] = {}
 

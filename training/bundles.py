@@ -13,7 +13,6 @@ import copy
 import hashlib
 import io
 import json
-import warnings
 import zipfile
 from pathlib import Path
 
@@ -116,20 +115,10 @@ def _classifier(model: ModelVersion, checkpoint: str) -> tuple[bytes, dict, str]
 def _detector(model: ModelVersion, checkpoint: str) -> tuple[bytes, dict, str]:
     """A program from normalised pixels, padded to multiples of 32 of at least 160 (N x 3 x H x W, at most the image
     size), to every location's box and scores per pyramid level; sightline_boxes.py selects the boxes, as here."""
-    from training.ml.boxes import MIN_SIDE, STRIDE
-    from training.ml.detection_dense import exportable
+    from training.ml.detection_dense import exported_program
 
     detector = detector_load(model.checkpoint_file(checkpoint).name)
-    network = exportable(detector.network)
-    most = -(-model.image_size // STRIDE)
-    least = MIN_SIDE // STRIDE
-    height, width = torch.export.Dim("height", min=least, max=most), torch.export.Dim("width", min=least, max=most)
-    example = torch.zeros(2, 3, STRIDE * most, STRIDE * (most - 1))
-    shapes = {"x": {0: torch.export.Dim("batch", min=1, max=256), 2: STRIDE * height, 3: STRIDE * width}}
-    with torch.inference_mode(), warnings.catch_warnings():
-        # torchvision's anchor generator keeps its per-level cell anchors as plain attributes: constants, as wanted.
-        warnings.filterwarnings("ignore", message="The tensor attributes self.anchor_generator.cell_anchors")
-        program = torch.export.export(network, (example,), dynamic_shapes=shapes)
+    program = exported_program(detector.network, model.image_size)
     mean, std = detector.normalization
     meta = {"mean": list(mean), "std": list(std), "nms": NMS_DEFAULT}
     return _saved(program), meta, (BUNDLE_DIR / "README-detection.md").read_text()

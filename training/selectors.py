@@ -21,7 +21,7 @@ def model_get(*, user, model_id: int, perm: str = "view_project", project_id: in
 
 def model_by_name(*, user, project_id: int, name: str, perm: str = "view_project") -> ModelVersion:
     project = access_project(user, project_id, perm)
-    model = ModelVersion.objects.select_related("job", "dataset_version").filter(project=project, name=name).first()
+    model = ModelVersion.objects.filter(project=project, name=name).first()  # predicting reads none of its relations
     if model is None:
         raise Http404(f"This project has no model named {name!r}.")
     model.project = project

@@ -17,3 +17,6 @@ LOGGING = {"version": 1, "disable_existing_loggers": False, "root": {"level": "W
 DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
 # Tests that read /healthz's details send this token; an anonymous request gets only the status.
 SIGHTLINE_HEALTH_TOKEN = "test-health-token"
+# The ONNX export takes about a minute per detection job; the test that proves it (tests/training/test_detection.py,
+# the bundle's) turns it on.
+SIGHTLINE_DETECTOR_ONNX = False

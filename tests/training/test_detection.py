@@ -281,11 +281,37 @@ def test_the_models_page_offers_detection_and_starts_its_job(user, scenes):
 
 
 def test_a_detectors_offline_bundle_answers_the_boxes_the_server_answers(
-    api, scenes, tmp_path, django_capture_on_commit_callbacks
+    api, scenes, tmp_path, settings, django_capture_on_commit_callbacks
 ):
+    """The server predicts with the job's ONNX export in ONNX Runtime, the bundle with its torch.export program: the
+    same boxes."""
+    settings.SIGHTLINE_DETECTOR_ONNX = True
     project, _, _ = scenes
-    assert _train(api, project, django_capture_on_commit_callbacks, epochs=1)["status"] == "finished"
+    job = _train(api, project, django_capture_on_commit_callbacks, epochs=1)
+    assert job["status"] == "finished"
     model = ModelVersion.objects.get(name="shapes")
+    assert "Exported to ONNX in" in TrainingJob.objects.get(pk=job["id"]).log
+    import torch
+
+    from training.ml.detection import Detector
+    from training.ml.detection_dense import OnnxDense
+    from training.predictions import detector_load
+
+    for checkpoint in ("best", "last"):
+        served = detector_load(model.checkpoint_file(checkpoint).name)
+        assert isinstance(served.runner, OnnxDense)
+        saved = torch.load(io.BytesIO(stored_bytes(model.checkpoint_file(checkpoint).name)), weights_only=True)
+        saved.pop("onnx")
+        by_torch = Detector(saved)
+        assert by_torch.runner is by_torch.network
+        images = [scene(seed, width=320, height=240, objects=(3, 5))[0] for seed in (701, 702)]
+        for onnx_rows, torch_rows in zip(
+            served.predict(images, score=0.02), by_torch.predict(images, score=0.02), strict=True
+        ):
+            assert len(onnx_rows) > 0
+            np.testing.assert_array_equal(onnx_rows[:, 4], torch_rows[:, 4])  # the labels
+            np.testing.assert_allclose(onnx_rows[:, :4], torch_rows[:, :4], atol=0.01)  # pixels
+            np.testing.assert_allclose(onnx_rows[:, 5], torch_rows[:, 5], atol=1e-4)  # scores
     folder = bundle_extract(api, model.id, django_capture_on_commit_callbacks, tmp_path)
     assert sorted(p.name for p in folder.iterdir()) == [
         "README.md",
@@ -296,7 +322,6 @@ def test_a_detectors_offline_bundle_answers_the_boxes_the_server_answers(
         "sightline_boxes.py",
         "sightline_images.py",
     ]
-    import torch
     import torchvision
 
     assert (folder / "requirements.txt").read_text().splitlines() == [

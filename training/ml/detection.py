@@ -24,7 +24,7 @@ from torch import nn
 from training.ml import runtime
 from training.ml.backbones import DEFAULT_BACKBONE, DETECTOR_SIZES, create_backbone, normalization
 from training.ml.boxes import MAX_DETECTIONS, rows_xywh
-from training.ml.detection_dense import DenseFCOS, dense_predict
+from training.ml.detection_dense import DenseFCOS, OnnxDense, dense_predict, onnx_exports
 from training.ml.detection_metrics import coco_map
 from training.ml.images import ReadBytes, read_file, upright_resized
 from training.ml.loop import Cancelled, Hooks, Loop, Progress
@@ -467,6 +467,15 @@ def checkpoint(config: DetectorConfig, state: dict) -> dict:
     }
 
 
+def onnx_attach(checkpoints: dict[str, dict]) -> None:
+    """Each checkpoint gets its network as an ONNX model ("onnx"), which a Detector on a CPU predicts with."""
+    names = list(checkpoints)
+    cpu = torch.device("cpu")
+    networks = [Detector(checkpoints[name], device=cpu).network for name in names]
+    for name, model in zip(names, onnx_exports(networks, int(checkpoints[names[0]]["image_size"])), strict=True):
+        checkpoints[name]["onnx"] = model
+
+
 class Detector:
     """A loaded checkpoint that turns image bytes into boxes."""
 
@@ -486,12 +495,18 @@ class Detector:
         model.load_state_dict(saved["state_dict"])
         self.network = DenseFCOS(model).to(self.device).eval()
         self.normalization = normalization(saved["backbone"])
+        # What predicts: the checkpoint's ONNX export (detection_dense.onnx_exports) on a CPU, else the network.
+        self.runner = (
+            OnnxDense(saved["onnx"], threads=torch.get_num_threads())
+            if saved.get("onnx") and self.device.type == "cpu"
+            else self.network
+        )
 
     def predict(self, images: Sequence[bytes], *, score: float, nms: float = NMS_DEFAULT) -> list[np.ndarray]:
         """Per image, K x 6 rows (x, y, w, h in original upright pixels, label index, score), best first."""
         decoded = [upright_resized(data, self.image_size) for data in images]
         with torch.inference_mode():
             corners = dense_predict(
-                self.network, [pixels for pixels, _ in decoded], *self.normalization, self.device, score=score, nms=nms
+                self.runner, [pixels for pixels, _ in decoded], *self.normalization, self.device, score=score, nms=nms
             )
         return [rows_xywh(rows, scale) for rows, (_, scale) in zip(corners, decoded, strict=True)]

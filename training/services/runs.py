@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
@@ -202,6 +203,8 @@ def _train_detection(job: TrainingJob, reporter: _Reporter) -> tuple[ModelVersio
         config, train_samples, valid_samples, hooks=reporter.hooks(), read=stored_bytes, device=device
     )
     reporter.log(f"Stopped by {result.stopped_by}; best epoch {result.best_epoch} of {len(result.history)}.")
+    if settings.SIGHTLINE_DETECTOR_ONNX:
+        _onnx_attach(reporter, result.checkpoints)
     model = _model_row(job, config, result, image_size=config.size)
     item_ids, splits = _item_arrays(train_items, valid_items)
     evaluations = {}
@@ -215,6 +218,22 @@ def _train_detection(job: TrainingJob, reporter: _Reporter) -> tuple[ModelVersio
         )
         evaluations[checkpoint] = {"item_ids": item_ids, "splits": splits, "rows": rows, "row_item": owner}
     return _model_store(model, result.checkpoints, evaluations), result.stopped_by
+
+
+def _onnx_attach(reporter: _Reporter, checkpoints: dict) -> None:
+    """The checkpoints exported to ONNX, which predicts twice as fast as torch on one CPU thread. The export is a
+    speed-up only: when it fails, the job logs why and the model predicts with torch."""
+    reporter.context.progress(1, "Exporting the model to ONNX for fast prediction on CPUs (about a minute)")
+    started = time.monotonic()
+    try:
+        detection.onnx_attach(checkpoints)
+    except Exception as exc:  # noqa: BLE001 - any failure leaves a model that works, only slower
+        logger.exception("ONNX export failed")
+        reporter.log(f"The ONNX export failed ({type(exc).__name__}: {exc}); the model predicts with torch.")
+        for saved in checkpoints.values():
+            saved.pop("onnx", None)
+        return
+    reporter.log(f"Exported to ONNX in {time.monotonic() - started:.0f} s.")
 
 
 def _model_row(job: TrainingJob, config, result, **fields) -> ModelVersion:
