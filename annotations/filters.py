@@ -17,6 +17,8 @@ from annotations.models import Annotation, Classification, ImageStatus
 from projects.models import Label
 
 TYPES = ("none", "single", "multiple", "mine", "others")
+# The grid's and the labeler's filter parameters (images_filter's keywords).
+FILTER_KEYS = ("labels", "type", "status", "predicted", "predicted_label", "score_below")
 STATUSES = ("not-seen", "seen", "labeled")
 
 # Bounds that keep a filter cheap for anyone who may view a project: a person writes a few terms.
@@ -147,8 +149,20 @@ _LABEL_COUNT_SQL = """
 """
 
 
-def images_filter(images: QuerySet, *, project, user, labels: str = "", type: str = "", status: str = "") -> QuerySet:
-    """Apply the grid's and the API's filters to a project's images."""
+def images_filter(
+    images: QuerySet,
+    *,
+    project,
+    user,
+    labels: str = "",
+    type: str = "",
+    status: str = "",
+    predicted: str = "",
+    predicted_label: str = "",
+    score_below: str = "",
+) -> QuerySet:
+    """Apply the grid's and the API's filters to a project's images. The label filters read annotations only; the
+    `predicted*` and `score_below` ones read a model's predictions, which are never labels until accepted."""
     if labels.strip():
         label_ids = dict(Label.objects.filter(project=project).values_list("name", "id"))
         images = images.filter(label_expression(labels, label_ids=label_ids))
@@ -156,6 +170,33 @@ def images_filter(images: QuerySet, *, project, user, labels: str = "", type: st
         images = _by_type(images, type, user)
     if status:
         images = _by_status(images, status, user)
+    if predicted or predicted_label or score_below:
+        images = _by_predictions(images, project, predicted, predicted_label, score_below)
+    return images
+
+
+def _by_predictions(images: QuerySet, project, predicted: str, label_name: str, score_below: str) -> QuerySet:
+    from training.models import Prediction
+
+    rows = Prediction.objects.filter(image=OuterRef("pk"))
+    if predicted not in {"", "yes", "no"}:
+        raise ValidationError({"predicted": [f"Unknown value {predicted!r}; use yes or no."]})
+    if predicted:
+        images = images.filter(Exists(rows)) if predicted == "yes" else images.exclude(Exists(rows))
+    if label_name:
+        label = Label.objects.filter(project=project, name=label_name).first()
+        if label is None:
+            raise ValidationError({"predicted_label": [f"No label named {label_name!r} in this project."]})
+        images = images.filter(Exists(rows.filter(label=label)))
+    if score_below:
+        try:
+            threshold = float(score_below)
+        except ValueError:
+            threshold = -1.0
+        if not 0 <= threshold <= 1:
+            raise ValidationError({"score_below": ["Give a number from 0 to 1."]})
+        # Uncertain: the model predicted something, yet nothing on the image reaches the threshold.
+        images = images.filter(Exists(rows)).exclude(Exists(rows.filter(score__gte=threshold)))
     return images
 
 

@@ -54,6 +54,10 @@ class Annotation(models.Model):
     attributes = FastJSONField(default=dict, blank=True)
     source = models.CharField(max_length=12, choices=Source.choices, default=Source.MANUAL)
     score = models.FloatField(null=True, blank=True)
+    # Set by accepting a prediction (training.services.assisting), never by a client's save; kept when the model goes.
+    model_version = models.ForeignKey(
+        "training.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="accepted_annotations"
+    )
     author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -409,6 +409,9 @@ class ImageListApi(APIView):
             OpenApiParameter("labels", str, description='Label expression, e.g. "(cat OR dog) AND NOT indoor".'),
             OpenApiParameter("type", str, enum=list(filters.TYPES)),
             OpenApiParameter("status", str, enum=list(filters.STATUSES), description="For the requesting user."),
+            OpenApiParameter("predicted", str, enum=["yes", "no"], description="Has a model's predictions, or none."),
+            OpenApiParameter("predicted_label", str, description="Has a prediction of this label."),
+            OpenApiParameter("score_below", float, description="Predicted, but nothing scores this much (0-1)."),
         ],
         responses={200: ImagePageOutput},
     )
@@ -418,9 +421,7 @@ class ImageListApi(APIView):
             Image.objects.for_project(project),
             project=project,
             user=request.user,
-            labels=request.query_params.get("labels", ""),
-            type=request.query_params.get("type", ""),
-            status=request.query_params.get("status", ""),
+            **{key: request.query_params.get(key, "") for key in filters.FILTER_KEYS},
         )
         images = images.prefetch_related("classifications__label").order_by("id")
         paginator = ImagePagination()

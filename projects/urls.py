@@ -13,6 +13,11 @@ urlpatterns = [
     path("<int:project_id>/delete/", views.project_delete, name="delete"),
     path("<int:project_id>/labels/", views.label_create, name="label-create"),
     path("<int:project_id>/images/labels/", views.images_label, name="images-label"),
+    path(
+        "<int:project_id>/images/accept-predictions/",
+        views.images_predictions_accept,
+        name="images-predictions-accept",
+    ),
     path("<int:project_id>/labels/<int:label_id>/edit/", views.label_edit, name="label-edit"),
     path("<int:project_id>/labels/<int:label_id>/delete/", views.label_delete, name="label-delete"),
     path("<int:project_id>/members/", views.member_add, name="member-add"),

@@ -30,7 +30,7 @@ from projects.permissions import (
 from projects.selectors import ids_parse, label_get, label_usage, membership_get, projects_overview
 
 GRID_PAGE_SIZE = 60
-FILTER_KEYS = ("labels", "type", "status")
+FILTER_KEYS = filters.FILTER_KEYS
 # How the grid sorts: the menu's value -> the order. Status is the requesting user's.
 SORTS = {
     "newest": ("-id",),
@@ -166,6 +166,33 @@ def images_label(request, project_id: int):
     verb = "Labeled" if present else f"Took {label.name} off"
     what = f" {label.name}" if present else ""
     messages.success(request, f"{verb} {changed} image{'s' if changed != 1 else ''}{what}.")
+    return redirect("projects:detail", project_id=project.id)
+
+
+@login_required
+@require_POST
+def images_predictions_accept(request, project_id: int):
+    """The grid's "Accept predictions": on the selected images, every prediction scoring at least the threshold
+    becomes an annotation."""
+    from training.services.assisting import predictions_accept_many
+
+    project = access_project(request.user, project_id, "annotate_project")
+    try:
+        threshold = float(request.POST.get("threshold", ""))
+    except ValueError:
+        threshold = -1.0
+    try:
+        done = predictions_accept_many(
+            project=project, user=request.user, image_ids=_selected_ids(request, project), threshold=threshold
+        )
+    except ValidationError as exc:
+        flash_errors(request, exc)
+        return redirect("projects:detail", project_id=project.id)
+    messages.success(
+        request,
+        f"Accepted {done['accepted']} prediction{'s' if done['accepted'] != 1 else ''} scoring at least "
+        f"{threshold:g} on {done['images']} image{'s' if done['images'] != 1 else ''}.",
+    )
     return redirect("projects:detail", project_id=project.id)
 
 

@@ -36,7 +36,7 @@ from tests.conftest import client_for
 from tests.factories import UserFactory, image_bytes, make_project
 from tests.training.conftest import colour_png, upload
 from training import services as training
-from training.models import ModelVersion
+from training.models import ModelVersion, Prediction
 
 pytestmark = pytest.mark.django_db
 
@@ -218,6 +218,20 @@ MATRIX: dict[tuple[str, str], Entry] = {
     ("api/models/<int:model_id>/bundle/", "post"): Entry("/api/models/{m}/bundle/", DEVELOPERS),
     # The bundle is built when someone asks for it: until then its download answers 409.
     ("api/models/<int:model_id>/bundle/", "get"): Entry("/api/models/{m}/bundle/", DEVELOPERS, codes=frozenset({409})),
+    ("api/images/<int:image_id>/predictions/", "get"): Entry("/api/images/{i}/predictions/", MEMBERS),
+    ("api/images/<int:image_id>/predictions/", "post"): Entry(
+        "/api/images/{i}/predictions/", DEVELOPERS, {"model": "{m}"}
+    ),
+    ("api/images/<int:image_id>/predictions/", "delete"): Entry("/api/images/{i}/predictions/", ANNOTATORS),
+    ("api/images/<int:image_id>/predictions/accept/", "post"): Entry(
+        "/api/images/{i}/predictions/accept/", ANNOTATORS, {"revision": "{rev}", "ids": ["{pr}"]}
+    ),
+    ("api/projects/<int:project_id>/predictions/accept/", "post"): Entry(
+        "/api/projects/{p}/predictions/accept/", ANNOTATORS, {"images": ["{i}"], "threshold": 0.5}
+    ),
+    ("api/projects/<int:project_id>/prelabel/", "post"): Entry(
+        "/api/projects/{p}/prelabel/", DEVELOPERS, {"model": "{m}", "images": ["{i}"]}, codes=frozenset({202})
+    ),
     ("api/predict/<int:project_id>/<str:model_name>/", "post"): Entry(
         "/api/predict/{p}/m/", DEVELOPERS, send="image", computes=True
     ),
@@ -299,6 +313,12 @@ MATRIX: dict[tuple[str, str], Entry] = {
         "/projects/{p}/similar-pairs/{s}/", MEMBERS
     ),
     ("projects/<int:project_id>/similarity-index/", "get"): Entry("/projects/{p}/similarity-index/", MEMBERS),
+    ("projects/<int:project_id>/images/accept-predictions/", "post"): Entry(
+        "/projects/{p}/images/accept-predictions/",
+        ANNOTATORS,
+        {"image": "{i}", "threshold": "0.5"},
+        codes=frozenset({302}),
+    ),
     ("projects/<int:project_id>/models/", "get"): Entry("/projects/{p}/models/", MEMBERS),
     ("projects/<int:project_id>/models/", "post"): Entry(
         "/projects/{p}/models/", DEVELOPERS, {"kind": "single", "epochs": "1", "fine_tune": "head"}
@@ -433,6 +453,10 @@ def world(django_capture_on_commit_callbacks):
         project=project, user=owner, parameters={"limit": 2, "threshold": 0.5, "labels": [], "op": "or"}
     )
     model = ModelVersion.objects.get(job=trained)
+    # A suggestion on the image, for accepting and clearing.
+    suggestion = Prediction.objects.create(
+        model_version=model, checkpoint="best", image=image, kind="box", label=label, geometry=BOX, score=0.9
+    )
     users = {"Owner": owner, **members, "stranger": UserFactory(username="stranger"), "invitee": invitee}
     ids = {
         "p": project.pk,
@@ -449,6 +473,7 @@ def world(django_capture_on_commit_callbacks):
         "s": search.pk,
         "tj": waiting.pk,
         "m": model.pk,
+        "pr": suggestion.pk,
         "d": trained.dataset_version_id,
         "labeler_role": Role.objects.get(name="Labeler").pk,
     }

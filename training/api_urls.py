@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from training import api
+from training import api, api_assist
 
 urlpatterns = [
     path(
@@ -21,6 +21,18 @@ urlpatterns = [
     ),
     path("models/<int:model_id>/bundle/", api.ModelBundleApi.as_view(), name="api-model-bundle"),
     path("predict/<int:project_id>/<str:model_name>/", api.PredictApi.as_view(), name="api-predict"),
+    path("images/<int:image_id>/predictions/", api_assist.ImagePredictionsApi.as_view(), name="api-image-predictions"),
+    path(
+        "images/<int:image_id>/predictions/accept/",
+        api_assist.ImagePredictionsAcceptApi.as_view(),
+        name="api-image-predictions-accept",
+    ),
+    path("projects/<int:project_id>/prelabel/", api_assist.PrelabelApi.as_view(), name="api-prelabel"),
+    path(
+        "projects/<int:project_id>/predictions/accept/",
+        api_assist.ProjectPredictionsAcceptApi.as_view(),
+        name="api-project-predictions-accept",
+    ),
     # Spec 000: `.../{model_name}/last` predicts with the last checkpoint (and `/best` with the best one).
     re_path(
         r"^predict/(?P<project_id>[0-9]+)/(?P<model_name>[^/]+)/(?P<checkpoint>best|last)/?$",

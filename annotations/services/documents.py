@@ -26,7 +26,7 @@ from projects.models import Image, Label
 MAX_ATTRIBUTES_BYTES = 4096
 SHAPE_FIELDS = {"id", "label", "kind", "geometry", "occluded", "keypoints", "attributes", "source", "score", "repair"}
 # A client may send back a shape as it read it; these are the server's to set, so they are ignored.
-SHAPE_READ_ONLY_FIELDS = {"author", "created_at", "updated_at"}
+SHAPE_READ_ONLY_FIELDS = {"author", "created_at", "updated_at", "model"}
 CLASSIFICATION_FIELDS = {"label", "default"}
 
 
@@ -56,7 +56,7 @@ def document_json(*, image_id: int) -> str:
                 SELECT json_agg(json_build_object(
                     'id', a.id, 'label', a.label_id, 'kind', a.kind, 'geometry', a.geometry,
                     'occluded', a.occluded, 'keypoints', a.keypoints, 'attributes', a.attributes,
-                    'source', a.source, 'score', a.score, 'author', a.author_id,
+                    'source', a.source, 'score', a.score, 'model', a.model_version_id, 'author', a.author_id,
                     'created_at', a.created_at, 'updated_at', a.updated_at) ORDER BY a.id)
                 FROM {a} a WHERE a.image_id = i.id), '[]')
         )::text
@@ -97,6 +97,7 @@ def shapes_read(*, image_ids: list[int]) -> dict[int, list[dict]]:
             "attributes",
             "source",
             "score",
+            "model_version_id",
             "author_id",
             "created_at",
             "updated_at",
@@ -114,6 +115,7 @@ def shapes_read(*, image_ids: list[int]) -> dict[int, list[dict]]:
                 "attributes": row["attributes"],
                 "source": row["source"],
                 "score": row["score"],
+                "model": row["model_version_id"],
                 "author": row["author_id"],
                 "created_at": row["created_at"].isoformat(),
                 "updated_at": row["updated_at"].isoformat(),
@@ -176,6 +178,7 @@ def shape_clean(raw: Any, *, where: str, image: Image, labels: dict[int, Label])
         "attributes": attributes,
         "source": source,
         "score": None if score is None else float(score),
+        "model": None,  # the model an accepted prediction came from: the server's to set (document_save's models)
     }
 
 
@@ -211,8 +214,11 @@ def project_labels(project_id: int) -> dict[int, Label]:
 
 
 @transaction.atomic
-def document_save(*, image: Image, user, revision: int, classifications: Any, shapes: Any) -> int:
-    """Replace the image's annotations if `revision` is current (returning the new one); raise StaleRevision otherwise."""
+def document_save(
+    *, image: Image, user, revision: int, classifications: Any, shapes: Any, models: dict[int, int] | None = None
+) -> int:
+    """Replace the image's annotations if `revision` is current (returning the new one); raise StaleRevision otherwise.
+    `models` (the server's, never a client's) maps a shape's index to the model version whose prediction it was."""
     image = Image.objects.select_for_update().select_related("project").get(pk=image.pk)
     if image.annotation_revision != revision:
         raise StaleRevision(document_read(image=image))
@@ -220,6 +226,8 @@ def document_save(*, image: Image, user, revision: int, classifications: Any, sh
     if not isinstance(shapes, list):
         raise ValidationError({"shapes": ["must be a list"]})
     cleaned = [shape_clean(raw, where=f"shape {i}", image=image, labels=labels) for i, raw in enumerate(shapes)]
+    for index, model_id in (models or {}).items():
+        cleaned[index]["model"] = model_id
     pairs = classifications_clean(classifications, labels=labels)
     _shapes_replace(image, user, cleaned)
     _classifications_replace(image, pairs, sync=image.project.sync_labels, shapes=cleaned)
@@ -250,7 +258,7 @@ def _shapes_replace(image: Image, user, cleaned: list[dict]) -> None:
 # keep the order they were sent in, so new ids follow it (the labeler maps them back by order).
 _RECORD = (
     "r(id bigint, image_id bigint, label_id bigint, kind text, geometry jsonb, occluded boolean, keypoints jsonb, "
-    "attributes jsonb, source text, score double precision)"
+    "attributes jsonb, source text, score double precision, model_version_id bigint)"
 )
 
 
@@ -268,6 +276,7 @@ def _records(rows: list[tuple[int, dict]]) -> str:
                 "attributes": shape["attributes"],
                 "source": shape["source"],
                 "score": shape["score"],
+                "model_version_id": shape.get("model"),
             }
             for image_id, shape in rows
         ]
@@ -280,9 +289,9 @@ def _rows_insert(rows: list[tuple[int, dict]], *, author_id: int | None) -> None
     table = Annotation._meta.db_table
     sql = f"""
         INSERT INTO {table} (image_id, label_id, kind, geometry, occluded, keypoints, attributes, source, score,
-                             author_id, created_at, updated_at)
+                             model_version_id, author_id, created_at, updated_at)
         SELECT r.image_id, r.label_id, r.kind, r.geometry, r.occluded, r.keypoints, r.attributes, r.source, r.score,
-               %s, clock_timestamp(), clock_timestamp()
+               r.model_version_id, %s, clock_timestamp(), clock_timestamp()
         FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS e(value, position),
              jsonb_to_record(e.value) AS {_RECORD}
         ORDER BY e.position

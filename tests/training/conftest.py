@@ -104,3 +104,20 @@ def bundle_answer(folder: Path, path: str, data: bytes, serving: str) -> tuple[i
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+@pytest.fixture
+def scenes(api, user):
+    """20 scenes of discs, squares and triangles, and one image labelled for classification only: a negative."""
+    from projects.models import Label
+    from tests.training.scenes import scene
+    from tests.training.test_detection import annotate_scenes
+
+    project = make_project(owner=user, name="Shapes")
+    truth = annotate_scenes(api, project, user, range(20))
+    empty = Label.objects.create(project=project, name="empty")
+    png, _ = scene(99, objects=(0, 0))
+    blank = images_upload(project=project, user=user, files=[SimpleUploadedFile("blank.png", png)], labels=[]).stored[0]
+    document = {"revision": 0, "shapes": [], "classifications": [{"label": empty.id}]}
+    assert api.put(f"/api/images/{blank.id}/annotations/", document, format="json").status_code == 200
+    return project, truth, blank

@@ -64,19 +64,6 @@ def annotate_scenes(api, project, user, seeds) -> dict[int, list]:
     return truth
 
 
-@pytest.fixture
-def scenes(api, user):
-    """20 scenes of discs, squares and triangles, and one image labelled for classification only: a negative."""
-    project = make_project(owner=user, name="Shapes")
-    truth = annotate_scenes(api, project, user, range(20))
-    empty = Label.objects.create(project=project, name="empty")
-    png, _ = scene(99, objects=(0, 0))
-    blank = images_upload(project=project, user=user, files=[SimpleUploadedFile("blank.png", png)], labels=[]).stored[0]
-    document = {"revision": 0, "shapes": [], "classifications": [{"label": empty.id}]}
-    assert api.put(f"/api/images/{blank.id}/annotations/", document, format="json").status_code == 200
-    return project, truth, blank
-
-
 def _train(api, project, capture, **extra):
     with capture(execute=True):
         response = api.post(

@@ -54,33 +54,42 @@ def prediction_job_execute(job, context) -> str:
         raise JobFailed("The model was deleted before its predictions ran.")
     checkpoint = job.payload["checkpoint"]
     images = list(Image.objects.filter(project_id=job.project_id, pk__in=job.payload["image_ids"]).order_by("id"))
-    label_ids = {entry["name"]: entry["id"] for entry in model.dataset_version.labels}
-    detection = model.task == Task.DETECTION
-    done = boxes = 0
+    done = stored = 0
     for start in range(0, len(images), PREDICT_CHUNK):
         context.check()
-        chunk, data = [], []
-        for image in images[start : start + PREDICT_CHUNK]:
-            try:
-                data.append(stored_bytes(image.file.name))
-            except OSError:  # deleted since it was chosen
-                continue
-            chunk.append(image)
-        if detection:
-            answers = predictions.boxes_predict(
-                model=model, checkpoint=checkpoint, images=data, threshold=predictions.BOX_FLOOR
-            )
-        else:
-            answers = predictions.images_predict(model=model, checkpoint=checkpoint, images=data)
-        boxes += _store(model, checkpoint, chunk, answers, label_ids, detection)
+        stored += images_predict_store(model=model, checkpoint=checkpoint, images=images[start : start + PREDICT_CHUNK])
         done = min(start + PREDICT_CHUNK, len(images))
         context.progress(done / len(images), f"Predicted {done} of {len(images)} images")
-    found = f", {boxes} boxes scoring at least {predictions.BOX_FLOOR:g}" if detection else ""
+    found = f", {stored} boxes scoring at least {predictions.BOX_FLOOR:g}" if model.task == Task.DETECTION else ""
     return f"Predicted {len(images)} image{'s' if len(images) != 1 else ''} with {model.name}{found}."
 
 
+def images_predict_store(
+    *, model: ModelVersion, checkpoint: str, images: list[Image], nms: float = predictions.NMS_DEFAULT
+) -> int:
+    """Predict images (read and run outside any transaction), then store the answers: the rows written. Images
+    deleted meanwhile are skipped."""
+    chunk, data = [], []
+    for image in images:
+        try:
+            data.append(stored_bytes(image.file.name))
+        except OSError:  # deleted since it was chosen
+            continue
+        chunk.append(image)
+    detection = model.task == Task.DETECTION
+    if detection:
+        answers = predictions.boxes_predict(
+            model=model, checkpoint=checkpoint, images=data, threshold=predictions.BOX_FLOOR, nms=nms
+        )
+    else:
+        answers = predictions.images_predict(model=model, checkpoint=checkpoint, images=data)
+    label_ids = {entry["name"]: entry["id"] for entry in model.dataset_version.labels}
+    return _store(model, checkpoint, chunk, answers, label_ids, detection)
+
+
 def _store(model, checkpoint: str, images: list, answers: list, label_ids: dict, detection: bool) -> int:
-    """Replace the images' predictions by this model with the answers; the rows written."""
+    """Replace the images' predictions by any model of this one's task (either checkpoint of this model, or an older
+    model) with the answers: an image carries one model's suggestions of each kind. The rows written."""
     with transaction.atomic():
         if not ModelVersion.objects.select_for_update().filter(pk=model.pk).exists():
             raise JobFailed("The model was deleted while its predictions ran.")
@@ -105,7 +114,7 @@ def _store(model, checkpoint: str, images: list, answers: list, label_ids: dict,
                         score=min(1.0, max(0.0, item["score"])),
                     )
                 )
-        Prediction.objects.filter(model_version=model, image_id__in=alive_images).delete()
+        Prediction.objects.filter(image_id__in=alive_images, model_version__task=model.task).delete()
         Prediction.objects.bulk_create(rows)
     return len(rows)
 

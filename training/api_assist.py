@@ -1,0 +1,187 @@
+"""Model-assisted labeling through the API: an image's predictions (list, predict now, accept, clear) and bulk
+pre-labeling. Running a model needs the train permission; accepting and clearing need the annotate permission."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotations.selectors import filtered_images
+from annotations.services.documents import StaleRevision
+from config.api import StrictSerializer
+from projects.permissions import access_image, access_project
+from training import selectors
+from training.models import Checkpoint, Prediction
+from training.predictions import NMS_DEFAULT
+from training.services import assisting
+
+
+class PredictionOutput(serializers.ModelSerializer):
+    label_name = serializers.CharField(source="label.name")
+    model = serializers.IntegerField(source="model_version_id")
+    model_name = serializers.CharField(source="model_version.name")
+
+    class Meta:
+        model = Prediction
+        fields = ["id", "kind", "label", "label_name", "geometry", "score", "model", "model_name", "checkpoint"]
+
+
+MODEL_PARAMETER = OpenApiParameter("model", int, description="Only this model's predictions.")
+
+
+def _model_id(request) -> int | None:
+    raw = request.query_params.get("model", "")
+    if not raw:
+        return None
+    if not raw.isdigit():
+        raise ValidationError({"model": ["Give a model id."]})
+    return int(raw)
+
+
+def _listed(image, model_id: int | None = None) -> Response:
+    rows = assisting.image_predictions(image=image, model_id=model_id)
+    return Response({"image": image.pk, "predictions": PredictionOutput(rows, many=True).data})
+
+
+class ImagePredictionsApi(APIView):
+    """An image's predictions, best first; POST runs a model on it now; DELETE clears them."""
+
+    class PredictInput(StrictSerializer):
+        model = serializers.IntegerField()
+        checkpoint = serializers.ChoiceField(choices=Checkpoint.values, required=False)
+        nms = serializers.FloatField(required=False, min_value=0.01, max_value=1)
+
+    @extend_schema(parameters=[MODEL_PARAMETER], responses={200: dict}, operation_id="image_predictions_list")
+    def get(self, request, image_id: int):
+        image = access_image(request.user, image_id)
+        return _listed(image, _model_id(request))
+
+    @extend_schema(request=PredictInput, responses={200: dict}, operation_id="image_predict")
+    def post(self, request, image_id: int):
+        image = access_image(request.user, image_id, "train_project")
+        data = self.PredictInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        model = selectors.model_get(
+            user=request.user, model_id=data.validated_data["model"], perm="train_project", project_id=image.project_id
+        )
+        assisting.image_predict(
+            model=model,
+            image=image,
+            checkpoint=data.validated_data.get("checkpoint"),
+            nms=data.validated_data.get("nms", NMS_DEFAULT),
+        )
+        return _listed(image)
+
+    @extend_schema(parameters=[MODEL_PARAMETER], responses={200: dict}, operation_id="image_predictions_clear")
+    def delete(self, request, image_id: int):
+        image = access_image(request.user, image_id, "annotate_project")
+        cleared = assisting.predictions_clear(image=image, model_id=_model_id(request))
+        return Response({"image": image.pk, "cleared": cleared})
+
+
+class ImagePredictionsAcceptApi(APIView):
+    """Accept predictions as annotations: `ids`, or every one scoring at least `threshold` (of `model`, if given),
+    against the revision the image was read at. A stale revision is a 409 with the current document."""
+
+    class AcceptInput(StrictSerializer):
+        revision = serializers.IntegerField()
+        ids = serializers.ListField(child=serializers.IntegerField(), required=False, max_length=10_000)
+        threshold = serializers.FloatField(required=False, min_value=0, max_value=1)
+        model = serializers.IntegerField(required=False)
+
+    @extend_schema(request=AcceptInput, responses={200: dict, 409: dict}, operation_id="image_predictions_accept")
+    def post(self, request, image_id: int):
+        image = access_image(request.user, image_id, "annotate_project")
+        data = self.AcceptInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        try:
+            accepted = assisting.predictions_accept(
+                image=image,
+                user=request.user,
+                revision=values["revision"],
+                ids=values.get("ids"),
+                threshold=values.get("threshold"),
+                model_id=values.get("model"),
+            )
+        except StaleRevision as stale:
+            body = {
+                "detail": f"Someone saved this image since revision {values['revision']}; "
+                f"it is now at revision {stale.current['revision']}. Nothing was accepted.",
+                "current": stale.current,
+            }
+            return Response(body, status=status.HTTP_409_CONFLICT)
+        return Response({"image": image.pk, **accepted})
+
+
+class ProjectPredictionsAcceptApi(APIView):
+    """Accept in bulk: on each of `images`, every prediction scoring at least `threshold` becomes an annotation,
+    at the image's current revision."""
+
+    class AcceptManyInput(StrictSerializer):
+        images = serializers.ListField(child=serializers.IntegerField(), max_length=assisting.ACCEPT_MANY_MAX_IMAGES)
+        threshold = serializers.FloatField(min_value=0, max_value=1)
+
+    @extend_schema(request=AcceptManyInput, responses={200: dict}, operation_id="predictions_accept_many")
+    def post(self, request, project_id: int):
+        project = access_project(request.user, project_id, "annotate_project")
+        data = self.AcceptManyInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        done = assisting.predictions_accept_many(
+            project=project,
+            user=request.user,
+            image_ids=data.validated_data["images"],
+            threshold=data.validated_data["threshold"],
+        )
+        return Response(done)
+
+
+class PrelabelApi(APIView):
+    """Pre-label images with a model, as a job: `images` (ids), or `filter` (the grid's filter parameters)."""
+
+    class PrelabelInput(StrictSerializer):
+        model = serializers.IntegerField()
+        checkpoint = serializers.ChoiceField(choices=Checkpoint.values, required=False)
+        images = serializers.ListField(child=serializers.IntegerField(), required=False, max_length=10_000)
+        filter = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False)
+
+    @extend_schema(request=PrelabelInput, responses={202: dict}, operation_id="prelabel")
+    def post(self, request, project_id: int):
+        project = access_project(request.user, project_id, "train_project")
+        data = self.PrelabelInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        model = selectors.model_get(
+            user=request.user, model_id=values["model"], perm="train_project", project_id=project.pk
+        )
+        if ("images" in values) == ("filter" in values):
+            raise ValidationError({"images": ['Send either "images" (ids) or "filter" (the grid\'s filters).']})
+        if "images" in values:
+            image_ids = values["images"]
+        else:
+            image_ids = _filtered_ids(project, request.user, values["filter"])
+        job = assisting.prelabel_start(
+            model=model, image_ids=image_ids, user=request.user, checkpoint=values.get("checkpoint")
+        )
+        body = {"job": job.pk, "url": f"/api/jobs/{job.pk}/", "images": len(job.payload["image_ids"])}
+        return Response(body, status=status.HTTP_202_ACCEPTED)
+
+
+def _filtered_ids(project, user, chosen: dict) -> list[int]:
+    from annotations.filters import FILTER_KEYS
+
+    unknown = sorted(set(chosen) - set(FILTER_KEYS))
+    if unknown:
+        raise ValidationError({"filter": [f"Unknown filter {', '.join(unknown)}; use {', '.join(FILTER_KEYS)}."]})
+    limit = assisting.PREDICT_JOB_MAX_IMAGES
+    ids = list(
+        filtered_images(project=project, user=user, filters=chosen)
+        .order_by("-id")
+        .values_list("id", flat=True)[: limit + 1]
+    )
+    if not ids:
+        raise ValidationError({"filter": ["No image matches the filter."]})
+    return ids
