@@ -69,3 +69,23 @@ export const markSeen = (imageId) => call("POST", `/api/images/${imageId}/seen/`
 
 /** @param {number} imageId */
 export const heartbeat = (imageId) => call("POST", `/api/images/${imageId}/heartbeat/`);
+
+/** A model's stored suggestions for the image. @param {number} imageId @param {number} model */
+export const loadPredictions = (imageId, model) => call("GET", `/api/images/${imageId}/predictions/?model=${model}`);
+
+/** Run a model on the image now; its suggestions replace the image's earlier ones.
+ * @param {number} imageId @param {number} model @param {string} checkpoint @param {number} [nms] */
+export const predictImage = (imageId, model, checkpoint, nms) =>
+  call("POST", `/api/images/${imageId}/predictions/`, { model, checkpoint, ...(nms ? { nms } : {}) });
+
+/** @param {number} projectId @param {object} body `task`, `name`, `parameters` */
+export const startTraining = (projectId, body) => call("POST", `/api/projects/${projectId}/training-jobs/`, body);
+
+/** @param {number} jobId */
+export const loadTrainingJob = (jobId) => call("GET", `/api/training-jobs/${jobId}/`);
+
+/** @param {number} imageId @param {{revision: number, ids: number[]}} body */
+export const acceptPredictions = (imageId, body) => call("POST", `/api/images/${imageId}/predictions/accept/`, body);
+
+/** @param {number} imageId @param {number} model */
+export const clearPredictions = (imageId, model) => call("DELETE", `/api/images/${imageId}/predictions/?model=${model}`);

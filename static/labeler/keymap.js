@@ -25,12 +25,18 @@ function nameOf(e) {
 }
 
 /**
- * @param {Binding[]} bindings @param {{canEdit: boolean, onSpace: (down: boolean) => void}} options
+ * Space pans while held, unless `spaceAction` takes the press (Model Assist's commit) and answers true.
+ * @param {Binding[]} bindings
+ * @param {{canEdit: boolean, onSpace: (down: boolean) => void, spaceAction?: () => boolean}} options
  */
-export function installKeymap(bindings, { canEdit, onSpace }) {
+export function installKeymap(bindings, { canEdit, onSpace, spaceAction }) {
   window.addEventListener("keydown", (e) => {
     if (e.target instanceof HTMLInputElement || e.target instanceof HTMLTextAreaElement || e.target instanceof HTMLSelectElement) return;
     if (e.key === " ") {
+      if (!e.repeat && canEdit && spaceAction?.()) {
+        e.preventDefault();
+        return;
+      }
       onSpace(true);
       e.preventDefault();
       return;
@@ -75,6 +81,6 @@ export function renderShortcuts(list, bindings, canEdit) {
 function pretty(key) {
   return key.split("+").map((part) => ({
     ctrl: "Ctrl", shift: "Shift", arrowleft: "←", arrowright: "→", escape: "Esc", enter: "Enter",
-    delete: "Del", backspace: "Backspace",
+    delete: "Del", backspace: "Backspace", space: "Space",
   })[part] || part.replace(/^digit/, "").toUpperCase()).join("+");
 }

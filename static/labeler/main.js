@@ -5,8 +5,10 @@
  * announces `shape-created`, `shape-changed` and `saved` on #labeler for the page around it.
  */
 import * as api from "./api.js";
+import { Assist } from "./assist.js";
 import { showConflict } from "./conflict.js";
 import { installKeymap, renderShortcuts } from "./keymap.js";
+import { wireMlMode } from "./ml.js";
 import { Panels, toggleClassification } from "./panels.js";
 import { Renderer } from "./renderer.js";
 import { Saver, pendingKey } from "./saver.js";
@@ -57,6 +59,13 @@ async function start() {
   }
 
   const panels = new Panels({ labels: labelList, byId: labels, store, tools, canEdit, setLabel });
+  const assist = new Assist({
+    imageId: config.image.id, store, saver, renderer, labels, canPredict: !!config.assist.canPredict,
+    replaced: () => { tools.documentReplaced(); panels.render(); },
+  });
+  renderer.suggestions = (ctx, scale) => assist.draw(ctx, scale);
+  wireAssist(assist, renderer, tools);
+  wireMlMode({ assist, projectId: config.projectId });
 
   /** Rasterize (box or polygon to mask) or turn a mask into polygons, on the server's geometry code. @param {"rasterize"|"polygonize"} operation */
   async function convert(operation) {
@@ -77,8 +86,8 @@ async function start() {
     const shape = store.add({ label: /** @type {number} */ (tools.label), kind: "mask", geometry, source: "smart" });
     tools.smart.reset();
     tools.created(shape);
-    tools.select(shape._key); // for Bitmap (M) and To polygon; a hotkey does not relabel it
-    smartStatus("Kept as a mask object. Bitmap (M) touches it up; To polygon converts it. Drag a new work area for the next.");
+    tools.select(shape._key); // for Bitmap (I) and To polygon; a hotkey does not relabel it
+    smartStatus("Kept as a mask object. Bitmap (I) touches it up; To polygon converts it. Drag a new work area for the next.");
   }
 
   /** @param {string} text */
@@ -142,11 +151,14 @@ async function start() {
     { group: "Tools", keys: ["l"], label: "Polyline", run: () => tools.setTool("polyline"), edits: true },
     { group: "Tools", keys: ["k"], label: "Add points to the polyline", run: () => tools.setTool("polyline", "extend"), edits: true },
     { group: "Tools", keys: ["p"], label: "Points", run: () => tools.setTool("points"), edits: true },
-    { group: "Tools", keys: ["m"], label: "Bitmap brush", run: () => tools.setTool("mask"), edits: true },
+    { group: "Tools", keys: ["i"], label: "Bitmap brush", run: () => tools.setTool("mask"), edits: true },
     { group: "Tools", keys: ["w"], label: "Smart tool", run: () => tools.setTool("smart"), edits: true },
     { group: "Tools", keys: ["r"], label: "Remove vertices by clicking them", edits: true, run: () => {
       if (tools.setTool("select")) { tools.vertexMode = "remove"; say(status.dataset.state || "saved", "Click vertices to remove them (Esc to stop)"); }
     } },
+    { group: "Model Assist", keys: ["m"], label: "Model Assist on / off: the model's suggestions, greyed", run: () => assist.toggle(), edits: true },
+    { group: "Model Assist", keys: ["space"], label: "Commit the selected suggestions (click to select)", run: () => assist.commitSelected(), edits: true },
+    { group: "Model Assist", keys: ["s"], label: "Commit every suggestion shown", run: () => assist.commitAll(), when: () => assist.on, edits: true },
     { group: "Edit", keys: ["enter"], label: "Finish the polygon or polyline", run: () => tools.finish(), edits: true },
     { group: "Edit", keys: ["delete", "backspace"], label: "Delete the selected object", run: () => store.remove(tools.selected), edits: true },
     { group: "Edit", keys: ["ctrl+z"], label: "Undo", run: actions.undo, edits: true },
@@ -158,7 +170,9 @@ async function start() {
     { group: "View", keys: ["d", "arrowright"], label: "Next image", run: actions.next },
     { group: "View", keys: ["?"], label: "These shortcuts", run: actions.shortcuts },
   ];
-  installKeymap(bindings, { canEdit, onSpace: (down) => { tools.spaceDown = down; } });
+  installKeymap(bindings, {
+    canEdit, onSpace: (down) => { tools.spaceDown = down; }, spaceAction: () => assist.commitSelected(),
+  });
   renderShortcuts($("shortcut-list"), bindings, canEdit);
 
   store.addEventListener("change", (event) => {
@@ -226,8 +240,58 @@ async function start() {
   panels.render();
   renderer.resize();
   if (kept) saver?.save(); // what this browser kept from last time goes to the server first
-  Object.assign(window, { sightline: { store, renderer, tools, saver, panels } }); // for tests and benchmarks
+  Object.assign(window, { sightline: { store, renderer, tools, saver, panels, assist } }); // for tests and benchmarks
   document.body.dataset.labelerReady = "true";
+}
+
+/** The Model Assist panel: model picker, M, the confidence slider, commit and clear, a classifier's labels.
+ * @param {Assist} assist @param {Renderer} renderer @param {Tools} tools */
+function wireAssist(assist, renderer, tools) {
+  const $ = (/** @type {string} */ id) => document.getElementById(id);
+  const picker = /** @type {HTMLSelectElement|null} */ ($("assist-model"));
+  const slider = /** @type {HTMLInputElement|null} */ ($("assist-threshold"));
+  const toggle = $("assist-toggle");
+  assist.choice = picker?.value || "";
+  picker?.addEventListener("change", () => { assist.choice = picker.value; if (assist.on) assist.load(); });
+  slider?.addEventListener("input", () => {
+    assist.setThreshold(Number(slider.value));
+    const value = $("assist-threshold-value");
+    if (value) value.textContent = Number(slider.value).toFixed(2);
+  });
+  toggle?.addEventListener("click", () => assist.toggle());
+  $("assist-commit")?.addEventListener("click", () => assist.commitSelected() || assist.say("Click suggestions to select them first."));
+  $("assist-commit-all")?.addEventListener("click", () => assist.commitAll());
+  $("assist-clear")?.addEventListener("click", () => assist.clear());
+  $("assist-predict")?.addEventListener("click", () => { if (!assist.on) assist.on = true; assist.load({ predict: true }); });
+  assist.addEventListener("status", (event) => {
+    const state = $("assist-state");
+    if (state) state.textContent = /** @type {CustomEvent} */ (event).detail;
+  });
+  assist.addEventListener("change", () => {
+    toggle?.setAttribute("aria-pressed", String(assist.on));
+    document.body.dataset.assist = assist.on ? "on" : "off";
+    const list = $("assist-labels");
+    if (!list) return;
+    list.replaceChildren(...assist.shown().filter((s) => s.kind === "label").map((s) => {
+      const item = document.createElement("button");
+      item.type = "button";
+      item.className = "assist-label";
+      item.setAttribute("aria-pressed", String(assist.selected.has(s.id)));
+      item.textContent = `${s.label_name} ${s.score.toFixed(2)}`;
+      item.addEventListener("click", () => assist.toggleSelected(s.id));
+      return item;
+    }));
+  });
+  // A click on a suggestion selects it, before any tool sees the click.
+  document.getElementById("labeler")?.addEventListener("pointerdown", (event) => {
+    if (!assist.on || event.button !== 0 || tools.spaceDown || event.target !== renderer.canvas) return;
+    const [x, y] = renderer.toImage(event.offsetX, event.offsetY);
+    const hit = assist.hit(x, y);
+    if (!hit) return;
+    event.stopPropagation();
+    event.preventDefault();
+    assist.toggleSelected(hit.id);
+  }, { capture: true });
 }
 
 /** Labeling time: the server counts the gaps between heartbeats, up to a minute each. */

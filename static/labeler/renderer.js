@@ -78,6 +78,8 @@ export class Renderer {
     this.ghost = null;
     /** @type {((context: CanvasRenderingContext2D, scale: number) => void) | null} */
     this.overlay = null;
+    /** @type {((context: CanvasRenderingContext2D, scale: number) => void) | null} Model Assist's suggestions */
+    this.suggestions = null;
     /** @type {WeakMap<object, OffscreenCanvas>} */
     this.masks = new WeakMap();
     this.frame = 0;
@@ -199,6 +201,7 @@ export class Renderer {
       for (const shape of this.ghost) if (shape.kind !== "mask") ctx.stroke(geometryOf(shape).path);
     }
     ctx.setLineDash([]);
+    if (this.suggestions) this.suggestions(ctx, scale);
     if (this.overlay) this.overlay(ctx, scale);
     this.drawn = drawn;
     this.lastDrawMs = performance.now() - start;

@@ -258,7 +258,7 @@ def test_bitmap_brush_eraser_and_fill(setup, page, live_server):
 
     login(page, live_server)
     open_labeler(page, setup["url"])
-    page.keyboard.press("m")
+    page.keyboard.press("i")
     stroke(page, [(50, 50), (150, 50)])
     saved(page)
     [mask] = shapes(setup["image"])

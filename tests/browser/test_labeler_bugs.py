@@ -74,7 +74,7 @@ def test_a_hotkey_labels_the_next_box_not_the_one_just_drawn(setup, page, live_s
 def test_undo_in_the_bitmap_tool_takes_the_stroke_off_the_brush_and_out_of_the_next_save(setup, page, live_server):
     login(page, live_server)
     open_labeler(page, setup["url"])
-    page.keyboard.press("m")
+    page.keyboard.press("i")
     stroke(page, [(50, 50), (150, 50)])
     saved(page)
     stroke(page, [(50, 100), (150, 100)])
@@ -234,8 +234,11 @@ def test_object_attributes_are_edited_in_the_object_panel(setup, page, live_serv
     page.mouse.click(*screen(page, 50, 40))
     page.wait_for_selector("#object-attributes:not([hidden])")
     page.check("#attribute-fields [data-attribute=truncated] input")
+    # Each change re-renders the panel: wait for it before the next field, as a person's eye would.
+    page.wait_for_function("() => window.sightline.store.shapes[0].attributes.truncated === true")
     page.fill("#attribute-fields [data-attribute=count] input", "3")
     page.press("#attribute-fields [data-attribute=count] input", "Enter")
+    page.wait_for_function("() => window.sightline.store.shapes[0].attributes.count === 3")
     page.select_option("#attribute-fields [data-attribute=pose] select", "sitting")
     saved(page)
     page.wait_for_function("() => window.sightline.store.shapes[0].attributes.pose === 'sitting'")
@@ -284,7 +287,7 @@ def test_a_label_made_in_the_labeler_gets_a_hotkey_that_works_at_once(setup, pag
 def test_deleting_the_mask_under_the_brush_starts_a_new_one(setup, page, live_server):
     login(page, live_server)
     open_labeler(page, setup["url"])
-    page.keyboard.press("m")
+    page.keyboard.press("i")
     stroke(page, [(50, 50), (150, 50)])
     saved(page)
     page.click("#object-list li button:has-text('×')")

@@ -1,0 +1,216 @@
+// @ts-check
+/**
+ * Model Assist (spec 002): a trained model's suggestions for this image, drawn greyed over it. A click selects a
+ * suggestion (it takes its label's colour), Space commits the selected ones, S every one shown; the confidence
+ * slider filters on this side, without asking the server again. A classifier's suggestions are image labels,
+ * listed with their scores. Committing goes through the server (POST .../predictions/accept/) at the labeler's
+ * revision, after any unsaved change is saved, so a suggestion becomes an annotation with its score and model.
+ */
+import * as api from "./api.js";
+import { pendingKey } from "./saver.js";
+
+/** @typedef {{id: number, kind: string, label: number, label_name: string, geometry: any, score: number,
+ *   model: number, checkpoint: string}} Suggestion */
+
+export class Assist extends EventTarget {
+  /**
+   * @param {{imageId: number, store: import("./store.js").Store, saver: import("./saver.js").Saver|null,
+   *   renderer: import("./renderer.js").Renderer, labels: Map<number, any>, canPredict: boolean,
+   *   replaced: () => void}} parts
+   */
+  constructor({ imageId, store, saver, renderer, labels, canPredict, replaced }) {
+    super();
+    this.imageId = imageId;
+    this.store = store;
+    this.saver = saver;
+    this.renderer = renderer;
+    this.labels = labels;
+    this.canPredict = canPredict;
+    this.replaced = replaced;
+    this.on = false;
+    this.busy = false;
+    this.threshold = 0.3;
+    /** @type {Suggestion[]} */
+    this.suggestions = [];
+    /** @type {Set<number>} */
+    this.selected = new Set();
+    /** "modelId:checkpoint" */
+    this.choice = "";
+  }
+
+  /** @param {string} text */
+  say(text) {
+    this.dispatchEvent(new CustomEvent("status", { detail: text }));
+  }
+
+  changed() {
+    this.renderer.requestDraw();
+    this.dispatchEvent(new Event("change"));
+  }
+
+  /** The suggestions the slider lets through. */
+  shown() {
+    return this.on ? this.suggestions.filter((s) => s.score >= this.threshold) : [];
+  }
+
+  /** M: on fetches this image's suggestions (predicting them when none are stored); off hides them. */
+  async toggle() {
+    this.on = !this.on;
+    if (!this.on) {
+      this.suggestions = [];
+      this.selected.clear();
+      this.say("Model Assist is off.");
+      return this.changed();
+    }
+    this.changed();
+    await this.load();
+  }
+
+  /**
+   * The chosen model's suggestions: `predict` "auto" runs the model when this image has none of that model and
+   * checkpoint stored, true always runs it (with `nms`), false never does.
+   * @param {{predict?: boolean|"auto", nms?: number}} [options]
+   */
+  async load({ predict = "auto", nms } = {}) {
+    if (!this.choice) return this.say("No trained model in this project yet: train one on the Models page.");
+    const [model, checkpoint] = this.choice.split(":");
+    this.busy = true;
+    try {
+      this.say("Loading suggestions…");
+      let answer = await api.loadPredictions(this.imageId, Number(model));
+      let rows = answer.ok ? answer.body.predictions.filter((/** @type {Suggestion} */ s) => s.checkpoint === checkpoint) : [];
+      if ((predict === true || (predict === "auto" && !rows.length)) && answer.ok && this.canPredict) {
+        this.say("Predicting…");
+        answer = await api.predictImage(this.imageId, Number(model), checkpoint, nms);
+        rows = answer.ok ? answer.body.predictions.filter((/** @type {Suggestion} */ s) => s.model === Number(model)) : [];
+      }
+      if (!answer.ok) return this.say(api.errorText(answer));
+      this.suggestions = rows;
+      this.selected.clear();
+      const shown = this.shown().length;
+      this.say(rows.length ? `${shown} of ${rows.length} suggestions at ${this.threshold.toFixed(2)} or more.`
+        : this.canPredict ? "The model suggests nothing here." : "No suggestions stored for this image.");
+    } finally {
+      this.busy = false;
+      this.changed();
+    }
+  }
+
+  /** @param {number} value */
+  setThreshold(value) {
+    this.threshold = value;
+    for (const id of [...this.selected]) {
+      const s = this.suggestions.find((x) => x.id === id);
+      if (!s || s.score < value) this.selected.delete(id);
+    }
+    if (this.on && this.suggestions.length) {
+      this.say(`${this.shown().length} of ${this.suggestions.length} suggestions at ${value.toFixed(2)} or more.`);
+    }
+    this.changed();
+  }
+
+  /** The smallest shown box under an image point. @param {number} x @param {number} y */
+  hit(x, y) {
+    let best = null, area = Infinity;
+    for (const s of this.shown()) {
+      if (s.kind !== "box") continue;
+      const g = s.geometry;
+      if (x >= g.x && x <= g.x + g.width && y >= g.y && y <= g.y + g.height && g.width * g.height < area) {
+        best = s;
+        area = g.width * g.height;
+      }
+    }
+    return best;
+  }
+
+  /** @param {number} id */
+  toggleSelected(id) {
+    if (this.selected.has(id)) this.selected.delete(id);
+    else this.selected.add(id);
+    this.changed();
+  }
+
+  /** Space: the selected suggestions become annotations. Whether there was something to commit. */
+  commitSelected() {
+    const ids = this.shown().filter((s) => this.selected.has(s.id)).map((s) => s.id);
+    if (!this.on || !ids.length) return false;
+    this.commit(ids);
+    return true;
+  }
+
+  /** S: every suggestion shown becomes an annotation. */
+  commitAll() {
+    const ids = this.shown().map((s) => s.id);
+    if (!ids.length) return this.say("No suggestion reaches the threshold.");
+    this.commit(ids);
+  }
+
+  /** @param {number[]} ids */
+  async commit(ids) {
+    if (this.busy) return;
+    this.busy = true;
+    try {
+      await this.flush();
+      this.say(`Committing ${ids.length}…`);
+      const answer = await api.acceptPredictions(this.imageId, { revision: this.store.revision, ids });
+      if (answer.status === 409) {
+        this.saver?.onConflict(answer.body.current);
+        return this.say("Someone saved this image meanwhile: choose a version, then commit again.");
+      }
+      if (!answer.ok) return this.say(api.errorText(answer));
+      const saved = await api.loadDocument(this.imageId);
+      if (saved.ok) {
+        this.store.replace(saved.body, { undoable: false });
+        this.replaced();
+      }
+      const done = new Set(ids);
+      this.suggestions = this.suggestions.filter((s) => !done.has(s.id));
+      for (const id of ids) this.selected.delete(id);
+      this.say(`Committed ${ids.length} suggestion${ids.length === 1 ? "" : "s"}.`);
+      this.dispatchEvent(new CustomEvent("committed", { detail: { ids, revision: answer.body.revision } }));
+    } finally {
+      this.busy = false;
+      this.changed();
+    }
+  }
+
+  /** Unsaved changes go to the server first: committing is a save at the labeler's revision. */
+  async flush() {
+    const saver = this.saver;
+    if (!saver) return;
+    clearTimeout(saver.timer);
+    if (saver.dirty || localStorage.getItem(pendingKey(this.imageId))) await saver.save();
+    while (saver.saving) await new Promise((resolve) => setTimeout(resolve, 30));
+  }
+
+  /** The chosen model's suggestions on this image are deleted. */
+  async clear() {
+    if (!this.choice) return;
+    const answer = await api.clearPredictions(this.imageId, Number(this.choice.split(":")[0]));
+    if (!answer.ok) return this.say(api.errorText(answer));
+    this.suggestions = [];
+    this.selected.clear();
+    this.say(`Cleared ${answer.body.cleared} suggestion${answer.body.cleared === 1 ? "" : "s"}.`);
+    this.changed();
+  }
+
+  /** Greyed boxes; a selected one in its label's colour. @param {CanvasRenderingContext2D} ctx @param {number} scale */
+  draw(ctx, scale) {
+    ctx.font = `${12 / scale}px sans-serif`;
+    for (const s of this.shown()) {
+      if (s.kind !== "box") continue;
+      const { x, y, width, height } = s.geometry;
+      const selected = this.selected.has(s.id);
+      const color = selected ? this.labels.get(s.label)?.color || "#ffffff" : "#b0b0b0";
+      ctx.setLineDash(selected ? [] : [5 / scale, 4 / scale]);
+      ctx.lineWidth = (selected ? 2.5 : 1.5) / scale;
+      ctx.strokeStyle = color;
+      ctx.fillStyle = selected ? `${color}44` : "rgba(160, 160, 160, 0.18)";
+      ctx.fillRect(x, y, width, height);
+      ctx.strokeRect(x, y, width, height);
+      ctx.fillStyle = color;
+      ctx.fillText(`${s.label_name} ${s.score.toFixed(2)}`, x + 2 / scale, y - 3 / scale);
+    }
+    ctx.setLineDash([]);
+  }
+}

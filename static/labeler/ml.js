@@ -1,0 +1,132 @@
+// @ts-check
+/**
+ * ML Mode (spec 004): the labeling sidebar gives way to the ML panel. Its predictions are Model Assist's (the
+ * model picked there, its suggestions drawn greyed); Train Model starts the same training job as the Models page,
+ * with the gear's settings, and follows its progress here.
+ */
+import * as api from "./api.js";
+
+const MODE_KEY = "sightline:ml-mode";
+
+/** @param {{assist: import("./assist.js").Assist, projectId: number}} parts */
+export function wireMlMode({ assist, projectId }) {
+  const $ = (/** @type {string} */ id) => document.getElementById(id);
+  if (!$("ml-mode-toggle") || !$("ml-panel") || !$("label-side")) return; // a read-only user has no ML Mode
+  const toggle = /** @type {HTMLElement} */ ($("ml-mode-toggle"));
+  const panel = /** @type {HTMLElement} */ ($("ml-panel"));
+  const side = /** @type {HTMLElement} */ ($("label-side"));
+  const form = /** @type {HTMLFormElement} */ ($("ml-settings-form"));
+  const dialog = /** @type {HTMLDialogElement} */ ($("ml-settings-dialog"));
+  const slider = /** @type {HTMLInputElement} */ ($("ml-threshold"));
+  const show = /** @type {HTMLInputElement} */ ($("ml-show"));
+  const state = /** @type {HTMLElement} */ ($("ml-job-state"));
+  const progress = /** @type {HTMLProgressElement} */ ($("ml-progress"));
+  let saved = new FormData(form); // the settings in force: the dialog's last Save
+
+  /** @param {boolean} on */
+  function setMode(on) {
+    panel.hidden = !on;
+    side.hidden = on;
+    toggle.textContent = on ? "Switch to Labeling" : "Switch to ML Mode";
+    toggle.setAttribute("aria-pressed", String(on));
+    sessionStorage.setItem(MODE_KEY, on ? "on" : "");
+    if (on) {
+      assist.setThreshold(Number(slider.value));
+      if (show.checked && !assist.on) {
+        assist.on = true;
+        assist.load({ predict: false });
+      }
+    }
+  }
+  toggle.addEventListener("click", () => setMode(panel.hidden));
+  assist.addEventListener("status", (event) => {
+    const line = $("ml-predict-state");
+    if (line) line.textContent = /** @type {CustomEvent} */ (event).detail;
+  });
+  if (sessionStorage.getItem(MODE_KEY) === "on") setMode(true);
+
+  slider.addEventListener("input", () => {
+    assist.setThreshold(Number(slider.value));
+    const value = $("ml-threshold-value");
+    if (value) value.textContent = Number(slider.value).toFixed(2);
+  });
+  show.addEventListener("change", () => {
+    assist.on = show.checked;
+    if (show.checked) assist.load({ predict: false });
+    else assist.changed();
+  });
+  $("ml-predict")?.addEventListener("click", () => {
+    assist.on = show.checked = true;
+    assist.load({ predict: true, nms: Number(saved.get("nms")) });
+  });
+  $("ml-accept")?.addEventListener("click", () => assist.commitAll());
+  $("ml-clear")?.addEventListener("click", () => assist.clear());
+  $("ml-settings")?.addEventListener("click", () => dialog.showModal());
+  dialog.addEventListener("close", () => {
+    if (dialog.returnValue === "save") {
+      saved = new FormData(form);
+      slider.value = String(saved.get("confidence"));
+      slider.dispatchEvent(new Event("input"));
+    } else {
+      form.reset(); // back to the settings in force
+      for (const [name, value] of saved) {
+        const field = /** @type {HTMLInputElement|null} */ (form.elements.namedItem(name));
+        if (field && field.type !== "checkbox") field.value = String(value);
+      }
+      for (const box of form.querySelectorAll("input[type=checkbox]")) {
+        /** @type {HTMLInputElement} */ (box).checked = saved.has(/** @type {HTMLInputElement} */ (box).name);
+      }
+    }
+  });
+
+  /** @param {string} text */
+  const say = (text) => { state.textContent = text; };
+  $("ml-train")?.addEventListener("click", async () => {
+    if (!saved.has("detection_head")) return say("Enable the detection head in the settings (⚙): it is the one this server trains.");
+    const body = {
+      task: "detection",
+      name: String(saved.get("name")),
+      parameters: {
+        epochs: Number(saved.get("epochs")),
+        batch_size: Number(saved.get("batch_size")),
+        learning_rate: Number(saved.get("learning_rate")),
+        image_size: Number(saved.get("image_size")),
+        backbone: String(saved.get("backbone")),
+        pretrained: saved.has("pretrained"),
+      },
+    };
+    say("Starting…");
+    const answer = await api.startTraining(projectId, body);
+    if (!answer.ok) return say(api.errorText(answer));
+    follow(answer.body.id);
+  });
+
+  /** Poll the job until it ends: its progress and phase here, then the new model in Model Assist's picker. @param {number} jobId */
+  async function follow(jobId) {
+    progress.hidden = false;
+    for (;;) {
+      const answer = await api.loadTrainingJob(jobId);
+      if (!answer.ok) return say(api.errorText(answer));
+      const job = answer.body;
+      progress.value = job.progress;
+      const loss = job.loss == null ? "" : `, loss ${Number(job.loss).toFixed(3)}`;
+      say(`${job.status}: ${job.phase || "queued"}${loss}`);
+      if (job.status === "finished") return trained(job);
+      if (["failed", "cancelled"].includes(job.status)) return say(`${job.status}: ${job.error || job.phase}`);
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+    }
+  }
+
+  /** @param {any} job */
+  function trained(job) {
+    const status = $("ml-status");
+    if (status) status.textContent = `Trained ✓ (${job.name})`;
+    say(`Trained ${job.name}: Predict Current uses it.`);
+    const picker = /** @type {HTMLSelectElement|null} */ ($("assist-model"));
+    if (picker) {
+      picker.add(new Option(`${job.name} · detection · best`, `${job.model_id}:best`), 0);
+      picker.value = `${job.model_id}:best`;
+    }
+    assist.choice = `${job.model_id}:best`;
+  }
+}
