@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotations.selectors import filtered_images
-from annotations.services.documents import StaleRevision
+from annotations.services.documents import StaleRevision, document_read
 from config.api import StrictSerializer
 from projects.permissions import access_image, access_project
 from training import selectors
@@ -51,7 +51,7 @@ class ImagePredictionsApi(APIView):
 
     class PredictInput(StrictSerializer):
         model = serializers.IntegerField()
-        checkpoint = serializers.ChoiceField(choices=Checkpoint.values, required=False)
+        checkpoint = serializers.ChoiceField(choices=Checkpoint.choices, required=False)
         nms = serializers.FloatField(required=False, min_value=0.01, max_value=1)
 
     @extend_schema(parameters=[MODEL_PARAMETER], responses={200: dict}, operation_id="image_predictions_list")
@@ -84,7 +84,8 @@ class ImagePredictionsApi(APIView):
 
 class ImagePredictionsAcceptApi(APIView):
     """Accept predictions as annotations: `ids`, or every one scoring at least `threshold` (of `model`, if given),
-    against the revision the image was read at. A stale revision is a 409 with the current document."""
+    against the revision the image was read at; answers the counts and the saved document. A stale revision is a
+    409 with the current document."""
 
     class AcceptInput(StrictSerializer):
         revision = serializers.IntegerField()
@@ -114,7 +115,7 @@ class ImagePredictionsAcceptApi(APIView):
                 "current": stale.current,
             }
             return Response(body, status=status.HTTP_409_CONFLICT)
-        return Response({"image": image.pk, **accepted})
+        return Response({"image": image.pk, **accepted, "document": document_read(image=image)})
 
 
 class ProjectPredictionsAcceptApi(APIView):
@@ -144,7 +145,7 @@ class PrelabelApi(APIView):
 
     class PrelabelInput(StrictSerializer):
         model = serializers.IntegerField()
-        checkpoint = serializers.ChoiceField(choices=Checkpoint.values, required=False)
+        checkpoint = serializers.ChoiceField(choices=Checkpoint.choices, required=False)
         images = serializers.ListField(child=serializers.IntegerField(), required=False, max_length=10_000)
         filter = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False)
 

@@ -225,6 +225,8 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     # Uploads are described as binary files (multipart), not as URLs: clients and schemathesis send real files.
     "COMPONENT_SPLIT_REQUEST": True,
+    # best/last is one choice set wherever it appears (a model's predict_with, a prediction's checkpoint).
+    "ENUM_NAME_OVERRIDES": {"CheckpointEnum": "training.models.Checkpoint"},
     # Every operation documents the errors it can answer (config.api.errors_documented).
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "config.api.errors_documented"],
 }

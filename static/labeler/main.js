@@ -64,7 +64,7 @@ async function start() {
     replaced: () => { tools.documentReplaced(); panels.render(); },
   });
   renderer.suggestions = (ctx, scale) => assist.draw(ctx, scale);
-  wireAssist(assist, renderer, tools);
+  wireAssist(assist, renderer, tools, config.projectId);
   wireMlMode({ assist, projectId: config.projectId });
 
   /** Rasterize (box or polygon to mask) or turn a mask into polygons, on the server's geometry code. @param {"rasterize"|"polygonize"} operation */
@@ -244,14 +244,27 @@ async function start() {
   document.body.dataset.labelerReady = "true";
 }
 
-/** The Model Assist panel: model picker, M, the confidence slider, commit and clear, a classifier's labels.
- * @param {Assist} assist @param {Renderer} renderer @param {Tools} tools */
-function wireAssist(assist, renderer, tools) {
+/** The Model Assist panel: model picker, M, the confidence slider, commit and clear, a classifier's labels. Its
+ * state (on, model, threshold) follows the person from image to image, so the loop is "look, S, next".
+ * @param {Assist} assist @param {Renderer} renderer @param {Tools} tools @param {number} projectId */
+function wireAssist(assist, renderer, tools, projectId) {
   const $ = (/** @type {string} */ id) => document.getElementById(id);
   const picker = /** @type {HTMLSelectElement|null} */ ($("assist-model"));
   const slider = /** @type {HTMLInputElement|null} */ ($("assist-threshold"));
   const toggle = $("assist-toggle");
+  const memoryKey = `sightline:assist:${projectId}`;
+  const remembered = JSON.parse(sessionStorage.getItem(memoryKey) || "{}");
+  if (picker && [...picker.options].some((o) => o.value === remembered.choice)) picker.value = remembered.choice;
+  if (slider && remembered.threshold) {
+    slider.value = String(remembered.threshold);
+    assist.threshold = Number(slider.value);
+    const value = $("assist-threshold-value");
+    if (value) value.textContent = assist.threshold.toFixed(2);
+  }
   assist.choice = picker?.value || "";
+  if (remembered.on && assist.choice) assist.toggle();
+  const remember = () => sessionStorage.setItem(
+    memoryKey, JSON.stringify({ on: assist.on, choice: assist.choice, threshold: assist.threshold }));
   picker?.addEventListener("change", () => { assist.choice = picker.value; if (assist.on) assist.load(); });
   slider?.addEventListener("input", () => {
     assist.setThreshold(Number(slider.value));
@@ -268,6 +281,7 @@ function wireAssist(assist, renderer, tools) {
     if (state) state.textContent = /** @type {CustomEvent} */ (event).detail;
   });
   assist.addEventListener("change", () => {
+    remember();
     toggle?.setAttribute("aria-pressed", String(assist.on));
     document.body.dataset.assist = assist.on ? "on" : "off";
     const list = $("assist-labels");

@@ -39,6 +39,14 @@ export function wireMlMode({ assist, projectId }) {
     }
   }
   toggle.addEventListener("click", () => setMode(panel.hidden));
+  const save = /** @type {HTMLAnchorElement|null} */ ($("ml-save"));
+  const saveLink = () => {
+    if (!save) return;
+    save.hidden = !assist.choice;
+    save.href = `/projects/${projectId}/models/${assist.choice.split(":")[0]}/#bundle`;
+  };
+  saveLink();
+  assist.addEventListener("change", saveLink);
   assist.addEventListener("status", (event) => {
     const line = $("ml-predict-state");
     if (line) line.textContent = /** @type {CustomEvent} */ (event).detail;
@@ -128,5 +136,6 @@ export function wireMlMode({ assist, projectId }) {
       picker.value = `${job.model_id}:best`;
     }
     assist.choice = `${job.model_id}:best`;
+    saveLink();
   }
 }

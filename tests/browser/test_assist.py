@@ -48,7 +48,7 @@ def test_model_assist_suggests_boxes_that_a_click_space_and_s_commit(page, live_
     with page.expect_response(f"**/api/images/{image.id}/predictions/") as predicted:
         page.keyboard.press("m")
     assert predicted.value.request.method == "POST"
-    page.wait_for_function("() => document.getElementById('assist-state').textContent.includes('suggestions')")
+    page.wait_for_function("() => window.sightline.assist.loads === 1")
     stored = list(Prediction.objects.filter(image=image).order_by("-score", "id"))
     assert len(stored) >= 4
     assert page.evaluate(SHOWN) == [p.id for p in stored if p.score >= 0.3]
@@ -91,11 +91,14 @@ def test_model_assist_suggests_boxes_that_a_click_space_and_s_commit(page, live_
     )
     assert Prediction.objects.filter(image=image).count() == len(stored) - len(shown)
 
-    # Predict runs the model again (its suggestions replace the image's); Clear deletes them.
+    # Model Assist stayed on across the reload and showed what is left. Predict runs the model again (its
+    # suggestions replace the image's); Clear deletes them.
+    page.wait_for_function("() => window.sightline.assist.loads === 1")
+    assert page.evaluate("window.sightline.assist.suggestions.length") == len(stored) - len(shown)
     with page.expect_response(f"**/api/images/{image.id}/predictions/") as again:
         page.click("#assist-predict")
     assert again.value.request.method == "POST"
-    page.wait_for_function("() => document.getElementById('assist-state').textContent.includes('suggestions')")
+    page.wait_for_function("() => window.sightline.assist.loads === 2")
     assert Prediction.objects.filter(image=image).count() == len(stored)
     with page.expect_response(lambda r: "/predictions/?model=" in r.url and r.request.method == "DELETE") as cleared:
         page.click("#assist-clear")
@@ -103,6 +106,7 @@ def test_model_assist_suggests_boxes_that_a_click_space_and_s_commit(page, live_
     page.wait_for_function("() => window.sightline.assist.suggestions.length === 0")
     assert Prediction.objects.filter(image=image).count() == 0
     assert Annotation.objects.filter(image=image).count() == len(shown)
+    page.wait_for_load_state("networkidle")  # no request left to race the database's flush after the test
 
 
 def test_ml_mode_trains_from_its_settings_then_predicts_accepts_and_clears(page, live_server):
@@ -139,14 +143,16 @@ def test_ml_mode_trains_from_its_settings_then_predicts_accepts_and_clears(page,
     model = ModelVersion.objects.get()
     assert (model.name, model.epochs_trained, model.image_size) == ("ML model 1", 3, 224)
     assert page.text_content("#ml-status") == "Trained ✓ (ML model 1)"
+    assert page.get_attribute("#ml-save", "href") == f"/projects/{project.id}/models/{model.id}/#bundle"
     shot(page, "ml-mode-trained")
 
     # Predict Current, at the display threshold; Accept Predictions; Clear Predictions.
     _slide_ml = "(el, v) => { el.value = String(v); el.dispatchEvent(new Event('input')); }"
     page.eval_on_selector("#ml-threshold", _slide_ml, 0.1)
+    loads = page.evaluate("window.sightline.assist.loads")
     with page.expect_response(lambda r: r.url.endswith("/predictions/") and r.request.method == "POST"):
         page.click("#ml-predict")
-    page.wait_for_function("() => document.getElementById('ml-predict-state').textContent.includes('suggestions')")
+    page.wait_for_function(f"() => window.sightline.assist.loads > {loads}")
     stored = list(Prediction.objects.filter(image=image).order_by("-score", "id"))
     shown = [p.id for p in stored if p.score >= 0.1]
     assert shown and page.evaluate(SHOWN) == shown
@@ -163,3 +169,5 @@ def test_ml_mode_trains_from_its_settings_then_predicts_accepts_and_clears(page,
     page.reload()
     page.wait_for_selector("body[data-labeler-ready=true]")
     assert page.is_visible("#ml-panel")
+    page.wait_for_function("() => window.sightline.assist.loads === 1")  # ML Mode shows the stored suggestions
+    page.wait_for_load_state("networkidle")

@@ -68,6 +68,7 @@ def test_select_the_page_then_every_image_the_filter_matches_and_assign_a_label(
     login(page, live_server)
     page.goto(f"{live_server.url}/projects/{project.id}/")
     assert page.locator("#upload[open]").count() == 0  # folded away once the project has images
+    page.wait_for_load_state("load")  # the thumbnails in place: nothing moves under the click
     page.check("#select-page")
     page.wait_for_selector("#selection:has-text('60 on this page selected.')")
     page.click("#select-all-matching")

@@ -76,9 +76,10 @@ def test_a_detectors_suggestions_are_accepted_in_part_refused_when_stale_and_cle
     # Accept two: they become annotations with their score and model, and leave the predictions.
     accept = f"{url}accept/"
     chosen = [rows[0]["id"], rows[2]["id"]]
-    accepted = api.post(accept, {"revision": 0, "ids": chosen}, format="json")
-    assert accepted.json() == {"image": image.id, "revision": 1, "accepted": 2, "shapes": 2, "labels": 0}
-    document = api.get(f"/api/images/{image.id}/annotations/").json()
+    accepted = api.post(accept, {"revision": 0, "ids": chosen}, format="json").json()
+    document = accepted.pop("document")
+    assert accepted == {"image": image.id, "revision": 1, "accepted": 2, "shapes": 2, "labels": 0}
+    assert document == api.get(f"/api/images/{image.id}/annotations/").json()
     shapes = document["shapes"]
     assert [(s["label"], s["kind"], s["source"], s["score"], s["model"]) for s in shapes] == [
         (r["label"], "box", "prediction", r["score"], model.id) for r in (rows[0], rows[2])
@@ -189,3 +190,37 @@ def test_prelabeling_a_filter_runs_the_prediction_job_on_the_matching_images(
     assert nothing.json() == {"filter": ["No image matches the filter."]}
     assert Label.objects.filter(project=project, name="empty").exists() and blank.pk
     assert Job.objects.filter(kind="prediction").count() == 1
+
+
+def test_a_classifiers_suggestions_are_image_labels_accepted_as_classifications(
+    api, user, colours_project, django_capture_on_commit_callbacks
+):
+    from tests.training.conftest import colour_png, upload
+
+    project = colours_project
+    with django_capture_on_commit_callbacks(execute=True):
+        started = api.post(
+            f"/api/projects/{project.id}/training-jobs/",
+            {
+                "task": "classification",
+                "name": "colours",
+                "parameters": {"epochs": 1, "batch_size": 8, "fine_tune": "head", "patience": 0},
+            },
+            format="json",
+        )
+    assert started.status_code == 201, started.content
+    model = ModelVersion.objects.get(name="colours")
+    [image] = upload(project, user, [("new-red.png", colour_png((220, 30, 30), 999))], [])
+    url = f"/api/images/{image.id}/predictions/"
+    rows = api.post(url, {"model": model.id}, format="json").json()["predictions"]
+    [expected] = predictions.images_predict(model=model, checkpoint="best", images=[colour_png((220, 30, 30), 999)])
+    assert [(r["kind"], r["label_name"], r["score"], r["geometry"]) for r in rows] == [
+        ("label", p["label"], p["score"], {}) for p in expected
+    ]
+    # Not a label until accepted: the image is still unlabeled.
+    assert api.get(f"/api/images/{image.id}/annotations/").json()["classifications"] == []
+    accepted = api.post(f"{url}accept/", {"revision": 0, "ids": [rows[0]["id"]]}, format="json").json()
+    assert (accepted["revision"], accepted["accepted"], accepted["shapes"], accepted["labels"]) == (1, 1, 0, 1)
+    document = api.get(f"/api/images/{image.id}/annotations/").json()
+    assert [(c["name"], c["default"]) for c in document["classifications"]] == [(rows[0]["label_name"], True)]
+    assert [r["id"] for r in api.get(url).json()["predictions"]] == [r["id"] for r in rows[1:]]
