@@ -191,7 +191,8 @@ def images_predictions_accept(request, project_id: int):
     messages.success(
         request,
         f"Accepted {done['accepted']} prediction{'s' if done['accepted'] != 1 else ''} scoring at least "
-        f"{threshold:g} on {done['images']} image{'s' if done['images'] != 1 else ''}.",
+        f"{threshold:g} on {done['images']} image{'s' if done['images'] != 1 else ''}."
+        + (f" {done['skipped']} skipped: saved meanwhile, or no longer valid." if done["skipped"] else ""),
     )
     return redirect("projects:detail", project_id=project.id)
 

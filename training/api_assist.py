@@ -36,7 +36,7 @@ def _model_id(request) -> int | None:
     raw = request.query_params.get("model", "")
     if not raw:
         return None
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):
         raise ValidationError({"model": ["Give a model id."]})
     return int(raw)
 

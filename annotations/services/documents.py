@@ -28,6 +28,7 @@ SHAPE_FIELDS = {"id", "label", "kind", "geometry", "occluded", "keypoints", "att
 # A client may send back a shape as it read it; these are the server's to set, so they are ignored.
 SHAPE_READ_ONLY_FIELDS = {"author", "created_at", "updated_at", "model"}
 CLASSIFICATION_FIELDS = {"label", "default"}
+CLASSIFICATION_READ_ONLY_FIELDS = {"name"}  # a document read and sent back as it is is accepted
 
 
 class StaleRevision(Exception):
@@ -188,7 +189,7 @@ def classifications_clean(raw: Any, *, labels: dict[int, Label], where: str = "c
         raise ValidationError({"classifications": [f"{where}: must be a list"]})
     out: list[tuple[Label, bool]] = []
     for index, item in enumerate(raw):
-        if not isinstance(item, dict) or set(item) - CLASSIFICATION_FIELDS:
+        if not isinstance(item, dict) or set(item) - CLASSIFICATION_FIELDS - CLASSIFICATION_READ_ONLY_FIELDS:
             raise ValidationError({"classifications": [f'{where}[{index}]: must be {{"label": id, "default": bool}}']})
         label = labels.get(item.get("label")) if isinstance(item.get("label"), int) else None
         if label is None:
@@ -219,7 +220,8 @@ def document_save(
 ) -> int:
     """Replace the image's annotations if `revision` is current (returning the new one); raise StaleRevision otherwise.
     `models` (the server's, never a client's) maps a shape's index to the model version whose prediction it was."""
-    image = Image.objects.select_for_update().select_related("project").get(pk=image.pk)
+    # NO KEY UPDATE: rows that only point at the image (predictions stored meanwhile) are not blocked.
+    image = Image.objects.select_for_update(no_key=True).select_related("project").get(pk=image.pk)
     if image.annotation_revision != revision:
         raise StaleRevision(document_read(image=image))
     labels = project_labels(image.project_id)

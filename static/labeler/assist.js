@@ -153,15 +153,30 @@ export class Assist extends EventTarget {
     if (this.busy) return;
     this.busy = true;
     try {
-      await this.flush();
+      if (!(await this.flush())) {
+        return this.say("Your last changes are not saved yet (see the save state): commit again once they are.");
+      }
       this.say(`Committing ${ids.length}…`);
+      const version = this.store.version;
       const answer = await api.acceptPredictions(this.imageId, { revision: this.store.revision, ids });
       if (answer.status === 409) {
         this.saver?.onConflict(answer.body.current);
         return this.say("Someone saved this image meanwhile: choose a version, then commit again.");
       }
       if (!answer.ok) return this.say(api.errorText(answer));
-      this.store.replace(answer.body.document, { undoable: false }); // the saved document comes with the answer
+      const saved = answer.body.document; // the document as saved comes with the answer
+      if (this.store.version === version) {
+        this.store.replace(saved, { undoable: false });
+      } else {
+        // The person edited while the commit was on its way: keep their edits, add what was accepted (with its
+        // ids), and let the saver send it all at the new revision.
+        this.store.revision = saved.revision;
+        const known = new Set(this.store.shapes.map((shape) => shape.id).filter((id) => id !== undefined));
+        for (const shape of saved.shapes) if (!known.has(shape.id)) this.store.add(shape);
+        const labels = new Set(this.store.classifications.map((c) => c.label));
+        const added = saved.classifications.filter((/** @type {any} */ c) => !labels.has(c.label));
+        if (added.length) this.store.setClassifications([...this.store.classifications, ...added.map((/** @type {any} */ c) => ({ label: c.label, default: false }))]);
+      }
       this.replaced();
       const done = new Set(ids);
       this.suggestions = this.suggestions.filter((s) => !done.has(s.id));
@@ -174,13 +189,18 @@ export class Assist extends EventTarget {
     }
   }
 
-  /** Unsaved changes go to the server first: committing is a save at the labeler's revision. */
+  /** Unsaved changes go to the server first: committing is a save at the labeler's revision. Whether nothing is
+   * left unsaved (a save the server could not take yet stays pending, and the commit waits for it). */
   async flush() {
     const saver = this.saver;
-    if (!saver) return;
-    clearTimeout(saver.timer);
-    if (saver.dirty || localStorage.getItem(pendingKey(this.imageId))) await saver.save();
+    if (!saver) return true;
+    const pending = () => saver.dirty || !!localStorage.getItem(pendingKey(this.imageId));
+    if (pending() && !saver.saving) {
+      clearTimeout(saver.timer);
+      await saver.save();
+    }
     while (saver.saving) await new Promise((resolve) => setTimeout(resolve, 30));
+    return !pending();
   }
 
   /** The chosen model's suggestions on this image are deleted. */

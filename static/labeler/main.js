@@ -299,6 +299,7 @@ function wireAssist(assist, renderer, tools, projectId) {
   // A click on a suggestion selects it, before any tool sees the click.
   document.getElementById("labeler")?.addEventListener("pointerdown", (event) => {
     if (!assist.on || event.button !== 0 || tools.spaceDown || event.target !== renderer.canvas) return;
+    if (tools.tool !== "select") return; // drawing tools draw, even over a suggestion
     const [x, y] = renderer.toImage(event.offsetX, event.offsetY);
     const hit = assist.hit(x, y);
     if (!hit) return;

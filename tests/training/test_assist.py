@@ -115,6 +115,11 @@ def test_a_detectors_suggestions_are_accepted_in_part_refused_when_stale_and_cle
     assert cleared.json() == {"image": image.id, "cleared": len(remaining) - len(above)}
     assert api.get(url).json()["predictions"] == []
     assert len(api.get(f"/api/images/{image.id}/annotations/").json()["shapes"]) == 2 + len(above)
+    # Nothing left to accept: no save, the revision stays; a model id that is no number is a 400.
+    nothing = api.post(accept, {"revision": 2, "threshold": 0.0}, format="json").json()
+    assert {k: nothing[k] for k in ("revision", "accepted")} == {"revision": 2, "accepted": 0}
+    assert api.get(f"/api/images/{image.id}/annotations/").json()["revision"] == 2
+    assert api.get(url, {"model": "²"}).json() == {"model": ["Give a model id."]}
 
     # Predicting again with the last checkpoint replaces the best one's predictions.
     api.post(url, {"model": model.id}, format="json")
@@ -163,7 +168,7 @@ def test_prelabeling_a_filter_runs_the_prediction_job_on_the_matching_images(
     assert len(scores) >= 2
     bulk = f"/api/projects/{project.id}/predictions/accept/"
     done = api.post(bulk, {"images": [fresh[0].pk], "threshold": scores[1]}, format="json")
-    assert done.json() == {"images": 1, "accepted": sum(s >= scores[1] for s in scores)}
+    assert done.json() == {"images": 1, "accepted": sum(s >= scores[1] for s in scores), "skipped": 0}
     accepted = Annotation.objects.filter(image=fresh[0])
     assert sorted(accepted.values_list("score", flat=True), reverse=True) == [s for s in scores if s >= scores[1]]
     assert set(accepted.values_list("source", "model_version_id")) == {("prediction", model.id)}
@@ -223,4 +228,7 @@ def test_a_classifiers_suggestions_are_image_labels_accepted_as_classifications(
     assert (accepted["revision"], accepted["accepted"], accepted["shapes"], accepted["labels"]) == (1, 1, 0, 1)
     document = api.get(f"/api/images/{image.id}/annotations/").json()
     assert [(c["name"], c["default"]) for c in document["classifications"]] == [(rows[0]["label_name"], True)]
+    # The document as read (classifications carry their names) is accepted back as it is.
+    resent = {k: document[k] for k in ("revision", "classifications", "shapes")}
+    assert api.put(f"/api/images/{image.id}/annotations/", resent, format="json").status_code == 200
     assert [r["id"] for r in api.get(url).json()["predictions"]] == [r["id"] for r in rows[1:]]

@@ -52,10 +52,14 @@ def predictions_accept(
     if not isinstance(revision, int) or isinstance(revision, bool):
         raise ValidationError({"revision": ["Send the revision the image was read at (an integer)."]})
     with transaction.atomic():
-        locked = Image.objects.select_for_update().get(pk=image.pk)
+        locked = Image.objects.select_for_update(no_key=True).filter(pk=image.pk).first()
+        if locked is None:
+            raise ValidationError({"image": ["The image was deleted."]})
         if locked.annotation_revision != revision:
             raise StaleRevision(document_read(image=locked))
         chosen = _chosen(locked, ids=ids, threshold=threshold, model_id=model_id)
+        if not chosen:  # nothing to accept: no save, no new revision
+            return {"revision": revision, "accepted": 0, "shapes": 0, "labels": 0}
         document = document_read(image=locked)
         shapes = document["shapes"]
         classifications = [{"label": c["label"], "default": c["default"]} for c in document["classifications"]]
@@ -116,24 +120,26 @@ ACCEPT_MANY_MAX_IMAGES = 2000
 
 def predictions_accept_many(*, project, user, image_ids: list[int], threshold) -> dict:
     """The grid's bulk accept: on each chosen image of the project, every prediction scoring at least `threshold`
-    becomes an annotation, each image in its own transaction at its current revision. Returns the counts."""
+    becomes an annotation, each image in its own transaction at its current revision. Returns the counts; an image
+    saved, deleted or made invalid in between is skipped and counted."""
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
         raise ValidationError({"threshold": ["Give a number from 0 to 1."]})
     if len(image_ids) > ACCEPT_MANY_MAX_IMAGES:
         raise ValidationError({"images": [f"Accept on at most {ACCEPT_MANY_MAX_IMAGES:,} images at a time."]})
     images = Image.objects.filter(project=project, pk__in=image_ids, predictions__score__gte=threshold).distinct()
-    accepted = changed = 0
+    accepted = changed = skipped = 0
     for image in images.order_by("id"):
         revision = Image.objects.filter(pk=image.pk).values_list("annotation_revision", flat=True).first()
         if revision is None:  # deleted meanwhile
             continue
         try:
             done = predictions_accept(image=image, user=user, revision=revision, threshold=threshold)
-        except StaleRevision:  # saved by someone in between: its predictions wait for the next accept
+        except (StaleRevision, ValidationError):  # saved or deleted in between, or a shape no longer valid
+            skipped += 1
             continue
         accepted += done["accepted"]
         changed += 1
-    return {"images": changed, "accepted": accepted}
+    return {"images": changed, "accepted": accepted, "skipped": skipped}
 
 
 def predictions_clear(*, image: Image, model_id: int | None = None) -> int:

@@ -91,7 +91,9 @@ def _store(model, checkpoint: str, images: list, answers: list, label_ids: dict,
     """Replace the images' predictions by any model of this one's task (either checkpoint of this model, or an older
     model) with the answers: an image carries one model's suggestions of each kind. The rows written."""
     with transaction.atomic():
-        if not ModelVersion.objects.select_for_update().filter(pk=model.pk).exists():
+        # NO KEY UPDATE: an accept inserting annotations that point at this model (KEY SHARE) is not blocked, so the
+        # two cannot deadlock (an accept holds its image the same way while this inserts predictions of it).
+        if not ModelVersion.objects.select_for_update(no_key=True).filter(pk=model.pk).exists():
             raise JobFailed("The model was deleted while its predictions ran.")
         alive_images = set(Image.objects.filter(pk__in=[i.pk for i in images]).values_list("pk", flat=True))
         alive_labels = set(Label.objects.filter(pk__in=label_ids.values()).values_list("pk", flat=True))
