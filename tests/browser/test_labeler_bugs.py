@@ -234,11 +234,12 @@ def test_object_attributes_are_edited_in_the_object_panel(setup, page, live_serv
     page.mouse.click(*screen(page, 50, 40))
     page.wait_for_selector("#object-attributes:not([hidden])")
     page.check("#attribute-fields [data-attribute=truncated] input")
-    # Each change re-renders the panel: wait for it before the next field, as a person's eye would.
-    page.wait_for_function("() => window.sightline.store.shapes[0].attributes.truncated === true")
+    # Each change rebuilds the fields in the next frame: wait until they show it before typing in the next one,
+    # as a person's eye would (a field rebuilt under the typing would lose what was typed).
+    page.wait_for_function("() => window.sightline.panels.attributesShown.includes('\"truncated\":true')")
     page.fill("#attribute-fields [data-attribute=count] input", "3")
     page.press("#attribute-fields [data-attribute=count] input", "Enter")
-    page.wait_for_function("() => window.sightline.store.shapes[0].attributes.count === 3")
+    page.wait_for_function("() => window.sightline.panels.attributesShown.includes('\"count\":3')")
     page.select_option("#attribute-fields [data-attribute=pose] select", "sitting")
     saved(page)
     page.wait_for_function("() => window.sightline.store.shapes[0].attributes.pose === 'sitting'")
