@@ -21,6 +21,14 @@ from projects.files import stored_response
 from projects.permissions import access_image, access_project
 
 
+def stale_response(sent: int, stale: documents.StaleRevision, *, outcome: str = "") -> Response:
+    """409 for a save (or an accept) based on an old revision, with the document as it is now."""
+    detail = f"Someone saved this image since revision {sent}; it is now at revision {stale.current['revision']}."
+    return Response(
+        {"detail": f"{detail} {outcome}".strip(), "current": stale.current}, status=status.HTTP_409_CONFLICT
+    )
+
+
 def _document_response(image_id: int) -> HttpResponse:
     return HttpResponse(documents.document_json(image_id=image_id), content_type="application/json")
 
@@ -52,12 +60,7 @@ class ImageAnnotationsApi(APIView):
                 shapes=data.validated_data["shapes"],
             )
         except documents.StaleRevision as stale:
-            body = {
-                "detail": f"Someone saved this image since revision {data.validated_data['revision']}; "
-                f"it is now at revision {stale.current['revision']}.",
-                "current": stale.current,
-            }
-            return Response(body, status=status.HTTP_409_CONFLICT)
+            return stale_response(data.validated_data["revision"], stale)
         return _document_response(image.pk)
 
 

@@ -135,6 +135,13 @@ def has_label(*label_ids: int, image: str = "pk") -> Q:
     )
 
 
+def has_any_label(image: str = "pk") -> Q:
+    """Rows whose image carries any label at all: a classification or an object (a labeled image)."""
+    return Q(Exists(Classification.objects.filter(image=OuterRef(image)))) | Q(
+        Exists(Annotation.objects.filter(image=OuterRef(image)))
+    )
+
+
 def label_expression(expression: str, *, label_ids: dict[str, int]) -> Q:
     """Compile `cat AND NOT dog` into a Q on images; unknown labels and bad syntax are ValidationErrors."""
     return _Parser(tokenize(expression), label_ids).parse()

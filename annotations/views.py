@@ -21,6 +21,7 @@ from annotations.models import TransferJob
 from annotations.services import transfers
 from projects.models import Image
 from projects.permissions import access_project, project_permissions, projects_for_user
+from training import selectors as training_selectors
 
 
 class TimeFilterForm(forms.Form):
@@ -188,67 +189,14 @@ def labeler(request, project_id: int, image_id: int):
         "project": project,
         "image": image,
         "config": config,
-        "assist_models": _assist_models(project),
-        "ml": _ml_panel(project) if can_annotate else None,
+        "assist_models": training_selectors.assist_choices(project=project),
+        "ml": training_selectors.ml_panel(project=project) if can_annotate else None,
         "position": walk.position,
         "total": walk.total,
         "filtered": any(query.values()),
         "suffix": suffix,
     }
     return render(request, "annotations/labeler.html", context)
-
-
-# ML Mode's backbone list (spec 004); "pretrained here" is what this server has weights for.
-ML_BACKBONES = (
-    "tf_efficientnet_lite0",
-    "resnet18",
-    "resnet50",
-    "mobilenetv3_large_100",
-    "efficientnet_b0",
-    "convnext_tiny",
-)
-
-
-def _ml_panel(project) -> dict:
-    """ML Mode's statistics and training settings: spec 004's ranges and defaults."""
-    from django.db.models import Exists, OuterRef
-
-    from annotations.models import Annotation, Classification
-    from training.ml.backbones import weights_file
-    from training.models import ModelVersion
-
-    annotated = (
-        Image.objects.for_project(project)
-        .filter(
-            Exists(Annotation.objects.filter(image=OuterRef("pk")))
-            | Exists(Classification.objects.filter(image=OuterRef("pk")))
-        )
-        .count()
-    )
-    latest = ModelVersion.objects.filter(project=project).order_by("-created_at", "-id").first()
-    taken = set(ModelVersion.objects.filter(project=project).values_list("name", flat=True))
-    number = 1
-    while f"ML model {number}" in taken:
-        number += 1
-    return {
-        "name": f"ML model {number}",
-        "annotated": annotated,
-        "annotations": Annotation.objects.filter(image__project=project).count(),
-        "model": latest.name if latest else None,
-        "backbones": [{"name": name, "pretrained": weights_file(name) is not None} for name in ML_BACKBONES],
-        "image_sizes": (224, 320, 416, 512, 640),
-    }
-
-
-def _assist_models(project) -> list[dict]:
-    """Model Assist's picker: each trained model of the project with each checkpoint, the one it predicts with first."""
-    from training.models import ModelVersion
-
-    choices = []
-    for model in ModelVersion.objects.filter(project=project).only("id", "name", "task", "predict_with"):
-        for checkpoint in sorted(("best", "last"), key=lambda c: c != model.predict_with):
-            choices.append({"value": f"{model.pk}:{checkpoint}", "text": f"{model.name} · {model.task} · {checkpoint}"})
-    return choices
 
 
 @login_required

@@ -10,10 +10,9 @@ process with the web's one torch thread. Run: .venv/bin/python bench/assist.py [
 
 import argparse
 import os
-import shutil
 import time
 
-from harness import bench_database, machine, percentile, table
+from harness import bench_database, chromium_logged_in, machine, percentile, table
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.test")
@@ -54,7 +53,6 @@ def main() -> None:
         from django.conf import settings
         from django.core.files.uploadedfile import SimpleUploadedFile
         from django_q.conf import Conf
-        from playwright.sync_api import sync_playwright
         from pytest_django.live_server_helper import LiveServer
 
         from projects.models import Label
@@ -104,17 +102,7 @@ def main() -> None:
 
         server = LiveServer("localhost:0")
         try:
-            with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(
-                    executable_path=shutil.which("chromium"),
-                    args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-                )
-                page = browser.new_page(viewport={"width": 1600, "height": 1000})
-                page.goto(f"{server.url}/accounts/login/")
-                page.fill("input[name=username]", "bench")
-                page.fill("input[name=password]", "correct-horse-battery")
-                page.click("button[type=submit]")
-                page.wait_for_url(f"{server.url}/projects/")
+            with chromium_logged_in(server.url, "bench") as page:
 
                 def url_of(image):
                     return f"{server.url}/projects/{project.id}/images/{image.id}/label/"
@@ -123,7 +111,6 @@ def main() -> None:
                 stored = _loop(page, url_of, precomputed[1:])
                 _loop(page, url_of, on_demand[:1])  # the model's first load in the web process
                 asked = _loop(page, url_of, on_demand[1:])
-                browser.close()
         finally:
             server.stop()
     rows = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import statistics
 import sys
 import time
@@ -67,3 +68,26 @@ def table(headers: list[str], rows: list[list]) -> str:
     lines = [" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
     lines.insert(1, "-+-".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+@contextmanager
+def chromium_logged_in(server_url: str, username: str):
+    """A page of headless Chromium (the system's, software rendering), logged in as `username` with the factories'
+    password; the browser is closed afterwards."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=shutil.which("chromium"),
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.goto(f"{server_url}/accounts/login/")
+            page.fill("input[name=username]", username)
+            page.fill("input[name=password]", "correct-horse-battery")
+            page.click("button[type=submit]")
+            page.wait_for_url(f"{server_url}/projects/")
+            yield page
+        finally:
+            browser.close()

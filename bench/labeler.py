@@ -8,10 +8,9 @@ import argparse
 import io
 import os
 import random
-import shutil
 import time
 
-from harness import bench_database, machine, percentile, table
+from harness import bench_database, chromium_logged_in, machine, percentile, table
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
@@ -28,7 +27,7 @@ FRAMES = """(rounds) => {
 }"""
 SELECT = """([x, y]) => {
   const { tools, renderer } = window.sightline, t = performance.now();
-  tools.pick({}, [x, y]); tools.drag = null;
+  tools.mode.down(tools, [x, y], { shiftKey: false, altKey: false }); tools.drag = null;
   if (renderer.frame) { cancelAnimationFrame(renderer.frame); renderer.frame = 0; }
   renderer.draw();
   return [performance.now() - t, renderer.selected !== undefined];
@@ -49,7 +48,6 @@ def main() -> None:
     with bench_database():
         from django.core.files.uploadedfile import SimpleUploadedFile
         from PIL import Image as PILImage
-        from playwright.sync_api import sync_playwright
         from pytest_django.live_server_helper import LiveServer
 
         from annotations.services import documents
@@ -81,17 +79,7 @@ def main() -> None:
 
         server = LiveServer("localhost:0")
         try:
-            with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(
-                    executable_path=shutil.which("chromium"),
-                    args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-                )
-                page = browser.new_page(viewport={"width": 1600, "height": 1000})
-                page.goto(f"{server.url}/accounts/login/")
-                page.fill("input[name=username]", "bench")
-                page.fill("input[name=password]", "correct-horse-battery")
-                page.click("button[type=submit]")
-                page.wait_for_url(f"{server.url}/projects/")
+            with chromium_logged_in(server.url, "bench") as page:
                 url = f"{server.url}/projects/{project.id}/images/{image.pk}/label/"
                 opens = []
                 for _ in range(5):
@@ -106,7 +94,6 @@ def main() -> None:
                 assert all(hit for _, hit in selects)
                 adds = [page.evaluate(ADD, i) for i in range(20)]
                 visible = page.evaluate("() => window.sightline.renderer.drawn")
-                browser.close()
         finally:
             server.stop()
     rows = [

@@ -1,6 +1,6 @@
 """Reads that cross models and permissions: a project's member or label, as seen by a user."""
 
-from django.db.models import Count, Exists, IntegerField, OuterRef, QuerySet, Subquery
+from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.http import Http404
 
@@ -50,7 +50,7 @@ def label_usage(*, project) -> list[Label]:
 def projects_overview(projects: QuerySet):
     """Projects with what the list shows of each: a cover image, counts of images, labels and labeled
     images, and the names of its newest models. One subquery per figure, so rows never multiply."""
-    from annotations.models import Annotation, Classification
+    from annotations.filters import has_any_label
     from training.models import ModelVersion
 
     def count(queryset):
@@ -58,10 +58,7 @@ def projects_overview(projects: QuerySet):
         return Coalesce(Subquery(rows, output_field=IntegerField()), 0)
 
     images = Image.objects.filter(project=OuterRef("pk"))
-    labeled = images.filter(
-        Exists(Annotation.objects.filter(image=OuterRef("pk")))
-        | Exists(Classification.objects.filter(image=OuterRef("pk")))
-    )
+    labeled = images.filter(has_any_label())
     overview = projects.annotate(
         image_count=count(images),
         label_count=count(Label.objects.filter(project=OuterRef("pk"))),

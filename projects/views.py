@@ -30,7 +30,6 @@ from projects.permissions import (
 from projects.selectors import ids_parse, label_get, label_usage, membership_get, projects_overview
 
 GRID_PAGE_SIZE = 60
-FILTER_KEYS = filters.FILTER_KEYS
 # How the grid sorts: the menu's value -> the order. Status is the requesting user's.
 SORTS = {
     "newest": ("-id",),
@@ -50,7 +49,7 @@ def _grid_images(request, project, chosen: dict[str, str]):
 def _selected_ids(request, project) -> list[int]:
     """The grid's selection: the ticked images, or every image the filter matches ("select all")."""
     if request.POST.get("all_matching") == "1":
-        chosen = {key: request.POST.get(key, "").strip() for key in FILTER_KEYS}
+        chosen = {key: request.POST.get(key, "").strip() for key in filters.FILTER_KEYS}
         try:
             return list(_grid_images(request, project, chosen).values_list("pk", flat=True))
         except ValidationError:
@@ -79,7 +78,7 @@ def project_list(request):
 def project_detail(request, project_id: int):
     """The image grid. An htmx request for another page gets only the grid partial."""
     project = access_project(request.user, project_id)
-    chosen = {key: request.GET.get(key, "").strip() for key in FILTER_KEYS}
+    chosen = {key: request.GET.get(key, "").strip() for key in filters.FILTER_KEYS}
     sort = request.GET.get("sort", "newest") if request.GET.get("sort") in SORTS else "newest"
     filter_error = None
     try:
@@ -122,7 +121,7 @@ def label_selected(request, project_id: int):
     images = Image.objects.for_project(project)
     walk = {}
     if request.POST.get("all_matching") == "1":
-        walk = {key: request.POST.get(key, "").strip() for key in FILTER_KEYS if request.POST.get(key, "").strip()}
+        walk = {key: request.POST.get(key, "").strip() for key in filters.FILTER_KEYS if request.POST.get(key, "").strip()}
         ids = _selected_ids(request, project)
     else:
         ids = sorted(

@@ -9,7 +9,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotations.selectors import filtered_images
+from annotations.api import stale_response
 from annotations.services.documents import StaleRevision, document_read
 from config.api import StrictSerializer
 from projects.permissions import access_image, access_project
@@ -109,12 +109,7 @@ class ImagePredictionsAcceptApi(APIView):
                 model_id=values.get("model"),
             )
         except StaleRevision as stale:
-            body = {
-                "detail": f"Someone saved this image since revision {values['revision']}; "
-                f"it is now at revision {stale.current['revision']}. Nothing was accepted.",
-                "current": stale.current,
-            }
-            return Response(body, status=status.HTTP_409_CONFLICT)
+            return stale_response(values["revision"], stale, outcome="Nothing was accepted.")
         return Response({"image": image.pk, **accepted, "document": document_read(image=image)})
 
 
@@ -158,31 +153,12 @@ class PrelabelApi(APIView):
         model = selectors.model_get(
             user=request.user, model_id=values["model"], perm="train_project", project_id=project.pk
         )
-        if ("images" in values) == ("filter" in values):
-            raise ValidationError({"images": ['Send either "images" (ids) or "filter" (the grid\'s filters).']})
-        if "images" in values:
-            image_ids = values["images"]
-        else:
-            image_ids = _filtered_ids(project, request.user, values["filter"])
         job = assisting.prelabel_start(
-            model=model, image_ids=image_ids, user=request.user, checkpoint=values.get("checkpoint")
+            model=model,
+            user=request.user,
+            image_ids=values.get("images"),
+            filters=values.get("filter"),
+            checkpoint=values.get("checkpoint"),
         )
         body = {"job": job.pk, "url": f"/api/jobs/{job.pk}/", "images": len(job.payload["image_ids"])}
         return Response(body, status=status.HTTP_202_ACCEPTED)
-
-
-def _filtered_ids(project, user, chosen: dict) -> list[int]:
-    from annotations.filters import FILTER_KEYS
-
-    unknown = sorted(set(chosen) - set(FILTER_KEYS))
-    if unknown:
-        raise ValidationError({"filter": [f"Unknown filter {', '.join(unknown)}; use {', '.join(FILTER_KEYS)}."]})
-    limit = assisting.PREDICT_JOB_MAX_IMAGES
-    ids = list(
-        filtered_images(project=project, user=user, filters=chosen)
-        .order_by("-id")
-        .values_list("id", flat=True)[: limit + 1]
-    )
-    if not ids:
-        raise ValidationError({"filter": ["No image matches the filter."]})
-    return ids

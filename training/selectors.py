@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.http import Http404
 
 from projects.permissions import access_child, access_project
-from training.models import ModelVersion, TrainingJob
+from training.models import Checkpoint, ModelVersion, TrainingJob
 
 
 def job_get(*, user, job_id: int, perm: str = "view_project", project_id: int | None = None) -> TrainingJob:
@@ -26,3 +26,34 @@ def model_by_name(*, user, project_id: int, name: str, perm: str = "view_project
         raise Http404(f"This project has no model named {name!r}.")
     model.project = project
     return model
+
+
+def assist_choices(*, project) -> list[dict]:
+    """Model Assist's picker: each trained model of the project with each checkpoint, the one it predicts with first."""
+    choices = []
+    for model in ModelVersion.objects.filter(project=project).only("id", "name", "task", "predict_with"):
+        for checkpoint in sorted(Checkpoint.values, key=lambda c: c != model.predict_with):
+            choices.append({"value": f"{model.pk}:{checkpoint}", "text": f"{model.name} · {model.task} · {checkpoint}"})
+    return choices
+
+
+def ml_panel(*, project) -> dict:
+    """ML Mode's statistics (spec 004: annotated images, total annotations, model status) and what its training
+    settings offer: a free model name, the backbones and whether this server has their pretrained weights."""
+    from annotations.filters import has_any_label
+    from annotations.models import Annotation
+    from projects.models import Image
+    from training.ml.backbones import ML_MODE_BACKBONES, weights_file
+
+    names = list(ModelVersion.objects.filter(project=project).values_list("name", flat=True))  # newest first
+    number = 1
+    while f"ML model {number}" in names:
+        number += 1
+    return {
+        "name": f"ML model {number}",
+        "annotated": Image.objects.for_project(project).filter(has_any_label()).count(),
+        "annotations": Annotation.objects.filter(image__project=project).count(),
+        "model": names[0] if names else None,
+        "backbones": [{"name": name, "pretrained": weights_file(name) is not None} for name in ML_MODE_BACKBONES],
+        "image_sizes": (224, 320, 416, 512, 640),
+    }

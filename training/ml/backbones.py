@@ -23,6 +23,15 @@ IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 # Detection's model sizes (training/ml/detection.py): the input's longer side, the feature pyramid's and head's
 # channels, and the convolutions in each branch of the head.
+# ML Mode's backbone list (spec 004); weights_file says which this server has pretrained weights for.
+ML_MODE_BACKBONES = (
+    "tf_efficientnet_lite0",
+    "resnet18",
+    "resnet50",
+    "mobilenetv3_large_100",
+    "efficientnet_b0",
+    "convnext_tiny",
+)
 DETECTOR_SIZES = {"small": (320, 64, 2), "medium": (416, 96, 3), "large": (512, 128, 4)}
 
 

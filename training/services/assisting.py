@@ -10,7 +10,9 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from annotations.filters import FILTER_KEYS
 from annotations.models import Annotation
+from annotations.selectors import filtered_images
 from annotations.services.documents import StaleRevision, document_read, document_save
 from jobs.models import Job
 from projects.models import Image
@@ -37,10 +39,20 @@ def image_predictions(*, image: Image, model_id: int | None = None):
 def image_predict(*, model: ModelVersion, image: Image, checkpoint: str | None = None, nms: float = NMS_DEFAULT) -> int:
     """Run the model on the image now and store its predictions (replacing the image's earlier ones of the same
     task); the rows stored. The model runs outside any transaction."""
+    return images_predict_store(model=model, checkpoint=_checkpoint(model, checkpoint), images=[image], nms=nms)
+
+
+def _checkpoint(model: ModelVersion, checkpoint: str | None) -> str:
+    """The checkpoint asked for, or the one the model predicts with."""
     checkpoint = checkpoint or model.predict_with
     if checkpoint not in Checkpoint.values:
         raise ValidationError({"checkpoint": ["Use best or last."]})
-    return images_predict_store(model=model, checkpoint=checkpoint, images=[image], nms=nms)
+    return checkpoint
+
+
+def _score_check(value, field: str = "threshold") -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ValidationError({field: ["Give a number from 0 to 1."]})
 
 
 def predictions_accept(
@@ -110,8 +122,7 @@ def _chosen(image: Image, *, ids, threshold, model_id) -> list[Prediction]:
                 {"ids": [f"Not predictions of this image: {', '.join(map(str, missing))} (cleared or accepted?)."]}
             )
         return found
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
-        raise ValidationError({"threshold": ["Give a number from 0 to 1."]})
+    _score_check(threshold)
     return list(rows.filter(score__gte=threshold))
 
 
@@ -122,18 +133,14 @@ def predictions_accept_many(*, project, user, image_ids: list[int], threshold) -
     """The grid's bulk accept: on each chosen image of the project, every prediction scoring at least `threshold`
     becomes an annotation, each image in its own transaction at its current revision. Returns the counts; an image
     saved, deleted or made invalid in between is skipped and counted."""
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
-        raise ValidationError({"threshold": ["Give a number from 0 to 1."]})
+    _score_check(threshold)
     if len(image_ids) > ACCEPT_MANY_MAX_IMAGES:
         raise ValidationError({"images": [f"Accept on at most {ACCEPT_MANY_MAX_IMAGES:,} images at a time."]})
     images = Image.objects.filter(project=project, pk__in=image_ids, predictions__score__gte=threshold).distinct()
     accepted = changed = skipped = 0
-    for image in images.order_by("id"):
-        revision = Image.objects.filter(pk=image.pk).values_list("annotation_revision", flat=True).first()
-        if revision is None:  # deleted meanwhile
-            continue
+    for image in images.only("id", "annotation_revision").order_by("id"):
         try:
-            done = predictions_accept(image=image, user=user, revision=revision, threshold=threshold)
+            done = predictions_accept(image=image, user=user, revision=image.annotation_revision, threshold=threshold)
         except (StaleRevision, ValidationError):  # saved or deleted in between, or a shape no longer valid
             skipped += 1
             continue
@@ -150,13 +157,30 @@ def predictions_clear(*, image: Image, model_id: int | None = None) -> int:
     return rows.delete()[0]
 
 
-def prelabel_start(*, model: ModelVersion, image_ids: list[int], user, checkpoint: str | None = None) -> Job:
-    """Queue pre-labeling images with the model: the prediction job (training.services.predicting)."""
-    checkpoint = checkpoint or model.predict_with
-    if checkpoint not in Checkpoint.values:
-        raise ValidationError({"checkpoint": ["Use best or last."]})
-    if len(image_ids) > PREDICT_JOB_MAX_IMAGES:
-        raise ValidationError(
-            {"images": [f"{len(image_ids)} images chosen; pre-label at most {PREDICT_JOB_MAX_IMAGES} at a time."]}
-        )
-    return prediction_job_start(model=model, checkpoint=checkpoint, image_ids=image_ids, user=user)
+def prelabel_start(
+    *,
+    model: ModelVersion,
+    user,
+    image_ids: list[int] | None = None,
+    filters: dict | None = None,
+    checkpoint: str | None = None,
+) -> Job:
+    """Queue pre-labeling images with the model, the prediction job (training.services.predicting): the images
+    given by id, or those the grid's filters match (newest first, as the grid lists them)."""
+    if (image_ids is None) == (filters is None):
+        raise ValidationError({"images": ['Send either "images" (ids) or "filter" (the grid\'s filters).']})
+    if filters is not None:
+        image_ids = _filtered_ids(model.project, user, filters)
+    return prediction_job_start(model=model, checkpoint=_checkpoint(model, checkpoint), image_ids=image_ids, user=user)
+
+
+def _filtered_ids(project, user, filters: dict) -> list[int]:
+    """The ids the filters match, one more than a job takes at most (so prediction_job_start refuses too many)."""
+    unknown = sorted(set(filters) - set(FILTER_KEYS))
+    if unknown:
+        raise ValidationError({"filter": [f"Unknown filter {', '.join(unknown)}; use {', '.join(FILTER_KEYS)}."]})
+    matching = filtered_images(project=project, user=user, filters=filters).order_by("-id")
+    ids = list(matching.values_list("id", flat=True)[: PREDICT_JOB_MAX_IMAGES + 1])
+    if not ids:
+        raise ValidationError({"filter": ["No image matches the filter."]})
+    return ids
