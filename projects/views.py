@@ -121,7 +121,8 @@ def label_selected(request, project_id: int):
     images = Image.objects.for_project(project)
     walk = {}
     if request.POST.get("all_matching") == "1":
-        walk = {key: request.POST.get(key, "").strip() for key in filters.FILTER_KEYS if request.POST.get(key, "").strip()}
+        posted = {key: request.POST.get(key, "").strip() for key in filters.FILTER_KEYS}
+        walk = {key: value for key, value in posted.items() if value}
         ids = _selected_ids(request, project)
     else:
         ids = sorted(
