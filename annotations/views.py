@@ -191,6 +191,7 @@ def labeler(request, project_id: int, image_id: int):
         "config": config,
         "assist_models": training_selectors.assist_choices(project=project),
         "ml": training_selectors.ml_panel(project=project) if can_annotate else None,
+        "can_train": "train_project" in permissions,
         "position": walk.position,
         "total": walk.total,
         "filtered": any(query.values()),

@@ -35,6 +35,7 @@ from similarity import searches
 from tests.conftest import client_for
 from tests.factories import UserFactory, image_bytes, make_project
 from tests.training.conftest import colour_png, upload
+from tests.training.test_model_load import loadable
 from training import services as training
 from training.models import ModelVersion, Prediction
 
@@ -207,6 +208,9 @@ MATRIX: dict[tuple[str, str], Entry] = {
     ("api/training-jobs/<int:job_id>/", "get"): Entry("/api/training-jobs/{tj}/", MEMBERS),
     ("api/training-jobs/<int:job_id>/cancel/", "post"): Entry("/api/training-jobs/{tj}/cancel/", DEVELOPERS),
     ("api/projects/<int:project_id>/models/", "get"): Entry("/api/projects/{p}/models/", MEMBERS),
+    ("api/projects/<int:project_id>/models/", "post"): Entry(
+        "/api/projects/{p}/models/", DEVELOPERS, {"file": ("m.zip", "{bundle}"), "name": "loaded"}, send="multipart"
+    ),
     ("api/models/<int:model_id>/", "get"): Entry("/api/models/{m}/", MEMBERS),
     ("api/models/<int:model_id>/", "patch"): Entry("/api/models/{m}/", DEVELOPERS, {"predict_with": "last"}),
     ("api/models/<int:model_id>/", "delete"): Entry("/api/models/{m}/", DEVELOPERS),
@@ -320,6 +324,12 @@ MATRIX: dict[tuple[str, str], Entry] = {
         codes=frozenset({302}),
     ),
     ("projects/<int:project_id>/models/", "get"): Entry("/projects/{p}/models/", MEMBERS),
+    ("projects/<int:project_id>/models/training-images/", "get"): Entry(
+        "/projects/{p}/models/training-images/", DEVELOPERS
+    ),
+    ("projects/<int:project_id>/models/load/", "post"): Entry(
+        "/projects/{p}/models/load/", DEVELOPERS, {"file": ("m.zip", "{bundle}"), "name": "loaded"}
+    ),
     ("projects/<int:project_id>/models/", "post"): Entry(
         "/projects/{p}/models/", DEVELOPERS, {"kind": "single", "epochs": "1", "fine_tune": "head"}
     ),
@@ -475,6 +485,7 @@ def world(django_capture_on_commit_callbacks):
         "m": model.pk,
         "pr": suggestion.pk,
         "d": trained.dataset_version_id,
+        "bundle": loadable(model),  # Load Existing Model's upload
         "labeler_role": Role.objects.get(name="Labeler").pk,
     }
     # Clients are made before any call: an API client's token is a row of its own.
@@ -513,7 +524,9 @@ def _fill(value, ids):
     return value
 
 
-def _file(name: str, content: str) -> SimpleUploadedFile:
+def _file(name: str, content: str | bytes) -> SimpleUploadedFile:
+    if isinstance(content, bytes):
+        return SimpleUploadedFile(name, content)
     data = image_bytes(color=(9, 9, 9)) if content == "png" else content.encode()
     return SimpleUploadedFile(name if "." in name else f"{name}.{'png' if content == 'png' else 'csv'}", data)
 

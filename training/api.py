@@ -10,6 +10,7 @@ from django.utils.http import content_disposition_header
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
+from rest_framework.exceptions import APIException
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
@@ -82,8 +83,9 @@ class ModelOutput(serializers.Serializer):
     thresholds = serializers.SerializerMethodField()
     optimized_thresholds = serializers.DictField()
     iou_threshold = serializers.FloatField(help_text="Detection: the IoU at which a predicted box is right.")
-    job_id = serializers.IntegerField()
+    job_id = serializers.IntegerField(allow_null=True, help_text="Null for a model loaded from a bundle.")
     dataset_version = serializers.SerializerMethodField()
+    loaded_from = serializers.CharField(help_text="A loaded model: the bundle's file name; empty when trained here.")
     predict_url = serializers.SerializerMethodField()
     created_at = serializers.DateTimeField()
 
@@ -92,7 +94,9 @@ class ModelOutput(serializers.Serializer):
             return None
         return {checkpoint: model.thresholds_for(checkpoint) for checkpoint in Checkpoint.values}
 
-    def get_dataset_version(self, model: ModelVersion) -> dict:
+    def get_dataset_version(self, model: ModelVersion) -> dict | None:
+        if model.dataset_version_id is None:
+            return None
         return {"id": model.dataset_version_id, "number": model.dataset_version.number}
 
     def get_predict_url(self, model: ModelVersion) -> str:
@@ -162,6 +166,12 @@ class TrainingJobListApi(APIView):
         multi_label = serializers.BooleanField(default=False)
         name = serializers.CharField(required=False, allow_blank=True, max_length=200)
         parameters = serializers.DictField(required=False, default=dict)
+        images = serializers.ListField(
+            child=serializers.IntegerField(min_value=1),
+            required=False,
+            max_length=100_000,
+            help_text="Train on these images only (those with labels); all the project's by default.",
+        )
 
     @extend_schema(responses={200: JobOutput(many=True)})
     def get(self, request, project_id: int):
@@ -194,11 +204,30 @@ class TrainingJobCancelApi(APIView):
 
 
 class ModelListApi(APIView):
+    """The project's models; POST a bundle that Save Trained Model downloaded to load it (Load Existing Model)."""
+
+    parser_classes = [MultiPartParser]
+
+    class LoadInput(serializers.Serializer):
+        file = serializers.FileField(help_text="The bundle ZIP (with its checkpoint.pt and model.json).")
+        name = serializers.CharField(required=False, help_text="The model's name here; the bundle's by default.")
+
     @extend_schema(responses={200: ModelOutput(many=True)})
     def get(self, request, project_id: int):
         project = access_project(request.user, project_id)
         models = ModelVersion.objects.filter(project=project).select_related("dataset_version")
         return Response(ModelOutput(models, many=True).data)
+
+    @extend_schema(request={"multipart/form-data": LoadInput}, responses={201: ModelOutput}, operation_id="model_load")
+    def post(self, request, project_id: int):
+        from training.services.loading import model_load
+
+        project = access_project(request.user, project_id, perm="train_project")
+        upload = request.FILES.get("file")
+        if upload is None:
+            raise ValidationError({"file": ["Send the bundle ZIP as the `file` field."]})
+        model = model_load(project=project, user=request.user, upload=upload, name=request.data.get("name") or None)
+        return Response(ModelOutput(model).data, status=status.HTTP_201_CREATED)
 
 
 class ModelDetailApi(APIView):
@@ -232,6 +261,18 @@ class ModelDetailApi(APIView):
             model=selectors.model_get(user=request.user, model_id=model_id, perm="train_project")
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class NotEvaluated(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "This model was loaded from a bundle, not trained here: it has no evaluation on this project."
+    default_code = "not_evaluated"
+
+
+def _evaluated(model: ModelVersion) -> None:
+    """Statistics, galleries and their downloads read the evaluation a training job wrote; a loaded model has none."""
+    if model.is_loaded:
+        raise NotEvaluated()
 
 
 def _view_query(request) -> tuple[str, str]:
@@ -269,6 +310,7 @@ class ModelStatisticsApi(APIView):
     @extend_schema(parameters=VIEW_PARAMETERS, responses={200: dict})
     def get(self, request, model_id: int):
         model = selectors.model_get(user=request.user, model_id=model_id)
+        _evaluated(model)
         checkpoint, split = _view_query(request)
         thresholds = thresholds_parse(request.query_params.get("thresholds"), model)
         if model.task == Task.DETECTION:
@@ -296,6 +338,7 @@ class ModelPredictionsApi(APIView):
     )
     def get(self, request, model_id: int):
         model = selectors.model_get(user=request.user, model_id=model_id)
+        _evaluated(model)
         checkpoint, split = _view_query(request)
         rows = statistics.model_predictions(
             model=model,
@@ -319,6 +362,7 @@ class ModelPredictionsDownloadApi(APIView):
     @extend_schema(parameters=VIEW_PARAMETERS[:1], responses={(200, "application/zip"): bytes})
     def get(self, request, model_id: int):
         model = selectors.model_get(user=request.user, model_id=model_id, perm="export_project")
+        _evaluated(model)
         checkpoint, _ = _view_query(request)
         content = downloads.predictions_zip(model=model, checkpoint=checkpoint)
         return _zip_response(content, f"{model.name}-{checkpoint}-predictions.zip")

@@ -1,4 +1,5 @@
-"""A model for offline use: one ZIP with an exported model, its label map, a README and a server script.
+"""A model for offline use: one ZIP with an exported model, its label map, a README and a server script; and the
+checkpoint itself (checkpoint.pt), which Load Existing Model (training/services/loading.py) reads back.
 
 The model is a `torch.export` program (TorchScript is deprecated as of torch 2.14). A classifier's takes uint8
 N x H x W x 3 pixels and does the normalisation and the softmax or sigmoid itself; a detector's takes normalised
@@ -45,19 +46,9 @@ BUNDLE_KIND = "bundle"
 
 
 def model_bundle(*, model: ModelVersion, checkpoint: str) -> bytes:
-    exported, meta, readme = (_detector if model.task == Task.DETECTION else _classifier)(model, checkpoint)
-    thresholds = model.thresholds_for(checkpoint)
-    meta = {
-        "name": model.name,
-        "project_id": model.project_id,
-        "checkpoint": checkpoint,
-        "task": model.task,
-        "labels": model.labels,
-        "image_size": model.image_size,
-        "thresholds": thresholds,
-        "backbone": model.backbone,
-        **meta,
-    }
+    exported, extra, readme = (_detector if model.task == Task.DETECTION else _classifier)(model, checkpoint)
+    meta = {**bundle_meta(model=model, checkpoint=checkpoint), **extra}
+    thresholds = meta["thresholds"]
     readme = readme.format(
         name=model.name,
         backbone=model.backbone,
@@ -85,12 +76,41 @@ def model_bundle(*, model: ModelVersion, checkpoint: str) -> bytes:
     folder = f"{safe_name(model.name)}-{checkpoint}"
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as bundle:
         bundle.writestr(f"{folder}/model.pt2", exported)
+        bundle.writestr(f"{folder}/checkpoint.pt", checkpoint_bytes(model=model, checkpoint=checkpoint))
         bundle.writestr(f"{folder}/model.json", json.dumps(meta, indent=2))
         bundle.writestr(f"{folder}/README.md", readme)
         bundle.writestr(f"{folder}/serve.py", (BUNDLE_DIR / "serve.py").read_text())
         for name, text in files.items():
             bundle.writestr(f"{folder}/{name}", text)
         bundle.writestr(f"{folder}/requirements.txt", "\n".join([*versions, "numpy", "pillow", ""]))
+    return out.getvalue()
+
+
+def bundle_meta(*, model: ModelVersion, checkpoint: str) -> dict:
+    """model.json: what the model is, for serve.py and for Load Existing Model."""
+    ids = model.label_ids()
+    return {
+        "name": model.name,
+        "project_id": model.project_id,
+        "checkpoint": checkpoint,
+        "task": model.task,
+        "labels": model.labels,
+        "image_size": model.image_size,
+        "thresholds": model.thresholds_for(checkpoint),
+        "backbone": model.backbone,
+        # The outputs that are no project label (a one-class classifier's "background"); loading maps the others by name.
+        "unlabeled_outputs": [name for name in model.labels if name not in ids],
+    }
+
+
+def checkpoint_bytes(*, model: ModelVersion, checkpoint: str) -> bytes:
+    """The stored checkpoint without its ONNX export (a graph is not weights: a loaded detector predicts with torch)."""
+    from projects.files import stored_bytes
+
+    saved = torch.load(io.BytesIO(stored_bytes(model.checkpoint_file(checkpoint).name)), weights_only=True)
+    saved.pop("onnx", None)
+    out = io.BytesIO()
+    torch.save(saved, out)
     return out.getvalue()
 
 

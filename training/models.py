@@ -104,7 +104,7 @@ class TrainingJob(Job):
 
 
 def checkpoint_upload_path(model: "ModelVersion", filename: str) -> str:
-    return f"models/{model.project_id}/{model.job_id}/{filename}"
+    return f"models/{model.project_id}/{model.job_id or 'loaded'}/{filename}"
 
 
 class Checkpoint(models.TextChoices):
@@ -113,11 +113,27 @@ class Checkpoint(models.TextChoices):
 
 
 class ModelVersion(models.Model):
-    """A trained model: its checkpoints, label map, what it learned from, and how good it is."""
+    """A trained model: its checkpoints, label map, what it learned from, and how good it is.
+
+    A model loaded from a bundle (ML Mode's Load Existing Model) has no job, dataset version or evaluation: its
+    outputs were mapped to this project's labels by name when it was loaded (`loaded_label_ids`)."""
 
     project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="model_versions")
-    job = models.OneToOneField(TrainingJob, on_delete=models.CASCADE, related_name="model_version")
-    dataset_version = models.ForeignKey(DatasetVersion, on_delete=models.RESTRICT, related_name="model_versions")
+    job = models.OneToOneField(
+        TrainingJob, null=True, blank=True, on_delete=models.CASCADE, related_name="model_version"
+    )
+    dataset_version = models.ForeignKey(
+        DatasetVersion, null=True, blank=True, on_delete=models.RESTRICT, related_name="model_versions"
+    )
+    loaded_from = models.CharField(
+        max_length=255, blank=True, help_text="A loaded model: the file it came from. Empty for one trained here."
+    )
+    loaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    loaded_label_ids = models.JSONField(
+        default=list, blank=True, help_text="A loaded model: the project label of each output, in output order."
+    )
     name = models.CharField(max_length=100)
     task = models.CharField(max_length=16, choices=Task.choices)
     multi_label = models.BooleanField(default=False)
@@ -128,8 +144,8 @@ class ModelVersion(models.Model):
     epochs_trained = models.PositiveIntegerField()
     best_checkpoint = models.FileField(upload_to=checkpoint_upload_path, max_length=300)
     last_checkpoint = models.FileField(upload_to=checkpoint_upload_path, max_length=300)
-    best_evaluation = models.FileField(upload_to=checkpoint_upload_path, max_length=300)
-    last_evaluation = models.FileField(upload_to=checkpoint_upload_path, max_length=300)
+    best_evaluation = models.FileField(upload_to=checkpoint_upload_path, max_length=300, blank=True)
+    last_evaluation = models.FileField(upload_to=checkpoint_upload_path, max_length=300, blank=True)
     metrics = models.JSONField(default=dict, help_text="Summary per checkpoint and split, for lists and the API.")
     optimized_thresholds = models.JSONField(
         default=dict, help_text="Multi-label: per checkpoint, the F1-best threshold per label."
@@ -154,6 +170,16 @@ class ModelVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.task}{', multi-label' if self.multi_label else ''})"
+
+    @property
+    def is_loaded(self) -> bool:
+        return self.job_id is None
+
+    def label_ids(self) -> dict[str, int]:
+        """Each output's project label id by output name (a one-class model's 'background' has none)."""
+        if self.dataset_version_id is None:
+            return dict(zip(self.labels, self.loaded_label_ids, strict=True))
+        return {entry["name"]: entry["id"] for entry in self.dataset_version.labels if entry["id"] is not None}
 
     def checkpoint_file(self, checkpoint: str):
         return self.best_checkpoint if checkpoint == Checkpoint.BEST else self.last_checkpoint

@@ -166,7 +166,7 @@ def parameters_clean(task: str, raw: dict) -> dict:
         for name, messages in _check_server_limits(out).items():
             errors.setdefault(name, messages)
     if not errors:
-        errors.update(_check_backbone(out))
+        errors.update(backbone_check(out))
     if errors:
         raise ValidationError(errors)
     return out
@@ -239,7 +239,7 @@ def _check_server_limits(parameters: dict) -> dict[str, list[str]]:
     return errors
 
 
-def _check_backbone(parameters: dict) -> dict[str, list[str]]:
+def backbone_check(parameters: dict) -> dict[str, list[str]]:
     """A backbone timm does not know, or pretrained weights this machine lacks, fail before the job starts."""
     import timm
 

@@ -31,7 +31,10 @@ def model_by_name(*, user, project_id: int, name: str, perm: str = "view_project
 def assist_choices(*, project) -> list[dict]:
     """Model Assist's picker: each trained model of the project with each checkpoint, the one it predicts with first."""
     choices = []
-    for model in ModelVersion.objects.filter(project=project).only("id", "name", "task", "predict_with"):
+    for model in ModelVersion.objects.filter(project=project).only("id", "name", "task", "predict_with", "job_id"):
+        if model.is_loaded:  # one checkpoint
+            choices.append({"value": f"{model.pk}:{Checkpoint.BEST}", "text": f"{model.name} · {model.task} · loaded"})
+            continue
         for checkpoint in sorted(Checkpoint.values, key=lambda c: c != model.predict_with):
             choices.append({"value": f"{model.pk}:{checkpoint}", "text": f"{model.name} · {model.task} · {checkpoint}"})
     return choices
@@ -57,3 +60,36 @@ def ml_panel(*, project) -> dict:
         "backbones": [{"name": name, "pretrained": weights_file(name) is not None} for name in ML_MODE_BACKBONES],
         "image_sizes": (224, 320, 416, 512, 640),
     }
+
+
+TRAINING_IMAGES_SHOWN = 5000
+
+
+def training_images(*, project) -> dict:
+    """ML Training Settings' checklist (spec 004): each image with its state. trained: in the newest trained
+    model's dataset; labeled: has labels, not trained on yet; unlabeled: no label. At most TRAINING_IMAGES_SHOWN,
+    labelled ones first."""
+    from django.db.models import BooleanField, Exists, ExpressionWrapper, OuterRef, Value
+
+    from annotations.filters import has_any_label
+    from projects.models import Image
+    from training.models import DatasetItem
+
+    newest = ModelVersion.objects.filter(project=project, dataset_version__isnull=False).first()
+    trained = (
+        Exists(DatasetItem.objects.filter(dataset_version_id=newest.dataset_version_id, image=OuterRef("pk")))
+        if newest
+        else Value(False, output_field=BooleanField())
+    )
+    rows = (
+        Image.objects.for_project(project)
+        .annotate(labeled=ExpressionWrapper(has_any_label(), output_field=BooleanField()), trained=trained)
+        .order_by("-labeled", "name", "id")
+        .values_list("id", "name", "labeled", "trained")
+    )
+    images = [
+        {"id": pk, "name": name, "state": "trained" if labeled and in_model else "labeled" if labeled else "unlabeled"}
+        for pk, name, labeled, in_model in rows[:TRAINING_IMAGES_SHOWN]
+    ]
+    total = Image.objects.for_project(project).count()
+    return {"images": images, "total": total, "model": newest.name if newest else None}

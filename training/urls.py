@@ -5,6 +5,8 @@ from training import views
 app_name = "training"
 urlpatterns = [
     path("projects/<int:project_id>/models/", views.models_page, name="models"),
+    path("projects/<int:project_id>/models/load/", views.model_load, name="model-load"),
+    path("projects/<int:project_id>/models/training-images/", views.ml_training_images, name="ml-training-images"),
     path("projects/<int:project_id>/models/<int:model_id>/", views.model_page, name="model"),
     path("projects/<int:project_id>/models/<int:model_id>/predictions/", views.predictions_page, name="predictions"),
     path("projects/<int:project_id>/models/<int:model_id>/gallery/", views.gallery_page, name="gallery"),

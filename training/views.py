@@ -61,6 +61,7 @@ def models_page(request, project_id: int):
             return redirect("training:job", project_id=project.id, job_id=job.id)
     jobs = TrainingJob.objects.filter(project=project).select_related("model_version")[:30]
     context = {
+        "loaded": ModelVersion.objects.filter(project=project, job__isnull=True),
         "project": project,
         "perms": project_permissions(request.user, project),
         "jobs": jobs,
@@ -157,6 +158,8 @@ def _view_state(request, model: ModelVersion) -> dict:
 def model_page(request, project_id: int, model_id: int):
     """Statistics of one checkpoint on one split; thresholds (multi-label) come from the URL, the model, or F1."""
     model = selectors.model_get(user=request.user, model_id=model_id, project_id=project_id)
+    if model.is_loaded:
+        return _loaded_page(request, model)
     state = _view_state(request, model)
     thresholds = _previewed_thresholds(request, model)
     detection = model.task == Task.DETECTION
@@ -203,6 +206,21 @@ def model_page(request, project_id: int, model_id: int):
     if request.htmx:
         return render(request, "training/model.html#statistics", context)
     return render(request, "training/model.html", context)
+
+
+def _loaded_page(request, model: ModelVersion):
+    """A model loaded from a bundle: what it is and what it does here; it has no evaluation to show."""
+    context = {
+        "project": model.project,
+        "model": model,
+        "checkpoint": Checkpoint.BEST,
+        "perms": project_permissions(request.user, model.project),
+    }
+    if "export_project" in context["perms"]:
+        from training.bundles import bundle_state
+
+        context["bundle"] = bundle_state(model=model, checkpoint=Checkpoint.BEST)
+    return render(request, "training/model_loaded.html", context)
 
 
 def _pr_context(request, model: ModelVersion, stats: dict) -> dict:
@@ -305,6 +323,36 @@ def model_thresholds(request, project_id: int, model_id: int):
 
 
 @login_required
+@require_safe
+def ml_training_images(request, project_id: int):
+    """ML Training Settings' checklist of images, fetched when the dialog opens (not with every labeler page)."""
+    project = access_project(request.user, project_id, "train_project")
+    context = {"project": project, **selectors.training_images(project=project)}
+    return render(request, "training/ml_images.html", context)
+
+
+@login_required
+@require_POST
+def model_load(request, project_id: int):
+    """Load Existing Model from the models page: the bundle's checks (training/services/loading.py), then its page."""
+    from training.services.loading import model_load as load
+
+    project = access_project(request.user, project_id, "train_project")
+    upload = request.FILES.get("file")
+    try:
+        if upload is None:
+            raise ValidationError({"file": ["Choose the bundle ZIP that Save Trained Model downloaded."]})
+        model = load(
+            project=project, user=request.user, upload=upload, name=request.POST.get("name", "").strip() or None
+        )
+    except ValidationError as exc:
+        _errors(request, exc)
+        return redirect("training:models", project_id=project_id)
+    messages.success(request, f"Loaded the model {model.name}.")
+    return redirect("training:model", project_id=project_id, model_id=model.id)
+
+
+@login_required
 @require_POST
 def model_delete(request, project_id: int, model_id: int):
     model = selectors.model_get(user=request.user, model_id=model_id, perm="train_project", project_id=project_id)
@@ -318,6 +366,8 @@ def model_delete(request, project_id: int, model_id: int):
 def predictions_page(request, project_id: int, model_id: int):
     """Predictions on training or validation images beside their ground truth (green truth, red other labels)."""
     model = selectors.model_get(user=request.user, model_id=model_id, project_id=project_id)
+    if model.is_loaded:  # no evaluation to show
+        return redirect("training:model", project_id=project_id, model_id=model_id)
     state = _view_state(request, model)
     show = request.GET.get("show", "all") if request.GET.get("show") in {"all", "wrong", "right"} else "all"
     advanced = request.GET.get("view") == "advanced"
@@ -438,6 +488,8 @@ def gallery_page(request, project_id: int, model_id: int):
     from training import galleries
 
     model = selectors.model_get(user=request.user, model_id=model_id, project_id=project_id)
+    if model.is_loaded:  # no evaluation to show
+        return redirect("training:model", project_id=project_id, model_id=model_id)
     state = _view_state(request, model)
     tab = request.GET.get("tab") if request.GET.get("tab") in galleries.TABS else "all"
     raw = request.GET.get("label", "0")

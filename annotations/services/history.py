@@ -18,7 +18,8 @@ def history_record(*, image_ids: list[int], user, reason: str) -> int:
         SELECT i.id, i.annotation_revision,
             coalesce((SELECT jsonb_agg(jsonb_build_object(
                 'label', a.label_id, 'kind', a.kind, 'geometry', a.geometry, 'occluded', a.occluded,
-                'keypoints', a.keypoints, 'attributes', a.attributes, 'source', a.source, 'score', a.score)
+                'keypoints', a.keypoints, 'attributes', a.attributes, 'source', a.source, 'score', a.score,
+                'model', a.model_version_id)
                 ORDER BY a.id) FROM {a} a WHERE a.image_id = i.id), '[]'::jsonb),
             coalesce((SELECT jsonb_agg(jsonb_build_object('label', c.label_id, 'default', c.is_default)
                 ORDER BY c.is_default DESC, c.id) FROM {c} c WHERE c.image_id = i.id), '[]'::jsonb),
@@ -36,15 +37,20 @@ def history_record(*, image_ids: list[int], user, reason: str) -> int:
 def history_restore(*, entry: ReplacedDocument, user) -> int:
     """Put an image's replaced annotations back as a new revision (what it had since is kept in turn)."""
     from annotations.services.documents import document_save  # documents records history: import here, not at the top
+    from training.models import ModelVersion
 
     image = Image.objects.select_for_update().get(pk=entry.image_id)
     history_record(image_ids=[image.pk], user=user, reason="restore")
+    # Accepted predictions come back with the model they came from, if it still exists.
+    wanted = {shape["model"] for shape in entry.shapes if shape.get("model")}
+    alive = set(ModelVersion.objects.filter(pk__in=wanted).values_list("pk", flat=True))
     return document_save(
         image=image,
         user=user,
         revision=image.annotation_revision,
         classifications=entry.classifications,
         shapes=entry.shapes,
+        models={i: shape["model"] for i, shape in enumerate(entry.shapes) if shape.get("model") in alive},
     )
 
 

@@ -280,6 +280,8 @@ SIGHTLINE_ZIP_MAX_ENTRIES = env_int("SIGHTLINE_ZIP_MAX_ENTRIES", 20_000)
 SIGHTLINE_ZIP_MAX_UNPACKED_BYTES = env_int("SIGHTLINE_ZIP_MAX_UNPACKED_BYTES", 8 * 1024**3)
 SIGHTLINE_ZIP_MAX_RATIO = env_int("SIGHTLINE_ZIP_MAX_RATIO", 100)
 SIGHTLINE_THUMBNAIL_SIZE = 256
+# A model bundle loaded into a project (ML Mode's Load Existing Model), and the checkpoint inside it.
+SIGHTLINE_MAX_MODEL_BYTES = env_int("SIGHTLINE_MAX_MODEL_BYTES", 512 * 1024 * 1024)
 
 SIGHTLINE_ALLOW_REGISTRATION = env_bool("SIGHTLINE_ALLOW_REGISTRATION", True)
 # A worker whose heartbeat is older than this is reported as down by /healthz.

@@ -13,22 +13,24 @@ export function csrfToken() {
 }
 
 /**
- * @param {string} method @param {string} url @param {any} [json] a body to send as JSON
+ * @param {string} method @param {string} url @param {any} [json] a body to send as JSON (a FormData as a form)
  * @returns {Promise<Answer>}
  */
 async function call(method, url, json) {
   /** @type {Record<string, string>} */
   const headers = { "X-CSRFToken": csrfToken() };
-  if (json !== undefined) headers["Content-Type"] = "application/json";
-  const response = await fetch(url, { method, headers, body: json === undefined ? undefined : JSON.stringify(json) });
+  const form = json instanceof FormData;
+  if (json !== undefined && !form) headers["Content-Type"] = "application/json";
+  const body = json === undefined || form ? json : JSON.stringify(json);
+  const response = await fetch(url, { method, headers, body });
   const text = await response.text();
-  let body = null;
+  let answer = null;
   try {
-    body = text ? JSON.parse(text) : null;
+    answer = text ? JSON.parse(text) : null;
   } catch {
-    body = { detail: text.slice(0, 200) };
+    answer = { detail: text.slice(0, 200) };
   }
-  return { ok: response.ok, status: response.status, body };
+  return { ok: response.ok, status: response.status, body: answer };
 }
 
 /** What a refused request says, in words: DRF's `detail`, or its field errors joined. @param {Answer} answer */
@@ -89,3 +91,10 @@ export const acceptPredictions = (imageId, body) => call("POST", `/api/images/${
 
 /** @param {number} imageId @param {number} model */
 export const clearPredictions = (imageId, model) => call("DELETE", `/api/images/${imageId}/predictions/?model=${model}`);
+
+/** Load Existing Model: a bundle ZIP becomes a model of the project. @param {number} projectId @param {File} file */
+export function loadModel(projectId, file) {
+  const form = new FormData();
+  form.append("file", file);
+  return call("POST", `/api/projects/${projectId}/models/`, form);
+}

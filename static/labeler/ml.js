@@ -69,10 +69,45 @@ export function wireMlMode({ assist, projectId }) {
   });
   $("ml-accept")?.addEventListener("click", () => assist.commitAll());
   $("ml-clear")?.addEventListener("click", () => assist.clear());
-  $("ml-settings")?.addEventListener("click", () => dialog.showModal());
+  /** The images to train on: null while they are the default (every image with labels). @type {number[]|null} */
+  let chosenImages = null;
+  const images = $("ml-images");
+  const boxes = () => /** @type {HTMLInputElement[]} */ ([...(images?.querySelectorAll("input[type=checkbox]") ?? [])]);
+  const countImages = () => {
+    const count = $("ml-images-count");
+    if (count) count.textContent = `${boxes().filter((box) => box.checked).length} chosen`;
+  };
+  /** Fetch the checklist as the dialog opens (its states change as people label), keeping a saved choice. */
+  async function imagesLoad() {
+    if (!images) return;
+    const response = await fetch(String(images.dataset.url), { headers: { Accept: "text/html" } });
+    if (!response.ok) {
+      images.textContent = "The images could not be listed.";
+      return;
+    }
+    images.innerHTML = await response.text();
+    if (chosenImages) for (const box of boxes()) box.checked = chosenImages.includes(Number(box.value));
+    $("ml-images-labeled")?.addEventListener("click", () => {
+      for (const box of boxes()) box.checked = box.dataset.state !== "unlabeled";
+      countImages();
+    });
+    $("ml-images-none")?.addEventListener("click", () => {
+      for (const box of boxes()) box.checked = false;
+      countImages();
+    });
+    countImages();
+  }
+  images?.addEventListener("change", countImages);
+  $("ml-settings")?.addEventListener("click", () => {
+    dialog.showModal();
+    imagesLoad();
+  });
   dialog.addEventListener("close", () => {
     if (dialog.returnValue === "save") {
       saved = new FormData(form);
+      const all = boxes();
+      const untouched = all.every((box) => box.checked === (box.dataset.state !== "unlabeled"));
+      chosenImages = all.length && !untouched ? all.filter((box) => box.checked).map((box) => Number(box.value)) : null;
       slider.value = String(saved.get("confidence"));
       slider.dispatchEvent(new Event("input"));
     } else {
@@ -89,6 +124,22 @@ export function wireMlMode({ assist, projectId }) {
 
   /** @param {string} text */
   const say = (text) => { state.textContent = text; };
+
+  const load = /** @type {HTMLInputElement|null} */ ($("ml-load"));
+  load?.addEventListener("change", async () => {
+    const file = load.files?.[0];
+    const line = /** @type {HTMLElement} */ ($("ml-load-state"));
+    if (!file) return;
+    line.textContent = `Checking ${file.name}…`;
+    const answer = await api.loadModel(projectId, file);
+    load.value = "";
+    if (!answer.ok) {
+      line.textContent = `Not loaded: ${api.errorText(answer)}`;
+      return;
+    }
+    line.textContent = `Loaded ${answer.body.name}: Model Assist and Predict Current use it.`;
+    use(answer.body.id, `${answer.body.name} · ${answer.body.task} · loaded`, answer.body.name);
+  });
   $("ml-train")?.addEventListener("click", async () => {
     if (!saved.has("detection_head")) return say("Enable the detection head in the settings (⚙): it is the one this server trains.");
     const body = {
@@ -102,6 +153,7 @@ export function wireMlMode({ assist, projectId }) {
         backbone: String(saved.get("backbone")),
         pretrained: saved.has("pretrained"),
       },
+      ...(chosenImages ? { images: chosenImages } : {}),
     };
     say("Starting…");
     const answer = await api.startTraining(projectId, body);
@@ -127,15 +179,20 @@ export function wireMlMode({ assist, projectId }) {
 
   /** @param {any} job */
   function trained(job) {
-    const status = $("ml-status");
-    if (status) status.textContent = `Trained ✓ (${job.name})`;
     say(`Trained ${job.name}: Predict Current uses it.`);
+    use(job.model_id, `${job.name} · detection · best`, job.name);
+  }
+
+  /** A new model (trained or loaded) becomes Model Assist's choice. @param {number} modelId @param {string} text @param {string} name */
+  function use(modelId, text, name) {
+    const status = $("ml-status");
+    if (status) status.textContent = `Trained ✓ (${name})`;
     const picker = /** @type {HTMLSelectElement|null} */ ($("assist-model"));
     if (picker) {
-      picker.add(new Option(`${job.name} · detection · best`, `${job.model_id}:best`), 0);
-      picker.value = `${job.model_id}:best`;
+      picker.add(new Option(text, `${modelId}:best`), 0);
+      picker.value = `${modelId}:best`;
     }
-    assist.choice = `${job.model_id}:best`;
+    assist.choice = `${modelId}:best`;
     saveLink();
   }
 }

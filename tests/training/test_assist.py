@@ -121,6 +121,18 @@ def test_a_detectors_suggestions_are_accepted_in_part_refused_when_stale_and_cle
     assert api.get(f"/api/images/{image.id}/annotations/").json()["revision"] == 2
     assert api.get(url, {"model": "²"}).json() == {"model": ["Give a model id."]}
 
+    # Replaced in bulk and restored from the history, accepted shapes still name their model.
+    kept = [
+        (s["source"], s["score"], s["model"]) for s in api.get(f"/api/images/{image.id}/annotations/").json()["shapes"]
+    ]
+    bulk = {"mode": "replace", "images": [{"image": image.id, "revision": 2, "shapes": []}]}
+    assert api.post(f"/api/projects/{project.id}/annotations/bulk/", bulk, format="json").status_code == 200
+    [entry] = api.get(f"/api/images/{image.id}/history/").json()["history"]
+    assert api.post(f"/api/images/{image.id}/history/{entry['id']}/restore/").status_code == 200
+    document = api.get(f"/api/images/{image.id}/annotations/").json()
+    assert [(s["source"], s["score"], s["model"]) for s in document["shapes"]] == kept
+    assert document["revision"] == 4
+
     # Predicting again with the last checkpoint replaces the best one's predictions.
     api.post(url, {"model": model.id}, format="json")
     api.post(url, {"model": model.id, "checkpoint": "last"}, format="json")
@@ -138,8 +150,8 @@ def test_a_detectors_suggestions_are_accepted_in_part_refused_when_stale_and_cle
     as_labeler = client_for(labeler)
     assert as_labeler.post(url, {"model": model.id}, format="json").status_code == 403
     count = Prediction.objects.filter(image=image).count()
-    taken = as_labeler.post(accept, {"revision": 2, "threshold": 0.0}, format="json").json()
-    assert (taken["revision"], taken["accepted"]) == (3, count)
+    taken = as_labeler.post(accept, {"revision": 4, "threshold": 0.0}, format="json").json()
+    assert (taken["revision"], taken["accepted"]) == (5, count)
     assert other.pk  # a project the model does not belong to exists, and changed nothing
 
 

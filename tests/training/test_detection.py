@@ -302,6 +302,7 @@ def test_a_detectors_offline_bundle_answers_the_boxes_the_server_answers(
     folder = bundle_extract(api, model.id, django_capture_on_commit_callbacks, tmp_path)
     assert sorted(p.name for p in folder.iterdir()) == [
         "README.md",
+        "checkpoint.pt",
         "model.json",
         "model.pt2",
         "requirements.txt",

@@ -147,6 +147,7 @@ def test_the_offline_bundle_serves_the_same_predictions(
     folder = tmp_path / "colours-best"
     assert sorted(p.name for p in folder.iterdir()) == [
         "README.md",
+        "checkpoint.pt",
         "model.json",
         "model.pt2",
         "requirements.txt",

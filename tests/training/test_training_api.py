@@ -5,9 +5,9 @@ import pytest
 from projects.models import Role
 from projects.services import membership_grant
 from tests.conftest import client_for
-from tests.factories import UserFactory
+from tests.factories import UserFactory, make_project
 from tests.training.conftest import FAST, colour_png
-from training.models import DatasetItem, ModelVersion, TrainingJob
+from training.models import DatasetItem, DatasetVersion, ModelVersion, TrainingJob
 
 pytestmark = pytest.mark.django_db
 
@@ -226,3 +226,31 @@ def test_the_time_limit_is_bounded_by_the_server_setting(
     assert response.json() == {
         "time_limit_minutes": ["At most 30 minutes on this server (SIGHTLINE_TRAIN_MAX_MINUTES)."]
     }
+
+
+def test_training_on_chosen_images_freezes_only_those_with_labels(api, user, colours_project):
+    """ML Training Settings' checklist: the job trains on the checked images that have labels, nothing else."""
+    from projects.models import Image
+    from tests.training.conftest import colour_png, upload
+
+    images = dict(Image.objects.filter(project=colours_project).values_list("name", "id"))
+    [unlabeled] = upload(colours_project, user, [("plain.png", colour_png((90, 90, 90), 77))], [])
+    chosen = [images[f"red{i}.png"] for i in range(5)] + [images[f"blue{i}.png"] for i in range(5)] + [unlabeled.id]
+    url = f"/api/projects/{colours_project.id}/training-jobs/"
+    body = {"task": "classification", "name": "chosen", "parameters": {"epochs": 1}, "images": chosen}
+    started = api.post(url, body, format="json")
+    assert started.status_code == 201, started.content
+    version = DatasetVersion.objects.get(pk=started.json()["dataset_version"]["id"])
+    assert sorted(version.items.values_list("image_id", flat=True)) == sorted(chosen[:-1])
+    assert [entry["name"] for entry in version.labels] == ["blue", "red"]
+
+    other = make_project(owner=user, name="Not this one")
+    [stranger] = upload(other, user, [("x.png", colour_png((1, 2, 3), 5))], ["red"])
+    versions = DatasetVersion.objects.count()
+    for images_sent, reason in [
+        ([], "Choose the images to train on."),
+        ([*chosen, stranger.id], "1 of the chosen images are not in this project."),
+    ]:
+        answer = api.post(url, {**body, "name": "again", "images": images_sent}, format="json")
+        assert (answer.status_code, answer.json()) == (400, {"images": [reason]})
+    assert DatasetVersion.objects.count() == versions

@@ -40,8 +40,10 @@ def training_job_start(
     multi_label: bool = False,
     name: str | None = None,
     parameters: dict | None = None,
+    images: list[int] | None = None,
 ) -> TrainingJob:
-    """Check the parameters, freeze a dataset version, and queue the job once the rows are committed."""
+    """Check the parameters, freeze a dataset version (of `images` only, when given), and queue the job once the rows
+    are committed."""
     if task not in Task.values:
         raise ValidationError({"task": [f"Unknown task {task!r}; use one of {', '.join(Task.values)}."]})
     cleaned = parameters_clean(task, parameters or {})
@@ -56,6 +58,7 @@ def training_job_start(
         validation_percent=cleaned["validation_percent"],
         use_validation_set=cleaned["use_validation_set"],
         seed=cleaned["seed"],
+        image_ids=images,
     )
     job = TrainingJob.objects.create(
         kind=TrainingJob.KIND,
@@ -130,12 +133,15 @@ def model_version_update(
 
 
 def model_version_delete(*, model: ModelVersion) -> None:
-    """Delete the model and the job that made it, cancelling its prediction jobs; training/signals.py removes its
+    """Delete the model and the job that made it (if it was trained here), cancelling its prediction jobs; training/signals.py removes its
     files after commit."""
     from training.services.predicting import prediction_jobs_cancel
 
     prediction_jobs_cancel(model=model)
-    model.job.delete()
+    if model.job_id is None:  # loaded from a bundle
+        model.delete()
+    else:
+        model.job.delete()
 
 
 def training_job_delete(*, job: TrainingJob) -> None:

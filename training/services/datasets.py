@@ -42,10 +42,12 @@ def stratified_validation(groups: list, percent: float, seed: int) -> set[int]:
     return chosen
 
 
-def _classification_targets(project: Project, multi_label: bool) -> tuple[list[dict], dict[int, list[int]]]:
-    """The label map and each image's target indices (the default label first)."""
+def _classification_targets(
+    project: Project, multi_label: bool, chosen: list[int] | None
+) -> tuple[list[dict], dict[int, list[int]]]:
+    """The label map and each image's target indices (the default label first), of the chosen images or all."""
     rows = (
-        Classification.objects.filter(image__project=project)
+        Classification.objects.filter(image__project=project, **_among(chosen))
         .order_by("image_id", "-is_default", "label__name")
         .values_list("image_id", "label_id", "label__name", "label__color")
     )
@@ -65,13 +67,17 @@ def _classification_targets(project: Project, multi_label: bool) -> tuple[list[d
 DETECTION_KINDS = ("box", "polygon", "mask")  # what has a bounding box worth learning; lines and points do not
 
 
-def _detection_targets(project: Project) -> tuple[list[dict], dict[int, dict], int]:
+def _among(chosen: list[int] | None) -> dict:
+    return {} if chosen is None else {"image_id__in": chosen}
+
+
+def _detection_targets(project: Project, chosen: list[int] | None) -> tuple[list[dict], dict[int, dict], int]:
     """The label map, each image's boxes ({"boxes": [[x, y, w, h, label index], ...]}) and how many degenerate
     boxes were clipped away. Images marked labeled with no object are negatives (no boxes)."""
     from annotations.geometry import bbox
 
     rows = (
-        Annotation.objects.filter(image__project=project, kind__in=DETECTION_KINDS)
+        Annotation.objects.filter(image__project=project, kind__in=DETECTION_KINDS, **_among(chosen))
         .order_by("image_id", "id")
         .values_list("image_id", "image__width", "image__height", "kind", "geometry", "label_id", "label__name")
     )
@@ -95,7 +101,7 @@ def _detection_targets(project: Project) -> tuple[list[dict], dict[int, dict], i
     label_map = [{"id": pk, "name": names[pk], "color": colors.get(pk, BACKGROUND_COLOR)} for pk in used]
     targets = {image_id: {"boxes": [[*row[:4], index[row[4]]] for row in rows]} for image_id, rows in boxes.items()}
     negatives = (
-        ImageStatus.objects.filter(image__project=project, status=ImageStatus.Status.LABELED)
+        ImageStatus.objects.filter(image__project=project, status=ImageStatus.Status.LABELED, **_among(chosen))
         .exclude(image_id__in=list(targets))
         .values_list("image_id", flat=True)
         .distinct()
@@ -151,22 +157,32 @@ def dataset_version_create(
     validation_percent: int,
     use_validation_set: bool,
     seed: int = 0,
+    image_ids: list[int] | None = None,
 ) -> DatasetVersion:
-    """Freeze the project's labelled images now; later labelling does not change this version."""
+    """Freeze the project's labelled images now (or those of `image_ids` that have labels: ML Mode's checklist);
+    later labelling does not change this version."""
     if task not in (Task.CLASSIFICATION, Task.DETECTION):
         raise ValidationError({"task": [f"Datasets for {task} are not available yet."]})
+    chosen = None if image_ids is None else sorted(set(image_ids))
+    if chosen is not None and not chosen:
+        raise ValidationError({"images": ["Choose the images to train on."]})
     images = list(
         Image.objects.for_project(project)
+        .filter(**({} if chosen is None else {"pk__in": chosen}))
         .order_by("id")
         .values_list("id", "name", "file", "sha256", "annotation_revision", "is_validation")
     )
+    if chosen is not None and len(images) != len(chosen):
+        raise ValidationError(
+            {"images": [f"{len(chosen) - len(images)} of the chosen images are not in this project."]}
+        )
     skipped = 0
     if task == Task.DETECTION:
-        label_map, targets, skipped = _detection_targets(project)
+        label_map, targets, skipped = _detection_targets(project, chosen)
         flagged = {row[0] for row in images if row[5]}
         _detection_check(label_map, targets, flagged if use_validation_set else None)
     else:
-        label_map, targets = _classification_targets(project, multi_label)
+        label_map, targets = _classification_targets(project, multi_label, chosen)
         if not label_map:
             raise ValidationError({"task": ["No image has a classification label yet: label some images first."]})
     if task == Task.CLASSIFICATION and len(label_map) == 1:

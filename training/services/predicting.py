@@ -83,7 +83,7 @@ def images_predict_store(
         )
     else:
         answers = predictions.images_predict(model=model, checkpoint=checkpoint, images=data)
-    label_ids = {entry["name"]: entry["id"] for entry in model.dataset_version.labels}
+    label_ids = model.label_ids()
     return _store(model, checkpoint, chunk, answers, label_ids, detection)
 
 
