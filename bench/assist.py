@@ -3,8 +3,8 @@
 A detector of the default size (medium, ONNX export on, as deployed) is trained through the API on generated
 640x480 scenes, then new scenes are labeled in the labeler: open the page (Model Assist stays on from the first
 image's M), wait for the greyed suggestions, press S, wait until the committed annotations are back from the
-server. Twice: with predictions
-pre-computed by the bulk pre-label job, and predicted on demand when M is pressed. The web side runs in this
+server, press D for the next image. Twice: with predictions pre-computed by the bulk pre-label job, and predicted
+on demand when M is pressed. The web side runs in this
 process with the web's one torch thread. Run: .venv/bin/python bench/assist.py [--images N] [--epochs N]
 """
 
@@ -18,28 +18,35 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.test")
 
 
-def _loop(page, url_of, images) -> tuple[list[float], list[float], list[float], list[int]]:
-    """Per image: ms from navigation to the suggestions drawn, ms from S to the annotations saved, the total, and
-    how many were committed."""
-    shown_ms, commit_ms, total_ms, committed = [], [], [], []
-    for image in images:
+def _step(page, start: float) -> tuple[float, float, float, int]:
+    """From `start`: the page's suggestions drawn, S pressed, the annotations back. ms to shown, commit, total."""
+    page.wait_for_selector("body[data-labeler-ready=true]")
+    if not page.evaluate("() => window.sightline.assist.on"):  # it stays on from one image to the next
+        page.keyboard.press("m")
+    page.wait_for_function("() => window.sightline.assist.loads > 0")
+    shown = time.perf_counter()
+    count = page.evaluate("() => window.sightline.assist.shown().length")
+    if count:
+        with page.expect_response(lambda r: r.url.endswith("/predictions/accept/")):
+            page.keyboard.press("s")
+        page.wait_for_function(f"() => window.sightline.store.shapes.length === {count}")
+    done = time.perf_counter()
+    return (shown - start) * 1000, (done - shown) * 1000, (done - start) * 1000, count
+
+
+def _loop(page, first_url: str, images: int) -> tuple[list[float], list[float], list[float], list[int]]:
+    """Open the first image (not counted: it warms up), then `images` times: D (next image, as a person goes on),
+    the suggestions shown, S, the annotations saved. Per image: ms to shown, ms to saved after, total, committed."""
+    page.goto(first_url)
+    _step(page, time.perf_counter())
+    rows = []
+    for _ in range(images):
+        following = page.evaluate("() => JSON.parse(document.getElementById('labeler-config').textContent).nextUrl")
         start = time.perf_counter()
-        page.goto(url_of(image))
-        page.wait_for_selector("body[data-labeler-ready=true]")
-        if not page.evaluate("() => window.sightline.assist.on"):  # it stays on from one image to the next
-            page.keyboard.press("m")
-        page.wait_for_function("() => window.sightline.assist.loads > 0")
-        shown = time.perf_counter()
-        count = page.evaluate("() => window.sightline.assist.shown().length")
-        if count:
-            with page.expect_response(lambda r: r.url.endswith("/predictions/accept/")):
-                page.keyboard.press("s")
-            page.wait_for_function(f"() => window.sightline.store.shapes.length === {count}")
-        done = time.perf_counter()
-        shown_ms.append((shown - start) * 1000)
-        commit_ms.append((done - shown) * 1000)
-        total_ms.append((done - start) * 1000)
-        committed.append(count)
+        page.keyboard.press("d")
+        page.wait_for_url(f"**{following}")
+        rows.append(_step(page, start))
+    shown_ms, commit_ms, total_ms, committed = (list(column) for column in zip(*rows, strict=True))
     return shown_ms, commit_ms, total_ms, committed
 
 
@@ -104,13 +111,14 @@ def main() -> None:
         try:
             with chromium_logged_in(server.url, "bench") as page:
 
-                def url_of(image):
-                    return f"{server.url}/projects/{project.id}/images/{image.id}/label/"
+                def walk(images) -> str:
+                    """The labeler on the newest of these images, walking them (as the grid's selection does)."""
+                    ids = ",".join(str(i.id) for i in images)
+                    newest = max(i.id for i in images)
+                    return f"{server.url}/projects/{project.id}/images/{newest}/label/?ids={ids}"
 
-                _loop(page, url_of, precomputed[:1])  # a first page load warms the browser's caches
-                stored = _loop(page, url_of, precomputed[1:])
-                _loop(page, url_of, on_demand[:1])  # the model's first load in the web process
-                asked = _loop(page, url_of, on_demand[1:])
+                stored = _loop(page, walk(precomputed), len(precomputed) - 1)
+                asked = _loop(page, walk(on_demand), len(on_demand) - 1)
         finally:
             server.stop()
     rows = []

@@ -9,6 +9,7 @@ from projects.uploads import images_upload
 from tests.browser.test_training import login, shot
 from tests.factories import UserFactory, make_project
 from tests.training.scenes import scene
+from tests.training.test_model_load import loadable
 from training.models import ModelVersion, Prediction
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
@@ -134,6 +135,13 @@ def test_ml_mode_trains_from_its_settings_then_predicts_accepts_and_clears(page,
     assert defaults == ["50", "8", "0.002", "416"]
     assert [page.input_value(f"{form} [name={n}]") for n in ("confidence", "nms")] == ["0.30", "0.40"]
     assert "tf_efficientnet_lite0 (pretrained on this server)" in page.text_content(f"{form} [name=backbone]")
+    # The training images: every labelled one checked (none trained on yet); one taken out.
+    page.wait_for_selector("#ml-images-list li")
+    states = page.eval_on_selector_all("#ml-images-list input", "boxes => boxes.map(b => [b.dataset.state, b.checked])")
+    assert states == [["labeled", True]] * 16 + [["unlabeled", False]]
+    assert page.text_content("#ml-images-count") == "16 chosen"
+    page.click("#ml-images-list li:first-child input")
+    assert page.text_content("#ml-images-count") == "15 chosen"
     page.fill(f"{form} [name=epochs]", "3")
     page.fill(f"{form} [name=batch_size]", "4")
     page.select_option(f"{form} [name=image_size]", "224")
@@ -142,6 +150,7 @@ def test_ml_mode_trains_from_its_settings_then_predicts_accepts_and_clears(page,
     page.wait_for_function("() => document.getElementById('ml-status').textContent.startsWith('Trained')")
     model = ModelVersion.objects.get()
     assert (model.name, model.epochs_trained, model.image_size) == ("ML model 1", 3, 224)
+    assert model.dataset_version.items.count() == 15
     assert page.text_content("#ml-status") == "Trained ✓ (ML model 1)"
     assert page.get_attribute("#ml-save", "href") == f"/projects/{project.id}/models/{model.id}/#bundle"
     shot(page, "ml-mode-trained")
@@ -165,6 +174,18 @@ def test_ml_mode_trains_from_its_settings_then_predicts_accepts_and_clears(page,
         page.click("#ml-clear")
     page.wait_for_function("() => window.sightline.assist.suggestions.length === 0")
     assert Prediction.objects.filter(image=image).count() == 0
+    # Load Existing Model: a file that is no bundle is refused with the reason; the saved model loads and assists.
+    page.set_input_files("#ml-load", files=[{"name": "notes.zip", "mimeType": "application/zip", "buffer": b"no"}])
+    page.wait_for_function("() => document.getElementById('ml-load-state').textContent.startsWith('Not loaded')")
+    assert page.text_content("#ml-load-state") == (
+        "Not loaded: file: This is not a model bundle: load the ZIP that Save Trained Model downloads."
+    )
+    bundle = {"name": "saved.zip", "mimeType": "application/zip", "buffer": loadable(model)}
+    page.set_input_files("#ml-load", files=[bundle])
+    page.wait_for_function("() => document.getElementById('ml-load-state').textContent.startsWith('Loaded')")
+    loaded = ModelVersion.objects.get(loaded_from="saved.zip")
+    assert page.text_content("#ml-load-state") == "Loaded ML model 1 (loaded): Model Assist and Predict Current use it."
+    assert page.evaluate("() => window.sightline.assist.choice") == f"{loaded.id}:best"
     # ML Mode survives a reload.
     page.reload()
     page.wait_for_selector("body[data-labeler-ready=true]")
