@@ -38,8 +38,6 @@ export class Assist extends EventTarget {
     this.selected = new Set();
     /** "modelId:checkpoint" */
     this.choice = "";
-    /** This image's suggestions, asked for as the page opened (main.js). @type {{model: number, answer: Promise<api.Answer>}|null} */
-    this.early = null;
   }
 
   /** @param {string} text */
@@ -81,9 +79,7 @@ export class Assist extends EventTarget {
     this.busy = true;
     try {
       this.say("Loading suggestions…");
-      const early = this.early?.model === Number(model) ? this.early.answer : null;
-      this.early = null; // asked for as the page opened: good for the first load only
-      let answer = await (early || api.loadPredictions(this.imageId, Number(model)));
+      let answer = await api.loadPredictions(this.imageId, Number(model));
       let rows = answer.ok ? answer.body.predictions.filter((/** @type {Suggestion} */ s) => s.checkpoint === checkpoint) : [];
       if ((predict === true || (predict === "auto" && !rows.length)) && answer.ok && this.canPredict) {
         this.say("Predicting…");

@@ -25,7 +25,6 @@ const lastLabelKey = `sightline:label:${config.projectId}`;
 const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
 
 async function start() {
-  const early = earlySuggestions();
   const image = new Image();
   image.src = config.image.url;
   const [loaded] = await Promise.all([api.loadDocument(config.image.id), image.decode()]);
@@ -64,7 +63,6 @@ async function start() {
     imageId: config.image.id, store, saver, renderer, labels, canPredict: !!config.assist.canPredict,
     replaced: () => { tools.documentReplaced(); panels.render(); },
   });
-  assist.early = early;
   renderer.suggestions = (ctx, scale) => assist.draw(ctx, scale);
   wireAssist(assist, renderer, tools, config.projectId);
   wireMlMode({ assist, projectId: config.projectId });
@@ -244,14 +242,6 @@ async function start() {
   if (kept) saver?.save(); // what this browser kept from last time goes to the server first
   Object.assign(window, { sightline: { store, renderer, tools, saver, panels, assist } }); // for tests and benchmarks
   document.body.dataset.labelerReady = "true";
-}
-
-/** When Model Assist was on for the last image, this image's suggestions are asked for with its document and
- * pixels, not after them: the loop "next, look, S" waits for one round trip instead of two. */
-function earlySuggestions() {
-  const remembered = JSON.parse(sessionStorage.getItem(`sightline:assist:${config.projectId}`) || "{}");
-  const model = Number(String(remembered.choice || "").split(":")[0]);
-  return remembered.on && model ? { model, answer: api.loadPredictions(config.image.id, model) } : null;
 }
 
 /** The Model Assist panel: model picker, M, the confidence slider, commit and clear, a classifier's labels. Its
