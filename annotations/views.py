@@ -19,6 +19,7 @@ from annotations.filters import FILTER_KEYS
 from annotations.formats import FORMAT_NAMES, FORMATS
 from annotations.models import TransferJob
 from annotations.services import transfers
+from annotations.services.documents import document_read
 from projects.models import Image
 from projects.permissions import access_project, project_permissions, projects_for_user
 from training import selectors as training_selectors
@@ -182,6 +183,10 @@ def labeler(request, project_id: int, image_id: int):
         # With SAM, the labeler asks (POST) for this image's and the next ones' embeddings as it opens.
         "smart": {**backend.as_dict(), "prepare": [image.pk, *walk.ahead]},
         "assist": {"canPredict": "train_project" in permissions},
+        # The annotations as the page is made: one round trip less than reading them after the page loads.
+        "document": document_read(image=image),
+        # What the page fetches while the person looks at this image: the next one's pixels (and suggestions).
+        "next": {"id": walk.next, "url": f"/api/images/{walk.next}/file/"} if walk.next else None,
         "previousUrl": f"/projects/{project.pk}/images/{walk.previous}/label/{suffix}" if walk.previous else None,
         "nextUrl": f"/projects/{project.pk}/images/{walk.next}/label/{suffix}" if walk.next else None,
     }

@@ -31,6 +31,9 @@ export class Assist extends EventTarget {
     this.busy = false;
     /** How many loads have ended (tests and benchmarks wait on it). */
     this.loads = 0;
+    /** When (performance.now) the last loaded suggestions were drawn, and the last commit began and ended: what
+     * bench/assist.py measures the person's waiting with, on the page's own clock. */
+    this.timing = { drawn: 0, commitStarted: 0, committed: 0 };
     this.threshold = 0.3;
     /** @type {Suggestion[]} */
     this.suggestions = [];
@@ -79,7 +82,7 @@ export class Assist extends EventTarget {
     this.busy = true;
     try {
       this.say("Loading suggestions…");
-      let answer = await api.loadPredictions(this.imageId, Number(model));
+      let answer = takeOver(this.imageId, Number(model)) || (await api.loadPredictions(this.imageId, Number(model)));
       let rows = answer.ok ? answer.body.predictions.filter((/** @type {Suggestion} */ s) => s.checkpoint === checkpoint) : [];
       if ((predict === true || (predict === "auto" && !rows.length)) && answer.ok && this.canPredict) {
         this.say("Predicting…");
@@ -96,6 +99,7 @@ export class Assist extends EventTarget {
       this.busy = false;
       this.loads += 1;
       this.changed();
+      requestAnimationFrame(() => { this.timing.drawn = performance.now(); }); // after the frame that draws them
     }
   }
 
@@ -152,6 +156,7 @@ export class Assist extends EventTarget {
   async commit(ids) {
     if (this.busy) return;
     this.busy = true;
+    this.timing.commitStarted = performance.now();
     try {
       if (!(await this.flush())) {
         return this.say("Your last changes are not saved yet (see the save state): commit again once they are.");
@@ -182,6 +187,7 @@ export class Assist extends EventTarget {
       this.suggestions = this.suggestions.filter((s) => !done.has(s.id));
       for (const id of ids) this.selected.delete(id);
       this.say(`Committed ${ids.length} suggestion${ids.length === 1 ? "" : "s"}.`);
+      this.timing.committed = performance.now();
       this.dispatchEvent(new CustomEvent("committed", { detail: { ids, revision: answer.body.revision } }));
     } finally {
       this.busy = false;
@@ -233,4 +239,27 @@ export class Assist extends EventTarget {
     }
     ctx.setLineDash([]);
   }
+}
+
+/** Suggestions fetched by the page before (main.js fetchAhead) for the image it leads to: one entry, kept briefly,
+ * read once. They are suggestions, not annotations: a moment old is as good as fresh, and accepting checks ids. */
+const HANDOVER_KEY = "sightline:suggestions-ahead";
+const HANDOVER_SECONDS = 120;
+
+/** @param {number} imageId @param {number} model @param {api.Answer} answer */
+export function handOver(imageId, model, answer) {
+  if (!answer.ok) return;
+  try {
+    sessionStorage.setItem(HANDOVER_KEY, JSON.stringify({ imageId, model, at: Date.now(), answer }));
+  } catch {
+    // storage full: the next page asks the server
+  }
+}
+
+/** @param {number} imageId @param {number} model @returns {api.Answer|null} */
+function takeOver(imageId, model) {
+  const kept = JSON.parse(sessionStorage.getItem(HANDOVER_KEY) || "null");
+  if (!kept || kept.imageId !== imageId || kept.model !== model) return null;
+  sessionStorage.removeItem(HANDOVER_KEY);
+  return Date.now() - kept.at < HANDOVER_SECONDS * 1000 ? kept.answer : null;
 }

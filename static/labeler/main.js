@@ -5,7 +5,7 @@
  * announces `shape-created`, `shape-changed` and `saved` on #labeler for the page around it.
  */
 import * as api from "./api.js";
-import { Assist } from "./assist.js";
+import { Assist, handOver } from "./assist.js";
 import { showConflict } from "./conflict.js";
 import { installKeymap, renderShortcuts } from "./keymap.js";
 import { wireMlMode } from "./ml.js";
@@ -27,10 +27,10 @@ const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.get
 async function start() {
   const image = new Image();
   image.src = config.image.url;
-  const [loaded] = await Promise.all([api.loadDocument(config.image.id), image.decode()]);
+  await image.decode();
   const kept = canEdit ? localStorage.getItem(pendingKey(config.image.id)) : null;
   if (!canEdit) localStorage.removeItem(pendingKey(config.image.id)); // a read-only user has nothing to send
-  const store = new Store(kept ? JSON.parse(kept) : loaded.body);
+  const store = new Store(kept ? JSON.parse(kept) : config.document); // the document comes with the page
   const renderer = new Renderer(/** @type {HTMLCanvasElement} */ ($("canvas")), image, store, labels);
   const tools = new Tools(renderer.canvas, renderer, store, config.image, { canEdit });
   const remembered = Number(localStorage.getItem(lastLabelKey));
@@ -242,6 +242,19 @@ async function start() {
   if (kept) saver?.save(); // what this browser kept from last time goes to the server first
   Object.assign(window, { sightline: { store, renderer, tools, saver, panels, assist } }); // for tests and benchmarks
   document.body.dataset.labelerReady = "true";
+  fetchAhead(assist);
+}
+
+/** While the person looks at this image: the next one's pixels into the browser's cache, and, with Model Assist
+ * on, its stored suggestions for the next page (Assist.load takes them), so "next" waits for neither. */
+async function fetchAhead(/** @type {Assist} */ assist) {
+  if (!config.next) return;
+  await new Promise((resolve) => setTimeout(resolve, 300)); // this image's own requests first
+  // As an image, not fetch(): the API varies on Accept, and only the same request finds the cached answer.
+  const next = new Image();
+  next.src = config.next.url;
+  const model = Number(assist.choice.split(":")[0]);
+  if (assist.on && model) handOver(config.next.id, model, await api.loadPredictions(config.next.id, model));
 }
 
 /** The Model Assist panel: model picker, M, the confidence slider, commit and clear, a classifier's labels. Its

@@ -40,6 +40,9 @@ def test_model_assist_suggests_boxes_that_a_click_space_and_s_commit(page, live_
     model = ModelVersion.objects.get(name="shapes")
     png, _ = scene(800, objects=(3, 5))
     [image] = images_upload(project=project, user=user, files=[SimpleUploadedFile("new.png", png)], labels=[]).stored
+    # The image after it in the labeler's walk (newest first), with suggestions stored beforehand.
+    neighbour = project.images.filter(pk__lt=image.pk).order_by("-pk").first()
+    assert api.post(f"/api/images/{neighbour.id}/predictions/", {"model": model.id}, format="json").status_code == 200
 
     login(page, live_server, "assisted")
     page.goto(f"{live_server.url}/projects/{project.id}/images/{image.id}/label/")
@@ -107,6 +110,20 @@ def test_model_assist_suggests_boxes_that_a_click_space_and_s_commit(page, live_
     page.wait_for_function("() => window.sightline.assist.suggestions.length === 0")
     assert Prediction.objects.filter(image=image).count() == 0
     assert Annotation.objects.filter(image=image).count() == len(shown)
+
+    # D: the next image. Its annotations came with its page, and its suggestions with the page before.
+    page.wait_for_function("() => sessionStorage.getItem('sightline:suggestions-ahead')")
+    asked = []
+    page.on("request", lambda r: asked.append((r.method, r.url.removeprefix(live_server.url))))
+    page.keyboard.press("d")
+    page.wait_for_url(f"**/images/{neighbour.id}/label/")
+    page.wait_for_selector("body[data-labeler-ready=true]")
+    page.wait_for_function("() => window.sightline.assist.loads === 1")
+    ahead = Prediction.objects.filter(image=neighbour).order_by("-score", "id")
+    assert page.evaluate(SHOWN) == [p.id for p in ahead if p.score >= cut]
+    assert page.evaluate("window.sightline.store.shapes.length") == Annotation.objects.filter(image=neighbour).count()
+    own = f"/api/images/{neighbour.id}/"
+    assert [(m, u) for m, u in asked if u.startswith((f"{own}annotations/", f"{own}predictions/"))] == []
     page.wait_for_load_state("networkidle")  # no request left to race the database's flush after the test
 
 
