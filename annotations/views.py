@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST, require_safe
 from django_htmx.http import HttpResponseClientRedirect
 
@@ -143,6 +144,7 @@ def _walk(request) -> tuple[dict[str, str], str]:
 
 @login_required
 @require_safe
+@never_cache  # the page carries the image's annotations: Back must not show an old copy of them
 def labeler(request, project_id: int, image_id: int):
     """The labeling page: one canvas island (static/labeler/) around the image, with htmx around it."""
     project = access_project(request.user, project_id)

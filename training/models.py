@@ -5,6 +5,8 @@ DatasetVersion of the project's images and targets, trains on it in django-q2, a
 leaves a ModelVersion with its best and last checkpoints and their evaluations.
 """
 
+import uuid
+
 from django.conf import settings
 from django.db import models
 
@@ -104,7 +106,9 @@ class TrainingJob(Job):
 
 
 def checkpoint_upload_path(model: "ModelVersion", filename: str) -> str:
-    return f"models/{model.project_id}/{model.job_id or 'loaded'}/{filename}"
+    # A loaded model's folder is its own: loaded checkpoints are cached by file name in every process.
+    folder = model.job_id or f"loaded-{uuid.uuid4().hex}"
+    return f"models/{model.project_id}/{folder}/{filename}"
 
 
 class Checkpoint(models.TextChoices):
@@ -178,7 +182,8 @@ class ModelVersion(models.Model):
     def label_ids(self) -> dict[str, int]:
         """Each output's project label id by output name (a one-class model's 'background' has none)."""
         if self.dataset_version_id is None:
-            return dict(zip(self.labels, self.loaded_label_ids, strict=True))
+            pairs = zip(self.labels, self.loaded_label_ids, strict=True)
+            return {name: label for name, label in pairs if label is not None}
         return {entry["name"]: entry["id"] for entry in self.dataset_version.labels if entry["id"] is not None}
 
     def checkpoint_file(self, checkpoint: str):

@@ -69,9 +69,10 @@ def training_images(*, project) -> dict:
     """ML Training Settings' checklist (spec 004): each image with its state. trained: in the newest trained
     model's dataset; labeled: has labels, not trained on yet; unlabeled: no label. At most TRAINING_IMAGES_SHOWN,
     labelled ones first."""
-    from django.db.models import BooleanField, Exists, ExpressionWrapper, OuterRef, Value
+    from django.db.models import BooleanField, Exists, ExpressionWrapper, OuterRef, Q, Value
 
     from annotations.filters import has_any_label
+    from annotations.models import ImageStatus
     from projects.models import Image
     from training.models import DatasetItem
 
@@ -81,9 +82,11 @@ def training_images(*, project) -> dict:
         if newest
         else Value(False, output_field=BooleanField())
     )
+    # Labelled: any label, or marked labeled with nothing on it (a detector's negative example).
+    marked = Exists(ImageStatus.objects.filter(image=OuterRef("pk"), status=ImageStatus.Status.LABELED))
     rows = (
         Image.objects.for_project(project)
-        .annotate(labeled=ExpressionWrapper(has_any_label(), output_field=BooleanField()), trained=trained)
+        .annotate(labeled=ExpressionWrapper(has_any_label() | Q(marked), output_field=BooleanField()), trained=trained)
         .order_by("-labeled", "name", "id")
         .values_list("id", "name", "labeled", "trained")
     )

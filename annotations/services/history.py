@@ -43,7 +43,13 @@ def history_restore(*, entry: ReplacedDocument, user) -> int:
     history_record(image_ids=[image.pk], user=user, reason="restore")
     # Accepted predictions come back with the model they came from, if it still exists.
     wanted = {shape["model"] for shape in entry.shapes if shape.get("model")}
-    alive = set(ModelVersion.objects.filter(pk__in=wanted).values_list("pk", flat=True))
+    # FOR KEY SHARE (which the ORM does not offer): a model being deleted meanwhile waits for this restore.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id FROM {ModelVersion._meta.db_table} WHERE id = ANY(%s) FOR KEY SHARE",  # noqa: S608
+            [sorted(wanted)],
+        )
+        alive = {row[0] for row in cursor.fetchall()}
     return document_save(
         image=image,
         user=user,

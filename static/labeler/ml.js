@@ -116,7 +116,7 @@ export function wireMlMode({ assist, projectId }) {
         const field = /** @type {HTMLInputElement|null} */ (form.elements.namedItem(name));
         if (field && field.type !== "checkbox") field.value = String(value);
       }
-      for (const box of form.querySelectorAll("input[type=checkbox]")) {
+      for (const box of form.querySelectorAll("input[type=checkbox][name]")) { // the images' list reloads itself
         /** @type {HTMLInputElement} */ (box).checked = saved.has(/** @type {HTMLInputElement} */ (box).name);
       }
     }

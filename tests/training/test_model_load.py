@@ -120,6 +120,10 @@ def test_a_saved_classifier_loads_into_another_project_and_predicts_as_it_did(
         ),
         (loadable(trained, saved={**saved, "backbone": "no_such_net"}), "timm has no model named 'no_such_net'."),
         (
+            loadable(trained, saved={**saved, "image_size": 225}),
+            "The image size must be one this server trains at: 224, 320, 416, 512, 640 px.",
+        ),
+        (
             loadable(trained, saved={**saved, "format": "other/1"}),
             "checkpoint.pt has the format 'other/1'; this server loads sightline-classifier/1, sightline-detector/1.",
         ),
@@ -144,7 +148,7 @@ def test_a_saved_classifier_loads_into_another_project_and_predicts_as_it_did(
         },
     )
     assert ModelVersion.objects.count() == models_before
-    assert not default_storage.exists(f"models/{other.id}/loaded")
+    assert not default_storage.exists(f"models/{other.id}")
 
     # The bundle as it was downloaded loads, under the bundle's name.
     loaded = _load(api, other, bundle)
@@ -188,11 +192,22 @@ def test_a_saved_classifier_loads_into_another_project_and_predicts_as_it_did(
     gallery = browser.get(f"/projects/{other.id}/models/{model.id}/gallery/")
     assert (gallery.status_code, gallery["Location"]) == (302, f"/projects/{other.id}/models/{model.id}/")
 
-    # Deleting it deletes its checkpoint.
+    # What is stored is what was checked: an extra entry of the file (here a graph to run) is not kept.
+    extra = _load(api, other, loadable(trained, saved={**saved, "onnx": b"a graph nobody checked"}), name="extra")
+    assert extra.status_code == 201, extra.content
+    kept = ModelVersion.objects.get(pk=extra.json()["id"])
+    with default_storage.open(kept.best_checkpoint.name) as stored:
+        assert sorted(torch.load(stored, weights_only=True)) == sorted(
+            ["format", "backbone", "labels", "image_size", "multi_label", "mean", "std", "state_dict"]
+        )
+
+    # Deleting it deletes its checkpoint; a model loaded next has a file of its own (processes cache by name).
     name = model.best_checkpoint.name
     with django_capture_on_commit_callbacks(execute=True):
         assert api.delete(f"/api/models/{model.id}/").status_code == 204
     assert not default_storage.exists(name)
+    again = ModelVersion.objects.get(pk=_load(api, other, bundle).json()["id"])
+    assert again.best_checkpoint.name != name
 
 
 def test_a_loaded_detector_suggests_the_boxes_it_found_where_it_was_trained(
@@ -207,6 +222,11 @@ def test_a_loaded_detector_suggests_the_boxes_it_found_where_it_was_trained(
     assert answer.status_code == 201, answer.content
     model = ModelVersion.objects.get(pk=answer.json()["id"])
     assert model.thresholds_for("best") == trained.thresholds_for("best")
+    patched = api.patch(f"/api/models/{model.id}/", {"iou_threshold": 0.6}, format="json")
+    assert (patched.status_code, patched.json()) == (
+        400,
+        {"iou_threshold": ["A loaded model was not evaluated here: it has no statistics to count at an IoU."]},
+    )
 
     png, _ = scene(777, objects=(3, 5))
     [image] = images_upload(project=other, user=user, files=[SimpleUploadedFile("s.png", png)], labels=[]).stored

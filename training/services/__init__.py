@@ -96,6 +96,10 @@ def model_version_update(
             raise ValidationError({"iou_threshold": ["Only detection models have an IoU threshold."]})
         if not 0.05 <= iou_threshold <= 0.95:
             raise ValidationError({"iou_threshold": ["Give an IoU threshold from 0.05 to 0.95."]})
+        if model.is_loaded:
+            raise ValidationError(
+                {"iou_threshold": ["A loaded model was not evaluated here: it has no statistics to count at an IoU."]}
+            )
         if iou_threshold != model.iou_threshold:
             from training import statistics
 

@@ -13,6 +13,7 @@ import io
 import json
 import math
 import zipfile
+import zlib
 from pathlib import PurePosixPath
 
 from django.conf import settings
@@ -24,7 +25,7 @@ from projects.models import Label, Project
 from training.models import Checkpoint, ModelVersion, Task
 
 MAX_LABELS = 1000
-IMAGE_SIDE = (32, 1024)
+MAX_META_BYTES = 1024 * 1024
 DETECTION_THRESHOLD = 0.30  # spec 004's inference confidence, when the bundle has no thresholds
 MULTI_LABEL_THRESHOLD = 0.5
 
@@ -44,28 +45,48 @@ def model_load(*, project: Project, user, upload, name: str | None = None) -> Mo
     labels = list(saved["labels"])
     label_ids = _labels_map(project, labels, meta)
     thresholds = _thresholds(meta, task, saved, len(labels))
-    with transaction.atomic():
-        Project.objects.select_for_update().filter(pk=project.pk).first()  # the name check, then the write
-        model = ModelVersion(
-            project=project,
-            name=_name_clean(project, name, task) if name else _name_free(project, meta, task),
-            task=task,
-            multi_label=bool(saved.get("multi_label", False)),
-            backbone=saved["backbone"],
-            image_size=int(saved["image_size"]),
-            labels=labels,
-            best_epoch=0,
-            epochs_trained=0,
-            loaded_from=PurePosixPath(upload.name or "model.zip").name[:255],
-            loaded_by=user,
-            loaded_label_ids=label_ids,
-            optimized_thresholds={c: thresholds for c in Checkpoint.values} if thresholds else {},
-            predict_with=Checkpoint.BEST,
-        )
-        model.best_checkpoint.save("checkpoint.pt", ContentFile(raw), save=False)
-        model.last_checkpoint.name = model.best_checkpoint.name  # one checkpoint answers for both
-        model.save()
+    model = ModelVersion(
+        project=project,
+        task=task,
+        multi_label=bool(saved.get("multi_label", False)),
+        backbone=saved["backbone"],
+        image_size=int(saved["image_size"]),
+        labels=labels,
+        best_epoch=0,
+        epochs_trained=0,
+        loaded_from=PurePosixPath(upload.name or "model.zip").name[:255],
+        loaded_by=user,
+        loaded_label_ids=label_ids,
+        optimized_thresholds={c: thresholds for c in Checkpoint.values} if thresholds else {},
+        predict_with=Checkpoint.BEST,
+    )
+    # Only what was checked is kept (an ONNX graph or any other entry of the file is dropped), stored before the
+    # project is locked for the name, and removed again if the row is not written.
+    model.best_checkpoint.save("checkpoint.pt", ContentFile(_checked_bytes(saved, task)), save=False)
+    model.last_checkpoint.name = model.best_checkpoint.name  # one checkpoint answers for both
+    try:
+        with transaction.atomic():
+            Project.objects.select_for_update().filter(pk=project.pk).first()  # the name check, then the write
+            model.name = _name_clean(project, name, task) if name else _name_free(project, meta, task)
+            model.save()
+    except BaseException:
+        model.best_checkpoint.storage.delete(model.best_checkpoint.name)
+        raise
     return model
+
+
+CHECKPOINT_KEYS = {
+    Task.CLASSIFICATION: ("format", "backbone", "labels", "image_size", "multi_label", "mean", "std", "state_dict"),
+    Task.DETECTION: ("format", "backbone", "labels", "image_size", "model_size", "state_dict"),
+}
+
+
+def _checked_bytes(saved: dict, task: str) -> bytes:
+    import torch
+
+    out = io.BytesIO()
+    torch.save({key: saved[key] for key in CHECKPOINT_KEYS[task]}, out)
+    return out.getvalue()
 
 
 def _name_free(project: Project, meta: dict, task: str) -> str:
@@ -92,7 +113,7 @@ def _bundle_read(upload) -> tuple[dict, bytes]:
     try:
         bundle = zipfile.ZipFile(upload)
         entries = {PurePosixPath(info.filename).name: info for info in bundle.infolist() if not info.is_dir()}
-    except (zipfile.BadZipFile, OSError, ValueError):
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
         _refuse("This is not a model bundle: load the ZIP that Save Trained Model downloads.")
     if "model.json" not in entries:
         _refuse("This ZIP has no model.json: load the ZIP that Save Trained Model downloads.")
@@ -101,16 +122,18 @@ def _bundle_read(upload) -> tuple[dict, bytes]:
             "This bundle has no checkpoint.pt (bundles saved before Sightline could load models have none): "
             "save the model again from its page and load that."
         )
-    for name in ("model.json", "checkpoint.pt"):
-        if entries[name].file_size > limit:
-            _refuse(f"{name} unpacks to {entries[name].file_size:,} bytes, more than the limit of {limit:,}.")
+    for name, most in (("model.json", MAX_META_BYTES), ("checkpoint.pt", limit)):
+        if entries[name].file_size > most:
+            _refuse(f"{name} unpacks to {entries[name].file_size:,} bytes, more than the limit of {most:,}.")
     try:
         with bundle.open(entries["model.json"]) as opened:
-            meta = json.loads(opened.read(limit + 1))
+            meta = json.loads(opened.read(MAX_META_BYTES + 1))
         with bundle.open(entries["checkpoint.pt"]) as opened:
             raw = opened.read(limit + 1)
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError):  # damaged data, or a bad CRC
+    except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError, RecursionError):  # damaged, bad CRC
         _refuse("The bundle is damaged: a file in it cannot be read.")
+    except (NotImplementedError, RuntimeError):  # a compression Python does not read, or encryption
+        _refuse("The bundle is compressed or encrypted in a way this server does not read: save it again.")
     if not isinstance(meta, dict):
         _refuse("model.json does not describe a model.")
     return meta, raw
@@ -157,9 +180,12 @@ def _task(saved: dict, meta: dict) -> str:
     errors = backbone_check({"backbone": backbone, "pretrained": False})
     if errors:
         _refuse(next(iter(errors.values()))[0])
-    size = saved.get("image_size")
-    if not isinstance(size, int) or isinstance(size, bool) or not IMAGE_SIDE[0] <= size <= IMAGE_SIDE[1]:
-        _refuse(f"The image size must be a whole number of pixels from {IMAGE_SIDE[0]} to {IMAGE_SIDE[1]}.")
+    from training.ml.backbones import DETECTOR_SIZES
+    from training.parameters import IMAGE_SIZES
+
+    sizes = sorted({*IMAGE_SIZES, *(side for side, _, _ in DETECTOR_SIZES.values())})
+    if saved.get("image_size") not in sizes or isinstance(saved.get("image_size"), bool):
+        _refuse(f"The image size must be one this server trains at: {', '.join(map(str, sizes))} px.")
     labels = saved.get("labels")
     if (
         not isinstance(labels, list)
