@@ -14,7 +14,7 @@ function apply() {
       if (keep) visible += 1;
     }
     const count = figure.querySelector(".box-count");
-    if (count) count.textContent = String(visible);
+    if (count) count.textContent = `${visible} box${visible === 1 ? "" : "es"}`;
   }
 }
 

@@ -243,12 +243,12 @@ def test_train_a_detector_from_the_form_read_its_statistics_and_set_thresholds(p
     page.wait_for_load_state("load")
     scores = [float(v) for v in page.locator("g.box").evaluate_all("boxes => boxes.map(b => b.dataset.score)")]
     assert scores and min(scores) >= 0.05
-    shown = page.locator(".box-count").text_content()
-    assert int(shown) == sum(score >= 0.3 for score in scores)
+    expected = sum(score >= 0.3 for score in scores)
+    assert page.locator(".box-count").text_content() == f"{expected} box{'' if expected == 1 else 'es'}"
     shot(page, "predict-detection")
     page.fill("#box-threshold", "1")  # the range input's value, as dragging it to the end sets it
     page.dispatch_event("#box-threshold", "input")
-    assert page.locator(".box-count").text_content() == "0"
+    assert page.locator(".box-count").text_content() == "0 boxes"
     assert page.locator("g.box:not(.hidden)").count() == 0
 
     # Predict the grid's selection: a job, whose stored boxes the page then draws on each image.

@@ -11,24 +11,7 @@ from projects.models import Project
 from training.models import Checkpoint, ModelVersion, Task, TrainingJob
 from training.parameters import parameters_clean
 from training.services import datasets
-
-MAX_NAME = 100
-
-
-def _name_clean(project: Project, name: str | None, task: str) -> str:
-    taken = set(ModelVersion.objects.filter(project=project).values_list("name", flat=True))
-    taken |= set(TrainingJob.objects.filter(project=project).active().values_list("name", flat=True))
-    if not name:
-        number = TrainingJob.objects.filter(project=project).count() + 1
-        while f"{task}-{number}" in taken:
-            number += 1
-        return f"{task}-{number}"
-    name = name.strip()
-    if not name or len(name) > MAX_NAME or any(c in name for c in '/\\"') or not name.isprintable():
-        raise ValidationError({"name": [f'A model name has 1 to {MAX_NAME} printable characters, none of / \\ ".']})
-    if name in taken:
-        raise ValidationError({"name": [f"This project already has a model named {name!r}."]})
-    return name
+from training.services.naming import model_name_clean
 
 
 @transaction.atomic
@@ -49,7 +32,7 @@ def training_job_start(
     cleaned = parameters_clean(task, parameters or {})
     # One start at a time per project: the name check and the dataset version number read, then write.
     Project.objects.select_for_update().filter(pk=project.pk).first()
-    name = _name_clean(project, name, task)
+    name = model_name_clean(project, name, task)
     version = datasets.dataset_version_create(
         project=project,
         user=user,

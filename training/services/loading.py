@@ -23,6 +23,7 @@ from django.db import transaction
 
 from projects.models import Label, Project
 from training.models import Checkpoint, ModelVersion, Task
+from training.services.naming import model_name_clean
 
 MAX_LABELS = 1000
 MAX_META_BYTES = 1024 * 1024
@@ -36,8 +37,6 @@ def _refuse(message: str):
 
 def model_load(*, project: Project, user, upload, name: str | None = None) -> ModelVersion:
     """Check the uploaded bundle and store it as a model of the project (400 with the reason when it does not fit)."""
-    from training.services import _name_clean
-
     meta, raw = _bundle_read(upload)
     saved = _checkpoint_read(raw)
     task = _task(saved, meta)
@@ -67,7 +66,7 @@ def model_load(*, project: Project, user, upload, name: str | None = None) -> Mo
     try:
         with transaction.atomic():
             Project.objects.select_for_update().filter(pk=project.pk).first()  # the name check, then the write
-            model.name = _name_clean(project, name, task) if name else _name_free(project, meta, task)
+            model.name = model_name_clean(project, name, task) if name else _name_free(project, meta, task)
             model.save()
     except BaseException:
         model.best_checkpoint.storage.delete(model.best_checkpoint.name)
@@ -91,16 +90,14 @@ def _checked_bytes(saved: dict, task: str) -> bytes:
 
 def _name_free(project: Project, meta: dict, task: str) -> str:
     """The bundle's model name, or the first of "name (loaded)", "name (loaded 2)", ... not taken in the project."""
-    from training.services import _name_clean
-
     base = str(meta.get("name") or "").strip()[:80]
     for number in range(1, 100):
         candidate = base if number == 1 else f"{base} (loaded{'' if number == 2 else f' {number - 1}'})"
         try:
-            return _name_clean(project, candidate or None, task)
+            return model_name_clean(project, candidate or None, task)
         except ValidationError:
             continue
-    return _name_clean(project, None, task)
+    return model_name_clean(project, None, task)
 
 
 def _bundle_read(upload) -> tuple[dict, bytes]:
