@@ -275,6 +275,22 @@ def _evaluated(model: ModelVersion) -> None:
         raise NotEvaluated()
 
 
+class NoImageList(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = (
+        "A semantic segmentation model's evaluation is its confusion matrix over pixels (see its statistics); it "
+        "lists no predictions per image yet."
+    )
+    default_code = "no_image_list"
+
+
+def _listed(model: ModelVersion) -> None:
+    """Per-image predictions and their ZIP exist for classifiers and detectors."""
+    _evaluated(model)
+    if model.task == Task.SEMANTIC:
+        raise NoImageList()
+
+
 def _view_query(request) -> tuple[str, str]:
     checkpoint = request.query_params.get("checkpoint", Checkpoint.BEST)
     split = request.query_params.get("split", Split.VALID)
@@ -322,6 +338,9 @@ class ModelStatisticsApi(APIView):
                 iou=_number(request, "iou", 0.05, 0.95, None),
             )
             return Response({**stats, "history": model.job.history, "best_epoch": model.best_epoch})
+        if model.task == Task.SEMANTIC:
+            stats = statistics.segmentation_statistics(model=model, checkpoint=checkpoint, split=split)
+            return Response({**stats, "history": model.job.history, "best_epoch": model.best_epoch})
         stats = statistics.model_statistics(model=model, checkpoint=checkpoint, split=split, thresholds=thresholds)
         return Response({**stats, "history": model.job.history, "best_epoch": model.best_epoch})
 
@@ -338,7 +357,7 @@ class ModelPredictionsApi(APIView):
     )
     def get(self, request, model_id: int):
         model = selectors.model_get(user=request.user, model_id=model_id)
-        _evaluated(model)
+        _listed(model)
         checkpoint, split = _view_query(request)
         rows = statistics.model_predictions(
             model=model,
@@ -362,7 +381,7 @@ class ModelPredictionsDownloadApi(APIView):
     @extend_schema(parameters=VIEW_PARAMETERS[:1], responses={(200, "application/zip"): bytes})
     def get(self, request, model_id: int):
         model = selectors.model_get(user=request.user, model_id=model_id, perm="export_project")
-        _evaluated(model)
+        _listed(model)
         checkpoint, _ = _view_query(request)
         content = downloads.predictions_zip(model=model, checkpoint=checkpoint)
         return _zip_response(content, f"{model.name}-{checkpoint}-predictions.zip")
@@ -445,6 +464,11 @@ class PredictApi(APIView):
                 nms=_number(request, "nms", 0.01, 1, predictions.NMS_DEFAULT),
             )
             return Response({"model": model.name, "checkpoint": checkpoint, "task": model.task, "predictions": boxes})
+        if model.task == Task.SEMANTIC:
+            [masks] = predictions.masks_predict(
+                model=model, checkpoint=checkpoint, images=[predictions.upload_read(upload)]
+            )
+            return Response({"model": model.name, "checkpoint": checkpoint, "task": model.task, "predictions": masks})
         [result] = predictions.images_predict(
             model=model, checkpoint=checkpoint, images=[predictions.upload_read(upload)]
         )

@@ -175,7 +175,13 @@ def bundle_state(*, model: ModelVersion, checkpoint: str) -> dict:
 
 def bundle_request(*, model: ModelVersion, checkpoint: str, user) -> dict:
     """Start building the bundle unless it is built or being built; its state either way."""
+    from django.core.exceptions import ValidationError
     from django.db import transaction
+
+    if model.task == Task.SEMANTIC:
+        raise ValidationError(
+            {"checkpoint": ["Offline bundles of semantic segmentation models are not available yet; use the API."]}
+        )
 
     from jobs.models import Job
     from jobs.services import job_submit

@@ -137,6 +137,23 @@ def detection_curves(history: list[dict], best_epoch: int | None) -> list[Chart]
     ]
 
 
+def segmentation_curves(history: list[dict], best_epoch: int | None) -> list[Chart]:
+    """A semantic segmentation model's validation mIoU and pixel accuracy, and its training loss."""
+    return [
+        history_chart(
+            history,
+            {"mIoU": "valid_miou", "pixel accuracy": "valid_pixel_accuracy"},
+            best_epoch=best_epoch,
+            title="Validation mIoU",
+            y_label="mIoU",
+            unit=True,
+        ),
+        history_chart(
+            history, {"train": "train_loss"}, best_epoch=best_epoch, title="Training loss", y_label="loss", unit=False
+        ),
+    ]
+
+
 def pr_curve(points: list[dict], *, threshold: float | None, title: str) -> tuple[Chart, list[dict]]:
     """Precision against recall; a red dashed line at the point the threshold gives.
 

@@ -10,6 +10,11 @@ appear, on one split at a time, for one label at a time, at the thresholds in us
   by the label's score, highest first. A detector has no score for a box it missed, so each missed box is
   ordered by its best match among the predicted boxes of its label below the threshold: the highest IoU first
   (the near misses), then by that box's score.
+
+Semantic segmentation judges each image's pixels of the label, at the IoU threshold: All has every image where the
+label is true or predicted, highest IoU first; Matched those at the IoU or more; Missing those where under the IoU
+of the predicted pixels are right (most wrong pixels first); Extra those where under the IoU of the true pixels were
+found (most missed pixels first). The tiles draw the pixels over the image: right, predicted only, missed.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ class Item:
     box: tuple[float, float, float, float] | None = None  # detection: x, y, w, h in image pixels
     note: str = ""  # what the tile says under the picture
     above: bool = True  # at or above the threshold (All tab)
+    item_id: int | None = None  # semantic segmentation: the dataset item, whose pixels the tile draws
 
 
 def gallery(
@@ -49,6 +55,8 @@ def gallery(
     thresholds = thresholds or model.thresholds_for(checkpoint)
     if model.task == Task.DETECTION:
         items = _boxes(model, checkpoint, split, tab, label, thresholds, iou or model.iou_threshold)
+    elif model.task == Task.SEMANTIC:
+        items = _pixels(model, checkpoint, split, tab, label, iou or model.iou_threshold)
     else:
         items = _images(model, checkpoint, split, tab, label, thresholds)
     first_below = next((i for i, item in enumerate(items) if not item.above), None)
@@ -116,6 +124,66 @@ def _images(model: ModelVersion, checkpoint: str, split: str, tab: str, label: i
         note = "annotated" if truth[i] else "not annotated"
         out.append(Item(image_id, name, float(scores[i]), None, note, bool(predicted[i])))
     return out
+
+
+def _pixels(model: ModelVersion, checkpoint: str, split: str, tab: str, label: int, iou: float) -> list[Item]:
+    item_ids, confusions = statistics.confusions_load(model, checkpoint, split)
+    names = _names(item_ids)
+    c = label + 1
+    both = confusions[:, c, c].astype(np.float64)
+    true, predicted = confusions[:, c, :].sum(axis=1), confusions[:, :, c].sum(axis=1)
+    union = true + predicted - both
+    ious = np.divide(both, union, out=np.zeros_like(both), where=union > 0)
+    precision = np.divide(both, predicted, out=np.zeros_like(both), where=predicted > 0)
+    recall = np.divide(both, true, out=np.zeros_like(both), where=true > 0)
+    if tab == "all":
+        chosen, order = np.flatnonzero(union > 0), -ious
+    elif tab == "matched":
+        chosen, order = np.flatnonzero((union > 0) & (ious >= iou)), -ious
+    elif tab == "missing":
+        chosen, order = np.flatnonzero((predicted > 0) & (precision < iou)), -(predicted - both)
+    else:
+        chosen, order = np.flatnonzero((true > 0) & (recall < iou)), -(true - both)
+    chosen = chosen[np.argsort(order[chosen], kind="mergesort")]
+    out = []
+    for i in chosen:
+        image_id, name = names.get(int(item_ids[i]), (None, "?"))
+        note = (
+            f"{int(predicted[i] - both[i])} px predicted wrongly, {int(true[i] - both[i])} px missed"
+            if ious[i] < 1
+            else "every pixel right"
+        )
+        above = bool(ious[i] >= iou)
+        out.append(Item(image_id, name, float(ious[i]), note=note, above=above, item_id=int(item_ids[i])))
+    return out
+
+
+RIGHT, PREDICTED_ONLY, MISSED = (46, 204, 64, 150), (255, 59, 48, 170), (0, 122, 255, 170)
+
+
+def pixels_picture(model: ModelVersion, checkpoint: str, item_id: int, label: int) -> tuple[str, int, int] | None:
+    """A PNG data URL of one label's pixels on one image, at the training size: green where right, red where only
+    predicted, blue where missed; and its width and height."""
+    import base64
+    import io
+
+    from PIL import Image as PILImage
+
+    from training.ml.segmentation import label_map
+
+    predicted = statistics.predicted_map(model, checkpoint, item_id)
+    item = DatasetItem.objects.filter(pk=item_id).select_related("image").first()
+    if predicted is None or item is None or item.image is None:
+        return None
+    height, width = predicted.shape
+    scale = width / item.image.width
+    shapes = [(row[0], row[1], row[2]) for row in item.targets["shapes"]]
+    true, guessed = label_map(shapes, scale, height, width) == label + 1, predicted == label + 1
+    picture = np.zeros((height, width, 4), np.uint8)
+    picture[true & guessed], picture[guessed & ~true], picture[true & ~guessed] = RIGHT, PREDICTED_ONLY, MISSED
+    out = io.BytesIO()
+    PILImage.fromarray(picture).save(out, "PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode(), width, height
 
 
 def tiles(items: list[Item], start: int, size: int) -> list[dict]:

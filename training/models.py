@@ -1,6 +1,6 @@
 """Training: frozen dataset versions, background training jobs, and the model versions they make.
 
-One shape for every task (classification now; detection and segmentation later): a job freezes a
+One shape for every task (classification, detection, semantic segmentation): a job freezes a
 DatasetVersion of the project's images and targets, trains on it in django-q2, and on success
 leaves a ModelVersion with its best and last checkpoints and their evaluations.
 """
@@ -16,7 +16,8 @@ from jobs.models import Job, JobQuerySet
 class Task(models.TextChoices):
     CLASSIFICATION = "classification"
     DETECTION = "detection"
-    SEGMENTATION = "segmentation"
+    SEMANTIC = "semantic-segmentation"  # every pixel one label or background
+    INSTANCE = "instance-segmentation"  # every object its own mask
 
 
 class Split(models.TextChoices):
@@ -33,7 +34,7 @@ class DatasetVersion(models.Model):
 
     project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="dataset_versions")
     number = models.PositiveIntegerField(help_text="Counts up within the project: v1, v2, ...")
-    task = models.CharField(max_length=16, choices=Task.choices)
+    task = models.CharField(max_length=32, choices=Task.choices)
     multi_label = models.BooleanField(default=False)
     labels = models.JSONField(help_text='The label map in output order: [{"id": 3, "name": "cat", "color": "#..."}].')
     split_method = models.CharField(max_length=8, choices=SplitMethod.choices)
@@ -81,7 +82,7 @@ class TrainingJob(Job):
 
     KIND = "training"
 
-    task = models.CharField(max_length=16, choices=Task.choices)
+    task = models.CharField(max_length=32, choices=Task.choices)
     name = models.CharField(max_length=100, help_text="The model's name, as the predict endpoint takes it.")
     parameters = models.JSONField(help_text="Every parameter, defaults filled in.")
     dataset_version = models.ForeignKey(
@@ -139,7 +140,7 @@ class ModelVersion(models.Model):
         default=list, blank=True, help_text="A loaded model: the project label of each output, in output order."
     )
     name = models.CharField(max_length=100)
-    task = models.CharField(max_length=16, choices=Task.choices)
+    task = models.CharField(max_length=32, choices=Task.choices)
     multi_label = models.BooleanField(default=False)
     backbone = models.CharField(max_length=100)
     image_size = models.PositiveIntegerField()

@@ -21,6 +21,7 @@ from training.models import ModelVersion
 if TYPE_CHECKING:  # torch: imported where a model is loaded
     from training.ml.classification import Classifier
     from training.ml.detection import Detector
+    from training.ml.segmentation import Segmenter
 
 NMS_DEFAULT = 0.40  # spec 004's default (training.ml.detection.NMS_DEFAULT, which imports torch)
 
@@ -45,6 +46,18 @@ def detector_load(name: str) -> Detector:
     from training.ml.runtime import loaded_objects_freeze
 
     model = Detector(torch.load(io.BytesIO(stored_bytes(name)), map_location="cpu", weights_only=True))
+    loaded_objects_freeze()
+    return model
+
+
+@functools.lru_cache(maxsize=4)
+def segmenter_load(name: str) -> Segmenter:
+    import torch
+
+    from training.ml.runtime import loaded_objects_freeze
+    from training.ml.segmentation import Segmenter
+
+    model = Segmenter(torch.load(io.BytesIO(stored_bytes(name)), map_location="cpu", weights_only=True))
     loaded_objects_freeze()
     return model
 
@@ -108,6 +121,38 @@ def boxes_predict(
     return [boxes_answer(rows, model.labels, thresholds) for rows in found]
 
 
+def masks_predict(*, model: ModelVersion, checkpoint: str, images: list[bytes]) -> list[list[dict]]:
+    """Per image, one mask per label the semantic segmentation model gives any pixel, most confident first: the
+    label, its score (the mean probability over its pixels), its area in pixels, its bounding box, and the mask as
+    COCO RLE ({"size": [height, width], "counts": str}) in the pixels of the original image turned upright."""
+    for data in images:
+        image_check(data)
+    segmenter = segmenter_load(model.checkpoint_file(checkpoint).name)
+    return [masks_answer(result.labels, result.confidence, model.labels) for result in segmenter.predict(images)]
+
+
+def masks_answer(label_map: np.ndarray, confidence: np.ndarray, labels: list[str]) -> list[dict]:
+    from annotations.geometry import bbox, encode_mask
+
+    out = []
+    for index, name in enumerate(labels):
+        covered = label_map == index + 1
+        if not covered.any():
+            continue
+        rle = encode_mask(covered)
+        x, y, width, height = bbox("mask", {"rle": rle})
+        out.append(
+            {
+                "label": name,
+                "score": round(float(confidence[index + 1]), 6),
+                "area": int(covered.sum()),
+                "box": {"x": x, "y": y, "width": width, "height": height},
+                "rle": rle,
+            }
+        )
+    return sorted(out, key=lambda row: -row["score"])
+
+
 BOX_FLOOR = 0.05  # the lowest score the predict page's slider reaches
 PREVIEW_SIDE = 960
 
@@ -133,6 +178,54 @@ def boxes_shown(*, model: ModelVersion, checkpoint: str, images: list[bytes], na
             }
         )
     return results
+
+
+def masks_shown(*, model: ModelVersion, checkpoint: str, images: list[bytes], names: list[str]) -> list[dict]:
+    """A semantic segmentation model's masks on uploaded images for the predict page: the image and each mask as
+    a picture of the preview's size in its label's colour; the page's sliders set their opacity and hide those
+    below a score."""
+    colours = dict(model.project.labels.values_list("name", "color"))
+    found = masks_predict(model=model, checkpoint=checkpoint, images=images)
+    results = []
+    for name, raw, masks in zip(names, images, found, strict=True):
+        width, height, source = _preview(raw)
+        results.append(
+            {
+                "name": name,
+                "source": source,
+                "width": width,
+                "height": height,
+                "masks": [mask_drawn(mask, colours.get(mask["label"], "#ff3b30")) for mask in masks],
+                "text_size": text_size(width, height),
+            }
+        )
+    return results
+
+
+def mask_drawn(mask: dict, colour: str) -> dict:
+    """A mask answer (label, score, box, rle) with its picture: a PNG data URL, the mask in `colour`, elsewhere
+    clear, at most PREVIEW_SIDE px (the page stretches it over the image)."""
+    import base64
+
+    from PIL import Image as PILImage
+
+    from annotations.geometry import decode_mask
+
+    covered = decode_mask(mask["rle"])
+    picture = PILImage.new("RGBA", (covered.shape[1], covered.shape[0]), (0, 0, 0, 0))
+    red, green, blue = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
+    picture.paste((red, green, blue, 255), mask=PILImage.fromarray(covered.astype(np.uint8) * 255))
+    picture.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE), PILImage.Resampling.NEAREST)
+    out = io.BytesIO()
+    picture.save(out, "PNG", optimize=True)
+    return {
+        "label": mask["label"],
+        "score": mask["score"],
+        "color": colour,
+        "box": mask["box"],
+        "area": mask.get("area"),
+        "picture": "data:image/png;base64," + base64.b64encode(out.getvalue()).decode(),
+    }
 
 
 def _preview(data: bytes) -> tuple[int, int, str]:

@@ -15,7 +15,7 @@ import numpy as np
 from django.core.exceptions import ValidationError
 
 from projects.files import stored_bytes
-from training.ml import detection_metrics, metrics
+from training.ml import detection_metrics, metrics, segmentation_metrics
 from training.models import Checkpoint, DatasetItem, ModelVersion, Split, Task
 
 SPLITS = {Split.TRAIN: 0, Split.VALID: 1}
@@ -154,10 +154,59 @@ def detection_statistics(*, model: ModelVersion, checkpoint: str, split: str, th
     }
 
 
+def confusions_load(model: ModelVersion, checkpoint: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """A segmentation model's item ids of one split and their per-image pixel confusion matrices."""
+    arrays = _arrays(model.evaluation_file(checkpoint).name)
+    keep = arrays["splits"] == SPLITS[split]
+    return arrays["item_ids"][keep], arrays["confusions"][keep]
+
+
+def predicted_map(model: ModelVersion, checkpoint: str, item_id: int) -> np.ndarray | None:
+    """The label map a segmentation model predicted for one dataset item at the training size (0 background, i + 1
+    label i), or None for an item it did not score."""
+    from PIL import Image as PILImage
+
+    arrays = _arrays(model.evaluation_file(checkpoint).name)
+    found = np.flatnonzero(arrays["item_ids"] == item_id)
+    if not len(found):
+        return None
+    start, end = arrays["map_offsets"][found[0]], arrays["map_offsets"][found[0] + 1]
+    with PILImage.open(io.BytesIO(arrays["maps"][start:end].tobytes())) as picture:
+        return np.asarray(picture)
+
+
+def segmentation_statistics(*, model: ModelVersion, checkpoint: str, split: str) -> dict:
+    """The statistics page of a semantic segmentation model for one checkpoint and split: per-label IoU, mIoU,
+    pixel accuracy and the confusion matrix over pixels (background first), at the training size."""
+    item_ids, confusions = confusions_load(model, checkpoint, split)
+    classes = len(model.labels) + 1
+    total = confusions.sum(axis=0) if len(item_ids) else np.zeros((classes, classes), np.int64)
+    return {
+        "checkpoint": checkpoint,
+        "split": split,
+        "task": Task.SEMANTIC,
+        "labels": model.labels,
+        "count": len(item_ids),
+        **segmentation_metrics.scores(total, model.labels),
+    }
+
+
+def _segmentation_summary(model: ModelVersion) -> tuple[dict, dict]:
+    summary: dict = {}
+    for checkpoint in Checkpoint.values:
+        summary[checkpoint] = {}
+        for split in SPLITS:
+            stats = segmentation_statistics(model=model, checkpoint=checkpoint, split=split)
+            summary[checkpoint][split] = {key: stats[key] for key in ("count", "miou", "label_miou", "pixel_accuracy")}
+    return summary, {}
+
+
 def model_summary(*, model: ModelVersion) -> tuple[dict, dict]:
     """Summary metrics per checkpoint and split, and the F1-optimised thresholds (multi-label, detection)."""
     if model.task == Task.DETECTION:
         return _detection_summary(model)
+    if model.task == Task.SEMANTIC:
+        return _segmentation_summary(model)
     summary, optimised = {}, {}
     for checkpoint in Checkpoint.values:
         evaluation = evaluation_load(model, checkpoint)

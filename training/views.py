@@ -80,6 +80,8 @@ def _job_context(request, project, job: TrainingJob) -> dict:
     curves = []
     if job.history and job.task == Task.DETECTION:
         curves = charts.detection_curves(job.history, job.best_epoch)
+    elif job.history and job.task == Task.SEMANTIC:
+        curves = charts.segmentation_curves(job.history, job.best_epoch)
     elif job.history:
         curves = [
             charts.learning_curve(job.history, "loss", best_epoch=job.best_epoch, title="Cross-entropy loss"),
@@ -162,12 +164,14 @@ def model_page(request, project_id: int, model_id: int):
         return _loaded_page(request, model)
     state = _view_state(request, model)
     thresholds = _previewed_thresholds(request, model)
-    detection = model.task == Task.DETECTION
+    detection, semantic = model.task == Task.DETECTION, model.task == Task.SEMANTIC
     if detection:
         iou = _iou_chosen(model, request.GET.get("iou"))
         stats = statistics.detection_statistics(
             model=model, checkpoint=state["checkpoint"], split=state["split"], thresholds=thresholds, iou=iou
         )
+    elif semantic:
+        stats = statistics.segmentation_statistics(model=model, checkpoint=state["checkpoint"], split=state["split"])
     else:
         stats = statistics.model_statistics(
             model=model, checkpoint=state["checkpoint"], split=state["split"], thresholds=thresholds
@@ -181,11 +185,14 @@ def model_page(request, project_id: int, model_id: int):
         **state,
         "perms": project_permissions(request.user, model.project),
         "detection": detection,
+        "semantic": semantic,
         "thresholded": detection or model.multi_label,
         "iou_choices": _iou_choices(model),
         "curves": (
             charts.detection_curves(history, model.best_epoch)
             if detection
+            else charts.segmentation_curves(history, model.best_epoch)
+            if semantic
             else [
                 charts.learning_curve(history, "accuracy", best_epoch=model.best_epoch, title="Accuracy"),
                 charts.learning_curve(history, "loss", best_epoch=model.best_epoch, title="Cross-entropy loss"),
@@ -201,6 +208,8 @@ def model_page(request, project_id: int, model_id: int):
         context["bundle"] = bundle_state(model=model, checkpoint=state["checkpoint"])
     if context["thresholded"]:
         context.update(_pr_context(request, model, stats))
+    elif semantic:
+        context["confusion"] = _confusion_rows({**stats, "labels": [row["label"] for row in stats["per_class"]]})
     else:
         context["confusion"] = _confusion_rows(stats)
     if request.htmx:
@@ -366,7 +375,7 @@ def model_delete(request, project_id: int, model_id: int):
 def predictions_page(request, project_id: int, model_id: int):
     """Predictions on training or validation images beside their ground truth (green truth, red other labels)."""
     model = selectors.model_get(user=request.user, model_id=model_id, project_id=project_id)
-    if model.is_loaded:  # no evaluation to show
+    if model.is_loaded or model.task == Task.SEMANTIC:  # no evaluation per image to show
         return redirect("training:model", project_id=project_id, model_id=model_id)
     state = _view_state(request, model)
     show = request.GET.get("show", "all") if request.GET.get("show") in {"all", "wrong", "right"} else "all"
@@ -456,11 +465,14 @@ def predict_page(request, project_id: int):
 
 
 def _uploads_predicted(model: ModelVersion, checkpoint: str, uploads: list) -> list[dict]:
-    """Uploaded images predicted at once: a detector's boxes to draw, or a classifier's ranked labels."""
+    """Uploaded images predicted at once: a detector's boxes or a segmentation model's masks to draw, or a
+    classifier's ranked labels."""
     data = [predictions.upload_read(upload) for upload in uploads]
     names = [upload.name for upload in uploads]
     if model.task == Task.DETECTION:
         return predictions.boxes_shown(model=model, checkpoint=checkpoint, images=data, names=names)
+    if model.task == Task.SEMANTIC:
+        return predictions.masks_shown(model=model, checkpoint=checkpoint, images=data, names=names)
     ranked = predictions.images_predict(model=model, checkpoint=checkpoint, images=data)
     return [{"name": name, "image": None, "predictions": r} for name, r in zip(names, ranked, strict=True)]
 
@@ -512,7 +524,7 @@ def gallery_page(request, project_id: int, model_id: int):
         "label_name": model.labels[label],
         "threshold": found["threshold"],
         "count": len(items),
-        "tiles": galleries.tiles(items, (number - 1) * size, size),
+        "tiles": _tiles_drawn(model, state["checkpoint"], label, galleries.tiles(items, (number - 1) * size, size)),
         "page": number,
         "pages": pages,
         "query": urlencode(query),
@@ -521,9 +533,22 @@ def gallery_page(request, project_id: int, model_id: int):
         else None,
         "first_below": first_below,
         "detection": model.task == Task.DETECTION,
+        "semantic": model.task == Task.SEMANTIC,
         "iou": iou or model.iou_threshold,
     }
     return render(request, "training/gallery.html", context)
+
+
+def _tiles_drawn(model: ModelVersion, checkpoint: str, label: int, tiles: list[dict]) -> list[dict]:
+    """A semantic segmentation gallery's tiles with the label's pixels drawn over each image."""
+    from training import galleries
+
+    if model.task != Task.SEMANTIC:
+        return tiles
+    for tile in tiles:
+        if tile["item"].item_id is not None:
+            tile["pixels"] = galleries.pixels_picture(model, checkpoint, tile["item"].item_id, label)
+    return tiles
 
 
 BOX_SLIDER_START = 0.30  # spec 004's default confidence

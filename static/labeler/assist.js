@@ -2,11 +2,13 @@
 /**
  * Model Assist (spec 002): a trained model's suggestions for this image, drawn greyed over it. A click selects a
  * suggestion (it takes its label's colour), Space commits the selected ones, S every one shown; the confidence
- * slider filters on this side, without asking the server again. A classifier's suggestions are image labels,
+ * slider filters on this side, without asking the server again. A segmentation model's suggestions are masks, drawn
+ * greyed the same way and hit by their pixels. A classifier's suggestions are image labels,
  * listed with their scores. Committing goes through the server (POST .../predictions/accept/) at the labeler's
  * revision, after any unsaved change is saved, so a suggestion becomes an annotation with its score and model.
  */
 import * as api from "./api.js";
+import { decodeCounts, maskCanvas } from "./rle.js";
 import { pendingKey } from "./saver.js";
 
 /** @typedef {{id: number, kind: string, label: number, label_name: string, geometry: any, score: number,
@@ -116,15 +118,22 @@ export class Assist extends EventTarget {
     this.changed();
   }
 
-  /** The smallest shown box under an image point. @param {number} x @param {number} y */
+  /** The smallest shown box or mask under an image point. @param {number} x @param {number} y */
   hit(x, y) {
     let best = null, area = Infinity;
     for (const s of this.shown()) {
-      if (s.kind !== "box") continue;
-      const g = s.geometry;
-      if (x >= g.x && x <= g.x + g.width && y >= g.y && y <= g.y + g.height && g.width * g.height < area) {
-        best = s;
-        area = g.width * g.height;
+      if (s.kind === "box") {
+        const g = s.geometry;
+        if (x >= g.x && x <= g.x + g.width && y >= g.y && y <= g.y + g.height && g.width * g.height < area) {
+          best = s;
+          area = g.width * g.height;
+        }
+      } else if (s.kind === "mask") {
+        const mask = maskOf(s);
+        if (mask.area < area && mask.covers(x, y)) {
+          best = s;
+          area = mask.area;
+        }
       }
     }
     return best;
@@ -220,10 +229,20 @@ export class Assist extends EventTarget {
     this.changed();
   }
 
-  /** Greyed boxes; a selected one in its label's colour. @param {CanvasRenderingContext2D} ctx @param {number} scale */
+  /** Greyed boxes and masks; a selected one in its label's colour.
+   * @param {CanvasRenderingContext2D} ctx @param {number} scale */
   draw(ctx, scale) {
     ctx.font = `${12 / scale}px sans-serif`;
     for (const s of this.shown()) {
+      if (s.kind === "mask") {
+        const selected = this.selected.has(s.id);
+        const color = selected ? this.labels.get(s.label)?.color || "#ffffff" : "#b0b0b0";
+        const mask = maskOf(s);
+        ctx.drawImage(mask.canvas(color, selected ? 120 : 90), 0, 0);
+        ctx.fillStyle = color;
+        ctx.fillText(`${s.label_name} ${s.score.toFixed(2)}`, mask.left + 2 / scale, mask.top - 3 / scale);
+        continue;
+      }
       if (s.kind !== "box") continue;
       const { x, y, width, height } = s.geometry;
       const selected = this.selected.has(s.id);
@@ -263,3 +282,67 @@ function takeOver(imageId, model) {
   sessionStorage.removeItem(HANDOVER_KEY);
   return Date.now() - kept.at < HANDOVER_SECONDS * 1000 ? kept.answer : null;
 }
+
+/** A mask suggestion decoded once: its area, its top-left corner, whether it covers a pixel, and its drawing in a
+ * colour (kept per colour: greyed, and its label's once selected). */
+class MaskSuggestion {
+  /** @param {{size: number[], counts: string}} rle */
+  constructor(rle) {
+    this.rle = rle;
+    this.height = rle.size[0];
+    this.width = rle.size[1];
+    // Where each run starts, in COCO's column-major order; odd runs are the mask's pixels.
+    this.starts = [];
+    let position = 0, left = Infinity, top = Infinity;
+    this.area = 0;
+    for (const [index, run] of decodeCounts(rle.counts).entries()) {
+      this.starts.push(position);
+      if (index % 2 === 1 && run > 0) {
+        this.area += run;
+        left = Math.min(left, Math.floor(position / this.height));
+        const row = position % this.height;
+        top = Math.min(top, row + run > this.height ? 0 : row); // a run past its column's end reaches the next's top
+      }
+      position += run;
+    }
+    this.left = Number.isFinite(left) ? left : 0;
+    this.top = Number.isFinite(top) ? top : 0;
+    /** @type {Map<string, OffscreenCanvas>} */
+    this.drawn = new Map();
+  }
+
+  /** @param {number} x @param {number} y */
+  covers(x, y) {
+    const column = Math.floor(x), row = Math.floor(y);
+    if (column < 0 || row < 0 || column >= this.width || row >= this.height) return false;
+    const at = column * this.height + row;
+    let low = 0, high = this.starts.length - 1;
+    while (low < high) {  // the last run starting at or before `at`
+      const middle = (low + high + 1) >> 1;
+      if (this.starts[middle] <= at) low = middle;
+      else high = middle - 1;
+    }
+    return low % 2 === 1;
+  }
+
+  /** @param {string} color @param {number} alpha */
+  canvas(color, alpha) {
+    const key = `${color}/${alpha}`;
+    if (!this.drawn.has(key)) this.drawn.set(key, maskCanvas(this.rle, color, alpha));
+    return /** @type {OffscreenCanvas} */ (this.drawn.get(key));
+  }
+}
+
+/** @type {WeakMap<Suggestion, MaskSuggestion>} */
+const masks = new WeakMap();
+
+/** @param {Suggestion} suggestion */
+function maskOf(suggestion) {
+  let mask = masks.get(suggestion);
+  if (!mask) {
+    mask = new MaskSuggestion(suggestion.geometry.rle);
+    masks.set(suggestion, mask);
+  }
+  return mask;
+}
+

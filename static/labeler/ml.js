@@ -141,9 +141,15 @@ export function wireMlMode({ assist, projectId }) {
     use(answer.body.id, `${answer.body.name} · ${answer.body.task} · loaded`, answer.body.name);
   });
   $("ml-train")?.addEventListener("click", async () => {
-    if (!saved.has("detection_head")) return say("Enable the detection head in the settings (⚙): it is the one this server trains.");
+    const heads = [];
+    if (saved.has("detection_head")) heads.push("detection");
+    if (saved.has("segmentation_head")) heads.push("semantic-segmentation");
+    if (!heads.length) return say("Enable the detection head or the segmentation head in the settings (⚙).");
+    if (heads.length > 1) {
+      return say("Both heads in one model are not available yet: switch one off in the settings (⚙).");
+    }
     const body = {
-      task: "detection",
+      task: heads[0],
       name: String(saved.get("name")),
       parameters: {
         epochs: Number(saved.get("epochs")),
@@ -180,7 +186,7 @@ export function wireMlMode({ assist, projectId }) {
   /** @param {any} job */
   function trained(job) {
     say(`Trained ${job.name}: Predict Current uses it.`);
-    use(job.model_id, `${job.name} · detection · best`, job.name);
+    use(job.model_id, `${job.name} · ${job.task} · best`, job.name);
   }
 
   /** A new model (trained or loaded) becomes Model Assist's choice. @param {number} modelId @param {string} text @param {string} name */

@@ -34,3 +34,25 @@ def scene(seed: int, *, width: int = 160, height: int = 120, objects: tuple[int,
     out = io.BytesIO()
     image.save(out, "PNG")
     return out.getvalue(), boxes
+
+
+def ring_scene(seed: int, *, width: int = 160, height: int = 120):
+    """PNG bytes, a red ring (a polygon with a hole) and a green square that may cover part of it: the ring's outer
+    and inner circles as point lists, and the square's x, y, side."""
+    rng = np.random.default_rng(seed)
+    noise = rng.integers(90, 150, (height, width, 1)).repeat(3, axis=2).astype(np.uint8)
+    image = PILImage.fromarray(noise)
+    draw = ImageDraw.Draw(image)
+    radius = int(rng.integers(18, 34))
+    cx, cy = int(rng.integers(radius, width - radius)), int(rng.integers(radius, height - radius))
+    angles = np.linspace(0, 2 * np.pi, 32, endpoint=False)
+    outer = [[round(cx + radius * np.cos(a), 2), round(cy + radius * np.sin(a), 2)] for a in angles]
+    inner = [[round(cx + radius / 2 * np.cos(a), 2), round(cy + radius / 2 * np.sin(a), 2)] for a in angles[::-1]]
+    draw.polygon([tuple(p) for p in outer], fill=(220, 40, 40))
+    draw.polygon([tuple(p) for p in inner], fill=tuple(int(v) for v in noise[cy, cx]))
+    side = int(rng.integers(16, 36))
+    x, y = int(rng.integers(0, width - side)), int(rng.integers(0, height - side))
+    draw.rectangle((x, y, x + side - 1, y + side - 1), fill=(40, 200, 60))
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue(), outer, inner, (x, y, side)

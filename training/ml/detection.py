@@ -10,7 +10,6 @@ Every box that leaves here is in the pixels of the original image, turned uprigh
 from __future__ import annotations
 
 import copy
-import math
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -27,7 +26,8 @@ from training.ml.boxes import MAX_DETECTIONS, rows_xywh
 from training.ml.detection_dense import DenseFCOS, OnnxDense, dense_predict, onnx_exports
 from training.ml.detection_metrics import coco_map
 from training.ml.images import ReadBytes, read_file, upright_resized
-from training.ml.loop import Cancelled, Hooks, Loop, Progress
+from training.ml.layers import EarlyFrozen
+from training.ml.loop import Cancelled, Hooks, NetworkLoop
 
 CHECKPOINT_FORMAT = "sightline-detector/1"
 EVAL_SCORE = 0.05  # the lowest score kept for statistics: precision-recall curves reach down to it
@@ -86,7 +86,7 @@ class DetectionResult:
 # --- the model -------------------------------------------------------------------------------
 
 
-class FeaturePyramid(nn.Module):
+class FeaturePyramid(EarlyFrozen):
     """The backbone's last three feature levels (strides 8, 16, 32), a feature pyramid over them, and two more
     levels above (P6, P7), as FCOS expects."""
 
@@ -101,31 +101,6 @@ class FeaturePyramid(nn.Module):
         channels = [info[i]["num_chs"] for i in self.levels]
         self.fpn = FeaturePyramidNetwork(channels, width, extra_blocks=LastLevelP6P7(width, width))
         self.out_channels = width
-        self.pretrained_norms = False  # set by freeze_early: batch norm then keeps its ImageNet statistics
-
-    def freeze_early(self) -> int:
-        """Freeze the stages at strides 2 and 4 (as Detectron's FREEZE_AT=2): their ImageNet features are generic,
-        and their backward pass, at the highest resolution, is the costliest. Returns the tensors frozen."""
-        info = self.body.feature_info
-        first_trained = info[2]["module"] + "." if len(info) > 2 else None
-        frozen = 0
-        for name, parameter in self.body.named_parameters():
-            if first_trained is None or name.startswith(first_trained):
-                break
-            parameter.requires_grad_(False)
-            frozen += 1
-        self.pretrained_norms = True
-        return frozen
-
-    def train(self, mode: bool = True):
-        """A pretrained backbone's batch norm keeps its ImageNet statistics: batches of a few images estimate them
-        badly."""
-        super().train(mode)
-        if self.pretrained_norms:
-            for module in self.body.modules():
-                if isinstance(module, nn.BatchNorm2d):
-                    module.eval()
-        return self
 
     def forward(self, x: torch.Tensor) -> OrderedDict:
         """Mixed precision on a GPU for the backbone and the pyramid only: the head's outputs, the boxes decoded from
@@ -274,8 +249,8 @@ def train(
     return run.finish(run.run())
 
 
-class _Run(Loop):
-    prep_share = 0.1  # reading and resizing every image once
+class _Run(NetworkLoop):
+    metric = "mAP@0.5"
 
     def __init__(self, config: DetectorConfig, train_samples, valid_samples, hooks: Hooks, read: ReadBytes, device):
         super().__init__(
@@ -317,34 +292,9 @@ class _Run(Loop):
         self.normalization = normalization(config.backbone)
         if config.pretrained:  # random early stages must learn like the rest
             self.model.backbone.freeze_early()
-        self.best_score, self.best_state = -math.inf, None
-        self.best_at = time.monotonic()
-        self.steps = self.steps_per_epoch * config.epochs
-        warmup = min(self.steps_per_epoch * 2, max(1, self.steps // 10))
-        parameters = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=1e-4)
-        self.training_started = time.monotonic()
-        self.schedule = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer,
-            lambda step: min(1.0, (step + 1) / warmup) * max(0.01, 0.5 * (1 + math.cos(math.pi * self._done(step)))),
+        self.optimiser_start(
+            learning_rate=config.learning_rate, patience_seconds=config.patience_seconds, device=device
         )
-        self.scaler = runtime.grad_scaler(device)
-
-    def _done(self, step: int) -> float:
-        """How far the cosine schedule has come: by steps, or by time when the time limit ends training first, so
-        a run cut by its limit still ends at a low learning rate (then the run is repeatable only by steps)."""
-        done = min(step, self.steps) / self.steps
-        limit = self.config.time_limit_seconds
-        if limit:
-            budget = 0.95 * max(1.0, limit - (self.training_started - self.started))
-            done = max(done, (time.monotonic() - self.training_started) / budget)
-        return min(done, 1.0)
-
-    def _stop_early(self) -> str | None:
-        waited, patience = time.monotonic() - self.best_at, self.config.patience_seconds
-        if patience and waited >= patience:
-            return f"No better validation mAP@0.5 for {waited / 60:.1f} minutes (patience {patience / 60:g}): stopping early."
-        return None
 
     def _order(self) -> list[int]:
         self.model.train()
@@ -366,18 +316,7 @@ class _Run(Loop):
             )
         parts = self.model(images, targets)
         loss = sum(part.float() for part in parts.values())
-        if not torch.isfinite(loss):
-            raise ValueError(
-                f"The loss became {float(loss.detach())} in epoch {epoch}: training diverged. "
-                f"Lower the learning rate (it is {self.config.learning_rate:g})."
-            )
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.scaler.unscale_(self.optimizer)
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 10.0)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.schedule.step()
+        self.optimise(loss, epoch)
         return {"loss": float(loss.detach()), **{name: float(part.detach()) for name, part in parts.items()}}
 
     def predict(self, split: str) -> list[np.ndarray]:
@@ -416,9 +355,7 @@ class _Run(Loop):
         self.history.append(entry)
         score = scores["map50"] if scores["map50"] is not None else -entry["train_loss"]
         # Validation mAP measures an epoch cut short as well as a whole one: either can be the best.
-        if score > self.best_score or self.best_state is None:
-            self.best_score, self.best_epoch, self.best_at = score, epoch, time.monotonic()
-            self.best_state = copy.deepcopy(self.model.state_dict())
+        self.keep_if_best(epoch, score)
         parts = ", ".join(f"{k} {v:.4f}" for k, v in entry["losses"].items())
         valid = (
             f"valid mAP@0.5 {scores['map50']:.3f} mAP@[.5:.95] {scores['map']:.3f}"
@@ -431,9 +368,6 @@ class _Run(Loop):
             + (" (cut short)" if partial else "")
         )
         self._report(epoch / self.config.epochs, epoch, entry["train_loss"])
-
-    def _report_prep(self, fraction: float) -> None:
-        self.hooks.progress(Progress(fraction=self.prep_share * fraction, epoch=0, epochs=self.config.epochs))
 
     def finish(self, stopped_by: str) -> DetectionResult:
         last_state = copy.deepcopy(self.model.state_dict())

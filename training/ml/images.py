@@ -63,11 +63,22 @@ def upright_resized(data: bytes, size: int) -> tuple[np.ndarray, float]:
     """HxWx3 uint8, upright as its EXIF orientation says, the longer side `size`; and the factor from the
     upright original's pixels to these."""
     with PILImage.open(io.BytesIO(data)) as image:
-        width, height = image.size
-        if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # turned a quarter: the upright image is tall
-            width, height = height, width
+        width, height = _upright_size(image)
         scale = size / max(width, height)
         image.draft("RGB", (max(1, round(image.size[0] * scale)), max(1, round(image.size[1] * scale))))
         upright = ImageOps.exif_transpose(image).convert("RGB")
         target = (max(1, round(width * scale)), max(1, round(height * scale)))
         return np.array(upright.resize(target, PILImage.Resampling.BILINEAR), dtype=np.uint8), scale
+
+
+def upright_size(data: bytes) -> tuple[int, int]:
+    """The width and height of the image turned upright by its EXIF orientation (the header alone is read)."""
+    with PILImage.open(io.BytesIO(data)) as image:
+        return _upright_size(image)
+
+
+def _upright_size(image: PILImage.Image) -> tuple[int, int]:
+    width, height = image.size
+    if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # turned a quarter: the upright image is tall
+        return height, width
+    return width, height

@@ -102,3 +102,36 @@ def freeze(front: nn.Module | None, back: nn.Module) -> None:
 
 def trainable_parameters(back: nn.Module) -> list[torch.nn.Parameter]:
     return [p for p in back.parameters() if p.requires_grad]
+
+
+class EarlyFrozen(nn.Module):
+    """A network around a timm backbone (`self.body`, created with features) whose earliest stages can be frozen.
+
+    Detectors and segmenters take the backbone's feature levels; their pretrained early stages stay as ImageNet
+    trained them (as Detectron's FREEZE_AT=2), and the backbone's batch norm keeps its ImageNet statistics."""
+
+    pretrained_norms = False  # set by freeze_early
+
+    def freeze_early(self) -> int:
+        """Freeze the stages at strides 2 and 4: their ImageNet features are generic, and their backward pass, at
+        the highest resolution, is the costliest. Returns the tensors frozen."""
+        info = self.body.feature_info
+        first_trained = info[2]["module"] + "." if len(info) > 2 else None
+        frozen = 0
+        for name, parameter in self.body.named_parameters():
+            if first_trained is None or name.startswith(first_trained):
+                break
+            parameter.requires_grad_(False)
+            frozen += 1
+        self.pretrained_norms = True
+        return frozen
+
+    def train(self, mode: bool = True):
+        """A pretrained backbone's batch norm keeps its ImageNet statistics: batches of a few images estimate them
+        badly."""
+        super().train(mode)
+        if self.pretrained_norms:
+            for module in self.body.modules():
+                if isinstance(module, nn.BatchNorm2d):
+                    module.eval()
+        return self

@@ -66,6 +66,28 @@ class Loop:
         """Why training should stop early now (a line for the log), or None."""
         return None
 
+    def cosine_schedule(self, optimizer):
+        """A linear warm-up over two epochs (at most a tenth of the steps), then a cosine down to 1% of the rate.
+        Call it when training starts: a run cut by its time limit follows the clock instead of the steps."""
+        import torch
+
+        self.steps = self.steps_per_epoch * self.epochs
+        self.training_started = time.monotonic()
+        warmup = min(self.steps_per_epoch * 2, max(1, self.steps // 10))
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer,
+            lambda step: min(1.0, (step + 1) / warmup) * max(0.01, 0.5 * (1 + math.cos(math.pi * self._done(step)))),
+        )
+
+    def _done(self, step: int) -> float:
+        """How far the cosine schedule has come: by steps, or by time when the time limit ends training first, so
+        a run cut by its limit still ends at a low learning rate (then the run is repeatable only by steps)."""
+        done = min(step, self.steps) / self.steps
+        if self.time_limit:
+            budget = 0.95 * max(1.0, self.time_limit - (self.training_started - self.started))
+            done = max(done, (time.monotonic() - self.training_started) / budget)
+        return min(done, 1.0)
+
     def _order(self) -> list[int]:
         raise NotImplementedError
 
@@ -120,6 +142,61 @@ class Loop:
                 eta_seconds=eta(elapsed, fraction, self.time_limit),
             )
         )
+
+
+class NetworkLoop(Loop):
+    """A Loop that trains one network (`self.model`) with AdamW on the cosine schedule, with a gradient scaler on a GPU,
+    keeps the weights of the best validation score, and stops early after `patience_seconds` without a better one.
+    A subclass builds its model, then calls optimiser_start."""
+
+    prep_share = 0.1  # reading and resizing every image once
+    metric = "score"  # what the early-stopping line names
+
+    def optimiser_start(self, *, learning_rate: float, patience_seconds: float, device) -> None:
+        import torch
+
+        from training.ml import runtime
+
+        self.learning_rate, self.patience_seconds = learning_rate, patience_seconds
+        self.best_score, self.best_state, self.best_at = -math.inf, None, time.monotonic()
+        parameters = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=1e-4)
+        self.schedule = self.cosine_schedule(self.optimizer)
+        self.scaler = runtime.grad_scaler(device)
+
+    def optimise(self, loss, epoch: int) -> None:
+        """One step down `loss`: refused when it is no longer finite (training diverged), gradients clipped."""
+        import torch
+
+        if not torch.isfinite(loss):
+            raise ValueError(
+                f"The loss became {float(loss.detach())} in epoch {epoch}: training diverged. "
+                f"Lower the learning rate (it is {self.learning_rate:g})."
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 10.0)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.schedule.step()
+
+    def keep_if_best(self, epoch: int, score: float) -> None:
+        """Keep this epoch's weights when its score is the best so far (or nothing is kept yet)."""
+        import copy
+
+        if score > self.best_score or self.best_state is None:
+            self.best_score, self.best_epoch, self.best_at = score, epoch, time.monotonic()
+            self.best_state = copy.deepcopy(self.model.state_dict())
+
+    def _stop_early(self) -> str | None:
+        waited, patience = time.monotonic() - self.best_at, self.patience_seconds
+        if patience and waited >= patience:
+            return f"No better validation {self.metric} for {waited / 60:.1f} minutes (patience {patience / 60:g}): stopping early."
+        return None
+
+    def _report_prep(self, fraction: float) -> None:
+        self.hooks.progress(Progress(fraction=self.prep_share * fraction, epoch=0, epochs=self.epochs))
 
 
 def eta(elapsed: float, fraction: float, limit: float | None) -> float | None:

@@ -97,7 +97,8 @@ def model_version_update(
         fields.append("predict_with")
     if thresholds is not None:
         if model.thresholds_for(Checkpoint.BEST) is None:
-            raise ValidationError({"thresholds": ["Single-label models have no score thresholds."]})
+            what = "Semantic segmentation" if model.task == Task.SEMANTIC else "Single-label"
+            raise ValidationError({"thresholds": [f"{what} models have no score thresholds."]})
         merged = dict(model.thresholds)
         for checkpoint, values in thresholds.items():
             if checkpoint not in Checkpoint.values:

@@ -2,7 +2,9 @@
 
 Classification (spec 000): single-label models learn each image's default label; multi-label
 models every label it has. With one label in use, images without labels become "background"
-(spec 000, Training question 4); otherwise unlabeled images are left out.
+(spec 000, Training question 4); otherwise unlabeled images are left out. Detection learns boxes (a
+polygon's or mask's bounding box); semantic segmentation learns polygons and masks. For both, an
+image marked labeled with no object is a negative.
 """
 
 from __future__ import annotations
@@ -110,22 +112,63 @@ def _detection_targets(project: Project, chosen: list[int] | None) -> tuple[list
     return label_map, targets, skipped
 
 
-def _detection_check(label_map: list[dict], targets: dict[int, dict], valid_images: set[int] | None) -> None:
-    """Every label needs a box to train on and, with a percentage split, one to validate on."""
-    if not label_map:
-        raise ValidationError(
-            {"task": ["No image has a box, polygon or mask yet: draw some objects before training a detector."]}
-        )
-    images_with = Counter(
-        label_map[index]["name"] for t in targets.values() for index in {row[4] for row in t["boxes"]}
+SEGMENTATION_KINDS = ("polygon", "mask")  # what covers pixels: boxes would teach rectangles
+
+
+def _segmentation_targets(project: Project, chosen: list[int] | None) -> tuple[list[dict], dict[int, dict]]:
+    """The label map and each image's shapes ({"shapes": [[label index, kind, geometry], ...]}, in drawing order,
+    in the upright image's pixels). Images marked labeled with no shape are all background."""
+    rows = (
+        Annotation.objects.filter(image__project=project, kind__in=SEGMENTATION_KINDS, **_among(chosen))
+        .order_by("image_id", "id")
+        .values_list("image_id", "kind", "geometry", "label_id", "label__name")
     )
+    shapes: dict[int, list[tuple]] = defaultdict(list)
+    names: dict[int, str] = {}
+    for image_id, kind, geometry, label_id, name in rows.iterator(chunk_size=2000):
+        names[label_id] = name
+        shapes[image_id].append((label_id, kind, geometry))
+    used = sorted(names, key=lambda pk: names[pk])
+    index = {pk: i for i, pk in enumerate(used)}
+    colors = dict(project.labels.values_list("id", "color"))
+    label_map = [{"id": pk, "name": names[pk], "color": colors.get(pk, BACKGROUND_COLOR)} for pk in used]
+    targets = {
+        image_id: {"shapes": [[index[label_id], kind, geometry] for label_id, kind, geometry in found]}
+        for image_id, found in shapes.items()
+    }
+    negatives = (
+        ImageStatus.objects.filter(image__project=project, status=ImageStatus.Status.LABELED, **_among(chosen))
+        .exclude(image_id__in=list(targets))
+        .values_list("image_id", flat=True)
+        .distinct()
+    )
+    targets.update({image_id: {"shapes": []} for image_id in negatives})
+    return label_map, targets
+
+
+def _object_labels(target, task: str) -> list[int]:
+    """The label indices of an image's target: one per box or shape, or the image's labels."""
+    if task == Task.DETECTION:
+        return [row[4] for row in target["boxes"]]
+    if task == Task.SEMANTIC:
+        return [row[0] for row in target["shapes"]]
+    return list(target)
+
+
+def _objects_check(label_map: list[dict], targets: dict[int, dict], valid_images: set[int] | None, task: str) -> None:
+    """Every label needs an object to train on and, with a percentage split, one to validate on."""
+    what = "box, polygon or mask" if task == Task.DETECTION else "polygon or mask"
+    model = "detector" if task == Task.DETECTION else "segmentation model"
+    if not label_map:
+        raise ValidationError({"task": [f"No image has a {what} yet: draw some objects before training a {model}."]})
+    images_with = Counter(label_map[i]["name"] for t in targets.values() for i in set(_object_labels(t, task)))
     if valid_images is None:
         few = sorted(name for name, count in images_with.items() if count < 2)
         if few:
             raise ValidationError(
                 {
                     "task": [
-                        f"Label {name!r} is on only one image; a detector needs each label on at least two images, "
+                        f"Label {name!r} is on only one image; a {model} needs each label on at least two images, "
                         "one to train on and one to validate on. Draw more, or delete the label's objects."
                         for name in few
                     ]
@@ -133,14 +176,15 @@ def _detection_check(label_map: list[dict], targets: dict[int, dict], valid_imag
             )
         return
     in_training = {
-        label_map[row[4]]["name"] for pk, t in targets.items() if pk not in valid_images for row in t["boxes"]
+        label_map[i]["name"] for pk, t in targets.items() if pk not in valid_images for i in _object_labels(t, task)
     }
     missing = sorted(label["name"] for label in label_map if label["name"] not in in_training)
     if missing:
         raise ValidationError(
             {
                 "use_validation_set": [
-                    f"Label {name!r} has boxes only on validation images: there is none to train on."
+                    f"Label {name!r} has {'boxes' if task == Task.DETECTION else 'shapes'} only on validation images: "
+                    "there is none to train on."
                     for name in missing
                 ]
             }
@@ -161,7 +205,7 @@ def dataset_version_create(
 ) -> DatasetVersion:
     """Freeze the project's labelled images now (or those of `image_ids` that have labels: ML Mode's checklist);
     later labelling does not change this version."""
-    if task not in (Task.CLASSIFICATION, Task.DETECTION):
+    if task not in (Task.CLASSIFICATION, Task.DETECTION, Task.SEMANTIC):
         raise ValidationError({"task": [f"Datasets for {task} are not available yet."]})
     chosen = None if image_ids is None else sorted(set(image_ids))
     if chosen is not None and not chosen:
@@ -177,10 +221,13 @@ def dataset_version_create(
             {"images": [f"{len(chosen) - len(images)} of the chosen images are not in this project."]}
         )
     skipped = 0
-    if task == Task.DETECTION:
-        label_map, targets, skipped = _detection_targets(project, chosen)
+    if task in (Task.DETECTION, Task.SEMANTIC):
+        if task == Task.DETECTION:
+            label_map, targets, skipped = _detection_targets(project, chosen)
+        else:
+            label_map, targets = _segmentation_targets(project, chosen)
         flagged = {row[0] for row in images if row[5]}
-        _detection_check(label_map, targets, flagged if use_validation_set else None)
+        _objects_check(label_map, targets, flagged if use_validation_set else None, task)
     else:
         label_map, targets = _classification_targets(project, multi_label, chosen)
         if not label_map:
@@ -218,8 +265,8 @@ def dataset_version_create(
     else:
         groups = [_group(targets[row[0]], task) for row in images]
         valid = stratified_validation(groups, validation_percent, seed)
-    if task == Task.DETECTION and not use_validation_set:
-        valid = _every_label_trains(images, targets, valid)
+    if task != Task.CLASSIFICATION and not use_validation_set:
+        valid = _every_label_trains(images, targets, valid, task)
     if len(valid) == len(images):
         raise ValidationError(
             {"use_validation_set": ["Every labelled image is in the validation set; none is left to train on."]}
@@ -266,32 +313,31 @@ def dataset_version_create(
     return version
 
 
-def _every_label_trains(images: list[tuple], targets: dict[int, dict], valid: set[int]) -> set[int]:
-    """Move a validation image back to training for any label that the split left with no training box."""
+def _every_label_trains(images: list[tuple], targets: dict[int, dict], valid: set[int], task: str) -> set[int]:
+    """Move a validation image back to training for any label that the split left with no training object."""
     valid = set(valid)
-    training = {row[4] for i, image in enumerate(images) if i not in valid for row in targets[image[0]]["boxes"]}
-    for i in sorted(valid):
-        labels = {row[4] for row in targets[images[i][0]]["boxes"]}
+    training = {i for n, image in enumerate(images) if n not in valid for i in _object_labels(targets[image[0]], task)}
+    for n in sorted(valid):
+        labels = set(_object_labels(targets[images[n][0]], task))
         if labels - training:
-            valid.discard(i)
+            valid.discard(n)
             training |= labels
     return valid
 
 
 def _group(target, task: str) -> tuple:
-    """What the split stratifies by: the default label; for detection, the image's first label in the map (or
-    none, for a negative)."""
-    if task == Task.DETECTION:
-        return tuple(sorted({row[4] for row in target["boxes"]})[:1])
-    return tuple(target[:1])
+    """What the split stratifies by: the default label; for objects, the image's first label in the map (or none,
+    for a negative)."""
+    if task == Task.CLASSIFICATION:
+        return tuple(target[:1])
+    return tuple(sorted(set(_object_labels(target, task)))[:1])
 
 
 def _counts(items: list[DatasetItem], label_map: list[dict], task: str) -> dict:
-    """Images per split; per label, images (classification) or boxes (detection) per split."""
+    """Images per split; per label, images (classification) or objects (detection, segmentation) per split."""
     per_label = {label["name"]: {"train": 0, "valid": 0} for label in label_map}
     for item in items:
-        indices = [row[4] for row in item.targets["boxes"]] if task == Task.DETECTION else item.targets
-        for index in indices:
+        for index in _object_labels(item.targets, task):
             per_label[label_map[index]["name"]][item.split] += 1
     splits = Counter(item.split for item in items)
     return {"train": splits[Split.TRAIN], "valid": splits[Split.VALID], "labels": per_label}

@@ -76,18 +76,27 @@ def images_predict_store(
         except OSError:  # deleted since it was chosen
             continue
         chunk.append(image)
-    detection = model.task == Task.DETECTION
-    if detection:
+    if model.task == Task.DETECTION:
         answers = predictions.boxes_predict(
             model=model, checkpoint=checkpoint, images=data, threshold=predictions.BOX_FLOOR, nms=nms
         )
+    elif model.task == Task.SEMANTIC:
+        answers = predictions.masks_predict(model=model, checkpoint=checkpoint, images=data)
     else:
         answers = predictions.images_predict(model=model, checkpoint=checkpoint, images=data)
-    label_ids = model.label_ids()
-    return _store(model, checkpoint, chunk, answers, label_ids, detection)
+    return _store(model, checkpoint, chunk, answers, model.label_ids())
 
 
-def _store(model, checkpoint: str, images: list, answers: list, label_ids: dict, detection: bool) -> int:
+def _stored_shape(task: str, item: dict) -> tuple[str, dict]:
+    """A prediction row's kind and geometry from an answer of the predict endpoint's."""
+    if task == Task.DETECTION:
+        return Prediction.Kind.BOX, {k: item[k] for k in ("x", "y", "width", "height")}
+    if task == Task.SEMANTIC:
+        return Prediction.Kind.MASK, {"rle": item["rle"]}
+    return Prediction.Kind.LABEL, {}
+
+
+def _store(model, checkpoint: str, images: list, answers: list, label_ids: dict) -> int:
     """Replace the images' predictions by any model of this one's task (either checkpoint of this model, or an older
     model) with the answers: an image carries one model's suggestions of each kind. The rows written."""
     with transaction.atomic():
@@ -105,14 +114,15 @@ def _store(model, checkpoint: str, images: list, answers: list, label_ids: dict,
                 label = label_ids.get(item["label"])
                 if label not in alive_labels:  # deleted since the model was trained
                     continue
+                kind, geometry = _stored_shape(model.task, item)
                 rows.append(
                     Prediction(
                         model_version=model,
                         checkpoint=checkpoint,
                         image=image,
-                        kind=Prediction.Kind.BOX if detection else Prediction.Kind.LABEL,
+                        kind=kind,
                         label_id=label,
-                        geometry={k: item[k] for k in ("x", "y", "width", "height")} if detection else {},
+                        geometry=geometry,
                         score=min(1.0, max(0.0, item["score"])),
                     )
                 )
@@ -131,7 +141,24 @@ def predicted_results(*, model: ModelVersion, checkpoint: str, image_ids: list[i
     results = []
     for image in images:
         rows = stored.get(image.pk, [])
-        if model.task == Task.DETECTION:
+        if model.task == Task.SEMANTIC:
+            masks = [
+                predictions.mask_drawn(
+                    {"label": r.label.name, "score": r.score, "rle": r.geometry["rle"], "box": _box(r)}, r.label.color
+                )
+                for r in rows
+            ]
+            results.append(
+                {
+                    "name": image.name,
+                    "source": f"/api/images/{image.pk}/file/",
+                    "width": image.width,
+                    "height": image.height,
+                    "masks": masks,
+                    "text_size": predictions.text_size(image.width, image.height),
+                }
+            )
+        elif model.task == Task.DETECTION:
             boxes = [{"label": r.label.name, "score": r.score, "color": r.label.color, **r.geometry} for r in rows]
             source = f"/api/images/{image.pk}/file/"
             size = predictions.text_size(image.width, image.height)
@@ -151,3 +178,10 @@ def predicted_results(*, model: ModelVersion, checkpoint: str, image_ids: list[i
             ranked = [p for p in predictions.predictions_rank(model, checkpoint, every) if p["label"] in scores]
             results.append({"name": image.name, "image": image, "predictions": ranked})
     return results
+
+
+def _box(row: Prediction) -> dict:
+    from annotations.geometry import bbox
+
+    x, y, width, height = bbox("mask", row.geometry)
+    return {"x": x, "y": y, "width": width, "height": height}

@@ -23,7 +23,7 @@ from jobs.models import Job
 from jobs.runner import Cancelled, Context, JobFailed, unexpected_error
 from projects.files import stored_bytes
 from training import statistics
-from training.ml import classification, detection, loop, runtime
+from training.ml import classification, detection, loop, runtime, segmentation
 from training.ml.images import Sample
 from training.models import DatasetItem, ModelVersion, Split, Task, TrainingJob
 
@@ -124,6 +124,10 @@ def _detection_sample(item: DatasetItem) -> detection.BoxSample:
     return detection.BoxSample(item.file, tuple(tuple(row) for row in item.targets["boxes"]))
 
 
+def _segmentation_sample(item: DatasetItem) -> segmentation.MaskSample:
+    return segmentation.MaskSample(item.file, tuple((row[0], row[1], row[2]) for row in item.targets["shapes"]))
+
+
 def _present(items: list[DatasetItem]) -> list[DatasetItem]:
     """The items whose image file is still stored: one query for the images that still exist, not one
     storage call per item (on S3 each is a request). An image deleted since the freeze takes its file."""
@@ -136,6 +140,8 @@ def _present(items: list[DatasetItem]) -> list[DatasetItem]:
 def _train(job: TrainingJob, reporter: _Reporter) -> tuple[ModelVersion, str]:
     if job.task == Task.DETECTION:
         return _train_detection(job, reporter)
+    if job.task == Task.SEMANTIC:
+        return _train_semantic(job, reporter)
     parameters, version = job.parameters, job.dataset_version
     train_samples, valid_samples, train_items, valid_items = _samples(job, reporter)
     config = classification.ClassifierConfig(
@@ -217,6 +223,56 @@ def _train_detection(job: TrainingJob, reporter: _Reporter) -> tuple[ModelVersio
             else np.zeros(0, np.int64)
         )
         evaluations[checkpoint] = {"item_ids": item_ids, "splits": splits, "rows": rows, "row_item": owner}
+    return _model_store(model, result.checkpoints, evaluations), result.stopped_by
+
+
+def _train_semantic(job: TrainingJob, reporter: _Reporter) -> tuple[ModelVersion, str]:
+    parameters, version = job.parameters, job.dataset_version
+    train_samples, valid_samples, train_items, valid_items = _samples(job, reporter, _segmentation_sample)
+    config = segmentation.SegmenterConfig(
+        labels=tuple(version.label_names),
+        backbone=parameters["backbone"],
+        pretrained=parameters["pretrained"],
+        image_size=parameters["image_size"],
+        epochs=parameters["epochs"],
+        batch_size=parameters["batch_size"],
+        learning_rate=parameters["learning_rate"],
+        flip=parameters["flip"],
+        time_limit_seconds=parameters["time_limit_minutes"] * 60,
+        patience_seconds=parameters["patience_minutes"] * 60,
+        seed=parameters["seed"],
+    )
+    device = runtime.device_choose()
+    TrainingJob.objects.filter(pk=job.pk).update(device=runtime.describe(device))
+    reporter.context.progress(0, f"Reading {len(train_samples) + len(valid_samples)} images")
+    shapes = sum(len(s.shapes) for s in train_samples)
+    negatives = sum(not s.shapes for s in train_samples)
+    reporter.log(
+        f"Training a semantic segmentation model ({config.backbone}, "
+        f"{'pretrained' if config.pretrained else 'random weights'}, {config.image_size} px) on "
+        f"{len(train_samples)} images ({shapes} shapes, {negatives} without any), validating on "
+        f"{len(valid_samples)}, {runtime.describe(device)}."
+    )
+    result = segmentation.train(
+        config, train_samples, valid_samples, hooks=reporter.hooks(), read=stored_bytes, device=device
+    )
+    reporter.log(f"Stopped by {result.stopped_by}; best epoch {result.best_epoch} of {len(result.history)}.")
+    model = _model_row(job, config, result, image_size=config.image_size)
+    item_ids, splits = _item_arrays(train_items, valid_items)
+    evaluations = {}
+    for checkpoint in ("best", "last"):
+        pictures = result.maps[checkpoint]["train"] + result.maps[checkpoint]["valid"]
+        evaluations[checkpoint] = {
+            "item_ids": item_ids,
+            "splits": splits,
+            "confusions": np.concatenate(
+                [result.confusions[checkpoint]["train"], result.confusions[checkpoint]["valid"]]
+            ),
+            # Each image's predicted label map (a PNG at the training size), for the galleries: one byte array, cut
+            # at the offsets.
+            "maps": np.frombuffer(b"".join(pictures), dtype=np.uint8),
+            "map_offsets": np.cumsum([0, *(len(p) for p in pictures)]).astype(np.int64),
+        }
     return _model_store(model, result.checkpoints, evaluations), result.stopped_by
 
 

@@ -1,0 +1,104 @@
+"""A semantic segmentation model in Chromium: its statistics page draws mIoU, the pixel confusion matrix and the
+curves; in the labeler, Model Assist draws its masks greyed, a click inside one selects it and Space commits it as
+a mask annotation."""
+
+import cv2
+import numpy as np
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from annotations.geometry import decode_mask
+from annotations.models import Annotation
+from projects.uploads import images_upload
+from tests.browser.test_training import login, shot
+from tests.factories import UserFactory, make_project
+from tests.training.scenes import ring_scene
+from training.models import ModelVersion, Prediction
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+
+
+def test_a_segmentation_models_statistics_and_its_masks_in_model_assist(page, live_server):
+    from tests.conftest import client_for
+    from tests.training.test_segmentation import TINY, annotate_rings
+
+    user = UserFactory(username="painter")
+    project = make_project(owner=user, name="Rings")
+    api = client_for(user)
+    annotate_rings(api, project, user, range(12))
+    trained = api.post(
+        f"/api/projects/{project.id}/training-jobs/",
+        {"task": "semantic-segmentation", "name": "rings", "parameters": {**TINY, "epochs": 3}},
+        format="json",
+    )
+    assert trained.status_code == 201, trained.content  # in tests the job runs inside this request
+    model = ModelVersion.objects.get(name="rings")
+    stats = api.get(f"/api/models/{model.id}/statistics/").json()
+
+    login(page, live_server, "painter")
+    page.goto(f"{live_server.url}/projects/{project.id}/models/{model.id}/")
+    assert page.text_content("#miou") == f"{stats['miou']:.4f}"
+    assert page.text_content("#pixel-accuracy") == f"{stats['pixel_accuracy']:.4f}"
+    headers = page.locator("#confusion thead th").all_text_contents()
+    assert headers == ["true \\ predicted", "background", "ring", "square"]
+    assert page.locator("#per-class tbody tr").count() == 3
+    assert page.locator("figure.chart figcaption").all_text_contents() == ["Validation mIoU", "Training loss"]
+    shot(page, "segmentation-statistics")
+
+    png, *_ = ring_scene(700)
+    [image] = images_upload(project=project, user=user, files=[SimpleUploadedFile("new.png", png)], labels=[]).stored
+    page.goto(f"{live_server.url}/projects/{project.id}/images/{image.id}/label/")
+    page.wait_for_selector("body[data-labeler-ready=true]")
+    assert page.input_value("#assist-model") == f"{model.id}:best"
+    page.evaluate("() => window.sightline.assist.setThreshold(0.05)")
+    with page.expect_response(f"**/api/images/{image.id}/predictions/"):
+        page.keyboard.press("m")
+    page.wait_for_function("() => window.sightline.assist.loads === 1")
+    stored = list(Prediction.objects.filter(image=image).order_by("-score", "id"))
+    assert stored and {p.kind for p in stored} == {"mask"}
+    assert page.evaluate("window.sightline.assist.shown().map(s => s.id)") == [p.id for p in stored]
+    shot(page, "segmentation-assist")
+
+    # A click on the pixel deepest inside the largest mask selects that mask, and Space commits it.
+    chosen = max(stored, key=lambda p: decode_mask(p.geometry["rle"]).sum())
+    mask = decode_mask(chosen.geometry["rle"]).astype(np.uint8)
+    depth = cv2.distanceTransform(np.pad(mask, 1), cv2.DIST_L2, 3)[1:-1, 1:-1]
+    row, column = np.unravel_index(int(depth.argmax()), depth.shape)
+    point = page.evaluate(
+        """([x, y]) => { const r = window.sightline.renderer, c = r.canvas.getBoundingClientRect();
+                         return [c.left + r.view.x + x * r.view.scale, c.top + r.view.y + y * r.view.scale]; }""",
+        [float(column) + 0.5, float(row) + 0.5],
+    )
+    page.mouse.click(*point)
+    assert page.evaluate("[...window.sightline.assist.selected]") == [chosen.id]
+    with page.expect_response(f"**/api/images/{image.id}/predictions/accept/"):
+        page.keyboard.press(" ")
+    page.wait_for_load_state("networkidle")
+    [annotation] = Annotation.objects.filter(image=image)
+    assert (annotation.kind, annotation.label_id, annotation.geometry) == ("mask", chosen.label_id, chosen.geometry)
+    assert annotation.source == "prediction" and annotation.score == pytest.approx(chosen.score)
+
+    # ML Mode's segmentation head trains a semantic segmentation model; both heads at once are refused for now.
+    page.click("#ml-mode-toggle")
+    page.click("#ml-settings")
+    form = "#ml-settings-form"
+    page.check(f"{form} [name=segmentation_head]")
+    page.click("#ml-settings-save")
+    page.click("#ml-train")
+    assert page.text_content("#ml-job-state") == (
+        "Both heads in one model are not available yet: switch one off in the settings (⚙)."
+    )
+    page.click("#ml-settings")
+    page.uncheck(f"{form} [name=detection_head]")
+    page.fill(f"{form} [name=name]", "painted")
+    page.fill(f"{form} [name=epochs]", "1")
+    page.fill(f"{form} [name=batch_size]", "4")
+    page.select_option(f"{form} [name=image_size]", "224")
+    page.click("#ml-settings-save")
+    page.click("#ml-train")  # in tests the job runs inside this request; the panel then polls it
+    page.wait_for_function("() => document.getElementById('ml-status').textContent === 'Trained ✓ (painted)'")
+    painted = ModelVersion.objects.get(name="painted")
+    assert (painted.task, painted.epochs_trained, painted.image_size) == ("semantic-segmentation", 1, 224)
+    assert page.evaluate("() => window.sightline.assist.choice") == f"{painted.id}:best"
+    assert page.input_value("#assist-model") == f"{painted.id}:best"
+    page.wait_for_load_state("networkidle")
