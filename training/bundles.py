@@ -4,8 +4,10 @@ checkpoint itself (checkpoint.pt), which Load Existing Model (training/services/
 The model is a `torch.export` program (TorchScript is deprecated as of torch 2.14). A classifier's takes uint8
 N x H x W x 3 pixels and does the normalisation and the softmax or sigmoid itself; a detector's takes normalised
 pixels and gives every location's boxes and scores, from which sightline_boxes.py (training/ml/boxes.py, what
-Sightline itself selects with) keeps the answer. The bundle needs torch, numpy and Pillow (and torchvision for a
-detector) and nothing of Sightline.
+Sightline itself selects with) keeps the answer; a semantic segmentation model's takes normalised pixels and gives
+per-class logits, which sightline_masks.py (training/ml/masks.py) turns into Sightline's masks. The bundle needs
+torch, numpy and Pillow (and torchvision for a detector, pycocotools for a segmentation model) and nothing of
+Sightline.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from torch import nn
 from training.downloads import safe_name
 from training.ml import images as images_module
 from training.models import ModelVersion, Task
-from training.predictions import NMS_DEFAULT, classifier_load, detector_load
+from training.predictions import NMS_DEFAULT, classifier_load, detector_load, segmenter_load
 
 BUNDLE_DIR = Path(__file__).resolve().parent / "bundle"
 
@@ -46,7 +48,8 @@ BUNDLE_KIND = "bundle"
 
 
 def model_bundle(*, model: ModelVersion, checkpoint: str) -> bytes:
-    exported, extra, readme = (_detector if model.task == Task.DETECTION else _classifier)(model, checkpoint)
+    exporter = {Task.DETECTION: _detector, Task.SEMANTIC: _segmenter}.get(model.task, _classifier)
+    exported, extra, readme = exporter(model, checkpoint)
     meta = {**bundle_meta(model=model, checkpoint=checkpoint), **extra}
     thresholds = meta["thresholds"]
     readme = readme.format(
@@ -72,6 +75,12 @@ def model_bundle(*, model: ModelVersion, checkpoint: str) -> bytes:
 
         versions.append(f"torchvision=={torchvision.__version__.split('+')[0]}")
         files["sightline_boxes.py"] = Path(boxes.__file__).read_text()
+    if model.task == Task.SEMANTIC:
+        from training.ml import boxes, masks
+
+        versions.append("pycocotools")
+        files["sightline_boxes.py"] = Path(boxes.__file__).read_text()  # network_input: the padding
+        files["sightline_masks.py"] = Path(masks.__file__).read_text()
     out = io.BytesIO()
     folder = f"{safe_name(model.name)}-{checkpoint}"
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as bundle:
@@ -144,6 +153,17 @@ def _detector(model: ModelVersion, checkpoint: str) -> tuple[bytes, dict, str]:
     return _saved(program), meta, (BUNDLE_DIR / "README-detection.md").read_text()
 
 
+def _segmenter(model: ModelVersion, checkpoint: str) -> tuple[bytes, dict, str]:
+    """A program from normalised pixels, padded as a detector's are, to per-class logits at the input's size;
+    sightline_masks.py turns them into masks, as here."""
+    from training.ml.detection_dense import exported_program
+
+    segmenter = segmenter_load(model.checkpoint_file(checkpoint).name)
+    program = exported_program(segmenter.network, model.image_size)
+    mean, std = segmenter.normalization
+    return _saved(program), {"mean": list(mean), "std": list(std)}, (BUNDLE_DIR / "README-segmentation.md").read_text()
+
+
 # --- the bundle as a job: torch.export takes tens of seconds, so a worker builds it, once per checkpoint ------
 
 
@@ -175,13 +195,7 @@ def bundle_state(*, model: ModelVersion, checkpoint: str) -> dict:
 
 def bundle_request(*, model: ModelVersion, checkpoint: str, user) -> dict:
     """Start building the bundle unless it is built or being built; its state either way."""
-    from django.core.exceptions import ValidationError
     from django.db import transaction
-
-    if model.task == Task.SEMANTIC:
-        raise ValidationError(
-            {"checkpoint": ["Offline bundles of semantic segmentation models are not available yet; use the API."]}
-        )
 
     from jobs.models import Job
     from jobs.services import job_submit

@@ -127,30 +127,10 @@ def masks_predict(*, model: ModelVersion, checkpoint: str, images: list[bytes]) 
     COCO RLE ({"size": [height, width], "counts": str}) in the pixels of the original image turned upright."""
     for data in images:
         image_check(data)
+    from training.ml.masks import masks_answer
+
     segmenter = segmenter_load(model.checkpoint_file(checkpoint).name)
     return [masks_answer(result.labels, result.confidence, model.labels) for result in segmenter.predict(images)]
-
-
-def masks_answer(label_map: np.ndarray, confidence: np.ndarray, labels: list[str]) -> list[dict]:
-    from annotations.geometry import bbox, encode_mask
-
-    out = []
-    for index, name in enumerate(labels):
-        covered = label_map == index + 1
-        if not covered.any():
-            continue
-        rle = encode_mask(covered)
-        x, y, width, height = bbox("mask", {"rle": rle})
-        out.append(
-            {
-                "label": name,
-                "score": round(float(confidence[index + 1]), 6),
-                "area": int(covered.sum()),
-                "box": {"x": x, "y": y, "width": width, "height": height},
-                "rle": rle,
-            }
-        )
-    return sorted(out, key=lambda row: -row["score"])
 
 
 BOX_FLOOR = 0.05  # the lowest score the predict page's slider reaches

@@ -2,12 +2,15 @@
 equal to a plain numpy reference and scikit-learn's confusion matrix, and one mask per label out of the predict
 endpoint."""
 
+import io
 import re
+import zipfile
 
 import numpy as np
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
+from PIL import Image as PILImage
 from pycocotools import mask as coco_mask
 from sklearn.metrics import confusion_matrix
 
@@ -17,6 +20,7 @@ from projects.files import stored_bytes
 from projects.models import Label
 from projects.uploads import images_upload
 from tests.factories import make_project
+from tests.training.conftest import bundle_answer, bundle_extract
 from tests.training.scenes import ring_scene
 from training import statistics
 from training.ml.segmentation import label_map
@@ -184,12 +188,12 @@ def test_a_semantic_segmentation_model_trains_through_the_api_and_predicts_masks
     scores_ = [answer["score"] for answer in body["predictions"]]
     assert scores_ == sorted(scores_, reverse=True)
 
-    # The model page draws its statistics; per-image lists and bundles say why they are not there.
+    # The model page draws its statistics and offers its bundle; the per-image lists say why they are not there.
     page = Client()
     page.force_login(user)
     html = page.get(f"/projects/{project.id}/models/{model.id}/").content.decode()
     assert 'id="miou"' in html and 'id="confusion"' in html and "over pixels" in html
-    assert 'id="show-predictions"' not in html and 'id="gallery-link"' in html
+    assert 'id="show-predictions"' not in html and 'id="gallery-link"' in html and 'id="bundle"' in html
 
     # The gallery's tabs hold the images that each image's own pixels of the label put there, each drawn.
     item_ids, confusions = statistics.confusions_load(model, "best", "valid")
@@ -238,11 +242,58 @@ def test_a_semantic_segmentation_model_trains_through_the_api_and_predicts_masks
     assert refused.json() == {"iou_threshold": ["Only detection models have an IoU threshold."]}
     listed = api.get(f"/api/models/{model.id}/predictions/")
     assert listed.status_code == 409 and listed.json()["detail"].startswith("A semantic segmentation model's")
-    bundle = api.post(f"/api/models/{model.id}/bundle/")
-    assert (bundle.status_code, bundle.json()) == (
-        400,
-        {"checkpoint": ["Offline bundles of semantic segmentation models are not available yet; use the API."]},
-    )
+
+
+@pytest.mark.django_db
+def test_a_segmentation_models_bundle_answers_the_servers_masks_and_loads_into_another_project(
+    api, user, rings, tmp_path, django_capture_on_commit_callbacks
+):
+    project, _ = rings
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api.post(
+            f"/api/projects/{project.id}/training-jobs/",
+            {"task": "semantic-segmentation", "name": "rings", "parameters": {**TINY, "epochs": 1}},
+            format="json",
+        )
+    assert response.status_code == 201, response.content
+    model = ModelVersion.objects.get(name="rings")
+    # An EXIF-rotated JPEG: both answer in the pixels of the image turned upright (120 wide, 160 high).
+    photo = PILImage.open(io.BytesIO(ring_scene(600)[0])).convert("RGB")
+    exif = PILImage.Exif()
+    exif[0x0112] = 6  # rotated a quarter: upright, it is tall
+    jpeg = io.BytesIO()
+    photo.save(jpeg, "JPEG", quality=95, exif=exif.tobytes())
+    served = api.post(f"/api/predict/{project.id}/rings/", jpeg.getvalue(), content_type="image/jpeg").json()
+    assert served["predictions"] and all(m["rle"]["size"] == [160, 120] for m in served["predictions"])
+
+    folder = bundle_extract(api, model.id, django_capture_on_commit_callbacks, tmp_path)
+    assert {"model.pt2", "checkpoint.pt", "serve.py", "sightline_masks.py", "sightline_boxes.py"} <= {
+        path.name for path in folder.iterdir()
+    }
+    assert "pycocotools" in (folder / "requirements.txt").read_text()
+    status, offline = bundle_answer(folder, f"/api/predict/{project.id}/rings/", jpeg.getvalue(), "Serving rings")
+    assert status == 200 and offline["task"] == "semantic-segmentation"
+    assert [(m["label"], m["rle"], m["area"], m["box"]) for m in offline["predictions"]] == [
+        (m["label"], m["rle"], m["area"], m["box"]) for m in served["predictions"]
+    ]
+    for ours, theirs in zip(offline["predictions"], served["predictions"], strict=True):
+        assert ours["score"] == pytest.approx(theirs["score"], abs=1e-4)
+
+    # Load Existing Model: the same ZIP in a project whose labels come in another order answers the same masks.
+    other = make_project(owner=user, name="Other rings")
+    for name in ("square", "ring"):
+        Label.objects.create(project=other, name=name)
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as bundle:
+        for path in folder.iterdir():
+            bundle.write(path, f"{folder.name}/{path.name}")
+    form = {"file": SimpleUploadedFile("rings.zip", archive.getvalue(), content_type="application/zip")}
+    loaded = api.post(f"/api/projects/{other.id}/models/", form, format="multipart")
+    assert loaded.status_code == 201, loaded.content
+    assert (loaded.json()["task"], loaded.json()["name"]) == ("semantic-segmentation", "rings")
+    again = api.post(f"/api/predict/{other.id}/rings/", jpeg.getvalue(), content_type="image/jpeg").json()
+    assert again["predictions"] == served["predictions"]
+    assert api.get(f"/api/models/{loaded.json()['id']}/statistics/").status_code == 409
 
 
 @pytest.mark.django_db

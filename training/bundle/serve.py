@@ -1,7 +1,8 @@
-"""Serve a Sightline model offline: POST an image to /api/predict/<project_id>/<model_name>/ and get its labels, or
-a detector's boxes (`?threshold=` and `?nms=` as on Sightline).
+"""Serve a Sightline model offline: POST an image to /api/predict/<project_id>/<model_name>/ and get its labels, a
+detector's boxes (`?threshold=` and `?nms=` as on Sightline), or a segmentation model's masks.
 
-Needs only what requirements.txt names; sightline_images.py (and a detector's sightline_boxes.py) must sit beside it. Run: python serve.py [--host 0.0.0.0] [--port 8500]
+Needs only what requirements.txt names; sightline_images.py (and a detector's sightline_boxes.py, a segmentation
+model's sightline_boxes.py and sightline_masks.py) must sit beside it. Run: python serve.py [--host 0.0.0.0] [--port 8500]
 Send the image as the raw request body, or as the `file` field of a multipart form:
   curl --data-binary @image.jpg -H "Content-Type: application/octet-stream" localhost:8500/api/predict/1/my-model/
 """
@@ -17,12 +18,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import torch
 from PIL import Image
-from sightline_images import decode_rgb, upright_resized  # Sightline's decoding, shipped beside this file
+from sightline_images import decode_rgb, upright_resized, upright_size  # Sightline's decoding, shipped beside this
 
 HERE = Path(__file__).resolve().parent
 META = json.loads((HERE / "model.json").read_text())
 MODEL = torch.export.load(str(HERE / "model.pt2")).module()
 DETECTION = META["task"] == "detection"
+SEGMENTATION = META["task"] == "semantic-segmentation"
 PATH = re.compile(r"^/api/predict/[^/]+/[^/]+/(best/?|last/?)?$")
 MAX_BYTES = 100 * 1024 * 1024
 Image.MAX_IMAGE_PIXELS = 120_000_000
@@ -56,6 +58,19 @@ def predict_boxes(data: bytes, threshold: float | None, nms: float) -> list:
         [b[0] for b in level_boxes], [s[0] for s in level_scores], height, width, score=min(thresholds), nms=nms
     )
     return boxes_answer(rows_xywh(corners, scale), META["labels"], thresholds)
+
+
+def predict_masks(data: bytes) -> list:
+    """A segmentation model's masks, one per label found, as COCO RLE in the pixels of the image turned upright."""
+    from sightline_boxes import network_input
+    from sightline_masks import masks_answer, segment
+
+    pixels, _ = upright_resized(data, META["image_size"])
+    width, height = upright_size(data)
+    with torch.inference_mode():
+        logits = MODEL(network_input([pixels], META["mean"], META["std"]))
+    label_map, confidence = segment(logits[:, :, : pixels.shape[0], : pixels.shape[1]], height, width)
+    return masks_answer(label_map, confidence, META["labels"])
 
 
 class Refused(Exception):
@@ -101,13 +116,16 @@ class Handler(BaseHTTPRequestHandler):
             return self._reply(400, refused.args[0])
         try:
             data = image_from_request(self.headers.get("Content-Type", ""), self.rfile.read(length))
-            result = predict_boxes(data, *settings) if DETECTION else predict(data)
+            if DETECTION:
+                result = predict_boxes(data, *settings)
+            else:
+                result = predict_masks(data) if SEGMENTATION else predict(data)
         except (ValueError, OSError, EOFError, Image.DecompressionBombError) as exc:
             return self._reply(400, {"detail": f"Not an image this model can read: {exc}"})
         except Exception as exc:  # noqa: BLE001 - a reply, never a dropped connection
             return self._reply(500, {"detail": f"The model failed on this image: {type(exc).__name__}: {exc}"})
         answer = {"model": META["name"], "checkpoint": META["checkpoint"], "predictions": result}
-        self._reply(200, {**answer, "task": META["task"]} if DETECTION else answer)
+        self._reply(200, {**answer, "task": META["task"]} if DETECTION or SEGMENTATION else answer)
 
     def _reply(self, status: int, body: dict) -> None:
         data = json.dumps(body).encode()

@@ -60,9 +60,10 @@ class _FixedSamePadding(nn.Module):
         )
 
 
-def exportable(network: DenseFCOS) -> DenseFCOS:
-    """A copy for torch.export with any input height and width (multiples of 32): timm's TF-"same" padding, computed
-    from each input's size, would make the exporter reason about every layer's size; fixed, it need not."""
+def exportable(network: nn.Module) -> nn.Module:
+    """A copy of a network over a timm backbone (a DenseFCOS, a segmentation network) for torch.export with any input
+    height and width (multiples of 32): timm's TF-"same" padding, computed from each input's size, would make the
+    exporter reason about every layer's size; fixed, it need not."""
     from timm.layers.conv2d_same import Conv2dSame
 
     # Contiguous weights: torch.export saves channels-last ones with a warning that they may not load right.
@@ -74,9 +75,9 @@ def exportable(network: DenseFCOS) -> DenseFCOS:
     return copied
 
 
-def exported_program(network: DenseFCOS, image_size: int) -> torch.export.ExportedProgram:
-    """The network as a torch.export program for any batch and any height and width that are multiples of 32 from
-    160 up to the image size (rounded up to 32)."""
+def exported_program(network: nn.Module, image_size: int) -> torch.export.ExportedProgram:
+    """The network (one input, `x`) as a torch.export program for any batch and any height and width that are
+    multiples of 32 from 160 up to the image size (rounded up to 32)."""
     most, least = -(-image_size // STRIDE), MIN_SIDE // STRIDE
     height, width = torch.export.Dim("height", min=least, max=most), torch.export.Dim("width", min=least, max=most)
     example = torch.zeros(2, 3, STRIDE * most, STRIDE * (most - 1))

@@ -28,11 +28,11 @@ from training.ml.boxes import STRIDE, network_input, padded_shape
 from training.ml.images import ReadBytes, read_file, upright_resized, upright_size
 from training.ml.layers import EarlyFrozen
 from training.ml.loop import Cancelled, Hooks, NetworkLoop
+from training.ml.masks import segment
 from training.ml.segmentation_metrics import IGNORE, confusion, scores
 
 CHECKPOINT_FORMAT = "sightline-segmenter/1"
 PIXEL_BUDGET_BYTES = 4 * 1024**3
-BILINEAR_MAX_PIXELS = 16_000_000  # larger originals get the label map at the network's size, enlarged as is
 EVAL_BATCH = 8
 
 
@@ -197,6 +197,18 @@ def _batches(pixels: Sequence[np.ndarray], indices: Sequence[int]):
             yield members[start : start + EVAL_BATCH]
 
 
+def dice_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """1 - the soft Dice coefficient, averaged over the classes: each class counts alike however few its pixels, so
+    thin structures weigh as much as the background (cross-entropy alone lets them thin out)."""
+    classes = logits.shape[1]
+    counted = (targets != IGNORE).unsqueeze(1)
+    probabilities = logits.softmax(dim=1) * counted
+    truth = functional.one_hot(targets.masked_fill(~counted[:, 0], 0), classes).permute(0, 3, 1, 2) * counted
+    overlap = (probabilities * truth).sum(dim=(0, 2, 3))
+    total = probabilities.sum(dim=(0, 2, 3)) + truth.sum(dim=(0, 2, 3))
+    return 1 - ((2 * overlap + 1) / (total + 1)).mean()
+
+
 class _Images:
     """Every sample decoded once at the training size, with its label map painted at that size."""
 
@@ -280,7 +292,7 @@ class _Run(NetworkLoop):
             batch[index, :, : one.shape[2], : one.shape[3]] = one[0]
         targets = _targets([labels for _, labels in pairs], shape).to(self.device)
         logits = self.model(batch.to(self.device))
-        loss = functional.cross_entropy(logits, targets, ignore_index=IGNORE)
+        loss = functional.cross_entropy(logits, targets, ignore_index=IGNORE) + dice_loss(logits, targets)
         self.optimise(loss, epoch)
         return {"loss": float(loss.detach())}
 
@@ -408,19 +420,5 @@ class Segmenter:
                 pixels, _ = upright_resized(data, self.image_size)
                 width, height = upright_size(data)
                 logits = self.network(network_input([pixels], *self.normalization).to(self.device))
-                logits = logits[:, :, : pixels.shape[0], : pixels.shape[1]]
-                if width * height <= BILINEAR_MAX_PIXELS:
-                    logits = functional.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
-                probabilities = logits.softmax(dim=1)[0]
-                confidence, labels = probabilities.max(dim=0)
-                labels, confidence = labels.to(torch.uint8).cpu().numpy(), confidence.cpu().numpy()
-                if labels.shape != (height, width):
-                    labels = np.asarray(PILImage.fromarray(labels).resize((width, height), PILImage.Resampling.NEAREST))
-                    confidence = np.asarray(
-                        PILImage.fromarray(confidence).resize((width, height), PILImage.Resampling.NEAREST)
-                    )
-                classes = len(self.labels) + 1
-                sums = np.bincount(labels.ravel(), weights=confidence.ravel(), minlength=classes)
-                counts = np.bincount(labels.ravel(), minlength=classes)
-                out.append(Segmentation(labels, np.divide(sums, np.maximum(counts, 1))))
+                out.append(Segmentation(*segment(logits[:, :, : pixels.shape[0], : pixels.shape[1]], height, width)))
         return out

@@ -77,6 +77,7 @@ def model_load(*, project: Project, user, upload, name: str | None = None) -> Mo
 CHECKPOINT_KEYS = {
     Task.CLASSIFICATION: ("format", "backbone", "labels", "image_size", "multi_label", "mean", "std", "state_dict"),
     Task.DETECTION: ("format", "backbone", "labels", "image_size", "model_size", "state_dict"),
+    Task.SEMANTIC: ("format", "backbone", "labels", "image_size", "state_dict"),
 }
 
 
@@ -160,10 +161,14 @@ def _checkpoint_read(raw: bytes) -> dict:
 
 
 def _task(saved: dict, meta: dict) -> str:
-    from training.ml import classification, detection
+    from training.ml import classification, detection, segmentation
     from training.parameters import backbone_check
 
-    formats = {classification.CHECKPOINT_FORMAT: Task.CLASSIFICATION, detection.CHECKPOINT_FORMAT: Task.DETECTION}
+    formats = {
+        classification.CHECKPOINT_FORMAT: Task.CLASSIFICATION,
+        detection.CHECKPOINT_FORMAT: Task.DETECTION,
+        segmentation.CHECKPOINT_FORMAT: Task.SEMANTIC,
+    }
     task = formats.get(saved.get("format"))
     if task is None:
         _refuse(
@@ -196,7 +201,7 @@ def _task(saved: dict, meta: dict) -> str:
 
         if saved.get("model_size") not in MODEL_SIZES:
             _refuse(f"The detector's size must be one of {', '.join(MODEL_SIZES)}.")
-    else:
+    elif task == Task.CLASSIFICATION:
         if not isinstance(saved.get("multi_label"), bool):
             _refuse("checkpoint.pt does not say whether the classifier is multi-label.")
         for key in ("mean", "std"):
@@ -228,6 +233,10 @@ def _network_check(saved: dict, task: str) -> None:
                 model_size=saved["model_size"],
                 image_size=saved["image_size"],
             )
+        elif task == Task.SEMANTIC:
+            from training.ml.segmentation import build_model
+
+            network = build_model(len(saved["labels"]) + 1, backbone=saved["backbone"], pretrained=False)
         else:
             network = create_backbone(saved["backbone"], pretrained=False, num_classes=len(saved["labels"]))
     expected = {name: tuple(tensor.shape) for name, tensor in network.state_dict().items()}
@@ -274,7 +283,7 @@ def _labels_map(project: Project, labels: list[str], meta: dict) -> list[int | N
 
 def _thresholds(meta: dict, task: str, saved: dict, count: int) -> list[float] | None:
     """The bundle's score thresholds per label, for a detector or a multi-label classifier; defaults otherwise."""
-    if task != Task.DETECTION and not saved.get("multi_label"):
+    if task == Task.SEMANTIC or (task == Task.CLASSIFICATION and not saved.get("multi_label")):
         return None
     given = meta.get("thresholds")
     if (
