@@ -176,7 +176,7 @@ def main() -> None:
     seconds = time.perf_counter() - started
     from training.ml.segmentation_metrics import scores
 
-    best = scores(result.confusions["best"]["valid"].sum(axis=0), KINDS)
+    best = scores(result.scored["best"]["valid"].total, KINDS)
 
     segmenter = segmentation.Segmenter(result.checkpoints["best"], device=device)
     probe = [scene(20_000 + i)[0] for i in range(20)]
@@ -216,7 +216,12 @@ def main() -> None:
             ],
         )
     )
-    print(table(["class", "IoU (validation)"], [[row["label"], f"{row['iou']:.3f}"] for row in best["per_class"]]))
+    print(
+        table(
+            ["class", "IoU (validation)"],
+            [[row["label"], "n/a" if row["iou"] is None else f"{row['iou']:.3f}"] for row in best["per_class"]],
+        )
+    )
     print(
         table(
             ["predict 640x480 PNG (label map at full size)", "p50 ms", "p95 ms"],

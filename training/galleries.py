@@ -12,9 +12,10 @@ appear, on one split at a time, for one label at a time, at the thresholds in us
   (the near misses), then by that box's score.
 
 Semantic segmentation judges each image's pixels of the label, at the IoU threshold: All has every image where the
-label is true or predicted, highest IoU first; Matched those at the IoU or more; Missing those where under the IoU
-of the predicted pixels are right (most wrong pixels first); Extra those where under the IoU of the true pixels were
-found (most missed pixels first). The tiles draw the pixels over the image: right, predicted only, missed.
+label is true or predicted, highest IoU first; Matched those at the IoU or more; of those under it, Missing those
+with pixels predicted as the label where it is not (most such pixels first), Extra those with pixels of the label
+the model did not find (most missed pixels first); an image can be in both. The tiles draw the pixels over the
+image: right, predicted only, missed.
 """
 
 from __future__ import annotations
@@ -127,23 +128,20 @@ def _images(model: ModelVersion, checkpoint: str, split: str, tab: str, label: i
 
 
 def _pixels(model: ModelVersion, checkpoint: str, split: str, tab: str, label: int, iou: float) -> list[Item]:
-    item_ids, confusions = statistics.confusions_load(model, checkpoint, split)
+    item_ids, pixels = statistics.pixels_load(model, checkpoint, split)
     names = _names(item_ids)
-    c = label + 1
-    both = confusions[:, c, c].astype(np.float64)
-    true, predicted = confusions[:, c, :].sum(axis=1), confusions[:, :, c].sum(axis=1)
+    both, true, predicted = (pixels[:, row, label + 1].astype(np.float64) for row in range(3))
     union = true + predicted - both
     ious = np.divide(both, union, out=np.zeros_like(both), where=union > 0)
-    precision = np.divide(both, predicted, out=np.zeros_like(both), where=predicted > 0)
-    recall = np.divide(both, true, out=np.zeros_like(both), where=true > 0)
+    wrong = (union > 0) & (ious < iou)
     if tab == "all":
         chosen, order = np.flatnonzero(union > 0), -ious
     elif tab == "matched":
         chosen, order = np.flatnonzero((union > 0) & (ious >= iou)), -ious
     elif tab == "missing":
-        chosen, order = np.flatnonzero((predicted > 0) & (precision < iou)), -(predicted - both)
+        chosen, order = np.flatnonzero(wrong & (predicted > both)), -(predicted - both)
     else:
-        chosen, order = np.flatnonzero((true > 0) & (recall < iou)), -(true - both)
+        chosen, order = np.flatnonzero(wrong & (true > both)), -(true - both)
     chosen = chosen[np.argsort(order[chosen], kind="mergesort")]
     out = []
     for i in chosen:
@@ -176,7 +174,7 @@ def pixels_picture(model: ModelVersion, checkpoint: str, item_id: int, label: in
     if predicted is None or item is None or item.image is None:
         return None
     height, width = predicted.shape
-    scale = width / item.image.width
+    scale = model.image_size / max(item.image.width, item.image.height)  # as training resized it
     shapes = [(row[0], row[1], row[2]) for row in item.targets["shapes"]]
     true, guessed = label_map(shapes, scale, height, width) == label + 1, predicted == label + 1
     picture = np.zeros((height, width, 4), np.uint8)

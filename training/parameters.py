@@ -193,6 +193,8 @@ def parameters_clean(task: str, raw: dict) -> dict:
             errors.setdefault(name, messages)
     if not errors:
         errors.update(backbone_check(out))
+    if not errors and task == "semantic-segmentation":
+        errors.update(_strides_check(out["backbone"]))
     if errors:
         raise ValidationError(errors)
     return out
@@ -291,6 +293,25 @@ def backbone_check(parameters: dict) -> dict[str, list[str]]:
         }
     if parameters.get("fine_tune") == "top" and not top:
         return {"fine_tune": [f"{name} cannot train only its top stages; choose all or head."]}
+    return {}
+
+
+def _strides_check(name: str) -> dict[str, list[str]]:
+    """A segmentation head reads the backbone at strides 4, 8 and 32 (training/ml/segmentation.py)."""
+    import timm
+    import torch
+
+    with torch.device("meta"):
+        model = timm.create_model(name, pretrained=False)
+    reductions = {level["reduction"] for level in getattr(model, "feature_info", [])}
+    missing = [stride for stride in (4, 8, 32) if stride not in reductions]
+    if missing:
+        return {
+            "backbone": [
+                f"{name} has no features at stride {', '.join(map(str, missing))}: a segmentation model reads "
+                "strides 4, 8 and 32 (ResNet, EfficientNet, MobileNet, ConvNeXt have them)."
+            ]
+        }
     return {}
 
 

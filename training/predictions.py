@@ -191,13 +191,13 @@ def mask_drawn(mask: dict, colour: str) -> dict:
 
     from annotations.geometry import decode_mask
 
-    covered = decode_mask(mask["rle"])
-    picture = PILImage.new("RGBA", (covered.shape[1], covered.shape[0]), (0, 0, 0, 0))
+    shape = PILImage.fromarray(decode_mask(mask["rle"]).astype(np.uint8) * 255)
+    shape.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE), PILImage.Resampling.NEAREST)  # small first, then coloured
     red, green, blue = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
-    picture.paste((red, green, blue, 255), mask=PILImage.fromarray(covered.astype(np.uint8) * 255))
-    picture.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE), PILImage.Resampling.NEAREST)
+    picture = PILImage.new("RGBA", shape.size, (red, green, blue, 0))
+    picture.putalpha(shape)
     out = io.BytesIO()
-    picture.save(out, "PNG", optimize=True)
+    picture.save(out, "PNG")
     return {
         "label": mask["label"],
         "score": mask["score"],

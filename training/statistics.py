@@ -154,11 +154,12 @@ def detection_statistics(*, model: ModelVersion, checkpoint: str, split: str, th
     }
 
 
-def confusions_load(model: ModelVersion, checkpoint: str, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """A segmentation model's item ids of one split and their per-image pixel confusion matrices."""
+def pixels_load(model: ModelVersion, checkpoint: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """A segmentation model's item ids of one split, and per image and class its pixels right, true and predicted
+    (N x 3 x C)."""
     arrays = _arrays(model.evaluation_file(checkpoint).name)
     keep = arrays["splits"] == SPLITS[split]
-    return arrays["item_ids"][keep], arrays["confusions"][keep]
+    return arrays["item_ids"][keep], arrays["per_image"][keep]
 
 
 def predicted_map(model: ModelVersion, checkpoint: str, item_id: int) -> np.ndarray | None:
@@ -178,16 +179,14 @@ def predicted_map(model: ModelVersion, checkpoint: str, item_id: int) -> np.ndar
 def segmentation_statistics(*, model: ModelVersion, checkpoint: str, split: str) -> dict:
     """The statistics page of a semantic segmentation model for one checkpoint and split: per-label IoU, mIoU,
     pixel accuracy and the confusion matrix over pixels (background first), at the training size."""
-    item_ids, confusions = confusions_load(model, checkpoint, split)
-    classes = len(model.labels) + 1
-    total = confusions.sum(axis=0) if len(item_ids) else np.zeros((classes, classes), np.int64)
+    arrays = _arrays(model.evaluation_file(checkpoint).name)
     return {
         "checkpoint": checkpoint,
         "split": split,
         "task": Task.SEMANTIC,
         "labels": model.labels,
-        "count": len(item_ids),
-        **segmentation_metrics.scores(total, model.labels),
+        "count": int((arrays["splits"] == SPLITS[split]).sum()),
+        **segmentation_metrics.scores(arrays[f"total_{split}"], model.labels),
     }
 
 

@@ -11,11 +11,12 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from PIL import Image as PILImage
+from PIL import ImageOps
 from pycocotools import mask as coco_mask
 from sklearn.metrics import confusion_matrix
 
 from annotations.geometry import decode_mask, encode_mask, rasterize
-from annotations.models import Annotation
+from annotations.models import Annotation, ImageStatus
 from projects.files import stored_bytes
 from projects.models import Label
 from projects.uploads import images_upload
@@ -26,6 +27,7 @@ from training import statistics
 from training.ml.segmentation import label_map
 from training.ml.segmentation_metrics import IGNORE, confusion, scores
 from training.models import DatasetItem, ModelVersion, Prediction, TrainingJob
+from training.services import datasets
 
 TINY = {"epochs": 2, "image_size": 224, "batch_size": 4, "patience_minutes": 0}
 
@@ -84,7 +86,7 @@ def test_label_maps_are_painted_in_drawing_order_as_pycocotools_rasterizes():
     expected[decode_mask(rasterize("polygon", ring, width=160, height=120)["rle"])] = 1
     expected[square] = 2  # drawn later: on top
     assert (painted == expected).all()
-    assert (painted == 1).sum() > 0 and painted[int(inner[0][1]), int(np.mean([p[0] for p in inner]))] != 1
+    assert (painted == 1).sum() > 0 and (painted == 2).sum() == side * side
 
     half = label_map([(0, "polygon", ring)], 0.5, 60, 80)  # at half the size: the polygon scaled, then rasterized
     scaled = {"parts": [{"outer": [[a / 2, b / 2] for a, b in outer], "holes": [[[a / 2, b / 2] for a, b in inner]]}]}
@@ -138,7 +140,6 @@ def test_a_semantic_segmentation_model_trains_through_the_api_and_predicts_masks
     job = api.get(f"/api/training-jobs/{response.json()['id']}/").json()
     assert job["status"] == "finished", job["error"]
     assert [entry["epoch"] for entry in job["history"]] == [1, 2]
-    assert all(0 <= entry["valid_miou"] <= 1 for entry in job["history"])
     model = ModelVersion.objects.get(name="rings")
     assert (model.task, model.labels, model.image_size) == ("semantic-segmentation", ["ring", "square"], 224)
 
@@ -154,15 +155,22 @@ def test_a_semantic_segmentation_model_trains_through_the_api_and_predicts_masks
 
     for split in ("train", "valid"):
         stats = api.get(f"/api/models/{model.id}/statistics/", {"split": split}).json()
-        item_ids, confusions = statistics.confusions_load(model, "best", split)
+        item_ids, pixels = statistics.pixels_load(model, "best", split)
         assert stats["count"] == len(item_ids) > 0
-        # Each image's matrix counts every pixel of the image at the training size once (160 x 120 -> 224 x 168).
-        assert confusions.sum(axis=(1, 2)).tolist() == [224 * 168] * len(item_ids)
-        expected = scores(confusions.sum(axis=0), ["ring", "square"])
-        assert stats["confusion"] == expected["confusion"]
+        # Every pixel of every image at the training size (160 x 120 -> 224 x 168) is true once and predicted once.
+        assert pixels[:, 1].sum(axis=1).tolist() == pixels[:, 2].sum(axis=1).tolist() == [224 * 168] * len(item_ids)
+        matrix = np.array(stats["confusion"])
+        assert np.diag(matrix).tolist() == pixels[:, 0].sum(axis=0).tolist()  # right, per class
+        assert matrix.sum(axis=1).tolist() == pixels[:, 1].sum(axis=0).tolist()  # true
+        assert matrix.sum(axis=0).tolist() == pixels[:, 2].sum(axis=0).tolist()  # predicted
+        expected = scores(matrix, ["ring", "square"])
         assert stats["miou"] == pytest.approx(expected["miou"], abs=1e-12)
-        assert stats["pixel_accuracy"] == pytest.approx(expected["pixel_accuracy"], abs=1e-12)
+        assert stats["pixel_accuracy"] == pytest.approx(np.trace(matrix) / (len(item_ids) * 224 * 168), abs=1e-12)
         assert [row["label"] for row in stats["per_class"]] == ["background", "ring", "square"]
+    # The last epoch's validation, counted while training, is the last model's validation statistics.
+    last = api.get(f"/api/models/{model.id}/statistics/", {"checkpoint": "last"}).json()
+    assert last["miou"] == pytest.approx(job["history"][-1]["valid_miou"], abs=1e-9)
+    assert last["pixel_accuracy"] == pytest.approx(job["history"][-1]["valid_pixel_accuracy"], abs=1e-9)
     assert model.metrics["best"]["valid"]["miou"] == pytest.approx(
         api.get(f"/api/models/{model.id}/statistics/").json()["miou"], abs=1e-12
     )
@@ -196,21 +204,21 @@ def test_a_semantic_segmentation_model_trains_through_the_api_and_predicts_masks
     assert 'id="show-predictions"' not in html and 'id="gallery-link"' in html and 'id="bundle"' in html
 
     # The gallery's tabs hold the images that each image's own pixels of the label put there, each drawn.
-    item_ids, confusions = statistics.confusions_load(model, "best", "valid")
+    item_ids, pixels = statistics.pixels_load(model, "best", "valid")
     names = dict(DatasetItem.objects.filter(pk__in=item_ids.tolist()).values_list("id", "image_name"))
     expected = {"all": set(), "matched": set(), "missing": set(), "extra": set()}
-    for item_id, matrix in zip(item_ids.tolist(), confusions, strict=True):
-        both, true, guessed = matrix[1, 1], matrix[1, :].sum(), matrix[:, 1].sum()
+    for item_id, (both, true, guessed) in zip(item_ids.tolist(), pixels[:, :, 1].tolist(), strict=True):
         union = true + guessed - both
-        if union:
-            expected["all"].add(names[item_id])
-        if union and both / union >= 0.5:
+        if not union:
+            continue
+        expected["all"].add(names[item_id])
+        if both / union >= 0.5:
             expected["matched"].add(names[item_id])
-        if guessed and both / guessed < 0.5:
+        if both / union < 0.5 and guessed > both:  # rings predicted where there is none
             expected["missing"].add(names[item_id])
-        if true and both / true < 0.5:
+        if both / union < 0.5 and true > both:  # rings not found
             expected["extra"].add(names[item_id])
-    assert expected["all"]
+    assert expected["all"] and expected["all"] == expected["matched"] | expected["missing"] | expected["extra"]
     for tab, wanted in expected.items():
         gallery = page.get(
             f"/projects/{project.id}/models/{model.id}/gallery/", {"tab": tab, "label": 0, "split": "valid"}
@@ -265,6 +273,11 @@ def test_a_segmentation_models_bundle_answers_the_servers_masks_and_loads_into_a
     photo.save(jpeg, "JPEG", quality=95, exif=exif.tobytes())
     served = api.post(f"/api/predict/{project.id}/rings/", jpeg.getvalue(), content_type="image/jpeg").json()
     assert served["predictions"] and all(m["rle"]["size"] == [160, 120] for m in served["predictions"])
+    # The same pixels already upright, as a PNG: the same masks, so each mask was turned with its image.
+    upright = io.BytesIO()
+    ImageOps.exif_transpose(PILImage.open(io.BytesIO(jpeg.getvalue()))).save(upright, "PNG")
+    turned = api.post(f"/api/predict/{project.id}/rings/", upright.getvalue(), content_type="image/png").json()
+    assert [m["rle"] for m in turned["predictions"]] == [m["rle"] for m in served["predictions"]]
 
     folder = bundle_extract(api, model.id, django_capture_on_commit_callbacks, tmp_path)
     assert {"model.pt2", "checkpoint.pt", "serve.py", "sightline_masks.py", "sightline_boxes.py"} <= {
@@ -293,6 +306,16 @@ def test_a_segmentation_models_bundle_answers_the_servers_masks_and_loads_into_a
     assert (loaded.json()["task"], loaded.json()["name"]) == ("semantic-segmentation", "rings")
     again = api.post(f"/api/predict/{other.id}/rings/", jpeg.getvalue(), content_type="image/jpeg").json()
     assert again["predictions"] == served["predictions"]
+    # Stored as suggestions there, each mask has that project's label of its name.
+    [image] = images_upload(
+        project=other, user=user, files=[SimpleUploadedFile("u.png", upright.getvalue())], labels=[]
+    ).stored
+    stored = api.post(f"/api/images/{image.id}/predictions/", {"model": loaded.json()["id"]}, format="json")
+    assert stored.status_code == 200, stored.content
+    rows = Prediction.objects.filter(image=image).select_related("label")
+    assert sorted((r.label.project_id, r.label.name, r.geometry["rle"]["counts"]) for r in rows) == sorted(
+        (other.id, m["label"], m["rle"]["counts"]) for m in turned["predictions"]
+    )
     assert api.get(f"/api/models/{loaded.json()['id']}/statistics/").status_code == 409
 
 
@@ -315,6 +338,33 @@ def test_a_segmentation_job_without_polygons_or_masks_is_refused_and_stores_noth
         {"task": ["No image has a polygon or mask yet: draw some objects before training a segmentation model."]},
     )
     assert TrainingJob.objects.filter(project=project).count() == 0
+    vit = {**TINY, "backbone": "vit_tiny_patch16_224", "pretrained": False}
+    refused = api.post(
+        f"/api/projects/{project.id}/training-jobs/",
+        {"task": "semantic-segmentation", "parameters": vit},
+        format="json",
+    )
+    assert refused.json()["backbone"][0].startswith("vit_tiny_patch16_224 has no features at stride 4, 8, 32")
+    # Once two images have polygons, the image of boxes alone is not taken as all background.
+    for seed in (2, 3):
+        png, outer, inner, _ = ring_scene(seed)
+        other = images_upload(project=project, user=user, files=[SimpleUploadedFile(f"{seed}.png", png)], labels=[])
+        ring = {"label": label.id, "kind": "polygon", "geometry": {"parts": [{"outer": outer, "holes": [inner]}]}}
+        saved = api.put(
+            f"/api/images/{other.stored[0].id}/annotations/", {"revision": 0, "shapes": [ring]}, format="json"
+        )
+        assert saved.status_code == 200
+    version = datasets.dataset_version_create(
+        project=project,
+        user=user,
+        task="semantic-segmentation",
+        multi_label=False,
+        validation_percent=20,
+        use_validation_set=False,
+    )
+    assert ImageStatus.objects.filter(image=image, status=ImageStatus.Status.LABELED).exists()  # marked, boxes only
+    assert image.id not in set(version.items.values_list("image_id", flat=True))
+    assert version.items.count() == 2
     refused = api.post(
         f"/api/projects/{project.id}/training-jobs/",
         {"task": "instance-segmentation", "parameters": TINY},

@@ -14,23 +14,26 @@ import torch
 from PIL import Image as PILImage
 from torch.nn import functional
 
-BILINEAR_MAX_PIXELS = 16_000_000  # larger originals get the label map at the network's size, enlarged as is
+BILINEAR_MAX_VALUES = 48_000_000  # classes x pixels of logits enlarged at once (192 MB of floats); beyond, nearest
 
 
 def segment(logits: torch.Tensor, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     """1 x C x h x w logits of one image (its padding cut off) -> a height x width label map (0 background, i + 1
-    label i) and, per class, the mean probability over the pixels given that class."""
-    if width * height <= BILINEAR_MAX_PIXELS:
-        logits = functional.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
-    confidence, labels = logits.softmax(dim=1)[0].max(dim=0)
-    labels, confidence = labels.to(torch.uint8).cpu().numpy(), confidence.float().cpu().numpy()
-    if labels.shape != (height, width):
-        labels = np.asarray(PILImage.fromarray(labels).resize((width, height), PILImage.Resampling.NEAREST))
-        confidence = np.asarray(PILImage.fromarray(confidence).resize((width, height), PILImage.Resampling.NEAREST))
+    label i) and, per class, the mean probability over the pixels given that class at the network's size.
+
+    The logits are enlarged to the original size before the argmax, for smooth edges, while that stays within
+    BILINEAR_MAX_VALUES; a larger image gets the label map of the network's size, enlarged by nearest neighbour."""
     classes = logits.shape[1]
-    sums = np.bincount(labels.ravel(), weights=confidence.ravel(), minlength=classes)
-    counts = np.bincount(labels.ravel(), minlength=classes)
-    return labels, np.divide(sums, np.maximum(counts, 1))
+    probability, small = logits.softmax(dim=1)[0].max(dim=0)
+    small = small.to(torch.uint8).cpu().numpy()
+    sums = np.bincount(small.ravel(), weights=probability.float().cpu().numpy().ravel(), minlength=classes)
+    confidence = np.divide(sums, np.maximum(np.bincount(small.ravel(), minlength=classes), 1))
+    if classes * width * height <= BILINEAR_MAX_VALUES:
+        enlarged = functional.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
+        labels = enlarged[0].argmax(dim=0).to(torch.uint8).cpu().numpy()
+    else:
+        labels = np.asarray(PILImage.fromarray(small).resize((width, height), PILImage.Resampling.NEAREST))
+    return labels, confidence
 
 
 def masks_answer(label_map: np.ndarray, confidence: np.ndarray, labels: Sequence[str]) -> list[dict]:

@@ -64,14 +64,24 @@ class SegmenterConfig:
         return len(self.labels) + 1  # background first
 
 
+@dataclass(frozen=True)
+class Scored:
+    """One split scored at the training size: the confusion matrix over all its pixels (C x C, rows the truth), and
+    per image and class the pixels right, true and predicted (N x 3 x C: what the galleries read, in a size that
+    grows with the classes, not with their square)."""
+
+    total: np.ndarray
+    per_image: np.ndarray
+    maps: list[bytes]  # each image's predicted label map as a PNG, when asked for
+
+
 @dataclass
 class SegmentationResult:
     best_epoch: int
     history: list[dict]
     stopped_by: str
     checkpoints: dict[str, dict]
-    confusions: dict[str, dict[str, np.ndarray]]  # checkpoint -> split -> N x C x C pixel counts per image
-    maps: dict[str, dict[str, list[bytes]]]  # checkpoint -> split -> each image's predicted label map, as a PNG
+    scored: dict[str, dict[str, Scored]]  # checkpoint -> split
 
 
 # --- the model -------------------------------------------------------------------------------
@@ -296,12 +306,12 @@ class _Run(NetworkLoop):
         self.optimise(loss, epoch)
         return {"loss": float(loss.detach())}
 
-    def confusions(self, split: str, maps: list[bytes] | None = None) -> np.ndarray:
-        """N x C x C: each image's confusion matrix over its pixels at the training size; each predicted label map
-        appended to `maps` as a PNG when it is given."""
+    def scored(self, split: str, *, maps: bool = False) -> Scored:
+        """The split's pixels predicted with the weights in use, counted against the truth (and drawn, with maps)."""
         self.model.eval()
         images, classes = self.images[split], self.config.classes
-        out = np.zeros((len(images), classes, classes), np.int64)
+        total = np.zeros((classes, classes), np.int64)
+        per_image = np.zeros((len(images), 3, classes), np.int64)
         pictures: dict[int, bytes] = {}
         with torch.inference_mode():
             for chosen in _batches(images.pixels, range(len(images))):
@@ -312,18 +322,18 @@ class _Run(NetworkLoop):
                 for row, index in enumerate(chosen):
                     truth = images.labels[index]
                     mine = predicted[row, : truth.shape[0], : truth.shape[1]]
-                    out[index] = confusion(truth, mine, classes)
-                    if maps is not None:
+                    matrix = confusion(truth, mine, classes)
+                    total += matrix
+                    per_image[index] = np.diag(matrix), matrix.sum(axis=1), matrix.sum(axis=0)
+                    if maps:
                         pictures[index] = png_bytes(mine)
-        if maps is not None:
-            maps.extend(pictures[index] for index in range(len(images)))
-        return out
+        return Scored(total, per_image, [pictures[index] for index in range(len(images))] if maps else [])
 
     def _end_epoch(self, epoch: int, losses: dict[str, float], partial: bool, started: float) -> None:
         valid_started = time.monotonic()
         miou = accuracy = None
         if len(self.images["valid"]):
-            matrix = self.confusions("valid").sum(axis=0)
+            matrix = self.scored("valid").total
             self.seconds_per_image = (time.monotonic() - valid_started) / len(self.images["valid"])
             summary = scores(matrix, self.config.labels)
             miou, accuracy = summary["miou"], summary["pixel_accuracy"]
@@ -349,21 +359,18 @@ class _Run(NetworkLoop):
 
     def finish(self, stopped_by: str) -> SegmentationResult:
         last_state = copy.deepcopy(self.model.state_dict())
-        maps = {"last": {split: [] for split in self.images}}
-        confusions = {"last": {split: self.confusions(split, maps["last"][split]) for split in self.images}}
+        scored = {"last": {split: self.scored(split, maps=True) for split in self.images}}
         if self.best_epoch == len(self.history):
-            confusions["best"], maps["best"] = confusions["last"], maps["last"]
+            scored["best"] = scored["last"]
         else:
             self.model.load_state_dict(self.best_state)
-            maps["best"] = {split: [] for split in self.images}
-            confusions["best"] = {split: self.confusions(split, maps["best"][split]) for split in self.images}
+            scored["best"] = {split: self.scored(split, maps=True) for split in self.images}
         return SegmentationResult(
             best_epoch=self.best_epoch,
             history=self.history,
             stopped_by=stopped_by,
             checkpoints={"best": checkpoint(self.config, self.best_state), "last": checkpoint(self.config, last_state)},
-            confusions=confusions,
-            maps=maps,
+            scored=scored,
         )
 
 

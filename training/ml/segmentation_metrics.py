@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 IGNORE = 255
+MAX_LABELS = IGNORE - 1  # label maps are bytes: 0 background, 1-254 the labels, 255 padding
 
 
 def confusion(truth: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray:

@@ -18,6 +18,7 @@ from django.db.models import Max
 
 from annotations.models import Annotation, Classification, ImageStatus
 from projects.models import Image, Project
+from training.ml.segmentation_metrics import MAX_LABELS
 from training.models import DatasetItem, DatasetVersion, Split, Task
 
 BACKGROUND = "background"
@@ -117,7 +118,7 @@ SEGMENTATION_KINDS = ("polygon", "mask")  # what covers pixels: boxes would teac
 
 def _segmentation_targets(project: Project, chosen: list[int] | None) -> tuple[list[dict], dict[int, dict]]:
     """The label map and each image's shapes ({"shapes": [[label index, kind, geometry], ...]}, in drawing order,
-    in the upright image's pixels). Images marked labeled with no shape are all background."""
+    in the upright image's pixels). Images marked labeled with no object at all are all background."""
     rows = (
         Annotation.objects.filter(image__project=project, kind__in=SEGMENTATION_KINDS, **_among(chosen))
         .order_by("image_id", "id")
@@ -136,9 +137,10 @@ def _segmentation_targets(project: Project, chosen: list[int] | None) -> tuple[l
         image_id: {"shapes": [[index[label_id], kind, geometry] for label_id, kind, geometry in found]}
         for image_id, found in shapes.items()
     }
-    negatives = (
+    negatives = (  # no object of any kind: an image with only boxes or lines is not known to be background
         ImageStatus.objects.filter(image__project=project, status=ImageStatus.Status.LABELED, **_among(chosen))
         .exclude(image_id__in=list(targets))
+        .exclude(image__annotations__isnull=False)
         .values_list("image_id", flat=True)
         .distinct()
     )
@@ -161,6 +163,14 @@ def _objects_check(label_map: list[dict], targets: dict[int, dict], valid_images
     model = "detector" if task == Task.DETECTION else "segmentation model"
     if not label_map:
         raise ValidationError({"task": [f"No image has a {what} yet: draw some objects before training a {model}."]})
+    if task == Task.SEMANTIC and len(label_map) > MAX_LABELS:
+        raise ValidationError(
+            {
+                "task": [
+                    f"{len(label_map)} labels have polygons or masks; a segmentation model learns at most {MAX_LABELS}."
+                ]
+            }
+        )
     images_with = Counter(label_map[i]["name"] for t in targets.values() for i in set(_object_labels(t, task)))
     if valid_images is None:
         few = sorted(name for name, count in images_with.items() if count < 2)

@@ -196,6 +196,11 @@ def _task(saved: dict, meta: dict) -> str:
         or len(set(labels)) != len(labels)
     ):
         _refuse(f"checkpoint.pt's labels must be 1 to {MAX_LABELS} different names of at most 100 characters.")
+    if task == Task.SEMANTIC:
+        from training.ml.segmentation_metrics import MAX_LABELS as MAX_SEGMENTATION_LABELS
+
+        if len(labels) > MAX_SEGMENTATION_LABELS:
+            _refuse(f"A segmentation model has at most {MAX_SEGMENTATION_LABELS} labels; this one has {len(labels)}.")
     if task == Task.DETECTION:
         from training.ml.detection import MODEL_SIZES
 
@@ -220,25 +225,8 @@ def _network_check(saved: dict, task: str) -> None:
     """Build the network the checkpoint describes, and insist each tensor has the shape it has there."""
     import torch
 
-    from training.ml.backbones import create_backbone
-
     with torch.device("meta"):  # shapes only: nothing is allocated, whatever the size
-        if task == Task.DETECTION:
-            from training.ml.detection import build_model
-
-            network = build_model(
-                len(saved["labels"]),
-                backbone=saved["backbone"],
-                pretrained=False,
-                model_size=saved["model_size"],
-                image_size=saved["image_size"],
-            )
-        elif task == Task.SEMANTIC:
-            from training.ml.segmentation import build_model
-
-            network = build_model(len(saved["labels"]) + 1, backbone=saved["backbone"], pretrained=False)
-        else:
-            network = create_backbone(saved["backbone"], pretrained=False, num_classes=len(saved["labels"]))
+        network = _network_built(saved, task)
     expected = {name: tuple(tensor.shape) for name, tensor in network.state_dict().items()}
     given = {name: tuple(tensor.shape) for name, tensor in saved["state_dict"].items()}
     missing = [name for name in expected if name not in given]
@@ -257,6 +245,30 @@ def _network_check(saved: dict, task: str) -> None:
             f"The weights do not fit {described}: {len(missing)} missing and {len(unexpected)} unknown tensors "
             f"({example})."
         )
+
+
+def _network_built(saved: dict, task: str):
+    """The network the checkpoint describes (on whatever device is in force), or the 400 when it cannot be built."""
+    from training.ml.backbones import create_backbone
+
+    try:
+        if task == Task.DETECTION:
+            from training.ml.detection import build_model
+
+            return build_model(
+                len(saved["labels"]),
+                backbone=saved["backbone"],
+                pretrained=False,
+                model_size=saved["model_size"],
+                image_size=saved["image_size"],
+            )
+        if task == Task.SEMANTIC:
+            from training.ml.segmentation import build_model
+
+            return build_model(len(saved["labels"]) + 1, backbone=saved["backbone"], pretrained=False)
+        return create_backbone(saved["backbone"], pretrained=False, num_classes=len(saved["labels"]))
+    except ValueError as exc:  # e.g. a backbone without the feature levels the head needs
+        _refuse(str(exc))
 
 
 def _tensors(count: int) -> str:

@@ -261,13 +261,14 @@ def _train_semantic(job: TrainingJob, reporter: _Reporter) -> tuple[ModelVersion
     item_ids, splits = _item_arrays(train_items, valid_items)
     evaluations = {}
     for checkpoint in ("best", "last"):
-        pictures = result.maps[checkpoint]["train"] + result.maps[checkpoint]["valid"]
+        train, valid = result.scored[checkpoint]["train"], result.scored[checkpoint]["valid"]
+        pictures = train.maps + valid.maps
         evaluations[checkpoint] = {
             "item_ids": item_ids,
             "splits": splits,
-            "confusions": np.concatenate(
-                [result.confusions[checkpoint]["train"], result.confusions[checkpoint]["valid"]]
-            ),
+            "total_train": train.total,
+            "total_valid": valid.total,
+            "per_image": np.concatenate([train.per_image, valid.per_image]),
             # Each image's predicted label map (a PNG at the training size), for the galleries: one byte array, cut
             # at the offsets.
             "maps": np.frombuffer(b"".join(pictures), dtype=np.uint8),
