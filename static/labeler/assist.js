@@ -285,7 +285,7 @@ function takeOver(imageId, model) {
 
 /** A mask suggestion decoded once: its area, its top-left corner, whether it covers a pixel, and its drawing in a
  * colour (kept per colour: greyed, and its label's once selected). */
-class MaskSuggestion {
+export class MaskSuggestion {
   /** @param {{size: number[], counts: string}} rle */
   constructor(rle) {
     this.rle = rle;

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from annotations.geometry import decode_mask
+from annotations.geometry import decode_mask, encode_mask
 from annotations.models import Annotation
 from projects.uploads import images_upload
 from tests.browser.test_training import login, shot
@@ -58,6 +58,21 @@ def test_a_segmentation_models_statistics_and_its_masks_in_model_assist(page, li
     assert stored and {p.kind for p in stored} == {"mask"}
     assert page.evaluate("window.sightline.assist.shown().map(s => s.id)") == [p.id for p in stored]
     shot(page, "segmentation-assist")
+
+    # A mask suggestion's pixels as the labeler reads COCO's column-major runs: here one run wraps from the foot of
+    # column 1 to the top of column 2, so the mask's top is row 0 although column 1's part starts at row 3.
+    known = np.zeros((5, 4), bool)
+    known[3:5, 1], known[0:2, 2], known[4, 3] = True, True, True
+    read = page.evaluate(
+        """async (rle) => { const { MaskSuggestion } = await import("/static/labeler/assist.js");
+             const mask = new MaskSuggestion(rle), covered = [];
+             for (let y = 0; y < 5; y++) for (let x = 0; x < 4; x++) covered.push(mask.covers(x + 0.5, y + 0.5));
+             return { area: mask.area, left: mask.left, top: mask.top, covered,
+                      outside: [mask.covers(-1, 0), mask.covers(4, 0), mask.covers(0, 5)] }; }""",
+        encode_mask(known),
+    )
+    assert (read["area"], read["left"], read["top"]) == (5, 1, 0)
+    assert read["covered"] == known.ravel().tolist() and read["outside"] == [False, False, False]
 
     # A click on the pixel deepest inside the largest mask selects that mask, and Space commits it.
     chosen = max(stored, key=lambda p: decode_mask(p.geometry["rle"]).sum())
