@@ -159,9 +159,9 @@ def _pixels(model: ModelVersion, checkpoint: str, split: str, tab: str, label: i
 RIGHT, PREDICTED_ONLY, MISSED = (46, 204, 64, 150), (255, 59, 48, 170), (0, 122, 255, 170)
 
 
-def pixels_picture(model: ModelVersion, checkpoint: str, item_id: int, label: int) -> tuple[str, int, int] | None:
-    """A PNG data URL of one label's pixels on one image, at the training size: green where right, red where only
-    predicted, blue where missed; and its width and height."""
+def pixels_drawn(model: ModelVersion, checkpoint: str, label: int, tiles: list[dict]) -> list[dict]:
+    """A semantic segmentation gallery's tiles, each with one label's pixels drawn as a PNG data URL at the training
+    size (green where right, red where only predicted, blue where missed) and its width and height."""
     import base64
     import io
 
@@ -169,19 +169,23 @@ def pixels_picture(model: ModelVersion, checkpoint: str, item_id: int, label: in
 
     from training.ml.segmentation import label_map
 
-    predicted = statistics.predicted_map(model, checkpoint, item_id)
-    item = DatasetItem.objects.filter(pk=item_id).select_related("image").first()
-    if predicted is None or item is None or item.image is None:
-        return None
-    height, width = predicted.shape
-    scale = model.image_size / max(item.image.width, item.image.height)  # as training resized it
-    shapes = [(row[0], row[1], row[2]) for row in item.targets["shapes"]]
-    true, guessed = label_map(shapes, scale, height, width) == label + 1, predicted == label + 1
-    picture = np.zeros((height, width, 4), np.uint8)
-    picture[true & guessed], picture[guessed & ~true], picture[true & ~guessed] = RIGHT, PREDICTED_ONLY, MISSED
-    out = io.BytesIO()
-    PILImage.fromarray(picture).save(out, "PNG", optimize=True)
-    return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode(), width, height
+    wanted = [tile["item"].item_id for tile in tiles if tile["item"].item_id is not None]
+    items = DatasetItem.objects.filter(pk__in=wanted).select_related("image").in_bulk()  # one query for the page
+    for tile in tiles:
+        item = items.get(tile["item"].item_id)
+        predicted = statistics.predicted_map(model, checkpoint, item.pk) if item and item.image else None
+        if predicted is None:
+            continue
+        height, width = predicted.shape
+        scale = model.image_size / max(item.image.width, item.image.height)  # as training resized it
+        shapes = [(row[0], row[1], row[2]) for row in item.targets["shapes"]]
+        true, guessed = label_map(shapes, scale, height, width) == label + 1, predicted == label + 1
+        picture = np.zeros((height, width, 4), np.uint8)
+        picture[true & guessed], picture[guessed & ~true], picture[true & ~guessed] = RIGHT, PREDICTED_ONLY, MISSED
+        out = io.BytesIO()
+        PILImage.fromarray(picture).save(out, "PNG", optimize=True)
+        tile["pixels"] = ("data:image/png;base64," + base64.b64encode(out.getvalue()).decode(), width, height)
+    return tiles
 
 
 def tiles(items: list[Item], start: int, size: int) -> list[dict]:

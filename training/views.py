@@ -209,9 +209,9 @@ def model_page(request, project_id: int, model_id: int):
     if context["thresholded"]:
         context.update(_pr_context(request, model, stats))
     elif semantic:
-        context["confusion"] = _confusion_rows({**stats, "labels": [row["label"] for row in stats["per_class"]]})
+        context["confusion"] = _confusion_rows([row["label"] for row in stats["per_class"]], stats["confusion"])
     else:
-        context["confusion"] = _confusion_rows(stats)
+        context["confusion"] = _confusion_rows(stats["labels"], stats["confusion"])
     if request.htmx:
         return render(request, "training/model.html#statistics", context)
     return render(request, "training/model.html", context)
@@ -252,10 +252,10 @@ def _pr_context(request, model: ModelVersion, stats: dict) -> dict:
     }
 
 
-def _confusion_rows(stats: dict) -> list[dict]:
+def _confusion_rows(labels: list[str], matrix: list[list[int]]) -> list[dict]:
     """Rows of the confusion matrix with each cell's share of its row, for shading."""
     rows = []
-    for label, counts in zip(stats["labels"], stats["confusion"], strict=True):
+    for label, counts in zip(labels, matrix, strict=True):
         total = sum(counts) or 1
         rows.append({"label": label, "cells": [{"count": c, "share": round(c / total, 3)} for c in counts]})
     return rows
@@ -513,6 +513,9 @@ def gallery_page(request, project_id: int, model_id: int):
     raw = request.GET.get("page", "1")
     number = min(pages, int(raw)) if raw.isascii() and raw.isdigit() and int(raw) > 0 else 1
     first_below = found["first_below"]
+    tiles = galleries.tiles(items, (number - 1) * size, size)
+    if model.task == Task.SEMANTIC:
+        tiles = galleries.pixels_drawn(model, state["checkpoint"], label, tiles)
     query = {**state, "tab": tab, "label": label, **({"iou": iou} if iou else {})}
     context = {
         "project": model.project,
@@ -524,7 +527,7 @@ def gallery_page(request, project_id: int, model_id: int):
         "label_name": model.labels[label],
         "threshold": found["threshold"],
         "count": len(items),
-        "tiles": _tiles_drawn(model, state["checkpoint"], label, galleries.tiles(items, (number - 1) * size, size)),
+        "tiles": tiles,
         "page": number,
         "pages": pages,
         "query": urlencode(query),
@@ -537,18 +540,6 @@ def gallery_page(request, project_id: int, model_id: int):
         "iou": iou or model.iou_threshold,
     }
     return render(request, "training/gallery.html", context)
-
-
-def _tiles_drawn(model: ModelVersion, checkpoint: str, label: int, tiles: list[dict]) -> list[dict]:
-    """A semantic segmentation gallery's tiles with the label's pixels drawn over each image."""
-    from training import galleries
-
-    if model.task != Task.SEMANTIC:
-        return tiles
-    for tile in tiles:
-        if tile["item"].item_id is not None:
-            tile["pixels"] = galleries.pixels_picture(model, checkpoint, tile["item"].item_id, label)
-    return tiles
 
 
 BOX_SLIDER_START = 0.30  # spec 004's default confidence

@@ -33,7 +33,6 @@ CHECKPOINT_FORMAT = "sightline-detector/1"
 EVAL_SCORE = 0.05  # the lowest score kept for statistics: precision-recall curves reach down to it
 NMS_DEFAULT = 0.40  # spec 004's default
 MIN_BOX_PIXELS = 2.0  # at the training size: smaller boxes are dropped from a batch, not fed to the loss
-PIXEL_BUDGET_BYTES = 4 * 1024**3
 
 
 @dataclass(frozen=True)
@@ -254,30 +253,13 @@ class _Run(NetworkLoop):
 
     def __init__(self, config: DetectorConfig, train_samples, valid_samples, hooks: Hooks, read: ReadBytes, device):
         super().__init__(
-            epochs=config.epochs,
-            batch_size=config.batch_size,
-            time_limit_seconds=config.time_limit_seconds,
-            hooks=hooks,
-            train=len(train_samples),
+            config, train=len(train_samples), valid=len(valid_samples), size=config.size, hooks=hooks, device=device
         )
-        self.config, self.device = config, device
-        torch.manual_seed(config.seed)
-        self.rng = np.random.default_rng(config.seed)
         size = config.size
-        total = self.image_count = len(train_samples) + len(valid_samples)
-        if total * size * size * 3 > PIXEL_BUDGET_BYTES:
-            raise MemoryError(
-                f"{total} images at {size} px need {total * size * size * 3 / 1024**3:.1f} GiB of memory while "
-                "training: choose a smaller image size, or train on fewer images."
-            )
-
-        def prepared(done_before):
-            return lambda done: self._report_prep((done_before + done) / max(total, 1))
-
         self.truth = {"train": train_samples, "valid": valid_samples}
         self.images = {
-            "train": _Images(train_samples, size, read, hooks, prepared(0)),
-            "valid": _Images(valid_samples, size, read, hooks, prepared(len(train_samples))),
+            "train": _Images(train_samples, size, read, hooks, self.prepared(0)),
+            "valid": _Images(valid_samples, size, read, hooks, self.prepared(len(train_samples))),
         }
         dropped = sum(images.dropped for images in self.images.values())
         if dropped:

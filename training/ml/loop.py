@@ -151,6 +151,36 @@ class NetworkLoop(Loop):
 
     prep_share = 0.1  # reading and resizing every image once
     metric = "score"  # what the early-stopping line names
+    bytes_per_pixel = 3  # what the decoded images (and their targets) take in memory
+    pixel_budget = 4 * 1024**3
+
+    def __init__(self, config, *, train: int, valid: int, size: int, hooks: Hooks, device):
+        """`config` has epochs, batch_size, time_limit_seconds and seed; refuses a run whose decoded images at
+        `size` would not fit the pixel budget."""
+        import numpy as np
+        import torch
+
+        super().__init__(
+            epochs=config.epochs,
+            batch_size=config.batch_size,
+            time_limit_seconds=config.time_limit_seconds,
+            hooks=hooks,
+            train=train,
+        )
+        self.config, self.device = config, device
+        torch.manual_seed(config.seed)
+        self.rng = np.random.default_rng(config.seed)
+        total = self.image_count = train + valid
+        needed = total * size * size * self.bytes_per_pixel
+        if needed > self.pixel_budget:
+            raise MemoryError(
+                f"{total} images at {size} px need {needed / 1024**3:.1f} GiB of memory while training: choose a "
+                "smaller image size, or train on fewer images."
+            )
+
+    def prepared(self, done_before: int):
+        """The progress callback for reading images, `done_before` of them already read."""
+        return lambda done: self._report_prep((done_before + done) / max(self.image_count, 1))
 
     def optimiser_start(self, *, learning_rate: float, patience_seconds: float, device) -> None:
         import torch

@@ -32,7 +32,6 @@ from training.ml.masks import segment
 from training.ml.segmentation_metrics import IGNORE, confusion, scores
 
 CHECKPOINT_FORMAT = "sightline-segmenter/1"
-PIXEL_BUDGET_BYTES = 4 * 1024**3
 EVAL_BATCH = 8
 
 
@@ -252,32 +251,21 @@ def train(
 
 class _Run(NetworkLoop):
     metric = "mIoU"
+    bytes_per_pixel = 4  # the image and its label map
 
     def __init__(self, config: SegmenterConfig, train_samples, valid_samples, hooks: Hooks, read: ReadBytes, device):
         super().__init__(
-            epochs=config.epochs,
-            batch_size=config.batch_size,
-            time_limit_seconds=config.time_limit_seconds,
-            hooks=hooks,
+            config,
             train=len(train_samples),
+            valid=len(valid_samples),
+            size=config.image_size,
+            hooks=hooks,
+            device=device,
         )
-        self.config, self.device = config, device
-        torch.manual_seed(config.seed)
-        self.rng = np.random.default_rng(config.seed)
-        total = self.image_count = len(train_samples) + len(valid_samples)
         size = config.image_size
-        if total * size * size * 4 > PIXEL_BUDGET_BYTES:
-            raise MemoryError(
-                f"{total} images at {size} px need {total * size * size * 4 / 1024**3:.1f} GiB of memory while "
-                "training: choose a smaller image size, or train on fewer images."
-            )
-
-        def prepared(done_before):
-            return lambda done: self._report_prep((done_before + done) / max(total, 1))
-
         self.images = {
-            "train": _Images(train_samples, size, read, hooks, prepared(0)),
-            "valid": _Images(valid_samples, size, read, hooks, prepared(len(train_samples))),
+            "train": _Images(train_samples, size, read, hooks, self.prepared(0)),
+            "valid": _Images(valid_samples, size, read, hooks, self.prepared(len(train_samples))),
         }
         self.model = build_model(config.classes, backbone=config.backbone, pretrained=config.pretrained).to(device)
         if config.pretrained:

@@ -103,14 +103,17 @@ def _detection_targets(project: Project, chosen: list[int] | None) -> tuple[list
     index = {pk: i for i, pk in enumerate(used)}
     label_map = [{"id": pk, "name": names[pk], "color": colors.get(pk, BACKGROUND_COLOR)} for pk in used]
     targets = {image_id: {"boxes": [[*row[:4], index[row[4]]] for row in rows]} for image_id, rows in boxes.items()}
-    negatives = (
-        ImageStatus.objects.filter(image__project=project, status=ImageStatus.Status.LABELED, **_among(chosen))
-        .exclude(image_id__in=list(targets))
-        .values_list("image_id", flat=True)
-        .distinct()
-    )
-    targets.update({image_id: {"boxes": []} for image_id in negatives})
+    targets.update({image_id: {"boxes": []} for image_id in _negatives(project, chosen, targets)})
     return label_map, targets, skipped
+
+
+def _negatives(project: Project, chosen: list[int] | None, targets: dict, *, without_objects: bool = False) -> list:
+    """Images marked labeled that have no target (and, `without_objects`, no annotation at all): negatives."""
+    marked = ImageStatus.objects.filter(image__project=project, status=ImageStatus.Status.LABELED, **_among(chosen))
+    marked = marked.exclude(image_id__in=list(targets))
+    if without_objects:
+        marked = marked.exclude(image__annotations__isnull=False)
+    return list(marked.values_list("image_id", flat=True).distinct())
 
 
 SEGMENTATION_KINDS = ("polygon", "mask")  # what covers pixels: boxes would teach rectangles
@@ -137,13 +140,8 @@ def _segmentation_targets(project: Project, chosen: list[int] | None) -> tuple[l
         image_id: {"shapes": [[index[label_id], kind, geometry] for label_id, kind, geometry in found]}
         for image_id, found in shapes.items()
     }
-    negatives = (  # no object of any kind: an image with only boxes or lines is not known to be background
-        ImageStatus.objects.filter(image__project=project, status=ImageStatus.Status.LABELED, **_among(chosen))
-        .exclude(image_id__in=list(targets))
-        .exclude(image__annotations__isnull=False)
-        .values_list("image_id", flat=True)
-        .distinct()
-    )
+    # No object of any kind: an image with only boxes or lines is not known to be background.
+    negatives = _negatives(project, chosen, targets, without_objects=True)
     targets.update({image_id: {"shapes": []} for image_id in negatives})
     return label_map, targets
 

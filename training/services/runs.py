@@ -179,22 +179,9 @@ def _train_detection(job: TrainingJob, reporter: _Reporter) -> tuple[ModelVersio
     parameters, version = job.parameters, job.dataset_version
     train_samples, valid_samples, train_items, valid_items = _samples(job, reporter, _detection_sample)
     config = detection.DetectorConfig(
-        labels=tuple(version.label_names),
-        backbone=parameters["backbone"],
-        pretrained=parameters["pretrained"],
-        model_size=parameters["model_size"],
-        image_size=parameters["image_size"],
-        epochs=parameters["epochs"],
-        batch_size=parameters["batch_size"],
-        learning_rate=parameters["learning_rate"],
-        flip=parameters["flip"],
-        time_limit_seconds=parameters["time_limit_minutes"] * 60,
-        patience_seconds=parameters["patience_minutes"] * 60,
-        seed=parameters["seed"],
+        **_network_settings(job), model_size=parameters["model_size"], image_size=parameters["image_size"]
     )
-    device = runtime.device_choose()
-    TrainingJob.objects.filter(pk=job.pk).update(device=runtime.describe(device))
-    reporter.context.progress(0, f"Reading {len(train_samples) + len(valid_samples)} images")
+    device = _device_started(job, reporter, len(train_samples) + len(valid_samples))
     boxes = sum(len(s.boxes) for s in train_samples)
     negatives = sum(not s.boxes for s in train_samples)
     reporter.log(
@@ -226,25 +213,35 @@ def _train_detection(job: TrainingJob, reporter: _Reporter) -> tuple[ModelVersio
     return _model_store(model, result.checkpoints, evaluations), result.stopped_by
 
 
-def _train_semantic(job: TrainingJob, reporter: _Reporter) -> tuple[ModelVersion, str]:
-    parameters, version = job.parameters, job.dataset_version
-    train_samples, valid_samples, train_items, valid_items = _samples(job, reporter, _segmentation_sample)
-    config = segmentation.SegmenterConfig(
-        labels=tuple(version.label_names),
-        backbone=parameters["backbone"],
-        pretrained=parameters["pretrained"],
-        image_size=parameters["image_size"],
-        epochs=parameters["epochs"],
-        batch_size=parameters["batch_size"],
-        learning_rate=parameters["learning_rate"],
-        flip=parameters["flip"],
-        time_limit_seconds=parameters["time_limit_minutes"] * 60,
-        patience_seconds=parameters["patience_minutes"] * 60,
-        seed=parameters["seed"],
-    )
+def _network_settings(job: TrainingJob) -> dict:
+    """What a detector's and a segmentation model's configs share, from the job's parameters."""
+    parameters = job.parameters
+    return {
+        "labels": tuple(job.dataset_version.label_names),
+        "backbone": parameters["backbone"],
+        "pretrained": parameters["pretrained"],
+        "epochs": parameters["epochs"],
+        "batch_size": parameters["batch_size"],
+        "learning_rate": parameters["learning_rate"],
+        "flip": parameters["flip"],
+        "time_limit_seconds": parameters["time_limit_minutes"] * 60,
+        "patience_seconds": parameters["patience_minutes"] * 60,
+        "seed": parameters["seed"],
+    }
+
+
+def _device_started(job: TrainingJob, reporter: _Reporter, images: int):
+    """The device training runs on, written on the job, and the first phase shown."""
     device = runtime.device_choose()
     TrainingJob.objects.filter(pk=job.pk).update(device=runtime.describe(device))
-    reporter.context.progress(0, f"Reading {len(train_samples) + len(valid_samples)} images")
+    reporter.context.progress(0, f"Reading {images} images")
+    return device
+
+
+def _train_semantic(job: TrainingJob, reporter: _Reporter) -> tuple[ModelVersion, str]:
+    train_samples, valid_samples, train_items, valid_items = _samples(job, reporter, _segmentation_sample)
+    config = segmentation.SegmenterConfig(**_network_settings(job), image_size=job.parameters["image_size"])
+    device = _device_started(job, reporter, len(train_samples) + len(valid_samples))
     shapes = sum(len(s.shapes) for s in train_samples)
     negatives = sum(not s.shapes for s in train_samples)
     reporter.log(
