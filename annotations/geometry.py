@@ -284,7 +284,32 @@ def polygonize(geometry: dict, *, simplify: float = 0.0) -> dict:
     parts = [part for polygon in polygons for part in _valid_parts(polygon)]
     if not parts:
         raise GeometryError("the mask is too thin to trace as a polygon")
+    if simplify == 0:
+        parts = _pixels_mended(parts, mask.astype(bool))
     return {"parts": parts}
+
+
+def _pixels_mended(parts: list[dict], mask: np.ndarray) -> list[dict]:
+    """Traced parts that rasterize to exactly the mask's pixels: a pixel joined to the rest only at a corner is lost
+    by contour tracing (its outline is a spike of no area), so each pixel the outline misses is added as its square
+    and each one it covers wrongly taken away."""
+    from shapely.geometry import box
+    from shapely.ops import unary_union
+
+    height, width = mask.shape
+    try:
+        traced = decode_mask(rasterize("polygon", {"parts": parts}, width=width, height=height)["rle"])
+    except GeometryError:  # the outline covers no pixel
+        traced = np.zeros_like(mask)
+    missing, extra = np.argwhere(mask & ~traced), np.argwhere(traced & ~mask)
+    if not len(missing) and not len(extra):
+        return parts
+    shape = unary_union([Polygon(p["outer"], p["holes"]) for p in parts])
+    shape = unary_union([shape, *(box(x, y, x + 1, y + 1) for y, x in missing)])
+    if len(extra):
+        shape = shape.difference(unary_union([box(x, y, x + 1, y + 1) for y, x in extra]))
+    pieces = getattr(shape, "geoms", [shape])
+    return [part for piece in pieces if isinstance(piece, Polygon) for part in _valid_parts(piece)] or parts
 
 
 def _ring_points(contour: np.ndarray, simplify: float) -> list[list[float]]:

@@ -69,6 +69,20 @@ def test_polygonize_traces_pixel_edges_exactly_with_holes():
     assert np.array_equal(decode_mask(rasterize("polygon", traced, width=50, height=40)["rle"]), mask)
 
 
+def test_polygonize_keeps_pixels_joined_only_at_a_corner():
+    """Contour tracing loses a pixel that touches the rest at a corner only (its outline is a spike of no area); the
+    traced polygons still rasterize to exactly the mask, on a square with a corner pixel and on random noise."""
+    mask = np.zeros((40, 50), dtype=bool)
+    mask[10:20, 10:20] = True
+    mask[20, 20] = True  # touches the square's corner
+    traced = polygonize({"rle": encode_mask(mask)})
+    assert np.array_equal(decode_mask(rasterize("polygon", traced, width=50, height=40)["rle"]), mask)
+    noise = np.zeros((40, 50), dtype=bool)
+    noise[5:35, 5:45] = np.random.default_rng(3).random((30, 40)) < 0.6
+    traced = polygonize({"rle": encode_mask(noise)})
+    assert np.array_equal(decode_mask(rasterize("polygon", traced, width=50, height=40)["rle"]), noise)
+
+
 def test_simplify_trades_vertices_for_detail():
     yy, xx = np.mgrid[:200, :200]
     disc = (yy - 100) ** 2 + (xx - 100) ** 2 <= 60**2
