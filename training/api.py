@@ -21,7 +21,16 @@ from config.parsers import RawImageParser
 from projects.files import stored_response
 from projects.permissions import access_child, access_project
 from training import downloads, predictions, selectors, services, statistics
-from training.models import Checkpoint, DatasetItem, DatasetVersion, ModelVersion, Split, Task, TrainingJob
+from training.models import (
+    OBJECT_TASKS,
+    Checkpoint,
+    DatasetItem,
+    DatasetVersion,
+    ModelVersion,
+    Split,
+    Task,
+    TrainingJob,
+)
 from training.statistics import thresholds_parse
 
 
@@ -329,7 +338,7 @@ class ModelStatisticsApi(APIView):
         _evaluated(model)
         checkpoint, split = _view_query(request)
         thresholds = thresholds_parse(request.query_params.get("thresholds"), model)
-        if model.task == Task.DETECTION:
+        if model.task in OBJECT_TASKS:
             stats = statistics.detection_statistics(
                 model=model,
                 checkpoint=checkpoint,
@@ -431,8 +440,10 @@ def _bundle_checkpoint(request, model) -> str:
 
 
 PREDICT_PARAMETERS = [
-    OpenApiParameter("threshold", float, description="Detection: one score threshold (0.01-1) for every label."),
-    OpenApiParameter("nms", float, description="Detection: the NMS IoU threshold (0.01-1), default 0.40."),
+    OpenApiParameter(
+        "threshold", float, description="Detection, instances: one score threshold (0.01-1) for every label."
+    ),
+    OpenApiParameter("nms", float, description="Detection, instances: the NMS IoU threshold (0.01-1), default 0.40."),
 ]
 PREDICT_REQUEST = {
     "application/octet-stream": bytes,
@@ -464,6 +475,15 @@ class PredictApi(APIView):
                 nms=_number(request, "nms", 0.01, 1, predictions.NMS_DEFAULT),
             )
             return Response({"model": model.name, "checkpoint": checkpoint, "task": model.task, "predictions": boxes})
+        if model.task == Task.INSTANCE:
+            [found] = predictions.instances_predict(
+                model=model,
+                checkpoint=checkpoint,
+                images=[predictions.upload_read(upload)],
+                threshold=_number(request, "threshold", 0.01, 1, None),
+                nms=_number(request, "nms", 0.01, 1, predictions.NMS_DEFAULT),
+            )
+            return Response({"model": model.name, "checkpoint": checkpoint, "task": model.task, "predictions": found})
         if model.task == Task.SEMANTIC:
             [masks] = predictions.masks_predict(
                 model=model, checkpoint=checkpoint, images=[predictions.upload_read(upload)]

@@ -195,11 +195,20 @@ def bundle_state(*, model: ModelVersion, checkpoint: str) -> dict:
 
 def bundle_request(*, model: ModelVersion, checkpoint: str, user) -> dict:
     """Start building the bundle unless it is built or being built; its state either way."""
+    from django.core.exceptions import ValidationError
     from django.db import transaction
 
     from jobs.models import Job
     from jobs.services import job_submit
 
+    if model.task == Task.INSTANCE:
+        raise ValidationError(
+            {
+                "checkpoint": [
+                    "Offline bundles of instance segmentation models are not available yet; use the predict API."
+                ]
+            }
+        )
     with transaction.atomic():
         ModelVersion.objects.select_for_update().filter(pk=model.pk).first()  # one request starts it
         state = bundle_state(model=model, checkpoint=checkpoint)

@@ -15,11 +15,11 @@ import zipfile
 from projects.files import stored_bytes
 from projects.models import Image
 from training import statistics
-from training.models import ModelVersion, Split, Task
+from training.models import OBJECT_TASKS, ModelVersion, Split
 
 
 def predictions_zip(*, model: ModelVersion, checkpoint: str) -> bytes:
-    detection = model.task == Task.DETECTION
+    detection = model.task in OBJECT_TASKS  # an instance model's rows are its boxes; its masks are not in the ZIP
     rows = []
     for split in Split.values:
         if detection:

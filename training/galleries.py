@@ -27,7 +27,7 @@ from django.core.exceptions import ValidationError
 
 from training import statistics
 from training.ml import detection_metrics
-from training.models import DatasetItem, ModelVersion, Task
+from training.models import OBJECT_TASKS, DatasetItem, ModelVersion, Task
 
 TABS = ("all", "matched", "missing", "extra")
 PAGE_SIZE = 48
@@ -42,6 +42,8 @@ class Item:
     note: str = ""  # what the tile says under the picture
     above: bool = True  # at or above the threshold (All tab)
     item_id: int | None = None  # semantic segmentation: the dataset item, whose pixels the tile draws
+    mask: dict | None = None  # instance segmentation: the object's mask (COCO RLE), drawn over its crop
+    right: bool | None = None  # and whether it is right (green), wrong (red) or a missed true object (None: blue)
 
 
 def gallery(
@@ -54,7 +56,7 @@ def gallery(
     if not 0 <= label < len(model.labels):
         raise ValidationError({"label": ["Choose one of the model's labels."]})
     thresholds = thresholds or model.thresholds_for(checkpoint)
-    if model.task == Task.DETECTION:
+    if model.task in OBJECT_TASKS:
         items = _boxes(model, checkpoint, split, tab, label, thresholds, iou or model.iou_threshold)
     elif model.task == Task.SEMANTIC:
         items = _pixels(model, checkpoint, split, tab, label, iou or model.iou_threshold)
@@ -72,15 +74,20 @@ def _names(item_ids) -> dict[int, tuple[int | None, str]]:
 def _boxes(model: ModelVersion, checkpoint: str, split: str, tab: str, label: int, thresholds, iou) -> list[Item]:
     part = statistics.boxes_load(model, checkpoint).subset(split)
     names = _names(part.item_ids)
-    matched = detection_metrics.Matched(part.truth, part.predicted, len(model.labels), iou)
+    matched = detection_metrics.Matched(part.truth, part.predicted, len(model.labels), iou, part.masks)
     rows, hits = matched.rows, matched.hits
     mine = rows[:, 4] == label if len(rows) else np.zeros(0, bool)
     above = rows[:, 5] >= thresholds[label] if len(rows) else np.zeros(0, bool)
 
+    starts = np.cumsum([0, *(len(p) for p in part.predicted)])  # where each image's rows begin in `rows`
+
     def prediction(i: int, note: str) -> Item:
-        image_id, name = names.get(int(part.item_ids[matched.images[i]]), (None, "?"))
+        image = int(matched.images[i])
+        image_id, name = names.get(int(part.item_ids[image]), (None, "?"))
         x, y, w, h, _, score = rows[i]
-        return Item(image_id, name, float(score), (float(x), float(y), float(w), float(h)), note, bool(above[i]))
+        mask = None if part.masks is None else part.masks[1][image][i - starts[image]]
+        box = (float(x), float(y), float(w), float(h))
+        return Item(image_id, name, float(score), box, note, bool(above[i]), mask=mask, right=bool(hits[i]))
 
     if tab != "extra":
         keep = {"all": mine, "matched": mine & above & hits, "missing": mine & above & ~hits}[tab]
@@ -94,14 +101,21 @@ def _boxes(model: ModelVersion, checkpoint: str, split: str, tab: str, label: in
         for index in np.flatnonzero(truth[:, 4] == label):
             if (image, int(index)) in found:
                 continue
-            below = part.predicted[image]
-            below = below[(below[:, 4] == label) & (below[:, 5] < thresholds[label])]
-            ious = detection_metrics.iou_matrix(truth[index : index + 1, :4], below[:, :4])[0]
+            candidates = part.predicted[image]
+            chosen = np.flatnonzero((candidates[:, 4] == label) & (candidates[:, 5] < thresholds[label]))
+            below = candidates[chosen]
+            if part.masks is None:
+                ious = detection_metrics.iou_matrix(truth[index : index + 1, :4], below[:, :4])[0]
+            else:  # an instance model's: by the masks
+                predicted_masks = [part.masks[1][image][k] for k in chosen]
+                ious = detection_metrics.mask_ious(predicted_masks, [part.masks[0][image][index]])[:, 0]
             best = int(np.argmax(ious)) if len(ious) else -1
             iou, score = (float(ious[best]), float(below[best, 5])) if best >= 0 else (0.0, 0.0)
             image_id, name = names.get(int(part.item_ids[image]), (None, "?"))
             note = f"best match below the threshold: IoU {iou:.2f}, score {score:.2f}" if best >= 0 else "no match"
-            missed.append(((-iou, -score), Item(image_id, name, None, tuple(map(float, truth[index, :4])), note)))
+            mask = None if part.masks is None else part.masks[0][image][index]
+            box = tuple(map(float, truth[index, :4]))
+            missed.append(((-iou, -score), Item(image_id, name, None, box, note, mask=mask)))
     missed.sort(key=lambda pair: pair[0])
     return [item for _, item in missed]
 
@@ -206,5 +220,26 @@ def tiles(items: list[Item], start: int, size: int) -> list[dict]:
             left, top = max(0.0, x - pad), max(0.0, y - pad)
             right, bottom = min(float(width), x + w + pad), min(float(height), y + h + pad)
             tile["view"] = f"{left:.1f} {top:.1f} {max(1.0, right - left):.1f} {max(1.0, bottom - top):.1f}"
+            if item.mask is not None:
+                tile["mask"] = _mask_drawn(item, int(left), int(top), int(np.ceil(right)), int(np.ceil(bottom)))
         out.append(tile)
     return out
+
+
+def _mask_drawn(item: Item, left: int, top: int, right: int, bottom: int) -> tuple[str, int, int, int, int]:
+    """An instance's mask within its crop as a PNG data URL, in the colour of what it is (green right, red wrong,
+    blue a missed true object), with where it goes: x, y, width and height in the image's pixels."""
+    import base64
+    import io
+
+    from PIL import Image as PILImage
+
+    from annotations.geometry import decode_mask
+
+    window = decode_mask(item.mask)[top:bottom, left:right]
+    picture = np.zeros((*window.shape, 4), np.uint8)
+    picture[window] = MISSED if item.right is None else RIGHT if item.right else PREDICTED_ONLY
+    out = io.BytesIO()
+    PILImage.fromarray(picture).save(out, "PNG", optimize=True)
+    url = "data:image/png;base64," + base64.b64encode(out.getvalue()).decode()
+    return url, left, top, window.shape[1], window.shape[0]

@@ -20,6 +20,10 @@ class Task(models.TextChoices):
     INSTANCE = "instance-segmentation"  # every object its own mask
 
 
+OBJECT_TASKS = (Task.DETECTION, Task.INSTANCE)  # models that find objects: scores per label, thresholds, IoU
+SHAPE_TASKS = (Task.SEMANTIC, Task.INSTANCE)  # models that learn from polygons and masks
+
+
 class Split(models.TextChoices):
     TRAIN = "train"
     VALID = "valid"
@@ -195,7 +199,7 @@ class ModelVersion(models.Model):
 
     def thresholds_for(self, checkpoint: str) -> list[float] | None:
         """Multi-label and detection score thresholds in use: the person's if set, else the F1-optimised ones."""
-        if not self.multi_label and self.task != Task.DETECTION:
+        if not self.multi_label and self.task not in OBJECT_TASKS:
             return None
         return self.thresholds.get(checkpoint) or self.optimized_thresholds.get(checkpoint)
 

@@ -158,10 +158,24 @@ SEMANTIC_SEGMENTATION = [
     *[p for p in DETECTION if p.name in ("backbone", "pretrained", "flip", "seed")],
 ]
 
+INSTANCE_SEGMENTATION = [
+    *[p for p in DETECTION if p.name not in ("patience_minutes", "backbone", "pretrained", "flip", "seed")],
+    Parameter(
+        "patience_minutes",
+        15,
+        "Stop when validation mask mAP@0.5 has not improved for this long (0: never).",
+        float,
+        0,
+        10080,
+    ),
+    *[p for p in DETECTION if p.name in ("backbone", "pretrained", "flip", "seed")],
+]
+
 TASK_PARAMETERS = {
     "classification": CLASSIFICATION,
     "detection": DETECTION,
     "semantic-segmentation": SEMANTIC_SEGMENTATION,
+    "instance-segmentation": INSTANCE_SEGMENTATION,
 }
 
 
@@ -193,7 +207,7 @@ def parameters_clean(task: str, raw: dict) -> dict:
             errors.setdefault(name, messages)
     if not errors:
         errors.update(backbone_check(out))
-    if not errors and task == "semantic-segmentation":
+    if not errors and task in ("semantic-segmentation", "instance-segmentation"):
         errors.update(_strides_check(out["backbone"]))
     if errors:
         raise ValidationError(errors)

@@ -16,11 +16,12 @@ from django.core.exceptions import ValidationError
 
 from projects.files import stored_bytes
 from projects.imaging import ACCEPTED_FORMATS, ImageRejected, open_guarded
-from training.models import ModelVersion
+from training.models import ModelVersion, Task
 
 if TYPE_CHECKING:  # torch: imported where a model is loaded
     from training.ml.classification import Classifier
     from training.ml.detection import Detector
+    from training.ml.instances import InstanceSegmenter
     from training.ml.segmentation import Segmenter
 
 NMS_DEFAULT = 0.40  # spec 004's default (training.ml.detection.NMS_DEFAULT, which imports torch)
@@ -58,6 +59,18 @@ def segmenter_load(name: str) -> Segmenter:
     from training.ml.segmentation import Segmenter
 
     model = Segmenter(torch.load(io.BytesIO(stored_bytes(name)), map_location="cpu", weights_only=True))
+    loaded_objects_freeze()
+    return model
+
+
+@functools.lru_cache(maxsize=4)
+def instance_segmenter_load(name: str) -> InstanceSegmenter:
+    import torch
+
+    from training.ml.instances import InstanceSegmenter
+    from training.ml.runtime import loaded_objects_freeze
+
+    model = InstanceSegmenter(torch.load(io.BytesIO(stored_bytes(name)), map_location="cpu", weights_only=True))
     loaded_objects_freeze()
     return model
 
@@ -133,6 +146,57 @@ def masks_predict(*, model: ModelVersion, checkpoint: str, images: list[bytes]) 
     return [masks_answer(result.labels, result.confidence, model.labels) for result in segmenter.predict(images)]
 
 
+def instances_predict(
+    *,
+    model: ModelVersion,
+    checkpoint: str,
+    images: list[bytes],
+    threshold: float | None = None,
+    nms: float = NMS_DEFAULT,
+) -> list[list[dict]]:
+    """Per image, the instances that reach their label's threshold (or `threshold` for every label), best first, in
+    the pixels of the original image turned upright: each one's label, score, box (the detector's), area, mask as
+    COCO RLE ({"size": [height, width], "counts": str}) and the mask traced as polygons, holes kept ({"parts":
+    [{"outer", "holes"}]}, as annotations store them; empty when the mask is too thin to trace)."""
+    for data in images:
+        image_check(data)
+    thresholds = [threshold] * len(model.labels) if threshold is not None else model.thresholds_for(checkpoint)
+    segmenter = instance_segmenter_load(model.checkpoint_file(checkpoint).name)
+    found = segmenter.predict(images, score=min(thresholds), nms=nms)
+    return [instances_answer(image.rows, image.masks, model.labels, thresholds) for image in found]
+
+
+def instances_answer(rows: np.ndarray, masks: list[dict], labels: list[str], thresholds: list[float]) -> list[dict]:
+    from pycocotools import mask as coco_mask
+
+    from annotations.geometry import GeometryError, polygonize
+
+    out = []
+    for (x, y, w, h, label, score), rle in zip(rows, masks, strict=True):
+        if score < thresholds[int(label)]:
+            continue
+        try:
+            polygons = polygonize({"rle": rle})
+        except GeometryError:
+            polygons = {"parts": []}
+        out.append(
+            {
+                "label": labels[int(label)],
+                "score": round(float(score), 6),
+                "box": {
+                    "x": round(float(x), 2),
+                    "y": round(float(y), 2),
+                    "width": round(float(w), 2),
+                    "height": round(float(h), 2),
+                },
+                "area": int(coco_mask.area(rle)),
+                "rle": rle,
+                "polygons": polygons,
+            }
+        )
+    return out
+
+
 BOX_FLOOR = 0.05  # the lowest score the predict page's slider reaches
 PREVIEW_SIDE = 960
 
@@ -161,11 +225,14 @@ def boxes_shown(*, model: ModelVersion, checkpoint: str, images: list[bytes], na
 
 
 def masks_shown(*, model: ModelVersion, checkpoint: str, images: list[bytes], names: list[str]) -> list[dict]:
-    """A semantic segmentation model's masks on uploaded images for the predict page: the image and each mask as
-    a picture of the preview's size in its label's colour; the page's sliders set their opacity and hide those
-    below a score."""
+    """A segmentation model's masks (one per label, or one per instance) on uploaded images for the predict page:
+    the image and each mask as a picture of the preview's size in its label's colour; the page's sliders set their
+    opacity and hide those below a score."""
     colours = dict(model.project.labels.values_list("name", "color"))
-    found = masks_predict(model=model, checkpoint=checkpoint, images=images)
+    if model.task == Task.INSTANCE:
+        found = instances_predict(model=model, checkpoint=checkpoint, images=images, threshold=BOX_FLOOR)
+    else:
+        found = masks_predict(model=model, checkpoint=checkpoint, images=images)
     results = []
     for name, raw, masks in zip(names, images, found, strict=True):
         width, height, source = _preview(raw)

@@ -16,7 +16,7 @@ from django.core.exceptions import ValidationError
 
 from projects.files import stored_bytes
 from training.ml import detection_metrics, metrics, segmentation_metrics
-from training.models import Checkpoint, DatasetItem, ModelVersion, Split, Task
+from training.models import OBJECT_TASKS, Checkpoint, DatasetItem, ModelVersion, Split, Task
 
 SPLITS = {Split.TRAIN: 0, Split.VALID: 1}
 
@@ -75,6 +75,7 @@ class Boxes:
     splits: np.ndarray
     truth: list[np.ndarray]  # per image, K x 5: x, y, w, h, label index
     predicted: list[np.ndarray]  # per image, K x 6: x, y, w, h, label index, score
+    masks: detection_metrics.Masks | None = None  # an instance model's: each row's mask (RLE), truth and predicted
 
     def subset(self, split: str) -> Boxes:
         keep = np.flatnonzero(self.splits == SPLITS[split])
@@ -83,6 +84,7 @@ class Boxes:
             self.splits[keep],
             [self.truth[i] for i in keep],
             [self.predicted[i] for i in keep],
+            None if self.masks is None else tuple([part[i] for i in keep] for part in self.masks),
         )
 
 
@@ -92,15 +94,40 @@ def _truth_boxes(dataset_version_id: int, item_ids: tuple[int, ...]) -> list[np.
     return [np.asarray(found[pk]["boxes"], dtype=np.float64).reshape(-1, 5) for pk in item_ids]
 
 
+@functools.lru_cache(maxsize=8)
+def _truth_instances(dataset_version_id: int, item_ids: tuple[int, ...]) -> tuple[list[np.ndarray], list[list[dict]]]:
+    """Each image's shapes as instances at its upright size: rows (the masks' boxes and labels) and masks (RLE)."""
+    from training.ml.instances import truth_instances
+
+    found = dict(DatasetItem.objects.filter(dataset_version_id=dataset_version_id).values_list("id", "targets"))
+    rows, masks = [], []
+    for pk in item_ids:
+        target = found[pk]
+        if target["shapes"]:
+            image_rows, image_masks, _ = truth_instances(target["shapes"], *target["size"])
+        else:
+            image_rows, image_masks = np.zeros((0, 5)), []
+        rows.append(image_rows)
+        masks.append(image_masks)
+    return rows, masks
+
+
 def boxes_load(model: ModelVersion, checkpoint: str) -> Boxes:
+    """A detector's boxes, or an instance model's boxes and masks, per image: truth and predicted."""
     arrays = _arrays(model.evaluation_file(checkpoint).name)
     count = len(arrays["item_ids"])
     order = np.argsort(arrays["row_item"], kind="stable")
     rows, owners = arrays["rows"][order].astype(np.float64), arrays["row_item"][order]
     bounds = np.searchsorted(owners, np.arange(count + 1))
     predicted = [rows[bounds[i] : bounds[i + 1]] for i in range(count)]
-    truth = _truth_boxes(model.dataset_version_id, tuple(arrays["item_ids"].tolist()))
-    return Boxes(arrays["item_ids"], arrays["splits"], truth, predicted)
+    item_ids = tuple(arrays["item_ids"].tolist())
+    if model.task != Task.INSTANCE:
+        return Boxes(arrays["item_ids"], arrays["splits"], _truth_boxes(model.dataset_version_id, item_ids), predicted)
+    truth, truth_masks = _truth_instances(model.dataset_version_id, item_ids)
+    counts, offsets, sizes = arrays["mask_counts"].tobytes(), arrays["mask_offsets"], arrays["mask_sizes"]
+    masks = [{"size": sizes[k].tolist(), "counts": counts[offsets[k] : offsets[k + 1]].decode("ascii")} for k in order]
+    predicted_masks = [masks[bounds[i] : bounds[i + 1]] for i in range(count)]
+    return Boxes(arrays["item_ids"], arrays["splits"], truth, predicted, (truth_masks, predicted_masks))
 
 
 def _detection_summary(model: ModelVersion) -> tuple[dict, dict]:
@@ -112,7 +139,7 @@ def _detection_summary(model: ModelVersion) -> tuple[dict, dict]:
         boxes = boxes_load(model, checkpoint)
         parts = {split: boxes.subset(split) for split in SPLITS}
         matched = {
-            split: detection_metrics.Matched(part.truth, part.predicted, labels, model.iou_threshold)
+            split: detection_metrics.Matched(part.truth, part.predicted, labels, model.iou_threshold, part.masks)
             for split, part in parts.items()
         }
         # Thresholds are optimised on validation images, or on training images when there are none.
@@ -120,7 +147,7 @@ def _detection_summary(model: ModelVersion) -> tuple[dict, dict]:
         optimised[checkpoint] = matched[source].optimal_thresholds(EVAL_SCORE)
         summary[checkpoint] = {}
         for split, part in parts.items():
-            coco = detection_metrics.coco_map(part.truth, part.predicted, labels)
+            coco = detection_metrics.coco_map(part.truth, part.predicted, labels, part.masks)
             at = detection_metrics.scores_at(matched[split], optimised[checkpoint], model.labels)
             summary[checkpoint][split] = {
                 "count": len(part.item_ids),
@@ -138,15 +165,15 @@ def detection_statistics(*, model: ModelVersion, checkpoint: str, split: str, th
     part = boxes_load(model, checkpoint).subset(split)
     labels = len(model.labels)
     thresholds = thresholds or model.thresholds_for(checkpoint)
-    matched = detection_metrics.Matched(part.truth, part.predicted, labels, iou)
+    matched = detection_metrics.Matched(part.truth, part.predicted, labels, iou, part.masks)
     return {
         "checkpoint": checkpoint,
         "split": split,
-        "task": Task.DETECTION,
+        "task": model.task,
         "labels": model.labels,
         "iou": iou,
         "count": len(part.item_ids),
-        **detection_metrics.coco_map(part.truth, part.predicted, labels),
+        **detection_metrics.coco_map(part.truth, part.predicted, labels, part.masks),
         **detection_metrics.scores_at(matched, thresholds, model.labels),
         "thresholds": thresholds,
         "optimized_thresholds": model.optimized_thresholds[checkpoint],
@@ -202,7 +229,7 @@ def _segmentation_summary(model: ModelVersion) -> tuple[dict, dict]:
 
 def model_summary(*, model: ModelVersion) -> tuple[dict, dict]:
     """Summary metrics per checkpoint and split, and the F1-optimised thresholds (multi-label, detection)."""
-    if model.task == Task.DETECTION:
+    if model.task in OBJECT_TASKS:
         return _detection_summary(model)
     if model.task == Task.SEMANTIC:
         return _segmentation_summary(model)
@@ -266,7 +293,7 @@ def model_predictions(
     reaches its threshold. The basic view lists predicted labels only; the advanced view every label.
     `show` keeps all images, or only the wrong or right ones; wrong ones come most confident first.
     """
-    if model.task == Task.DETECTION:
+    if model.task in OBJECT_TASKS:
         return detection_predictions(
             model=model, checkpoint=checkpoint, split=split, show=show, thresholds=thresholds, iou=iou
         )
@@ -331,9 +358,16 @@ def detection_predictions(
     )
     images = {pk: rest for pk, *rest in found_images}
     rows = []
-    for item_id, truth, predicted in zip(part.item_ids, part.truth, part.predicted, strict=True):
-        shown = predicted[predicted[:, 5] >= limits[predicted[:, 4].astype(int)]]
-        hit, target = detection_metrics.match(truth, shown, iou)
+    for index, (item_id, truth, predicted) in enumerate(zip(part.item_ids, part.truth, part.predicted, strict=True)):
+        kept = predicted[:, 5] >= limits[predicted[:, 4].astype(int)]
+        shown = predicted[kept]
+        ious = None
+        if part.masks is not None:  # an instance model's: right and wrong by the masks' IoU
+            truth_masks, predicted_masks = part.masks[0][index], part.masks[1][index]
+            ious = detection_metrics.mask_ious(
+                [m for m, k in zip(predicted_masks, kept, strict=True) if k], truth_masks
+            )
+        hit, target = detection_metrics.match(truth, shown, iou, ious)
         found = set(target[hit].tolist())
         image_id, name, width, height = images[int(item_id)]
         truth_boxes = [{**_box(model, row), "found": index in found} for index, row in enumerate(truth)]

@@ -18,7 +18,7 @@ from projects.models import Image
 from projects.permissions import access_project, project_permissions
 from projects.selectors import ids_parse
 from training import charts, predictions, selectors, services, statistics
-from training.models import Checkpoint, ModelVersion, Split, Task, TrainingJob
+from training.models import OBJECT_TASKS, SHAPE_TASKS, Checkpoint, ModelVersion, Split, Task, TrainingJob
 from training.parameters import TASK_PARAMETERS
 from training.services import predicting
 from training.statistics import thresholds_parse
@@ -78,7 +78,7 @@ def models_page(request, project_id: int):
 
 def _job_context(request, project, job: TrainingJob) -> dict:
     curves = []
-    if job.history and job.task == Task.DETECTION:
+    if job.history and job.task in OBJECT_TASKS:
         curves = charts.detection_curves(job.history, job.best_epoch)
     elif job.history and job.task == Task.SEMANTIC:
         curves = charts.segmentation_curves(job.history, job.best_epoch)
@@ -164,7 +164,7 @@ def model_page(request, project_id: int, model_id: int):
         return _loaded_page(request, model)
     state = _view_state(request, model)
     thresholds = _previewed_thresholds(request, model)
-    detection, semantic = model.task == Task.DETECTION, model.task == Task.SEMANTIC
+    detection, semantic = model.task in OBJECT_TASKS, model.task == Task.SEMANTIC
     if detection:
         iou = _iou_chosen(model, request.GET.get("iou"))
         stats = statistics.detection_statistics(
@@ -382,7 +382,7 @@ def predictions_page(request, project_id: int, model_id: int):
     advanced = request.GET.get("view") == "advanced"
     previewed = _previewed_thresholds(request, model)
     iou = _iou_chosen(model, request.GET.get("iou"))
-    if model.task == Task.DETECTION:
+    if model.task in OBJECT_TASKS:
         rows = statistics.detection_predictions(model=model, show=show, thresholds=previewed, iou=iou, **state)
     else:
         rows = statistics.model_predictions(model=model, show=show, advanced=advanced, thresholds=previewed, **state)
@@ -400,7 +400,7 @@ def predictions_page(request, project_id: int, model_id: int):
         "query": query,
         "thresholds": previewed or model.thresholds_for(state["checkpoint"]),
         "previewed": extra.get("thresholds", ""),
-        "detection": model.task == Task.DETECTION,
+        "detection": model.task in OBJECT_TASKS,
         "iou": iou or model.iou_threshold,
         **state,
     }
@@ -471,7 +471,7 @@ def _uploads_predicted(model: ModelVersion, checkpoint: str, uploads: list) -> l
     names = [upload.name for upload in uploads]
     if model.task == Task.DETECTION:
         return predictions.boxes_shown(model=model, checkpoint=checkpoint, images=data, names=names)
-    if model.task == Task.SEMANTIC:
+    if model.task in SHAPE_TASKS:
         return predictions.masks_shown(model=model, checkpoint=checkpoint, images=data, names=names)
     ranked = predictions.images_predict(model=model, checkpoint=checkpoint, images=data)
     return [{"name": name, "image": None, "predictions": r} for name, r in zip(names, ranked, strict=True)]
@@ -535,7 +535,7 @@ def gallery_page(request, project_id: int, model_id: int):
         if first_below is not None and tab == "all"
         else None,
         "first_below": first_below,
-        "detection": model.task == Task.DETECTION,
+        "detection": model.task in OBJECT_TASKS,
         "semantic": model.task == Task.SEMANTIC,
         "iou": iou or model.iou_threshold,
     }

@@ -20,7 +20,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, seria
 
 def test_a_segmentation_models_statistics_and_its_masks_in_model_assist(page, live_server):
     from tests.conftest import client_for
-    from tests.training.test_segmentation import TINY, annotate_rings
+    from tests.training.conftest import annotate_rings
+    from tests.training.test_segmentation import TINY
 
     user = UserFactory(username="painter")
     project = make_project(owner=user, name="Rings")
@@ -116,4 +117,40 @@ def test_a_segmentation_models_statistics_and_its_masks_in_model_assist(page, li
     assert (painted.task, painted.epochs_trained, painted.image_size) == ("semantic-segmentation", 1, 224)
     assert page.evaluate("() => window.sightline.assist.choice") == f"{painted.id}:best"
     assert page.input_value("#assist-model") == f"{painted.id}:best"
+    page.wait_for_load_state("networkidle")
+
+
+def test_an_instance_segmentation_models_statistics_and_gallery(page, live_server):
+    """Its page shows COCOeval's mask mAP and the precision-recall chart; its gallery draws each object's mask over
+    its crop."""
+    from tests.conftest import client_for
+    from tests.training.conftest import annotate_rings
+    from tests.training.test_instances import TINY
+
+    user = UserFactory(username="outliner")
+    project = make_project(owner=user, name="Objects")
+    api = client_for(user)
+    annotate_rings(api, project, user, range(12))
+    trained = api.post(
+        f"/api/projects/{project.id}/training-jobs/",
+        {"task": "instance-segmentation", "name": "objects", "parameters": TINY},
+        format="json",
+    )
+    assert trained.status_code == 201, trained.content
+    model = ModelVersion.objects.get(name="objects")
+    stats = api.get(f"/api/models/{model.id}/statistics/").json()
+
+    login(page, live_server, "outliner")
+    page.goto(f"{live_server.url}/projects/{project.id}/models/{model.id}/")
+    assert page.text_content("#map50") == f"{stats['map50']:.4f}"
+    assert "mask mAP@0.5" in page.text_content("#statistics")
+    assert page.locator("figure.chart figcaption", has_text="Precision-recall: all labels").count() == 1
+    shot(page, "instances-statistics")
+
+    page.click("#gallery-link")
+    page.wait_for_selector("#gallery-summary")
+    tiles = page.locator(".gallery-grid .tile").count()
+    assert tiles > 0 and page.locator(".gallery-grid image.mask-picture").count() == tiles
+    assert "between the predicted mask and a true one" in page.text_content("#gallery-summary")
+    shot(page, "instances-gallery")
     page.wait_for_load_state("networkidle")

@@ -16,8 +16,11 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image as PILImage
 from PIL import ImageDraw
 
+from annotations.geometry import encode_mask
+from projects.models import Label
 from projects.uploads import images_upload
 from tests.factories import make_project
+from tests.training.scenes import ring_scene
 
 # Fast settings for tests: the real default backbone and weights, only the classifier trains.
 FAST = {"epochs": 3, "batch_size": 8, "learning_rate": 0.01, "fine_tune": "head", "patience": 0}
@@ -121,3 +124,35 @@ def scenes(api, user):
     document = {"revision": 0, "shapes": [], "classifications": [{"label": empty.id}]}
     assert api.put(f"/api/images/{blank.id}/annotations/", document, format="json").status_code == 200
     return project, truth, blank
+
+
+def annotate_rings(api, project, user, seeds) -> None:
+    """Upload a ring scene per seed and draw it through the API: the ring a polygon with a hole, the square a mask."""
+    ring, _ = Label.objects.get_or_create(project=project, name="ring")
+    square, _ = Label.objects.get_or_create(project=project, name="square")
+    for seed in seeds:
+        png, outer, inner, (x, y, side) = ring_scene(seed)
+        mask = np.zeros((120, 160), bool)
+        mask[y : y + side, x : x + side] = True
+        shapes = [
+            {"label": ring.id, "kind": "polygon", "geometry": {"parts": [{"outer": outer, "holes": [inner]}]}},
+            {"label": square.id, "kind": "mask", "geometry": {"rle": encode_mask(mask)}},
+        ]
+        image = images_upload(project=project, user=user, files=[SimpleUploadedFile(f"r{seed}.png", png)], labels=[])
+        saved = api.put(
+            f"/api/images/{image.stored[0].id}/annotations/", {"revision": 0, "shapes": shapes}, format="json"
+        )
+        assert saved.status_code == 200, saved.content
+
+
+@pytest.fixture
+def rings(api, user):
+    """12 scenes: each ring a polygon with a hole, each square a mask; and an image marked labeled with nothing."""
+    project = make_project(owner=user, name="Rings")
+    annotate_rings(api, project, user, range(12))
+    png, *_ = ring_scene(99)
+    blank = images_upload(project=project, user=user, files=[SimpleUploadedFile("blank.png", png)], labels=[]).stored[0]
+    note = Label.objects.create(project=project, name="note")
+    document = {"revision": 0, "shapes": [], "classifications": [{"label": note.id}]}
+    assert api.put(f"/api/images/{blank.id}/annotations/", document, format="json").status_code == 200
+    return project, blank

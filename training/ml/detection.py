@@ -248,9 +248,68 @@ def train(
     return run.finish(run.run())
 
 
-class _Run(NetworkLoop):
+class MapLoop(NetworkLoop):
+    """A run validated by COCO's mAP (of boxes, or of instance masks): a subclass gives `predict` (every image of a
+    split, as its checkpoints keep them) and `valid_map` (COCOeval's {"map", "map50"} of the validation images)."""
+
     metric = "mAP@0.5"
 
+    def predict(self, split: str) -> list:
+        raise NotImplementedError
+
+    def valid_map(self, predicted: list) -> dict:
+        raise NotImplementedError
+
+    def _end_epoch(self, epoch: int, losses: dict[str, float], partial: bool, started: float) -> None:
+        """Validate (COCO mAP), record the epoch, and keep the weights when they are the best so far."""
+        valid_started = time.monotonic()
+        scores = {"map": None, "map50": None}
+        if len(self.images["valid"]):
+            predicted = self.predict("valid")
+            self.seconds_per_image = (time.monotonic() - valid_started) / len(self.images["valid"])
+            scores = self.valid_map(predicted)
+        entry = {
+            "epoch": epoch,
+            "train_loss": losses.get("loss", 0.0),
+            "losses": {k: v for k, v in losses.items() if k != "loss"},
+            "valid_map": scores["map"],
+            "valid_map50": scores["map50"],
+            "learning_rate": self.schedule.get_last_lr()[0],
+            "seconds": time.monotonic() - started,
+            "partial": partial,
+        }
+        self.history.append(entry)
+        score = scores["map50"] if scores["map50"] is not None else -entry["train_loss"]
+        # Validation mAP measures an epoch cut short as well as a whole one: either can be the best.
+        self.keep_if_best(epoch, score)
+        parts = ", ".join(f"{k} {v:.4f}" for k, v in entry["losses"].items())
+        named = self.metric.removesuffix("@0.5")
+        valid = (
+            f"valid {named}@0.5 {scores['map50']:.3f} mAP@[.5:.95] {scores['map']:.3f}"
+            if scores["map50"] is not None
+            else "no validation images"
+        )
+        self.hooks.log(
+            f"Epoch {epoch}: train loss {entry['train_loss']:.4f} ({parts}), {valid}, {entry['seconds']:.1f} s"
+            + (" (best so far)" if self.best_epoch == epoch else "")
+            + (" (cut short)" if partial else "")
+        )
+        self._report(epoch / self.config.epochs, epoch, entry["train_loss"])
+
+    def predictions_finished(self) -> tuple[dict, dict]:
+        """The last weights, and every image predicted with the last and the best weights (the model is left with
+        the best)."""
+        last_state = copy.deepcopy(self.model.state_dict())
+        predictions = {"last": {split: self.predict(split) for split in self.images}}
+        if self.best_epoch == len(self.history):
+            predictions["best"] = predictions["last"]
+        else:
+            self.model.load_state_dict(self.best_state)
+            predictions["best"] = {split: self.predict(split) for split in self.images}
+        return last_state, predictions
+
+
+class _Run(MapLoop):
     def __init__(self, config: DetectorConfig, train_samples, valid_samples, hooks: Hooks, read: ReadBytes, device):
         super().__init__(
             config, train=len(train_samples), valid=len(valid_samples), size=config.size, hooks=hooks, device=device
@@ -316,49 +375,11 @@ class _Run(NetworkLoop):
             )
         return [rows_xywh(rows, scale) for rows, scale in zip(corners, images.scales, strict=True)]
 
-    def _end_epoch(self, epoch: int, losses: dict[str, float], partial: bool, started: float) -> None:
-        """Validate (COCO mAP), record the epoch, and keep the weights when they are the best so far."""
-        valid_started = time.monotonic()
-        scores = {"map": None, "map50": None}
-        if len(self.images["valid"]):
-            predicted = self.predict("valid")
-            self.seconds_per_image = (time.monotonic() - valid_started) / len(self.images["valid"])
-            scores = coco_map([s.boxes for s in self.truth["valid"]], predicted, len(self.config.labels))
-        entry = {
-            "epoch": epoch,
-            "train_loss": losses.get("loss", 0.0),
-            "losses": {k: v for k, v in losses.items() if k != "loss"},
-            "valid_map": scores["map"],
-            "valid_map50": scores["map50"],
-            "learning_rate": self.schedule.get_last_lr()[0],
-            "seconds": time.monotonic() - started,
-            "partial": partial,
-        }
-        self.history.append(entry)
-        score = scores["map50"] if scores["map50"] is not None else -entry["train_loss"]
-        # Validation mAP measures an epoch cut short as well as a whole one: either can be the best.
-        self.keep_if_best(epoch, score)
-        parts = ", ".join(f"{k} {v:.4f}" for k, v in entry["losses"].items())
-        valid = (
-            f"valid mAP@0.5 {scores['map50']:.3f} mAP@[.5:.95] {scores['map']:.3f}"
-            if scores["map50"] is not None
-            else "no validation images"
-        )
-        self.hooks.log(
-            f"Epoch {epoch}: train loss {entry['train_loss']:.4f} ({parts}), {valid}, {entry['seconds']:.1f} s"
-            + (" (best so far)" if self.best_epoch == epoch else "")
-            + (" (cut short)" if partial else "")
-        )
-        self._report(epoch / self.config.epochs, epoch, entry["train_loss"])
+    def valid_map(self, predicted: list[np.ndarray]) -> dict:
+        return coco_map([s.boxes for s in self.truth["valid"]], predicted, len(self.config.labels))
 
     def finish(self, stopped_by: str) -> DetectionResult:
-        last_state = copy.deepcopy(self.model.state_dict())
-        predictions = {"last": {split: self.predict(split) for split in self.images}}
-        if self.best_epoch == len(self.history):
-            predictions["best"] = predictions["last"]
-        else:
-            self.model.load_state_dict(self.best_state)
-            predictions["best"] = {split: self.predict(split) for split in self.images}
+        last_state, predictions = self.predictions_finished()
         return DetectionResult(
             best_epoch=self.best_epoch,
             history=self.history,

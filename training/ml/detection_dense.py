@@ -29,9 +29,12 @@ class DenseFCOS(nn.Module):
         self.anchor_generator, self.box_coder = fcos.anchor_generator, fcos.box_coder
 
     def forward(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        return self.decoded(list(self.backbone(x).values()), x)
+
+    def decoded(self, features: list[torch.Tensor], x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """The head over the pyramid's levels (the backbone's output for `x`): boxes and scores, as forward."""
         from torchvision.models.detection.image_list import ImageList
 
-        features = list(self.backbone(x).values())
         outputs = self.head(features)
         size = (x.shape[-2], x.shape[-1])
         anchors = self.anchor_generator(ImageList(x[:1], [size]), features)[0]  # the same for every image

@@ -1,10 +1,12 @@
-"""How good boxes are: COCO's mAP from pycocotools itself, and matching, precision, recall, F1 and
-precision-recall curves per label that follow COCOeval's own matching rule.
+"""How good boxes and instance masks are: COCO's mAP from pycocotools itself, and matching, precision, recall, F1
+and precision-recall curves per label that follow COCOeval's own matching rule.
 
 Truth per image: rows of x, y, w, h, label index. Predictions per image: rows of x, y, w, h, label index, score.
-COCOeval matches, for each image and label, predictions in descending score to the unmatched truth box of
-highest IoU at or above the threshold (`evaluateImg`); `match` does the same at one IoU threshold, so a
-precision read off our curves is the one COCOeval would count there.
+Instance masks, when given, travel beside the rows as COCO RLEs (one per row, in order), and IoU is then the
+masks' (COCOeval's `iouType="segm"`) instead of the boxes'. COCOeval matches, for each image and label,
+predictions in descending score to the unmatched truth of highest IoU at or above the threshold (`evaluateImg`);
+`match` does the same at one IoU threshold, so a precision read off our curves is the one COCOeval would count
+there.
 """
 
 from __future__ import annotations
@@ -17,31 +19,50 @@ import numpy as np
 
 CURVE_POINTS = 200
 
+Masks = tuple[Sequence[Sequence[dict]], Sequence[Sequence[dict]]]  # per image: truth RLEs, predicted RLEs
 
-def coco_map(truth: Sequence[Sequence], predictions: Sequence[np.ndarray], labels: int) -> dict:
-    """{"map": mAP@[.5:.95], "map50": mAP@0.5} from COCOeval (stats[0] and stats[1]); None without any truth box."""
+
+def coco_map(
+    truth: Sequence[Sequence], predictions: Sequence[np.ndarray], labels: int, masks: Masks | None = None
+) -> dict:
+    """{"map": mAP@[.5:.95], "map50": mAP@0.5} from COCOeval (stats[0] and stats[1]): of the boxes, or of the masks
+    when they are given; None without any truth."""
+    from pycocotools import mask as coco_mask
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
+    truth_masks, predicted_masks = masks if masks is not None else (None, None)
     images = [{"id": i + 1} for i in range(len(truth))]
-    annotations = [
-        {
-            "id": len(images) + n,
-            "image_id": i + 1,
-            "category_id": int(row[4]) + 1,
-            "bbox": [float(v) for v in row[:4]],
-            "area": float(row[2]) * float(row[3]),
-            "iscrowd": 0,
-        }
-        for n, (i, row) in enumerate((i, row) for i, rows in enumerate(truth) for row in rows)
-    ]
+    if masks is not None:  # COCO reads an image's size for its masks from the image
+        for image, *found in zip(images, truth_masks, predicted_masks, strict=True):
+            sizes = [rle["size"] for rles in found for rle in rles[:1]]
+            image["height"], image["width"] = sizes[0] if sizes else (0, 0)
+    annotations = []
+    for i, rows in enumerate(truth):
+        for k, row in enumerate(rows):
+            annotation = {
+                "id": len(images) + len(annotations),
+                "image_id": i + 1,
+                "category_id": int(row[4]) + 1,
+                "bbox": [float(v) for v in row[:4]],
+                "area": float(row[2]) * float(row[3]),
+                "iscrowd": 0,
+            }
+            if truth_masks is not None:
+                rle = truth_masks[i][k]
+                annotation.update(segmentation=rle, area=float(coco_mask.area(rle)))
+            annotations.append(annotation)
     if not annotations:
         return {"map": None, "map50": None}
-    detections = [
-        {"image_id": i + 1, "category_id": int(row[4]) + 1, "bbox": [float(v) for v in row[:4]], "score": float(row[5])}
-        for i, rows in enumerate(predictions)
-        for row in rows
-    ]
+    detections = []
+    for i, rows in enumerate(predictions):
+        for k, row in enumerate(rows):
+            found = {"image_id": i + 1, "category_id": int(row[4]) + 1, "score": float(row[5])}
+            if predicted_masks is None:
+                found["bbox"] = [float(v) for v in row[:4]]
+            else:  # no box: loadRes then takes the mask's own area and box, as for any segmentation result
+                found["segmentation"] = predicted_masks[i][k]
+            detections.append(found)
     if not detections:
         return {"map": 0.0, "map50": 0.0}
     with contextlib.redirect_stdout(io.StringIO()):
@@ -52,11 +73,21 @@ def coco_map(truth: Sequence[Sequence], predictions: Sequence[np.ndarray], label
             "categories": [{"id": c + 1} for c in range(labels)],
         }
         gt.createIndex()
-        evaluation = COCOeval(gt, gt.loadRes(detections), "bbox")
+        evaluation = COCOeval(gt, gt.loadRes(detections), "bbox" if masks is None else "segm")
         evaluation.evaluate()
         evaluation.accumulate()
         evaluation.summarize()
     return {"map": max(0.0, float(evaluation.stats[0])), "map50": max(0.0, float(evaluation.stats[1]))}
+
+
+def mask_ious(predicted: Sequence[dict], truth: Sequence[dict]) -> np.ndarray:
+    """IoU of every predicted mask with every true one (COCO RLEs), as COCOeval computes it for `segm`."""
+    from pycocotools import mask as coco_mask
+
+    if not len(predicted) or not len(truth):
+        return np.zeros((len(predicted), len(truth)))
+    found = coco_mask.iou(list(predicted), list(truth), [0] * len(truth))
+    return np.asarray(found, dtype=np.float64).reshape(len(predicted), len(truth))
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -72,8 +103,11 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
-def match(truth_rows: np.ndarray, predicted_rows: np.ndarray, iou: float) -> tuple[np.ndarray, np.ndarray]:
-    """For one image: which predictions hit a truth box, and which truth box each hits (-1: none), COCO's way."""
+def match(
+    truth_rows: np.ndarray, predicted_rows: np.ndarray, iou: float, ious: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """For one image: which predictions hit a truth box, and which truth box each hits (-1: none), COCO's way. `ious`
+    (predictions x truth) replaces the boxes' IoU: the masks'."""
     hit = np.full(len(predicted_rows), -1, dtype=np.int64)
     if not len(predicted_rows) or not len(truth_rows):
         return hit >= 0, hit
@@ -84,14 +118,18 @@ def match(truth_rows: np.ndarray, predicted_rows: np.ndarray, iou: float) -> tup
         if not len(truths):
             continue
         preds = preds[np.argsort(-predicted_rows[preds, 5], kind="mergesort")]
-        ious = iou_matrix(predicted_rows[preds, :4], truth_rows[truths, :4])
+        overlaps = (
+            iou_matrix(predicted_rows[preds, :4], truth_rows[truths, :4])
+            if ious is None
+            else ious[np.ix_(preds, truths)]
+        )
         taken = np.zeros(len(truths), dtype=bool)
         for row, pred in enumerate(preds):
             best, best_iou = -1, threshold
             for column in range(len(truths)):
-                if taken[column] or ious[row, column] < best_iou:
+                if taken[column] or overlaps[row, column] < best_iou:
                     continue
-                best, best_iou = column, ious[row, column]
+                best, best_iou = column, overlaps[row, column]
             if best >= 0:
                 taken[best] = True
                 hit[pred] = truths[best]
@@ -99,9 +137,17 @@ def match(truth_rows: np.ndarray, predicted_rows: np.ndarray, iou: float) -> tup
 
 
 class Matched:
-    """Every prediction of a set of images, flattened, with whether it hit a truth box at the IoU threshold."""
+    """Every prediction of a set of images, flattened, with whether it hit a truth box (or mask) at the IoU
+    threshold."""
 
-    def __init__(self, truth: Sequence[Sequence], predictions: Sequence[np.ndarray], labels: int, iou: float = 0.5):
+    def __init__(
+        self,
+        truth: Sequence[Sequence],
+        predictions: Sequence[np.ndarray],
+        labels: int,
+        iou: float = 0.5,
+        masks: Masks | None = None,
+    ):
         self.labels = labels
         rows, images, hits, targets = [], [], [], []
         self.truth_counts = np.zeros(labels, dtype=np.int64)
@@ -109,7 +155,8 @@ class Matched:
             truth_array = np.asarray(truth_rows, dtype=np.float64).reshape(-1, 5)
             predicted = np.asarray(predicted, dtype=np.float64).reshape(-1, 6)
             np.add.at(self.truth_counts, truth_array[:, 4].astype(int), 1)
-            hit, target = match(truth_array, predicted, iou)
+            ious = None if masks is None else mask_ious(masks[1][index], masks[0][index])
+            hit, target = match(truth_array, predicted, iou, ious)
             rows.append(predicted)
             images.append(np.full(len(predicted), index, dtype=np.int64))
             hits.append(hit)

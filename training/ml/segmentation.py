@@ -86,7 +86,7 @@ class SegmentationResult:
 # --- the model -------------------------------------------------------------------------------
 
 
-def _level(info: list[dict], stride: int) -> int:
+def stride_level(info: list[dict], stride: int) -> int:
     """The last feature level of the backbone at `stride`."""
     found = [index for index, level in enumerate(info) if level["reduction"] == stride]
     if not found:
@@ -94,17 +94,12 @@ def _level(info: list[dict], stride: int) -> int:
     return found[-1]
 
 
-class SegmentationNet(EarlyFrozen):
-    """Backbone features at strides 4, 8 and 32 -> per-class logits at the input's size."""
+class LRASPPDecoder:
+    """The head, for an nn.Module: per-class logits at stride 4 from features at strides 4, 8 and 32."""
 
-    def __init__(self, body: nn.Module, classes: int, width: int = 128, fine: int = 48):
-        super().__init__()
+    def decoder_build(self, low: int, middle: int, high: int, classes: int, width: int = 128, fine: int = 48) -> None:
         from torchvision.ops.misc import Conv2dNormActivation as Block
 
-        self.body = body
-        info = body.feature_info
-        self.levels = [_level(info, 4), _level(info, 8), _level(info, STRIDE)]
-        low, middle, high = (info[i]["num_chs"] for i in self.levels)
         self.high = Block(high, width, kernel_size=1)
         self.gate = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(high, width, 1), nn.Sigmoid())
         self.middle = Block(middle, width, kernel_size=1)
@@ -112,16 +107,29 @@ class SegmentationNet(EarlyFrozen):
         self.refine = nn.Sequential(Block(width + fine, fine, kernel_size=1), Block(fine, fine, kernel_size=3))
         self.classify = nn.Conv2d(fine, classes, 1)
 
+    def decoded(self, low: torch.Tensor, middle: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+        context = self.high(high) * self.gate(high)
+        context = functional.interpolate(context, size=middle.shape[-2:], mode="bilinear", align_corners=False)
+        context = functional.interpolate(
+            context + self.middle(middle), size=low.shape[-2:], mode="bilinear", align_corners=False
+        )
+        return self.classify(self.refine(torch.cat([context, self.low(low)], dim=1)))
+
+
+class SegmentationNet(LRASPPDecoder, EarlyFrozen):
+    """Backbone features at strides 4, 8 and 32 -> per-class logits at the input's size."""
+
+    def __init__(self, body: nn.Module, classes: int):
+        super().__init__()
+        self.body = body
+        info = body.feature_info
+        self.levels = [stride_level(info, 4), stride_level(info, 8), stride_level(info, STRIDE)]
+        self.decoder_build(*(info[i]["num_chs"] for i in self.levels), classes)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.contiguous(memory_format=torch.channels_last)
         with runtime.autocast(x.device):
-            low, middle, high = self.body.forward_intermediates(x, indices=self.levels, intermediates_only=True)
-            context = self.high(high) * self.gate(high)
-            context = functional.interpolate(context, size=middle.shape[-2:], mode="bilinear", align_corners=False)
-            context = functional.interpolate(
-                context + self.middle(middle), size=low.shape[-2:], mode="bilinear", align_corners=False
-            )
-            logits = self.classify(self.refine(torch.cat([context, self.low(low)], dim=1)))
+            logits = self.decoded(*self.body.forward_intermediates(x, indices=self.levels, intermediates_only=True))
         return functional.interpolate(logits.float(), size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 
@@ -137,24 +145,29 @@ def label_map(shapes: Sequence[tuple[int, str, dict]], scale: float, height: int
     """height x width uint8: 0 background, i + 1 where label i's shape covers the pixel (later shapes on top).
     Polygons are scaled and rasterized at this size as pycocotools rasterizes them; masks are decoded and resized by
     nearest neighbour."""
-    from pycocotools import mask as coco_mask
-
     out = np.zeros((height, width), np.uint8)
     for index, kind, geometry in shapes:
-        if kind == "mask":
-            rle = geometry["rle"]
-            full = coco_mask.decode({"size": rle["size"], "counts": rle["counts"].encode("ascii")})
-            covered = np.asarray(PILImage.fromarray(full * 255).resize((width, height), PILImage.Resampling.NEAREST))
-            covered = covered > 0
-        else:
-            covered = np.zeros((height, width), bool)
-            for part in geometry["parts"]:
-                filled = _ring(part["outer"], scale, height, width)
-                for hole in part["holes"]:
-                    filled &= ~_ring(hole, scale, height, width)
-                covered |= filled
-        out[covered] = index + 1
+        out[shape_mask(kind, geometry, scale, height, width)] = index + 1
     return out
+
+
+def shape_mask(kind: str, geometry: dict, scale: float, height: int, width: int) -> np.ndarray:
+    """One polygon (holes and parts kept) or mask as a height x width boolean array at `scale`."""
+    from pycocotools import mask as coco_mask
+
+    if kind == "mask":
+        rle = geometry["rle"]
+        full = coco_mask.decode({"size": rle["size"], "counts": rle["counts"].encode("ascii")})
+        if full.shape == (height, width):
+            return full.astype(bool)
+        return np.asarray(PILImage.fromarray(full * 255).resize((width, height), PILImage.Resampling.NEAREST)) > 0
+    covered = np.zeros((height, width), bool)
+    for part in geometry["parts"]:
+        filled = _ring(part["outer"], scale, height, width)
+        for hole in part["holes"]:
+            filled &= ~_ring(hole, scale, height, width)
+        covered |= filled
+    return covered
 
 
 def _ring(ring: Sequence[Sequence[float]], scale: float, height: int, width: int) -> np.ndarray:

@@ -8,7 +8,7 @@ from django.db import transaction
 
 from jobs.services import job_cancel, job_submit
 from projects.models import Project
-from training.models import Checkpoint, ModelVersion, Task, TrainingJob
+from training.models import OBJECT_TASKS, Checkpoint, ModelVersion, Task, TrainingJob
 from training.parameters import parameters_clean
 from training.services import datasets
 from training.services.naming import model_name_clean
@@ -75,8 +75,10 @@ def model_version_update(
     a detector's IoU threshold."""
     fields = []
     if iou_threshold is not None:
-        if model.task != Task.DETECTION:
-            raise ValidationError({"iou_threshold": ["Only detection models have an IoU threshold."]})
+        if model.task not in OBJECT_TASKS:
+            raise ValidationError(
+                {"iou_threshold": ["Only detection and instance segmentation models have an IoU threshold."]}
+            )
         if not 0.05 <= iou_threshold <= 0.95:
             raise ValidationError({"iou_threshold": ["Give an IoU threshold from 0.05 to 0.95."]})
         if model.is_loaded:

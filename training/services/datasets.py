@@ -19,7 +19,7 @@ from django.db.models import Max
 from annotations.models import Annotation, Classification, ImageStatus
 from projects.models import Image, Project
 from training.ml.segmentation_metrics import MAX_LABELS
-from training.models import DatasetItem, DatasetVersion, Split, Task
+from training.models import SHAPE_TASKS, DatasetItem, DatasetVersion, Split, Task
 
 BACKGROUND = "background"
 BACKGROUND_COLOR = "#9e9e9e"
@@ -120,24 +120,30 @@ SEGMENTATION_KINDS = ("polygon", "mask")  # what covers pixels: boxes would teac
 
 
 def _segmentation_targets(project: Project, chosen: list[int] | None) -> tuple[list[dict], dict[int, dict]]:
-    """The label map and each image's shapes ({"shapes": [[label index, kind, geometry], ...]}, in drawing order,
-    in the upright image's pixels). Images marked labeled with no object at all are all background."""
+    """The label map and each image's shapes ({"shapes": [[label index, kind, geometry], ...], "size": [height,
+    width]}, in drawing order, in the upright image's pixels, which are `size`). Images marked labeled with no
+    object at all are all background."""
     rows = (
         Annotation.objects.filter(image__project=project, kind__in=SEGMENTATION_KINDS, **_among(chosen))
         .order_by("image_id", "id")
-        .values_list("image_id", "kind", "geometry", "label_id", "label__name")
+        .values_list("image_id", "image__height", "image__width", "kind", "geometry", "label_id", "label__name")
     )
     shapes: dict[int, list[tuple]] = defaultdict(list)
     names: dict[int, str] = {}
-    for image_id, kind, geometry, label_id, name in rows.iterator(chunk_size=2000):
+    sizes: dict[int, list[int]] = {}
+    for image_id, height, width, kind, geometry, label_id, name in rows.iterator(chunk_size=2000):
         names[label_id] = name
         shapes[image_id].append((label_id, kind, geometry))
+        sizes[image_id] = [height, width]
     used = sorted(names, key=lambda pk: names[pk])
     index = {pk: i for i, pk in enumerate(used)}
     colors = dict(project.labels.values_list("id", "color"))
     label_map = [{"id": pk, "name": names[pk], "color": colors.get(pk, BACKGROUND_COLOR)} for pk in used]
     targets = {
-        image_id: {"shapes": [[index[label_id], kind, geometry] for label_id, kind, geometry in found]}
+        image_id: {
+            "shapes": [[index[label_id], kind, geometry] for label_id, kind, geometry in found],
+            "size": sizes[image_id],
+        }
         for image_id, found in shapes.items()
     }
     # No object of any kind: an image with only boxes or lines is not known to be background.
@@ -150,7 +156,7 @@ def _object_labels(target, task: str) -> list[int]:
     """The label indices of an image's target: one per box or shape, or the image's labels."""
     if task == Task.DETECTION:
         return [row[4] for row in target["boxes"]]
-    if task == Task.SEMANTIC:
+    if task in SHAPE_TASKS:
         return [row[0] for row in target["shapes"]]
     return list(target)
 
@@ -161,7 +167,7 @@ def _objects_check(label_map: list[dict], targets: dict[int, dict], valid_images
     model = "detector" if task == Task.DETECTION else "segmentation model"
     if not label_map:
         raise ValidationError({"task": [f"No image has a {what} yet: draw some objects before training a {model}."]})
-    if task == Task.SEMANTIC and len(label_map) > MAX_LABELS:
+    if task in SHAPE_TASKS and len(label_map) > MAX_LABELS:
         raise ValidationError(
             {
                 "task": [
@@ -213,7 +219,7 @@ def dataset_version_create(
 ) -> DatasetVersion:
     """Freeze the project's labelled images now (or those of `image_ids` that have labels: ML Mode's checklist);
     later labelling does not change this version."""
-    if task not in (Task.CLASSIFICATION, Task.DETECTION, Task.SEMANTIC):
+    if task not in Task.values:
         raise ValidationError({"task": [f"Datasets for {task} are not available yet."]})
     chosen = None if image_ids is None else sorted(set(image_ids))
     if chosen is not None and not chosen:
@@ -229,7 +235,7 @@ def dataset_version_create(
             {"images": [f"{len(chosen) - len(images)} of the chosen images are not in this project."]}
         )
     skipped = 0
-    if task in (Task.DETECTION, Task.SEMANTIC):
+    if task != Task.CLASSIFICATION:
         if task == Task.DETECTION:
             label_map, targets, skipped = _detection_targets(project, chosen)
         else:

@@ -13,7 +13,7 @@ from jobs.services import job_cancel, job_submit
 from projects.files import stored_bytes
 from projects.models import Image, Label
 from training import predictions
-from training.models import ModelVersion, Prediction, Task
+from training.models import SHAPE_TASKS, ModelVersion, Prediction, Task
 
 PREDICTION_KIND = "prediction"
 PREDICT_JOB_MAX_IMAGES = 500
@@ -60,7 +60,8 @@ def prediction_job_execute(job, context) -> str:
         stored += images_predict_store(model=model, checkpoint=checkpoint, images=images[start : start + PREDICT_CHUNK])
         done = min(start + PREDICT_CHUNK, len(images))
         context.progress(done / len(images), f"Predicted {done} of {len(images)} images")
-    found = f", {stored} boxes scoring at least {predictions.BOX_FLOOR:g}" if model.task == Task.DETECTION else ""
+    what = {Task.DETECTION: "boxes", Task.INSTANCE: "masks"}.get(model.task)
+    found = f", {stored} {what} scoring at least {predictions.BOX_FLOOR:g}" if what else ""
     return f"Predicted {len(images)} image{'s' if len(images) != 1 else ''} with {model.name}{found}."
 
 
@@ -80,6 +81,10 @@ def images_predict_store(
         answers = predictions.boxes_predict(
             model=model, checkpoint=checkpoint, images=data, threshold=predictions.BOX_FLOOR, nms=nms
         )
+    elif model.task == Task.INSTANCE:
+        answers = predictions.instances_predict(
+            model=model, checkpoint=checkpoint, images=data, threshold=predictions.BOX_FLOOR, nms=nms
+        )
     elif model.task == Task.SEMANTIC:
         answers = predictions.masks_predict(model=model, checkpoint=checkpoint, images=data)
     else:
@@ -91,7 +96,7 @@ def _stored_shape(task: str, item: dict) -> tuple[str, dict]:
     """A prediction row's kind and geometry from an answer of the predict endpoint's."""
     if task == Task.DETECTION:
         return Prediction.Kind.BOX, {k: item[k] for k in ("x", "y", "width", "height")}
-    if task == Task.SEMANTIC:
+    if task in SHAPE_TASKS:
         return Prediction.Kind.MASK, {"rle": item["rle"]}
     return Prediction.Kind.LABEL, {}
 
@@ -141,7 +146,7 @@ def predicted_results(*, model: ModelVersion, checkpoint: str, image_ids: list[i
     results = []
     for image in images:
         rows = stored.get(image.pk, [])
-        if model.task == Task.SEMANTIC:
+        if model.task in SHAPE_TASKS:
             masks = [
                 predictions.mask_drawn(
                     {"label": r.label.name, "score": r.score, "rle": r.geometry["rle"], "box": _box(r)}, r.label.color

@@ -23,7 +23,7 @@ from jobs.models import Job
 from jobs.runner import Cancelled, Context, JobFailed, unexpected_error
 from projects.files import stored_bytes
 from training import statistics
-from training.ml import classification, detection, loop, runtime, segmentation
+from training.ml import classification, detection, instances, loop, runtime, segmentation
 from training.ml.images import Sample
 from training.models import DatasetItem, ModelVersion, Split, Task, TrainingJob
 
@@ -142,6 +142,8 @@ def _train(job: TrainingJob, reporter: _Reporter) -> tuple[ModelVersion, str]:
         return _train_detection(job, reporter)
     if job.task == Task.SEMANTIC:
         return _train_semantic(job, reporter)
+    if job.task == Task.INSTANCE:
+        return _train_instances(job, reporter)
     parameters, version = job.parameters, job.dataset_version
     train_samples, valid_samples, train_items, valid_items = _samples(job, reporter)
     config = classification.ClassifierConfig(
@@ -203,13 +205,57 @@ def _train_detection(job: TrainingJob, reporter: _Reporter) -> tuple[ModelVersio
     evaluations = {}
     for checkpoint in ("best", "last"):
         per_image = result.predictions[checkpoint]["train"] + result.predictions[checkpoint]["valid"]
-        rows = np.concatenate(per_image) if per_image else np.zeros((0, 6), np.float32)
-        owner = (
-            np.concatenate([np.full(len(r), i, dtype=np.int64) for i, r in enumerate(per_image)])
-            if per_image
-            else np.zeros(0, np.int64)
-        )
-        evaluations[checkpoint] = {"item_ids": item_ids, "splits": splits, "rows": rows, "row_item": owner}
+        evaluations[checkpoint] = {"item_ids": item_ids, "splits": splits, **_rows_arrays(per_image)}
+    return _model_store(model, result.checkpoints, evaluations), result.stopped_by
+
+
+def _rows_arrays(per_image: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """Every image's predicted rows (x, y, w, h, label, score) in one array, and the image each belongs to."""
+    rows = np.concatenate(per_image) if per_image else np.zeros((0, 6), np.float32)
+    owner = (
+        np.concatenate([np.full(len(r), i, dtype=np.int64) for i, r in enumerate(per_image)])
+        if per_image
+        else np.zeros(0, np.int64)
+    )
+    return {"rows": rows, "row_item": owner}
+
+
+def _train_instances(job: TrainingJob, reporter: _Reporter) -> tuple[ModelVersion, str]:
+    parameters = job.parameters
+    train_samples, valid_samples, train_items, valid_items = _samples(job, reporter, _segmentation_sample)
+    config = instances.InstanceConfig(
+        **_network_settings(job), model_size=parameters["model_size"], image_size=parameters["image_size"]
+    )
+    device = _device_started(job, reporter, len(train_samples) + len(valid_samples))
+    shapes = sum(len(s.shapes) for s in train_samples)
+    negatives = sum(not s.shapes for s in train_samples)
+    reporter.log(
+        f"Training a {config.model_size} instance segmentation model ({config.backbone}, "
+        f"{'pretrained' if config.pretrained else 'random weights'}, {config.size} px) on {len(train_samples)} "
+        f"images ({shapes} instances, {negatives} without any), validating on {len(valid_samples)}, "
+        f"{runtime.describe(device)}."
+    )
+    result = instances.train(
+        config, train_samples, valid_samples, hooks=reporter.hooks(), read=stored_bytes, device=device
+    )
+    reporter.log(f"Stopped by {result.stopped_by}; best epoch {result.best_epoch} of {len(result.history)}.")
+    model = _model_row(job, config, result, image_size=config.size)
+    item_ids, splits = _item_arrays(train_items, valid_items)
+    evaluations = {}
+    for checkpoint in ("best", "last"):
+        found = result.predictions[checkpoint]["train"] + result.predictions[checkpoint]["valid"]
+        masks = [mask for image in found for mask in image.masks]
+        counts = [mask["counts"].encode("ascii") for mask in masks]
+        evaluations[checkpoint] = {
+            "item_ids": item_ids,
+            "splits": splits,
+            **_rows_arrays([image.rows for image in found]),
+            # Each row's mask (COCO RLE at its image's upright size): the counts in one byte array, cut at the
+            # offsets, and the sizes (height, width).
+            "mask_counts": np.frombuffer(b"".join(counts), dtype=np.uint8),
+            "mask_offsets": np.cumsum([0, *(len(c) for c in counts)]).astype(np.int64),
+            "mask_sizes": np.asarray([mask["size"] for mask in masks], dtype=np.int64).reshape(-1, 2),
+        }
     return _model_store(model, result.checkpoints, evaluations), result.stopped_by
 
 
