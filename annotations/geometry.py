@@ -282,29 +282,41 @@ def polygonize(geometry: dict, *, simplify: float = 0.0) -> dict:
             # outline lies on the pixels' outer edges, as rasterizing expects.
             polygons.append(Polygon(outer, holes).buffer(0.5, join_style="mitre", mitre_limit=2.0))
     parts = [part for polygon in polygons for part in _valid_parts(polygon)]
+    if simplify == 0:  # exact: a mask of lines a pixel thick is traced too, pixel by pixel
+        parts = _pixels_mended(parts, mask.astype(bool))
     if not parts:
         raise GeometryError("the mask is too thin to trace as a polygon")
-    if simplify == 0:
-        parts = _pixels_mended(parts, mask.astype(bool))
     return {"parts": parts}
 
 
 def _pixels_mended(parts: list[dict], mask: np.ndarray) -> list[dict]:
     """Traced parts that rasterize to exactly the mask's pixels: a pixel joined to the rest only at a corner is lost
     by contour tracing (its outline is a spike of no area), so each pixel the outline misses is added as its square
-    and each one it covers wrongly taken away."""
+    and each one it covers wrongly taken away. Compared within the mask's bounding box (a pixel wider): the parts lie
+    inside it, and a whole image per object would cost its every pixel."""
+    from shapely.affinity import translate
     from shapely.geometry import box
     from shapely.ops import unary_union
 
-    height, width = mask.shape
-    try:
-        traced = decode_mask(rasterize("polygon", {"parts": parts}, width=width, height=height)["rle"])
-    except GeometryError:  # the outline covers no pixel
-        traced = np.zeros_like(mask)
-    missing, extra = np.argwhere(mask & ~traced), np.argwhere(traced & ~mask)
+    rows, columns = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not len(rows):
+        return parts
+    top, left = max(0, rows[0] - 1), max(0, columns[0] - 1)
+    window = mask[top : rows[-1] + 2, left : columns[-1] + 2]
+    shape = unary_union([Polygon(p["outer"], p["holes"]) for p in parts]) if parts else Polygon()
+    shifted = translate(shape, -left, -top)
+    pieces = [piece for piece in getattr(shifted, "geoms", [shifted]) if isinstance(piece, Polygon) and piece.area > 0]
+    traced = np.zeros_like(window)
+    if pieces:
+        try:
+            moved = {"parts": [_part(piece) for piece in pieces]}
+            traced = decode_mask(rasterize("polygon", moved, width=window.shape[1], height=window.shape[0])["rle"])
+        except GeometryError:  # the outline covers no pixel
+            pass
+    missing = np.argwhere(window & ~traced) + [top, left]
+    extra = np.argwhere(traced & ~window) + [top, left]
     if not len(missing) and not len(extra):
         return parts
-    shape = unary_union([Polygon(p["outer"], p["holes"]) for p in parts])
     shape = unary_union([shape, *(box(x, y, x + 1, y + 1) for y, x in missing)])
     if len(extra):
         shape = shape.difference(unary_union([box(x, y, x + 1, y + 1) for y, x in extra]))

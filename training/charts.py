@@ -120,8 +120,9 @@ def history_chart(
     )
 
 
-def detection_curves(history: list[dict], best_epoch: int | None) -> list[Chart]:
-    """A detector's validation mAP and its training losses, each part of the loss a line of its own."""
+def detection_curves(history: list[dict], best_epoch: int | None, *, masks: bool = False) -> list[Chart]:
+    """A detector's (or, `masks`, an instance segmentation model's) validation mAP and its training losses, each
+    part of the loss a line of its own."""
     parts = sorted({name for entry in history for name in entry.get("losses", {})})
     losses = {"total": "train_loss", **{name.replace("bbox_", "box "): f"losses.{name}" for name in parts}}
     return [
@@ -129,7 +130,7 @@ def detection_curves(history: list[dict], best_epoch: int | None) -> list[Chart]
             history,
             {"mAP@0.5": "valid_map50", "mAP@[.5:.95]": "valid_map"},
             best_epoch=best_epoch,
-            title="Validation mAP",
+            title="Validation mask mAP" if masks else "Validation mAP",
             y_label="mAP",
             unit=True,
         ),

@@ -153,20 +153,23 @@ def instances_predict(
     images: list[bytes],
     threshold: float | None = None,
     nms: float = NMS_DEFAULT,
+    polygons: bool = True,
 ) -> list[list[dict]]:
     """Per image, the instances that reach their label's threshold (or `threshold` for every label), best first, in
     the pixels of the original image turned upright: each one's label, score, box (the detector's), area, mask as
-    COCO RLE ({"size": [height, width], "counts": str}) and the mask traced as polygons, holes kept ({"parts":
-    [{"outer", "holes"}]}, as annotations store them; empty when the mask is too thin to trace)."""
+    COCO RLE ({"size": [height, width], "counts": str}) and, with `polygons`, the mask traced as polygons, holes
+    kept ({"parts": [{"outer", "holes"}]}, as annotations store them), which rasterize back to exactly its pixels."""
     for data in images:
         image_check(data)
     thresholds = [threshold] * len(model.labels) if threshold is not None else model.thresholds_for(checkpoint)
     segmenter = instance_segmenter_load(model.checkpoint_file(checkpoint).name)
     found = segmenter.predict(images, score=min(thresholds), nms=nms)
-    return [instances_answer(image.rows, image.masks, model.labels, thresholds) for image in found]
+    return [instances_answer(image.rows, image.masks, model.labels, thresholds, polygons) for image in found]
 
 
-def instances_answer(rows: np.ndarray, masks: list[dict], labels: list[str], thresholds: list[float]) -> list[dict]:
+def instances_answer(
+    rows: np.ndarray, masks: list[dict], labels: list[str], thresholds: list[float], polygons: bool = True
+) -> list[dict]:
     from pycocotools import mask as coco_mask
 
     from annotations.geometry import GeometryError, polygonize
@@ -175,10 +178,12 @@ def instances_answer(rows: np.ndarray, masks: list[dict], labels: list[str], thr
     for (x, y, w, h, label, score), rle in zip(rows, masks, strict=True):
         if score < thresholds[int(label)]:
             continue
-        try:
-            polygons = polygonize({"rle": rle})
-        except GeometryError:
-            polygons = {"parts": []}
+        answer = {}
+        if polygons:
+            try:
+                answer["polygons"] = polygonize({"rle": rle})
+            except GeometryError:  # only for an empty mask, which is never answered
+                answer["polygons"] = {"parts": []}
         out.append(
             {
                 "label": labels[int(label)],
@@ -191,7 +196,7 @@ def instances_answer(rows: np.ndarray, masks: list[dict], labels: list[str], thr
                 },
                 "area": int(coco_mask.area(rle)),
                 "rle": rle,
-                "polygons": polygons,
+                **answer,
             }
         )
     return out
@@ -230,7 +235,9 @@ def masks_shown(*, model: ModelVersion, checkpoint: str, images: list[bytes], na
     opacity and hide those below a score."""
     colours = dict(model.project.labels.values_list("name", "color"))
     if model.task == Task.INSTANCE:
-        found = instances_predict(model=model, checkpoint=checkpoint, images=images, threshold=BOX_FLOOR)
+        found = instances_predict(
+            model=model, checkpoint=checkpoint, images=images, threshold=BOX_FLOOR, polygons=False
+        )
     else:
         found = masks_predict(model=model, checkpoint=checkpoint, images=images)
     results = []

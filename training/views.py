@@ -79,7 +79,7 @@ def models_page(request, project_id: int):
 def _job_context(request, project, job: TrainingJob) -> dict:
     curves = []
     if job.history and job.task in OBJECT_TASKS:
-        curves = charts.detection_curves(job.history, job.best_epoch)
+        curves = charts.detection_curves(job.history, job.best_epoch, masks=job.task == Task.INSTANCE)
     elif job.history and job.task == Task.SEMANTIC:
         curves = charts.segmentation_curves(job.history, job.best_epoch)
     elif job.history:
@@ -189,7 +189,7 @@ def model_page(request, project_id: int, model_id: int):
         "thresholded": detection or model.multi_label,
         "iou_choices": _iou_choices(model),
         "curves": (
-            charts.detection_curves(history, model.best_epoch)
+            charts.detection_curves(history, model.best_epoch, masks=model.task == Task.INSTANCE)
             if detection
             else charts.segmentation_curves(history, model.best_epoch)
             if semantic

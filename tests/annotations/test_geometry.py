@@ -77,6 +77,11 @@ def test_polygonize_keeps_pixels_joined_only_at_a_corner():
     mask[20, 20] = True  # touches the square's corner
     traced = polygonize({"rle": encode_mask(mask)})
     assert np.array_equal(decode_mask(rasterize("polygon", traced, width=50, height=40)["rle"]), mask)
+    thin = np.zeros((40, 50), dtype=bool)
+    thin[30, 5:25] = True  # a line one pixel thick
+    thin[[3, 4, 5, 6], [40, 41, 42, 43]] = True  # a diagonal of single pixels
+    traced = polygonize({"rle": encode_mask(thin)})
+    assert np.array_equal(decode_mask(rasterize("polygon", traced, width=50, height=40)["rle"]), thin)
     noise = np.zeros((40, 50), dtype=bool)
     noise[5:35, 5:45] = np.random.default_rng(3).random((30, 40)) < 0.6
     traced = polygonize({"rle": encode_mask(noise)})

@@ -83,7 +83,7 @@ def images_predict_store(
         )
     elif model.task == Task.INSTANCE:
         answers = predictions.instances_predict(
-            model=model, checkpoint=checkpoint, images=data, threshold=predictions.BOX_FLOOR, nms=nms
+            model=model, checkpoint=checkpoint, images=data, threshold=predictions.BOX_FLOOR, nms=nms, polygons=False
         )
     elif model.task == Task.SEMANTIC:
         answers = predictions.masks_predict(model=model, checkpoint=checkpoint, images=data)
