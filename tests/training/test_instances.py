@@ -281,6 +281,7 @@ def test_an_instance_segmentation_model_trains_through_the_api_and_predicts_mask
     html = shown.content.decode()  # the objects the endpoint answers at 0.05, the slider's floor, each drawn
     assert "Masks found by objects" in html and html.count('class="mask-picture"') == len(body["predictions"])
     html = page.get(f"/projects/{project.id}/models/{model.id}/").content.decode()
+    assert 'id="bundle"' not in html and "objects (train / valid)" in html  # no offline bundle to offer yet
     assert "instance segmentation" in html and "mask mAP@0.5" in html and "Precision-recall: all labels" in html
     html = page.get(f"/projects/{project.id}/models/{model.id}/gallery/", {"tab": "all", "label": 0}).content.decode()
     assert "between the predicted mask and a true one" in html
