@@ -289,12 +289,15 @@ def polygonize(geometry: dict, *, simplify: float = 0.0) -> dict:
     return {"parts": parts}
 
 
+MENDING_ROUNDS = 3  # a mended outline can leave a new sliver a pixel off (shapely's union meets a slanted edge)
+
+
 def _pixels_mended(parts: list[dict], mask: np.ndarray) -> list[dict]:
     """Traced parts that rasterize to exactly the mask's pixels: a pixel joined to the rest only at a corner is lost
     by contour tracing (its outline is a spike of no area), so each pixel the outline misses is added as its square
-    and each one it covers wrongly taken away. Compared within the mask's bounding box (a pixel wider): the parts lie
-    inside it, and a whole image per object would cost its every pixel."""
-    from shapely.affinity import translate
+    and each one it covers wrongly taken away, until none is left (at worst, the outline of the pixels' squares).
+    Compared within the mask's bounding box (a pixel wider): the parts lie inside it, and a whole image per object
+    would cost its every pixel."""
     from shapely.geometry import box
     from shapely.ops import unary_union
 
@@ -303,7 +306,27 @@ def _pixels_mended(parts: list[dict], mask: np.ndarray) -> list[dict]:
         return parts
     top, left = max(0, rows[0] - 1), max(0, columns[0] - 1)
     window = mask[top : rows[-1] + 2, left : columns[-1] + 2]
-    shape = unary_union([Polygon(p["outer"], p["holes"]) for p in parts]) if parts else Polygon()
+    for attempt in range(MENDING_ROUNDS + 1):
+        shape = unary_union([Polygon(p["outer"], p["holes"]) for p in parts]) if parts else Polygon()
+        missing, extra = _pixels_wrong(shape, window, top, left)
+        if not len(missing) and not len(extra):
+            return parts
+        if attempt == MENDING_ROUNDS:
+            break
+        shape = unary_union([shape, *(box(x, y, x + 1, y + 1) for y, x in missing)])
+        if len(extra):
+            shape = shape.difference(unary_union([box(x, y, x + 1, y + 1) for y, x in extra]))
+        pieces = getattr(shape, "geoms", [shape])
+        parts = [part for piece in pieces if isinstance(piece, Polygon) for part in _valid_parts(piece)] or parts
+    squares = unary_union([box(x, y, x + 1, y + 1) for y, x in np.argwhere(window) + [top, left]])
+    return [part for piece in getattr(squares, "geoms", [squares]) for part in _valid_parts(piece)]
+
+
+def _pixels_wrong(shape, window: np.ndarray, top: int, left: int) -> tuple[np.ndarray, np.ndarray]:
+    """The pixels (row, column in the image) that the shape, rasterized, misses and those it covers wrongly, within
+    the window of the mask whose top left pixel is (top, left)."""
+    from shapely.affinity import translate
+
     shifted = translate(shape, -left, -top)
     pieces = [piece for piece in getattr(shifted, "geoms", [shifted]) if isinstance(piece, Polygon) and piece.area > 0]
     traced = np.zeros_like(window)
@@ -313,15 +336,7 @@ def _pixels_mended(parts: list[dict], mask: np.ndarray) -> list[dict]:
             traced = decode_mask(rasterize("polygon", moved, width=window.shape[1], height=window.shape[0])["rle"])
         except GeometryError:  # the outline covers no pixel
             pass
-    missing = np.argwhere(window & ~traced) + [top, left]
-    extra = np.argwhere(traced & ~window) + [top, left]
-    if not len(missing) and not len(extra):
-        return parts
-    shape = unary_union([shape, *(box(x, y, x + 1, y + 1) for y, x in missing)])
-    if len(extra):
-        shape = shape.difference(unary_union([box(x, y, x + 1, y + 1) for y, x in extra]))
-    pieces = getattr(shape, "geoms", [shape])
-    return [part for piece in pieces if isinstance(piece, Polygon) for part in _valid_parts(piece)] or parts
+    return np.argwhere(window & ~traced) + [top, left], np.argwhere(traced & ~window) + [top, left]
 
 
 def _ring_points(contour: np.ndarray, simplify: float) -> list[list[float]]:
