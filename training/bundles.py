@@ -5,9 +5,11 @@ The model is a `torch.export` program (TorchScript is deprecated as of torch 2.1
 N x H x W x 3 pixels and does the normalisation and the softmax or sigmoid itself; a detector's takes normalised
 pixels and gives every location's boxes and scores, from which sightline_boxes.py (training/ml/boxes.py, what
 Sightline itself selects with) keeps the answer; a semantic segmentation model's takes normalised pixels and gives
-per-class logits, which sightline_masks.py (training/ml/masks.py) turns into Sightline's masks. The bundle needs
-torch, numpy and Pillow (and torchvision for a detector, pycocotools for a segmentation model) and nothing of
-Sightline.
+per-class logits, which sightline_masks.py (training/ml/masks.py) turns into Sightline's masks; an instance
+segmentation model's is two programs, the network and its mask branch, which sightline_instances.py
+(training/ml/instance_masks.py) runs as Sightline does. The bundle needs torch, numpy and Pillow (and torchvision
+for a detector, pycocotools for a segmentation model, OpenCV and shapely to trace instances as polygons) and
+nothing of Sightline.
 """
 
 from __future__ import annotations
@@ -25,7 +27,13 @@ from torch import nn
 from training.downloads import safe_name
 from training.ml import images as images_module
 from training.models import ModelVersion, Task
-from training.predictions import NMS_DEFAULT, classifier_load, detector_load, segmenter_load
+from training.predictions import (
+    NMS_DEFAULT,
+    classifier_load,
+    detector_load,
+    instance_segmenter_load,
+    segmenter_load,
+)
 
 BUNDLE_DIR = Path(__file__).resolve().parent / "bundle"
 
@@ -48,8 +56,10 @@ BUNDLE_KIND = "bundle"
 
 
 def model_bundle(*, model: ModelVersion, checkpoint: str) -> bytes:
-    exporter = {Task.DETECTION: _detector, Task.SEMANTIC: _segmenter}.get(model.task, _classifier)
-    exported, extra, readme = exporter(model, checkpoint)
+    exporter = {Task.DETECTION: _detector, Task.SEMANTIC: _segmenter, Task.INSTANCE: _instances}.get(
+        model.task, _classifier
+    )
+    programs, extra, readme = exporter(model, checkpoint)
     meta = {**bundle_meta(model=model, checkpoint=checkpoint), **extra}
     thresholds = meta["thresholds"]
     readme = readme.format(
@@ -81,10 +91,28 @@ def model_bundle(*, model: ModelVersion, checkpoint: str) -> bytes:
         versions.append("pycocotools")
         files["sightline_boxes.py"] = Path(boxes.__file__).read_text()  # network_input: the padding
         files["sightline_masks.py"] = Path(masks.__file__).read_text()
+    if model.task == Task.INSTANCE:
+        import torchvision
+
+        from annotations import geometry
+        from training.ml import boxes, instance_masks, masks
+
+        versions.append(f"torchvision=={torchvision.__version__.split('+')[0]}")
+        versions += ["pycocotools", "opencv-python-headless", "shapely"]
+        files["sightline_boxes.py"] = Path(boxes.__file__).read_text()
+        files["sightline_masks.py"] = Path(masks.__file__).read_text()
+        files["sightline_instances.py"] = (
+            Path(instance_masks.__file__)
+            .read_text()
+            .replace("from training.ml.boxes import", "from sightline_boxes import")
+            .replace("from training.ml.masks import", "from sightline_masks import")
+        )
+        files["sightline_geometry.py"] = Path(geometry.__file__).read_text()  # masks traced as polygons
     out = io.BytesIO()
     folder = f"{safe_name(model.name)}-{checkpoint}"
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as bundle:
-        bundle.writestr(f"{folder}/model.pt2", exported)
+        for name, program in programs.items():
+            bundle.writestr(f"{folder}/{name}", program)
         bundle.writestr(f"{folder}/checkpoint.pt", checkpoint_bytes(model=model, checkpoint=checkpoint))
         bundle.writestr(f"{folder}/model.json", json.dumps(meta, indent=2))
         bundle.writestr(f"{folder}/README.md", readme)
@@ -129,7 +157,7 @@ def _saved(program) -> bytes:
     return exported.getvalue()
 
 
-def _classifier(model: ModelVersion, checkpoint: str) -> tuple[bytes, dict, str]:
+def _classifier(model: ModelVersion, checkpoint: str) -> tuple[dict[str, bytes], dict, str]:
     """A program from uint8 N x S x S x 3 pixels to probabilities."""
     classifier = classifier_load(model.checkpoint_file(checkpoint).name)
     # A copy: the loaded classifier keeps answering predictions in other threads meanwhile.
@@ -138,10 +166,10 @@ def _classifier(model: ModelVersion, checkpoint: str) -> tuple[bytes, dict, str]
     example = torch.zeros(2, model.image_size, model.image_size, 3, dtype=torch.uint8)
     batch = torch.export.Dim("batch", min=1, max=4096)
     program = torch.export.export(packaged, (example,), dynamic_shapes={"pixels": {0: batch}})
-    return _saved(program), {"multi_label": model.multi_label}, (BUNDLE_DIR / "README.md").read_text()
+    return {"model.pt2": _saved(program)}, {"multi_label": model.multi_label}, (BUNDLE_DIR / "README.md").read_text()
 
 
-def _detector(model: ModelVersion, checkpoint: str) -> tuple[bytes, dict, str]:
+def _detector(model: ModelVersion, checkpoint: str) -> tuple[dict[str, bytes], dict, str]:
     """A program from normalised pixels, padded to multiples of 32 of at least 160 (N x 3 x H x W, at most the image
     size), to every location's box and scores per pyramid level; sightline_boxes.py selects the boxes, as here."""
     from training.ml.detection_dense import exported_program
@@ -150,10 +178,10 @@ def _detector(model: ModelVersion, checkpoint: str) -> tuple[bytes, dict, str]:
     program = exported_program(detector.network, model.image_size)
     mean, std = detector.normalization
     meta = {"mean": list(mean), "std": list(std), "nms": NMS_DEFAULT}
-    return _saved(program), meta, (BUNDLE_DIR / "README-detection.md").read_text()
+    return {"model.pt2": _saved(program)}, meta, (BUNDLE_DIR / "README-detection.md").read_text()
 
 
-def _segmenter(model: ModelVersion, checkpoint: str) -> tuple[bytes, dict, str]:
+def _segmenter(model: ModelVersion, checkpoint: str) -> tuple[dict[str, bytes], dict, str]:
     """A program from normalised pixels, padded as a detector's are, to per-class logits at the input's size;
     sightline_masks.py turns them into masks, as here."""
     from training.ml.detection_dense import exported_program
@@ -161,7 +189,22 @@ def _segmenter(model: ModelVersion, checkpoint: str) -> tuple[bytes, dict, str]:
     segmenter = segmenter_load(model.checkpoint_file(checkpoint).name)
     program = exported_program(segmenter.network, model.image_size)
     mean, std = segmenter.normalization
-    return _saved(program), {"mean": list(mean), "std": list(std)}, (BUNDLE_DIR / "README-segmentation.md").read_text()
+    meta = {"mean": list(mean), "std": list(std)}
+    return {"model.pt2": _saved(program)}, meta, (BUNDLE_DIR / "README-segmentation.md").read_text()
+
+
+def _instances(model: ModelVersion, checkpoint: str) -> tuple[dict[str, bytes], dict, str]:
+    """Two programs: from normalised pixels, padded as a detector's are, to every location's box and scores, the
+    pyramid's finest levels and the semantic logits (model.pt2); and from RoIAlign's pooled features to each box's
+    mask logits (masks.pt2). sightline_instances.py does what lies between and after them, as here."""
+    from training.ml.instances_dense import programs
+
+    segmenter = instance_segmenter_load(model.checkpoint_file(checkpoint).name)
+    network, masks = programs(segmenter.network, model.image_size)
+    mean, std = segmenter.normalization
+    meta = {"mean": list(mean), "std": list(std), "nms": NMS_DEFAULT}
+    exported = {"model.pt2": _saved(network), "masks.pt2": _saved(masks)}
+    return exported, meta, (BUNDLE_DIR / "README-instances.md").read_text()
 
 
 # --- the bundle as a job: torch.export takes tens of seconds, so a worker builds it, once per checkpoint ------
@@ -195,20 +238,11 @@ def bundle_state(*, model: ModelVersion, checkpoint: str) -> dict:
 
 def bundle_request(*, model: ModelVersion, checkpoint: str, user) -> dict:
     """Start building the bundle unless it is built or being built; its state either way."""
-    from django.core.exceptions import ValidationError
     from django.db import transaction
 
     from jobs.models import Job
     from jobs.services import job_submit
 
-    if model.task == Task.INSTANCE:
-        raise ValidationError(
-            {
-                "checkpoint": [
-                    "Offline bundles of instance segmentation models are not available yet; use the predict API."
-                ]
-            }
-        )
     with transaction.atomic():
         ModelVersion.objects.select_for_update().filter(pk=model.pk).first()  # one request starts it
         state = bundle_state(model=model, checkpoint=checkpoint)

@@ -2,7 +2,7 @@
 
 A ZIP of the resized images (the stored 256 px thumbnails), `predictions.csv` with the ground truth,
 the predicted labels and every label's score (a detector's: every true and predicted box), and the same
-as `predictions.json`.
+as `predictions.json` (an instance model's boxes there with their masks, as COCO RLE in the original's pixels).
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from training.models import OBJECT_TASKS, ModelVersion, Split
 
 
 def predictions_zip(*, model: ModelVersion, checkpoint: str) -> bytes:
-    detection = model.task in OBJECT_TASKS  # an instance model's rows are its boxes; its masks are not in the ZIP
+    detection = model.task in OBJECT_TASKS  # an instance model's rows are its boxes, with masks in the JSON
     rows = []
     for split in Split.values:
         if detection:
-            found = statistics.detection_predictions(model=model, checkpoint=checkpoint, split=split)
+            found = statistics.detection_predictions(model=model, checkpoint=checkpoint, split=split, masks=True)
         else:
             found = statistics.model_predictions(model=model, checkpoint=checkpoint, split=split, advanced=True)
         rows.extend({"split": split, **row} for row in found)

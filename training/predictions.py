@@ -164,42 +164,10 @@ def instances_predict(
     thresholds = [threshold] * len(model.labels) if threshold is not None else model.thresholds_for(checkpoint)
     segmenter = instance_segmenter_load(model.checkpoint_file(checkpoint).name)
     found = segmenter.predict(images, score=min(thresholds), nms=nms)
-    return [instances_answer(image.rows, image.masks, model.labels, thresholds, polygons) for image in found]
+    from annotations.geometry import polygonize
+    from training.ml.instance_masks import instances_answer
 
-
-def instances_answer(
-    rows: np.ndarray, masks: list[dict], labels: list[str], thresholds: list[float], polygons: bool = True
-) -> list[dict]:
-    from pycocotools import mask as coco_mask
-
-    from annotations.geometry import GeometryError, polygonize
-
-    out = []
-    for (x, y, w, h, label, score), rle in zip(rows, masks, strict=True):
-        if score < thresholds[int(label)]:
-            continue
-        answer = {}
-        if polygons:
-            try:
-                answer["polygons"] = polygonize({"rle": rle})
-            except GeometryError:  # only for an empty mask, which is never answered
-                answer["polygons"] = {"parts": []}
-        out.append(
-            {
-                "label": labels[int(label)],
-                "score": round(float(score), 6),
-                "box": {
-                    "x": round(float(x), 2),
-                    "y": round(float(y), 2),
-                    "width": round(float(w), 2),
-                    "height": round(float(h), 2),
-                },
-                "area": int(coco_mask.area(rle)),
-                "rle": rle,
-                **answer,
-            }
-        )
-    return out
+    return [instances_answer(image, model.labels, thresholds, polygonize if polygons else None) for image in found]
 
 
 BOX_FLOOR = 0.05  # the lowest score the predict page's slider reaches

@@ -345,11 +345,18 @@ def model_predictions(
 
 
 def detection_predictions(
-    *, model: ModelVersion, checkpoint: str, split: str, show: str = "all", thresholds=None, iou=None
+    *,
+    model: ModelVersion,
+    checkpoint: str,
+    split: str,
+    show: str = "all",
+    thresholds=None,
+    iou=None,
+    masks: bool = False,
 ) -> list[dict]:
     """Per image of the split: its true boxes, found or missed, and the predicted boxes at the thresholds in use,
     right (matching a true box at the IoU, COCO's way) or wrong. "wrong" lists images with a mistake, the most
-    mistakes first; "right" those without."""
+    mistakes first; "right" those without. With `masks`, an instance model's boxes carry their masks (`rle`)."""
     part = boxes_load(model, checkpoint).subset(split)
     limits = np.asarray(thresholds or model.thresholds_for(checkpoint), dtype=np.float64)
     iou = iou or model.iou_threshold
@@ -361,12 +368,11 @@ def detection_predictions(
     for index, (item_id, truth, predicted) in enumerate(zip(part.item_ids, part.truth, part.predicted, strict=True)):
         kept = predicted[:, 5] >= limits[predicted[:, 4].astype(int)]
         shown = predicted[kept]
-        ious = None
+        ious, truth_masks, shown_masks = None, None, None
         if part.masks is not None:  # an instance model's: right and wrong by the masks' IoU
-            truth_masks, predicted_masks = part.masks[0][index], part.masks[1][index]
-            ious = detection_metrics.mask_ious(
-                [m for m, k in zip(predicted_masks, kept, strict=True) if k], truth_masks
-            )
+            truth_masks = part.masks[0][index]
+            shown_masks = [m for m, k in zip(part.masks[1][index], kept, strict=True) if k]
+            ious = detection_metrics.mask_ious(shown_masks, truth_masks)
         hit, target = detection_metrics.match(truth, shown, iou, ious)
         found = set(target[hit].tolist())
         image_id, name, width, height = images[int(item_id)]
@@ -374,6 +380,9 @@ def detection_predictions(
         boxes = [
             {**_box(model, row), "score": float(row[5]), "correct": bool(h)} for row, h in zip(shown, hit, strict=True)
         ]
+        if masks and truth_masks is not None:
+            for box, rle in [*zip(truth_boxes, truth_masks, strict=True), *zip(boxes, shown_masks, strict=True)]:
+                box["rle"] = rle
         mistakes = int((~hit).sum()) + len(truth) - len(found)
         rows.append(
             {

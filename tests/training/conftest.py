@@ -81,6 +81,20 @@ def bundle_extract(api, model_id: int, capture, folder: Path) -> Path:
     return folder / name
 
 
+def bundle_loaded(api, folder: Path, user, labels: list[str]) -> tuple:
+    """Load Existing Model: the unpacked bundle zipped again and loaded into a new project with these labels (in
+    this order); the project and the API's reply."""
+    other = make_project(owner=user, name="Other rings")
+    for name in labels:
+        Label.objects.create(project=other, name=name)
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as bundle:
+        for path in folder.iterdir():
+            bundle.write(path, f"{folder.name}/{path.name}")
+    form = {"file": SimpleUploadedFile("bundle.zip", archive.getvalue(), content_type="application/zip")}
+    return other, api.post(f"/api/projects/{other.id}/models/", form, format="multipart")
+
+
 def bundle_answer(folder: Path, path: str, data: bytes, serving: str) -> tuple[int, dict]:
     """Start the bundle's serve.py on a free port (its first line must contain `serving`), POST the image bytes
     to path, and return the status and the JSON reply."""

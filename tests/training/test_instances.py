@@ -4,7 +4,9 @@ rasterize back to them."""
 
 import contextlib
 import io
+import json
 import re
+import zipfile
 
 import numpy as np
 import pytest
@@ -17,6 +19,7 @@ from pycocotools.cocoeval import COCOeval
 from annotations.geometry import decode_mask, encode_mask, rasterize
 from annotations.models import Annotation
 from projects.files import stored_bytes
+from tests.training.conftest import bundle_answer, bundle_extract, bundle_loaded
 from tests.training.scenes import ring_scene
 from training import galleries, statistics
 from training.ml import detection_metrics
@@ -180,6 +183,18 @@ def test_truth_instances_skip_a_shape_with_no_pixel():
     assert rows[1].tolist() == [x, y, side, side, 1]
 
 
+def _trained(api, project, capture):
+    """Train an instance model "objects" at tiny sizes through the API; the job runs when the request commits."""
+    with capture(execute=True):
+        response = api.post(
+            f"/api/projects/{project.id}/training-jobs/",
+            {"task": "instance-segmentation", "name": "objects", "parameters": TINY},
+            format="json",
+        )
+    assert response.status_code == 201, response.content
+    return response
+
+
 @pytest.mark.django_db
 def test_an_instance_segmentation_model_trains_through_the_api_and_predicts_masks_and_polygons(
     api, user, rings, django_capture_on_commit_callbacks
@@ -197,13 +212,7 @@ def test_an_instance_segmentation_model_trains_through_the_api_and_predicts_mask
         format="json",
     )
     assert saved.status_code == 200, saved.content
-    with django_capture_on_commit_callbacks(execute=True):
-        response = api.post(
-            f"/api/projects/{project.id}/training-jobs/",
-            {"task": "instance-segmentation", "name": "objects", "parameters": TINY},
-            format="json",
-        )
-    assert response.status_code == 201, response.content
+    response = _trained(api, project, django_capture_on_commit_callbacks)
     job = api.get(f"/api/training-jobs/{response.json()['id']}/").json()
     assert job["status"] == "finished", job["error"]
     assert [entry["epoch"] for entry in job["history"]] == [1, 2]
@@ -281,7 +290,7 @@ def test_an_instance_segmentation_model_trains_through_the_api_and_predicts_mask
     html = shown.content.decode()  # the objects the endpoint answers at 0.05, the slider's floor, each drawn
     assert "Masks found by objects" in html and html.count('class="mask-picture"') == len(body["predictions"])
     html = page.get(f"/projects/{project.id}/models/{model.id}/").content.decode()
-    assert 'id="bundle"' not in html and "objects (train / valid)" in html  # no offline bundle to offer yet
+    assert 'id="bundle"' in html and "objects (train / valid)" in html
     assert "instance segmentation" in html and "mask mAP@0.5" in html and "Precision-recall: all labels" in html
     html = page.get(f"/projects/{project.id}/models/{model.id}/gallery/", {"tab": "all", "label": 0}).content.decode()
     assert "between the predicted mask and a true one" in html
@@ -291,6 +300,20 @@ def test_an_instance_segmentation_model_trains_through_the_api_and_predicts_mask
             : galleries.PAGE_SIZE
         ]
     )
+
+    # The predictions ZIP carries every object's mask: each true one's, and each prediction's at the thresholds.
+    download = api.get(f"/api/models/{model.id}/predictions/download/")
+    with zipfile.ZipFile(io.BytesIO(download.getvalue())) as archive:
+        listed = json.loads(archive.read("predictions.json"))["images"]
+    every = statistics.boxes_load(model, "best")
+    position = {pk: i for i, pk in enumerate(every.item_ids.tolist())}
+    limits = np.asarray(model.thresholds_for("best"))
+    assert sorted(row["item"] for row in listed) == sorted(position)
+    for row in listed:
+        i = position[row["item"]]
+        assert [box["rle"] for box in row["truth"]] == every.masks[0][i]
+        kept = every.predicted[i][:, 5] >= limits[every.predicted[i][:, 4].astype(int)]
+        assert [box["rle"] for box in row["boxes"]] == [m for m, k in zip(every.masks[1][i], kept, strict=True) if k]
 
     # Model Assist stores the instances as mask predictions, the ones the endpoint answers at 0.05.
     stored = api.post(f"/api/images/{blank.id}/predictions/", {"model": model.id}, format="json")
@@ -313,7 +336,8 @@ def test_masks_are_pasted_as_torchvisions_paste_masks_in_image():
     import torch
     from torchvision.models.detection.roi_heads import paste_masks_in_image
 
-    from training.ml.instances import MASK_THRESHOLD, pasted, rle_encode
+    from training.ml.instance_masks import MASK_THRESHOLD, pasted
+    from training.ml.instances import rle_encode
 
     rng = np.random.default_rng(5)
     for _ in range(60):
@@ -324,3 +348,45 @@ def test_masks_are_pasted_as_torchvisions_paste_masks_in_image():
         expected = (full >= MASK_THRESHOLD).numpy()
         assert expected.any() and pasted(probability, box, 120, 160) == rle_encode(expected)
     assert pasted(torch.ones(28, 28), np.array([170, 10, 200, 40], np.float32), 120, 160) is None
+
+
+@pytest.mark.django_db
+def test_an_instance_models_bundle_answers_the_servers_objects_and_loads_into_another_project(
+    api, user, rings, tmp_path, django_capture_on_commit_callbacks
+):
+    project, _ = rings
+    _trained(api, project, django_capture_on_commit_callbacks)
+    model = ModelVersion.objects.get(name="objects")
+    png, *_ = ring_scene(600)
+    path = f"/api/predict/{project.id}/objects/"
+    served = api.post(path, png, content_type="image/png", QUERY_STRING="threshold=0.05").json()["predictions"]
+    assert served, "a model two epochs old finds something at a score of 0.05"
+
+    folder = bundle_extract(api, model.id, django_capture_on_commit_callbacks, tmp_path)
+    shipped = {path.name for path in folder.iterdir()}
+    assert {"model.pt2", "masks.pt2", "checkpoint.pt", "serve.py", "sightline_instances.py"} <= shipped
+    assert {"sightline_boxes.py", "sightline_masks.py", "sightline_geometry.py", "sightline_images.py"} <= shipped
+    assert "from training" not in (folder / "sightline_instances.py").read_text()  # it imports its neighbours only
+    requirements = (folder / "requirements.txt").read_text().split()
+    assert {"pycocotools", "opencv-python-headless", "shapely"} <= set(requirements)
+    status, offline = bundle_answer(folder, f"{path}?threshold=0.05", png, "Serving objects")
+    assert status == 200 and offline["task"] == "instance-segmentation"
+    # The exported programs compute in another order than eager torch: the same objects, numbers within rounding.
+    assert [m["label"] for m in offline["predictions"]] == [m["label"] for m in served]
+    for ours, theirs in zip(offline["predictions"], served, strict=True):
+        assert ours["score"] == pytest.approx(theirs["score"], abs=1e-4)
+        assert [ours["box"][k] for k in "xy"] == pytest.approx([theirs["box"][k] for k in "xy"], abs=0.05)
+        mine, server = decode_mask(ours["rle"]), decode_mask(theirs["rle"])
+        assert (mine & server).sum() / (mine | server).sum() >= 0.99
+        assert ours["area"] == int(mine.sum())
+        traced = decode_mask(rasterize("polygon", ours["polygons"], width=160, height=120)["rle"])
+        assert np.array_equal(traced, mine)
+
+    # Load Existing Model: the same ZIP in a project whose labels come in another order answers the same objects.
+    other, loaded = bundle_loaded(api, folder, user, ["square", "ring"])
+    assert loaded.status_code == 201, loaded.content
+    assert (loaded.json()["task"], loaded.json()["name"]) == ("instance-segmentation", "objects")
+    again = api.post(
+        f"/api/predict/{other.id}/objects/", png, content_type="image/png", QUERY_STRING="threshold=0.05"
+    ).json()
+    assert again["predictions"] == served

@@ -125,7 +125,7 @@ def test_a_saved_classifier_loads_into_another_project_and_predicts_as_it_did(
         ),
         (
             loadable(trained, saved={**saved, "format": "other/1"}),
-            "checkpoint.pt has the format 'other/1'; this server loads sightline-classifier/1, sightline-detector/1, sightline-segmenter/1.",
+            "checkpoint.pt has the format 'other/1'; this server loads sightline-classifier/1, sightline-detector/1, sightline-segmenter/1, sightline-instances/1.",
         ),
     ]
     for data, reason in cases:

@@ -4,7 +4,6 @@ endpoint."""
 
 import io
 import re
-import zipfile
 
 import numpy as np
 import pytest
@@ -21,7 +20,7 @@ from projects.files import stored_bytes
 from projects.models import Label
 from projects.uploads import images_upload
 from tests.factories import make_project
-from tests.training.conftest import bundle_answer, bundle_extract
+from tests.training.conftest import bundle_answer, bundle_extract, bundle_loaded
 from tests.training.scenes import ring_scene
 from training import statistics
 from training.ml.segmentation import label_map
@@ -263,15 +262,7 @@ def test_a_segmentation_models_bundle_answers_the_servers_masks_and_loads_into_a
         assert ours["score"] == pytest.approx(theirs["score"], abs=1e-4)
 
     # Load Existing Model: the same ZIP in a project whose labels come in another order answers the same masks.
-    other = make_project(owner=user, name="Other rings")
-    for name in ("square", "ring"):
-        Label.objects.create(project=other, name=name)
-    archive = io.BytesIO()
-    with zipfile.ZipFile(archive, "w") as bundle:
-        for path in folder.iterdir():
-            bundle.write(path, f"{folder.name}/{path.name}")
-    form = {"file": SimpleUploadedFile("rings.zip", archive.getvalue(), content_type="application/zip")}
-    loaded = api.post(f"/api/projects/{other.id}/models/", form, format="multipart")
+    other, loaded = bundle_loaded(api, folder, user, ["square", "ring"])
     assert loaded.status_code == 201, loaded.content
     assert (loaded.json()["task"], loaded.json()["name"]) == ("semantic-segmentation", "rings")
     again = api.post(f"/api/predict/{other.id}/rings/", jpeg.getvalue(), content_type="image/jpeg").json()

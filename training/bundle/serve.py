@@ -1,8 +1,9 @@
 """Serve a Sightline model offline: POST an image to /api/predict/<project_id>/<model_name>/ and get its labels, a
-detector's boxes (`?threshold=` and `?nms=` as on Sightline), or a segmentation model's masks.
+detector's boxes (`?threshold=` and `?nms=` as on Sightline), a segmentation model's masks, or an instance
+segmentation model's objects (the same query as a detector's).
 
-Needs only what requirements.txt names; sightline_images.py (and a detector's sightline_boxes.py, a segmentation
-model's sightline_boxes.py and sightline_masks.py) must sit beside it. Run: python serve.py [--host 0.0.0.0] [--port 8500]
+Needs only what requirements.txt names; sightline_images.py (and the other sightline_*.py files of the bundle,
+Sightline's own last steps for its kind of model) must sit beside it. Run: python serve.py [--host 0.0.0.0] [--port 8500]
 Send the image as the raw request body, or as the `file` field of a multipart form:
   curl --data-binary @image.jpg -H "Content-Type: application/octet-stream" localhost:8500/api/predict/1/my-model/
 """
@@ -25,6 +26,8 @@ META = json.loads((HERE / "model.json").read_text())
 MODEL = torch.export.load(str(HERE / "model.pt2")).module()
 DETECTION = META["task"] == "detection"
 SEGMENTATION = META["task"] == "semantic-segmentation"
+INSTANCES = META["task"] == "instance-segmentation"
+MASK_BRANCH = torch.export.load(str(HERE / "masks.pt2")).module() if INSTANCES else None
 PATH = re.compile(r"^/api/predict/[^/]+/[^/]+/(best/?|last/?)?$")
 MAX_BYTES = 100 * 1024 * 1024
 Image.MAX_IMAGE_PIXELS = 120_000_000
@@ -73,6 +76,24 @@ def predict_masks(data: bytes) -> list:
     return masks_answer(label_map, confidence, META["labels"])
 
 
+def predict_instances(data: bytes, threshold: float | None, nms: float) -> list:
+    """An instance segmentation model's objects, best first, in the pixels of the image turned upright: each one's
+    label, score, box, mask (COCO RLE) and polygons, Sightline's own steps."""
+    from sightline_boxes import network_input
+    from sightline_geometry import polygonize
+    from sightline_instances import instances_answer, instances_found
+
+    pixels, scale = upright_resized(data, META["image_size"])
+    width, height = upright_size(data)
+    thresholds = [threshold] * len(META["labels"]) if threshold is not None else META["thresholds"]
+    with torch.inference_mode():
+        outputs = MODEL(network_input([pixels], META["mean"], META["std"]))
+        [found] = instances_found(
+            outputs, MASK_BRANCH, [pixels.shape[:2]], [scale], [(height, width)], score=min(thresholds), nms=nms
+        )
+    return instances_answer(found, META["labels"], thresholds, polygonize)
+
+
 class Refused(Exception):
     """A query Sightline would refuse: the reply names the field, as Sightline's does."""
 
@@ -111,13 +132,16 @@ class Handler(BaseHTTPRequestHandler):
             return self._reply(400, {"detail": f"Send an image of 1 byte to {MAX_BYTES // 1024**2} MiB."})
         try:
             query = parse_qs(url.query)
-            settings = (number(query, "threshold", None), number(query, "nms", META.get("nms"))) if DETECTION else ()
+            boxes = DETECTION or INSTANCES
+            settings = (number(query, "threshold", None), number(query, "nms", META.get("nms"))) if boxes else ()
         except Refused as refused:
             return self._reply(400, refused.args[0])
         try:
             data = image_from_request(self.headers.get("Content-Type", ""), self.rfile.read(length))
             if DETECTION:
                 result = predict_boxes(data, *settings)
+            elif INSTANCES:
+                result = predict_instances(data, *settings)
             else:
                 result = predict_masks(data) if SEGMENTATION else predict(data)
         except (ValueError, OSError, EOFError, Image.DecompressionBombError) as exc:
@@ -125,7 +149,7 @@ class Handler(BaseHTTPRequestHandler):
         except Exception as exc:  # noqa: BLE001 - a reply, never a dropped connection
             return self._reply(500, {"detail": f"The model failed on this image: {type(exc).__name__}: {exc}"})
         answer = {"model": META["name"], "checkpoint": META["checkpoint"], "predictions": result}
-        self._reply(200, {**answer, "task": META["task"]} if DETECTION or SEGMENTATION else answer)
+        self._reply(200, {**answer, "task": META["task"]} if DETECTION or SEGMENTATION or INSTANCES else answer)
 
     def _reply(self, status: int, body: dict) -> None:
         data = json.dumps(body).encode()

@@ -32,16 +32,21 @@ class DenseFCOS(nn.Module):
         return self.decoded(list(self.backbone(x).values()), x)
 
     def decoded(self, features: list[torch.Tensor], x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """The head over the pyramid's levels (the backbone's output for `x`): boxes and scores, as forward."""
-        from torchvision.models.detection.image_list import ImageList
+        return fcos_decoded(self, features, x)
 
-        outputs = self.head(features)
-        size = (x.shape[-2], x.shape[-1])
-        anchors = self.anchor_generator(ImageList(x[:1], [size]), features)[0]  # the same for every image
-        boxes = self.box_coder.decode(outputs["bbox_regression"], anchors)
-        scores = torch.sqrt(torch.sigmoid(outputs["cls_logits"]) * torch.sigmoid(outputs["bbox_ctrness"]))
-        counts = [f.shape[2] * f.shape[3] for f in features]
-        return list(boxes.split(counts, dim=1)), list(scores.split(counts, dim=1))
+
+def fcos_decoded(fcos: nn.Module, features: list[torch.Tensor], x: torch.Tensor):
+    """An FCOS head (`fcos`: its head, anchor generator and box coder) over the pyramid's levels (the backbone's
+    output for `x`) -> per level, every location's decoded box and per-label scores."""
+    from torchvision.models.detection.image_list import ImageList
+
+    outputs = fcos.head(features)
+    size = (x.shape[-2], x.shape[-1])
+    anchors = fcos.anchor_generator(ImageList(x[:1], [size]), features)[0]  # the same for every image
+    boxes = fcos.box_coder.decode(outputs["bbox_regression"], anchors)
+    scores = torch.sqrt(torch.sigmoid(outputs["cls_logits"]) * torch.sigmoid(outputs["bbox_ctrness"]))
+    counts = [f.shape[2] * f.shape[3] for f in features]
+    return list(boxes.split(counts, dim=1)), list(scores.split(counts, dim=1))
 
 
 class _FixedSamePadding(nn.Module):

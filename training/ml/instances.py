@@ -26,7 +26,7 @@ from torch.nn import functional
 
 from training.ml import runtime
 from training.ml.backbones import normalization
-from training.ml.boxes import boxes_select, network_input, padded_shape
+from training.ml.boxes import network_input, padded_shape
 from training.ml.detection import (
     EVAL_SCORE,
     MIN_BOX_PIXELS,
@@ -38,33 +38,20 @@ from training.ml.detection import (
 from training.ml.detection import (
     build_model as detector_build,
 )
-from training.ml.detection_dense import DenseFCOS
 from training.ml.detection_metrics import coco_map
 from training.ml.images import ReadBytes, read_file, upright_resized, upright_size
+from training.ml.instance_masks import Instances, instances_found, roi_pool
+from training.ml.instances_dense import DenseInstances, MaskBranch
 from training.ml.layers import EarlyFrozen
 from training.ml.loop import Cancelled, Hooks
-from training.ml.masks import segment
 from training.ml.segmentation import LRASPPDecoder, MaskSample, dice_loss, shape_mask, stride_level
 from training.ml.segmentation_metrics import IGNORE
 
 CHECKPOINT_FORMAT = "sightline-instances/1"
-POOLED = 14  # RoIAlign's output side; the predictor doubles it to Mask R-CNN's 28
-MASK_THRESHOLD = 0.5  # of a pasted mask's probability, as Mask R-CNN
-COARSE_THRESHOLD = 0.2  # of the pasted probability, where the semantic head draws the pixels (a thin structure's
-# coarse probability is about the share of a 28 x 28 cell it covers, far under 0.5)
 JITTER = 0.1  # of a true box's side: how far each edge of its jittered copy moves, at most
 EVAL_BATCH = 8
 
 InstanceConfig = DetectorConfig  # the same settings: the mask branch adds none
-
-
-@dataclass(frozen=True)
-class Instances:
-    """One image's instances: K x 6 rows (x, y, w, h in the upright original's pixels, label index, score), best
-    first, and each row's mask there as COCO RLE (`size`, str `counts`)."""
-
-    rows: np.ndarray
-    masks: list[dict]
 
 
 @dataclass
@@ -97,13 +84,12 @@ class InstanceNet(nn.Module):
     def __init__(self, labels: int, *, backbone: str, pretrained: bool, model_size: str, image_size: int):
         super().__init__()
         from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
-        from torchvision.ops import MultiScaleRoIAlign
 
         width = MODEL_SIZES[model_size].width
         self.detector = detector_build(
             labels, backbone=backbone, pretrained=pretrained, model_size=model_size, image_size=image_size
         )
-        self.pool = MultiScaleRoIAlign(["0", "1", "2"], POOLED, sampling_ratio=2)
+        self.pool = roi_pool()
         self.mask_head = MaskRCNNHeads(width, [width] * 4, 1, norm_layer=nn.BatchNorm2d)  # as Mask R-CNN v2
         self.mask_predictor = MaskRCNNPredictor(width, width, labels)
         pyramid = self.detector.backbone
@@ -454,9 +440,9 @@ def instances_predict(
     nms: float,
 ) -> list[Instances]:
     """Images decoded at the network's size -> their instances at the upright original's size (`sizes`, height and
-    width): FCOS's boxes (selected as the detector selects them), then a mask for each box's label, pasted into the
-    original at the box and cut at MASK_THRESHOLD. A box whose mask keeps no pixel is dropped."""
-    dense = DenseFCOS(model.detector)
+    width), through the steps the offline bundle takes too (instance_masks.instances_found). Images are batched only
+    with others of their padded shape, so an image's instances never depend on its neighbours."""
+    dense, branch = DenseInstances(model), MaskBranch(model)
     out: list[Instances | None] = [None] * len(pixels)
     groups: dict[tuple[int, int], list[int]] = {}
     for index, image in enumerate(pixels):
@@ -465,82 +451,18 @@ def instances_predict(
         for start in range(0, len(members), EVAL_BATCH):
             chosen = members[start : start + EVAL_BATCH]
             batch = network_input([pixels[i] for i in chosen], *norm).to(device)
-            features, semantic = model.features(batch)
-            level_boxes, level_scores = dense.decoded(list(features.values()), batch)
-            corners = []
-            for row, index in enumerate(chosen):
-                height, width = pixels[index].shape[:2]
-                corners.append(
-                    boxes_select(
-                        [b[row] for b in level_boxes],
-                        [s[row] for s in level_scores],
-                        height,
-                        width,
-                        score=score,
-                        nms=nms,
-                    )
-                )
-            boxes = [torch.from_numpy(c[:, :4]).to(device) for c in corners]
-            logits = model.mask_logits(features, boxes, (batch.shape[-2], batch.shape[-1]))
-            labels = torch.from_numpy(np.concatenate([c[:, 4] for c in corners]).astype(np.int64)).to(device)
-            probabilities = logits[torch.arange(len(labels), device=device), labels].sigmoid().float().cpu()
-            offset = 0
-            for row_in_batch, (found, index) in enumerate(zip(corners, chosen, strict=True)):
-                height, width = sizes[index]
-                inside = pixels[index].shape[:2]
-                labels_map, _ = segment(
-                    semantic[row_in_batch : row_in_batch + 1, :, : inside[0], : inside[1]], height, width
-                )
-                rows, masks = [], []
-                for k, row in enumerate(found):
-                    box = row[:4] / scales[index]
-                    mask = pasted(probabilities[offset + k], box, height, width, labels_map == int(row[4]) + 1)
-                    if mask is None:
-                        continue
-                    x1, y1, x2, y2 = box.tolist()
-                    rows.append([x1, y1, x2 - x1, y2 - y1, row[4], row[5]])
-                    masks.append(mask)
-                offset += len(found)
-                out[index] = Instances(np.asarray(rows, np.float32).reshape(-1, 6), masks)
+            found = instances_found(
+                dense(batch),
+                branch,
+                [pixels[i].shape[:2] for i in chosen],
+                [scales[i] for i in chosen],
+                [sizes[i] for i in chosen],
+                score=score,
+                nms=nms,
+            )
+            for index, instances in zip(chosen, found, strict=True):
+                out[index] = instances
     return out
-
-
-def pasted(
-    probability: torch.Tensor, box: np.ndarray, height: int, width: int, labelled: np.ndarray | None = None
-) -> dict | None:
-    """A 28 x 28 mask probability pasted into a height x width image at its box (corners) and cut at
-    MASK_THRESHOLD, as COCO RLE; None when no pixel is kept. The numbers of torchvision's paste_masks_in_image
-    (the mask padded by a pixel, the box grown to match, bilinear resizing), computed within the box only: pasting
-    into a whole image per instance would cost a full image's pixels several times over.
-
-    With `labelled` (height x width: the pixels the semantic head gives the instance's label), the mask is those
-    pixels where the pasted probability reaches COARSE_THRESHOLD: the coarse mask only says which pixels belong to
-    this instance."""
-    from pycocotools import mask as coco_mask
-    from torch.nn import functional
-
-    side = probability.shape[-1]
-    padded = functional.pad(probability[None, None], (1, 1, 1, 1))
-    scale = (side + 2) / side
-    centre, half = (box[:2] + box[2:]) / 2, (box[2:] - box[:2]) / 2 * scale
-    x0, y0 = (int(v) for v in torch.tensor(centre - half, dtype=torch.float32).to(torch.int64))
-    x1, y1 = (int(v) for v in torch.tensor(centre + half, dtype=torch.float32).to(torch.int64))
-    w, h = max(x1 - x0 + 1, 1), max(y1 - y0 + 1, 1)
-    resized = functional.interpolate(padded, size=(h, w), mode="bilinear", align_corners=False)[0, 0]
-    left, right, top, bottom = max(x0, 0), min(x1 + 1, width), max(y0, 0), min(y1 + 1, height)
-    if right <= left or bottom <= top:
-        return None
-    window = resized[top - y0 : bottom - y0, left - x0 : right - x0]
-    if labelled is None:
-        crop = (window >= MASK_THRESHOLD).numpy()
-    else:
-        crop = (window >= COARSE_THRESHOLD).numpy() & labelled[top:bottom, left:right]
-    if not crop.any():
-        return None
-    full = np.zeros((height, width), np.uint8, order="F")
-    full[top:bottom, left:right] = crop
-    rle = coco_mask.encode(full)
-    return {"size": [height, width], "counts": rle["counts"].decode("ascii")}
 
 
 # --- checkpoints and inference ---------------------------------------------------------------

@@ -77,6 +77,7 @@ def model_load(*, project: Project, user, upload, name: str | None = None) -> Mo
 CHECKPOINT_KEYS = {
     Task.CLASSIFICATION: ("format", "backbone", "labels", "image_size", "multi_label", "mean", "std", "state_dict"),
     Task.DETECTION: ("format", "backbone", "labels", "image_size", "model_size", "state_dict"),
+    Task.INSTANCE: ("format", "backbone", "labels", "image_size", "model_size", "state_dict"),
     Task.SEMANTIC: ("format", "backbone", "labels", "image_size", "state_dict"),
 }
 
@@ -161,13 +162,14 @@ def _checkpoint_read(raw: bytes) -> dict:
 
 
 def _task(saved: dict, meta: dict) -> str:
-    from training.ml import classification, detection, segmentation
+    from training.ml import classification, detection, instances, segmentation
     from training.parameters import backbone_check
 
     formats = {
         classification.CHECKPOINT_FORMAT: Task.CLASSIFICATION,
         detection.CHECKPOINT_FORMAT: Task.DETECTION,
         segmentation.CHECKPOINT_FORMAT: Task.SEMANTIC,
+        instances.CHECKPOINT_FORMAT: Task.INSTANCE,
     }
     task = formats.get(saved.get("format"))
     if task is None:
@@ -196,12 +198,12 @@ def _task(saved: dict, meta: dict) -> str:
         or len(set(labels)) != len(labels)
     ):
         _refuse(f"checkpoint.pt's labels must be 1 to {MAX_LABELS} different names of at most 100 characters.")
-    if task == Task.SEMANTIC:
+    if task in (Task.SEMANTIC, Task.INSTANCE):  # label maps are bytes
         from training.ml.segmentation_metrics import MAX_LABELS as MAX_SEGMENTATION_LABELS
 
         if len(labels) > MAX_SEGMENTATION_LABELS:
             _refuse(f"A segmentation model has at most {MAX_SEGMENTATION_LABELS} labels; this one has {len(labels)}.")
-    if task == Task.DETECTION:
+    if task in (Task.DETECTION, Task.INSTANCE):
         from training.ml.detection import MODEL_SIZES
 
         if saved.get("model_size") not in MODEL_SIZES:
@@ -252,10 +254,11 @@ def _network_built(saved: dict, task: str):
     from training.ml.backbones import create_backbone
 
     try:
-        if task == Task.DETECTION:
-            from training.ml.detection import build_model
+        if task in (Task.DETECTION, Task.INSTANCE):
+            from training.ml import detection, instances
 
-            return build_model(
+            build = detection.build_model if task == Task.DETECTION else instances.build_model
+            return build(
                 len(saved["labels"]),
                 backbone=saved["backbone"],
                 pretrained=False,
@@ -304,4 +307,4 @@ def _thresholds(meta: dict, task: str, saved: dict, count: int) -> list[float] |
         and all(isinstance(v, float | int) and not isinstance(v, bool) and 0 <= v <= 1 for v in given)
     ):
         return [float(v) for v in given]
-    return [DETECTION_THRESHOLD if task == Task.DETECTION else MULTI_LABEL_THRESHOLD] * count
+    return [DETECTION_THRESHOLD if task in (Task.DETECTION, Task.INSTANCE) else MULTI_LABEL_THRESHOLD] * count
