@@ -295,7 +295,7 @@ MENDING_ROUNDS = 3  # a mended outline can leave a new sliver a pixel off (shape
 def _pixels_mended(parts: list[dict], mask: np.ndarray) -> list[dict]:
     """Traced parts that rasterize to exactly the mask's pixels: a pixel joined to the rest only at a corner is lost
     by contour tracing (its outline is a spike of no area), so each pixel the outline misses is added as its square
-    and each one it covers wrongly taken away, until none is left (at worst, the outline of the pixels' squares).
+    and each one it covers wrongly taken away, until none is left (at worst, the outline of the pixels' rows).
     Compared within the mask's bounding box (a pixel wider): the parts lie inside it, and a whole image per object
     would cost its every pixel."""
     from shapely.geometry import box
@@ -318,8 +318,17 @@ def _pixels_mended(parts: list[dict], mask: np.ndarray) -> list[dict]:
             shape = shape.difference(unary_union([box(x, y, x + 1, y + 1) for y, x in extra]))
         pieces = getattr(shape, "geoms", [shape])
         parts = [part for piece in pieces if isinstance(piece, Polygon) for part in _valid_parts(piece)] or parts
-    squares = unary_union([box(x, y, x + 1, y + 1) for y, x in np.argwhere(window) + [top, left]])
+    squares = unary_union([box(x0, y, x1, y + 1) for y, x0, x1 in _row_runs(window, top, left)])
     return [part for piece in getattr(squares, "geoms", [squares]) for part in _valid_parts(piece)]
+
+
+def _row_runs(window: np.ndarray, top: int, left: int) -> list[tuple[int, int, int]]:
+    """Each row's runs of set pixels as (row, first column, column after the last), in the image's pixels: the
+    pixels' squares in as few rectangles as a row allows."""
+    padded = np.pad(window.astype(np.int8), ((0, 0), (1, 1)))
+    changes = np.diff(padded, axis=1)
+    starts, ends = np.argwhere(changes == 1), np.argwhere(changes == -1)
+    return [(int(y) + top, int(x0) + left, int(x1) + left) for (y, x0), (_, x1) in zip(starts, ends, strict=True)]
 
 
 def _pixels_wrong(shape, window: np.ndarray, top: int, left: int) -> tuple[np.ndarray, np.ndarray]:

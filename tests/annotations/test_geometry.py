@@ -105,6 +105,17 @@ def test_polygonize_mends_until_exact_where_a_mended_outline_meets_a_slanted_edg
         assert np.array_equal(decode_mask(rasterize("polygon", traced, width=80, height=60)["rle"]), blob)
 
 
+def test_a_mask_mending_cannot_fix_is_traced_as_its_pixels_rows(monkeypatch):
+    from annotations import geometry
+
+    monkeypatch.setattr(geometry, "MENDING_ROUNDS", 0)  # straight to the last resort
+    noise = np.zeros((40, 50), dtype=bool)
+    noise[5:35, 5:45] = np.random.default_rng(4).random((30, 40)) < 0.6
+    traced = polygonize({"rle": encode_mask(noise)})
+    assert np.array_equal(decode_mask(rasterize("polygon", traced, width=50, height=40)["rle"]), noise)
+    assert all(x == int(x) and y == int(y) for part in traced["parts"] for x, y in part["outer"])  # pixel edges
+
+
 def test_simplify_trades_vertices_for_detail():
     yy, xx = np.mgrid[:200, :200]
     disc = (yy - 100) ** 2 + (xx - 100) ** 2 <= 60**2

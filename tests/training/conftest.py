@@ -81,6 +81,9 @@ def bundle_extract(api, model_id: int, capture, folder: Path) -> Path:
     return folder / name
 
 
+SIGHTLINE_PACKAGES = ("training", "annotations", "projects", "accounts", "similarity", "jobs", "config", "django")
+
+
 def bundle_loaded(api, folder: Path, user, labels: list[str]) -> tuple:
     """Load Existing Model: the unpacked bundle zipped again and loaded into a new project with these labels (in
     this order); the project and the API's reply."""
@@ -101,8 +104,19 @@ def bundle_answer(folder: Path, path: str, data: bytes, serving: str) -> tuple[i
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
+    # Sightline is installed in this Python (editable): its packages and Django are made unimportable, so the
+    # bundle is proved to need nothing but its own files and requirements.txt.
+    launcher = "\n".join(
+        [
+            "import runpy, sys",
+            f"sys.modules.update(dict.fromkeys({SIGHTLINE_PACKAGES!r}))",
+            f"sys.path.insert(0, {str(folder)!r})",
+            f"sys.argv = ['serve.py', '--port', '{port}']",
+            f"runpy.run_path({str(folder / 'serve.py')!r}, run_name='__main__')",
+        ]
+    )
     server = subprocess.Popen(
-        [sys.executable, str(folder / "serve.py"), "--port", str(port)],
+        [sys.executable, "-c", launcher],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -375,7 +375,8 @@ def test_an_instance_models_bundle_answers_the_servers_objects_and_loads_into_an
     assert [m["label"] for m in offline["predictions"]] == [m["label"] for m in served]
     for ours, theirs in zip(offline["predictions"], served, strict=True):
         assert ours["score"] == pytest.approx(theirs["score"], abs=1e-4)
-        assert [ours["box"][k] for k in "xy"] == pytest.approx([theirs["box"][k] for k in "xy"], abs=0.05)
+        corners = ("x", "y", "width", "height")
+        assert [ours["box"][k] for k in corners] == pytest.approx([theirs["box"][k] for k in corners], abs=0.05)
         mine, server = decode_mask(ours["rle"]), decode_mask(theirs["rle"])
         assert (mine & server).sum() / (mine | server).sum() >= 0.99
         assert ours["area"] == int(mine.sum())

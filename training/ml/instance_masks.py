@@ -142,7 +142,12 @@ def instances_answer(
     for (x, y, w, h, label, score), rle in zip(found.rows, found.masks, strict=True):
         if score < thresholds[int(label)]:
             continue
-        traced = {"polygons": polygonize({"rle": rle})} if polygonize is not None else {}
+        traced = {}
+        if polygonize is not None:
+            try:
+                traced["polygons"] = polygonize({"rle": rle})
+            except ValueError:  # GeometryError, for an empty mask only, which is never answered
+                traced["polygons"] = {"parts": []}
         out.append(
             {
                 "label": labels[int(label)],
