@@ -66,7 +66,8 @@ def _label(value: float) -> str:
     return f"{value:.0f}" if abs(value - round(value)) < 1e-9 and abs(value) >= 1 else f"{value:.2g}"
 
 
-PALETTE = ("#2f6fed", "#e08a00", "#1f8a4c", "#9b59b6", "#c7362f")
+# Enough colours for the most lines a chart draws (an instance model's six losses) before any repeats.
+PALETTE = ("#2f6fed", "#e08a00", "#1f8a4c", "#9b59b6", "#c7362f", "#0f9fb3", "#b8860b", "#5a6470")
 
 
 def learning_curve(history: list[dict], metric: str, *, best_epoch: int | None, title: str) -> Chart:
