@@ -92,6 +92,9 @@ class ModelOutput(serializers.Serializer):
     thresholds = serializers.SerializerMethodField()
     optimized_thresholds = serializers.DictField()
     iou_threshold = serializers.FloatField(help_text="Detection: the IoU at which a predicted box is right.")
+    segmentation_head = serializers.BooleanField(
+        help_text="Detection: also trained a segmentation head (spec 004), so it answers a mask per label too."
+    )
     job_id = serializers.IntegerField(allow_null=True, help_text="Null for a model loaded from a bundle.")
     dataset_version = serializers.SerializerMethodField()
     loaded_from = serializers.CharField(help_text="A loaded model: the bundle's file name; empty when trained here.")
@@ -474,7 +477,11 @@ class PredictApi(APIView):
                 threshold=_number(request, "threshold", 0.01, 1, None),
                 nms=_number(request, "nms", 0.01, 1, predictions.NMS_DEFAULT),
             )
-            return Response({"model": model.name, "checkpoint": checkpoint, "task": model.task, "predictions": boxes})
+            answer = {"model": model.name, "checkpoint": checkpoint, "task": model.task}
+            if model.segmentation_head:  # its boxes, and apart from them its segmentation head's masks
+                answer["masks"] = [item for item in boxes if "rle" in item]
+                boxes = [item for item in boxes if "rle" not in item]
+            return Response({**answer, "predictions": boxes})
         if model.task == Task.INSTANCE:
             [found] = predictions.instances_predict(
                 model=model,

@@ -31,6 +31,7 @@ from training.predictions import (
     NMS_DEFAULT,
     classifier_load,
     detector_load,
+    heads_load,
     instance_segmenter_load,
     segmenter_load,
 )
@@ -53,6 +54,13 @@ class _Packaged(nn.Module):
 
 
 BUNDLE_KIND = "bundle"
+HEADS_NOTE = """
+This detector has a segmentation head too (spec 004's two heads, on one backbone): the reply also carries
+`"masks"`, one per label its segmentation head gives any pixel, as a semantic segmentation model's are (`label`,
+`score`, the mean probability over the label's pixels, `area`, `box` and `rle`, COCO RLE at the image's size).
+`model.pt2` returns the semantic logits after the boxes and scores; `sightline_masks.segment` and `masks_answer`
+turn them into the masks.
+"""
 
 
 def model_bundle(*, model: ModelVersion, checkpoint: str) -> bytes:
@@ -75,6 +83,7 @@ def model_bundle(*, model: ModelVersion, checkpoint: str) -> bytes:
         threshold_note="Each prediction also says whether its score reaches the label's threshold (`positive`)."
         if thresholds is not None
         else "Single-label scores add up to 1.",
+        heads_note=HEADS_NOTE if model.segmentation_head else "",
     )
     versions = [f"torch=={torch.__version__.split('+')[0]}"]
     files = {"sightline_images.py": Path(images_module.__file__).read_text()}
@@ -85,6 +94,11 @@ def model_bundle(*, model: ModelVersion, checkpoint: str) -> bytes:
 
         versions.append(f"torchvision=={torchvision.__version__.split('+')[0]}")
         files["sightline_boxes.py"] = Path(boxes.__file__).read_text()
+    if model.segmentation_head:
+        from training.ml import masks
+
+        versions.append("pycocotools")
+        files["sightline_masks.py"] = Path(masks.__file__).read_text()
     if model.task == Task.SEMANTIC:
         from training.ml import boxes, masks
 
@@ -171,13 +185,20 @@ def _classifier(model: ModelVersion, checkpoint: str) -> tuple[dict[str, bytes],
 
 def _detector(model: ModelVersion, checkpoint: str) -> tuple[dict[str, bytes], dict, str]:
     """A program from normalised pixels, padded to multiples of 32 of at least 160 (N x 3 x H x W, at most the image
-    size), to every location's box and scores per pyramid level; sightline_boxes.py selects the boxes, as here."""
+    size), to every location's box and scores per pyramid level (and, with a segmentation head, per-class logits at
+    the input's size); sightline_boxes.py selects the boxes and sightline_masks.py makes the masks, as here."""
     from training.ml.detection_dense import exported_program
+    from training.ml.heads import DenseHeads
 
-    detector = detector_load(model.checkpoint_file(checkpoint).name)
-    program = exported_program(detector.network, model.image_size)
-    mean, std = detector.normalization
-    meta = {"mean": list(mean), "std": list(std), "nms": NMS_DEFAULT}
+    if model.segmentation_head:
+        loaded = heads_load(model.checkpoint_file(checkpoint).name)
+        network = DenseHeads(loaded.network)
+    else:
+        loaded = detector_load(model.checkpoint_file(checkpoint).name)
+        network = loaded.network
+    program = exported_program(network, model.image_size)
+    mean, std = loaded.normalization
+    meta = {"mean": list(mean), "std": list(std), "nms": NMS_DEFAULT, "segmentation_head": model.segmentation_head}
     return {"model.pt2": _saved(program)}, meta, (BUNDLE_DIR / "README-detection.md").read_text()
 
 

@@ -122,16 +122,20 @@ def history_chart(
 
 
 def detection_curves(history: list[dict], best_epoch: int | None, *, masks: bool = False) -> list[Chart]:
-    """A detector's (or, `masks`, an instance segmentation model's) validation mAP and its training losses, each
-    part of the loss a line of its own."""
+    """A detector's (or, `masks`, an instance segmentation model's) validation mAP (and a segmentation head's mIoU)
+    and its training losses, each part of the loss a line of its own."""
     parts = sorted({name for entry in history for name in entry.get("losses", {})})
     losses = {"total": "train_loss", **{name.replace("bbox_", "box "): f"losses.{name}" for name in parts}}
+    validation = {"mAP@0.5": "valid_map50", "mAP@[.5:.95]": "valid_map"}
+    pixels = any("valid_miou" in entry for entry in history)  # a detector with a segmentation head (ml/heads.py)
+    if pixels:
+        validation["mIoU (segmentation head)"] = "valid_miou"
     return [
         history_chart(
             history,
-            {"mAP@0.5": "valid_map50", "mAP@[.5:.95]": "valid_map"},
+            validation,
             best_epoch=best_epoch,
-            title="Validation mask mAP" if masks else "Validation mAP",
+            title="Validation mask mAP" if masks else "Validation mAP and mIoU" if pixels else "Validation mAP",
             y_label="mAP",
             unit=True,
         ),

@@ -47,18 +47,28 @@ class Item:
 
 
 def gallery(
-    *, model: ModelVersion, checkpoint: str, split: str, tab: str, label: int, thresholds=None, iou=None
+    *,
+    model: ModelVersion,
+    checkpoint: str,
+    split: str,
+    tab: str,
+    label: int,
+    thresholds=None,
+    iou=None,
+    pixels: bool = False,
 ) -> dict:
     """Every item of one tab, ordered, and the position of the first one below the threshold (All). A detector's
-    boxes match at `iou`, or the model's IoU threshold."""
+    boxes match at `iou`, or the model's IoU threshold. With `pixels`, a detector's segmentation head's gallery."""
     if tab not in TABS:
         raise ValidationError({"tab": [f"Choose one of {', '.join(TABS)}."]})
     if not 0 <= label < len(model.labels):
         raise ValidationError({"label": ["Choose one of the model's labels."]})
     thresholds = thresholds or model.thresholds_for(checkpoint)
-    if model.task in OBJECT_TASKS:
+    if pixels and not model.segmentation_head:
+        raise ValidationError({"head": ["This model has no segmentation head."]})
+    if model.task in OBJECT_TASKS and not pixels:
         items = _boxes(model, checkpoint, split, tab, label, thresholds, iou or model.iou_threshold)
-    elif model.task == Task.SEMANTIC:
+    elif model.task == Task.SEMANTIC or pixels:
         items = _pixels(model, checkpoint, split, tab, label, iou or model.iou_threshold)
     else:
         items = _images(model, checkpoint, split, tab, label, thresholds)

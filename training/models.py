@@ -146,6 +146,11 @@ class ModelVersion(models.Model):
     name = models.CharField(max_length=100)
     task = models.CharField(max_length=32, choices=Task.choices)
     multi_label = models.BooleanField(default=False)
+    segmentation_head = models.BooleanField(
+        default=False,
+        help_text="A detector with spec 004's segmentation head beside its detection head: it answers boxes and a "
+        "mask per label.",
+    )
     backbone = models.CharField(max_length=100)
     image_size = models.PositiveIntegerField()
     labels = models.JSONField(help_text="Output names in order.")

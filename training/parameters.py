@@ -171,9 +171,18 @@ INSTANCE_SEGMENTATION = [
     *[p for p in DETECTION if p.name in ("backbone", "pretrained", "flip", "seed")],
 ]
 
+SEGMENTATION_HEAD = Parameter(
+    "segmentation_head",
+    False,
+    "Spec 004's second head: a segmentation head on the detector's backbone learns every pixel's label from the "
+    "painted masks, while the detection head learns boxes from rectangles and polygons. One model answers both.",
+    bool,
+    advanced=True,
+)
+
 TASK_PARAMETERS = {
     "classification": CLASSIFICATION,
-    "detection": DETECTION,
+    "detection": [*DETECTION, SEGMENTATION_HEAD],
     "semantic-segmentation": SEMANTIC_SEGMENTATION,
     "instance-segmentation": INSTANCE_SEGMENTATION,
 }
@@ -207,7 +216,7 @@ def parameters_clean(task: str, raw: dict) -> dict:
             errors.setdefault(name, messages)
     if not errors:
         errors.update(backbone_check(out))
-    if not errors and task in ("semantic-segmentation", "instance-segmentation"):
+    if not errors and (task in ("semantic-segmentation", "instance-segmentation") or out.get("segmentation_head")):
         errors.update(_strides_check(out["backbone"]))
     if errors:
         raise ValidationError(errors)

@@ -21,6 +21,7 @@ from training.models import ModelVersion, Task
 if TYPE_CHECKING:  # torch: imported where a model is loaded
     from training.ml.classification import Classifier
     from training.ml.detection import Detector
+    from training.ml.heads import Heads
     from training.ml.instances import InstanceSegmenter
     from training.ml.segmentation import Segmenter
 
@@ -47,6 +48,18 @@ def detector_load(name: str) -> Detector:
     from training.ml.runtime import loaded_objects_freeze
 
     model = Detector(torch.load(io.BytesIO(stored_bytes(name)), map_location="cpu", weights_only=True))
+    loaded_objects_freeze()
+    return model
+
+
+@functools.lru_cache(maxsize=4)
+def heads_load(name: str) -> Heads:
+    import torch
+
+    from training.ml.heads import Heads
+    from training.ml.runtime import loaded_objects_freeze
+
+    model = Heads(torch.load(io.BytesIO(stored_bytes(name)), map_location="cpu", weights_only=True))
     loaded_objects_freeze()
     return model
 
@@ -123,12 +136,22 @@ def boxes_predict(
     nms: float = NMS_DEFAULT,
 ) -> list[list[dict]]:
     """Per image, the boxes that reach their label's threshold (or `threshold` for every label), best first, in
-    the pixels of the original image turned upright by its EXIF orientation."""
+    the pixels of the original image turned upright by its EXIF orientation. A detector with a segmentation head
+    answers its boxes, then one mask per label its segmentation head gives any pixel (as masks_predict's, with
+    `rle`)."""
     for data in images:
         image_check(data)
     thresholds = [threshold] * len(model.labels) if threshold is not None else model.thresholds_for(checkpoint)
     from training.ml.boxes import boxes_answer
 
+    if model.segmentation_head:
+        from training.ml.masks import masks_answer
+
+        both = heads_load(model.checkpoint_file(checkpoint).name).predict(images, score=min(thresholds), nms=nms)
+        return [
+            boxes_answer(rows, model.labels, thresholds) + masks_answer(pixels.labels, pixels.confidence, model.labels)
+            for rows, pixels in both
+        ]
     detector = detector_load(model.checkpoint_file(checkpoint).name)
     found = detector.predict(images, score=min(thresholds), nms=nms)
     return [boxes_answer(rows, model.labels, thresholds) for rows in found]
@@ -180,10 +203,12 @@ def boxes_shown(*, model: ModelVersion, checkpoint: str, images: list[bytes], na
     colours = dict(model.project.labels.values_list("name", "color"))
     found = boxes_predict(model=model, checkpoint=checkpoint, images=images, threshold=BOX_FLOOR)
     results = []
-    for name, raw, boxes in zip(names, images, found, strict=True):
+    for name, raw, answer in zip(names, images, found, strict=True):
         width, height, source = _preview(raw)
+        boxes = [item for item in answer if "rle" not in item]
         for box in boxes:
             box["color"] = colours.get(box["label"], "#ff3b30")
+        masks = [mask_drawn(item, colours.get(item["label"], "#ff3b30")) for item in answer if "rle" in item]
         results.append(
             {
                 "name": name,
@@ -191,6 +216,7 @@ def boxes_shown(*, model: ModelVersion, checkpoint: str, images: list[bytes], na
                 "width": width,
                 "height": height,
                 "boxes": boxes,
+                "masks": masks,  # a segmentation head's, one per label
                 "text_size": text_size(width, height),
             }
         )

@@ -155,6 +155,11 @@ def _detection_summary(model: ModelVersion) -> tuple[dict, dict]:
                 "map50": coco["map50"],
                 **{key: at[key] for key in ("precision", "recall", "f1")},
             }
+            if model.segmentation_head:
+                pixels = segmentation_statistics(model=model, checkpoint=checkpoint, split=split)
+                summary[checkpoint][split].update(
+                    {key: pixels[key] for key in ("miou", "label_miou", "pixel_accuracy")}
+                )
     return summary, optimised
 
 
@@ -204,8 +209,9 @@ def predicted_map(model: ModelVersion, checkpoint: str, item_id: int) -> np.ndar
 
 
 def segmentation_statistics(*, model: ModelVersion, checkpoint: str, split: str) -> dict:
-    """The statistics page of a semantic segmentation model for one checkpoint and split: per-label IoU, mIoU,
-    pixel accuracy and the confusion matrix over pixels (background first), at the training size."""
+    """The statistics page of a semantic segmentation model (or a detector's segmentation head) for one checkpoint
+    and split: per-label IoU, mIoU, pixel accuracy and the confusion matrix over pixels (background first), at the
+    training size."""
     arrays = _arrays(model.evaluation_file(checkpoint).name)
     return {
         "checkpoint": checkpoint,

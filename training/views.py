@@ -206,6 +206,10 @@ def model_page(request, project_id: int, model_id: int):
         from training.bundles import bundle_state
 
         context["bundle"] = bundle_state(model=model, checkpoint=state["checkpoint"])
+    if model.segmentation_head:
+        pixels = statistics.segmentation_statistics(model=model, checkpoint=state["checkpoint"], split=state["split"])
+        context["pixels"] = pixels
+        context["pixel_confusion"] = _confusion_rows([row["label"] for row in pixels["per_class"]], pixels["confusion"])
     if context["thresholded"]:
         context.update(_pr_context(request, model, stats))
     elif semantic:
@@ -507,16 +511,23 @@ def gallery_page(request, project_id: int, model_id: int):
     raw = request.GET.get("label", "0")
     label = int(raw) if raw.isascii() and raw.isdigit() and int(raw) < len(model.labels) else 0
     iou = _iou_chosen(model, request.GET.get("iou"))
-    found = galleries.gallery(model=model, label=label, tab=tab, iou=iou, **state)
+    pixels = model.segmentation_head and request.GET.get("head") == "segmentation"  # its segmentation head's
+    found = galleries.gallery(model=model, label=label, tab=tab, iou=iou, pixels=pixels, **state)
     items, size = found["items"], galleries.PAGE_SIZE
     pages = max(1, -(-len(items) // size))
     raw = request.GET.get("page", "1")
     number = min(pages, int(raw)) if raw.isascii() and raw.isdigit() and int(raw) > 0 else 1
     first_below = found["first_below"]
     tiles = galleries.tiles(items, (number - 1) * size, size)
-    if model.task == Task.SEMANTIC:
+    if model.task == Task.SEMANTIC or pixels:
         tiles = galleries.pixels_drawn(model, state["checkpoint"], label, tiles)
-    query = {**state, "tab": tab, "label": label, **({"iou": iou} if iou else {})}
+    query = {
+        **state,
+        "tab": tab,
+        "label": label,
+        **({"iou": iou} if iou else {}),
+        **({"head": "segmentation"} if pixels else {}),
+    }
     context = {
         "project": model.project,
         "model": model,
@@ -535,8 +546,9 @@ def gallery_page(request, project_id: int, model_id: int):
         if first_below is not None and tab == "all"
         else None,
         "first_below": first_below,
-        "detection": model.task in OBJECT_TASKS,
-        "semantic": model.task == Task.SEMANTIC,
+        "detection": model.task in OBJECT_TASKS and not pixels,
+        "semantic": model.task == Task.SEMANTIC or pixels,
+        "head": "segmentation" if pixels else "",
         "iou": iou or model.iou_threshold,
     }
     return render(request, "training/gallery.html", context)

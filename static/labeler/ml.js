@@ -141,17 +141,16 @@ export function wireMlMode({ assist, projectId }) {
     use(answer.body.id, `${answer.body.name} · ${answer.body.task} · loaded`, answer.body.name);
   });
   $("ml-train")?.addEventListener("click", async () => {
-    const heads = [];
-    if (saved.has("detection_head")) heads.push("detection");
-    if (saved.has("segmentation_head")) heads.push("semantic-segmentation");
-    if (!heads.length) return say("Enable the detection head or the segmentation head in the settings (⚙).");
-    if (heads.length > 1) {
-      return say("Both heads in one model are not available yet: switch one off in the settings (⚙).");
-    }
+    // Spec 004's heads: the detection head alone is a detector, the segmentation head alone a semantic segmentation
+    // model, and both are one detector with a segmentation head on its backbone.
+    const detection = saved.has("detection_head");
+    const segmentation = saved.has("segmentation_head");
+    if (!detection && !segmentation) return say("Enable the detection head or the segmentation head in the settings (⚙).");
     const body = {
-      task: heads[0],
+      task: detection ? "detection" : "semantic-segmentation",
       name: String(saved.get("name")),
       parameters: {
+        ...(detection ? { segmentation_head: segmentation } : {}),
         epochs: Number(saved.get("epochs")),
         batch_size: Number(saved.get("batch_size")),
         learning_rate: Number(saved.get("learning_rate")),

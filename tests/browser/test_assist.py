@@ -162,6 +162,9 @@ def test_ml_mode_trains_from_its_settings_then_predicts_accepts_and_clears(page,
     page.fill(f"{form} [name=epochs]", "3")
     page.fill(f"{form} [name=batch_size]", "4")
     page.select_option(f"{form} [name=image_size]", "224")
+    # Both heads are on by default (spec 004); this model is the detection head alone.
+    assert page.is_checked(f"{form} [name=detection_head]") and page.is_checked(f"{form} [name=segmentation_head]")
+    page.uncheck(f"{form} [name=segmentation_head]")
     page.click("#ml-settings-save")
     page.click("#ml-train")  # in tests the job runs inside this request; the panel then polls it
     page.wait_for_function("() => document.getElementById('ml-status').textContent.startsWith('Trained')")

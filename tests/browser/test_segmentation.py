@@ -13,6 +13,7 @@ from projects.uploads import images_upload
 from tests.browser.test_training import login, shot
 from tests.factories import UserFactory, make_project
 from tests.training.scenes import ring_scene
+from training import statistics
 from training.models import ModelVersion, Prediction
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
@@ -94,16 +95,63 @@ def test_a_segmentation_models_statistics_and_its_masks_in_model_assist(page, li
     assert (annotation.kind, annotation.label_id, annotation.geometry) == ("mask", chosen.label_id, chosen.geometry)
     assert annotation.source == "prediction" and annotation.score == pytest.approx(chosen.score)
 
-    # ML Mode's segmentation head trains a semantic segmentation model; both heads at once are refused for now.
+    # ML Mode's two heads (spec 004), both on by default, train one model: its detection head learns the rings'
+    # boxes from their polygons, its segmentation head the squares' pixels from the painted masks. Predict Current
+    # shows both kinds of suggestion greyed.
     page.click("#ml-mode-toggle")
     page.click("#ml-settings")
     form = "#ml-settings-form"
-    page.check(f"{form} [name=segmentation_head]")
+    assert page.is_checked(f"{form} [name=detection_head]") and page.is_checked(f"{form} [name=segmentation_head]")
+    page.fill(f"{form} [name=name]", "both")
+    page.fill(f"{form} [name=epochs]", "6")
+    page.fill(f"{form} [name=batch_size]", "4")
+    page.select_option(f"{form} [name=image_size]", "224")
     page.click("#ml-settings-save")
-    page.click("#ml-train")
-    assert page.text_content("#ml-job-state") == (
-        "Both heads in one model are not available yet: switch one off in the settings (⚙)."
+    page.click("#ml-train")  # in tests the job runs inside this request; the panel then polls it
+    page.wait_for_function("() => document.getElementById('ml-status').textContent === 'Trained ✓ (both)'")
+    both = ModelVersion.objects.get(name="both")
+    assert (both.task, both.segmentation_head, both.epochs_trained, both.image_size) == ("detection", True, 6, 224)
+    assert page.evaluate("() => window.sightline.assist.choice") == f"{both.id}:best"
+    page.eval_on_selector("#ml-threshold", "(el) => { el.value = '0.1'; el.dispatchEvent(new Event('input')); }")
+    loads = page.evaluate("window.sightline.assist.loads")
+    with page.expect_response(lambda r: r.url.endswith("/predictions/") and r.request.method == "POST"):
+        page.click("#ml-predict")
+    page.wait_for_function(f"() => window.sightline.assist.loads > {loads}")
+    stored = Prediction.objects.filter(image=image, model_version=both, score__gte=0.1)
+    shown = page.evaluate("window.sightline.assist.shown().map(s => [s.id, s.kind, s.label_name])")
+    assert sorted(shown) == sorted([p.id, p.kind, p.label.name] for p in stored)
+    assert ["mask", "square"] in [row[1:] for row in shown] and "box" in [row[1] for row in shown]
+    shot(page, "ml-mode-two-heads")
+    page.wait_for_load_state("networkidle")
+
+    # Its page: the detector's statistics, then the segmentation head's; Make a new prediction draws both.
+    pixels = statistics.segmentation_statistics(model=both, checkpoint="best", split="valid")
+    page.goto(f"{live_server.url}/projects/{project.id}/models/{both.id}/")
+    assert page.text_content("h1 .muted") == "object detection with a segmentation head"
+    assert page.text_content("#segmentation-head #miou") == f"{pixels['miou']:.4f}"
+    headers = page.locator("#pixel-confusion thead th").all_text_contents()
+    assert headers == ["true \\ predicted", "background", "ring", "square"]
+    assert page.locator("figure.chart figcaption").first.text_content() == "Validation mAP and mIoU"
+    shot(page, "two-heads-statistics")
+    page.goto(f"{live_server.url}/projects/{project.id}/predict/?model={both.id}")
+    page.set_input_files("input[name=file]", files=[{"name": "new.png", "mimeType": "image/png", "buffer": png}])
+    page.click("#predict-form button.primary")
+    page.wait_for_selector(".predicted-boxes svg image")
+    page.wait_for_load_state("load")
+    assert page.text_content("#results h2") == "Boxes and masks found by both"
+    painted = page.locator("g.pixels").evaluate_all("masks => masks.map(m => m.dataset.label)")
+    assert "square" in painted and page.locator("g.pixels image.mask-picture").count() == len(painted)
+    assert (
+        page.locator(".mask-count").text_content() == f"{len(painted)} label{'' if len(painted) == 1 else 's'} painted"
     )
+    page.fill("#mask-opacity", "0.2")
+    page.dispatch_event("#mask-opacity", "input")
+    assert page.eval_on_selector("figure.predicted-masks", "f => f.style.getPropertyValue('--mask-opacity')") == "0.2"
+    shot(page, "predict-two-heads")
+    page.goto(f"{live_server.url}/projects/{project.id}/images/{image.id}/label/")
+    page.wait_for_selector("body[data-labeler-ready=true]")
+
+    # Only the segmentation head: a semantic segmentation model.
     page.click("#ml-settings")
     page.uncheck(f"{form} [name=detection_head]")
     page.fill(f"{form} [name=name]", "painted")

@@ -1,6 +1,6 @@
 """Serve a Sightline model offline: POST an image to /api/predict/<project_id>/<model_name>/ and get its labels, a
-detector's boxes (`?threshold=` and `?nms=` as on Sightline), a segmentation model's masks, or an instance
-segmentation model's objects (the same query as a detector's).
+detector's boxes (`?threshold=` and `?nms=` as on Sightline; with a segmentation head, its masks too), a segmentation
+model's masks, or an instance segmentation model's objects (the same query as a detector's).
 
 Needs only what requirements.txt names; sightline_images.py (and the other sightline_*.py files of the bundle,
 Sightline's own last steps for its kind of model) must sit beside it. Run: python serve.py [--host 0.0.0.0] [--port 8500]
@@ -27,6 +27,7 @@ MODEL = torch.export.load(str(HERE / "model.pt2")).module()
 DETECTION = META["task"] == "detection"
 SEGMENTATION = META["task"] == "semantic-segmentation"
 INSTANCES = META["task"] == "instance-segmentation"
+HEADS = DETECTION and META.get("segmentation_head", False)  # a detector with a segmentation head: masks too
 MASK_BRANCH = torch.export.load(str(HERE / "masks.pt2")).module() if INSTANCES else None
 PATH = re.compile(r"^/api/predict/[^/]+/[^/]+/(best/?|last/?)?$")
 MAX_BYTES = 100 * 1024 * 1024
@@ -48,19 +49,27 @@ def predict(data: bytes) -> list:
     return rows
 
 
-def predict_boxes(data: bytes, threshold: float | None, nms: float) -> list:
-    """A detector's boxes, best first, in the pixels of the image turned upright: Sightline's own selection."""
+def predict_boxes(data: bytes, threshold: float | None, nms: float) -> tuple[list, list | None]:
+    """A detector's boxes, best first, in the pixels of the image turned upright: Sightline's own selection; and,
+    a detector with a segmentation head, its masks (as predict_masks'), else None."""
     from sightline_boxes import boxes_answer, boxes_select, network_input, rows_xywh
 
     pixels, scale = upright_resized(data, META["image_size"])
     thresholds = [threshold] * len(META["labels"]) if threshold is not None else META["thresholds"]
     with torch.inference_mode():
-        level_boxes, level_scores = MODEL(network_input([pixels], META["mean"], META["std"]))
+        level_boxes, level_scores, *semantic = MODEL(network_input([pixels], META["mean"], META["std"]))
     height, width = pixels.shape[:2]
     corners = boxes_select(
         [b[0] for b in level_boxes], [s[0] for s in level_scores], height, width, score=min(thresholds), nms=nms
     )
-    return boxes_answer(rows_xywh(corners, scale), META["labels"], thresholds)
+    boxes = boxes_answer(rows_xywh(corners, scale), META["labels"], thresholds)
+    if not HEADS:
+        return boxes, None
+    from sightline_masks import masks_answer, segment
+
+    original_width, original_height = upright_size(data)
+    label_map, confidence = segment(semantic[0][:, :, :height, :width], original_height, original_width)
+    return boxes, masks_answer(label_map, confidence, META["labels"])
 
 
 def predict_masks(data: bytes) -> list:
@@ -138,8 +147,9 @@ class Handler(BaseHTTPRequestHandler):
             return self._reply(400, refused.args[0])
         try:
             data = image_from_request(self.headers.get("Content-Type", ""), self.rfile.read(length))
+            masks = None
             if DETECTION:
-                result = predict_boxes(data, *settings)
+                result, masks = predict_boxes(data, *settings)
             elif INSTANCES:
                 result = predict_instances(data, *settings)
             else:
@@ -149,6 +159,8 @@ class Handler(BaseHTTPRequestHandler):
         except Exception as exc:  # noqa: BLE001 - a reply, never a dropped connection
             return self._reply(500, {"detail": f"The model failed on this image: {type(exc).__name__}: {exc}"})
         answer = {"model": META["name"], "checkpoint": META["checkpoint"], "predictions": result}
+        if masks is not None:
+            answer["masks"] = masks
         self._reply(200, {**answer, "task": META["task"]} if DETECTION or SEGMENTATION or INSTANCES else answer)
 
     def _reply(self, status: int, body: dict) -> None:

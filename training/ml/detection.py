@@ -211,7 +211,7 @@ def _tensor(image: np.ndarray, device) -> torch.Tensor:
 # --- training --------------------------------------------------------------------------------
 
 
-class _Images:
+class BoxImages:
     """Every sample decoded once at the training size: pixels, the scale, and its boxes at that scale."""
 
     def __init__(self, samples: Sequence[BoxSample], size: int, read: ReadBytes, hooks: Hooks, progress):
@@ -250,20 +250,48 @@ def train(
 
 class MapLoop(NetworkLoop):
     """A run validated by COCO's mAP (of boxes, or of instance masks): a subclass gives `predict` (every image of a
-    split, as its checkpoints keep them) and `valid_map` (COCOeval's {"map", "map50"} of the validation images)."""
+    split, as its checkpoints keep them) and `valid_map` (COCOeval's {"map", "map50"} of the validation images, and
+    any other score to record, as {"miou": ...}, None where it cannot be measured)."""
 
     metric = "mAP@0.5"
+    valid_empty = {"map": None, "map50": None}  # valid_map's keys, for a run without validation images
+
+    def network_start(self, build) -> None:
+        """The network (`build`: a build_model of detection.py's family) at the run's settings on its device, its
+        early stages frozen when pretrained, and the optimiser."""
+        config = self.config
+        self.model = build(
+            len(config.labels),
+            backbone=config.backbone,
+            pretrained=config.pretrained,
+            model_size=config.model_size,
+            image_size=config.size,
+        ).to(self.device)
+        self.normalization = normalization(config.backbone)
+        if config.pretrained:  # random early stages must learn like the rest
+            self.model.backbone.freeze_early()
+        self.optimiser_start(
+            learning_rate=config.learning_rate, patience_seconds=config.patience_seconds, device=self.device
+        )
 
     def predict(self, split: str) -> list:
         raise NotImplementedError
 
-    def valid_map(self, predicted: list) -> dict:
+    def valid_map(self, predicted) -> dict:
         raise NotImplementedError
+
+    def chosen_by(self, scores: dict) -> float | None:
+        """What picks the best epoch, from valid_map's scores (None: nothing measured)."""
+        return scores["map50"]
+
+    def valid_text(self, scores: dict) -> str:
+        named = self.metric.removesuffix("@0.5")
+        return f"valid {named}@0.5 {scores['map50']:.3f} mAP@[.5:.95] {scores['map']:.3f}"
 
     def _end_epoch(self, epoch: int, losses: dict[str, float], partial: bool, started: float) -> None:
         """Validate (COCO mAP), record the epoch, and keep the weights when they are the best so far."""
         valid_started = time.monotonic()
-        scores = {"map": None, "map50": None}
+        scores = dict(self.valid_empty)
         if len(self.images["valid"]):
             predicted = self.predict("valid")
             self.seconds_per_image = (time.monotonic() - valid_started) / len(self.images["valid"])
@@ -272,23 +300,17 @@ class MapLoop(NetworkLoop):
             "epoch": epoch,
             "train_loss": losses.get("loss", 0.0),
             "losses": {k: v for k, v in losses.items() if k != "loss"},
-            "valid_map": scores["map"],
-            "valid_map50": scores["map50"],
+            **{f"valid_{name}": value for name, value in scores.items()},
             "learning_rate": self.schedule.get_last_lr()[0],
             "seconds": time.monotonic() - started,
             "partial": partial,
         }
         self.history.append(entry)
-        score = scores["map50"] if scores["map50"] is not None else -entry["train_loss"]
+        chosen = self.chosen_by(scores)
         # Validation mAP measures an epoch cut short as well as a whole one: either can be the best.
-        self.keep_if_best(epoch, score)
+        self.keep_if_best(epoch, chosen if chosen is not None else -entry["train_loss"])
         parts = ", ".join(f"{k} {v:.4f}" for k, v in entry["losses"].items())
-        named = self.metric.removesuffix("@0.5")
-        valid = (
-            f"valid {named}@0.5 {scores['map50']:.3f} mAP@[.5:.95] {scores['map']:.3f}"
-            if scores["map50"] is not None
-            else "no validation images"
-        )
+        valid = self.valid_text(scores) if scores["map50"] is not None else "no validation images"
         self.hooks.log(
             f"Epoch {epoch}: train loss {entry['train_loss']:.4f} ({parts}), {valid}, {entry['seconds']:.1f} s"
             + (" (best so far)" if self.best_epoch == epoch else "")
@@ -317,25 +339,13 @@ class _Run(MapLoop):
         size = config.size
         self.truth = {"train": train_samples, "valid": valid_samples}
         self.images = {
-            "train": _Images(train_samples, size, read, hooks, self.prepared(0)),
-            "valid": _Images(valid_samples, size, read, hooks, self.prepared(len(train_samples))),
+            "train": BoxImages(train_samples, size, read, hooks, self.prepared(0)),
+            "valid": BoxImages(valid_samples, size, read, hooks, self.prepared(len(train_samples))),
         }
         dropped = sum(images.dropped for images in self.images.values())
         if dropped:
             hooks.log(f"{dropped} box(es) smaller than {MIN_BOX_PIXELS:g} px at {size} px were left out.")
-        self.model = build_model(
-            len(config.labels),
-            backbone=config.backbone,
-            pretrained=config.pretrained,
-            model_size=config.model_size,
-            image_size=size,
-        ).to(device)
-        self.normalization = normalization(config.backbone)
-        if config.pretrained:  # random early stages must learn like the rest
-            self.model.backbone.freeze_early()
-        self.optimiser_start(
-            learning_rate=config.learning_rate, patience_seconds=config.patience_seconds, device=device
-        )
+        self.network_start(build_model)
 
     def _order(self) -> list[int]:
         self.model.train()
@@ -404,6 +414,18 @@ def checkpoint(config: DetectorConfig, state: dict) -> dict:
     }
 
 
+def saved_built(build, saved: dict) -> nn.Module:
+    """The network a checkpoint of detection.py's family describes, built by `build` (its build_model) with random
+    weights, for the checkpoint's to be loaded into."""
+    return build(
+        len(saved["labels"]),
+        backbone=saved["backbone"],
+        pretrained=False,
+        model_size=saved["model_size"],
+        image_size=int(saved["image_size"]),
+    )
+
+
 def onnx_attach(checkpoints: dict[str, dict]) -> None:
     """Each checkpoint gets its network as an ONNX model ("onnx"), which a Detector on a CPU predicts with."""
     names = list(checkpoints)
@@ -422,13 +444,7 @@ class Detector:
         self.labels: list[str] = list(saved["labels"])
         self.image_size = int(saved["image_size"])
         self.device = device or runtime.device_choose()
-        model = build_model(
-            len(self.labels),
-            backbone=saved["backbone"],
-            pretrained=False,
-            model_size=saved["model_size"],
-            image_size=self.image_size,
-        )
+        model = saved_built(build_model, saved)
         model.load_state_dict(saved["state_dict"])
         self.network = DenseFCOS(model).to(self.device).eval()
         self.normalization = normalization(saved["backbone"])

@@ -34,6 +34,7 @@ from training.ml.detection import (
     NMS_DEFAULT,
     DetectorConfig,
     MapLoop,
+    saved_built,
 )
 from training.ml.detection import (
     build_model as detector_build,
@@ -75,23 +76,16 @@ class SemanticHead(LRASPPDecoder, nn.Module):
         self.decoder_build(low, middle, high, classes)
 
 
-class InstanceNet(nn.Module):
-    """FCOS, a mask branch over its pyramid's three finest levels (strides 8, 16, 32), and a semantic head over the
-    backbone's features at strides 4, 8 and 32. An instance's mask is its box's coarse mask where the semantic head
-    gives its label the pixel: the coarse mask tells instances apart, the semantic head draws edges and thin
-    structures finer than a 28 x 28 grid over the box can."""
+class BoxesAndPixels(nn.Module):
+    """The detector (FCOS over a feature pyramid) and a semantic head over the backbone's features at strides 4, 8
+    and 32, both from one pass through the backbone: what the instance model builds on, and spec 004's model with a
+    detection head and a segmentation head (heads.py)."""
 
     def __init__(self, labels: int, *, backbone: str, pretrained: bool, model_size: str, image_size: int):
         super().__init__()
-        from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
-
-        width = MODEL_SIZES[model_size].width
         self.detector = detector_build(
             labels, backbone=backbone, pretrained=pretrained, model_size=model_size, image_size=image_size
         )
-        self.pool = roi_pool()
-        self.mask_head = MaskRCNNHeads(width, [width] * 4, 1, norm_layer=nn.BatchNorm2d)  # as Mask R-CNN v2
-        self.mask_predictor = MaskRCNNPredictor(width, width, labels)
         pyramid = self.detector.backbone
         info = pyramid.body.feature_info
         self.low_level = stride_level(info, 4)
@@ -115,16 +109,9 @@ class InstanceNet(nn.Module):
         semantic = functional.interpolate(semantic.float(), size=x.shape[-2:], mode="bilinear", align_corners=False)
         return OrderedDict((name, level.float()) for name, level in found.items()), semantic
 
-    def mask_logits(self, features: dict, boxes: list[torch.Tensor], shape: tuple[int, int]) -> torch.Tensor:
-        """Per box (corners at the input's pixels, one list entry per image of the batch): 28 x 28 logits per label."""
-        pooled = self.pool(features, boxes, [shape] * len(boxes))
-        return self.mask_predictor(self.mask_head(pooled))
-
-    def losses(self, images: list[torch.Tensor], targets: list[dict]) -> dict[str, torch.Tensor]:
-        """FCOS's losses (its own forward, step by step, to keep the pyramid) and Mask R-CNN's mask loss on the true
-        boxes and a jittered copy of each."""
-        from torchvision.models.detection.roi_heads import maskrcnn_loss
-
+    def detection_losses(self, images: list[torch.Tensor], targets: list[dict]):
+        """FCOS's losses (its own forward, step by step, to keep the pyramid), and what the other heads learn from:
+        the batch (FCOS's transform of it), its targets there, the pyramid and the semantic logits."""
         fcos = self.detector
         batch, targets = fcos.transform(images, targets)
         features, semantic = self.features(batch.tensors)
@@ -132,6 +119,47 @@ class InstanceNet(nn.Module):
         anchors = fcos.anchor_generator(batch, levels)
         counts = [level.size(2) * level.size(3) for level in levels]
         losses = fcos.compute_loss(targets, fcos.head(levels), anchors, counts)
+        return losses, batch, targets, features, semantic
+
+
+def semantic_loss(semantic: torch.Tensor, label_maps: Sequence[torch.Tensor | None]) -> torch.Tensor:
+    """Cross-entropy and Dice of the semantic logits against each image's label map (None: an image the head does
+    not learn from), padding ignored."""
+    truth = torch.full(semantic.shape[:1] + semantic.shape[2:], IGNORE, dtype=torch.long, device=semantic.device)
+    for index, painted in enumerate(label_maps):
+        if painted is not None:
+            truth[index, : painted.shape[0], : painted.shape[1]] = painted
+    if not (truth != IGNORE).any():  # cross-entropy over no pixel is NaN
+        return semantic.sum() * 0
+    return functional.cross_entropy(semantic, truth, ignore_index=IGNORE) + dice_loss(semantic, truth)
+
+
+class InstanceNet(BoxesAndPixels):
+    """FCOS, a mask branch over its pyramid's three finest levels (strides 8, 16, 32), and a semantic head over the
+    backbone's features at strides 4, 8 and 32. An instance's mask is its box's coarse mask where the semantic head
+    gives its label the pixel: the coarse mask tells instances apart, the semantic head draws edges and thin
+    structures finer than a 28 x 28 grid over the box can."""
+
+    def __init__(self, labels: int, *, backbone: str, pretrained: bool, model_size: str, image_size: int):
+        super().__init__(labels, backbone=backbone, pretrained=pretrained, model_size=model_size, image_size=image_size)
+        from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+
+        width = MODEL_SIZES[model_size].width
+        self.pool = roi_pool()
+        self.mask_head = MaskRCNNHeads(width, [width] * 4, 1, norm_layer=nn.BatchNorm2d)  # as Mask R-CNN v2
+        self.mask_predictor = MaskRCNNPredictor(width, width, labels)
+
+    def mask_logits(self, features: dict, boxes: list[torch.Tensor], shape: tuple[int, int]) -> torch.Tensor:
+        """Per box (corners at the input's pixels, one list entry per image of the batch): 28 x 28 logits per label."""
+        pooled = self.pool(features, boxes, [shape] * len(boxes))
+        return self.mask_predictor(self.mask_head(pooled))
+
+    def losses(self, images: list[torch.Tensor], targets: list[dict]) -> dict[str, torch.Tensor]:
+        """FCOS's losses and Mask R-CNN's mask loss on the true boxes and a jittered copy of each, and the semantic
+        head's loss."""
+        from torchvision.models.detection.roi_heads import maskrcnn_loss
+
+        losses, batch, targets, features, semantic = self.detection_losses(images, targets)
         proposals, matched = [], []
         for target in targets:
             boxes = target["boxes"]
@@ -149,11 +177,7 @@ class InstanceNet(nn.Module):
         losses["mask"] = maskrcnn_loss(
             logits, proposals, [t["masks"] for t in targets], [t["labels"] for t in targets], matched
         )
-        truth = torch.full(semantic.shape[:1] + semantic.shape[2:], IGNORE, dtype=torch.long, device=semantic.device)
-        for index, target in enumerate(targets):
-            painted = target["label_map"]
-            truth[index, : painted.shape[0], : painted.shape[1]] = painted
-        losses["semantic"] = functional.cross_entropy(semantic, truth, ignore_index=IGNORE) + dice_loss(semantic, truth)
+        losses["semantic"] = semantic_loss(semantic, [t["label_map"] for t in targets])
         return losses
 
 
@@ -346,19 +370,7 @@ class _Run(MapLoop):
         too_small = sum(images.too_small for images in self.images.values())
         if too_small:
             hooks.log(f"{too_small} instance(s) cover no pixel at {size} px: trained without them, scored with them.")
-        self.model = build_model(
-            len(config.labels),
-            backbone=config.backbone,
-            pretrained=config.pretrained,
-            model_size=config.model_size,
-            image_size=size,
-        ).to(device)
-        self.normalization = normalization(config.backbone)
-        if config.pretrained:
-            self.model.backbone.freeze_early()
-        self.optimiser_start(
-            learning_rate=config.learning_rate, patience_seconds=config.patience_seconds, device=device
-        )
+        self.network_start(build_model)
 
     def _order(self) -> list[int]:
         self.model.train()
@@ -489,13 +501,7 @@ class InstanceSegmenter:
         self.labels: list[str] = list(saved["labels"])
         self.image_size = int(saved["image_size"])
         self.device = device or runtime.device_choose()
-        model = build_model(
-            len(self.labels),
-            backbone=saved["backbone"],
-            pretrained=False,
-            model_size=saved["model_size"],
-            image_size=self.image_size,
-        )
+        model = saved_built(build_model, saved)
         model.load_state_dict(saved["state_dict"])
         self.network = model.to(self.device).eval()
         self.normalization = normalization(saved["backbone"])

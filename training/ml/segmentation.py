@@ -209,7 +209,7 @@ def _targets(label_maps: Sequence[np.ndarray], shape: tuple[int, int]) -> torch.
     return out
 
 
-def _batches(pixels: Sequence[np.ndarray], indices: Sequence[int]):
+def padded_batches(pixels: Sequence[np.ndarray], indices: Sequence[int]):
     """Indices grouped by padded shape, EVAL_BATCH at a time: an image's prediction never depends on others."""
     groups: dict[tuple[int, int], list[int]] = {}
     for index in indices:
@@ -315,7 +315,7 @@ class _Run(NetworkLoop):
         per_image = np.zeros((len(images), 3, classes), np.int64)
         pictures: dict[int, bytes] = {}
         with torch.inference_mode():
-            for chosen in _batches(images.pixels, range(len(images))):
+            for chosen in padded_batches(images.pixels, range(len(images))):
                 logits = self.model(
                     network_input([images.pixels[i] for i in chosen], *self.normalization).to(self.device)
                 )

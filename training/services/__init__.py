@@ -42,6 +42,7 @@ def training_job_start(
         use_validation_set=cleaned["use_validation_set"],
         seed=cleaned["seed"],
         image_ids=images,
+        segmentation_head=cleaned.get("segmentation_head", False),
     )
     job = TrainingJob.objects.create(
         kind=TrainingJob.KIND,

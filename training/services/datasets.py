@@ -74,13 +74,15 @@ def _among(chosen: list[int] | None) -> dict:
     return {} if chosen is None else {"image_id__in": chosen}
 
 
-def _detection_targets(project: Project, chosen: list[int] | None) -> tuple[list[dict], dict[int, dict], int]:
-    """The label map, each image's boxes ({"boxes": [[x, y, w, h, label index], ...]}) and how many degenerate
-    boxes were clipped away. Images marked labeled with no object are negatives (no boxes)."""
+def _detection_targets(
+    project: Project, chosen: list[int] | None, kinds: tuple[str, ...] = DETECTION_KINDS
+) -> tuple[list[dict], dict[int, dict], int]:
+    """The label map, each image's boxes ({"boxes": [[x, y, w, h, label index], ...]}, from objects of `kinds`) and
+    how many degenerate boxes were clipped away. Images marked labeled with no object are negatives (no boxes)."""
     from annotations.geometry import bbox
 
     rows = (
-        Annotation.objects.filter(image__project=project, kind__in=DETECTION_KINDS, **_among(chosen))
+        Annotation.objects.filter(image__project=project, kind__in=kinds, **_among(chosen))
         .order_by("image_id", "id")
         .values_list("image_id", "image__width", "image__height", "kind", "geometry", "label_id", "label__name")
     )
@@ -119,12 +121,14 @@ def _negatives(project: Project, chosen: list[int] | None, targets: dict, *, wit
 SEGMENTATION_KINDS = ("polygon", "mask")  # what covers pixels: boxes would teach rectangles
 
 
-def _segmentation_targets(project: Project, chosen: list[int] | None) -> tuple[list[dict], dict[int, dict]]:
+def _segmentation_targets(
+    project: Project, chosen: list[int] | None, kinds: tuple[str, ...] = SEGMENTATION_KINDS
+) -> tuple[list[dict], dict[int, dict]]:
     """The label map and each image's shapes ({"shapes": [[label index, kind, geometry], ...], "size": [height,
-    width]}, in drawing order, in the upright image's pixels, which are `size`). Images marked labeled with no
-    object at all are all background."""
+    width]}, in drawing order, in the upright image's pixels, which are `size`), from objects of `kinds`. Images
+    marked labeled with no object at all are all background."""
     rows = (
-        Annotation.objects.filter(image__project=project, kind__in=SEGMENTATION_KINDS, **_among(chosen))
+        Annotation.objects.filter(image__project=project, kind__in=kinds, **_among(chosen))
         .order_by("image_id", "id")
         .values_list("image_id", "image__height", "image__width", "kind", "geometry", "label_id", "label__name")
     )
@@ -152,10 +156,45 @@ def _segmentation_targets(project: Project, chosen: list[int] | None) -> tuple[l
     return label_map, targets
 
 
+GEOMETRIC_KINDS = ("box", "polygon")  # spec 004: the detection head's, beside a segmentation head
+PAINTED_KINDS = ("mask",)  # and the segmentation head's: what the brush paints
+
+
+def _heads_targets(project: Project, chosen: list[int] | None) -> tuple[list[dict], dict[int, dict], int]:
+    """A detector with a segmentation head (spec 004): one label map over both, and each image's boxes from its
+    rectangles and polygons, its painted masks as shapes, and whether the segmentation head learns from it
+    ({"boxes", "shapes", "painted"}): an image with paint does, and so does one marked labeled with no object at
+    all (all background); one with only boxes does not, for its objects may be painted elsewhere."""
+    box_map, boxed, skipped = _detection_targets(project, chosen, GEOMETRIC_KINDS)
+    if not box_map:
+        raise ValidationError(
+            {"task": ["No image has a rectangle or polygon yet: draw some, or switch the detection head off."]}
+        )
+    paint_map, painted = _segmentation_targets(project, chosen, PAINTED_KINDS)
+    if not paint_map:
+        raise ValidationError(
+            {"segmentation_head": ["No image has painted masks yet: paint some, or switch the segmentation head off."]}
+        )
+    label_map = sorted({label["id"]: label for label in [*box_map, *paint_map]}.values(), key=lambda x: x["name"])
+    index = {label["id"]: i for i, label in enumerate(label_map)}
+    from_boxes, from_paint = [index[label["id"]] for label in box_map], [index[label["id"]] for label in paint_map]
+    targets = {}
+    for image_id in sorted(set(boxed) | set(painted)):
+        paint = painted.get(image_id)
+        targets[image_id] = {
+            "boxes": [[*row[:4], from_boxes[row[4]]] for row in boxed.get(image_id, {"boxes": []})["boxes"]],
+            "shapes": [
+                [from_paint[label], kind, geometry] for label, kind, geometry in (paint or {"shapes": []})["shapes"]
+            ],
+            "painted": paint is not None,
+        }
+    return label_map, targets, skipped
+
+
 def _object_labels(target, task: str) -> list[int]:
     """The label indices of an image's target: one per box or shape, or the image's labels."""
     if task == Task.DETECTION:
-        return [row[4] for row in target["boxes"]]
+        return [row[4] for row in target["boxes"]] + [row[0] for row in target.get("shapes", ())]
     if task in SHAPE_TASKS:
         return [row[0] for row in target["shapes"]]
     return list(target)
@@ -167,7 +206,7 @@ def _objects_check(label_map: list[dict], targets: dict[int, dict], valid_images
     model = "detector" if task == Task.DETECTION else "segmentation model"
     if not label_map:
         raise ValidationError({"task": [f"No image has a {what} yet: draw some objects before training a {model}."]})
-    if task in SHAPE_TASKS and len(label_map) > MAX_LABELS:
+    if (task in SHAPE_TASKS or any("shapes" in t for t in targets.values())) and len(label_map) > MAX_LABELS:
         raise ValidationError(
             {
                 "task": [
@@ -216,6 +255,7 @@ def dataset_version_create(
     use_validation_set: bool,
     seed: int = 0,
     image_ids: list[int] | None = None,
+    segmentation_head: bool = False,
 ) -> DatasetVersion:
     """Freeze the project's labelled images now (or those of `image_ids` that have labels: ML Mode's checklist);
     later labelling does not change this version."""
@@ -236,7 +276,9 @@ def dataset_version_create(
         )
     skipped = 0
     if task != Task.CLASSIFICATION:
-        if task == Task.DETECTION:
+        if task == Task.DETECTION and segmentation_head:
+            label_map, targets, skipped = _heads_targets(project, chosen)
+        elif task == Task.DETECTION:
             label_map, targets, skipped = _detection_targets(project, chosen)
         else:
             label_map, targets = _segmentation_targets(project, chosen)
@@ -348,10 +390,17 @@ def _group(target, task: str) -> tuple:
 
 
 def _counts(items: list[DatasetItem], label_map: list[dict], task: str) -> dict:
-    """Images per split; per label, images (classification) or objects (detection, segmentation) per split."""
+    """Images per split; per label, images (classification) or objects (detection, segmentation) per split. A
+    detector with a segmentation head counts its boxes under "labels" and its painted masks under "painted"."""
+    heads = task == Task.DETECTION and any("shapes" in item.targets for item in items)
     per_label = {label["name"]: {"train": 0, "valid": 0} for label in label_map}
+    painted = {label["name"]: {"train": 0, "valid": 0} for label in label_map}
     for item in items:
-        for index in _object_labels(item.targets, task):
+        indices = [row[4] for row in item.targets["boxes"]] if heads else _object_labels(item.targets, task)
+        for index in indices:
             per_label[label_map[index]["name"]][item.split] += 1
+        for index in [row[0] for row in item.targets["shapes"]] if heads else ():
+            painted[label_map[index]["name"]][item.split] += 1
     splits = Counter(item.split for item in items)
-    return {"train": splits[Split.TRAIN], "valid": splits[Split.VALID], "labels": per_label}
+    counts = {"train": splits[Split.TRAIN], "valid": splits[Split.VALID], "labels": per_label}
+    return {**counts, "painted": painted} if heads else counts

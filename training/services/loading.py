@@ -48,6 +48,7 @@ def model_load(*, project: Project, user, upload, name: str | None = None) -> Mo
         project=project,
         task=task,
         multi_label=bool(saved.get("multi_label", False)),
+        segmentation_head=_with_head(saved, task),
         backbone=saved["backbone"],
         image_size=int(saved["image_size"]),
         labels=labels,
@@ -85,8 +86,11 @@ CHECKPOINT_KEYS = {
 def _checked_bytes(saved: dict, task: str) -> bytes:
     import torch
 
+    from training.ml.heads import HEAD_KEY
+
+    keys = (*CHECKPOINT_KEYS[task], *([HEAD_KEY] if _with_head(saved, task) else []))
     out = io.BytesIO()
-    torch.save({key: saved[key] for key in CHECKPOINT_KEYS[task]}, out)
+    torch.save({key: saved[key] for key in keys}, out)
     return out.getvalue()
 
 
@@ -151,9 +155,17 @@ def _checkpoint_read(raw: bytes) -> dict:
         _refuse(f"checkpoint.pt cannot be loaded safely (torch.load with weights_only): {reason}")
     if not isinstance(saved, dict) or not isinstance(saved.get("state_dict"), dict):
         _refuse("checkpoint.pt holds no Sightline checkpoint (a dictionary with a state_dict).")
-    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in saved["state_dict"].items()):
-        _refuse("checkpoint.pt's state_dict holds something other than named tensors.")
-    for name, tensor in saved["state_dict"].items():
+    from training.ml.heads import HEAD_KEY
+
+    weights = {"state_dict": saved["state_dict"]}
+    if HEAD_KEY in saved:  # a detector's segmentation head (spec 004)
+        if not isinstance(saved[HEAD_KEY], dict):
+            _refuse(f"checkpoint.pt's {HEAD_KEY} holds no weights.")
+        weights[HEAD_KEY] = saved[HEAD_KEY]
+    for key, state in weights.items():
+        if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+            _refuse(f"checkpoint.pt's {key} holds something other than named tensors.")
+    for name, tensor in [pair for state in weights.values() for pair in state.items()]:
         if tensor.layout != torch.strided or tensor.is_quantized or tensor.is_complex():
             _refuse(f"The tensor {name[:100]} is not a plain dense tensor.")
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
@@ -198,7 +210,7 @@ def _task(saved: dict, meta: dict) -> str:
         or len(set(labels)) != len(labels)
     ):
         _refuse(f"checkpoint.pt's labels must be 1 to {MAX_LABELS} different names of at most 100 characters.")
-    if task in (Task.SEMANTIC, Task.INSTANCE):  # label maps are bytes
+    if task in (Task.SEMANTIC, Task.INSTANCE) or _with_head(saved, task):  # label maps are bytes
         from training.ml.segmentation_metrics import MAX_LABELS as MAX_SEGMENTATION_LABELS
 
         if len(labels) > MAX_SEGMENTATION_LABELS:
@@ -223,14 +235,28 @@ def _task(saved: dict, meta: dict) -> str:
     return task
 
 
+def _with_head(saved: dict, task: str) -> bool:
+    """A detector's checkpoint with spec 004's segmentation head beside its weights."""
+    from training.ml.heads import HEAD_KEY
+
+    return task == Task.DETECTION and HEAD_KEY in saved
+
+
 def _network_check(saved: dict, task: str) -> None:
     """Build the network the checkpoint describes, and insist each tensor has the shape it has there."""
     import torch
+
+    from training.ml.heads import HEAD_KEY
 
     with torch.device("meta"):  # shapes only: nothing is allocated, whatever the size
         network = _network_built(saved, task)
     expected = {name: tuple(tensor.shape) for name, tensor in network.state_dict().items()}
     given = {name: tuple(tensor.shape) for name, tensor in saved["state_dict"].items()}
+    if _with_head(saved, task):  # both heads' weights, named as in the network with both
+        given = {
+            **{f"detector.{name}": shape for name, shape in given.items()},
+            **{f"semantic.{name}": tuple(tensor.shape) for name, tensor in saved[HEAD_KEY].items()},
+        }
     missing = [name for name in expected if name not in given]
     unexpected = [name for name in given if name not in expected]
     wrong = [name for name in expected if name in given and given[name] != expected[name]]
@@ -255,16 +281,10 @@ def _network_built(saved: dict, task: str):
 
     try:
         if task in (Task.DETECTION, Task.INSTANCE):
-            from training.ml import detection, instances
+            from training.ml import detection, heads, instances
 
             build = detection.build_model if task == Task.DETECTION else instances.build_model
-            return build(
-                len(saved["labels"]),
-                backbone=saved["backbone"],
-                pretrained=False,
-                model_size=saved["model_size"],
-                image_size=saved["image_size"],
-            )
+            return detection.saved_built(heads.build_model if _with_head(saved, task) else build, saved)
         if task == Task.SEMANTIC:
             from training.ml.segmentation import build_model
 

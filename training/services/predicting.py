@@ -93,10 +93,11 @@ def images_predict_store(
 
 
 def _stored_shape(task: str, item: dict) -> tuple[str, dict]:
-    """A prediction row's kind and geometry from an answer of the predict endpoint's."""
-    if task == Task.DETECTION:
+    """A prediction row's kind and geometry from an answer of the predict endpoint's (a detector with a segmentation
+    head answers masks too)."""
+    if task == Task.DETECTION and "rle" not in item:
         return Prediction.Kind.BOX, {k: item[k] for k in ("x", "y", "width", "height")}
-    if task in SHAPE_TASKS:
+    if task in SHAPE_TASKS or "rle" in item:
         return Prediction.Kind.MASK, {"rle": item["rle"]}
     return Prediction.Kind.LABEL, {}
 
@@ -164,7 +165,18 @@ def predicted_results(*, model: ModelVersion, checkpoint: str, image_ids: list[i
                 }
             )
         elif model.task == Task.DETECTION:
-            boxes = [{"label": r.label.name, "score": r.score, "color": r.label.color, **r.geometry} for r in rows]
+            boxes = [
+                {"label": r.label.name, "score": r.score, "color": r.label.color, **r.geometry}
+                for r in rows
+                if r.kind == Prediction.Kind.BOX
+            ]
+            masks = [  # a segmentation head's
+                predictions.mask_drawn(
+                    {"label": r.label.name, "score": r.score, "rle": r.geometry["rle"], "box": _box(r)}, r.label.color
+                )
+                for r in rows
+                if r.kind == Prediction.Kind.MASK
+            ]
             source = f"/api/images/{image.pk}/file/"
             size = predictions.text_size(image.width, image.height)
             results.append(
@@ -174,6 +186,7 @@ def predicted_results(*, model: ModelVersion, checkpoint: str, image_ids: list[i
                     "width": image.width,
                     "height": image.height,
                     "boxes": boxes,
+                    "masks": masks,
                     "text_size": size,
                 }
             )

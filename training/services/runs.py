@@ -23,7 +23,7 @@ from jobs.models import Job
 from jobs.runner import Cancelled, Context, JobFailed, unexpected_error
 from projects.files import stored_bytes
 from training import statistics
-from training.ml import classification, detection, instances, loop, runtime, segmentation
+from training.ml import classification, detection, heads, instances, loop, runtime, segmentation
 from training.ml.images import Sample
 from training.models import DatasetItem, ModelVersion, Split, Task, TrainingJob
 
@@ -177,8 +177,20 @@ def _train(job: TrainingJob, reporter: _Reporter) -> tuple[ModelVersion, str]:
     return _model_save(job, config, result, train_items, valid_items), result.stopped_by
 
 
+def _heads_sample(item: DatasetItem) -> heads.HeadsSample:
+    targets = item.targets
+    return heads.HeadsSample(
+        item.file,
+        tuple(tuple(row) for row in targets["boxes"]),
+        tuple((row[0], row[1], row[2]) for row in targets["shapes"]),
+        targets["painted"],
+    )
+
+
 def _train_detection(job: TrainingJob, reporter: _Reporter) -> tuple[ModelVersion, str]:
     parameters, version = job.parameters, job.dataset_version
+    if parameters.get("segmentation_head"):
+        return _train_heads(job, reporter)
     train_samples, valid_samples, train_items, valid_items = _samples(job, reporter, _detection_sample)
     config = detection.DetectorConfig(
         **_network_settings(job), model_size=parameters["model_size"], image_size=parameters["image_size"]
@@ -206,6 +218,39 @@ def _train_detection(job: TrainingJob, reporter: _Reporter) -> tuple[ModelVersio
     for checkpoint in ("best", "last"):
         per_image = result.predictions[checkpoint]["train"] + result.predictions[checkpoint]["valid"]
         evaluations[checkpoint] = {"item_ids": item_ids, "splits": splits, **_rows_arrays(per_image)}
+    return _model_store(model, result.checkpoints, evaluations), result.stopped_by
+
+
+def _train_heads(job: TrainingJob, reporter: _Reporter) -> tuple[ModelVersion, str]:
+    """Spec 004's model: the detector with a segmentation head. Its evaluation holds what a detector's holds (every
+    image's boxes) and what a semantic model's holds (the pixels counted, and each image's label map)."""
+    parameters = job.parameters
+    train_samples, valid_samples, train_items, valid_items = _samples(job, reporter, _heads_sample)
+    config = heads.HeadsConfig(
+        **_network_settings(job), model_size=parameters["model_size"], image_size=parameters["image_size"]
+    )
+    device = _device_started(job, reporter, len(train_samples) + len(valid_samples))
+    boxes = sum(len(s.boxes) for s in train_samples)
+    painted = sum(s.painted for s in train_samples)
+    reporter.log(
+        f"Training a {config.model_size} detector with a segmentation head ({config.backbone}, "
+        f"{'pretrained' if config.pretrained else 'random weights'}, {config.size} px) on {len(train_samples)} "
+        f"images ({boxes} boxes; {painted} images that the segmentation head learns from), validating on "
+        f"{len(valid_samples)}, {runtime.describe(device)}."
+    )
+    result = heads.train(config, train_samples, valid_samples, hooks=reporter.hooks(), read=stored_bytes, device=device)
+    reporter.log(f"Stopped by {result.stopped_by}; best epoch {result.best_epoch} of {len(result.history)}.")
+    model = _model_row(job, config, result, image_size=config.size, segmentation_head=True)
+    item_ids, splits = _item_arrays(train_items, valid_items)
+    evaluations = {
+        checkpoint: {
+            "item_ids": item_ids,
+            "splits": splits,
+            **_rows_arrays(result.boxes[checkpoint]["train"] + result.boxes[checkpoint]["valid"]),
+            **_pixels_arrays(result.scored[checkpoint]),
+        }
+        for checkpoint in ("best", "last")
+    }
     return _model_store(model, result.checkpoints, evaluations), result.stopped_by
 
 
@@ -302,22 +347,26 @@ def _train_semantic(job: TrainingJob, reporter: _Reporter) -> tuple[ModelVersion
     reporter.log(f"Stopped by {result.stopped_by}; best epoch {result.best_epoch} of {len(result.history)}.")
     model = _model_row(job, config, result, image_size=config.image_size)
     item_ids, splits = _item_arrays(train_items, valid_items)
-    evaluations = {}
-    for checkpoint in ("best", "last"):
-        train, valid = result.scored[checkpoint]["train"], result.scored[checkpoint]["valid"]
-        pictures = train.maps + valid.maps
-        evaluations[checkpoint] = {
-            "item_ids": item_ids,
-            "splits": splits,
-            "total_train": train.total,
-            "total_valid": valid.total,
-            "per_image": np.concatenate([train.per_image, valid.per_image]),
-            # Each image's predicted label map (a PNG at the training size), for the galleries: one byte array, cut
-            # at the offsets.
-            "maps": np.frombuffer(b"".join(pictures), dtype=np.uint8),
-            "map_offsets": np.cumsum([0, *(len(p) for p in pictures)]).astype(np.int64),
-        }
+    evaluations = {
+        checkpoint: {"item_ids": item_ids, "splits": splits, **_pixels_arrays(result.scored[checkpoint])}
+        for checkpoint in ("best", "last")
+    }
     return _model_store(model, result.checkpoints, evaluations), result.stopped_by
+
+
+def _pixels_arrays(scored: dict) -> dict[str, np.ndarray]:
+    """A segmentation's evaluation of one checkpoint (segmentation.Scored per split): the pixels counted per split and
+    per image, and each image's predicted label map (a PNG at the training size), for the galleries: one byte array,
+    cut at the offsets."""
+    train, valid = scored["train"], scored["valid"]
+    pictures = train.maps + valid.maps
+    return {
+        "total_train": train.total,
+        "total_valid": valid.total,
+        "per_image": np.concatenate([train.per_image, valid.per_image]),
+        "maps": np.frombuffer(b"".join(pictures), dtype=np.uint8),
+        "map_offsets": np.cumsum([0, *(len(p) for p in pictures)]).astype(np.int64),
+    }
 
 
 def _onnx_attach(reporter: _Reporter, checkpoints: dict) -> None:
