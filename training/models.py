@@ -180,7 +180,13 @@ class ModelVersion(models.Model):
 
     class Meta:
         ordering = ["project_id", "-created_at", "-id"]
-        constraints = [models.UniqueConstraint(fields=["project", "name"], name="model_version_unique_name")]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="model_version_unique_name"),
+            models.CheckConstraint(
+                condition=models.Q(segmentation_head=False) | models.Q(task="detection"),
+                name="model_version_segmentation_head_on_a_detector",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.task}{', multi-label' if self.multi_label else ''})"

@@ -78,7 +78,11 @@ class Boxes:
     masks: detection_metrics.Masks | None = None  # an instance model's: each row's mask (RLE), truth and predicted
 
     def subset(self, split: str) -> Boxes:
-        keep = np.flatnonzero(self.splits == SPLITS[split])
+        return self.only(self.splits == SPLITS[split])
+
+    def only(self, chosen: np.ndarray) -> Boxes:
+        """The images where `chosen` (a boolean per image) is true."""
+        keep = np.flatnonzero(chosen)
         return Boxes(
             self.item_ids[keep],
             self.splits[keep],
@@ -92,6 +96,12 @@ class Boxes:
 def _truth_boxes(dataset_version_id: int, item_ids: tuple[int, ...]) -> list[np.ndarray]:
     found = dict(DatasetItem.objects.filter(dataset_version_id=dataset_version_id).values_list("id", "targets"))
     return [np.asarray(found[pk]["boxes"], dtype=np.float64).reshape(-1, 5) for pk in item_ids]
+
+
+@functools.lru_cache(maxsize=32)
+def _boxed(dataset_version_id: int, item_ids: tuple[int, ...]) -> np.ndarray:
+    found = dict(DatasetItem.objects.filter(dataset_version_id=dataset_version_id).values_list("id", "targets"))
+    return np.array([found[pk].get("boxed", True) for pk in item_ids], dtype=bool)
 
 
 @functools.lru_cache(maxsize=8)
@@ -122,7 +132,9 @@ def boxes_load(model: ModelVersion, checkpoint: str) -> Boxes:
     predicted = [rows[bounds[i] : bounds[i + 1]] for i in range(count)]
     item_ids = tuple(arrays["item_ids"].tolist())
     if model.task != Task.INSTANCE:
-        return Boxes(arrays["item_ids"], arrays["splits"], _truth_boxes(model.dataset_version_id, item_ids), predicted)
+        boxes = Boxes(arrays["item_ids"], arrays["splits"], _truth_boxes(model.dataset_version_id, item_ids), predicted)
+        # A detector with a segmentation head is scored on the images whose boxes are known (not those only painted).
+        return boxes.only(_boxed(model.dataset_version_id, item_ids)) if model.segmentation_head else boxes
     truth, truth_masks = _truth_instances(model.dataset_version_id, item_ids)
     counts, offsets, sizes = arrays["mask_counts"].tobytes(), arrays["mask_offsets"], arrays["mask_sizes"]
     masks = [{"size": sizes[k].tolist(), "counts": counts[offsets[k] : offsets[k + 1]].decode("ascii")} for k in order]
@@ -218,7 +230,8 @@ def segmentation_statistics(*, model: ModelVersion, checkpoint: str, split: str)
         "split": split,
         "task": Task.SEMANTIC,
         "labels": model.labels,
-        "count": int((arrays["splits"] == SPLITS[split]).sum()),
+        # The images scored: every one of a semantic model's; a detector's segmentation head's painted ones.
+        "count": int((arrays["per_image"][arrays["splits"] == SPLITS[split], 1].sum(axis=1) > 0).sum()),
         **segmentation_metrics.scores(arrays[f"total_{split}"], model.labels),
     }
 

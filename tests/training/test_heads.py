@@ -19,7 +19,7 @@ from tests.training.scenes import ring_scene
 from tests.training.test_segmentation import _reference_iou
 from training import statistics
 from training.ml import heads
-from training.ml.detection import Detector
+from training.ml.detection import Detector, augment
 from training.ml.images import upright_resized
 from training.ml.segmentation import label_map
 from training.ml.segmentation_metrics import IGNORE
@@ -49,29 +49,53 @@ def _ring_samples(seeds):
     return files, samples
 
 
-def test_augmentation_moves_boxes_and_the_label_map_with_the_image():
-    rng = np.random.default_rng(4)
+def test_a_label_map_follows_the_detectors_augmentation():
+    """detection.augment moves a label map through the same crop, zoom and flip as the image and its boxes; the
+    boxes' numbers and the random draws are the same with a label map as without."""
     image = np.full((60, 80, 3), 127, np.uint8)  # the grey a zoom out pads with
-    image[10:30, 20:50] = 255  # the box's pixels, white
+    image[10:30, 20:50] = 255  # one white object, labelled 2, whose box is known
     labels = np.zeros((60, 80), np.uint8)
-    labels[40:55, 5:15] = 2
+    labels[10:30, 20:50] = 2
     boxes, classes = np.array([[20, 10, 50, 30]], np.float32), np.array([0])
+    rng, plain = np.random.default_rng(4), np.random.default_rng(4)
     checked = 0
     for _ in range(12):
-        moved, pixels, kept, painted = heads.augmented(image, boxes, classes, labels, rng, flip=True)
+        moved, kept, kept_classes, painted = augment(image, boxes, classes, rng, flip=True, labels=labels)
+        alone, alone_boxes, _, nothing = augment(image, boxes, classes, plain, flip=True)
+        assert nothing is None and np.array_equal(moved, alone) and np.array_equal(kept, alone_boxes)
         assert painted.shape == moved.shape[:2] and set(np.unique(painted)) <= {0, 2}
-        if len(pixels):  # the box still bounds the white pixels (to a pixel: bilinear resizing blurs the edges)
-            x1, y1, x2, y2 = pixels[0].astype(int)
-            assert kept.tolist() == [0]
-            grey = np.median(moved.max(axis=2))
-            bright = moved.max(axis=2) > (int(moved.max()) + grey) / 2  # colour jitter moves both
-            rows, columns = np.flatnonzero(bright.any(axis=1)), np.flatnonzero(bright.any(axis=0))
-            assert abs(rows[0] - y1) <= 1 and abs(rows[-1] + 1 - y2) <= 1
-            assert abs(columns[0] - x1) <= 1 and abs(columns[-1] + 1 - x2) <= 1
-            checked += 1
+        grey = np.median(moved.max(axis=2))
+        bright = moved.max(axis=2) > (int(moved.max()) + grey) / 2  # colour jitter moves both
+        for region in (bright, painted == 2):  # to a pixel: resizing blurs (bilinear) or rounds (nearest) edges
+            rows, columns = np.flatnonzero(region.any(axis=1)), np.flatnonzero(region.any(axis=0))
+            if len(kept):
+                x1, y1, x2, y2 = kept[0]
+                assert abs(rows[0] - y1) <= 1 and abs(rows[-1] + 1 - y2) <= 1
+                assert abs(columns[0] - x1) <= 1 and abs(columns[-1] + 1 - x2) <= 1
+        checked += len(kept)
     assert checked >= 8  # a box is dropped only when a crop cuts most of it off
-    _, _, _, unpainted = heads.augmented(image, boxes, classes, None, rng, flip=True)
-    assert unpainted is None
+
+
+def test_fcos_learns_only_from_the_images_whose_boxes_are_known():
+    torch.manual_seed(0)
+    model = heads.build_model(2, backbone="tf_efficientnet_lite0", pretrained=False, model_size="small", image_size=160)
+    model.eval()  # batch norm from its running statistics: an image's features do not depend on its neighbours
+    images = [torch.rand(3, 120, 160), torch.rand(3, 120, 160)]
+    targets = [
+        {"boxes": torch.tensor([[10.0, 10.0, 60.0, 50.0]]), "labels": torch.tensor([0]), "label_map": None},
+        {"boxes": torch.zeros((0, 4)), "labels": torch.zeros(0, dtype=torch.int64), "label_map": None},
+    ]
+    with torch.no_grad():
+        both = model.detection_losses(images, targets, [True, False])[0]
+        alone = model.detection_losses(images[:1], targets[:1])[0]
+        counted = model.detection_losses(images, targets)[0]
+    assert set(both) == {"classification", "bbox_regression", "bbox_ctrness"}
+    for name in both:
+        assert float(both[name]) == pytest.approx(float(alone[name]), rel=1e-5)
+    # Counted, the image without boxes adds its locations' (small, focal) classification loss as background.
+    assert float(counted["classification"]) - float(both["classification"]) > 1e-5
+    none = model.detection_losses(images, targets, [False, False])[0]
+    assert all(float(loss.detach()) == 0 and loss.requires_grad for loss in none.values())
 
 
 def test_a_two_head_checkpoint_is_a_detectors_and_both_heads_answer_from_one_pass():
@@ -106,6 +130,16 @@ def test_a_detector_with_a_segmentation_head_trains_through_the_api_and_answers_
 ):
     project, blank = rings
     ring, square = project.labels.get(name="ring"), project.labels.get(name="square")
+    # An image with only paint: its ring is not drawn, so the detection head must not learn it as having none.
+    png, _, _, (x, y, side) = ring_scene(40)
+    [painted_only] = images_upload(
+        project=project, user=user, files=[SimpleUploadedFile("p.png", png)], labels=[]
+    ).stored
+    paint = np.zeros((120, 160), bool)
+    paint[y : y + side, x : x + side] = True
+    shapes = [{"label": square.id, "kind": "mask", "geometry": {"rle": encode_mask(paint)}}]
+    saved = api.put(f"/api/images/{painted_only.id}/annotations/", {"revision": 0, "shapes": shapes}, format="json")
+    assert saved.status_code == 200, saved.content
     with django_capture_on_commit_callbacks(execute=True):
         response = api.post(
             f"/api/projects/{project.id}/training-jobs/",
@@ -123,16 +157,17 @@ def test_a_detector_with_a_segmentation_head_trains_through_the_api_and_answers_
     # The frozen targets: boxes from the rings' polygons only, shapes from the painted squares only; the image
     # with no object at all is background for the segmentation head.
     items = {item.image_id: item for item in DatasetItem.objects.filter(dataset_version=model.dataset_version)}
-    assert items[blank.id].targets == {"boxes": [], "shapes": [], "painted": True}
+    assert items[blank.id].targets == {"boxes": [], "shapes": [], "boxed": True, "painted": True}
+    assert items[painted_only.id].targets["boxed"] is False and items[painted_only.id].targets["painted"] is True
     for item in items.values():
-        if item.image_id == blank.id:
+        if item.image_id in (blank.id, painted_only.id):
             continue
         targets = item.targets
         assert [row[4] for row in targets["boxes"]] == [0] and [row[:2] for row in targets["shapes"]] == [[1, "mask"]]
-        assert targets["painted"] is True
+        assert targets["boxed"] is True and targets["painted"] is True
     counts = model.dataset_version.counts
     assert counts["labels"] == {"ring": {"train": 10, "valid": 2}, "square": {"train": 0, "valid": 0}}
-    assert counts["painted"] == {"ring": {"train": 0, "valid": 0}, "square": {"train": 10, "valid": 2}}
+    assert counts["painted"] == {"ring": {"train": 0, "valid": 0}, "square": {"train": 11, "valid": 2}}  # and p.png
 
     # The segmentation head's statistics equal a plain numpy count of the label maps it predicted against the
     # painted truth at the training size; the detection head's are a detector's.
@@ -150,7 +185,8 @@ def test_a_detector_with_a_segmentation_head_trains_through_the_api_and_answers_
         ]
         assert model.metrics["best"][split]["miou"] == pytest.approx(stats["miou"], abs=1e-12)
         boxes = api.get(f"/api/models/{model.id}/statistics/", {"split": split}).json()
-        assert boxes["task"] == "detection" and boxes["count"] == len(truth)
+        boxed = DatasetItem.objects.filter(dataset_version=model.dataset_version, split=split, targets__boxed=True)
+        assert boxes["task"] == "detection" and boxes["count"] == boxed.count() and stats["count"] == len(truth)
     assert IGNORE not in np.concatenate(truth)
 
     # The model page shows the segmentation head's statistics below the detector's.

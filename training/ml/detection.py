@@ -163,9 +163,18 @@ def _kept(boxes: np.ndarray, classes: np.ndarray, width: int, height: int, befor
     return clipped[keep], classes[keep]
 
 
-def augment(image: np.ndarray, boxes: np.ndarray, classes: np.ndarray, rng: np.random.Generator, *, flip: bool):
+def augment(
+    image: np.ndarray,
+    boxes: np.ndarray,
+    classes: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    flip: bool,
+    labels: np.ndarray | None = None,
+):
     """Scale jitter (zoom in on a crop, or out onto a grey canvas), colour jitter and a horizontal flip; the boxes
-    follow every change."""
+    follow every change, and so does a label map when given (by nearest neighbour; a zoom out adds background, 0).
+    Returns the image, the boxes, their classes and the label map (None without one)."""
     height, width = image.shape[:2]
     choice = rng.random()
     if choice < 1 / 3:  # zoom in: a crop of 60-100% of each side, back to full size
@@ -174,6 +183,9 @@ def augment(image: np.ndarray, boxes: np.ndarray, classes: np.ndarray, rng: np.r
         left, top = rng.integers(0, width - crop_w + 1), rng.integers(0, height - crop_h + 1)
         crop = PILImage.fromarray(image[top : top + crop_h, left : left + crop_w])
         image = np.asarray(crop.resize((width, height), PILImage.Resampling.BILINEAR))
+        if labels is not None:
+            crop = PILImage.fromarray(labels[top : top + crop_h, left : left + crop_w])
+            labels = np.asarray(crop.resize((width, height), PILImage.Resampling.NEAREST))
         moved = (boxes - np.array([left, top, left, top], np.float32)) * np.array(
             [width / crop_w, height / crop_h] * 2, np.float32
         )
@@ -187,6 +199,12 @@ def augment(image: np.ndarray, boxes: np.ndarray, classes: np.ndarray, rng: np.r
             PILImage.fromarray(image).resize((small_w, small_h), PILImage.Resampling.BILINEAR)
         )
         image = canvas
+        if labels is not None:
+            placed = np.zeros_like(labels)
+            placed[top : top + small_h, left : left + small_w] = np.asarray(
+                PILImage.fromarray(labels).resize((small_w, small_h), PILImage.Resampling.NEAREST)
+            )
+            labels = placed
         boxes = boxes * np.array([small_w / width, small_h / height] * 2, np.float32) + np.array(
             [left, top, left, top], np.float32
         )
@@ -199,9 +217,10 @@ def augment(image: np.ndarray, boxes: np.ndarray, classes: np.ndarray, rng: np.r
     image = pixels.clip(0, 255).astype(np.uint8)
     if flip and rng.random() < 0.5:
         image = image[:, ::-1]
+        labels = None if labels is None else np.ascontiguousarray(labels[:, ::-1])
         boxes = boxes.copy()
         boxes[:, [0, 2]] = width - boxes[:, [2, 0]]
-    return np.ascontiguousarray(image), boxes, classes
+    return np.ascontiguousarray(image), boxes, classes, labels
 
 
 def _tensor(image: np.ndarray, device) -> torch.Tensor:
@@ -274,6 +293,14 @@ class MapLoop(NetworkLoop):
             learning_rate=config.learning_rate, patience_seconds=config.patience_seconds, device=self.device
         )
 
+    def boxes_dropped_log(self) -> None:
+        """Say how many boxes the images' reading left out (BoxImages.dropped)."""
+        dropped = sum(images.dropped for images in self.images.values())
+        if dropped:
+            self.hooks.log(
+                f"{dropped} box(es) smaller than {MIN_BOX_PIXELS:g} px at {self.config.size} px were left out."
+            )
+
     def predict(self, split: str) -> list:
         raise NotImplementedError
 
@@ -310,7 +337,8 @@ class MapLoop(NetworkLoop):
         # Validation mAP measures an epoch cut short as well as a whole one: either can be the best.
         self.keep_if_best(epoch, chosen if chosen is not None else -entry["train_loss"])
         parts = ", ".join(f"{k} {v:.4f}" for k, v in entry["losses"].items())
-        valid = self.valid_text(scores) if scores["map50"] is not None else "no validation images"
+        measured = any(value is not None for value in scores.values())
+        valid = self.valid_text(scores) if measured else "no validation images"
         self.hooks.log(
             f"Epoch {epoch}: train loss {entry['train_loss']:.4f} ({parts}), {valid}, {entry['seconds']:.1f} s"
             + (" (best so far)" if self.best_epoch == epoch else "")
@@ -342,9 +370,7 @@ class _Run(MapLoop):
             "train": BoxImages(train_samples, size, read, hooks, self.prepared(0)),
             "valid": BoxImages(valid_samples, size, read, hooks, self.prepared(len(train_samples))),
         }
-        dropped = sum(images.dropped for images in self.images.values())
-        if dropped:
-            hooks.log(f"{dropped} box(es) smaller than {MIN_BOX_PIXELS:g} px at {size} px were left out.")
+        self.boxes_dropped_log()
         self.network_start(build_model)
 
     def _order(self) -> list[int]:
@@ -355,7 +381,7 @@ class _Run(MapLoop):
         images, targets = [], []
         source = self.images["train"]
         for i in indices:
-            image, boxes, classes = augment(
+            image, boxes, classes, _ = augment(
                 source.pixels[i], source.boxes[i], source.classes[i], self.rng, flip=self.config.flip
             )
             images.append(_tensor(image, self.device))

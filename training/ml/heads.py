@@ -16,7 +16,6 @@ that takes a detector takes it, boxes only) with the semantic head's weights bes
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -34,13 +33,14 @@ from training.ml.detection import (
     BoxImages,
     DetectorConfig,
     MapLoop,
+    augment,
     saved_built,
 )
 from training.ml.detection import checkpoint as detector_checkpoint
 from training.ml.detection_dense import fcos_decoded
 from training.ml.detection_metrics import coco_map
 from training.ml.images import ReadBytes, read_file, upright_resized, upright_size
-from training.ml.instances import BoxesAndPixels, _boxes_of, augment, semantic_loss
+from training.ml.instances import BoxesAndPixels, semantic_loss
 from training.ml.loop import Hooks
 from training.ml.masks import segment
 from training.ml.segmentation import Scored, Segmentation, label_map, padded_batches, png_bytes
@@ -54,12 +54,14 @@ HeadsConfig = DetectorConfig  # the detector's settings: the segmentation head a
 @dataclass(frozen=True)
 class HeadsSample:
     """One image: its boxes (x, y, width, height in original pixels, label index), its painted shapes (label index,
-    kind, geometry, in drawing order) and whether the segmentation head learns from it."""
+    kind, geometry, in drawing order), and which heads learn from it: the detection head where its boxes are known
+    (`boxed`), the segmentation head where its pixels are (`painted`)."""
 
     source: str
     boxes: tuple[tuple[float, float, float, float, int], ...]
     shapes: tuple[tuple[int, str, dict], ...]
     painted: bool
+    boxed: bool = True
 
 
 @dataclass
@@ -127,31 +129,6 @@ class _Images(BoxImages):
         ]
 
 
-def _rectangles(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Corner boxes as H x W x N masks of the pixels they cover, so that instances.augment moves them with the
-    image and the label map (a rectangle stays one through crops, zooms and flips)."""
-    out = np.zeros((height, width, len(boxes)), np.uint8)
-    for n, (x1, y1, x2, y2) in enumerate(boxes):
-        out[int(y1) : math.ceil(y2), int(x1) : math.ceil(x2), n] = 1
-    return out
-
-
-def augmented(image: np.ndarray, boxes: np.ndarray, classes: np.ndarray, labels: np.ndarray | None, rng, *, flip):
-    """The instance model's augmentation (scale jitter, colour, flip) of an image, its boxes and its label map
-    together: boxes travel as rectangles and the label map as one more channel (label + 1; 0 is what a zoom out adds,
-    which is background)."""
-    height, width = image.shape[:2]
-    stack = _rectangles(boxes, height, width)
-    before = stack.sum(axis=(0, 1)).astype(np.float64)
-    if labels is not None:
-        stack = np.concatenate([stack, (labels.astype(np.uint16) + 1).clip(0, 255).astype(np.uint8)[:, :, None]], 2)
-    image, stack, grown = augment(image, stack, rng, flip=flip)
-    count = len(boxes)
-    moved, keep = _boxes_of(stack[:, :, :count], before, grown)
-    painted = None if labels is None else np.maximum(stack[:, :, count].astype(np.int64) - 1, 0)
-    return image, moved[keep], classes[keep], painted
-
-
 def train(
     config: HeadsConfig,
     train_samples: Sequence[HeadsSample],
@@ -181,6 +158,7 @@ class _Run(MapLoop):
             "train": _Images(train_samples, size, read, hooks, self.prepared(0)),
             "valid": _Images(valid_samples, size, read, hooks, self.prepared(len(train_samples))),
         }
+        self.boxes_dropped_log()
         self.network_start(build_model)
 
     @property
@@ -195,18 +173,26 @@ class _Run(MapLoop):
         source = self.images["train"]
         images, targets = [], []
         for i in indices:
-            image, boxes, classes, painted = augmented(
-                source.pixels[i], source.boxes[i], source.classes[i], source.labels[i], self.rng, flip=self.config.flip
+            image, boxes, classes, painted = augment(
+                source.pixels[i],
+                source.boxes[i],
+                source.classes[i],
+                self.rng,
+                flip=self.config.flip,
+                labels=source.labels[i],
             )
             images.append(torch.from_numpy(image).permute(2, 0, 1).to(self.device).float().div_(255))
             targets.append(
                 {
-                    "boxes": torch.from_numpy(boxes.astype(np.float32).reshape(-1, 4)).to(self.device),
-                    "labels": torch.from_numpy(classes.astype(np.int64)).to(self.device),
-                    "label_map": None if painted is None else torch.from_numpy(painted).to(self.device),
+                    "boxes": torch.from_numpy(np.asarray(boxes, np.float32).reshape(-1, 4)).to(self.device),
+                    "labels": torch.from_numpy(np.asarray(classes, np.int64)).to(self.device),
+                    "label_map": None
+                    if painted is None
+                    else torch.from_numpy(painted.astype(np.int64)).to(self.device),
                 }
             )
-        parts, _, moved, _, semantic = self.model.detection_losses(images, targets)
+        boxed = [self.truth["train"][i].boxed for i in indices]
+        parts, _, moved, _, semantic = self.model.detection_losses(images, targets, boxed)
         parts["semantic"] = semantic_loss(semantic, [t["label_map"] for t in moved])
         loss = sum(part.float() for part in parts.values())
         self.optimise(loss, epoch)
@@ -239,7 +225,12 @@ class _Run(MapLoop):
     def valid_map(self, predicted: tuple[list[np.ndarray], Scored]) -> dict:
         """COCO's box mAP, and the segmentation head's mIoU and pixel accuracy (None without painted pixels)."""
         rows, scored = predicted
-        boxes = coco_map([s.boxes for s in self.truth["valid"]], rows, len(self.config.labels))
+        known = [i for i, sample in enumerate(self.truth["valid"]) if sample.boxed]
+        boxes = (
+            coco_map([self.truth["valid"][i].boxes for i in known], [rows[i] for i in known], len(self.config.labels))
+            if known
+            else {"map": None, "map50": None}
+        )
         pixels = scores(scored.total, self.config.labels) if scored.total.sum() else {}
         return {**boxes, "miou": pixels.get("miou"), "pixel_accuracy": pixels.get("pixel_accuracy")}
 
@@ -249,8 +240,9 @@ class _Run(MapLoop):
         return float(np.mean(measured)) if measured else None
 
     def valid_text(self, scores: dict) -> str:
-        pixels = f", mIoU {scores['miou']:.3f}" if scores["miou"] is not None else ""
-        return f"valid mAP@0.5 {scores['map50']:.3f} mAP@[.5:.95] {scores['map']:.3f}{pixels}"
+        boxes = f"mAP@0.5 {scores['map50']:.3f} mAP@[.5:.95] {scores['map']:.3f}" if scores["map50"] is not None else ""
+        pixels = f"mIoU {scores['miou']:.3f}" if scores["miou"] is not None else ""
+        return "valid " + ", ".join(part for part in (boxes, pixels) if part)
 
     def finish(self, stopped_by: str) -> HeadsResult:
         last_state = copy.deepcopy(self.model.state_dict())

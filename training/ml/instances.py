@@ -109,16 +109,27 @@ class BoxesAndPixels(nn.Module):
         semantic = functional.interpolate(semantic.float(), size=x.shape[-2:], mode="bilinear", align_corners=False)
         return OrderedDict((name, level.float()) for name, level in found.items()), semantic
 
-    def detection_losses(self, images: list[torch.Tensor], targets: list[dict]):
-        """FCOS's losses (its own forward, step by step, to keep the pyramid), and what the other heads learn from:
-        the batch (FCOS's transform of it), its targets there, the pyramid and the semantic logits."""
+    def detection_losses(self, images: list[torch.Tensor], targets: list[dict], boxed: Sequence[bool] | None = None):
+        """FCOS's losses (its own forward, step by step, to keep the pyramid) over the images whose boxes are known
+        (`boxed`; all by default), and what the other heads learn from: the batch (FCOS's transform of it), its
+        targets there, the pyramid and the semantic logits."""
         fcos = self.detector
         batch, targets = fcos.transform(images, targets)
         features, semantic = self.features(batch.tensors)
         levels = list(features.values())
         anchors = fcos.anchor_generator(batch, levels)
         counts = [level.size(2) * level.size(3) for level in levels]
-        losses = fcos.compute_loss(targets, fcos.head(levels), anchors, counts)
+        outputs = fcos.head(levels)
+        known = [i for i in range(len(targets)) if boxed is None or boxed[i]]
+        if not known:  # no image to learn boxes from: FCOS's losses are zero, its graph kept
+            zero = sum(output.sum() for output in outputs.values()) * 0
+            losses = {name: zero for name in ("classification", "bbox_regression", "bbox_ctrness")}
+        elif len(known) < len(targets):
+            index = torch.tensor(known, device=semantic.device)
+            chosen = {name: output[index] for name, output in outputs.items()}
+            losses = fcos.compute_loss([targets[i] for i in known], chosen, [anchors[i] for i in known], counts)
+        else:
+            losses = fcos.compute_loss(targets, outputs, anchors, counts)
         return losses, batch, targets, features, semantic
 
 

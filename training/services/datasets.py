@@ -3,8 +3,9 @@
 Classification (spec 000): single-label models learn each image's default label; multi-label
 models every label it has. With one label in use, images without labels become "background"
 (spec 000, Training question 4); otherwise unlabeled images are left out. Detection learns boxes (a
-polygon's or mask's bounding box); semantic segmentation learns polygons and masks. For both, an
-image marked labeled with no object is a negative.
+polygon's or mask's bounding box); semantic and instance segmentation learn polygons and masks. For
+all of them, an image marked labeled with no object is a negative. A detector with a segmentation head
+(spec 004) learns boxes from rectangles and polygons and pixels from painted masks (_heads_targets).
 """
 
 from __future__ import annotations
@@ -162,9 +163,11 @@ PAINTED_KINDS = ("mask",)  # and the segmentation head's: what the brush paints
 
 def _heads_targets(project: Project, chosen: list[int] | None) -> tuple[list[dict], dict[int, dict], int]:
     """A detector with a segmentation head (spec 004): one label map over both, and each image's boxes from its
-    rectangles and polygons, its painted masks as shapes, and whether the segmentation head learns from it
-    ({"boxes", "shapes", "painted"}): an image with paint does, and so does one marked labeled with no object at
-    all (all background); one with only boxes does not, for its objects may be painted elsewhere."""
+    rectangles and polygons, its painted masks as shapes, and which heads learn from it ({"boxes", "shapes",
+    "boxed", "painted"}). The detection head learns from an image with rectangles or polygons, the segmentation head
+    from one with paint, and both from one marked labeled with no object at all (nothing to find, all background);
+    an image with only boxes teaches the segmentation head nothing and one with only paint teaches the detection
+    head nothing, for their objects may be drawn the other way elsewhere."""
     box_map, boxed, skipped = _detection_targets(project, chosen, GEOMETRIC_KINDS)
     if not box_map:
         raise ValidationError(
@@ -179,15 +182,19 @@ def _heads_targets(project: Project, chosen: list[int] | None) -> tuple[list[dic
     index = {label["id"]: i for i, label in enumerate(label_map)}
     from_boxes, from_paint = [index[label["id"]] for label in box_map], [index[label["id"]] for label in paint_map]
     targets = {}
+    empty = set(_negatives(project, chosen, {}, without_objects=True))  # marked labeled, no object of any kind
     for image_id in sorted(set(boxed) | set(painted)):
-        paint = painted.get(image_id)
+        boxes, paint = boxed.get(image_id, {"boxes": []})["boxes"], painted.get(image_id)
         targets[image_id] = {
-            "boxes": [[*row[:4], from_boxes[row[4]]] for row in boxed.get(image_id, {"boxes": []})["boxes"]],
+            "boxes": [[*row[:4], from_boxes[row[4]]] for row in boxes],
             "shapes": [
                 [from_paint[label], kind, geometry] for label, kind, geometry in (paint or {"shapes": []})["shapes"]
             ],
+            "boxed": bool(boxes) or image_id in empty,
             "painted": paint is not None,
         }
+    # An image marked labeled with only image labels teaches neither head.
+    targets = {pk: target for pk, target in targets.items() if target["boxed"] or target["painted"]}
     return label_map, targets, skipped
 
 

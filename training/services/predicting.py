@@ -60,7 +60,11 @@ def prediction_job_execute(job, context) -> str:
         stored += images_predict_store(model=model, checkpoint=checkpoint, images=images[start : start + PREDICT_CHUNK])
         done = min(start + PREDICT_CHUNK, len(images))
         context.progress(done / len(images), f"Predicted {done} of {len(images)} images")
-    what = {Task.DETECTION: "boxes", Task.INSTANCE: "masks"}.get(model.task)
+    what = (
+        "boxes and masks"
+        if model.segmentation_head
+        else {Task.DETECTION: "boxes", Task.INSTANCE: "masks"}.get(model.task)
+    )
     found = f", {stored} {what} scoring at least {predictions.BOX_FLOOR:g}" if what else ""
     return f"Predicted {len(images)} image{'s' if len(images) != 1 else ''} with {model.name}{found}."
 
@@ -104,7 +108,8 @@ def _stored_shape(task: str, item: dict) -> tuple[str, dict]:
 
 def _store(model, checkpoint: str, images: list, answers: list, label_ids: dict) -> int:
     """Replace the images' predictions by any model of this one's task (either checkpoint of this model, or an older
-    model) with the answers: an image carries one model's suggestions of each kind. The rows written."""
+    model) with the answers: an image carries one model's suggestions of each kind. The rows written (a mask, one per
+    label, counts whatever its score)."""
     with transaction.atomic():
         # NO KEY UPDATE: an accept inserting annotations that point at this model (KEY SHARE) is not blocked, so the
         # two cannot deadlock (an accept holds its image the same way while this inserts predictions of it).
@@ -132,7 +137,9 @@ def _store(model, checkpoint: str, images: list, answers: list, label_ids: dict)
                         score=min(1.0, max(0.0, item["score"])),
                     )
                 )
-        Prediction.objects.filter(image_id__in=alive_images, model_version__task=model.task).delete()
+        # A detector with a segmentation head replaces a semantic model's masks too, as it writes that kind of mask.
+        tasks = [model.task, *([Task.SEMANTIC] if model.segmentation_head else [])]
+        Prediction.objects.filter(image_id__in=alive_images, model_version__task__in=tasks).delete()
         Prediction.objects.bulk_create(rows)
     return len(rows)
 

@@ -183,7 +183,8 @@ def _heads_sample(item: DatasetItem) -> heads.HeadsSample:
         item.file,
         tuple(tuple(row) for row in targets["boxes"]),
         tuple((row[0], row[1], row[2]) for row in targets["shapes"]),
-        targets["painted"],
+        painted=targets["painted"],
+        boxed=targets["boxed"],
     )
 
 
@@ -231,13 +232,17 @@ def _train_heads(job: TrainingJob, reporter: _Reporter) -> tuple[ModelVersion, s
     )
     device = _device_started(job, reporter, len(train_samples) + len(valid_samples))
     boxes = sum(len(s.boxes) for s in train_samples)
-    painted = sum(s.painted for s in train_samples)
+    boxed, painted = sum(s.boxed for s in train_samples), sum(s.painted for s in train_samples)
     reporter.log(
         f"Training a {config.model_size} detector with a segmentation head ({config.backbone}, "
         f"{'pretrained' if config.pretrained else 'random weights'}, {config.size} px) on {len(train_samples)} "
-        f"images ({boxes} boxes; {painted} images that the segmentation head learns from), validating on "
-        f"{len(valid_samples)}, {runtime.describe(device)}."
+        f"images (the detection head learns {boxes} boxes from {boxed} of them, the segmentation head the pixels of "
+        f"{painted}), validating on {len(valid_samples)}, {runtime.describe(device)}."
     )
+    if job.dataset_version.counts.get("skipped_boxes"):
+        reporter.log(
+            f"{job.dataset_version.counts['skipped_boxes']} box(es) of zero area or outside their image were skipped."
+        )
     result = heads.train(config, train_samples, valid_samples, hooks=reporter.hooks(), read=stored_bytes, device=device)
     reporter.log(f"Stopped by {result.stopped_by}; best epoch {result.best_epoch} of {len(result.history)}.")
     model = _model_row(job, config, result, image_size=config.size, segmentation_head=True)
