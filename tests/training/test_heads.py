@@ -309,6 +309,27 @@ def test_each_head_needs_its_own_kind_of_label(api, user):
     assert refused.json()["task"] == [
         "No image has a rectangle or polygon yet: draw some, or switch the detection head off."
     ]
+    # Each head's labels are checked on their own: "spot" is painted on two images but boxed on one only, so the
+    # detection head would have nothing to validate it on (or, split the other way, to learn it from).
+    both = make_project(owner=user, name="Both")
+    thing, spot = Label.objects.create(project=both, name="thing"), Label.objects.create(project=both, name="spot")
+    for seed in (1, 2, 3):
+        png, *_ = ring_scene(seed)
+        [image] = images_upload(project=both, user=user, files=[SimpleUploadedFile("a.png", png)], labels=[]).stored
+        box = {"x": 10, "y": 10, "width": 30, "height": 20}
+        shapes = [{"label": (spot if seed == 3 else thing).id, "kind": "box", "geometry": box}]
+        if seed != 3:
+            shapes.append({"label": spot.id, "kind": "mask", "geometry": {"rle": encode_mask(mask)}})
+        saved = api.put(f"/api/images/{image.id}/annotations/", {"revision": 0, "shapes": shapes}, format="json")
+        assert saved.status_code == 200, saved.content
+    refused = api.post(
+        f"/api/projects/{both.id}/training-jobs/", {"task": "detection", "parameters": TINY}, format="json"
+    )
+    assert refused.status_code == 400
+    assert refused.json()["task"] == [
+        "Label 'spot' is on only one image; a detector needs each label on at least two images, one to train on and "
+        "one to validate on. Draw more, or delete the label's objects."
+    ]
     assert not ModelVersion.objects.exists()
     from training.models import DatasetVersion, TrainingJob
 

@@ -198,6 +198,15 @@ def _heads_targets(project: Project, chosen: list[int] | None) -> tuple[list[dic
     return label_map, targets, skipped
 
 
+def _heads_views(targets: dict[int, dict], task: str) -> list[tuple[dict[int, dict], str]]:
+    """What each head learns from, for the checks that every label trains: a detector with a segmentation head's
+    targets as a detector's (its boxes) and as a segmentation model's (its painted shapes); any other's as they are."""
+    if task != Task.DETECTION or not any("shapes" in t for t in targets.values()):
+        return [(targets, task)]
+    boxes = {pk: {"boxes": t["boxes"]} for pk, t in targets.items()}
+    return [(boxes, Task.DETECTION), ({pk: {"shapes": t["shapes"]} for pk, t in targets.items()}, Task.SEMANTIC)]
+
+
 def _object_labels(target, task: str) -> list[int]:
     """The label indices of an image's target: one per box or shape, or the image's labels."""
     if task == Task.DETECTION:
@@ -213,7 +222,7 @@ def _objects_check(label_map: list[dict], targets: dict[int, dict], valid_images
     model = "detector" if task == Task.DETECTION else "segmentation model"
     if not label_map:
         raise ValidationError({"task": [f"No image has a {what} yet: draw some objects before training a {model}."]})
-    if (task in SHAPE_TASKS or any("shapes" in t for t in targets.values())) and len(label_map) > MAX_LABELS:
+    if task in SHAPE_TASKS and len(label_map) > MAX_LABELS:
         raise ValidationError(
             {
                 "task": [
@@ -238,7 +247,8 @@ def _objects_check(label_map: list[dict], targets: dict[int, dict], valid_images
     in_training = {
         label_map[i]["name"] for pk, t in targets.items() if pk not in valid_images for i in _object_labels(t, task)
     }
-    missing = sorted(label["name"] for label in label_map if label["name"] not in in_training)
+    present = {label_map[i]["name"] for t in targets.values() for i in _object_labels(t, task)}
+    missing = sorted(name for name in present if name not in in_training)
     if missing:
         raise ValidationError(
             {
@@ -290,7 +300,8 @@ def dataset_version_create(
         else:
             label_map, targets = _segmentation_targets(project, chosen)
         flagged = {row[0] for row in images if row[5]}
-        _objects_check(label_map, targets, flagged if use_validation_set else None, task)
+        for view, learner in _heads_views(targets, task):
+            _objects_check(label_map, view, flagged if use_validation_set else None, learner)
     else:
         label_map, targets = _classification_targets(project, multi_label, chosen)
         if not label_map:
@@ -329,7 +340,8 @@ def dataset_version_create(
         groups = [_group(targets[row[0]], task) for row in images]
         valid = stratified_validation(groups, validation_percent, seed)
     if task != Task.CLASSIFICATION and not use_validation_set:
-        valid = _every_label_trains(images, targets, valid, task)
+        for view, learner in _heads_views(targets, task):
+            valid = _every_label_trains(images, view, valid, learner)
     if len(valid) == len(images):
         raise ValidationError(
             {"use_validation_set": ["Every labelled image is in the validation set; none is left to train on."]}
