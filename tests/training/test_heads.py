@@ -269,6 +269,14 @@ def test_a_detector_with_a_segmentation_head_trains_through_the_api_and_answers_
     assert (again.json()["predictions"], again.json()["masks"]) == (body["predictions"], body["masks"])
 
 
+def _drawn(api, project, user, seed: int, shapes: list[dict]) -> None:
+    """Upload a ring scene and draw these shapes on it through the API."""
+    png, *_ = ring_scene(seed)
+    [image] = images_upload(project=project, user=user, files=[SimpleUploadedFile("a.png", png)], labels=[]).stored
+    saved = api.put(f"/api/images/{image.id}/annotations/", {"revision": 0, "shapes": shapes}, format="json")
+    assert saved.status_code == 200, saved.content
+
+
 @pytest.mark.django_db
 def test_each_head_needs_its_own_kind_of_label(api, user):
     """Both heads need rectangles or polygons and painted masks; a refusal says which is missing and keeps nothing."""
@@ -277,13 +285,8 @@ def test_each_head_needs_its_own_kind_of_label(api, user):
     boxes_only = make_project(owner=user, name="Boxes")
     label = Label.objects.create(project=boxes_only, name="thing")
     for seed in (1, 2):
-        png, *_ = ring_scene(seed)
-        [image] = images_upload(
-            project=boxes_only, user=user, files=[SimpleUploadedFile("a.png", png)], labels=[]
-        ).stored
-        shape = {"label": label.id, "kind": "box", "geometry": {"x": 10, "y": 10, "width": 30, "height": 20}}
-        saved = api.put(f"/api/images/{image.id}/annotations/", {"revision": 0, "shapes": [shape]}, format="json")
-        assert saved.status_code == 200, saved.content
+        box = {"x": 10, "y": 10, "width": 30, "height": 20}
+        _drawn(api, boxes_only, user, seed, [{"label": label.id, "kind": "box", "geometry": box}])
     url = f"/api/projects/{boxes_only.id}/training-jobs/"
     refused = api.post(url, {"task": "detection", "parameters": TINY}, format="json")
     assert refused.status_code == 400
@@ -295,13 +298,9 @@ def test_each_head_needs_its_own_kind_of_label(api, user):
     mask = np.zeros((120, 160), bool)
     mask[5:25, 5:25] = True
     for seed in (1, 2):
-        png, *_ = ring_scene(seed)
-        [image] = images_upload(
-            project=painted_only, user=user, files=[SimpleUploadedFile("a.png", png)], labels=[]
-        ).stored
-        shape = {"label": label.id, "kind": "mask", "geometry": {"rle": encode_mask(mask)}}
-        saved = api.put(f"/api/images/{image.id}/annotations/", {"revision": 0, "shapes": [shape]}, format="json")
-        assert saved.status_code == 200, saved.content
+        _drawn(
+            api, painted_only, user, seed, [{"label": label.id, "kind": "mask", "geometry": {"rle": encode_mask(mask)}}]
+        )
     refused = api.post(
         f"/api/projects/{painted_only.id}/training-jobs/", {"task": "detection", "parameters": TINY}, format="json"
     )
@@ -314,14 +313,11 @@ def test_each_head_needs_its_own_kind_of_label(api, user):
     both = make_project(owner=user, name="Both")
     thing, spot = Label.objects.create(project=both, name="thing"), Label.objects.create(project=both, name="spot")
     for seed in (1, 2, 3):
-        png, *_ = ring_scene(seed)
-        [image] = images_upload(project=both, user=user, files=[SimpleUploadedFile("a.png", png)], labels=[]).stored
         box = {"x": 10, "y": 10, "width": 30, "height": 20}
         shapes = [{"label": (spot if seed == 3 else thing).id, "kind": "box", "geometry": box}]
         if seed != 3:
             shapes.append({"label": spot.id, "kind": "mask", "geometry": {"rle": encode_mask(mask)}})
-        saved = api.put(f"/api/images/{image.id}/annotations/", {"revision": 0, "shapes": shapes}, format="json")
-        assert saved.status_code == 200, saved.content
+        _drawn(api, both, user, seed, shapes)
     refused = api.post(
         f"/api/projects/{both.id}/training-jobs/", {"task": "detection", "parameters": TINY}, format="json"
     )

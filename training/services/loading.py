@@ -37,6 +37,8 @@ def _refuse(message: str):
 
 def model_load(*, project: Project, user, upload, name: str | None = None) -> ModelVersion:
     """Check the uploaded bundle and store it as a model of the project (400 with the reason when it does not fit)."""
+    from training.ml.heads import has_segmentation_head
+
     meta, raw = _bundle_read(upload)
     saved = _checkpoint_read(raw)
     task = _task(saved, meta)
@@ -48,7 +50,7 @@ def model_load(*, project: Project, user, upload, name: str | None = None) -> Mo
         project=project,
         task=task,
         multi_label=bool(saved.get("multi_label", False)),
-        segmentation_head=_with_head(saved, task),
+        segmentation_head=has_segmentation_head(saved),
         backbone=saved["backbone"],
         image_size=int(saved["image_size"]),
         labels=labels,
@@ -86,9 +88,9 @@ CHECKPOINT_KEYS = {
 def _checked_bytes(saved: dict, task: str) -> bytes:
     import torch
 
-    from training.ml.heads import HEAD_KEY
+    from training.ml.heads import HEAD_KEY, has_segmentation_head
 
-    keys = (*CHECKPOINT_KEYS[task], *([HEAD_KEY] if _with_head(saved, task) else []))
+    keys = (*CHECKPOINT_KEYS[task], *([HEAD_KEY] if has_segmentation_head(saved) else []))
     out = io.BytesIO()
     torch.save({key: saved[key] for key in keys}, out)
     return out.getvalue()
@@ -175,6 +177,7 @@ def _checkpoint_read(raw: bytes) -> dict:
 
 def _task(saved: dict, meta: dict) -> str:
     from training.ml import classification, detection, instances, segmentation
+    from training.ml.heads import has_segmentation_head
     from training.parameters import backbone_check
 
     formats = {
@@ -210,7 +213,7 @@ def _task(saved: dict, meta: dict) -> str:
         or len(set(labels)) != len(labels)
     ):
         _refuse(f"checkpoint.pt's labels must be 1 to {MAX_LABELS} different names of at most 100 characters.")
-    if task in (Task.SEMANTIC, Task.INSTANCE) or _with_head(saved, task):  # label maps are bytes
+    if task in (Task.SEMANTIC, Task.INSTANCE) or has_segmentation_head(saved):  # label maps are bytes
         from training.ml.segmentation_metrics import MAX_LABELS as MAX_SEGMENTATION_LABELS
 
         if len(labels) > MAX_SEGMENTATION_LABELS:
@@ -235,24 +238,17 @@ def _task(saved: dict, meta: dict) -> str:
     return task
 
 
-def _with_head(saved: dict, task: str) -> bool:
-    """A detector's checkpoint with spec 004's segmentation head beside its weights."""
-    from training.ml.heads import HEAD_KEY
-
-    return task == Task.DETECTION and HEAD_KEY in saved
-
-
 def _network_check(saved: dict, task: str) -> None:
     """Build the network the checkpoint describes, and insist each tensor has the shape it has there."""
     import torch
 
-    from training.ml.heads import HEAD_KEY
+    from training.ml.heads import HEAD_KEY, has_segmentation_head
 
     with torch.device("meta"):  # shapes only: nothing is allocated, whatever the size
         network = _network_built(saved, task)
     expected = {name: tuple(tensor.shape) for name, tensor in network.state_dict().items()}
     given = {name: tuple(tensor.shape) for name, tensor in saved["state_dict"].items()}
-    if _with_head(saved, task):  # both heads' weights, named as in the network with both
+    if has_segmentation_head(saved):  # both heads' weights, named as in the network with both
         given = {
             **{f"detector.{name}": shape for name, shape in given.items()},
             **{f"semantic.{name}": tuple(tensor.shape) for name, tensor in saved[HEAD_KEY].items()},
@@ -284,7 +280,7 @@ def _network_built(saved: dict, task: str):
             from training.ml import detection, heads, instances
 
             build = detection.build_model if task == Task.DETECTION else instances.build_model
-            return detection.saved_built(heads.build_model if _with_head(saved, task) else build, saved)
+            return detection.saved_built(heads.build_model if heads.has_segmentation_head(saved) else build, saved)
         if task == Task.SEMANTIC:
             from training.ml.segmentation import build_model
 
