@@ -180,10 +180,30 @@ SEGMENTATION_HEAD = Parameter(
     advanced=True,
 )
 
+LEARN_FROM_CHOICES = ("all", "shapes", "painted")
+DETECTION_LEARN_FROM = Parameter(
+    "learn_from",
+    "all",
+    "The objects whose boxes it learns: all (rectangles, polygons and painted masks), shapes (rectangles and "
+    "polygons: spec 004's detection head) or painted (brush masks).",
+    str,
+    choices=LEARN_FROM_CHOICES,
+    advanced=True,
+)
+SEMANTIC_LEARN_FROM = Parameter(
+    "learn_from",
+    "all",
+    "The objects whose pixels it learns: all (polygons and painted masks), shapes (polygons) or painted (brush "
+    "masks: spec 004's segmentation head).",
+    str,
+    choices=LEARN_FROM_CHOICES,
+    advanced=True,
+)
+
 TASK_PARAMETERS = {
     "classification": CLASSIFICATION,
-    "detection": [*DETECTION, SEGMENTATION_HEAD],
-    "semantic-segmentation": SEMANTIC_SEGMENTATION,
+    "detection": [*DETECTION, DETECTION_LEARN_FROM, SEGMENTATION_HEAD],
+    "semantic-segmentation": [*SEMANTIC_SEGMENTATION, SEMANTIC_LEARN_FROM],
     "instance-segmentation": INSTANCE_SEGMENTATION,
 }
 
@@ -216,6 +236,11 @@ def parameters_clean(task: str, raw: dict) -> dict:
             errors.setdefault(name, messages)
     if not errors:
         errors.update(backbone_check(out))
+    if not errors and out.get("segmentation_head") and out["learn_from"] != "all":
+        errors["learn_from"] = [
+            "A detector with a segmentation head learns from all objects: its detection head from rectangles and "
+            "polygons, its segmentation head from painted masks. Leave learn_from at all."
+        ]
     if not errors and (task in ("semantic-segmentation", "instance-segmentation") or out.get("segmentation_head")):
         errors.update(_strides_check(out["backbone"]))
     if errors:

@@ -199,6 +199,7 @@ def model_page(request, project_id: int, model_id: int):
             ]
         ),
         "counts": model.dataset_version.counts,
+        "learned": _LEARNED.get((model.task, model.job.parameters.get("learn_from", "all")), ""),
         "query": urlencode({**state, **({"thresholds": request.GET["thresholds"]} if thresholds else {})}),
         "previewed": request.GET.get("thresholds", "") if thresholds else "",
     }
@@ -219,6 +220,21 @@ def model_page(request, project_id: int, model_id: int):
     if request.htmx:
         return render(request, "training/model.html#statistics", context)
     return render(request, "training/model.html", context)
+
+
+# What a detector or segmentation model was trained on, by its learn_from parameter.
+_LEARNED = {
+    (Task.DETECTION, "all"): "Polygons and masks were trained on as their bounding boxes.",
+    (Task.DETECTION, "shapes"): "Rectangles and polygons (as their bounding boxes) were trained on; painted masks "
+    "were not (learn_from: shapes).",
+    (Task.DETECTION, "painted"): "Painted masks were trained on as their bounding boxes; rectangles and polygons "
+    "were not (learn_from: painted).",
+    (Task.SEMANTIC, "all"): "Polygons and masks were trained on; boxes, lines and points were not.",
+    (Task.SEMANTIC, "shapes"): "Polygons were trained on; painted masks, boxes, lines and points were not "
+    "(learn_from: shapes).",
+    (Task.SEMANTIC, "painted"): "Painted masks were trained on; polygons, boxes, lines and points were not "
+    "(learn_from: painted).",
+}
 
 
 def _loaded_page(request, model: ModelVersion):

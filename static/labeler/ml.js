@@ -141,8 +141,9 @@ export function wireMlMode({ assist, projectId }) {
     use(answer.body.id, `${answer.body.name} · ${answer.body.task} · loaded`, answer.body.name);
   });
   $("ml-train")?.addEventListener("click", async () => {
-    // Spec 004's heads: the detection head alone is a detector, the segmentation head alone a semantic segmentation
-    // model, and both are one detector with a segmentation head on its backbone.
+    // Spec 004's heads: the detection head alone is a detector of rectangles and polygons, the segmentation head
+    // alone a semantic segmentation model of painted masks, and both are one detector with a segmentation head on its
+    // backbone, each head learning from its own kinds.
     const detection = saved.has("detection_head");
     const segmentation = saved.has("segmentation_head");
     if (!detection && !segmentation) return say("Enable the detection head or the segmentation head in the settings (⚙).");
@@ -151,6 +152,7 @@ export function wireMlMode({ assist, projectId }) {
       name: String(saved.get("name")),
       parameters: {
         ...(detection ? { segmentation_head: segmentation } : {}),
+        ...(detection && segmentation ? {} : { learn_from: detection ? "shapes" : "painted" }),
         epochs: Number(saved.get("epochs")),
         batch_size: Number(saved.get("batch_size")),
         learning_rate: Number(saved.get("learning_rate")),

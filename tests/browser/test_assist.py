@@ -171,6 +171,7 @@ def test_ml_mode_trains_from_its_settings_then_predicts_accepts_and_clears(page,
     model = ModelVersion.objects.get()
     assert (model.name, model.epochs_trained, model.image_size) == ("ML model 1", 3, 224)
     assert model.dataset_version.items.count() == 15
+    assert (model.task, model.segmentation_head, model.job.parameters["learn_from"]) == ("detection", False, "shapes")
     assert page.text_content("#ml-status") == "Trained ✓ (ML model 1)"
     assert page.get_attribute("#ml-save", "href") == f"/projects/{project.id}/models/{model.id}/#bundle"
     shot(page, "ml-mode-trained")

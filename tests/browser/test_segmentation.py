@@ -116,6 +116,7 @@ def test_a_segmentation_models_statistics_and_its_masks_in_model_assist(page, li
     )
     both = ModelVersion.objects.get(name="both")
     assert (both.task, both.segmentation_head, both.epochs_trained, both.image_size) == ("detection", True, 6, 224)
+    assert both.job.parameters["learn_from"] == "all"  # each head learns from its own kinds
     assert not both.dataset_version.items.filter(image=image).exists()
     assert page.evaluate("() => window.sightline.assist.choice") == f"{both.id}:best"
     page.eval_on_selector("#ml-threshold", "(el) => { el.value = '0.1'; el.dispatchEvent(new Event('input')); }")
@@ -157,8 +158,11 @@ def test_a_segmentation_models_statistics_and_its_masks_in_model_assist(page, li
     page.goto(f"{live_server.url}/projects/{project.id}/images/{image.id}/label/")
     page.wait_for_selector("body[data-labeler-ready=true]")
 
-    # Only the segmentation head: a semantic segmentation model.
+    # Only the segmentation head: a semantic segmentation model of the painted masks. Again not this image: its
+    # committed mask is its label's only paint.
     page.click("#ml-settings")
+    page.wait_for_selector("#ml-images-list li")
+    page.uncheck(f"#ml-images-list input[value='{image.id}']")
     page.uncheck(f"{form} [name=detection_head]")
     page.fill(f"{form} [name=name]", "painted")
     page.fill(f"{form} [name=epochs]", "1")
@@ -169,6 +173,10 @@ def test_a_segmentation_models_statistics_and_its_masks_in_model_assist(page, li
     page.wait_for_function("() => document.getElementById('ml-status').textContent === 'Trained ✓ (painted)'")
     painted = ModelVersion.objects.get(name="painted")
     assert (painted.task, painted.epochs_trained, painted.image_size) == ("semantic-segmentation", 1, 224)
+    assert (painted.job.parameters["learn_from"], [label["name"] for label in painted.dataset_version.labels]) == (
+        "painted",
+        ["square"],
+    )
     assert page.evaluate("() => window.sightline.assist.choice") == f"{painted.id}:best"
     assert page.input_value("#assist-model") == f"{painted.id}:best"
     page.wait_for_load_state("networkidle")

@@ -330,3 +330,82 @@ def test_each_head_needs_its_own_kind_of_label(api, user):
     from training.models import DatasetVersion, TrainingJob
 
     assert not DatasetVersion.objects.exists() and not TrainingJob.objects.exists()
+
+
+@pytest.mark.django_db
+def test_either_head_alone_learns_from_its_own_kind_of_object(api, user, rings):
+    """ML Mode with one head on (spec 004): the detection head alone is a detector of rectangles and polygons, the
+    segmentation head alone a semantic model of painted masks (learn_from); by default each task learns from all."""
+    from training.models import DatasetVersion, TrainingJob
+
+    project, blank = rings
+    url = f"/api/projects/{project.id}/training-jobs/"
+    # An image with only paint, marked labeled: a detector of shapes must not learn it as an image with nothing.
+    mask = np.zeros((120, 160), bool)
+    mask[5:25, 5:25] = True
+    _drawn(
+        api,
+        project,
+        user,
+        50,
+        [{"label": project.labels.get(name="square").id, "kind": "mask", "geometry": {"rle": encode_mask(mask)}}],
+    )
+    rings_only = project.images.exclude(name="a.png").exclude(pk=blank.pk).count()
+
+    def started(task: str, learn_from: str | None) -> DatasetVersion:
+        parameters = {"epochs": 1, **({"learn_from": learn_from} if learn_from else {})}
+        answer = api.post(url, {"task": task, "parameters": parameters}, format="json")
+        assert answer.status_code == 201, answer.content
+        job = TrainingJob.objects.get(pk=answer.json()["id"])
+        assert job.parameters["learn_from"] == (learn_from or "all")
+        return job.dataset_version
+
+    def kinds(version: DatasetVersion) -> list[str]:
+        items = version.items.all()
+        return sorted({shape[1] for item in items for shape in item.targets.get("shapes", [])})
+
+    shapes = started("detection", "shapes")
+    assert [label["name"] for label in shapes.labels] == ["ring"]
+    # The blank (marked labeled, with an image label only) is a negative; the paint-only image is left out.
+    assert sorted(item.image_name for item in shapes.items.all() if not item.targets["boxes"]) == ["blank.png"]
+    assert shapes.items.count() == rings_only + 1
+    assert sorted(len(item.targets["boxes"]) for item in shapes.items.all()) == [0] + [1] * rings_only
+    every = started("detection", None)
+    assert [label["name"] for label in every.labels] == ["ring", "square"]
+    assert every.items.count() == rings_only + 2  # by default, the paint is a square's box
+    painted = started("semantic-segmentation", "painted")
+    assert ([label["name"] for label in painted.labels], kinds(painted)) == (["square"], ["mask"])
+    polygons = started("semantic-segmentation", "shapes")
+    assert ([label["name"] for label in polygons.labels], kinds(polygons)) == (["ring"], ["polygon"])
+    assert kinds(started("semantic-segmentation", None)) == ["mask", "polygon"]
+    assert started("detection", "painted").labels[0]["name"] == "square"
+
+    # Refusals, with nothing kept: the two-head model's heads already divide the kinds; a project with no polygon.
+    versions, jobs = DatasetVersion.objects.count(), TrainingJob.objects.count()
+    refused = api.post(
+        url, {"task": "detection", "parameters": {"segmentation_head": True, "learn_from": "shapes"}}, format="json"
+    )
+    assert refused.status_code == 400
+    assert refused.json()["learn_from"] == [
+        "A detector with a segmentation head learns from all objects: its detection head from rectangles and "
+        "polygons, its segmentation head from painted masks. Leave learn_from at all."
+    ]
+    refused = api.post(url, {"task": "semantic-segmentation", "parameters": {"learn_from": "boxes"}}, format="json")
+    assert refused.status_code == 400 and refused.json()["learn_from"] == ["Must be one of all, shapes, painted."]
+    paint = make_project(owner=user, name="Paint only")
+    from projects.models import Label
+
+    thing = Label.objects.create(project=paint, name="thing")
+    for seed in (1, 2):
+        _drawn(api, paint, user, seed, [{"label": thing.id, "kind": "mask", "geometry": {"rle": encode_mask(mask)}}])
+    refused = api.post(
+        f"/api/projects/{paint.id}/training-jobs/",
+        {"task": "semantic-segmentation", "parameters": {"learn_from": "shapes"}},
+        format="json",
+    )
+    assert refused.status_code == 400
+    assert refused.json()["task"] == [
+        "No image has a polygon yet: draw some objects before training a segmentation model (it learns from polygon "
+        "objects only: see learn_from)."
+    ]
+    assert (DatasetVersion.objects.count(), TrainingJob.objects.count()) == (versions, jobs)

@@ -43,6 +43,7 @@ def training_job_start(
         seed=cleaned["seed"],
         image_ids=images,
         segmentation_head=cleaned.get("segmentation_head", False),
+        learn_from=cleaned.get("learn_from", "all"),
     )
     job = TrainingJob.objects.create(
         kind=TrainingJob.KIND,

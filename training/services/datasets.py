@@ -69,6 +69,22 @@ def _classification_targets(
 
 
 DETECTION_KINDS = ("box", "polygon", "mask")  # what has a bounding box worth learning; lines and points do not
+SEGMENTATION_KINDS = ("polygon", "mask")  # what covers pixels: boxes would teach rectangles
+GEOMETRIC_KINDS = ("box", "polygon")  # spec 004: the detection head's, beside a segmentation head
+PAINTED_KINDS = ("mask",)  # and the segmentation head's: what the brush paints
+LEARN_FROM = {"shapes": GEOMETRIC_KINDS, "painted": PAINTED_KINDS}  # the learn_from parameter's choices, but all
+
+
+def learned_kinds(task: str, learn_from: str = "all") -> tuple[str, ...]:
+    """The annotation kinds a detector or a segmentation model learns from: the task's, or those of them that
+    `learn_from` names (spec 004's heads trained alone: rectangles and polygons, or painted masks)."""
+    every = DETECTION_KINDS if task == Task.DETECTION else SEGMENTATION_KINDS
+    return tuple(kind for kind in every if kind in LEARN_FROM.get(learn_from, every))
+
+
+def _kinds_text(kinds: tuple[str, ...]) -> str:
+    """("box", "polygon", "mask") -> "box, polygon or mask"."""
+    return kinds[0] if len(kinds) == 1 else f"{', '.join(kinds[:-1])} or {kinds[-1]}"
 
 
 def _among(chosen: list[int] | None) -> dict:
@@ -79,7 +95,8 @@ def _detection_targets(
     project: Project, chosen: list[int] | None, kinds: tuple[str, ...] = DETECTION_KINDS
 ) -> tuple[list[dict], dict[int, dict], int]:
     """The label map, each image's boxes ({"boxes": [[x, y, w, h, label index], ...]}, from objects of `kinds`) and
-    how many degenerate boxes were clipped away. Images marked labeled with no object are negatives (no boxes)."""
+    how many degenerate boxes were clipped away. Images marked labeled with no object are negatives (no boxes):
+    with no box at all, or (learning from some kinds only) no object at all."""
     from annotations.geometry import bbox
 
     rows = (
@@ -106,7 +123,9 @@ def _detection_targets(
     index = {pk: i for i, pk in enumerate(used)}
     label_map = [{"id": pk, "name": names[pk], "color": colors.get(pk, BACKGROUND_COLOR)} for pk in used]
     targets = {image_id: {"boxes": [[*row[:4], index[row[4]]] for row in rows]} for image_id, rows in boxes.items()}
-    targets.update({image_id: {"boxes": []} for image_id in _negatives(project, chosen, targets)})
+    # Learning from some kinds only, an image with objects of the others is not known to be empty.
+    negatives = _negatives(project, chosen, targets, without_objects=kinds != DETECTION_KINDS)
+    targets.update({image_id: {"boxes": []} for image_id in negatives})
     return label_map, targets, skipped
 
 
@@ -117,9 +136,6 @@ def _negatives(project: Project, chosen: list[int] | None, targets: dict, *, wit
     if without_objects:
         marked = marked.exclude(image__annotations__isnull=False)
     return list(marked.values_list("image_id", flat=True).distinct())
-
-
-SEGMENTATION_KINDS = ("polygon", "mask")  # what covers pixels: boxes would teach rectangles
 
 
 def _segmentation_targets(
@@ -155,10 +171,6 @@ def _segmentation_targets(
     negatives = _negatives(project, chosen, targets, without_objects=True)
     targets.update({image_id: {"shapes": []} for image_id in negatives})
     return label_map, targets
-
-
-GEOMETRIC_KINDS = ("box", "polygon")  # spec 004: the detection head's, beside a segmentation head
-PAINTED_KINDS = ("mask",)  # and the segmentation head's: what the brush paints
 
 
 def _heads_targets(project: Project, chosen: list[int] | None) -> tuple[list[dict], dict[int, dict], int]:
@@ -198,13 +210,17 @@ def _heads_targets(project: Project, chosen: list[int] | None) -> tuple[list[dic
     return label_map, targets, skipped
 
 
-def _heads_views(targets: dict[int, dict], task: str) -> list[tuple[dict[int, dict], str]]:
-    """What each head learns from, for the checks that every label trains: a detector with a segmentation head's
-    targets as a detector's (its boxes) and as a segmentation model's (its painted shapes); any other's as they are."""
+def _heads_views(
+    targets: dict[int, dict], task: str, kinds: tuple[str, ...]
+) -> list[tuple[dict[int, dict], str, tuple[str, ...]]]:
+    """What each head learns from, and from which kinds, for the checks that every label trains: a detector with a
+    segmentation head's targets as a detector's (its boxes) and as a segmentation model's (its painted shapes); any
+    other's as they are."""
     if task != Task.DETECTION or not any("shapes" in t for t in targets.values()):
-        return [(targets, task)]
+        return [(targets, task, kinds)]
     boxes = {pk: {"boxes": t["boxes"]} for pk, t in targets.items()}
-    return [(boxes, Task.DETECTION), ({pk: {"shapes": t["shapes"]} for pk, t in targets.items()}, Task.SEMANTIC)]
+    painted = {pk: {"shapes": t["shapes"]} for pk, t in targets.items()}
+    return [(boxes, Task.DETECTION, GEOMETRIC_KINDS), (painted, Task.SEMANTIC, PAINTED_KINDS)]
 
 
 def _object_labels(target, task: str) -> list[int]:
@@ -216,12 +232,21 @@ def _object_labels(target, task: str) -> list[int]:
     return list(target)
 
 
-def _objects_check(label_map: list[dict], targets: dict[int, dict], valid_images: set[int] | None, task: str) -> None:
-    """Every label needs an object to train on and, with a percentage split, one to validate on."""
-    what = "box, polygon or mask" if task == Task.DETECTION else "polygon or mask"
+def _objects_check(
+    label_map: list[dict], targets: dict[int, dict], valid_images: set[int] | None, task: str, kinds: tuple[str, ...]
+) -> None:
+    """Every label needs an object (of `kinds`) to train on and, with a percentage split, one to validate on."""
     model = "detector" if task == Task.DETECTION else "segmentation model"
     if not label_map:
-        raise ValidationError({"task": [f"No image has a {what} yet: draw some objects before training a {model}."]})
+        every = DETECTION_KINDS if task == Task.DETECTION else SEGMENTATION_KINDS
+        narrowed = "" if kinds == every else f" (it learns from {_kinds_text(kinds)} objects only: see learn_from)"
+        raise ValidationError(
+            {
+                "task": [
+                    f"No image has a {_kinds_text(kinds)} yet: draw some objects before training a {model}{narrowed}."
+                ]
+            }
+        )
     if task in SHAPE_TASKS and len(label_map) > MAX_LABELS:
         raise ValidationError(
             {
@@ -273,9 +298,11 @@ def dataset_version_create(
     seed: int = 0,
     image_ids: list[int] | None = None,
     segmentation_head: bool = False,
+    learn_from: str = "all",
 ) -> DatasetVersion:
     """Freeze the project's labelled images now (or those of `image_ids` that have labels: ML Mode's checklist);
-    later labelling does not change this version."""
+    later labelling does not change this version. A detector or segmentation model learns from the objects of
+    `learn_from` (learned_kinds)."""
     if task not in Task.values:
         raise ValidationError({"task": [f"Datasets for {task} are not available yet."]})
     chosen = None if image_ids is None else sorted(set(image_ids))
@@ -293,15 +320,16 @@ def dataset_version_create(
         )
     skipped = 0
     if task != Task.CLASSIFICATION:
+        kinds = learned_kinds(task, learn_from)
         if task == Task.DETECTION and segmentation_head:
             label_map, targets, skipped = _heads_targets(project, chosen)
         elif task == Task.DETECTION:
-            label_map, targets, skipped = _detection_targets(project, chosen)
+            label_map, targets, skipped = _detection_targets(project, chosen, kinds)
         else:
-            label_map, targets = _segmentation_targets(project, chosen)
+            label_map, targets = _segmentation_targets(project, chosen, kinds)
         flagged = {row[0] for row in images if row[5]}
-        for view, learner in _heads_views(targets, task):
-            _objects_check(label_map, view, flagged if use_validation_set else None, learner)
+        for view, learner, learned in _heads_views(targets, task, kinds):
+            _objects_check(label_map, view, flagged if use_validation_set else None, learner, learned)
     else:
         label_map, targets = _classification_targets(project, multi_label, chosen)
         if not label_map:
@@ -340,7 +368,7 @@ def dataset_version_create(
         groups = [_group(targets[row[0]], task) for row in images]
         valid = stratified_validation(groups, validation_percent, seed)
     if task != Task.CLASSIFICATION and not use_validation_set:
-        for view, learner in _heads_views(targets, task):
+        for view, learner, _ in _heads_views(targets, task, kinds):
             valid = _every_label_trains(images, view, valid, learner)
     if len(valid) == len(images):
         raise ValidationError(
