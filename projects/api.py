@@ -103,8 +103,9 @@ class ImageOutput(serializers.Serializer):
         return f"/api/images/{image.id}/thumbnail/"
 
 
-def _role(name: str) -> Role:
-    role = Role.objects.filter(name=name).first()
+def _role(name: str, project) -> Role:
+    """A role the project offers (a server-wide one, or the project's own), by name."""
+    role = Role.objects.for_project(project).filter(name=name).first()
     if role is None:
         raise serializers.ValidationError({"role": [f"No role named {name!r}."]})
     return role
@@ -171,7 +172,7 @@ class ProjectTransferApi(APIView):
         )
         if membership is None:
             raise serializers.ValidationError({"user_id": ["Ownership can only pass to a member of the project."]})
-        project = services.project_transfer_ownership(project=project, new_owner=membership.user)
+        project = services.project_transfer_ownership(project=project, new_owner=membership.user, by=request.user)
         return Response(ProjectOutput(project).data)
 
 
@@ -254,9 +255,19 @@ class RoleListApi(APIView):
         def get_permissions(self, role: Role) -> list[str]:
             return sorted(role.codenames())
 
-    @extend_schema(responses={200: OutputSerializer(many=True)})
+    @extend_schema(
+        parameters=[OpenApiParameter("project", int, description="Also this project's own roles (members only).")],
+        responses={200: OutputSerializer(many=True)},
+    )
     def get(self, request):
-        return Response(self.OutputSerializer(Role.objects.with_permissions(), many=True).data)
+        """The roles every project offers; with `project`, that project's own roles too."""
+        roles = Role.objects.server_wide()
+        raw = request.query_params.get("project", "")
+        if raw:
+            if not (raw.isascii() and raw.isdigit()):
+                raise serializers.ValidationError({"project": ["Give a project id."]})
+            roles = Role.objects.for_project(access_project(request.user, int(raw)))
+        return Response(self.OutputSerializer(roles.with_permissions(), many=True).data)
 
 
 class MemberListApi(APIView):
@@ -282,7 +293,7 @@ class MemberListApi(APIView):
         data.is_valid(raise_exception=True)
         email = data.validated_data["email"]
         services.invitation_create(
-            project=project, email=email, role=_role(data.validated_data["role"]), invited_by=request.user
+            project=project, email=email, role=_role(data.validated_data["role"], project), invited_by=request.user
         )
         return Response({"detail": services.INVITED.format(email=email)}, status=status.HTTP_202_ACCEPTED)
 
@@ -301,7 +312,9 @@ class ProjectInvitationApi(APIView):
     @extend_schema(responses={204: None})
     def delete(self, request, project_id: int, invitation_id: int):
         """Withdraw a pending invitation."""
-        services.invitation_delete(invitation=invitation_for_manager(request.user, project_id, invitation_id))
+        services.invitation_delete(
+            invitation=invitation_for_manager(request.user, project_id, invitation_id), by=request.user
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -325,7 +338,7 @@ class InvitationAcceptApi(APIView):
 class InvitationDeclineApi(APIView):
     @extend_schema(request=None, responses={204: None})
     def post(self, request, invitation_id: int):
-        services.invitation_delete(invitation=invitation_for_invitee(request.user, invitation_id))
+        services.invitation_delete(invitation=invitation_for_invitee(request.user, invitation_id), by=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -346,7 +359,9 @@ class MemberDetailApi(APIView):
         )
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        membership = services.membership_change_role(membership=membership, role=_role(data.validated_data["role"]))
+        membership = services.membership_change_role(
+            membership=membership, role=_role(data.validated_data["role"], membership.project), by=request.user
+        )
         return Response(MemberOutput(membership, context={"show_emails": True}).data)
 
     @extend_schema(responses={204: None})
@@ -354,7 +369,8 @@ class MemberDetailApi(APIView):
         services.membership_remove(
             membership=membership_get(
                 user=request.user, project_id=project_id, member_id=user_id, perm="manage_members_project"
-            )
+            ),
+            by=request.user,
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
 

@@ -46,10 +46,21 @@ class LabelForm(forms.Form):
         return [name.strip() for name in self.cleaned_data["keypoints"].split(",") if name.strip()]
 
 
-class MemberForm(forms.Form):
+class ProjectRoleForm(forms.Form):
+    """A role the project offers: a server-wide one but Owner, or one of the project's own."""
+
+    role = forms.ModelChoiceField(queryset=Role.objects.none(), empty_label=None)
+
+    def __init__(self, *args, project, **kwargs):
+        super().__init__(*args, **kwargs)
+        offered = Role.objects.for_project(project).exclude(project__isnull=True, name=Role.OWNER)
+        self.fields["role"].queryset = offered.order_by("project_id", "name")
+
+
+class MemberForm(ProjectRoleForm):
     email = forms.EmailField()
-    role = forms.ModelChoiceField(queryset=Role.objects.exclude(name=Role.OWNER), empty_label=None)
+    field_order = ["email", "role"]
 
 
-class RoleForm(forms.Form):
-    role = forms.ModelChoiceField(queryset=Role.objects.exclude(name=Role.OWNER), empty_label=None)
+class RoleForm(ProjectRoleForm):
+    pass

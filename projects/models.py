@@ -48,9 +48,21 @@ class RoleQuerySet(models.QuerySet):
     def with_permissions(self):
         return self.prefetch_related("permissions")
 
+    def server_wide(self):
+        """The roles every project offers: the five built-in ones, and any that staff add without a project."""
+        return self.filter(project__isnull=True)
+
+    def builtin(self, name: str) -> "Role":
+        return self.get(project__isnull=True, name=name)
+
+    def for_project(self, project: "Project | int"):
+        """The roles a member of `project` can hold: the server-wide ones and the project's own."""
+        return self.filter(Q(project__isnull=True) | Q(project=project))
+
 
 class Role(models.Model):
-    """A named set of project permissions. Built-in roles are seeded; owners may add their own in admin."""
+    """A named set of project permissions. Built-in roles are seeded and server-wide; staff may add server-wide roles,
+    and a project's owners roles of their own project (`project`), in admin."""
 
     OWNER = "Owner"
     ADMIN = "Admin"
@@ -58,8 +70,16 @@ class Role(models.Model):
     LABELER = "Labeler"
     VIEWER = "Viewer"
 
-    name = models.CharField(max_length=100, unique=True)
+    name = models.CharField(max_length=100)
     description = models.CharField(max_length=300, blank=True)
+    project = models.ForeignKey(
+        "Project",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="roles",
+        help_text="Empty: offered in every project. Set: a role of this project only.",
+    )
     permissions = models.ManyToManyField(
         Permission,
         blank=True,
@@ -70,7 +90,12 @@ class Role(models.Model):
     objects = RoleQuerySet.as_manager()
 
     class Meta:
-        ordering = ["name"]
+        ordering = ["project_id", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["name"], condition=Q(project__isnull=True), name="role_unique_server_name"),
+            models.UniqueConstraint(fields=["project", "name"], name="role_unique_project_name"),
+            models.CheckConstraint(condition=Q(is_builtin=False) | Q(project__isnull=True), name="role_builtin_server"),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -93,6 +118,24 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} is {self.role} in {self.project}"
+
+
+class ProjectEvent(models.Model):
+    """One change to who may do what in a project (members, roles, ownership, invitations), made in the app or in
+    admin: the members page's history."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="events")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    message = models.CharField(max_length=500)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class InvitationQuerySet(models.QuerySet):

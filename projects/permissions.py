@@ -17,8 +17,9 @@ from projects.models import PROJECT_PERMISSIONS, Image, Project
 NOT_FOUND = "No such project."
 
 
-def access_project(user, project_id: int, perm: str = "view_project") -> Project:
-    """Return the project if `user` holds `perm` on it; 404 if they may not see it, 403 if they see it only."""
+def access_project(user, project_id: int, perm: str | tuple[str, ...] = "view_project") -> Project:
+    """Return the project if `user` holds `perm` (or any of a tuple of them) on it; 404 if they may not see it, 403
+    if they see it only."""
     if not user.is_authenticated:
         raise Http404(NOT_FOUND)
     if not user.is_active:
@@ -29,8 +30,9 @@ def access_project(user, project_id: int, perm: str = "view_project") -> Project
     checker = ObjectPermissionChecker(user)
     if not checker.has_perm("view_project", project):
         raise Http404(NOT_FOUND)
-    if not checker.has_perm(perm, project):
-        raise PermissionDenied(f"Your role in this project does not allow this: {_in_words(perm)}.")
+    wanted = (perm,) if isinstance(perm, str) else perm
+    if not any(checker.has_perm(one, project) for one in wanted):
+        raise PermissionDenied(f"Your role in this project does not allow this: {' or '.join(map(_in_words, wanted))}.")
     return project
 
 
@@ -40,7 +42,7 @@ def _in_words(perm: str) -> str:
     return description[0].lower() + description[1:]
 
 
-def access_child(user, child, perm: str, missing: str, *, project_id: int | None = None):
+def access_child(user, child, perm: str | tuple[str, ...], missing: str, *, project_id: int | None = None):
     """Return `child` (anything with a project_id) if `user` holds `perm` on its project.
 
     A missing child, one in a project they may not see, and (given `project_id`, the project the URL
@@ -55,7 +57,7 @@ def access_child(user, child, perm: str, missing: str, *, project_id: int | None
     return child
 
 
-def access_image(user, image_id: int, perm: str = "view_project") -> Image:
+def access_image(user, image_id: int, perm: str | tuple[str, ...] = "view_project") -> Image:
     """Return the image if `user` holds `perm` on its project; 404 for an image they may not see."""
     return access_child(user, Image.objects.filter(pk=image_id).first(), perm, "No such image.")
 

@@ -11,7 +11,7 @@ from guardian.models import UserObjectPermission
 
 from accounts.models import User
 from projects.attributes import definitions_clean
-from projects.models import Image, Invitation, Label, Membership, Project, Role
+from projects.models import Image, Invitation, Label, Membership, Project, ProjectEvent, Role
 
 LABEL_COLORS = [
     "#e6194b",
@@ -41,7 +41,7 @@ def project_create(*, owner: User, name: str, description: str = "") -> Project:
     project = Project(owner=owner, name=name.strip(), description=description)
     project.full_clean()
     project.save()
-    _membership_save(project=project, user=owner, role=Role.objects.get(name=Role.OWNER))
+    _membership_save(project=project, user=owner, role=Role.objects.builtin(Role.OWNER))
     return project
 
 
@@ -67,7 +67,7 @@ def project_delete(*, project: Project) -> None:
 
 
 @transaction.atomic
-def project_transfer_ownership(*, project: Project, new_owner: User) -> Project:
+def project_transfer_ownership(*, project: Project, new_owner: User, by: User | None = None) -> Project:
     """Make `new_owner` the owner (joining them if needed); the previous owner stays on as Admin."""
     project = Project.objects.select_for_update().get(pk=project.pk)
     if not new_owner.is_active:
@@ -75,25 +75,32 @@ def project_transfer_ownership(*, project: Project, new_owner: User) -> Project:
     if new_owner.pk == project.owner_id:
         return project
     previous = Membership.objects.get(project=project, user_id=project.owner_id)
-    _membership_save(project=project, user=previous.user, role=Role.objects.get(name=Role.ADMIN))
-    _membership_save(project=project, user=new_owner, role=Role.objects.get(name=Role.OWNER))
+    _membership_save(project=project, user=previous.user, role=Role.objects.builtin(Role.ADMIN))
+    _membership_save(project=project, user=new_owner, role=Role.objects.builtin(Role.OWNER))
     project.owner = new_owner
     project.save(update_fields=["owner", "updated_at"])
+    event_record(project=project, by=by, message=f"transferred ownership from {previous.user} to {new_owner}")
     return project
+
+
+def event_record(*, project: Project, by: User | None, message: str) -> ProjectEvent:
+    """Note a change to who may do what in `project` for its history (`by`: who made it; None for a script)."""
+    return ProjectEvent.objects.create(project=project, actor=by, message=message[:500])
 
 
 # --- memberships and the guardian rows that follow them ------------------------------------------
 
 
-def membership_grant(*, project: Project, email: str, role: Role) -> Membership:
+def membership_grant(*, project: Project, email: str, role: Role, by: User | None = None) -> Membership:
     """Share the project with an already registered user."""
     user = User.objects.filter(email__iexact=email.strip(), is_active=True).first()
     if user is None:
         raise ValidationError({"email": "No registered user has this email. Ask them to sign up first."})
     if Membership.objects.filter(project=project, user=user).exists():
         raise ValidationError({"email": f"{user.username} is already a member; change their role instead."})
-    _check_assignable(role)
+    _check_assignable(role, project)
     with transaction.atomic():
+        event_record(project=project, by=by, message=f"added {user} as {role}")
         return _membership_save(project=project, user=user, role=role)
 
 
@@ -106,15 +113,17 @@ INVITED = (
 def invitation_create(*, project: Project, email: str, role: Role, invited_by: User) -> Invitation:
     """Invite whoever holds this address. The answer is the same whether or not it is registered, or already a
     member (then nothing changes), so that sharing cannot be used to find out who has an account."""
-    _check_assignable(role)
+    _check_assignable(role, project)
     email = email.strip().lower()
     member = Membership.objects.filter(project=project, user__email__iexact=email).exists()
     invitation = Invitation(project=project, email=email, role=role, invited_by=invited_by)
     if member:
         return invitation  # unsaved: an invitation is never shown for someone who is already in
-    invitation, _ = Invitation.objects.update_or_create(
-        project=project, email=email, defaults={"role": role, "invited_by": invited_by}
-    )
+    with transaction.atomic():
+        invitation, _ = Invitation.objects.update_or_create(
+            project=project, email=email, defaults={"role": role, "invited_by": invited_by}
+        )
+        event_record(project=project, by=invited_by, message=f"invited {email} as {role}")
     return invitation
 
 
@@ -125,58 +134,131 @@ def invitation_accept(*, invitation: Invitation, user: User) -> Membership:
         membership = Membership.objects.filter(project=invitation.project, user=user).first()
         if membership is None:
             membership = _membership_save(project=invitation.project, user=user, role=invitation.role)
+            event_record(project=invitation.project, by=user, message=f"joined as {invitation.role} (invited)")
         invitation.delete()
     return membership
 
 
-def invitation_delete(*, invitation: Invitation) -> None:
+def invitation_delete(*, invitation: Invitation, by: User | None = None) -> None:
     """Declined by the invitee, or withdrawn by someone who manages the project's members."""
-    invitation.delete()
+    with transaction.atomic():
+        event_record(
+            project=invitation.project, by=by, message=f"withdrew or declined the invitation of {invitation.email}"
+        )
+        invitation.delete()
 
 
-def membership_change_role(*, membership: Membership, role: Role) -> Membership:
+def membership_change_role(*, membership: Membership, role: Role, by: User | None = None) -> Membership:
     if membership.user_id == membership.project.owner_id:
         raise ValidationError({"role": "The owner's role cannot change; transfer ownership first."})
-    _check_assignable(role)
+    _check_assignable(role, membership.project)
     with transaction.atomic():
+        if membership.role_id != role.pk:
+            event_record(
+                project=membership.project,
+                by=by,
+                message=f"changed {membership.user}'s role from {membership.role} to {role}",
+            )
         return _membership_save(project=membership.project, user=membership.user, role=role)
 
 
 def membership_check(*, project: Project, user: User, role: Role) -> None:
-    """Raise unless `user` may hold `role` in `project`: the owner stays Owner, nobody else becomes one."""
+    """Raise unless `user` may hold `role` in `project`: the owner stays Owner, nobody else becomes one, and a role
+    of another project is not offered here."""
     if user.pk == project.owner_id and role.name != Role.OWNER:
         raise ValidationError({"role": "The owner's role cannot change; transfer ownership first."})
     if user.pk != project.owner_id:
-        _check_assignable(role)
+        _check_assignable(role, project)
 
 
 @transaction.atomic
-def membership_set(*, project: Project, user: User, role: Role) -> Membership:
-    """Admin's way in: any role but Owner for any user, guardian rows following."""
+def membership_set(*, project: Project, user: User, role: Role, by: User | None = None) -> Membership:
+    """Admin's way in: any role of the project's but Owner for any user, guardian rows following."""
     membership_check(project=project, user=user, role=role)
+    before = Membership.objects.filter(project=project, user=user).select_related("role").first()
+    if before is None:
+        event_record(project=project, by=by, message=f"added {user} as {role}")
+    elif before.role_id != role.pk:
+        event_record(project=project, by=by, message=f"changed {user}'s role from {before.role} to {role}")
     return _membership_save(project=project, user=user, role=role)
 
 
 @transaction.atomic
-def membership_remove(*, membership: Membership) -> None:
+def membership_remove(*, membership: Membership, by: User | None = None) -> None:
     if membership.user_id == membership.project.owner_id:
         raise ValidationError({"user": "The owner cannot be removed; transfer ownership first."})
     _permission_rows(project=membership.project, user=membership.user).delete()
+    event_record(project=membership.project, by=by, message=f"removed {membership.user} ({membership.role})")
     membership.delete()
+
+
+# --- roles -----------------------------------------------------------------------------------
+
+
+def role_check(*, role: Role, permission_ids: list[int] | None = None) -> None:
+    """Raise unless `role` may be saved: a project role's name is no server-wide role's, a built-in role keeps its
+    name, and only project permissions are granted."""
+    if role.project_id is not None and Role.objects.server_wide().filter(name__iexact=role.name.strip()).exists():
+        raise ValidationError({"name": f"{role.name!r} is a role of every project already; choose another name."})
+    if permission_ids is not None:
+        allowed = {p.pk for p in project_permission_objects()}
+        if set(permission_ids) - allowed:
+            raise ValidationError({"permissions": "A role holds project permissions only."})
+
+
+@transaction.atomic
+def role_save(*, role: Role, permission_ids: list[int], by: User | None = None) -> Role:
+    """Create or change a role and its permissions; its members hold the new permissions at once."""
+    role.name = role.name.strip()
+    role_check(role=role, permission_ids=permission_ids)
+    created = role.pk is None
+    before = set() if created else set(role.permissions.values_list("codename", flat=True))
+    role.full_clean()
+    role.save()
+    role.permissions.set(permission_ids)
+    after = set(role.permissions.values_list("codename", flat=True))
+    role_memberships_resync(role=role)
+    if role.project_id is not None and (created or before != after):
+        what = "created" if created else "changed"
+        granted = ", ".join(sorted(after)) or "no permission"
+        event_record(project=role.project, by=by, message=f"{what} the role {role}: {granted}")
+    return role
+
+
+def role_in_use(role: Role) -> list[str]:
+    """Who holds `role` (members, as "user in project"), and who is invited to it; empty when it may be deleted."""
+    members = [f"{m.user} in {m.project}" for m in role.memberships.select_related("user", "project")]
+    return members + [f"{i.email} (invited to {i.project})" for i in role.invitations.select_related("project")]
+
+
+@transaction.atomic
+def role_delete(*, role: Role, by: User | None = None) -> None:
+    if role.is_builtin:
+        raise ValidationError({"role": "Built-in roles cannot be deleted."})
+    used = role_in_use(role)
+    if used:
+        raise ValidationError(
+            {"role": f"The role {role} is in use by {', '.join(used)}: give them another role first."}
+        )
+    if role.project_id is not None:
+        event_record(project=role.project, by=by, message=f"deleted the role {role}")
+    role.delete()
 
 
 @transaction.atomic
 def role_memberships_resync(*, role: Role) -> int:
-    """After a role's permissions change (in admin), bring every member with that role up to date."""
+    """After a role's permissions change, bring every member with that role up to date."""
     memberships = list(Membership.objects.filter(role=role).select_related("project", "user"))
     for membership in memberships:
         _permissions_sync(membership)
     return len(memberships)
 
 
-def _check_assignable(role: Role) -> None:
-    if role.name == Role.OWNER:
+def _check_assignable(role: Role, project: Project) -> None:
+    if role.name == Role.OWNER and role.project_id is None:
         raise ValidationError({"role": "A project has one owner; use transfer ownership."})
+    if role.project_id not in (None, project.pk):
+        raise ValidationError({"role": "That role belongs to another project."})
 
 
 def _membership_save(*, project: Project, user: User, role: Role) -> Membership:
@@ -185,10 +267,9 @@ def _membership_save(*, project: Project, user: User, role: Role) -> Membership:
     return membership
 
 
-def _permission_rows(*, project: Project, user: User | None = None):
-    rows = UserObjectPermission.objects.filter(
-        content_type=ContentType.objects.get_for_model(Project), object_pk=str(project.pk)
-    )
+def _permission_rows(*, project: Project | None = None, user: User | None = None):
+    rows = UserObjectPermission.objects.filter(content_type=ContentType.objects.get_for_model(Project))
+    rows = rows if project is None else rows.filter(object_pk=str(project.pk))
     return rows if user is None else rows.filter(user=user)
 
 
@@ -205,6 +286,51 @@ def _permissions_sync(membership: Membership) -> None:
         )
         for pk in wanted - have
     )
+
+
+# --- drift: guardian's rows against memberships and roles -------------------------------------
+
+
+def permissions_drift() -> list[dict]:
+    """Every difference between guardian's project permission rows and what memberships and roles grant: rows a
+    member lacks (`missing`), rows no membership explains (`extra`). Each: user, project id, codename, what."""
+    content_type = ContentType.objects.get_for_model(Project)
+    granted: set[tuple[int, str, int]] = set()
+    for user_id, project_id, permission_id in Membership.objects.filter(
+        role__permissions__content_type=content_type
+    ).values_list("user_id", "project_id", "role__permissions"):
+        granted.add((user_id, str(project_id), permission_id))
+    rows = set(
+        UserObjectPermission.objects.filter(content_type=content_type).values_list(
+            "user_id", "object_pk", "permission_id"
+        )
+    )
+    codenames = dict(Permission.objects.filter(content_type=content_type).values_list("pk", "codename"))
+    found = [("missing", row) for row in granted - rows] + [("extra", row) for row in rows - granted]
+    return [
+        {"what": what, "user_id": user_id, "project_id": project_pk, "codename": codenames.get(permission_id, "?")}
+        for what, (user_id, project_pk, permission_id) in sorted(
+            found, key=lambda item: (item[1][1], item[1][0], item[0])
+        )
+    ]
+
+
+@transaction.atomic
+def permissions_repair() -> int:
+    """Make guardian's project rows exactly what memberships and roles grant; the rows changed."""
+    drift = permissions_drift()
+    content_type = ContentType.objects.get_for_model(Project)
+    ids = {
+        codename: pk
+        for pk, codename in Permission.objects.filter(content_type=content_type).values_list("pk", "codename")
+    }
+    for item in drift:
+        key = {"user_id": item["user_id"], "object_pk": item["project_id"], "permission_id": ids[item["codename"]]}
+        if item["what"] == "extra":
+            UserObjectPermission.objects.filter(content_type=content_type, **key).delete()
+        else:
+            UserObjectPermission.objects.create(content_type=content_type, **key)
+    return len(drift)
 
 
 def project_permission_objects() -> list[Permission]:
@@ -234,13 +360,13 @@ def label_create(
         keypoint_template=_keypoint_template(keypoint_template or []),
         attributes=definitions_clean(attributes or []),
     )
-    _label_check_unique(label)
+    label_check_unique(label)
     label.full_clean()
     label.save()
     return label
 
 
-def _label_check_unique(label: Label) -> None:
+def label_check_unique(label: Label) -> None:
     """Say which field clashes, in words, before the database constraints would."""
     others = Label.objects.filter(project_id=label.project_id).exclude(pk=label.pk)
     if others.filter(name=label.name).exists():
@@ -299,7 +425,7 @@ def label_update(
         label.color = color
     if hotkey is not ...:
         label.hotkey = hotkey
-    _label_check_unique(label)
+    label_check_unique(label)
     label.full_clean()
     label.save()
     if redefined:

@@ -243,8 +243,9 @@ def project_settings(request, project_id: int):
         "invitations": project.invitations.select_related("role", "invited_by")
         if "manage_members_project" in perms
         else [],
-        "member_form": MemberForm(initial={"role": Role.objects.filter(name=Role.LABELER).first()}),
-        "role_form": RoleForm(),
+        "member_form": MemberForm(project=project, initial={"role": Role.objects.builtin(Role.LABELER)}),
+        "role_form": RoleForm(project=project),
+        "events": project.events.select_related("actor")[:50] if "manage_members_project" in perms else [],
     }
     return render(request, "projects/project_settings.html", context)
 
@@ -317,7 +318,7 @@ def label_delete(request, project_id: int, label_id: int):
 @require_POST
 def member_add(request, project_id: int):
     project = access_project(request.user, project_id, "manage_members_project")
-    form = MemberForm(request.POST)
+    form = MemberForm(request.POST, project=project)
     if form.is_valid():
         try:
             services.invitation_create(project=project, invited_by=request.user, **form.cleaned_data)
@@ -334,7 +335,7 @@ def member_add(request, project_id: int):
 @require_POST
 def invitation_withdraw(request, project_id: int, invitation_id: int):
     invitation = invitation_for_manager(request.user, project_id, invitation_id)
-    services.invitation_delete(invitation=invitation)
+    services.invitation_delete(invitation=invitation, by=request.user)
     messages.success(request, f"The invitation to {invitation.email} was withdrawn.")
     return redirect("projects:settings", project_id=project_id)
 
@@ -350,7 +351,7 @@ def invitation_answer(request, invitation_id: int, answer: str):
         services.invitation_accept(invitation=invitation, user=request.user)
         messages.success(request, f"You joined {invitation.project.name} as {invitation.role.name}.")
         return redirect("projects:detail", project_id=invitation.project_id)
-    services.invitation_delete(invitation=invitation)
+    services.invitation_delete(invitation=invitation, by=request.user)
     messages.success(request, f"You declined the invitation to {invitation.project.name}.")
     return redirect("projects:list")
 
@@ -363,10 +364,10 @@ def _membership(request, project_id: int, user_id: int):
 @require_POST
 def member_change(request, project_id: int, user_id: int):
     membership = _membership(request, project_id, user_id)
-    form = RoleForm(request.POST)
+    form = RoleForm(request.POST, project=membership.project)
     if form.is_valid():
         try:
-            services.membership_change_role(membership=membership, role=form.cleaned_data["role"])
+            services.membership_change_role(membership=membership, role=form.cleaned_data["role"], by=request.user)
         except ValidationError as exc:
             flash_errors(request, exc)
         else:
@@ -381,7 +382,7 @@ def member_change(request, project_id: int, user_id: int):
 def member_remove(request, project_id: int, user_id: int):
     membership = _membership(request, project_id, user_id)
     try:
-        services.membership_remove(membership=membership)
+        services.membership_remove(membership=membership, by=request.user)
     except ValidationError as exc:
         flash_errors(request, exc)
     else:
@@ -395,7 +396,7 @@ def ownership_transfer(request, project_id: int, user_id: int):
     membership = _membership(request, project_id, user_id)
     require_owner(request.user, membership.project)
     try:
-        services.project_transfer_ownership(project=membership.project, new_owner=membership.user)
+        services.project_transfer_ownership(project=membership.project, new_owner=membership.user, by=request.user)
     except ValidationError as exc:
         flash_errors(request, exc)
     else:

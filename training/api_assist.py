@@ -1,5 +1,7 @@
 """Model-assisted labeling through the API: an image's predictions (list, predict now, accept, clear) and bulk
-pre-labeling. Running a model needs the train permission; accepting and clearing need the annotate permission."""
+pre-labeling. Running a model needs the train permission; accepting and clearing need the annotate permission, or
+the review permission ("review and accept labels and predictions": a reviewer accepts what a model suggests without
+drawing)."""
 
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ class PredictionOutput(serializers.ModelSerializer):
         fields = ["id", "kind", "label", "label_name", "geometry", "score", "model", "model_name", "checkpoint"]
 
 
+ACCEPTERS = ("annotate_project", "review_project")  # who may accept or clear a model's suggestions
 MODEL_PARAMETER = OpenApiParameter("model", int, description="Only this model's predictions.")
 
 
@@ -77,7 +80,7 @@ class ImagePredictionsApi(APIView):
 
     @extend_schema(parameters=[MODEL_PARAMETER], responses={200: dict}, operation_id="image_predictions_clear")
     def delete(self, request, image_id: int):
-        image = access_image(request.user, image_id, "annotate_project")
+        image = access_image(request.user, image_id, ACCEPTERS)
         cleared = assisting.predictions_clear(image=image, model_id=_model_id(request))
         return Response({"image": image.pk, "cleared": cleared})
 
@@ -95,7 +98,7 @@ class ImagePredictionsAcceptApi(APIView):
 
     @extend_schema(request=AcceptInput, responses={200: dict, 409: dict}, operation_id="image_predictions_accept")
     def post(self, request, image_id: int):
-        image = access_image(request.user, image_id, "annotate_project")
+        image = access_image(request.user, image_id, ACCEPTERS)
         data = self.AcceptInput(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
@@ -123,7 +126,7 @@ class ProjectPredictionsAcceptApi(APIView):
 
     @extend_schema(request=AcceptManyInput, responses={200: dict}, operation_id="predictions_accept_many")
     def post(self, request, project_id: int):
-        project = access_project(request.user, project_id, "annotate_project")
+        project = access_project(request.user, project_id, ACCEPTERS)
         data = self.AcceptManyInput(data=request.data)
         data.is_valid(raise_exception=True)
         done = assisting.predictions_accept_many(
