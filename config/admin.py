@@ -14,6 +14,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import redirect
 from django.urls import path, reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 
 NOT_MANAGER = "Admin is for staff, and for the owners and admins of a project: your account manages no project."
 
@@ -47,7 +48,9 @@ class SightlineAdminSite(admin.AdminSite):
         """The app's log-in page (throttled), then back here; a signed-in user with nothing to manage is refused."""
         if request.user.is_authenticated:
             if self.has_permission(request):
-                return redirect(request.GET.get("next") or reverse("admin:index", current_app=self.name))
+                wanted = request.GET.get("next", "")
+                safe = url_has_allowed_host_and_scheme(wanted, {request.get_host()}, request.is_secure())
+                return redirect(wanted if safe else reverse("admin:index", current_app=self.name))
             raise PermissionDenied(NOT_MANAGER)
         return redirect(f"{reverse('login')}?{urlencode({'next': request.GET.get('next', reverse('admin:index'))})}")
 

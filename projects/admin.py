@@ -33,6 +33,15 @@ def _ids(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
+def _an_id(value: str) -> int | None:
+    return int(value) if value.isascii() and value.isdigit() else None
+
+
+def _for(form_class, request):
+    """The form class, knowing who submits it (the services check what they may grant)."""
+    return type(form_class.__name__, (form_class,), {"requester": request.user})
+
+
 class ProjectScoped:
     """For a user who is not staff: this model's rows of the projects they manage (`project_field` leads from a row
     to its project; "pk" for projects themselves). Staff keep Django's model permissions."""
@@ -121,14 +130,13 @@ class ProjectScoped:
             named = first in {field, f"{field}_id"} or (field == "id" and first == "pk")
             if not named or rest not in _BY_ID:
                 raise DisallowedModelAdminLookup(f"Filtering by {key} is for staff.")  # a 400
-            wanted = _ids(value)
-            if not all(v.isdigit() and int(v) in self.managed(request) for v in wanted):
+            if not all(_an_id(v) in self.managed(request) for v in _ids(value)):
                 raise Http404("No such project.")
 
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         if is_scoped(request) and request.method == "POST" and self.project_field != "pk":
             posted = request.POST.get("project")
-            if posted and not (posted.isdigit() and int(posted) in self.managed(request)):
+            if posted and _an_id(posted) not in self.managed(request):
                 raise PermissionDenied("You do not manage that project.")
         return super().changeform_view(request, object_id, form_url, extra_context)
 
@@ -137,6 +145,8 @@ class ProjectScoped:
 
 
 class RoleForm(forms.ModelForm):
+    requester = None  # who submits it (_for)
+
     class Meta:
         model = Role
         fields = ["name", "description", "project", "permissions"]
@@ -147,7 +157,8 @@ class RoleForm(forms.ModelForm):
             project = data["project"] if "project" in data else self.instance.project
             role = Role(pk=self.instance.pk, name=data.get("name", self.instance.name), project=project)
             permissions = data.get("permissions")
-            services.role_check(role=role, permission_ids=None if permissions is None else [p.pk for p in permissions])
+            ids = None if permissions is None else [p.pk for p in permissions]
+            services.role_check(role=role, permission_ids=ids, by=self.requester)
         return data
 
 
@@ -159,17 +170,36 @@ class RoleAdmin(ProjectScoped, admin.ModelAdmin):
 
     def get_queryset(self, request):
         rows = admin.ModelAdmin.get_queryset(self, request).select_related("project")
-        if is_scoped(request):  # the server-wide roles (read only) and their projects' own
+        members = Q()
+        if is_scoped(request):  # the server-wide roles (read only) and their projects' own; members of those only
             rows = rows.filter(Q(project__isnull=True) | Q(project__in=self.managed(request)))
-        return rows.annotate(permission_total=Count("permissions", distinct=True))
+            members = Q(memberships__project__in=self.managed(request))
+        return rows.annotate(
+            permission_total=Count("permissions", distinct=True),
+            member_total=Count("memberships", filter=members, distinct=True),
+        )
 
     @admin.display(description="permissions", ordering="permission_total")
     def permission_count(self, role: Role) -> int:
         return role.permission_total
 
-    @admin.display(description="members")
+    @admin.display(description="members", ordering="member_total")
     def member_count(self, role: Role) -> int:
-        return role.memberships.count()
+        return role.member_total
+
+    def changelist_view(self, request, extra_context=None):
+        # A bulk action names roles one may change: a server-wide role's users are all over the server.
+        chosen = request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME)
+        if is_scoped(request) and (chosen or request.POST.get("select_across") == "1"):
+            own = Role.objects.filter(project__in=self.managed(request), pk__in=chosen)
+            if request.POST.get("select_across") == "1" or own.count() != len(set(chosen)):
+                raise Http404("No such role.")
+        return super().changelist_view(request, extra_context)
+
+    def history_view(self, request, object_id, extra_context=None):
+        if is_scoped(request) and not self._own(request, self.get_object(request, object_id)):
+            raise PermissionDenied("The history of a server-wide role is for staff.")
+        return super().history_view(request, object_id, extra_context)
 
     def in_scope(self, request, obj) -> bool:
         return obj is None or obj.project_id is None or obj.project_id in self.managed(request)
@@ -191,7 +221,7 @@ class RoleAdmin(ProjectScoped, admin.ModelAdmin):
         return super().has_delete_permission(request, obj)
 
     def get_form(self, request, obj=None, change=False, **kwargs):
-        form = super().get_form(request, obj, change, **kwargs)
+        form = _for(super().get_form(request, obj, change, **kwargs), request)
         if is_scoped(request) and "project" in form.base_fields:
             form.base_fields["project"].required = True  # owners make roles of their projects only
             form.base_fields["project"].empty_label = None
@@ -233,7 +263,8 @@ class RoleAdmin(ProjectScoped, admin.ModelAdmin):
             self.delete_model(request, role)
 
     def get_deleted_objects(self, objs, request):
-        """A role in use cannot go: admin's confirmation names who holds it, instead of failing."""
+        """A role in use cannot go: admin's confirmation names who holds it, instead of failing. (A scoped user
+        deletes only their projects' roles, which only their projects' members hold.)"""
         deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
         used = [who for role in objs for who in services.role_in_use(role)]
         return deleted, counts, perms_needed, protected or used
@@ -245,6 +276,8 @@ class RoleAdmin(ProjectScoped, admin.ModelAdmin):
 class MembershipForm(forms.ModelForm):
     """Refuses what the services would refuse, so admin shows a form error instead of failing."""
 
+    requester = None  # who submits it (_for)
+
     class Meta:
         model = Membership
         fields = ["project", "user", "role"]
@@ -254,6 +287,7 @@ class MembershipForm(forms.ModelForm):
         project = data.get("project") or getattr(self.instance, "project", None)
         if project is not None and data.get("user") and data.get("role"):
             services.membership_check(project=project, user=data["user"], role=data["role"])
+            services.role_grantable_check(data["role"], project, self.requester)
         return data
 
 
@@ -281,6 +315,9 @@ class MemberByNameForm(MembershipForm):
         )
         if found is None and not self.instance.pk:
             raise ValidationError({"member": "No active user has exactly this username or e-mail address."})
+        project = self.cleaned_data.get("project")
+        if not self.instance.pk and project and Membership.objects.filter(project=project, user=found).exists():
+            raise ValidationError({"member": f"{found} is a member already: change the role on their membership."})
         self.cleaned_data["user"] = found if not self.instance.pk else self.instance.user
         self.instance.user = self.cleaned_data["user"]
         return super().clean()
@@ -305,8 +342,8 @@ class MembershipInline(admin.TabularInline):
         return _held(membership)
 
     def get_formset(self, request, obj=None, **kwargs):
+        kwargs["form"] = _for(MemberByNameForm if is_scoped(request) else MembershipForm, request)
         if is_scoped(request):
-            kwargs["form"] = MemberByNameForm
             kwargs["fields"] = ["member", "role"]
         return super().get_formset(request, obj, **kwargs)
 
@@ -360,7 +397,7 @@ class OwnershipForm(ScopedProjectForm):
         if self.instance.pk:
             members = Membership.objects.filter(project=self.instance).exclude(user_id=self.instance.owner_id)
             self.fields["transfer_to"].queryset = (
-                get_user_model().objects.filter(pk__in=members.values("user_id")).order_by("username")
+                get_user_model().objects.filter(pk__in=members.values("user_id"), is_active=True).order_by("username")
             )
 
 
@@ -409,17 +446,24 @@ class ProjectAdmin(ProjectScoped, admin.ModelAdmin):
             if is_scoped(request) and request.user.pk != previous_owner_id:
                 raise PermissionDenied("Only the project's owner can transfer ownership.")
             services.project_transfer_ownership(project=obj, new_owner=new_owner, by=request.user)
+            obj.owner = new_owner
+            request.ownership_moved = {previous_owner_id, new_owner.pk}  # their rows were set by the transfer
 
     @transaction.atomic
     def save_formset(self, request, form, formset, change):
         memberships = formset.save(commit=False)
         project = Project.objects.get(pk=form.instance.pk)
+        moved = getattr(request, "ownership_moved", set())
         for membership in formset.deleted_objects:
-            self._remove(request, membership)
+            if membership.user_id not in moved:
+                self._remove(request, membership)
         for membership in memberships:
-            if membership.user_id == project.owner_id and membership.role.name != Role.OWNER:
+            if membership.user_id in moved:
                 continue  # ownership just moved; the transfer already set both roles
-            services.membership_set(project=project, user=membership.user, role=membership.role, by=request.user)
+            try:
+                services.membership_set(project=project, user=membership.user, role=membership.role, by=request.user)
+            except ValidationError as exc:
+                self.message_user(request, f"{membership.user}: {'; '.join(exc.messages)}", level=messages.ERROR)
 
     def delete_model(self, request, obj: Project):
         services.project_delete(project=obj)
@@ -449,8 +493,7 @@ class MembershipAdmin(ProjectScoped, admin.ModelAdmin):
         return _held(membership)
 
     def get_form(self, request, obj=None, change=False, **kwargs):
-        if is_scoped(request):
-            kwargs["form"] = MemberByNameForm
+        kwargs["form"] = _for(MemberByNameForm if is_scoped(request) else MembershipForm, request)
         return super().get_form(request, obj, change, **kwargs)
 
     def get_fields(self, request, obj=None):
@@ -459,7 +502,8 @@ class MembershipAdmin(ProjectScoped, admin.ModelAdmin):
         return ["project", "user", "role", "permissions_held"]
 
     def get_readonly_fields(self, request, obj=None):
-        return ["permissions_held", "project"] if obj is not None else ["permissions_held"]
+        # A membership's project and user stay: remove it and add another.
+        return ["permissions_held", "project", "user"] if obj is not None else ["permissions_held"]
 
     def save_model(self, request, obj: Membership, form, change):
         membership = services.membership_set(project=obj.project, user=obj.user, role=obj.role, by=request.user)
@@ -509,6 +553,13 @@ class LabelAdmin(ProjectScoped, admin.ModelAdmin):
     form = LabelForm
     list_display = ["name", "project", "color", "hotkey"]
     search_fields = ["name", "project__name"]
+
+    def managed(self, request) -> frozenset[int]:
+        """Of the projects they manage, those whose labels they may edit, as the app asks."""
+        from projects.permissions import projects_for_user
+
+        labels = projects_for_user(request.user, "manage_labels_project").values_list("pk", flat=True)
+        return managed_project_ids(request) & frozenset(labels)
 
     def get_readonly_fields(self, request, obj=None):
         return ["project"] if obj is not None else []

@@ -7,6 +7,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F
+from guardian.core import ObjectPermissionChecker
 from guardian.models import UserObjectPermission
 
 from accounts.models import User
@@ -63,6 +64,8 @@ def project_update(
 def project_delete(*, project: Project) -> None:
     """Delete the project and everything in it; files go once the transaction commits."""
     _permission_rows(project=project).delete()
+    # Its members first: a membership protects its role, and the project's own roles go with the project.
+    Membership.objects.filter(project=project).delete()
     project.delete()
 
 
@@ -99,6 +102,7 @@ def membership_grant(*, project: Project, email: str, role: Role, by: User | Non
     if Membership.objects.filter(project=project, user=user).exists():
         raise ValidationError({"email": f"{user.username} is already a member; change their role instead."})
     _check_assignable(role, project)
+    role_grantable_check(role, project, by)
     with transaction.atomic():
         event_record(project=project, by=by, message=f"added {user} as {role}")
         return _membership_save(project=project, user=user, role=role)
@@ -114,6 +118,7 @@ def invitation_create(*, project: Project, email: str, role: Role, invited_by: U
     """Invite whoever holds this address. The answer is the same whether or not it is registered, or already a
     member (then nothing changes), so that sharing cannot be used to find out who has an account."""
     _check_assignable(role, project)
+    role_grantable_check(role, project, invited_by)
     email = email.strip().lower()
     member = Membership.objects.filter(project=project, user__email__iexact=email).exists()
     invitation = Invitation(project=project, email=email, role=role, invited_by=invited_by)
@@ -149,9 +154,10 @@ def invitation_delete(*, invitation: Invitation, by: User | None = None) -> None
 
 
 def membership_change_role(*, membership: Membership, role: Role, by: User | None = None) -> Membership:
-    if membership.user_id == membership.project.owner_id:
+    if membership.user_id == _owner_id(membership.project):
         raise ValidationError({"role": "The owner's role cannot change; transfer ownership first."})
     _check_assignable(role, membership.project)
+    role_grantable_check(role, membership.project, by)
     with transaction.atomic():
         if membership.role_id != role.pk:
             event_record(
@@ -165,9 +171,10 @@ def membership_change_role(*, membership: Membership, role: Role, by: User | Non
 def membership_check(*, project: Project, user: User, role: Role) -> None:
     """Raise unless `user` may hold `role` in `project`: the owner stays Owner, nobody else becomes one, and a role
     of another project is not offered here."""
-    if user.pk == project.owner_id and role.name != Role.OWNER:
+    owner_id = _owner_id(project)
+    if user.pk == owner_id and role.name != Role.OWNER:
         raise ValidationError({"role": "The owner's role cannot change; transfer ownership first."})
-    if user.pk != project.owner_id:
+    if user.pk != owner_id:
         _check_assignable(role, project)
 
 
@@ -175,6 +182,7 @@ def membership_check(*, project: Project, user: User, role: Role) -> None:
 def membership_set(*, project: Project, user: User, role: Role, by: User | None = None) -> Membership:
     """Admin's way in: any role of the project's but Owner for any user, guardian rows following."""
     membership_check(project=project, user=user, role=role)
+    role_grantable_check(role, project, by)
     before = Membership.objects.filter(project=project, user=user).select_related("role").first()
     if before is None:
         event_record(project=project, by=by, message=f"added {user} as {role}")
@@ -185,7 +193,7 @@ def membership_set(*, project: Project, user: User, role: Role, by: User | None 
 
 @transaction.atomic
 def membership_remove(*, membership: Membership, by: User | None = None) -> None:
-    if membership.user_id == membership.project.owner_id:
+    if membership.user_id == _owner_id(membership.project):
         raise ValidationError({"user": "The owner cannot be removed; transfer ownership first."})
     _permission_rows(project=membership.project, user=membership.user).delete()
     event_record(project=membership.project, by=by, message=f"removed {membership.user} ({membership.role})")
@@ -195,29 +203,36 @@ def membership_remove(*, membership: Membership, by: User | None = None) -> None
 # --- roles -----------------------------------------------------------------------------------
 
 
-def role_check(*, role: Role, permission_ids: list[int] | None = None) -> None:
-    """Raise unless `role` may be saved: a project role's name is no server-wide role's, a built-in role keeps its
-    name, and only project permissions are granted."""
-    if role.project_id is not None and Role.objects.server_wide().filter(name__iexact=role.name.strip()).exists():
+def role_check(*, role: Role, permission_ids: list[int] | None = None, by: User | None = None) -> None:
+    """Raise unless `role` may be saved: its name is free where it is offered (a project role's is no server-wide
+    role's), it holds project permissions only, and (`by`, who saves it, unless staff) none that `by` lacks in its
+    project."""
+    name = role.name.strip()
+    same_name = Role.objects.exclude(pk=role.pk).filter(name__iexact=name)
+    if role.project_id is not None and same_name.filter(project__isnull=True).exists():
         raise ValidationError({"name": f"{role.name!r} is a role of every project already; choose another name."})
+    if same_name.filter(project_id=role.project_id).exists():
+        raise ValidationError({"name": f"A role named {name!r} exists already."})
     if permission_ids is not None:
-        allowed = {p.pk for p in project_permission_objects()}
-        if set(permission_ids) - allowed:
+        allowed = {p.pk: p.codename for p in project_permission_objects()}
+        if set(permission_ids) - set(allowed):
             raise ValidationError({"permissions": "A role holds project permissions only."})
+        if role.project_id is not None:
+            _check_grantable_codenames({allowed[pk] for pk in permission_ids}, role.project, by, "permissions")
 
 
 @transaction.atomic
 def role_save(*, role: Role, permission_ids: list[int], by: User | None = None) -> Role:
-    """Create or change a role and its permissions; its members hold the new permissions at once."""
+    """Create or change a role and its permissions; its members hold the new permissions at once (the signal that
+    follows role.permissions)."""
     role.name = role.name.strip()
-    role_check(role=role, permission_ids=permission_ids)
+    role_check(role=role, permission_ids=permission_ids, by=by)
     created = role.pk is None
     before = set() if created else set(role.permissions.values_list("codename", flat=True))
     role.full_clean()
     role.save()
     role.permissions.set(permission_ids)
     after = set(role.permissions.values_list("codename", flat=True))
-    role_memberships_resync(role=role)
     if role.project_id is not None and (created or before != after):
         what = "created" if created else "changed"
         granted = ", ".join(sorted(after)) or "no permission"
@@ -229,6 +244,27 @@ def role_in_use(role: Role) -> list[str]:
     """Who holds `role` (members, as "user in project"), and who is invited to it; empty when it may be deleted."""
     members = [f"{m.user} in {m.project}" for m in role.memberships.select_related("user", "project")]
     return members + [f"{i.email} (invited to {i.project})" for i in role.invitations.select_related("project")]
+
+
+def _owner_id(project: Project) -> int:
+    """The project's owner as stored now (an object in hand may predate a transfer)."""
+    return Project.objects.values_list("owner_id", flat=True).get(pk=project.pk)
+
+
+def role_grantable_check(role: Role, project: Project, by: User | None) -> None:
+    """Nobody gives a role holding more than they hold in the project themselves (an Admin, who may not delete the
+    project, gives no role that may); staff and scripts (`by` None) may."""
+    _check_grantable_codenames(role.codenames(), project, by)
+
+
+def _check_grantable_codenames(codenames: set[str], project: Project, by: User | None, field: str = "role") -> None:
+    if by is None or by.is_staff or by.is_superuser:
+        return
+    beyond = sorted(codenames - set(ObjectPermissionChecker(by).get_perms(project)))
+    if beyond:
+        raise ValidationError(
+            {field: f"You cannot grant what you do not hold in this project yourself: {', '.join(beyond)}."}
+        )
 
 
 @transaction.atomic
@@ -262,8 +298,8 @@ def _check_assignable(role: Role, project: Project) -> None:
 
 
 def _membership_save(*, project: Project, user: User, role: Role) -> Membership:
+    """Save the membership; guardian's rows follow it (projects/signals.py, on every save)."""
     membership, _ = Membership.objects.update_or_create(project=project, user=user, defaults={"role": role})
-    _permissions_sync(membership)
     return membership
 
 

@@ -428,3 +428,106 @@ def test_a_projects_own_roles_are_listed_to_its_members_only(world):
         f"/api/projects/{world['a'].pk}/members/{world['viewer'].pk}/", {"role": "B reviewers"}, format="json"
     )
     assert refused.status_code == 400 and refused.json() == {"role": ["No role named 'B reviewers'."]}
+
+
+def test_what_a_review_found_stays_closed(world, client):
+    """Holes a review of the first version found, each shown closed."""
+    from tests.conftest import client_for
+
+    a, b, owner, admin = world["a"], world["b"], _signed_in(world["owner"]), _signed_in(world["admin"])
+    # A bulk delete of a server-wide role would have listed who holds it on the whole server.
+    b_member = Membership.objects.get(project=b, user__username="bea")
+    labeler = Role.objects.builtin("Labeler")
+    for select in ({"_selected_action": [labeler.pk]}, {"_selected_action": [labeler.pk], "select_across": "1"}):
+        page = owner.post("/admin/projects/role/", {"action": "delete_selected", "index": "0", **select})
+        assert page.status_code == 404 and "bea" not in page.content.decode()
+    assert owner.get(f"/admin/projects/role/{labeler.pk}/history/").status_code == 403
+    listed = owner.get("/admin/projects/role/").context["cl"].result_list
+    assert {r.name: r.member_total for r in listed}["Labeler"] == 1  # lab in A; bea in B is not counted
+    assert b_member.role == labeler
+
+    # An Admin, who may not delete the project, grants no role that may: neither in admin nor through the API.
+    everything = _perm_ids("view_project", "delete_project")
+    refused = admin.post("/admin/projects/role/add/", {"name": "Boss", "project": a.pk, "permissions": everything})
+    assert refused.status_code == 200 and not Role.objects.filter(name="Boss").exists()
+    assert "You cannot grant what you do not hold in this project yourself: delete_project." in refused.content.decode()
+    assert (
+        owner.post(
+            "/admin/projects/role/add/", {"name": "Boss", "project": a.pk, "permissions": everything}
+        ).status_code
+        == 302
+    )
+    boss = Role.objects.get(name="Boss")
+    adam = Membership.objects.get(project=a, user=world["admin"])
+    refused = admin.post(f"/admin/projects/membership/{adam.pk}/change/", {"member": "adam", "role": boss.pk})
+    assert refused.status_code == 200 and Membership.objects.get(pk=adam.pk).role.name == "Admin"
+    answer = client_for(world["admin"]).patch(
+        f"/api/projects/{a.pk}/members/{world['labeler'].pk}/", {"role": "Boss"}, format="json"
+    )
+    assert answer.status_code == 400
+    assert answer.json() == {
+        "role": ["You cannot grant what you do not hold in this project yourself: delete_project."]
+    }
+    assert "delete_project" not in get_perms(world["admin"], a) and "delete_project" not in get_perms(
+        world["labeler"], a
+    )
+
+    # Adding someone who is a member already says so, instead of changing their role under "added".
+    refused = owner.post(
+        "/admin/projects/membership/add/", {"project": a.pk, "member": "lab", "role": Role.objects.builtin("Viewer").pk}
+    )
+    assert refused.status_code == 200 and "lab is a member already" in refused.content.decode()
+    assert Membership.objects.get(project=a, user=world["labeler"]).role == labeler
+
+    # Not digits as int() reads them, and not an address elsewhere.
+    assert owner.get("/admin/projects/label/?project__id__exact=²").status_code == 404
+    assert (
+        owner.post("/admin/projects/label/add/", {"project": "²", "name": "x", "color": "#112233"}).status_code == 403
+    )
+    away = owner.get("/admin/login/?next=https://evil.example/")
+    assert (away.status_code, away["Location"]) == (302, "/admin/")
+
+    # A transfer and the new owner's row removed in one save: the transfer wins, and the new owner stays in.
+    vic = Membership.objects.get(project=a, user=world["viewer"])
+    data = {
+        "name": "A",
+        "description": "",
+        "transfer_to": world["viewer"].pk,
+        "memberships-TOTAL_FORMS": "1",
+        "memberships-INITIAL_FORMS": "1",
+        "memberships-0-id": vic.pk,
+        "memberships-0-project": a.pk,
+        "memberships-0-member": "vic",
+        "memberships-0-role": Role.objects.builtin("Viewer").pk,
+        "memberships-0-DELETE": "on",
+    }
+    assert owner.post(f"/admin/projects/project/{a.pk}/change/", data).status_code == 302
+    a.refresh_from_db()
+    assert a.owner == world["viewer"] and Membership.objects.get(pk=vic.pk).role.name == "Owner"
+    assert "delete_project" in get_perms(world["viewer"], a)
+
+
+def test_a_project_whose_own_role_is_in_use_can_be_deleted(world):
+    from projects import services
+
+    a = world["a"]
+    role = Role.objects.create(name="Reviewer", project=a)
+    role.permissions.set(_perm_ids("view_project", "review_project"))
+    services.membership_change_role(membership=Membership.objects.get(project=a, user=world["viewer"]), role=role)
+    response = _signed_in(world["owner"]).post(f"/projects/{a.pk}/delete/", {"confirm_name": "A"})
+    assert response.status_code == 302
+    assert not Project.objects.filter(pk=a.pk).exists() and not Role.objects.filter(name="Reviewer").exists()
+    assert not UserObjectPermission.objects.filter(object_pk=str(a.pk)).exists()
+
+
+def test_labels_in_admin_need_the_label_permission_too(world):
+    """A member who manages members but not labels (a role of the project's own) sees no label in admin."""
+    a = world["a"]
+    keeper = Role.objects.create(name="Doorkeeper", project=a)
+    keeper.permissions.set(_perm_ids("view_project", "manage_members_project"))
+    Membership.objects.filter(project=a, user=world["labeler"]).update(role=keeper)
+    call_command("permissions_check", "--repair", stdout=io.StringIO())
+    doorkeeper = _signed_in(world["labeler"])
+    models = sorted(m["object_name"] for app in doorkeeper.get("/admin/").context["app_list"] for m in app["models"])
+    assert models == ["Membership", "Project", "Role"]
+    assert doorkeeper.get(f"/admin/projects/label/{world['a_label'].pk}/change/").status_code == 404
