@@ -9,7 +9,7 @@ class ProjectsConfig(AppConfig):
         from django.conf import settings
         from PIL import Image
 
-        from projects import signals  # noqa: F401  (file clean-up, and guardian following memberships)
+        from projects import signals  # noqa: F401  (file clean-up receivers)
 
         # Pillow's own bomb check uses this; projects.imaging turns its warning into an error.
         Image.MAX_IMAGE_PIXELS = settings.SIGHTLINE_MAX_IMAGE_PIXELS

@@ -223,8 +223,7 @@ def role_check(*, role: Role, permission_ids: list[int] | None = None, by: User 
 
 @transaction.atomic
 def role_save(*, role: Role, permission_ids: list[int], by: User | None = None) -> Role:
-    """Create or change a role and its permissions; its members hold the new permissions at once (the signal that
-    follows role.permissions)."""
+    """Create or change a role and its permissions; its members hold the new permissions at once."""
     role.name = role.name.strip()
     role_check(role=role, permission_ids=permission_ids, by=by)
     created = role.pk is None
@@ -233,6 +232,7 @@ def role_save(*, role: Role, permission_ids: list[int], by: User | None = None) 
     role.save()
     role.permissions.set(permission_ids)
     after = set(role.permissions.values_list("codename", flat=True))
+    role_memberships_resync(role=role)
     if role.project_id is not None and (created or before != after):
         what = "created" if created else "changed"
         granted = ", ".join(sorted(after)) or "no permission"
@@ -298,8 +298,8 @@ def _check_assignable(role: Role, project: Project) -> None:
 
 
 def _membership_save(*, project: Project, user: User, role: Role) -> Membership:
-    """Save the membership; guardian's rows follow it (projects/signals.py, on every save)."""
     membership, _ = Membership.objects.update_or_create(project=project, user=user, defaults={"role": role})
+    _permissions_sync(membership)
     return membership
 
 

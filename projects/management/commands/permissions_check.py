@@ -1,8 +1,8 @@
 """Compare django-guardian's project permission rows with what memberships and roles grant, and mend them.
 
-Memberships and roles are the source of truth. The services and signals keep guardian's rows in step; a change
-that bypasses both (a queryset's update(), raw SQL, guardian's assign_perm in a shell) leaves them stale, which this
-reports. Exit status 1 when drift is found and not repaired, so a cron job or a deploy check can alert on it.
+Memberships and roles are the source of truth. The services keep guardian's rows in step; a change that bypasses
+them (role.permissions.add() or a membership saved in a shell or a data migration, a queryset's update(), raw SQL,
+guardian's assign_perm) leaves them stale, which this reports. Exit status 1 when drift is found and not repaired, so a cron job or a deploy check can alert on it.
 """
 
 from django.contrib.auth import get_user_model
