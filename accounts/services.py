@@ -36,3 +36,10 @@ def token_regenerate(*, user: User) -> Token:
     """Replace the user's token; the old key stops working at once."""
     Token.objects.filter(user=user).delete()
     return Token.objects.create(user=user)
+
+
+def user_names_set(*, user: User, first: str, last: str) -> User:
+    """A person's first and last name (the SeeMe SDK's register sends them)."""
+    user.first_name, user.last_name = first.strip()[:150], last.strip()[:150]
+    user.save(update_fields=["first_name", "last_name"])
+    return user

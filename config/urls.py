@@ -22,6 +22,7 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="projects:list", permanent=False)),
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
+    path("api/v1/", include("projects.seeme.urls")),  # the SeeMe.ai SDK's protocol (docs/seeme.md)
     path("api/", include(api)),
     path("accounts/", include("accounts.urls")),
     path("projects/", include("projects.urls")),

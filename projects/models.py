@@ -30,6 +30,15 @@ class Project(models.Model):
     description = models.TextField(blank=True)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="owned_projects")
     sync_labels = models.BooleanField(default=False, help_text="Object labels also label the image for classification.")
+    seeme_dataset = models.ForeignKey(
+        "SeemeDataset",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="versions",
+        help_text="Set for a version of a dataset made through the SeeMe.ai SDK's API.",
+    )
+    seeme_version = models.CharField(max_length=100, blank=True, help_text="That version's name (SeeMe's).")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -39,6 +48,27 @@ class Project(models.Model):
         permissions = [
             p for p in PROJECT_PERMISSIONS if p[0] not in {"view_project", "change_project", "delete_project"}
         ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SeemeDataset(models.Model):
+    """A dataset of the SeeMe.ai SDK's API (/api/v1/, docs/seeme.md): a named group of versions, each version one
+    Sightline project (Project.seeme_dataset), so that what a script does there is what the web app shows."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    notes = models.TextField(blank=True)
+    multi_label = models.BooleanField(default=False)
+    content_type = models.CharField(max_length=20, default="images")
+    default_splits = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:
         return self.name
@@ -240,3 +270,47 @@ class Image(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class Split(models.Model):
+    """A named set of a project's images, as the SeeMe.ai SDK names them (an image may be in several). The split
+    named "valid" is the validation set that training uses: its images are those marked `is_validation`, not rows
+    of `images`."""
+
+    VALID = "valid"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="splits")
+    name = models.CharField(max_length=100)
+    description = models.CharField(max_length=300, blank=True)
+    images = models.ManyToManyField(Image, blank=True, related_name="splits")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["project_id", "id"]
+        constraints = [models.UniqueConstraint(fields=["project", "name"], name="split_unique_name")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class PendingItem(models.Model):
+    """A SeeMe item created before its image is uploaded. Its id is taken from the images' sequence, so that the
+    image, once uploaded, has the same id as the item the script already holds."""
+
+    id = models.BigIntegerField(primary_key=True)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="pending_items")
+    name = models.CharField(max_length=200, blank=True)
+    extension = models.CharField(max_length=10, blank=True)
+    description = models.TextField(blank=True)
+    annotations = models.JSONField(default=list, blank=True, help_text="Applied when the image arrives.")
+    split_ids = models.JSONField(default=list, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["project_id", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.name}.{self.extension}"

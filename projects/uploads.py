@@ -59,6 +59,7 @@ class _Batch:
     labels: dict[str, Label] = field(default_factory=dict)  # created on the first stored image that needs them
     may_create_labels: bool = True
     written: list[Image] = field(default_factory=list)  # every image whose files are on disk
+    pk: int | None = None  # the id the one image takes (reserved for it: a SeeMe item's)
 
 
 def images_upload(*, project: Project, user: User, files: list[UploadedFile], labels: list[str]) -> UploadResult:
@@ -98,12 +99,15 @@ def images_upload(*, project: Project, user: User, files: list[UploadedFile], la
     return batch.result
 
 
-def images_store(*, project: Project, user: User, named: Iterable[tuple[str, bytes]]) -> UploadResult:
-    """Store images that arrive as bytes (an import archive's, read one at a time), each checked as an upload is.
+def images_store(
+    *, project: Project, user: User, named: Iterable[tuple[str, bytes]], pk: int | None = None
+) -> UploadResult:
+    """Store images that arrive as bytes (an import archive's, read one at a time), each checked as an upload is;
+    `pk`: the id reserved for the one image given (image_id_reserve).
 
     Runs inside the caller's transaction; the caller deletes `stored` images' files if it fails later.
     """
-    batch = _Batch(project=project, user=user)
+    batch = _Batch(project=project, user=user, pk=pk)
     try:
         for name, data in named:
             _store_one(batch, name, data, [])
@@ -216,6 +220,7 @@ def _labels_for(batch: _Batch, names: list[str]) -> list[Label]:
 
 def _image_save(batch: _Batch, name: str, decoded: DecodedImage) -> Image | None:
     image = Image(
+        pk=batch.pk,
         project=batch.project,
         name=name[-255:],
         width=decoded.width,
@@ -228,7 +233,7 @@ def _image_save(batch: _Batch, name: str, decoded: DecodedImage) -> Image | None
     image.thumbnail.save("thumbnail.webp", ContentFile(decoded.thumbnail), save=False)
     try:
         with transaction.atomic():
-            image.save()
+            image.save(force_insert=True)
     except IntegrityError:
         image_files_delete(image)
         return None
@@ -239,3 +244,12 @@ def image_files_delete(image: Image) -> None:
     """Remove an image's file and thumbnail from storage (its row is the caller's, or a rolled-back one)."""
     image.file.delete(save=False)
     image.thumbnail.delete(save=False)
+
+
+def image_id_reserve() -> int:
+    """An id no image has or will be given: for an item that exists before its image (the SeeMe SDK's)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT nextval(pg_get_serial_sequence('projects_image', 'id'))")
+        return int(cursor.fetchone()[0])

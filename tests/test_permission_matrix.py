@@ -29,7 +29,7 @@ from annotations.geometry import encode_mask
 from annotations.models import ReplacedDocument
 from annotations.services import history, transfers
 from jobs.runner import job_run
-from projects.models import Role
+from projects.models import Project, Role
 from projects.services import invitation_create, membership_grant
 from similarity import searches
 from tests.conftest import client_for
@@ -369,8 +369,55 @@ MATRIX: dict[tuple[str, str], Entry] = {
     ),
 }
 
+# The SeeMe.ai SDK's API (projects/seeme/): the same world, a dataset whose version is the project, callers
+# authenticated as the SDK does (username:apikey).
+SD = "/api/v1/datasets/{sd}"
+SV = SD + "/versions/{p}"
+SEEME_D = "api/v1/datasets/<str:dataset_id>"
+SEEME_V = SEEME_D + "/versions/<str:version_id>"
+MATRIX.update(
+    {
+        ("api/v1/applications", "get"): Entry("/api/v1/applications", SIGNED_IN),
+        ("api/v1/datasets", "get"): Entry("/api/v1/datasets", SIGNED_IN),
+        ("api/v1/datasets", "post"): Entry("/api/v1/datasets", SIGNED_IN, {"name": "Fresh"}),
+        (SEEME_D, "get"): Entry(SD, MEMBERS),
+        (SEEME_D, "put"): Entry(SD, MANAGERS, {"name": "Renamed"}),
+        (SEEME_D, "delete"): Entry(SD, OWNER),
+        (SEEME_D + "/versions", "get"): Entry(SD + "/versions", MEMBERS),
+        (SEEME_D + "/versions", "post"): Entry(SD + "/versions", MANAGERS, {"name": "v2"}),
+        (SEEME_V, "get"): Entry(SV, MEMBERS),
+        (SEEME_V, "put"): Entry(SV, MANAGERS, {"name": "v9"}),
+        (SEEME_V, "delete"): Entry(SV, OWNER),
+        (SEEME_V + "/labels", "get"): Entry(SV + "/labels", MEMBERS),
+        (SEEME_V + "/labels", "post"): Entry(SV + "/labels", DEVELOPERS, {"name": "tern"}),
+        (SEEME_V + "/labels/<str:label_id>", "get"): Entry(SV + "/labels/{l}", MEMBERS),
+        (SEEME_V + "/labels/<str:label_id>", "put"): Entry(SV + "/labels/{l}", DEVELOPERS, {"color": "#010203"}),
+        (SEEME_V + "/labels/<str:label_id>", "delete"): Entry(SV + "/labels/{l}", DEVELOPERS),
+        (SEEME_V + "/splits", "get"): Entry(SV + "/splits", MEMBERS),
+        (SEEME_V + "/splits", "post"): Entry(SV + "/splits", DEVELOPERS, {"name": "holdout"}),
+        (SEEME_V + "/splits/<str:split_id>", "get"): Entry(SV + "/splits/{sp}", MEMBERS),
+        (SEEME_V + "/splits/<str:split_id>", "put"): Entry(SV + "/splits/{sp}", DEVELOPERS, {"name": "fit"}),
+        (SEEME_V + "/splits/<str:split_id>", "delete"): Entry(SV + "/splits/{sp}", DEVELOPERS),
+        (SEEME_V + "/splits/<str:split_id>/items/<str:item_id>", "delete"): Entry(
+            SV + "/splits/{sp}/items/{i}", DEVELOPERS
+        ),
+        (SEEME_V + "/items", "get"): Entry(SV + "/items", MEMBERS),
+        (SEEME_V + "/items", "post"): Entry(SV + "/items", DEVELOPERS, {"name": "new", "extension": "png"}),
+        (SEEME_V + "/items/<str:item_id>", "get"): Entry(SV + "/items/{i}", MEMBERS),
+        (SEEME_V + "/items/<str:item_id>", "put"): Entry(
+            SV + "/items/{i}", ANNOTATORS, {"annotations": [{"label_id": "{l}", "coordinates": ""}]}
+        ),
+        (SEEME_V + "/items/<str:item_id>/upload", "post"): Entry(
+            SV + "/items/{pi}/upload", DEVELOPERS, {"file": PNG}, send="multipart"
+        ),
+        (SEEME_V + "/items/<str:item_id>/download", "get"): Entry(SV + "/items/{i}/download", MEMBERS),
+    }
+)
+
 # Routes anyone may use, and why.
 PUBLIC = {
+    "api/v1/register": "the SeeMe SDK's sign-up, throttled",
+    "api/v1/login": "the SeeMe SDK's log-in, throttled",
     "": "a redirect to the project list (which needs a log-in)",
     "healthz": "the load balancer's check; details only for staff or a health token",
     "api/auth/register/": "sign-up, throttled",
@@ -468,7 +515,19 @@ def world(django_capture_on_commit_callbacks):
         model_version=model, checkpoint="best", image=image, kind="box", label=label, geometry=BOX, score=0.9
     )
     users = {"Owner": owner, **members, "stranger": UserFactory(username="stranger"), "invitee": invitee}
+    # The project as the one version of a SeeMe dataset, with a split holding the image and an item waiting for its.
+    from projects.models import PendingItem, SeemeDataset, Split
+    from projects.uploads import image_id_reserve
+
+    seeme_dataset = SeemeDataset.objects.create(owner=owner, name="Birds")
+    Project.objects.filter(pk=project.pk).update(seeme_dataset=seeme_dataset, seeme_version="v1")
+    split = Split.objects.create(project=project, name="train")
+    split.images.add(image)
+    pending = PendingItem.objects.create(id=image_id_reserve(), project=project, name="later", extension="png")
     ids = {
+        "sd": seeme_dataset.pk,
+        "sp": split.pk,
+        "pi": pending.pk,
         "p": project.pk,
         "l": label.pk,
         "i": image.pk,
@@ -490,11 +549,15 @@ def world(django_capture_on_commit_callbacks):
     }
     # Clients are made before any call: an API client's token is a row of its own.
     api_clients = {who: client_for(user) for who, user in users.items()} | {"anonymous": APIClient()}
+    seeme_clients = {"anonymous": APIClient()}
+    for who, user in users.items():
+        seeme_clients[who] = APIClient()
+        seeme_clients[who].credentials(HTTP_AUTHORIZATION=f"{user.username}:{user.auth_token.key}")
     page_clients = {"anonymous": Client()}
     for who, user in users.items():
         page_clients[who] = Client()
         page_clients[who].force_login(user)
-    return {"ids": ids, "api": api_clients, "page": page_clients}
+    return {"ids": ids, "api": api_clients, "page": page_clients, "seeme": seeme_clients}
 
 
 def snapshot() -> dict[str, list]:
@@ -535,7 +598,7 @@ def _call(entry: Entry, method: str, world, who: str):
     ids = world["ids"]
     url, body = _fill(entry.url, ids), _fill(entry.body, ids)
     if url.startswith("/api/"):
-        client = world["api"][who]
+        client = world["seeme" if url.startswith("/api/v1/") else "api"][who]
         if entry.send == "image":
             return client.post(url, image_bytes(color=(220, 30, 30)), content_type="image/png")
         if entry.send == "multipart":

@@ -1,0 +1,312 @@
+"""Writes behind the SeeMe.ai SDK's dataset API: datasets (groups of projects), their versions (projects), splits,
+items (images, or pending items until their image arrives) and annotations, through Sightline's own services."""
+
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+
+from accounts.models import User
+from annotations.services.documents import StaleRevision, document_save, shapes_read
+from projects import services as projects
+from projects.models import Image, Label, PendingItem, Project, SeemeDataset, Split
+from projects.permissions import project_permissions
+from projects.uploads import image_id_reserve, images_store
+
+DEFAULT_SPLITS = ("train", "valid", "test")
+
+
+# --- datasets and versions ------------------------------------------------------------------
+
+
+@transaction.atomic
+def dataset_create(*, user: User, data: dict) -> SeemeDataset:
+    """A dataset and its first version (a project the user owns), with train, valid and test splits when
+    `default_splits`."""
+    dataset = SeemeDataset(owner=user)
+    _dataset_fields(dataset, data)
+    dataset.default_splits = bool(data.get("default_splits", False))
+    dataset.full_clean()
+    dataset.save()
+    version = version_create(dataset=dataset, user=user, data={"name": "v1"})
+    if dataset.default_splits:
+        for name in DEFAULT_SPLITS:
+            split_create(project=version, data={"name": name})
+    return dataset
+
+
+def _dataset_fields(dataset: SeemeDataset, data: dict) -> None:
+    """The fields a script may set; read-only and unknown ones are ignored, as the SDK PUTs back what it read."""
+    for name in ("name", "description", "notes", "content_type"):
+        if isinstance(data.get(name), str):
+            setattr(dataset, name, data[name].strip() if name == "name" else data[name])
+    if isinstance(data.get("multi_label"), bool):
+        dataset.multi_label = data["multi_label"]
+    if not dataset.name:
+        raise ValidationError({"name": "Give the dataset a name."})
+
+
+def dataset_update(*, dataset: SeemeDataset, data: dict) -> SeemeDataset:
+    _dataset_fields(dataset, data)
+    dataset.full_clean()
+    dataset.save()
+    return dataset
+
+
+@transaction.atomic
+def dataset_delete(*, dataset: SeemeDataset, user: User) -> None:
+    """The dataset and every version's project: only with the right to delete each of them."""
+    versions = list(dataset.versions.all())
+    for project in versions:
+        if "delete_project" not in project_permissions(user, project):
+            raise PermissionDenied(f"Your role in {project.name} does not allow deleting it.")
+    for project in versions:
+        projects.project_delete(project=project)
+    dataset.delete()
+
+
+@transaction.atomic
+def version_create(*, dataset: SeemeDataset, user: User, data: dict) -> Project:
+    """A new, empty version: a project of its own, owned by whoever made it."""
+    number = dataset.versions.count() + 1
+    name = str(data.get("name") or f"v{number}").strip()[:100]
+    project = projects.project_create(
+        owner=user, name=f"{dataset.name} ({name})"[:200], description=str(data.get("description") or "")
+    )
+    project.seeme_dataset, project.seeme_version = dataset, name
+    project.save(update_fields=["seeme_dataset", "seeme_version", "updated_at"])
+    return project
+
+
+def version_update(*, project: Project, data: dict) -> Project:
+    if isinstance(data.get("name"), str) and data["name"].strip():
+        project.seeme_version = data["name"].strip()[:100]
+        project.save(update_fields=["seeme_version", "updated_at"])
+    if isinstance(data.get("description"), str):
+        projects.project_update(project=project, description=data["description"])
+    return project
+
+
+# --- labels and splits ----------------------------------------------------------------------
+
+
+def label_create(*, project: Project, data: dict) -> Label:
+    color = data.get("color") if isinstance(data.get("color"), str) and data["color"] else None
+    return projects.label_create(project=project, name=str(data.get("name") or ""), color=color)
+
+
+def label_update(*, label: Label, data: dict) -> Label:
+    changes = {}
+    if isinstance(data.get("name"), str):
+        changes["name"] = data["name"]
+    if isinstance(data.get("color"), str) and data["color"]:
+        changes["color"] = data["color"]
+    return projects.label_update(label=label, **changes)
+
+
+def split_create(*, project: Project, data: dict) -> Split:
+    name = str(data.get("name") or "").strip()
+    if not name:
+        raise ValidationError({"name": "Give the split a name."})
+    if Split.objects.filter(project=project, name=name).exists():
+        raise ValidationError({"name": f"A split named {name!r} exists already."})
+    split = Split(project=project, name=name[:100], description=str(data.get("description") or "")[:300])
+    split.full_clean()
+    split.save()
+    return split
+
+
+def split_update(*, split: Split, data: dict) -> Split:
+    if isinstance(data.get("name"), str) and data["name"].strip() and split.name != Split.VALID:
+        name = data["name"].strip()[:100]
+        if Split.objects.filter(project=split.project, name=name).exclude(pk=split.pk).exists():
+            raise ValidationError({"name": f"A split named {name!r} exists already."})
+        split.name = name
+    if isinstance(data.get("description"), str):
+        split.description = data["description"][:300]
+    split.save()
+    return split
+
+
+def split_delete(*, split: Split) -> None:
+    """The split, not its images; deleting "valid" leaves every image out of the validation set."""
+    if split.name == Split.VALID:
+        Image.objects.filter(project=split.project, is_validation=True).update(is_validation=False)
+    split.delete()
+
+
+# --- items ----------------------------------------------------------------------------------
+
+
+def _split_ids(project: Project, raw) -> list[int]:
+    """The ids of the item's `splits` (SeeMe sends the split objects); each must be a split of this version."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise ValidationError({"splits": "A list of splits."})
+    ids = []
+    for entry in raw:
+        value = entry.get("id") if isinstance(entry, dict) else entry
+        text = str(value)
+        if not (text.isascii() and text.isdigit()):
+            raise ValidationError({"splits": f"{value!r} is no split id."})
+        ids.append(int(text))
+    known = set(Split.objects.filter(project=project, pk__in=ids).values_list("pk", flat=True))
+    if set(ids) - known:
+        raise ValidationError({"splits": "A split of another dataset version, or none."})
+    return sorted(set(ids))
+
+
+def _splits_set(image: Image, split_ids: list[int]) -> None:
+    splits = list(Split.objects.filter(project_id=image.project_id))
+    for split in splits:
+        inside = split.pk in split_ids
+        if split.name == Split.VALID:
+            if image.is_validation != inside:
+                projects.images_set_validation(project=image.project, image_ids=[image.pk], is_validation=inside)
+        elif inside:
+            split.images.add(image)
+        else:
+            split.images.remove(image)
+
+
+def _annotations_check(project: Project, raw) -> list[dict]:
+    """SeeMe annotations: {label_id, coordinates} with coordinates "" (the image's label) or "cx cy w h" (a box,
+    relative to the image's size)."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise ValidationError({"annotations": "A list of annotations."})
+    labels = set(Label.objects.filter(project=project).values_list("pk", flat=True))
+    out = []
+    for index, entry in enumerate(raw):
+        if not isinstance(entry, dict):
+            raise ValidationError({"annotations": f"annotation {index}: an object with label_id and coordinates."})
+        label = str(entry.get("label_id", ""))
+        if not (label.isascii() and label.isdigit()) or int(label) not in labels:
+            raise ValidationError(
+                {
+                    "annotations": f"annotation {index}: label {entry.get('label_id')!r} is no label "
+                    "of this dataset version."
+                }
+            )
+        coordinates = entry.get("coordinates") or ""
+        if not isinstance(coordinates, str):
+            raise ValidationError({"annotations": f"annotation {index}: coordinates are a string."})
+        numbers = coordinates.split()
+        if numbers:
+            try:
+                box = [float(n) for n in numbers]
+            except ValueError:
+                box = []
+            if len(box) != 4 or not all(0 <= v <= 1 for v in box) or box[2] <= 0 or box[3] <= 0:
+                raise ValidationError(
+                    {
+                        "annotations": f'annotation {index}: coordinates are "cx cy w h", four '
+                        "numbers from 0 to 1, relative to the image."
+                    }
+                )
+        out.append({"id": entry.get("id"), "label": int(label), "coordinates": " ".join(numbers)})
+    return out
+
+
+@transaction.atomic
+def item_create(*, project: Project, user: User, data: dict) -> PendingItem:
+    """An item with no image yet: its annotations and splits wait for it (item_image_store)."""
+    item = PendingItem(id=image_id_reserve(), project=project, created_by=user)
+    _pending_fields(item, data)
+    item.split_ids = _split_ids(project, data.get("splits"))
+    item.annotations = _annotations_check(project, data.get("annotations"))
+    item.save()
+    return item
+
+
+def _pending_fields(item: PendingItem, data: dict) -> None:
+    if isinstance(data.get("name"), str):
+        item.name = data["name"].strip()[:200]
+    if isinstance(data.get("extension"), str):
+        item.extension = data["extension"].strip().lstrip(".").lower()[:10]
+    if isinstance(data.get("description"), str):
+        item.description = data["description"]
+
+
+def pending_update(*, item: PendingItem, data: dict) -> PendingItem:
+    _pending_fields(item, data)
+    if "splits" in data:
+        item.split_ids = _split_ids(item.project, data["splits"])
+    if "annotations" in data:
+        item.annotations = _annotations_check(item.project, data["annotations"])
+    item.save()
+    return item
+
+
+@transaction.atomic
+def item_image_store(*, item: PendingItem, user: User, data: bytes, filename: str) -> Image:
+    """The pending item's image arrives: it becomes an image with the item's id, then its annotations and splits
+    are applied. Refused (nothing kept) if the bytes are no image or the version has them already."""
+    item = PendingItem.objects.select_for_update().get(pk=item.pk)
+    extension = item.extension or filename.rpartition(".")[2].lower()
+    name = f"{item.name or item.pk}.{extension}" if extension else (item.name or str(item.pk))
+    result = images_store(project=item.project, user=user, named=[(name, data)], pk=item.pk)
+    if not result.stored:
+        raise ValidationError({"file": result.rejected[0].reason})
+    [image] = result.stored
+    _splits_set(image, item.split_ids)
+    annotations = item.annotations
+    item.delete()
+    if annotations:
+        _annotations_save(image=image, user=user, annotations=annotations)
+    return image
+
+
+def image_update(*, image: Image, user: User, data: dict) -> Image:
+    """PUT of a whole item: its splits and its annotations are the new truth. Its boxes and image labels are
+    replaced; other shapes (polygons, masks, points: not SeeMe's) are kept."""
+    project = image.project
+    if "splits" in data:
+        _splits_set(image, _split_ids(project, data["splits"]))
+    if "annotations" in data:
+        _annotations_save(image=image, user=user, annotations=_annotations_check(project, data["annotations"]))
+    image.refresh_from_db()
+    return image
+
+
+def _annotations_save(*, image: Image, user: User, annotations: list[dict]) -> None:
+    stored = shapes_read(image_ids=[image.pk]).get(image.pk, [])
+    kept = [shape for shape in stored if shape["kind"] != "box"]
+    boxes = {shape["id"] for shape in stored if shape["kind"] == "box"}
+    shapes, labels = list(kept), []
+    for entry in annotations:
+        if not entry["coordinates"]:
+            labels.append({"label": entry["label"]})
+            continue
+        cx, cy, w, h = (float(v) for v in entry["coordinates"].split())
+        geometry = {
+            "x": max(0.0, (cx - w / 2) * image.width),
+            "y": max(0.0, (cy - h / 2) * image.height),
+            "width": w * image.width,
+            "height": h * image.height,
+        }
+        geometry["width"] = min(geometry["width"], image.width - geometry["x"])
+        geometry["height"] = min(geometry["height"], image.height - geometry["y"])
+        known = str(entry.get("id") or "")
+        shape = {"label": entry["label"], "kind": "box", "geometry": geometry}
+        if known.isascii() and known.isdigit() and int(known) in boxes:
+            shape["id"] = int(known)
+        shapes.append(shape)
+    # SeeMe's PUT has no revision: it is the new truth at whatever revision is current (a labeler open on the image
+    # then gets the web app's 409 and reloads). A save landing in between is retried on top of it.
+    for attempt in range(3):
+        current = Image.objects.values_list("annotation_revision", flat=True).get(pk=image.pk)
+        try:
+            document_save(image=image, user=user, revision=current, classifications=labels, shapes=shapes)
+            return
+        except StaleRevision:
+            if attempt == 2:
+                raise ValidationError({"annotations": "The item changed while saving; send it again."}) from None
+
+
+def item_delete(*, project: Project, image_id: int) -> None:
+    if PendingItem.objects.filter(project=project, pk=image_id).delete()[0]:
+        return
+    projects.images_delete(project=project, image_ids=[image_id])

@@ -1,0 +1,49 @@
+"""The SeeMe.ai SDK's routes (0.13.7), under /api/v1/: never a trailing slash, as the SDK builds its URLs by
+concatenation and a redirect would turn its POST into a GET."""
+
+from django.urls import path
+
+from projects.seeme import accounts, views
+from projects.seeme.protocol import endpoint
+
+D = "datasets/<str:dataset_id>"
+V = f"{D}/versions/<str:version_id>"
+
+urlpatterns = [
+    path("register", endpoint({"POST": accounts.register}, public=True), name="seeme-register"),
+    path("login", endpoint({"POST": accounts.login}, public=True), name="seeme-login"),
+    path("applications", endpoint({"GET": accounts.applications}), name="seeme-applications"),
+    path("datasets", endpoint({"GET": views.datasets_list, "POST": views.dataset_create}), name="seeme-datasets"),
+    path(
+        D,
+        endpoint({"GET": views.dataset_get, "PUT": views.dataset_update, "DELETE": views.dataset_delete}),
+        name="seeme-dataset",
+    ),
+    path(f"{D}/versions", endpoint({"GET": views.versions_list, "POST": views.version_create}), name="seeme-versions"),
+    path(
+        V,
+        endpoint({"GET": views.version_get, "PUT": views.version_update, "DELETE": views.version_delete}),
+        name="seeme-version",
+    ),
+    path(f"{V}/labels", endpoint({"GET": views.labels_list, "POST": views.label_create}), name="seeme-labels"),
+    path(
+        f"{V}/labels/<str:label_id>",
+        endpoint({"GET": views.label_get, "PUT": views.label_update, "DELETE": views.label_delete}),
+        name="seeme-label",
+    ),
+    path(f"{V}/splits", endpoint({"GET": views.splits_list, "POST": views.split_create}), name="seeme-splits"),
+    path(
+        f"{V}/splits/<str:split_id>",
+        endpoint({"GET": views.split_get, "PUT": views.split_update, "DELETE": views.split_delete}),
+        name="seeme-split",
+    ),
+    path(
+        f"{V}/splits/<str:split_id>/items/<str:item_id>",
+        endpoint({"DELETE": views.item_delete}),
+        name="seeme-split-item",
+    ),
+    path(f"{V}/items", endpoint({"GET": views.items_list, "POST": views.item_create}), name="seeme-items"),
+    path(f"{V}/items/<str:item_id>", endpoint({"GET": views.item_get, "PUT": views.item_update}), name="seeme-item"),
+    path(f"{V}/items/<str:item_id>/upload", endpoint({"POST": views.item_upload}), name="seeme-item-upload"),
+    path(f"{V}/items/<str:item_id>/download", endpoint({"GET": views.item_download}), name="seeme-item-download"),
+]

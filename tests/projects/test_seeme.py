@@ -1,0 +1,274 @@
+"""The real SeeMe.ai SDK (seeme==0.13.7) against a live Sightline at /api/v1/: what a script does there is what
+the web app shows, and the reverse."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+import requests
+import torch
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from annotations.models import Annotation, Classification
+from projects.models import Image, Label, PendingItem, Project, SeemeDataset, Split
+from tests.factories import builtin_roles_seed
+from tests.training.conftest import colour_png
+
+pytestmark = pytest.mark.django_db(transaction=True)
+PASSWORD = "correct-horse-battery"
+
+
+@pytest.fixture(autouse=True)
+def roles(transactional_db):
+    builtin_roles_seed()
+
+
+def _client(live_server, username: str):
+    from seeme import Client
+
+    client = Client(backend=f"{live_server.url}/api/v1")
+    registered = client.register(username, f"{username}@example.com", PASSWORD, "Sam", "Smith")
+    assert (registered["username"], registered["firstname"], "message" in registered) == (username, "Sam", False)
+    client.login(username, PASSWORD)
+    return client
+
+
+def test_register_login_applications_and_logout(live_server):
+    from rest_framework.authtoken.models import Token
+    from seeme import Client
+
+    client = Client(backend=f"{live_server.url}/api/v1/")
+    client.register("sam", "sam@example.com", PASSWORD, "Sam", "Smith")
+    with pytest.raises(ValueError, match="username: A user with that username already exists."):
+        client.register("sam", "other@example.com", PASSWORD, "Sam", "Smith")
+    with pytest.raises(requests.HTTPError) as refused:
+        client.login("sam", "wrong")
+    assert refused.value.response.status_code == 401
+    login = client.login("sam", PASSWORD)
+    assert login["apikey"] == Token.objects.get(user__username="sam").key  # the same key the REST API takes
+    assert client.headers == {"Authorization": f"sam:{login['apikey']}"}
+    assert sorted(app["application"] for app in client.applications) == ["image_classification", "object_detection"]
+    application = client.get_application_id("pytorch", "sightline", torch.__version__, "0.1.0", "object_detection")
+    assert application == "object_detection"
+    assert client.get_datasets() == []
+    client.logout()  # the SDK then sends "Authorization: :"
+    with pytest.raises(requests.HTTPError) as refused:
+        client.get_datasets()
+    assert refused.value.response.status_code == 401
+    # Another user's name with this key is no key at all.
+    forged = requests.get(f"{live_server.url}/api/v1/datasets", headers={"Authorization": f"admin:{login['apikey']}"})
+    assert (forged.status_code, forged.json()) == (401, {"message": "Log in: send Authorization: <username>:<apikey>."})
+
+
+def test_a_classification_dataset_made_by_the_sdk_is_a_project_of_the_web_app(live_server, tmp_path):
+    client = _client(live_server, "sam")
+    dataset = client.create_dataset(
+        {"name": "Gulls", "description": "harbour birds", "multi_label": False, "default_splits": True}
+    )
+    [version] = dataset["versions"]
+    d, v = dataset["id"], version["id"]
+    assert isinstance(d, str) and isinstance(v, str)
+    splits = {split["name"]: split for split in version["splits"]}
+    assert sorted(splits) == ["test", "train", "valid"]
+    gull = client.create_dataset_label(d, v, {"name": "gull", "color": "#ff0000"})
+    tern = client.create_dataset_label(d, v, {"name": "tern", "color": "#0000ff"})
+    assert (gull["index"], tern["index"], gull["color"]) == (0, 1, "#ff0000")
+
+    # 20 real images: half labelled inline when the item is made, half by PUTting the whole item after.
+    files = {}
+    for n in range(20):
+        colour = (220, 40, 40) if n % 2 == 0 else (40, 40, 220)
+        name = f"bird{n:02d}.png"
+        (tmp_path / name).write_bytes(colour_png(colour, n))
+        files[name] = (tmp_path / name).read_bytes()
+        split = splits["valid"] if n % 5 == 0 else splits["train"]
+        label = gull if n % 2 == 0 else tern
+        inline = [{"label_id": label["id"], "coordinates": ""}] if n < 10 else []
+        item = client.create_dataset_item(
+            d, v, {"name": f"bird{n:02d}", "extension": ".png", "splits": [split], "annotations": inline}
+        )
+        assert (item["has_image"], item["annotations"][0]["label_id"] if inline else None) == (
+            False,
+            label["id"] if inline else None,
+        )
+        stored = client.upload_dataset_item_image(d, v, item["id"], str(tmp_path), name)
+        assert (stored["id"], stored["has_image"], stored["extension"]) == (item["id"], True, "png")
+        if n >= 10:
+            fetched = client.get_dataset_item(d, v, item["id"])
+            fetched["annotations"].append({"label_id": label["id"], "coordinates": ""})
+            updated = client.update_dataset_item(d, v, fetched)
+            assert [a["label_id"] for a in updated["annotations"]] == [label["id"]]
+
+    # The web app sees one project with the images, labels and validation set the script made.
+    project = Project.objects.get(pk=int(v))
+    assert (project.name, project.seeme_dataset.name, project.owner.username) == ("Gulls (v1)", "Gulls", "sam")
+    assert Image.objects.filter(project=project).count() == 20 and not PendingItem.objects.exists()
+    assert sorted(Image.objects.filter(project=project, is_validation=True).values_list("name", flat=True)) == [
+        "bird00.png",
+        "bird05.png",
+        "bird10.png",
+        "bird15.png",
+    ]
+    assert Classification.objects.filter(image__project=project, label__name="gull").count() == 10
+    assert set(Split.objects.get(project=project, name="train").images.values_list("name", flat=True)) == {
+        f"bird{n:02d}.png" for n in range(20) if n % 5
+    }
+
+    # Paging (pageCount from 0) and every filter.
+    page = client.get_dataset_items(d, v, params={"pageSize": 6, "pageCount": 1})
+    assert [item["name"] for item in page] == [f"bird{n:02d}" for n in range(6, 12)]
+    last = client.get_dataset_items(d, v, params={"pageSize": 6, "pageCount": 3})
+    assert [item["name"] for item in last] == ["bird18", "bird19"]
+    by_label = client.get_dataset_items(d, v, params={"pageSize": 50, "labelId": tern["id"]})
+    assert [item["name"] for item in by_label] == [f"bird{n:02d}" for n in range(1, 20, 2)]
+    by_split = client.get_dataset_items(d, v, params={"pageSize": 50, "splitId": splits["valid"]["id"]})
+    assert [item["name"] for item in by_split] == ["bird00", "bird05", "bird10", "bird15"]
+    assert client.get_dataset_items(d, v, params={"pageSize": 50, "onlyUnlabelled": True}) == []
+    # An image the web app uploads is an item too, unlabelled.
+    from projects.uploads import images_upload
+
+    [web] = images_upload(
+        project=project,
+        user=project.owner,
+        files=[SimpleUploadedFile("web.png", colour_png((0, 200, 0), 99))],
+        labels=[],
+    ).stored
+    unlabelled = client.get_dataset_items(d, v, params={"pageSize": 50, "onlyUnlabelled": True})
+    assert [(item["id"], item["name"], item["annotations"]) for item in unlabelled] == [(str(web.pk), "web", [])]
+
+    # Download, byte for byte, and the thumbnail.
+    first = page[0]
+    target = tmp_path / "back.png"
+    client.download_dataset_item_image(d, v, first["id"], str(target))
+    assert hashlib.sha256(target.read_bytes()).hexdigest() == hashlib.sha256(files["bird06.png"]).hexdigest()
+    client.download_dataset_item_image(d, v, first["id"], str(tmp_path / "thumb.webp"), thumbnail=True)
+    assert (tmp_path / "thumb.webp").read_bytes()[8:12] == b"WEBP"
+
+    # Splits and labels edited; an item deleted through its split.
+    renamed = client.update_dataset_split(d, v, {**splits["test"], "name": "holdout"})
+    assert renamed["name"] == "holdout"
+    client.delete_dataset_item(d, v, splits["train"]["id"], page[1])
+    assert not Image.objects.filter(pk=int(page[1]["id"])).exists()
+    recoloured = client.update_dataset_label(d, v, {**gull, "color": "#00ff00"})
+    assert Label.objects.get(pk=int(gull["id"])).color == "#00ff00" and recoloured["color"] == "#00ff00"
+
+
+def test_boxes_round_trip_between_the_sdk_and_the_labeler(live_server, tmp_path):
+    """A box the SDK writes is a box annotation in the labeler's document; one drawn there reads back as SeeMe's
+    "cx cy w h"; shapes SeeMe has no words for are kept through its PUT."""
+    client = _client(live_server, "sam")
+    dataset = client.create_dataset({"name": "Harbour"})
+    d, v = dataset["id"], dataset["versions"][0]["id"]
+    boat = client.create_dataset_label(d, v, {"name": "boat", "color": "#123456"})
+    (tmp_path / "a.png").write_bytes(colour_png((90, 90, 90), 3, size=64))
+    item = client.create_dataset_item(
+        d,
+        v,
+        {"name": "a", "extension": "png", "annotations": [{"label_id": boat["id"], "coordinates": "0.5 0.5 0.25 0.5"}]},
+    )
+    item = client.upload_dataset_item_image(d, v, item["id"], str(tmp_path), "a.png")
+    [box] = Annotation.objects.filter(image_id=int(item["id"]))
+    assert (box.kind, box.label_id, box.geometry) == (
+        "box",
+        int(boat["id"]),
+        {"x": 24.0, "y": 16.0, "width": 16.0, "height": 32.0},
+    )
+    # A polygon drawn in the web app stays through the SDK's PUT, which moves the box.
+    image = Image.objects.get(pk=int(item["id"]))
+    polygon = Annotation.objects.create(
+        image=image,
+        label_id=int(boat["id"]),
+        kind="polygon",
+        geometry={"parts": [{"outer": [[1, 1], [10, 1], [10, 10]], "holes": []}]},
+    )
+    fetched = client.get_dataset_item(d, v, item["id"])
+    assert [a["coordinates"] for a in fetched["annotations"]] == ["0.500000 0.500000 0.250000 0.500000"]
+    fetched["annotations"][0]["coordinates"] = "0.25 0.25 0.5 0.5"
+    client.update_dataset_item(d, v, fetched)
+    box.refresh_from_db()
+    assert box.geometry == {"x": 0.0, "y": 0.0, "width": 32.0, "height": 32.0}  # the same row, moved
+    assert Annotation.objects.filter(pk=polygon.pk).exists()
+    # Bad input: a box of three numbers, and a label of another dataset, change nothing.
+    for bad, message in (
+        ({"label_id": boat["id"], "coordinates": "0.1 0.2 0.3"}, 'coordinates are "cx cy w h"'),
+        ({"label_id": "999999", "coordinates": ""}, "is no label of this dataset version"),
+    ):
+        response = requests.put(
+            f"{live_server.url}/api/v1/datasets/{d}/versions/{v}/items/{item['id']}",
+            data=json.dumps({**fetched, "annotations": [bad]}),
+            headers=client.headers,
+        )
+        assert response.status_code == 400 and message in response.json()["message"]
+    box.refresh_from_db()
+    assert box.geometry == {"x": 0.0, "y": 0.0, "width": 32.0, "height": 32.0}
+
+
+def test_a_second_user_sees_none_of_the_first_users_datasets(live_server, tmp_path):
+    sam, eve = _client(live_server, "sam"), _client(live_server, "eve")
+    dataset = sam.create_dataset({"name": "Private", "default_splits": True})
+    d, v = dataset["id"], dataset["versions"][0]["id"]
+    label = sam.create_dataset_label(d, v, {"name": "x"})
+    split = dataset["versions"][0]["splits"][0]
+    item = sam.create_dataset_item(d, v, {"name": "i", "extension": "png"})
+    assert eve.get_datasets() == []
+    calls = [
+        lambda: eve.get_dataset(d),
+        lambda: eve.update_dataset({**dataset, "name": "Mine"}),
+        lambda: eve.delete_dataset(d),
+        lambda: eve.get_dataset_versions(d),
+        lambda: eve.create_dataset_version(d, {"name": "v2"}),
+        lambda: eve.get_dataset_labels(d, v),
+        lambda: eve.update_dataset_label(d, v, {**label, "name": "y"}),
+        lambda: eve.get_dataset_items(d, v),
+        lambda: eve.get_dataset_item(d, v, item["id"]),
+        lambda: eve.update_dataset_item(d, v, item),
+        lambda: eve.delete_dataset_item(d, v, split["id"], item),
+        lambda: eve.get_dataset_split(d, v, split["id"]),
+    ]
+    for call in calls:
+        with pytest.raises(requests.HTTPError) as refused:
+            call()
+        assert refused.value.response.status_code == 404
+    # A version of another dataset named under this one's id: 404 as well.
+    other = eve.create_dataset({"name": "Eve's"})
+    with pytest.raises(requests.HTTPError) as refused:
+        eve.get_dataset_version(other["id"], v)
+    assert refused.value.response.status_code == 404
+    assert SeemeDataset.objects.get(pk=int(d)).name == "Private" and Label.objects.get(pk=int(label["id"])).name == "x"
+    assert PendingItem.objects.filter(pk=int(item["id"])).exists()
+
+
+def test_bad_input_is_a_clear_4xx_and_changes_nothing(live_server, tmp_path):
+    client = _client(live_server, "sam")
+    dataset = client.create_dataset({"name": "Checks", "default_splits": True})
+    d, v = dataset["id"], dataset["versions"][0]["id"]
+    base = f"{live_server.url}/api/v1/datasets/{d}/versions/{v}"
+    item = client.create_dataset_item(d, v, {"name": "x", "extension": "png"})
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    cases = [
+        ("post", f"{live_server.url}/api/v1/datasets", "not json", 400, "The request body is not JSON."),
+        ("post", f"{live_server.url}/api/v1/datasets", "[1, 2]", 400, "The request body must be a JSON object."),
+        ("post", f"{live_server.url}/api/v1/datasets", "{}", 400, "name: Give the dataset a name."),
+        ("get", f"{live_server.url}/api/v1/datasets/{'9' * 30}", None, 404, "Not found."),
+        ("get", f"{live_server.url}/api/v1/datasets/١٢", None, 404, "Not found."),
+        ("get", f"{base}/items?pageSize=many", None, 400, "pageSize and pageCount are numbers."),
+        ("post", f"{base}/labels", json.dumps({"name": ""}), 400, "name:"),
+        ("post", f"{base}/splits", json.dumps({"name": "train"}), 400, "name: A split named 'train' exists already."),
+        ("post", f"{base}/items", json.dumps({"splits": [{"id": "x"}]}), 400, "splits: 'x' is no split id."),
+        ("post", f"{base}/items", json.dumps({"annotations": "all"}), 400, "annotations: A list of annotations."),
+        ("patch", f"{live_server.url}/api/v1/datasets", "{}", 405, "PATCH is not allowed here."),
+    ]
+    before = (SeemeDataset.objects.count(), Label.objects.count(), Split.objects.count(), PendingItem.objects.count())
+    for method, url, body, status, message in cases:
+        response = getattr(requests, method)(url, data=body, headers=client.headers)
+        assert response.status_code == status, (url, response.content[:200])
+        assert message in response.json()["message"], (url, response.json())
+    # A corrupt image is refused by name, and the item still waits for a real one.
+    with pytest.raises(requests.HTTPError) as refused:
+        client.upload_dataset_item_image(d, v, item["id"], str(tmp_path), "bad.png")
+    assert refused.value.response.status_code == 400
+    assert refused.value.response.json()["message"].startswith("file: ")
+    after = (SeemeDataset.objects.count(), Label.objects.count(), Split.objects.count(), PendingItem.objects.count())
+    assert after == before and not Image.objects.exists()
