@@ -369,6 +369,18 @@ MATRIX: dict[tuple[str, str], Entry] = {
     ),
 }
 
+
+def _zip() -> bytes:
+    """A version's import: one image labelled gull in train."""
+    import io
+    import zipfile
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.writestr("train/gull/z.png", image_bytes(color=(5, 5, 5)))
+    return out.getvalue()
+
+
 # The SeeMe.ai SDK's API (projects/seeme/): the same world, a dataset whose version is the project, callers
 # authenticated as the SDK does (username:apikey).
 SD = "/api/v1/datasets/{sd}"
@@ -388,6 +400,9 @@ MATRIX.update(
         (SEEME_V, "get"): Entry(SV, MEMBERS),
         (SEEME_V, "put"): Entry(SV, MANAGERS, {"name": "v9"}),
         (SEEME_V, "delete"): Entry(SV, OWNER),
+        (SEEME_V + "/download", "get"): Entry(SV + "/download", DEVELOPERS),
+        (SEEME_V + "/download/<str:split_id>", "get"): Entry(SV + "/download/{sp}", DEVELOPERS),
+        (SEEME_V + "/upload", "post"): Entry(SV + "/upload", DEVELOPERS, {"file": ("v.zip", _zip())}, send="multipart"),
         (SEEME_V + "/labels", "get"): Entry(SV + "/labels", MEMBERS),
         (SEEME_V + "/labels", "post"): Entry(SV + "/labels", DEVELOPERS, {"name": "tern"}),
         (SEEME_V + "/labels/<str:label_id>", "get"): Entry(SV + "/labels/{l}", MEMBERS),

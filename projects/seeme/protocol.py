@@ -38,6 +38,8 @@ def body_json(request) -> dict:
         raise Refused(f"The request body is over {MAX_JSON_BYTES // 1024 // 1024} MB.", 413)
     if not raw.strip():
         return {}
+    if b"\\u0000" in raw or b"\x00" in raw:
+        raise Refused("The request body holds a NUL character, which no field may hold.")
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError):

@@ -7,11 +7,11 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
 from accounts.models import User
-from annotations.services.documents import StaleRevision, document_save, shapes_read
+from annotations.services.documents import StaleRevision, classifications_read, document_save, shapes_read
 from projects import services as projects
 from projects.models import Image, Label, PendingItem, Project, SeemeDataset, Split
 from projects.permissions import project_permissions
-from projects.uploads import image_id_reserve, images_store
+from projects.uploads import image_files_delete, image_id_reserve, images_store
 
 DEFAULT_SPLITS = ("train", "valid", "test")
 
@@ -117,8 +117,12 @@ def split_create(*, project: Project, data: dict) -> Split:
 
 
 def split_update(*, split: Split, data: dict) -> Split:
-    if isinstance(data.get("name"), str) and data["name"].strip() and split.name != Split.VALID:
+    if isinstance(data.get("name"), str) and data["name"].strip() and data["name"].strip() != split.name:
         name = data["name"].strip()[:100]
+        if Split.VALID in (name, split.name):
+            raise ValidationError(
+                {"name": "The valid split is the validation set: it keeps its name, and no other split takes it."}
+            )
         if Split.objects.filter(project=split.project, name=name).exclude(pk=split.pk).exists():
             raise ValidationError({"name": f"A split named {name!r} exists already."})
         split.name = name
@@ -128,14 +132,24 @@ def split_update(*, split: Split, data: dict) -> Split:
     return split
 
 
+@transaction.atomic
 def split_delete(*, split: Split) -> None:
     """The split, not its images; deleting "valid" leaves every image out of the validation set."""
     if split.name == Split.VALID:
         Image.objects.filter(project=split.project, is_validation=True).update(is_validation=False)
+    for item in PendingItem.objects.filter(project=split.project):
+        if split.pk in item.split_ids:
+            item.split_ids = [pk for pk in item.split_ids if pk != split.pk]
+            item.save(update_fields=["split_ids", "updated_at"])
     split.delete()
 
 
 # --- items ----------------------------------------------------------------------------------
+
+
+def _digits(value) -> int | None:
+    text = str(value)
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
 
 
 def _split_ids(project: Project, raw) -> list[int]:
@@ -147,10 +161,9 @@ def _split_ids(project: Project, raw) -> list[int]:
     ids = []
     for entry in raw:
         value = entry.get("id") if isinstance(entry, dict) else entry
-        text = str(value)
-        if not (text.isascii() and text.isdigit()):
+        if _digits(value) is None:
             raise ValidationError({"splits": f"{value!r} is no split id."})
-        ids.append(int(text))
+        ids.append(_digits(value))
     known = set(Split.objects.filter(project=project, pk__in=ids).values_list("pk", flat=True))
     if set(ids) - known:
         raise ValidationError({"splits": "A split of another dataset version, or none."})
@@ -182,15 +195,15 @@ def _annotations_check(project: Project, raw) -> list[dict]:
     for index, entry in enumerate(raw):
         if not isinstance(entry, dict):
             raise ValidationError({"annotations": f"annotation {index}: an object with label_id and coordinates."})
-        label = str(entry.get("label_id", ""))
-        if not (label.isascii() and label.isdigit()) or int(label) not in labels:
+        label = _digits(entry.get("label_id", ""))
+        if label not in labels:
             raise ValidationError(
                 {
                     "annotations": f"annotation {index}: label {entry.get('label_id')!r} is no label "
                     "of this dataset version."
                 }
             )
-        coordinates = entry.get("coordinates") or ""
+        coordinates = "" if entry.get("coordinates") is None else entry["coordinates"]
         if not isinstance(coordinates, str):
             raise ValidationError({"annotations": f"annotation {index}: coordinates are a string."})
         numbers = coordinates.split()
@@ -199,14 +212,15 @@ def _annotations_check(project: Project, raw) -> list[dict]:
                 box = [float(n) for n in numbers]
             except ValueError:
                 box = []
-            if len(box) != 4 or not all(0 <= v <= 1 for v in box) or box[2] <= 0 or box[3] <= 0:
+            if len(box) != 4 or not all(0 <= v <= 1 for v in box) or box[2] < 1e-6 or box[3] < 1e-6:
                 raise ValidationError(
                     {
                         "annotations": f'annotation {index}: coordinates are "cx cy w h", four '
                         "numbers from 0 to 1, relative to the image."
                     }
                 )
-        out.append({"id": entry.get("id"), "label": int(label), "coordinates": " ".join(numbers)})
+        normal = " ".join(f"{v:.6f}" for v in box) if numbers else ""
+        out.append({"id": _digits(entry.get("id") or ""), "label": label, "coordinates": normal})
     return out
 
 
@@ -232,9 +246,9 @@ def _pending_fields(item: PendingItem, data: dict) -> None:
 
 def pending_update(*, item: PendingItem, data: dict) -> PendingItem:
     _pending_fields(item, data)
-    if "splits" in data:
+    if data.get("splits") is not None:
         item.split_ids = _split_ids(item.project, data["splits"])
-    if "annotations" in data:
+    if data.get("annotations") is not None:
         item.annotations = _annotations_check(item.project, data["annotations"])
     item.save()
     return item
@@ -244,56 +258,71 @@ def pending_update(*, item: PendingItem, data: dict) -> PendingItem:
 def item_image_store(*, item: PendingItem, user: User, data: bytes, filename: str) -> Image:
     """The pending item's image arrives: it becomes an image with the item's id, then its annotations and splits
     are applied. Refused (nothing kept) if the bytes are no image or the version has them already."""
-    item = PendingItem.objects.select_for_update().get(pk=item.pk)
+    item = PendingItem.objects.select_for_update().filter(pk=item.pk).first()
+    if item is None:  # another upload of it won
+        raise ValidationError({"file": "This item has its image already."})
     extension = item.extension or filename.rpartition(".")[2].lower()
     name = f"{item.name or item.pk}.{extension}" if extension else (item.name or str(item.pk))
     result = images_store(project=item.project, user=user, named=[(name, data)], pk=item.pk)
     if not result.stored:
         raise ValidationError({"file": result.rejected[0].reason})
     [image] = result.stored
-    _splits_set(image, item.split_ids)
-    annotations = item.annotations
-    item.delete()
-    if annotations:
-        _annotations_save(image=image, user=user, annotations=annotations)
+    try:
+        known = set(Split.objects.filter(project=item.project).values_list("pk", flat=True))
+        _splits_set(image, [pk for pk in item.split_ids if pk in known])
+        labels = set(Label.objects.filter(project=item.project).values_list("pk", flat=True))
+        annotations = [a for a in item.annotations if a["label"] in labels]  # labels deleted meanwhile go with them
+        item.delete()
+        if annotations:
+            _annotations_save(image=image, user=user, annotations=annotations)
+    except BaseException:
+        image_files_delete(image)  # the transaction takes the rows back; the files are ours to take
+        raise
     return image
 
 
+@transaction.atomic
 def image_update(*, image: Image, user: User, data: dict) -> Image:
-    """PUT of a whole item: its splits and its annotations are the new truth. Its boxes and image labels are
-    replaced; other shapes (polygons, masks, points: not SeeMe's) are kept."""
+    """PUT of a whole item: its splits and its annotations are the new truth (a field left out or null changes
+    nothing). Its boxes and image labels are replaced; a box it names by id keeps its row, and all but the label
+    and the geometry it was given; other shapes (polygons, masks, points: not SeeMe's) are kept."""
     project = image.project
-    if "splits" in data:
+    annotations = None if data.get("annotations") is None else _annotations_check(project, data["annotations"])
+    if data.get("splits") is not None:
         _splits_set(image, _split_ids(project, data["splits"]))
-    if "annotations" in data:
-        _annotations_save(image=image, user=user, annotations=_annotations_check(project, data["annotations"]))
+    if annotations is not None:
+        _annotations_save(image=image, user=user, annotations=annotations)
     image.refresh_from_db()
     return image
 
 
 def _annotations_save(*, image: Image, user: User, annotations: list[dict]) -> None:
     stored = shapes_read(image_ids=[image.pk]).get(image.pk, [])
-    kept = [shape for shape in stored if shape["kind"] != "box"]
-    boxes = {shape["id"] for shape in stored if shape["kind"] == "box"}
-    shapes, labels = list(kept), []
+    shapes = [shape for shape in stored if shape["kind"] != "box"]
+    boxes = {shape["id"]: shape for shape in stored if shape["kind"] == "box"}
+    default = next(
+        (c["label"] for c in classifications_read(image_ids=[image.pk]).get(image.pk, []) if c["default"]), None
+    )
+    labels = []
     for entry in annotations:
         if not entry["coordinates"]:
-            labels.append({"label": entry["label"]})
+            labels.append({"label": entry["label"], "default": entry["label"] == default})
+            continue
+        known = boxes.get(entry["id"])
+        if known is not None and box_coordinates(known["geometry"], image) == entry["coordinates"]:
+            shapes.append({**known, "label": entry["label"]})  # unmoved: its exact geometry and all it carries
             continue
         cx, cy, w, h = (float(v) for v in entry["coordinates"].split())
+        x, y = max(0.0, (cx - w / 2) * image.width), max(0.0, (cy - h / 2) * image.height)
         geometry = {
-            "x": max(0.0, (cx - w / 2) * image.width),
-            "y": max(0.0, (cy - h / 2) * image.height),
-            "width": w * image.width,
-            "height": h * image.height,
+            "x": x,
+            "y": y,
+            "width": min(w * image.width, image.width - x),
+            "height": min(h * image.height, image.height - y),
         }
-        geometry["width"] = min(geometry["width"], image.width - geometry["x"])
-        geometry["height"] = min(geometry["height"], image.height - geometry["y"])
-        known = str(entry.get("id") or "")
-        shape = {"label": entry["label"], "kind": "box", "geometry": geometry}
-        if known.isascii() and known.isdigit() and int(known) in boxes:
-            shape["id"] = int(known)
-        shapes.append(shape)
+        shapes.append({**(known or {}), "label": entry["label"], "kind": "box", "geometry": geometry})
+    if labels and not any(label["default"] for label in labels):
+        labels[0]["default"] = True
     # SeeMe's PUT has no revision: it is the new truth at whatever revision is current (a labeler open on the image
     # then gets the web app's 409 and reloads). A save landing in between is retried on top of it.
     for attempt in range(3):
@@ -310,3 +339,10 @@ def item_delete(*, project: Project, image_id: int) -> None:
     if PendingItem.objects.filter(project=project, pk=image_id).delete()[0]:
         return
     projects.images_delete(project=project, image_ids=[image_id])
+
+
+def box_coordinates(geometry: dict, image: Image) -> str:
+    """A box as SeeMe writes it: "cx cy w h", relative to the image, six decimals."""
+    cx = (geometry["x"] + geometry["width"] / 2) / image.width
+    cy = (geometry["y"] + geometry["height"] / 2) / image.height
+    return " ".join(f"{v:.6f}" for v in (cx, cy, geometry["width"] / image.width, geometry["height"] / image.height))

@@ -25,6 +25,11 @@ urlpatterns = [
         endpoint({"GET": views.version_get, "PUT": views.version_update, "DELETE": views.version_delete}),
         name="seeme-version",
     ),
+    path(f"{V}/download", endpoint({"GET": views.version_download}), name="seeme-version-download"),
+    path(
+        f"{V}/download/<str:split_id>", endpoint({"GET": views.version_download}), name="seeme-version-split-download"
+    ),
+    path(f"{V}/upload", endpoint({"POST": views.version_upload}), name="seeme-version-upload"),
     path(f"{V}/labels", endpoint({"GET": views.labels_list, "POST": views.label_create}), name="seeme-labels"),
     path(
         f"{V}/labels/<str:label_id>",

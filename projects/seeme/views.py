@@ -4,13 +4,13 @@ access through projects.permissions, calls projects/seeme/services.py, and answe
 from __future__ import annotations
 
 from django.db.models import Q
-from django.http import Http404, HttpResponse
+from django.http import FileResponse, Http404, HttpResponse
 
 from annotations.services.documents import classifications_read, shapes_read
 from projects.files import stored_bytes
 from projects.models import Image, Label, PendingItem, Project, SeemeDataset, Split
 from projects.permissions import access_project, projects_for_user
-from projects.seeme import services
+from projects.seeme import services, transfers
 from projects.seeme.protocol import Refused, body_json, string_id
 
 MAX_PAGE_SIZE = 1000
@@ -137,12 +137,6 @@ def dataset_body(dataset: SeemeDataset, user) -> dict:
     }
 
 
-def _coordinates(geometry: dict, image: Image) -> str:
-    cx = (geometry["x"] + geometry["width"] / 2) / image.width
-    cy = (geometry["y"] + geometry["height"] / 2) / image.height
-    return " ".join(f"{v:.6f}" for v in (cx, cy, geometry["width"] / image.width, geometry["height"] / image.height))
-
-
 def items_body(project: Project, rows: list[Image | PendingItem]) -> list[dict]:
     """SeeMe items for images (and pending items) of one version, read in bulk."""
     images = [row for row in rows if isinstance(row, Image)]
@@ -162,16 +156,15 @@ def items_body(project: Project, rows: list[Image | PendingItem]) -> list[dict]:
                 {"id": "", "label_id": str(a["label"]), "item_id": str(row.pk), "coordinates": a["coordinates"]}
                 for a in row.annotations
             ]
-            out.append(
-                _item_body(row.pk, row.name, row.extension, row, [splits[i] for i in row.split_ids], annotations)
-            )
+            in_splits = [splits[i] for i in row.split_ids if i in splits]
+            out.append(_item_body(row.pk, row.name, row.extension, row, in_splits, annotations))
             continue
         in_splits = set(member.get(row.pk, ()))
         if valid is not None and row.is_validation:
             in_splits.add(valid)
         annotations = [
             {
-                "id": f"c{entry['id']}" if "id" in entry else "",
+                "id": f"c{entry['label']}",  # an image label: one per label and image
                 "label_id": str(entry["label"]),
                 "item_id": str(row.pk),
                 "coordinates": "",
@@ -182,7 +175,7 @@ def items_body(project: Project, rows: list[Image | PendingItem]) -> list[dict]:
                 "id": str(shape["id"]),
                 "label_id": str(shape["label"]),
                 "item_id": str(row.pk),
-                "coordinates": _coordinates(shape["geometry"], row),
+                "coordinates": services.box_coordinates(shape["geometry"], row),
             }
             for shape in shapes.get(row.pk, [])
             if shape["kind"] == "box"
@@ -237,8 +230,8 @@ def dataset_get(request, dataset_id):
 
 def dataset_update(request, dataset_id):
     dataset = _dataset(request.user, dataset_id)
-    first = dataset.versions.order_by("id").first()
-    access_project(request.user, first.pk, "change_project")
+    if not projects_for_user(request.user, "change_project").filter(seeme_dataset=dataset).exists():
+        raise Refused("Your role in this dataset does not allow changing it.", 403)
     return dataset_body(services.dataset_update(dataset=dataset, data=body_json(request)), request.user)
 
 
@@ -384,7 +377,10 @@ def items_list(request, dataset_id, version_id):
 
 def item_create(request, dataset_id, version_id):
     project = _version(request.user, dataset_id, version_id, "upload_project")
-    item = services.item_create(project=project, user=request.user, data=body_json(request))
+    data = body_json(request)
+    if data.get("annotations"):  # they are saved as the image's annotations when it arrives
+        access_project(request.user, project.pk, "annotate_project")
+    item = services.item_create(project=project, user=request.user, data=data)
     return items_body(project, [item])[0]
 
 
@@ -405,8 +401,10 @@ def item_update(request, dataset_id, version_id, item_id):
 
 def item_delete(request, dataset_id, version_id, split_id, item_id):
     project = _version(request.user, dataset_id, version_id, "delete_images_project")
-    _split(project, split_id)
+    split = _split(project, split_id)
     item = _item(project, item_id)
+    if split.pk not in {int(s["id"]) for s in items_body(project, [item])[0]["splits"]}:
+        raise Http404("No such item in this split.")
     body = items_body(project, [item])[0]
     services.item_delete(project=project, image_id=item.pk)
     return body
@@ -441,3 +439,25 @@ def _content_type(name: str) -> str:
     return {"jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}.get(
         extension, "application/octet-stream"
     )
+
+
+# --- export and import ----------------------------------------------------------------------
+
+
+def version_download(request, dataset_id, version_id, split_id=None):
+    """The version (or one split) as the SDK's ZIP: folders per split and label, or YOLO when it has boxes."""
+    project = _version(request.user, dataset_id, version_id, "export_project")
+    only = _split(project, split_id) if split_id is not None else None
+    archive = transfers.version_export(project=project, only=only)
+    return FileResponse(archive, as_attachment=True, filename=f"{version_id}.zip", content_type="application/zip")
+
+
+def version_upload(request, dataset_id, version_id):
+    """A ZIP of the classification layout into the version."""
+    project = _version(request.user, dataset_id, version_id, "upload_project")
+    access_project(request.user, project.pk, "manage_labels_project")  # it makes the labels and splits it names
+    upload = request.FILES.get("file")
+    if upload is None:
+        raise Refused("Send the ZIP in the multipart field 'file'.")
+    done = transfers.version_import(project=project, user=request.user, fileobj=upload)
+    return {**version_body(project), "imported": done}

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
 import requests
 import torch
+from django.contrib.auth.models import Permission
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from annotations.models import Annotation, Classification
@@ -272,3 +274,206 @@ def test_bad_input_is_a_clear_4xx_and_changes_nothing(live_server, tmp_path):
     assert refused.value.response.json()["message"].startswith("file: ")
     after = (SeemeDataset.objects.count(), Label.objects.count(), Split.objects.count(), PendingItem.objects.count())
     assert after == before and not Image.objects.exists()
+
+
+def _made(client, tmp_path, name: str, boxes: bool) -> tuple[str, str, dict]:
+    """A dataset of 6 images in train (4) and valid (2): labelled gull or tern, by image label or by a box."""
+    dataset = client.create_dataset({"name": name, "default_splits": True})
+    d, v = dataset["id"], dataset["versions"][0]["id"]
+    splits = {split["name"]: split for split in dataset["versions"][0]["splits"]}
+    labels = [
+        client.create_dataset_label(d, v, {"name": n, "color": c})
+        for n, c in (("gull", "#ff0000"), ("tern", "#0000ff"))
+    ]
+    for n in range(6):
+        label = labels[n % 2]
+        coordinates = f"0.{n + 2} 0.5 0.2 0.25" if boxes else ""
+        item = client.create_dataset_item(
+            d,
+            v,
+            {
+                "name": f"b{n}",
+                "extension": "png",
+                "splits": [splits["valid" if n >= 4 else "train"]],
+                "annotations": [{"label_id": label["id"], "coordinates": coordinates}],
+            },
+        )
+        (tmp_path / f"b{n}.png").write_bytes(colour_png((30 * n, 90, 90), 40 + n, size=64))
+        client.upload_dataset_item_image(d, v, item["id"], str(tmp_path), f"b{n}.png")
+    return d, v, splits
+
+
+def test_a_classification_version_exports_as_folders_and_imports_back(live_server, tmp_path):
+    client = _client(live_server, "sam")
+    d, v, splits = _made(client, tmp_path, "Folders", boxes=False)
+    out = tmp_path / "out"
+    client.download_dataset(d, v, extract_to_dir=str(out))
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*.png"))
+    assert files == [
+        "train/gull/b0.png",
+        "train/gull/b2.png",
+        "train/tern/b1.png",
+        "train/tern/b3.png",
+        "valid/gull/b4.png",
+        "valid/tern/b5.png",
+    ]
+    assert (out / "train/gull/b0.png").read_bytes() == (tmp_path / "b0.png").read_bytes()
+    only = tmp_path / "only"
+    client.download_dataset(d, v, split_id=splits["valid"]["id"], extract_to_dir=str(only))
+    assert sorted(str(p.relative_to(only)) for p in only.rglob("*.png")) == ["valid/gull/b4.png", "valid/tern/b5.png"]
+    # The export, imported into a new dataset: the same images, labels and splits, matched by name.
+    import shutil
+
+    shutil.make_archive(str(tmp_path / "again"), "zip", out)
+    copy = client.create_dataset({"name": "Copy"})
+    cd, cv = copy["id"], copy["versions"][0]["id"]
+    answer = client.upload_dataset_version(cd, cv, folder=str(tmp_path), filename="again.zip")
+    assert answer["imported"] == {"images": 6, "splits": ["train", "valid"]}
+    project = Project.objects.get(pk=int(cv))
+    assert sorted(Label.objects.filter(project=project).values_list("name", flat=True)) == ["gull", "tern"]
+    assert sorted(Image.objects.filter(project=project, is_validation=True).values_list("name", flat=True)) == [
+        "b4.png",
+        "b5.png",
+    ]
+    assert sorted(Classification.objects.filter(image__project=project).values_list("image__name", "label__name")) == [
+        ("b0.png", "gull"),
+        ("b1.png", "tern"),
+        ("b2.png", "gull"),
+        ("b3.png", "tern"),
+        ("b4.png", "gull"),
+        ("b5.png", "tern"),
+    ]
+    # A ZIP with a path out of its folder is refused whole.
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "evil.zip", "w") as evil:
+        evil.writestr("train/gull/ok.png", colour_png((1, 2, 3), 7))
+        evil.writestr("../escape.png", colour_png((1, 2, 4), 8))
+    with pytest.raises(requests.HTTPError) as refused:
+        client.upload_dataset_version(cd, cv, folder=str(tmp_path), filename="evil.zip")
+    assert refused.value.response.status_code == 400
+    assert Image.objects.filter(project=project).count() == 6
+
+
+def test_a_detection_version_exports_as_yolo_that_the_sdk_imports_back(live_server, tmp_path):
+    client = _client(live_server, "sam")
+    d, v, _ = _made(client, tmp_path, "Boxes", boxes=True)
+    out = tmp_path / "yolo"
+    client.download_dataset(d, v, extract_to_dir=str(out))
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["config.json", f"{v}.names", "train.txt", "valid.txt", "test.txt"]
+        + [f"b{n}.{e}" for n in range(6) for e in ("png", "txt")]
+    )
+    assert (out / "train.txt").read_text() == "b0.png\nb1.png\nb2.png\nb3.png\n"
+    assert (out / f"{v}.names").read_text() == "gull\ntern\n"
+    assert json.loads((out / "config.json").read_text()) == {"colors": {"gull": "#ff0000", "tern": "#0000ff"}}
+    assert (out / "b3.txt").read_text() == "1 0.500000 0.500000 0.200000 0.250000\n"
+    # The SDK's own YOLO import reads it back into a new dataset, box for box.
+    imported = client.import_yolo_dataset(
+        dataset_name="Boxes again", split_names=["train", "valid"], folder=str(out), names_filename=f"{v}.names"
+    )
+    iv = imported["versions"][0]["id"]
+    again = client.get_dataset_items(imported["id"], iv, params={"pageSize": 50})
+    original = client.get_dataset_items(d, v, params={"pageSize": 50})
+
+    def boxes(items):
+        labels = dict(Label.objects.values_list("id", "name"))
+        return sorted(
+            (item["name"], labels[int(a["label_id"])], a["coordinates"]) for item in items for a in item["annotations"]
+        )
+
+    assert boxes(again) == boxes(original) and len(boxes(again)) == 6
+
+
+def test_what_a_review_found_stays_fixed(live_server, tmp_path):
+    """Each a defect a review of the first version found."""
+    import io
+    import zipfile
+
+    from projects.models import Membership, Role
+    from tests.factories import UserFactory
+
+    client = _client(live_server, "sam")
+    d, v, splits = _made(client, tmp_path, "Checked", boxes=True)
+    base = f"{live_server.url}/api/v1/datasets/{d}/versions/{v}"
+    project = Project.objects.get(pk=int(v))
+    items = {item["name"]: item for item in client.get_dataset_items(d, v, params={"pageSize": 50})}
+
+    # A PUT of the item as it was read keeps every box's row whole: attributes, occlusion, its prediction source.
+    box = Annotation.objects.get(image_id=int(items["b0"]["id"]))
+    Annotation.objects.filter(pk=box.pk).update(
+        occluded=True, attributes={"note": "x"}, source="prediction", score=0.75
+    )
+    before = Annotation.objects.filter(pk=box.pk).values().get()
+    fetched = client.get_dataset_item(d, v, items["b0"]["id"])
+    fetched["splits"] = [splits["train"], splits["test"]]
+    client.update_dataset_item(d, v, fetched)
+    after = Annotation.objects.filter(pk=box.pk).values().get()
+    assert {k: after[k] for k in ("geometry", "occluded", "attributes", "source", "score")} == {
+        k: before[k] for k in ("geometry", "occluded", "attributes", "source", "score")
+    }
+    # null annotations or splits change nothing.
+    client.update_dataset_item(d, v, {**fetched, "annotations": None, "splits": None})
+    assert Annotation.objects.filter(pk=box.pk).exists()
+    assert set(Split.objects.get(pk=int(splits["test"]["id"])).images.values_list("pk", flat=True)) == {box.image_id}
+
+    # A pending item whose split was deleted: the version still lists, and the item has no split.
+    pending = client.create_dataset_item(d, v, {"name": "later", "extension": "png", "splits": [splits["test"]]})
+    client.delete_dataset_split(d, v, splits["test"])
+    listed = {item["name"]: item for item in client.get_dataset_items(d, v, params={"pageSize": 50})}
+    assert listed["later"]["splits"] == [] and listed["later"]["id"] == pending["id"]
+
+    # The valid split keeps its name, and no other split takes it.
+    response = requests.put(
+        f"{base}/splits/{splits['train']['id']}", json.dumps({"name": "valid"}), headers=client.headers
+    )
+    assert response.status_code == 400 and "keeps its name" in response.json()["message"]
+
+    # An item is deleted through a split it is in, not any split.
+    response = requests.delete(
+        f"{base}/splits/{splits['valid']['id']}/items/{items['b0']['id']}", headers=client.headers
+    )
+    assert response.status_code == 404 and Image.objects.filter(pk=int(items["b0"]["id"])).exists()
+
+    # The export takes an image once (valid first), with flat names unique by stem and none a split list's.
+    Image.objects.filter(pk=int(items["b1"]["id"])).update(name="train.png", is_validation=True)
+    Image.objects.filter(pk=int(items["b2"]["id"])).update(name="b3.jpg")
+    Image.objects.filter(pk=int(items["b5"]["id"])).update(name="../birds/b5.png")
+    out = tmp_path / "export"
+    client.download_dataset(d, v, extract_to_dir=str(out))
+    renamed_b1, renamed_b2 = f"{items['b1']['id']}-train.png", f"{items['b2']['id']}-b3.jpg"
+    assert (out / "valid.txt").read_text().splitlines() == [renamed_b1, "b4.png", "_birds_b5.png"]
+    assert (out / "train.txt").read_text().splitlines() == ["b0.png", renamed_b2, f"{items['b3']['id']}-b3.png"]
+    assert (out / f"{items['b3']['id']}-b3.txt").exists() and (out / f"{Path(renamed_b2).stem}.txt").exists()
+
+    # A ZIP whose member is damaged is a 400, and nothing stays.
+    good = io.BytesIO()
+    with zipfile.ZipFile(good, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("train/gull/z.png", colour_png((1, 1, 1), 77))
+    damaged = bytearray(good.getvalue())
+    at = damaged.index(b"IHDR")
+    damaged[at + 20] ^= 0xFF  # the member's bytes no longer match its CRC
+    (tmp_path / "damaged.zip").write_bytes(bytes(damaged))
+    count = Image.objects.filter(project=project).count()
+    with pytest.raises(requests.HTTPError) as refused:
+        client.upload_dataset_version(d, v, folder=str(tmp_path), filename="damaged.zip")
+    assert refused.value.response.status_code == 400
+    assert Image.objects.filter(project=project).count() == count
+
+    # Boxes on a new item need the right to annotate; uploading alone does not give it.
+    uploader_role = Role.objects.create(name="Uploader", project=project)
+    uploader_role.permissions.set(Permission.objects.filter(codename__in=["view_project", "upload_project"]))
+    uma = UserFactory(username="uma")
+    from projects.services import membership_set
+
+    membership_set(project=project, user=uma, role=uploader_role)
+    from seeme import Client
+
+    as_uma = Client(backend=f"{live_server.url}/api/v1/")
+    as_uma.login("uma", PASSWORD)
+    label = client.get_dataset_labels(d, v)[0]
+    with pytest.raises(requests.HTTPError) as refused:
+        as_uma.create_dataset_item(d, v, {"name": "u", "annotations": [{"label_id": label["id"], "coordinates": ""}]})
+    assert refused.value.response.status_code == 403
+    assert as_uma.create_dataset_item(d, v, {"name": "u", "extension": "png"})["name"] == "u"
+    assert Membership.objects.filter(user=uma).count() == 1
