@@ -400,6 +400,22 @@ MATRIX.update(
         (SEEME_V, "get"): Entry(SV, MEMBERS),
         (SEEME_V, "put"): Entry(SV, MANAGERS, {"name": "v9"}),
         (SEEME_V, "delete"): Entry(SV, OWNER),
+        ("api/v1/trainingrequests", "get"): Entry("/api/v1/trainingrequests", SIGNED_IN),
+        ("api/v1/trainingrequests", "post"): Entry(
+            "/api/v1/trainingrequests", DEVELOPERS, {"dataset_id": "{sd}", "dataset_version_id": "{p}"}
+        ),
+        ("api/v1/models", "get"): Entry("/api/v1/models", SIGNED_IN),
+        ("api/v1/models/<str:model_id>", "get"): Entry("/api/v1/models/{m}", MEMBERS),
+        ("api/v1/models/<str:model_id>/versions", "get"): Entry("/api/v1/models/{m}/versions", MEMBERS),
+        ("api/v1/models/<str:model_id>/versions/<str:version_id>", "get"): Entry(
+            "/api/v1/models/{m}/versions/{m}", MEMBERS
+        ),
+        ("api/v1/models/<str:model_id>/download/<str:asset>", "get"): Entry(
+            "/api/v1/models/{m}/download/labels", MEMBERS
+        ),
+        ("api/v1/models/<str:model_id>/versions/<str:version_id>/download/<str:asset>", "get"): Entry(
+            "/api/v1/models/{m}/versions/{m}/download/labels", MEMBERS
+        ),
         (SEEME_V + "/download", "get"): Entry(SV + "/download", DEVELOPERS),
         (SEEME_V + "/download/<str:split_id>", "get"): Entry(SV + "/download/{sp}", DEVELOPERS),
         (SEEME_V + "/upload", "post"): Entry(SV + "/upload", DEVELOPERS, {"file": ("v.zip", _zip())}, send="multipart"),
@@ -488,7 +504,7 @@ CASES = sorted(
 
 
 @pytest.fixture
-def world(django_capture_on_commit_callbacks):
+def world(django_capture_on_commit_callbacks, settings):
     """A project holding every kind of thing a route acts on, and a caller for each part a person can play."""
     owner = UserFactory(username="owner")
     members = {role: UserFactory(username=role.lower()) for role in ROLES[1:]}
@@ -530,6 +546,7 @@ def world(django_capture_on_commit_callbacks):
         model_version=model, checkpoint="best", image=image, kind="box", label=label, geometry=BOX, score=0.9
     )
     users = {"Owner": owner, **members, "stranger": UserFactory(username="stranger"), "invitee": invitee}
+    settings.SIGHTLINE_SEEME_TRAINING_PARAMETERS = {"classification": TINY}  # a SeeMe training request's
     # The project as the one version of a SeeMe dataset, with a split holding the image and an item waiting for its.
     from projects.models import PendingItem, SeemeDataset, Split
     from projects.uploads import image_id_reserve

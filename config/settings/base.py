@@ -1,5 +1,6 @@
 """Settings shared by every Sightline deployment; each toggle is an environment variable with a safe default."""
 
+import json
 import os
 from pathlib import Path
 
@@ -284,6 +285,9 @@ SIGHTLINE_THUMBNAIL_SIZE = 256
 SIGHTLINE_MAX_MODEL_BYTES = env_int("SIGHTLINE_MAX_MODEL_BYTES", 512 * 1024 * 1024)
 
 SIGHTLINE_ALLOW_REGISTRATION = env_bool("SIGHTLINE_ALLOW_REGISTRATION", True)
+# What a SeeMe SDK training request trains with, per task, over the defaults (JSON, e.g.
+# {"detection": {"epochs": 10}}); the SDK's request names only the dataset version.
+SIGHTLINE_SEEME_TRAINING_PARAMETERS = json.loads(os.environ.get("SIGHTLINE_SEEME_TRAINING_PARAMETERS") or "{}")
 # A worker whose heartbeat is older than this is reported as down by /healthz.
 SIGHTLINE_WORKER_STALE_SECONDS = env_int("SIGHTLINE_WORKER_STALE_SECONDS", 180)
 # A monitor that sends this in X-Health-Token gets /healthz's details, as staff do; empty: staff only.

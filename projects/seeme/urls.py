@@ -5,6 +5,7 @@ from django.urls import path
 
 from projects.seeme import accounts, views
 from projects.seeme.protocol import endpoint
+from training import seeme as training
 
 D = "datasets/<str:dataset_id>"
 V = f"{D}/versions/<str:version_id>"
@@ -13,6 +14,29 @@ urlpatterns = [
     path("register", endpoint({"POST": accounts.register}, public=True), name="seeme-register"),
     path("login", endpoint({"POST": accounts.login}, public=True), name="seeme-login"),
     path("applications", endpoint({"GET": accounts.applications}), name="seeme-applications"),
+    path(
+        "trainingrequests",
+        endpoint({"GET": training.training_requests, "POST": training.training_request_create}),
+        name="seeme-training-requests",
+    ),
+    path("models", endpoint({"GET": training.models_list}), name="seeme-models"),
+    path("models/<str:model_id>", endpoint({"GET": training.model_get}), name="seeme-model"),
+    path("models/<str:model_id>/versions", endpoint({"GET": training.model_versions}), name="seeme-model-versions"),
+    path(
+        "models/<str:model_id>/versions/<str:version_id>",
+        endpoint({"GET": training.model_version_get}),
+        name="seeme-model-version",
+    ),
+    path(
+        "models/<str:model_id>/download/<str:asset>",
+        endpoint({"GET": training.model_download}),
+        name="seeme-model-download",
+    ),
+    path(
+        "models/<str:model_id>/versions/<str:version_id>/download/<str:asset>",
+        endpoint({"GET": training.model_download}),
+        name="seeme-model-version-download",
+    ),
     path("datasets", endpoint({"GET": views.datasets_list, "POST": views.dataset_create}), name="seeme-datasets"),
     path(
         D,

@@ -477,3 +477,53 @@ def test_what_a_review_found_stays_fixed(live_server, tmp_path):
     assert refused.value.response.status_code == 403
     assert as_uma.create_dataset_item(d, v, {"name": "u", "extension": "png"})["name"] == "u"
     assert Membership.objects.filter(user=uma).count() == 1
+
+
+TINY_TRAINING = {
+    "classification": {"epochs": 1, "batch_size": 8, "fine_tune": "head", "patience": 0},
+    "detection": {"epochs": 1, "model_size": "small", "image_size": 224, "batch_size": 4, "patience_minutes": 0},
+}
+
+
+@pytest.mark.parametrize("boxes", [False, True], ids=["classification", "detection"])
+def test_a_training_request_trains_a_model_the_sdk_and_the_models_page_see(
+    live_server, tmp_path, settings, monkeypatch, boxes
+):
+    """POST trainingrequests runs a Sightline training job (tiny parameters here, the server's setting); the list
+    the SDK polls carries its status and the model it made, which the SDK lists with its labels."""
+    settings.SIGHTLINE_SEEME_TRAINING_PARAMETERS = TINY_TRAINING
+    monkeypatch.chdir(tmp_path)  # the SDK saves downloads in the working folder
+    client = _client(live_server, "sam")
+    d, v, _ = _made(client, tmp_path, "Trained", boxes=boxes)
+    version = client.get_dataset_version(d, v)
+    started = client.create_training_request(version)  # in tests the job runs inside this request
+    [polled] = client.get_training_requests()
+    assert (polled["id"], polled["dataset_id"], polled["dataset_version_id"]) == (started["id"], d, v)
+    assert (polled["status"], polled["error"], polled["finished"]) == ("finished", "", True)
+    assert polled["application_id"] == ("object_detection" if boxes else "image_classification")
+    from training.models import ModelVersion
+
+    model = ModelVersion.objects.get(pk=int(polled["model_id"]))
+    assert (model.project_id, model.task, model.labels) == (
+        int(v),
+        "detection" if boxes else "classification",
+        ["gull", "tern"],
+    )
+    assert model.dataset_version.split_method == "user"  # the valid split is the validation set
+    assert sorted(model.dataset_version.items.filter(split="valid").values_list("image_name", flat=True)) == [
+        "b4.png",
+        "b5.png",
+    ]
+    listed = client.get_models()
+    assert [m["id"] for m in listed] == [polled["model_id"]]
+    assert listed[0]["active_version_id"] == polled["model_id"] and listed[0]["classes"] == "gull\ntern"
+    [only] = client.get_model_versions(polled["model_id"])
+    assert (only["model_id"], only["id"]) == (polled["model_id"], polled["model_id"])
+    client.download_active_model(listed[0], asset_type="labels")
+    assert Path(f"{polled['model_id']}.txt").read_text() == "gull\ntern\n"
+    # Another user sees neither the request nor the model.
+    eve = _client(live_server, "eve")
+    assert eve.get_training_requests() == [] and eve.get_models() == []
+    with pytest.raises(requests.HTTPError) as refused:
+        eve.get_model(polled["model_id"])
+    assert refused.value.response.status_code == 404

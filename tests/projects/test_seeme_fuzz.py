@@ -27,7 +27,7 @@ SCALARS = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=40),
     st.sampled_from(["", "0.5 0.5 0.2 0.2", "1 2 3", "nan nan nan nan", "../x", "١٢", "9" * 40, "\u0000"]),
-    st.sampled_from(["{label}", "{split}", "{image}", "{valid}"]),  # ids of the world, filled in per call
+    st.sampled_from(["{label}", "{split}", "{image}", "{valid}", "{dataset}", "{version}"]),  # the world's ids
 )
 VALUES = st.recursive(
     SCALARS,
@@ -36,6 +36,8 @@ VALUES = st.recursive(
 )
 KEYS = st.sampled_from(
     [
+        "dataset_id",
+        "dataset_version_id",
         "name",
         "description",
         "notes",
@@ -68,7 +70,10 @@ QUERIES = st.dictionaries(
 
 
 @pytest.fixture
-def world():
+def world(settings):
+    from tests.projects.test_seeme import TINY_TRAINING
+
+    settings.SIGHTLINE_SEEME_TRAINING_PARAMETERS = TINY_TRAINING  # should a fuzzed request ever start one
     user = UserFactory(username="sam")
     dataset = services.dataset_create(user=user, data={"name": "Fuzz", "default_splits": True})
     project = dataset.versions.get()
@@ -93,15 +98,23 @@ def world():
         ("put", f"{base}/items/{pending.pk}"),
         ("get", f"{base}/items"),
         ("get", f"{base}/items/{image.pk}/download"),
+        ("post", "/api/v1/trainingrequests"),
     ]
     header = f"sam:{token_get_or_create(user=user).key}"
     valid = Split.objects.get(project=project, name="valid")
-    ids = {"{label}": label.pk, "{split}": split.pk, "{image}": image.pk, "{valid}": valid.pk}
+    ids = {
+        "{label}": label.pk,
+        "{split}": split.pk,
+        "{image}": image.pk,
+        "{valid}": valid.pk,
+        "{dataset}": dataset.pk,
+        "{version}": project.pk,
+    }
     return {"routes": routes, "header": header, "ids": ids}
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(body=BODIES, query=QUERIES, choice=st.integers(min_value=0, max_value=14))
+@given(body=BODIES, query=QUERIES, choice=st.integers(min_value=0, max_value=15))
 def test_no_seeme_input_gives_a_500(world, body, query, choice):
     method, url = world["routes"][choice]
     client = Client()
