@@ -16,11 +16,11 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Count, Q
 from django.http import Http404
-from guardian.shortcuts import get_perms
 
 from config.admin import is_scoped, managed_project_ids
 from projects import services
 from projects.models import Image, Label, Membership, Project, Role
+from projects.permissions import project_permissions, projects_for_user
 
 # Changelist parameters that are not filters.
 _CHANGELIST_PARAMETERS = {"q", "o", "p", "e", "all", "_popup", "_to_field", "_changelist_filters"}
@@ -327,7 +327,7 @@ def _held(membership: Membership) -> str:
     """The permissions guardian grants the member on the project, as the app checks them."""
     if membership.pk is None:
         return "-"
-    return ", ".join(sorted(get_perms(membership.user, membership.project))) or "none"
+    return ", ".join(sorted(project_permissions(membership.user, membership.project))) or "none"
 
 
 class MembershipInline(admin.TabularInline):
@@ -424,7 +424,7 @@ class ProjectAdmin(ProjectScoped, admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         if not is_scoped(request):
             return []
-        may_change = obj is not None and "change_project" in get_perms(request.user, obj)
+        may_change = obj is not None and "change_project" in project_permissions(request.user, obj)
         return ["owner"] if may_change else ["owner", "name", "description", "sync_labels"]
 
     def has_add_permission(self, request):
@@ -556,8 +556,6 @@ class LabelAdmin(ProjectScoped, admin.ModelAdmin):
 
     def managed(self, request) -> frozenset[int]:
         """Of the projects they manage, those whose labels they may edit, as the app asks."""
-        from projects.permissions import projects_for_user
-
         labels = projects_for_user(request.user, "manage_labels_project").values_list("pk", flat=True)
         return managed_project_ids(request) & frozenset(labels)
 

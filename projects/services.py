@@ -7,7 +7,6 @@ from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F
-from guardian.core import ObjectPermissionChecker
 from guardian.models import UserObjectPermission
 
 from accounts.models import User
@@ -260,7 +259,9 @@ def role_grantable_check(role: Role, project: Project, by: User | None) -> None:
 def _check_grantable_codenames(codenames: set[str], project: Project, by: User | None, field: str = "role") -> None:
     if by is None or by.is_staff or by.is_superuser:
         return
-    beyond = sorted(codenames - set(ObjectPermissionChecker(by).get_perms(project)))
+    from projects.permissions import project_permissions
+
+    beyond = sorted(codenames - project_permissions(by, project))
     if beyond:
         raise ValidationError(
             {field: f"You cannot grant what you do not hold in this project yourself: {', '.join(beyond)}."}

@@ -14,7 +14,7 @@ from projects.models import Image
 from projects.permissions import access_project, projects_for_user
 from projects.seeme.protocol import Refused, body_json, string_id
 from projects.seeme.transfers import has_boxes
-from projects.seeme.views import _version
+from projects.seeme.views import version_access
 from training.models import ModelVersion, Task, TrainingJob
 
 APPLICATION = {Task.CLASSIFICATION: "image_classification", Task.DETECTION: "object_detection"}
@@ -25,7 +25,7 @@ def _at(value) -> str | None:
 
 
 def request_body(job: TrainingJob) -> dict:
-    model = ModelVersion.objects.filter(job=job).first()
+    model = getattr(job, "model_version", None)  # the reverse one-to-one, selected with the job
     return {
         "id": str(job.pk),
         "created_at": _at(job.created_at),
@@ -46,7 +46,8 @@ def request_body(job: TrainingJob) -> dict:
 def training_requests(request):
     """The training jobs of the dataset versions the user may see, newest first."""
     visible = projects_for_user(request.user).filter(seeme_dataset__isnull=False)
-    jobs = TrainingJob.objects.filter(project__in=visible).select_related("project").order_by("-created_at", "-id")
+    jobs = TrainingJob.objects.filter(project__in=visible).select_related("project", "model_version")
+    jobs = jobs.order_by("-created_at", "-id")
     return [request_body(job) for job in jobs]
 
 
@@ -54,7 +55,9 @@ def training_request_create(request):
     from training.services import training_job_start
 
     data = body_json(request)
-    project = _version(request.user, data.get("dataset_id", ""), data.get("dataset_version_id", ""), "train_project")
+    project = version_access(
+        request.user, data.get("dataset_id", ""), data.get("dataset_version_id", ""), "train_project"
+    )
     task = Task.DETECTION if has_boxes(project) else Task.CLASSIFICATION
     parameters = dict(settings.SIGHTLINE_SEEME_TRAINING_PARAMETERS.get(task, {}))
     if Image.objects.filter(project=project, is_validation=True).exists():

@@ -78,6 +78,11 @@ def version_create(*, dataset: SeemeDataset, user: User, data: dict) -> Project:
     return project
 
 
+def version_delete(*, project: Project) -> None:
+    """The version's project and all in it."""
+    projects.project_delete(project=project)
+
+
 def version_update(*, project: Project, data: dict) -> Project:
     if isinstance(data.get("name"), str) and data["name"].strip():
         project.seeme_version = data["name"].strip()[:100]
@@ -102,6 +107,11 @@ def label_update(*, label: Label, data: dict) -> Label:
     if isinstance(data.get("color"), str) and data["color"]:
         changes["color"] = data["color"]
     return projects.label_update(label=label, **changes)
+
+
+def label_delete(*, label: Label) -> None:
+    """A SeeMe delete has no confirmation step: the label goes with its annotations (their images' revisions move)."""
+    projects.label_delete(label=label, confirm=True)
 
 
 def split_create(*, project: Project, data: dict) -> Split:
@@ -333,6 +343,14 @@ def _annotations_save(*, image: Image, user: User, annotations: list[dict]) -> N
         except StaleRevision:
             if attempt == 2:
                 raise ValidationError({"annotations": "The item changed while saving; send it again."}) from None
+
+
+def item_in_split(*, item: Image | PendingItem, split: Split) -> bool:
+    if isinstance(item, PendingItem):
+        return split.pk in item.split_ids
+    if split.name == Split.VALID:
+        return item.is_validation
+    return split.images.filter(pk=item.pk).exists()
 
 
 def item_delete(*, project: Project, image_id: int) -> None:

@@ -33,7 +33,7 @@ def _dataset(user, dataset_id) -> SeemeDataset:
     return dataset
 
 
-def _version(user, dataset_id, version_id, perm: str = "view_project") -> Project:
+def version_access(user, dataset_id, version_id, perm: str = "view_project") -> Project:
     """A version (project) of this dataset that the user may see, and act on with `perm` (403 otherwise)."""
     found = Project.objects.filter(pk=string_id(version_id), seeme_dataset_id=string_id(dataset_id)).first()
     if found is None:
@@ -259,20 +259,18 @@ def version_create(request, dataset_id):
 
 
 def version_get(request, dataset_id, version_id):
-    return version_body(_version(request.user, dataset_id, version_id))
+    return version_body(version_access(request.user, dataset_id, version_id))
 
 
 def version_update(request, dataset_id, version_id):
-    project = _version(request.user, dataset_id, version_id, "change_project")
+    project = version_access(request.user, dataset_id, version_id, "change_project")
     return version_body(services.version_update(project=project, data=body_json(request)))
 
 
 def version_delete(request, dataset_id, version_id):
-    project = _version(request.user, dataset_id, version_id, "delete_project")
+    project = version_access(request.user, dataset_id, version_id, "delete_project")
     body = version_body(project)
-    from projects.services import project_delete
-
-    project_delete(project=project)
+    services.version_delete(project=project)
     return body
 
 
@@ -280,13 +278,12 @@ def version_delete(request, dataset_id, version_id):
 
 
 def labels_list(request, dataset_id, version_id):
-    return _labels(_version(request.user, dataset_id, version_id))
+    return _labels(version_access(request.user, dataset_id, version_id))
 
 
 def label_create(request, dataset_id, version_id):
-    project = _version(request.user, dataset_id, version_id, "manage_labels_project")
-    label = services.label_create(project=project, data=body_json(request))
-    return label_body(label, project.labels.filter(id__lt=label.pk).count())
+    project = version_access(request.user, dataset_id, version_id, "manage_labels_project")
+    return _label_answer(services.label_create(project=project, data=body_json(request)))
 
 
 def _label_answer(label: Label) -> dict:
@@ -294,44 +291,42 @@ def _label_answer(label: Label) -> dict:
 
 
 def label_get(request, dataset_id, version_id, label_id):
-    return _label_answer(_label(_version(request.user, dataset_id, version_id), label_id))
+    return _label_answer(_label(version_access(request.user, dataset_id, version_id), label_id))
 
 
 def label_update(request, dataset_id, version_id, label_id):
-    project = _version(request.user, dataset_id, version_id, "manage_labels_project")
+    project = version_access(request.user, dataset_id, version_id, "manage_labels_project")
     return _label_answer(services.label_update(label=_label(project, label_id), data=body_json(request)))
 
 
 def label_delete(request, dataset_id, version_id, label_id):
-    project = _version(request.user, dataset_id, version_id, "manage_labels_project")
+    project = version_access(request.user, dataset_id, version_id, "manage_labels_project")
     label = _label(project, label_id)
     body = _label_answer(label)
-    from projects.services import label_delete as delete
-
-    delete(label=label, confirm=True)
+    services.label_delete(label=label)
     return body
 
 
 def splits_list(request, dataset_id, version_id):
-    return [split_body(split) for split in _version(request.user, dataset_id, version_id).splits.all()]
+    return [split_body(split) for split in version_access(request.user, dataset_id, version_id).splits.all()]
 
 
 def split_create(request, dataset_id, version_id):
-    project = _version(request.user, dataset_id, version_id, "manage_labels_project")
+    project = version_access(request.user, dataset_id, version_id, "manage_labels_project")
     return split_body(services.split_create(project=project, data=body_json(request)))
 
 
 def split_get(request, dataset_id, version_id, split_id):
-    return split_body(_split(_version(request.user, dataset_id, version_id), split_id))
+    return split_body(_split(version_access(request.user, dataset_id, version_id), split_id))
 
 
 def split_update(request, dataset_id, version_id, split_id):
-    project = _version(request.user, dataset_id, version_id, "manage_labels_project")
+    project = version_access(request.user, dataset_id, version_id, "manage_labels_project")
     return split_body(services.split_update(split=_split(project, split_id), data=body_json(request)))
 
 
 def split_delete(request, dataset_id, version_id, split_id):
-    project = _version(request.user, dataset_id, version_id, "manage_labels_project")
+    project = version_access(request.user, dataset_id, version_id, "manage_labels_project")
     split = _split(project, split_id)
     body = split_body(split)
     services.split_delete(split=split)
@@ -348,7 +343,7 @@ def _flag(value: str | None) -> bool:
 def items_list(request, dataset_id, version_id):
     """A page of items, oldest first: `pageSize`, `pageCount` (the page, from 0), `onlyUnlabelled`, `labelId`,
     `splitId`."""
-    project = _version(request.user, dataset_id, version_id)
+    project = version_access(request.user, dataset_id, version_id)
     query = request.GET
     try:
         size = min(MAX_PAGE_SIZE, max(1, int(query.get("pageSize") or 10)))
@@ -376,7 +371,7 @@ def items_list(request, dataset_id, version_id):
 
 
 def item_create(request, dataset_id, version_id):
-    project = _version(request.user, dataset_id, version_id, "upload_project")
+    project = version_access(request.user, dataset_id, version_id, "upload_project")
     data = body_json(request)
     if data.get("annotations"):  # they are saved as the image's annotations when it arrives
         access_project(request.user, project.pk, "annotate_project")
@@ -385,12 +380,12 @@ def item_create(request, dataset_id, version_id):
 
 
 def item_get(request, dataset_id, version_id, item_id):
-    project = _version(request.user, dataset_id, version_id)
+    project = version_access(request.user, dataset_id, version_id)
     return items_body(project, [_item(project, item_id)])[0]
 
 
 def item_update(request, dataset_id, version_id, item_id):
-    project = _version(request.user, dataset_id, version_id, "annotate_project")
+    project = version_access(request.user, dataset_id, version_id, "annotate_project")
     item, data = _item(project, item_id), body_json(request)
     if isinstance(item, PendingItem):
         item = services.pending_update(item=item, data=data)
@@ -400,10 +395,10 @@ def item_update(request, dataset_id, version_id, item_id):
 
 
 def item_delete(request, dataset_id, version_id, split_id, item_id):
-    project = _version(request.user, dataset_id, version_id, "delete_images_project")
+    project = version_access(request.user, dataset_id, version_id, "delete_images_project")
     split = _split(project, split_id)
     item = _item(project, item_id)
-    if split.pk not in {int(s["id"]) for s in items_body(project, [item])[0]["splits"]}:
+    if not services.item_in_split(item=item, split=split):
         raise Http404("No such item in this split.")
     body = items_body(project, [item])[0]
     services.item_delete(project=project, image_id=item.pk)
@@ -411,7 +406,7 @@ def item_delete(request, dataset_id, version_id, split_id, item_id):
 
 
 def item_upload(request, dataset_id, version_id, item_id):
-    project = _version(request.user, dataset_id, version_id, "upload_project")
+    project = version_access(request.user, dataset_id, version_id, "upload_project")
     item = _item(project, item_id)
     if isinstance(item, Image):
         raise Refused("This item has its image already.", 409)
@@ -425,7 +420,7 @@ def item_upload(request, dataset_id, version_id, item_id):
 
 
 def item_download(request, dataset_id, version_id, item_id):
-    project = _version(request.user, dataset_id, version_id)
+    project = version_access(request.user, dataset_id, version_id)
     item = _item(project, item_id)
     if isinstance(item, PendingItem):
         raise Http404("This item has no image yet.")
@@ -446,7 +441,7 @@ def _content_type(name: str) -> str:
 
 def version_download(request, dataset_id, version_id, split_id=None):
     """The version (or one split) as the SDK's ZIP: folders per split and label, or YOLO when it has boxes."""
-    project = _version(request.user, dataset_id, version_id, "export_project")
+    project = version_access(request.user, dataset_id, version_id, "export_project")
     only = _split(project, split_id) if split_id is not None else None
     archive = transfers.version_export(project=project, only=only)
     return FileResponse(archive, as_attachment=True, filename=f"{version_id}.zip", content_type="application/zip")
@@ -454,7 +449,7 @@ def version_download(request, dataset_id, version_id, split_id=None):
 
 def version_upload(request, dataset_id, version_id):
     """A ZIP of the classification layout into the version."""
-    project = _version(request.user, dataset_id, version_id, "upload_project")
+    project = version_access(request.user, dataset_id, version_id, "upload_project")
     access_project(request.user, project.pk, "manage_labels_project")  # it makes the labels and splits it names
     upload = request.FILES.get("file")
     if upload is None:
