@@ -72,7 +72,9 @@ def test_who_may_open_admin(world, client):
         member = _signed_in(world[name])
         assert member.get("/admin/", follow=True).status_code == 403
         assert member.get("/admin/projects/project/").status_code == 302  # to the log-in, which refuses them
-        assert member.get("/admin/login/").status_code == 403
+        refused = member.get("/admin/login/")
+        assert refused.status_code == 403
+        assert "your account manages no project." in refused.content.decode()  # the page says why (403.html)
     # The Owner and an Admin, neither of them staff, see projects, memberships, roles and labels, and nothing more.
     for name in ("owner", "admin"):
         assert not world[name].is_staff
