@@ -7,6 +7,7 @@ import zipfile
 
 import numpy as np
 import pytest
+import torch
 from django.test import Client
 from PIL import Image as PILImage
 
@@ -149,11 +150,23 @@ def test_the_offline_bundle_serves_the_same_predictions(
         "README.md",
         "checkpoint.pt",
         "model.json",
+        "model.onnx",
         "model.pt2",
         "requirements.txt",
         "serve.py",
         "sightline_images.py",
     ]
+    # The ONNX model answers what the torch program answers.
+    import onnxruntime
+
+    side = json.loads((folder / "model.json").read_text())["image_size"]
+    pixels = np.random.default_rng(0).integers(0, 256, (3, side, side, 3), dtype=np.uint8)
+    session = onnxruntime.InferenceSession(str(folder / "model.onnx"))
+    assert [i.name for i in session.get_inputs()] == ["pixels"]
+    program = torch.export.load(str(folder / "model.pt2")).module()
+    np.testing.assert_allclose(
+        session.run(None, {"pixels": pixels})[0], program(torch.from_numpy(pixels)).detach().numpy(), atol=1e-5
+    )
     readme = (folder / "README.md").read_text()
     assert "--index-url https://download.pytorch.org/whl/cpu" in readme  # how to serve with a CPU-only torch
     # A large phone-style JPEG, stored sideways with an EXIF orientation: both servers must decode it alike.
