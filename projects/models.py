@@ -64,6 +64,7 @@ class SeemeDataset(models.Model):
     multi_label = models.BooleanField(default=False)
     content_type = models.CharField(max_length=20, default="images")
     default_splits = models.BooleanField(default=False)
+    logo = models.FileField(upload_to="seeme/logos/", max_length=300, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

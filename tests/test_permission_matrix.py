@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 from django.apps import apps
+from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import transaction
 from django.test import Client
@@ -395,6 +396,8 @@ MATRIX.update(
         (SEEME_D, "get"): Entry(SD, MEMBERS),
         (SEEME_D, "put"): Entry(SD, MANAGERS, {"name": "Renamed"}),
         (SEEME_D, "delete"): Entry(SD, OWNER),
+        (SEEME_D + "/upload", "post"): Entry(SD + "/upload", MANAGERS, {"file": PNG}, send="multipart"),
+        (SEEME_D + "/logo", "get"): Entry(SD + "/logo", MEMBERS),
         (SEEME_D + "/versions", "get"): Entry(SD + "/versions", MEMBERS),
         (SEEME_D + "/versions", "post"): Entry(SD + "/versions", MANAGERS, {"name": "v2"}),
         (SEEME_V, "get"): Entry(SV, MEMBERS),
@@ -403,6 +406,13 @@ MATRIX.update(
         ("api/v1/trainingrequests", "get"): Entry("/api/v1/trainingrequests", SIGNED_IN),
         ("api/v1/trainingrequests", "post"): Entry(
             "/api/v1/trainingrequests", DEVELOPERS, {"dataset_id": "{sd}", "dataset_version_id": "{p}"}
+        ),
+        ("api/v1/trainingrequests/<str:request_id>", "get"): Entry("/api/v1/trainingrequests/{tj}", MEMBERS),
+        ("api/v1/trainingrequests/<str:request_id>", "put"): Entry(
+            "/api/v1/trainingrequests/{tj}", DEVELOPERS, {"status": "finished"}, computes=True  # nothing to change
+        ),
+        ("api/v1/trainingrequests/<str:request_id>", "delete"): Entry(
+            "/api/v1/trainingrequests/{tj}", DEVELOPERS  # the queued job is cancelled
         ),
         ("api/v1/models", "get"): Entry("/api/v1/models", SIGNED_IN),
         ("api/v1/models/<str:model_id>", "get"): Entry("/api/v1/models/{m}", MEMBERS),
@@ -415,6 +425,38 @@ MATRIX.update(
         ),
         ("api/v1/models/<str:model_id>/versions/<str:version_id>/download/<str:asset>", "get"): Entry(
             "/api/v1/models/{m}/versions/{m}/download/labels", MEMBERS
+        ),
+        # A model made through the SDK (on the world's project) with two versions, the second empty.
+        ("api/v1/models", "post"): Entry("/api/v1/models", SIGNED_IN, {"name": "Fresh"}),
+        ("api/v1/models/<str:model_id>", "put"): Entry("/api/v1/models/{sm}", MANAGERS, {"name": "Renamed"}),
+        ("api/v1/models/<str:model_id>", "delete"): Entry("/api/v1/models/{sm}", OWNER),
+        ("api/v1/models/<str:model_id>/upload", "post"): Entry(
+            "/api/v1/models/{sm}/upload",
+            DEVELOPERS,
+            {"file": PNG},
+            send="multipart",  # a logo
+        ),
+        ("api/v1/models/<str:model_id>/versions", "post"): Entry(
+            "/api/v1/models/{sm}/versions", DEVELOPERS, {"name": "three"}
+        ),
+        ("api/v1/models/<str:model_id>/versions/<str:version_id>", "put"): Entry(
+            "/api/v1/models/{sm}/versions/{sv}", DEVELOPERS, {"name": "two"}
+        ),
+        ("api/v1/models/<str:model_id>/versions/<str:version_id>", "delete"): Entry(
+            "/api/v1/models/{sm}/versions/{sv}", DEVELOPERS
+        ),
+        ("api/v1/models/<str:model_id>/versions/<str:version_id>/upload", "post"): Entry(
+            "/api/v1/models/{sm}/versions/{sv}/upload", DEVELOPERS, {"file": ("m.zip", "{bundle}")}, send="multipart"
+        ),
+        ("api/v1/inferences/<str:target>", "post"): Entry(
+            "/api/v1/inferences/{m}", DEVELOPERS, {"file": PNG}, send="multipart"
+        ),
+        ("api/v1/inferences/<str:target>", "get"): Entry("/api/v1/inferences/{inf}", MEMBERS),
+        ("api/v1/inferences/<str:target>", "put"): Entry(
+            "/api/v1/inferences/{inf}", DEVELOPERS, {"error_reported": True, "error": "a tern"}
+        ),
+        ("api/v1/inferences/<str:model_id>/versions/<str:version_id>", "post"): Entry(
+            "/api/v1/inferences/{m}/versions/{m}", DEVELOPERS, {"file": PNG}, send="multipart"
         ),
         (SEEME_V + "/download", "get"): Entry(SV + "/download", DEVELOPERS),
         (SEEME_V + "/download/<str:split_id>", "get"): Entry(SV + "/download/{sp}", DEVELOPERS),
@@ -552,14 +594,28 @@ def world(django_capture_on_commit_callbacks, settings):
     from projects.uploads import image_id_reserve
 
     seeme_dataset = SeemeDataset.objects.create(owner=owner, name="Birds")
+    seeme_dataset.logo.save("birds.png", ContentFile(image_bytes(color=(1, 2, 3))))
     Project.objects.filter(pk=project.pk).update(seeme_dataset=seeme_dataset, seeme_version="v1")
     split = Split.objects.create(project=project, name="train")
     split.images.add(image)
     pending = PendingItem.objects.create(id=image_id_reserve(), project=project, name="later", extension="png")
+    # A SeeMe model made through the SDK, kept on the same project, with an empty second version; an inference.
+    from training.models import Inference, SeemeModel, SeemeVersion
+    from training.services.seeme import _id_reserve
+
+    seeme_model = SeemeModel.objects.create(id=_id_reserve(), project=project, name="Birds model", created_by=owner)
+    SeemeVersion.objects.create(id=_id_reserve(), seeme_model=seeme_model, number=1, name="1")
+    empty = SeemeVersion.objects.create(id=_id_reserve(), seeme_model=seeme_model, number=2, name="2")
+    inference = Inference.objects.create(
+        model_version=model, user=owner, name="a.png", prediction=label.name, confidence=0.9, inference_ms=5, total_ms=6
+    )
     ids = {
         "sd": seeme_dataset.pk,
         "sp": split.pk,
         "pi": pending.pk,
+        "sm": seeme_model.pk,
+        "sv": empty.pk,
+        "inf": inference.pk,
         "p": project.pk,
         "l": label.pk,
         "i": image.pk,

@@ -247,3 +247,90 @@ class Prediction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.label_id} {self.score:.2f} on image {self.image_id} by {self.model_version_id}"
+
+
+class SeemeModel(models.Model):
+    """A model the SeeMe.ai SDK created (POST /api/v1/models, docs/seeme.md): a named group of versions, kept in a
+    project of its own that is made with it, so its versions are on that project's Models page. A version is empty
+    until a file is uploaded to it; the file, checked as Load Existing Model checks it, becomes a ModelVersion.
+
+    Its id, and its versions', are taken from ModelVersion's sequence, so that a SeeMe model id names one thing:
+    one of these, or a model trained here (whose one version is itself)."""
+
+    id = models.BigIntegerField(primary_key=True)
+    project = models.OneToOneField("projects.Project", on_delete=models.CASCADE, related_name="seeme_model")
+    name = models.CharField(max_length=100)
+    description = models.TextField(blank=True)
+    application = models.CharField(max_length=32, default="image_classification")
+    active_version = models.ForeignKey(
+        "SeemeVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    logo = models.FileField(upload_to="seeme/logos/", max_length=300, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SeemeVersion(models.Model):
+    """A version of a SeemeModel: `model` once a file was uploaded to it (empty again if that model is deleted)."""
+
+    id = models.BigIntegerField(primary_key=True)
+    seeme_model = models.ForeignKey(SeemeModel, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    name = models.CharField(max_length=100)
+    description = models.TextField(blank=True)
+    model = models.OneToOneField(
+        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="seeme_version"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["seeme_model_id", "number"]
+        constraints = [models.UniqueConstraint(fields=["seeme_model", "number"], name="seeme_version_unique_number")]
+
+    def __str__(self) -> str:
+        return f"{self.seeme_model.name} {self.name}"
+
+
+class Inference(models.Model):
+    """One image predicted through the SeeMe API (POST /api/v1/inferences/...), as spec 002 tracks a deployment's
+    usage: what was answered, how long the model took, and whether its user reported the answer wrong. The image
+    itself is not kept."""
+
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="inferences")
+    seeme_version = models.ForeignKey(
+        SeemeVersion,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="inferences",
+        help_text="The SeeMe model version it was asked of, when that was not the trained model itself.",
+    )
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    name = models.CharField(max_length=255, blank=True, help_text="The image's file name, as sent.")
+    extension = models.CharField(max_length=10, blank=True)
+    prediction = models.CharField(max_length=200, blank=True, help_text="The best label; empty when nothing found.")
+    confidence = models.FloatField(default=0)
+    inference_ms = models.FloatField(help_text="The model's time for this image.")
+    total_ms = models.FloatField(help_text="The request's time, reading and checking the image included.")
+    items = models.JSONField(default=list, blank=True, help_text="Detection: each box's label, score, cx cy w h.")
+    error_reported = models.BooleanField(default=False)
+    error = models.TextField(blank=True, help_text="What the user said was wrong.")
+    description = models.TextField(blank=True)
+    hidden = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["model_version", "-created_at"], name="inference_model_newest")]
+
+    def __str__(self) -> str:
+        return f"{self.prediction or '-'} ({self.confidence:.2f}) by {self.model_version_id}"

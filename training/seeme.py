@@ -7,15 +7,20 @@ Sightline trained model, whose one version is itself."""
 
 from __future__ import annotations
 
+import time
+
 from django.conf import settings
 from django.http import Http404, HttpResponse
 
+from projects.files import stored_bytes, stored_response
 from projects.models import Image
-from projects.permissions import access_project, projects_for_user
+from projects.permissions import access_child, access_project, projects_for_user
 from projects.seeme.protocol import Refused, body_json, string_id
 from projects.seeme.transfers import has_boxes
-from projects.seeme.views import version_access
-from training.models import ModelVersion, Task, TrainingJob
+from projects.seeme.views import LOGO_TYPES, logo_name, logo_response, logo_store, version_access
+from training import predictions
+from training.models import Inference, ModelVersion, SeemeModel, SeemeVersion, Task, TrainingJob
+from training.services import seeme as seeme_services
 
 APPLICATION = {Task.CLASSIFICATION: "image_classification", Task.DETECTION: "object_detection"}
 
@@ -63,84 +68,486 @@ def training_request_create(request):
     if Image.objects.filter(project=project, is_validation=True).exists():
         parameters["use_validation_set"] = True  # the valid split is the validation set
     # The model is named as the web app names it (model_name_clean), unique in the project.
-    job = training_job_start(project=project, user=request.user, task=task, parameters=parameters)
+    job = training_job_start(
+        project=project, user=request.user, task=task, parameters=parameters, bundle_when_done=True
+    )
     job.refresh_from_db()
     return request_body(job)
 
 
-def _model(user, model_id) -> ModelVersion:
-    model = ModelVersion.objects.filter(pk=string_id(model_id)).select_related("project").first()
-    if model is None:
-        raise Http404("No such model.")
-    try:
-        access_project(user, model.project_id)
-    except Http404:
-        raise Http404("No such model.") from None
+def _training_request(user, request_id, perm: str) -> TrainingJob:
+    job = (
+        TrainingJob.objects.filter(pk=string_id(request_id), project__seeme_dataset__isnull=False)
+        .select_related("project", "model_version")
+        .first()
+    )
+    return access_child(user, job, perm, "No such training request.")
+
+
+def training_request_get(request, request_id):
+    return request_body(_training_request(request.user, request_id, "view_project"))
+
+
+def training_request_update(request, request_id):
+    """The SDK PUTs back what it read; a training request has nothing a script may change, so it answers as it is."""
+    body_json(request)
+    return request_body(_training_request(request.user, request_id, "train_project"))
+
+
+def training_request_delete(request, request_id):
+    """A queued or running request is cancelled (a running one keeps any finished epoch); an ended one without a
+    model is deleted. One that made a model stays while the model does: delete the model."""
+    from training.services import training_job_cancel, training_job_delete
+
+    job = _training_request(request.user, request_id, "train_project")
+    if job.is_active:
+        return request_body(training_job_cancel(job=job))
+    if getattr(job, "model_version", None) is not None:
+        raise Refused(f"This request made model {job.model_version.pk}: delete the model, which takes it along.", 409)
+    body = request_body(job)
+    training_job_delete(job=job)
+    return body
+
+
+# --- models and versions --------------------------------------------------------------------
+#
+# A SeeMe model id names a SeemeModel (made through this API: a group of versions) or a ModelVersion trained or
+# loaded in the web app, whose one version is itself; the two share one sequence of ids.
+
+
+def _model(user, model_id, perm: str = "view_project") -> SeemeModel | ModelVersion:
+    pk = string_id(model_id)
+    found = SeemeModel.objects.filter(pk=pk).select_related("project", "active_version__model").first()
+    if found is None:
+        found = ModelVersion.objects.filter(pk=pk, seeme_version__isnull=True).select_related("project").first()
+    return access_child(user, found, perm, "No such model.")
+
+
+def _version(model: SeemeModel | ModelVersion, version_id) -> SeemeVersion | ModelVersion:
+    pk = string_id(version_id)
+    if isinstance(model, ModelVersion):
+        if pk != model.pk:
+            raise Http404("No such model version.")
+        return model
+    version = model.versions.filter(pk=pk).select_related("model", "seeme_model__project").first()
+    if version is None:
+        raise Http404("No such model version.")
+    return version
+
+
+def _own(model: SeemeModel | ModelVersion) -> SeemeModel:
+    if isinstance(model, ModelVersion):
+        raise Refused(
+            "A model trained or loaded in Sightline is its own one version and is changed on its page; create a "
+            "model (POST models) to upload versions to.",
+            409,
+        )
     return model
 
 
-def model_body(model: ModelVersion, user) -> dict:
-    scores = ((model.metrics or {}).get("best") or {}).get("valid") or {}
-    accuracy = scores.get("accuracy", scores.get("map50")) or 0
+def _has_onnx(trained: ModelVersion | None) -> bool:
+    """A classifier's ONNX model is in its bundle (training/bundles.py), once that is built; a detector trained here
+    carries its network as ONNX (training.ml.detection.onnx_attach). Loading a bundle keeps only the checked
+    checkpoint, so a loaded detector has none."""
+    if trained is None:
+        return False
+    if trained.task == Task.CLASSIFICATION:
+        from django.core.files.storage import default_storage
+
+        from training.bundles import bundle_name
+
+        return default_storage.exists(bundle_name(model=trained, checkpoint=trained.predict_with))
+    return bool(
+        trained.task == Task.DETECTION
+        and not trained.segmentation_head
+        and not trained.is_loaded
+        and settings.SIGHTLINE_DETECTOR_ONNX
+    )
+
+
+def _trained_fields(trained: ModelVersion | None) -> dict:
+    """What a model and a version say of the network that predicts for them (none for an empty version)."""
+    scores = (((trained.metrics or {}).get("best") or {}).get("valid") or {}) if trained else {}
     return {
-        "id": str(model.pk),
-        "created_at": _at(model.created_at),
-        "updated_at": _at(model.created_at),
-        "name": model.name,
-        "description": "",
-        "active_version_id": str(model.pk),
-        "classes": "\n".join(model.labels),
-        "accuracy": accuracy,
-        "user_id": str(model.project.owner_id),
-        "can_inference": True,
-        "kind": APPLICATION.get(model.task, model.task),
-        "has_logo": False,
-        "logo": "",
-        "public": False,
-        "config": "",
-        "application_id": APPLICATION.get(model.task, model.task),
-        "has_ml_model": True,
-        "has_onnx_model": False,
+        "classes": "\n".join(trained.labels) if trained else "",
+        "accuracy": scores.get("accuracy", scores.get("map50")) or 0,
+        "can_inference": trained is not None,
+        "has_ml_model": trained is not None,
+        "has_onnx_model": _has_onnx(trained),
         "has_tflite_model": False,
-        "has_labels_file": True,
-        "shared_with_me": model.project.owner_id != user.pk,
-        "auto_convert": True,
-        "privacy_enabled": False,
-        "dataset_version_id": str(model.project_id),
-        "training_request_id": str(model.job_id or ""),
+        "has_labels_file": trained is not None,
+        "dataset_version_id": str(trained.project_id) if trained and trained.job_id else "",
+        "training_request_id": str(trained.job_id or "") if trained else "",
     }
 
 
-def version_body(model: ModelVersion, user) -> dict:
-    return {**model_body(model, user), "model_id": str(model.pk), "version": "1", "version_number": 1}
+def model_body(model: SeemeModel | ModelVersion, user) -> dict:
+    if isinstance(model, ModelVersion):
+        trained, name, description, active = model, model.name, "", model.pk
+        created, updated = model.created_at, model.created_at
+        application = APPLICATION.get(model.task, model.task)
+    else:
+        active_version = model.active_version
+        trained = active_version.model if active_version else None
+        name, description, active = model.name, model.description, model.active_version_id
+        created, updated, application = model.created_at, model.updated_at, model.application
+    owner = model.project.owner_id
+    return {
+        "id": str(model.pk),
+        "created_at": _at(created),
+        "updated_at": _at(updated),
+        "name": name,
+        "description": description,
+        "active_version_id": str(active or ""),
+        "user_id": str(owner),
+        "kind": application,
+        "has_logo": isinstance(model, SeemeModel) and bool(model.logo),
+        "logo": logo_name(model, str(model.pk)) if isinstance(model, SeemeModel) else "",
+        "public": False,
+        "config": "",
+        "application_id": application,
+        "shared_with_me": owner != user.pk,
+        "auto_convert": True,
+        "privacy_enabled": False,
+        **_trained_fields(trained),
+    }
+
+
+def version_body(version: SeemeVersion | ModelVersion, user) -> dict:
+    if isinstance(version, ModelVersion):
+        return {**model_body(version, user), "model_id": str(version.pk), "version": "1", "version_number": 1}
+    model = version.seeme_model
+    return {
+        **model_body(model, user),
+        **_trained_fields(version.model),
+        "id": str(version.pk),
+        "model_id": str(model.pk),
+        "name": version.name,
+        "description": version.description,
+        "version": version.name,
+        "version_number": version.number,
+        "created_at": _at(version.created_at),
+        "updated_at": _at(version.updated_at),
+        "has_logo": False,
+        "logo": "",
+    }
 
 
 def models_list(request):
     visible = projects_for_user(request.user)
-    found = ModelVersion.objects.filter(project__in=visible).select_related("project").order_by("id")
-    return [model_body(model, request.user) for model in found]
+    made = SeemeModel.objects.filter(project__in=visible).select_related("project", "active_version__model")
+    trained = ModelVersion.objects.filter(project__in=visible, seeme_version__isnull=True).select_related("project")
+    return [model_body(model, request.user) for model in sorted([*made, *trained], key=lambda model: model.pk)]
+
+
+def model_create(request):
+    model = seeme_services.model_create(user=request.user, data=body_json(request))
+    return model_body(_model(request.user, model.pk), request.user)
 
 
 def model_get(request, model_id):
     return model_body(_model(request.user, model_id), request.user)
 
 
+def model_update(request, model_id):
+    model = _own(_model(request.user, model_id, "change_project"))
+    seeme_services.model_update(model=model, data=body_json(request))
+    return model_body(_model(request.user, model_id), request.user)
+
+
+def model_delete(request, model_id):
+    """A model made through this API goes with its project (the right to delete that); a model trained here goes
+    as its page deletes it (the right to train)."""
+    from training.services import model_version_delete
+
+    model = _model(request.user, model_id)
+    access_project(
+        request.user, model.project_id, "delete_project" if isinstance(model, SeemeModel) else "train_project"
+    )
+    body = model_body(model, request.user)
+    if isinstance(model, SeemeModel):
+        seeme_services.model_delete(model=model)
+    else:
+        model_version_delete(model=model)
+    return body
+
+
 def model_versions(request, model_id):
-    return [version_body(_model(request.user, model_id), request.user)]
+    model = _model(request.user, model_id)
+    if isinstance(model, ModelVersion):
+        return [version_body(model, request.user)]
+    versions = model.versions.select_related("model", "seeme_model__project", "seeme_model__active_version")
+    return [version_body(version, request.user) for version in versions]
+
+
+def model_version_create(request, model_id):
+    model = _own(_model(request.user, model_id, "train_project"))
+    version = seeme_services.version_create(model=model, data=body_json(request))
+    return version_body(_version(_model(request.user, model_id), version.pk), request.user)
 
 
 def model_version_get(request, model_id, version_id):
-    model = _model(request.user, model_id)
-    if string_id(version_id) != model.pk:
-        raise Http404("No such model version.")
-    return version_body(model, request.user)
+    return version_body(_version(_model(request.user, model_id), version_id), request.user)
+
+
+def model_version_update(request, model_id, version_id):
+    model = _own(_model(request.user, model_id, "train_project"))
+    version = seeme_services.version_update(version=_version(model, version_id), data=body_json(request))
+    return version_body(version, request.user)
+
+
+def model_version_delete(request, model_id, version_id):
+    model = _own(_model(request.user, model_id, "train_project"))
+    version = _version(model, version_id)
+    body = version_body(version, request.user)
+    seeme_services.version_delete(version=version)
+    return body
+
+
+def _upload(request):
+    upload = request.FILES.get("file")
+    if upload is None:
+        raise Refused("Send the file in the multipart field 'file'.")
+    return upload
+
+
+def _is_logo(upload) -> bool:
+    """The SDK uploads a model's file and its logo to the same URL: a logo is sent as image/jpg, image/jpeg or
+    image/png and named so, a model file as application/octet-stream."""
+    named = (upload.name or "").rpartition(".")[2].lower() in LOGO_TYPES
+    return (upload.content_type or "").startswith("image/") or named
+
+
+def model_upload(request, model_id):
+    model = _own(_model(request.user, model_id, "train_project"))
+    if _is_logo(_upload(request)):
+        logo_store(request, model, str(model.pk))
+    else:
+        seeme_services.model_file_load(model=model, user=request.user, upload=_upload(request))
+    return model_body(_model(request.user, model_id), request.user)
+
+
+def model_version_upload(request, model_id, version_id):
+    model = _own(_model(request.user, model_id, "train_project"))
+    upload = _upload(request)
+    if _is_logo(upload):
+        raise Refused("A logo belongs to the model: upload it to models/{id}/upload.")
+    version = seeme_services.version_file_load(version=_version(model, version_id), user=request.user, upload=upload)
+    return version_body(_version(_model(request.user, model_id), version.pk), request.user)
 
 
 def model_download(request, model_id, asset, version_id=None):
-    """`labels` (one name per line); other files (onnx, pkl) are not served here yet."""
-    model = _model(request.user, model_id)
-    if version_id is not None and string_id(version_id) != model.pk:
-        raise Http404("No such model version.")
-    if asset not in ("labels", "names", "txt"):
-        raise Refused(f"The {asset!r} file is not served through this API yet; labels is.", 404)
-    return HttpResponse("".join(f"{name}\n" for name in model.labels), content_type="text/plain; charset=utf-8")
+    """A model's (or one version's) files under the SDK's names: `labels` (also `names` and `txt`: one label per
+    line), `onnx` (a detector trained here carries one) and `pkl` (Sightline's bundle, which Load Existing Model
+    and an upload here read back; built once, by the bundle job)."""
+    from training import bundles
+
+    model = _model(request.user, model_id, "view_project" if asset in LABEL_FILES else "export_project")
+    if asset == "logo" and version_id is None:
+        if not isinstance(model, SeemeModel):
+            raise Http404("There is no logo.")
+        return logo_response(model)
+    if version_id is not None:
+        chosen = _version(model, version_id)
+        trained = chosen if isinstance(chosen, ModelVersion) else chosen.model
+    else:
+        trained = (
+            model if isinstance(model, ModelVersion) else (model.active_version.model if model.active_version else None)
+        )
+    if trained is None:
+        raise Refused("This version has no file yet: upload one first.", 404)
+    if asset in LABEL_FILES:
+        return HttpResponse("".join(f"{name}\n" for name in trained.labels), content_type="text/plain; charset=utf-8")
+    if asset == "onnx":
+        if not _has_onnx(trained):
+            raise Refused(
+                "This model has no ONNX file (has_onnx_model): a classifier's is made with its pkl file, and "
+                "detectors trained in Sightline have one.",
+                404,
+            )
+        return HttpResponse(_onnx_bytes(trained), content_type="application/octet-stream")
+    if asset == "pkl":
+        checkpoint = trained.predict_with
+        state = bundles.bundle_state(model=trained, checkpoint=checkpoint)
+        if state["status"] == "ready":
+            return stored_response(
+                bundles.bundle_name(model=trained, checkpoint=checkpoint),
+                filename=f"{trained.name}.zip",
+                content_type="application/zip",
+            )
+        if state["status"] == "building":
+            raise Refused(
+                f"The pkl file is being built ({round(state['progress'] * 100)}%): download it again soon.", 409
+            )
+        raise Refused(
+            f"The pkl file is not built yet: POST /api/models/{trained.pk}/bundle/ (or Save Trained Model on the model's "
+            "page) builds it.",
+            409,
+        )
+    raise Refused(f"There is no {asset!r} file: this server has labels, names, txt, onnx and pkl.", 404)
+
+
+LABEL_FILES = ("labels", "names", "txt")
+
+
+def _onnx_bytes(trained: ModelVersion) -> bytes:
+    import io
+    import zipfile
+
+    import torch
+
+    if trained.task == Task.CLASSIFICATION:
+        from training.bundles import bundle_name
+
+        bundle = zipfile.ZipFile(io.BytesIO(stored_bytes(bundle_name(model=trained, checkpoint=trained.predict_with))))
+        [entry] = [name for name in bundle.namelist() if name.endswith("/model.onnx")]
+        return bundle.read(entry)
+    name = trained.checkpoint_file(trained.predict_with).name
+    saved = torch.load(io.BytesIO(stored_bytes(name)), map_location="cpu", weights_only=True)
+    if not saved.get("onnx"):
+        raise Refused("This model has no ONNX file: its export failed when it was trained (see its log).", 404)
+    return bytes(saved["onnx"])
+
+
+# --- inferences ------------------------------------------------------------------------------
+
+
+def _duration(ms: float) -> str:
+    """As SeeMe writes a duration (Go's): "284.418389ms"."""
+    return f"{ms:.6f}ms"
+
+
+def inference_body(inference: Inference) -> dict:
+    version = inference.seeme_version
+    model_id = version.seeme_model_id if version else inference.model_version_id
+    return {
+        "id": str(inference.pk),
+        "created_at": _at(inference.created_at),
+        "updated_at": _at(inference.updated_at),
+        "name": inference.name,
+        "description": inference.description,
+        "prediction": inference.prediction,
+        "confidence": inference.confidence,
+        "model_id": str(model_id),
+        "model_version_id": str(version.pk if version else inference.model_version_id),
+        "extension": inference.extension,
+        "user_id": str(inference.user_id or ""),
+        "error_reported": inference.error_reported,
+        "error": inference.error,
+        "application_id": APPLICATION.get(inference.model_version.task, inference.model_version.task),
+        "inference_host": "sightline",
+        "inference_time": _duration(inference.inference_ms),
+        "end_to_end_time": _duration(inference.total_ms),
+        "dataset_item_id": "",
+        "result": "",
+        "inference_items": [
+            {"id": f"{inference.pk}-{n}", "inference_id": str(inference.pk), **item}
+            for n, item in enumerate(inference.items)
+        ],
+        "hidden": inference.hidden,
+        "privacy_enabled": False,
+    }
+
+
+def _relative(box: dict, width: int, height: int) -> str:
+    """A box in pixels (x, y, width, height: a detector's answer, or an instance's box) as SeeMe's coordinates: "cx cy w h" relative to the image, YOLO's order."""
+    values = (
+        (box["x"] + box["width"] / 2) / width,
+        (box["y"] + box["height"] / 2) / height,
+        box["width"] / width,
+        box["height"] / height,
+    )
+    return " ".join(f"{min(max(v, 0.0), 1.0):.6f}" for v in values)
+
+
+def inference_create(request, model_id, version_id=None):
+    """Predict the image in the multipart field `file` with the model's active version (or the one named), outside
+    any transaction, and keep the answer."""
+    from training.ml.images import upright_size
+
+    began = time.perf_counter()
+    model = _model(request.user, model_id, "train_project")
+    chosen = (
+        _version(model, version_id)
+        if version_id is not None
+        else (model if isinstance(model, ModelVersion) else model.active_version)
+    )
+    trained = chosen if isinstance(chosen, ModelVersion) else (chosen.model if chosen else None)
+    if trained is None:
+        raise Refused("This model version has no file to predict with: upload one first.", 409)
+    upload = _upload(request)
+    data = predictions.upload_read(upload)
+    predictions.image_check(data)
+    checkpoint = trained.predict_with
+    items: list[dict] = []
+    started = time.perf_counter()
+    if trained.task == Task.CLASSIFICATION:
+        [ranked] = predictions.images_predict(model=trained, checkpoint=checkpoint, images=[data])
+        best = ranked[0]
+        prediction, confidence = best["label"], best["score"]
+    elif trained.task in (Task.DETECTION, Task.INSTANCE):
+        predict = predictions.boxes_predict if trained.task == Task.DETECTION else predictions.instances_predict
+        extra = {} if trained.task == Task.DETECTION else {"polygons": False}
+        [found] = predict(model=trained, checkpoint=checkpoint, images=[data], **extra)
+        width, height = upright_size(data)
+        items = [
+            {
+                "prediction": row["label"],
+                "confidence": row["score"],
+                "coordinates": _relative(row.get("box", row), width, height),
+            }
+            for row in found
+            if trained.task == Task.INSTANCE or "rle" not in row  # not a segmentation head's mask
+        ]
+        prediction = items[0]["prediction"] if items else ""
+        confidence = items[0]["confidence"] if items else 0.0
+    else:
+        raise Refused(
+            "A semantic segmentation model answers masks, which SeeMe's inferences have no place for: use "
+            f"POST /api/projects/{trained.project_id}/models/{trained.name}/predict/.",
+        )
+    inference_ms = (time.perf_counter() - started) * 1000
+    inference = seeme_services.inference_record(
+        model=trained,
+        seeme_version=chosen if isinstance(chosen, SeemeVersion) else None,
+        user=request.user,
+        name=upload.name or "",
+        prediction=prediction,
+        confidence=confidence,
+        items=items,
+        inference_ms=inference_ms,
+        total_ms=(time.perf_counter() - began) * 1000,
+    )
+    return inference_body(inference)
+
+
+def _inference(user, inference_id, perm: str) -> Inference:
+    found = (
+        Inference.objects.filter(pk=string_id(inference_id))
+        .select_related("model_version__project", "seeme_version")
+        .first()
+    )
+    access_child(user, found and found.model_version, perm, "No such inference.")
+    return found
+
+
+def inference_get(request, inference_id):
+    return inference_body(_inference(request.user, inference_id, "view_project"))
+
+
+def inference_update(request, inference_id):
+    inference = _inference(request.user, inference_id, "train_project")
+    return inference_body(seeme_services.inference_update(inference=inference, data=body_json(request)))
+
+
+# POST inferences/{model} predicts; PUT and GET inferences/{inference} give and read feedback: one path.
+def inference_predict(request, target):
+    return inference_create(request, target)
+
+
+def inference_feedback(request, target):
+    return inference_update(request, target)
+
+
+def inference_read(request, target):
+    return inference_get(request, target)

@@ -1,10 +1,11 @@
-"""File clean-up only: a model row deleted (alone, with its job, or with its project) takes its files with it."""
+"""File clean-up only: a model row deleted (alone, with its job, or with its project) takes its files with it, and
+a SeeMe model its logo."""
 
 from django.db import transaction
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
 
-from training.models import ModelVersion
+from training.models import ModelVersion, SeemeModel
 
 
 @receiver(post_delete, sender=ModelVersion, dispatch_uid="model_files_delete")
@@ -13,3 +14,10 @@ def model_files_delete(sender, instance: ModelVersion, **kwargs) -> None:
     names = [(f.storage, f.name) for f in fields if f]
     # After commit, so a rolled-back delete never loses a file.
     transaction.on_commit(lambda: [storage.delete(name) for storage, name in names])
+
+
+@receiver(post_delete, sender=SeemeModel, dispatch_uid="seeme_model_logo_delete")
+def seeme_model_logo_delete(sender, instance: SeemeModel, **kwargs) -> None:
+    if instance.logo:
+        storage, name = instance.logo.storage, instance.logo.name
+        transaction.on_commit(lambda: storage.delete(name))

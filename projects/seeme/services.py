@@ -46,6 +46,18 @@ def _dataset_fields(dataset: SeemeDataset, data: dict) -> None:
         raise ValidationError({"name": "Give the dataset a name."})
 
 
+def logo_save(*, row, data: bytes, extension: str, stem: str):
+    """A picture for a dataset or a model (`row`'s `logo`; checked by the caller as every image is), replacing the
+    one before."""
+    from django.core.files.base import ContentFile
+
+    old = row.logo.name
+    row.logo.save(f"{stem}.{extension}", ContentFile(data), save=True)
+    if old and old != row.logo.name:
+        row.logo.storage.delete(old)
+    return row
+
+
 def dataset_update(*, dataset: SeemeDataset, data: dict) -> SeemeDataset:
     _dataset_fields(dataset, data)
     dataset.full_clean()

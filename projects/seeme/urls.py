@@ -8,6 +8,8 @@ from projects.seeme.protocol import endpoint
 from training import seeme as training
 
 D = "datasets/<str:dataset_id>"
+M = "models/<str:model_id>"
+MV = f"{M}/versions/<str:version_id>"
 V = f"{D}/versions/<str:version_id>"
 
 urlpatterns = [
@@ -19,23 +21,58 @@ urlpatterns = [
         endpoint({"GET": training.training_requests, "POST": training.training_request_create}),
         name="seeme-training-requests",
     ),
-    path("models", endpoint({"GET": training.models_list}), name="seeme-models"),
-    path("models/<str:model_id>", endpoint({"GET": training.model_get}), name="seeme-model"),
-    path("models/<str:model_id>/versions", endpoint({"GET": training.model_versions}), name="seeme-model-versions"),
     path(
-        "models/<str:model_id>/versions/<str:version_id>",
-        endpoint({"GET": training.model_version_get}),
+        "trainingrequests/<str:request_id>",
+        endpoint(
+            {
+                "GET": training.training_request_get,
+                "PUT": training.training_request_update,
+                "DELETE": training.training_request_delete,
+            }
+        ),
+        name="seeme-training-request",
+    ),
+    path("models", endpoint({"GET": training.models_list, "POST": training.model_create}), name="seeme-models"),
+    path(
+        f"{M}",
+        endpoint({"GET": training.model_get, "PUT": training.model_update, "DELETE": training.model_delete}),
+        name="seeme-model",
+    ),
+    path(f"{M}/upload", endpoint({"POST": training.model_upload}), name="seeme-model-upload"),
+    path(
+        f"{M}/versions",
+        endpoint({"GET": training.model_versions, "POST": training.model_version_create}),
+        name="seeme-model-versions",
+    ),
+    path(
+        f"{MV}",
+        endpoint(
+            {
+                "GET": training.model_version_get,
+                "PUT": training.model_version_update,
+                "DELETE": training.model_version_delete,
+            }
+        ),
         name="seeme-model-version",
     ),
+    path(f"{MV}/upload", endpoint({"POST": training.model_version_upload}), name="seeme-model-version-upload"),
+    path(f"{M}/download/<str:asset>", endpoint({"GET": training.model_download}), name="seeme-model-download"),
     path(
-        "models/<str:model_id>/download/<str:asset>",
-        endpoint({"GET": training.model_download}),
-        name="seeme-model-download",
-    ),
-    path(
-        "models/<str:model_id>/versions/<str:version_id>/download/<str:asset>",
+        f"{MV}/download/<str:asset>",
         endpoint({"GET": training.model_download}),
         name="seeme-model-version-download",
+    ),
+    path(
+        "inferences/<str:target>",
+        endpoint(
+            {"POST": training.inference_predict, "GET": training.inference_read, "PUT": training.inference_feedback}
+        ),
+        name="seeme-inference",
+    ),
+    path(
+        "inferences/<str:model_id>/versions/<str:version_id>",
+        endpoint({"POST": training.inference_create}),
+        name="seeme-version-inference",
     ),
     path("datasets", endpoint({"GET": views.datasets_list, "POST": views.dataset_create}), name="seeme-datasets"),
     path(
@@ -43,6 +80,8 @@ urlpatterns = [
         endpoint({"GET": views.dataset_get, "PUT": views.dataset_update, "DELETE": views.dataset_delete}),
         name="seeme-dataset",
     ),
+    path(f"{D}/upload", endpoint({"POST": views.dataset_logo_upload}), name="seeme-dataset-upload"),
+    path(f"{D}/logo", endpoint({"GET": views.dataset_logo}), name="seeme-dataset-logo"),
     path(f"{D}/versions", endpoint({"GET": views.versions_list, "POST": views.version_create}), name="seeme-versions"),
     path(
         V,

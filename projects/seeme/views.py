@@ -131,8 +131,8 @@ def dataset_body(dataset: SeemeDataset, user) -> dict:
         "versions": [version_body(project) for project in visible],
         "multi_label": dataset.multi_label,
         "default_splits": dataset.default_splits,
-        "has_logo": False,
-        "logo": "",
+        "has_logo": bool(dataset.logo),
+        "logo": logo_name(dataset, f"dataset-{dataset.pk}"),
         "content_type": dataset.content_type,
     }
 
@@ -233,6 +233,47 @@ def dataset_update(request, dataset_id):
     if not projects_for_user(request.user, "change_project").filter(seeme_dataset=dataset).exists():
         raise Refused("Your role in this dataset does not allow changing it.", 403)
     return dataset_body(services.dataset_update(dataset=dataset, data=body_json(request)), request.user)
+
+
+LOGO_TYPES = {"jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png"}
+
+
+def logo_store(request, row, stem: str) -> None:
+    """The logo in the multipart field `file` (a JPEG or PNG, checked as every image is) becomes `row`'s."""
+    from training.predictions import image_check, upload_read
+
+    upload = request.FILES.get("file")
+    if upload is None:
+        raise Refused("Send the logo in the multipart field 'file'.")
+    data = upload_read(upload)
+    image_check(data)
+    extension = (upload.name or "").rpartition(".")[2].lower()
+    services.logo_save(row=row, data=data, extension=extension if extension in LOGO_TYPES else "png", stem=stem)
+
+
+def logo_name(row, stem: str) -> str:
+    """The file name the SDK saves a logo under (it reads it from the object's `logo`)."""
+    return f"{stem}.{row.logo.name.rpartition('.')[2]}" if row.logo else ""
+
+
+def logo_response(row) -> HttpResponse:
+    if not row.logo:
+        raise Http404("There is no logo.")
+    kind = LOGO_TYPES.get(row.logo.name.rpartition(".")[2], "application/octet-stream")
+    return HttpResponse(stored_bytes(row.logo.name), content_type=kind)
+
+
+def dataset_logo_upload(request, dataset_id):
+    """POST datasets/{d}/upload: the dataset's logo."""
+    dataset = _dataset(request.user, dataset_id)
+    if not projects_for_user(request.user, "change_project").filter(seeme_dataset=dataset).exists():
+        raise Refused("Your role in this dataset does not allow changing it.", 403)
+    logo_store(request, dataset, f"dataset-{dataset.pk}")
+    return dataset_body(dataset, request.user)
+
+
+def dataset_logo(request, dataset_id):
+    return logo_response(_dataset(request.user, dataset_id))
 
 
 def dataset_delete(request, dataset_id):

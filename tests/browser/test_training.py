@@ -72,6 +72,23 @@ def test_train_from_the_form_and_read_the_statistics(page, live_server):
     href = page.get_attribute("#bundle-download", "href")
     download = page.request.get(f"{live_server.url}{href}")
     assert (download.status, download.headers["content-type"]) == (200, "application/zip")
+    # An image predicted through the SeeMe API (a script's) is counted on the model's page, with its answer.
+    import requests
+
+    from accounts.services import token_get_or_create
+
+    model = ModelVersion.objects.get()
+    answer = requests.post(
+        f"{live_server.url}/api/v1/inferences/{model.id}",
+        files={"file": ("red-new.png", colour_png((220, 30, 30), 999))},
+        headers={"Authorization": f"trainer:{token_get_or_create(user=user).key}"},
+    ).json()
+    assert (answer["prediction"], answer["name"]) == ("red", "red-new.png")
+    page.goto(f"{live_server.url}/projects/{project.id}/models/{model.id}/")
+    assert page.text_content("#inference-count") == "1"
+    cells = page.locator("#inference-latest tbody td").all_text_contents()
+    assert (cells[1], cells[2], cells[3], cells[4]) == ("trainer", "red-new.png", "red", f"{answer['confidence']:.3f}")
+    shot(page, "model-inferences")
 
 
 def test_the_job_page_follows_a_running_job_until_it_ends(page, live_server, monkeypatch):

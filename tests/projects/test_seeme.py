@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import requests
 import torch
@@ -17,6 +19,7 @@ from annotations.models import Annotation, Classification
 from projects.models import Image, Label, PendingItem, Project, SeemeDataset, Split
 from tests.factories import builtin_roles_seed
 from tests.training.conftest import colour_png
+from training.models import ModelVersion
 
 pytestmark = pytest.mark.django_db(transaction=True)
 PASSWORD = "correct-horse-battery"
@@ -64,7 +67,8 @@ def test_register_login_applications_and_logout(live_server):
     assert (forged.status_code, forged.json()) == (401, {"message": "Log in: send Authorization: <username>:<apikey>."})
 
 
-def test_a_classification_dataset_made_by_the_sdk_is_a_project_of_the_web_app(live_server, tmp_path):
+def test_a_classification_dataset_made_by_the_sdk_is_a_project_of_the_web_app(live_server, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the SDK saves a logo in the working folder
     client = _client(live_server, "sam")
     dataset = client.create_dataset(
         {"name": "Gulls", "description": "harbour birds", "multi_label": False, "default_splits": True}
@@ -147,6 +151,18 @@ def test_a_classification_dataset_made_by_the_sdk_is_a_project_of_the_web_app(li
     assert hashlib.sha256(target.read_bytes()).hexdigest() == hashlib.sha256(files["bird06.png"]).hexdigest()
     client.download_dataset_item_image(d, v, first["id"], str(tmp_path / "thumb.webp"), thumbnail=True)
     assert (tmp_path / "thumb.webp").read_bytes()[8:12] == b"WEBP"
+
+    # A logo, read back byte for byte; a file that is no image is refused.
+    (tmp_path / "logo.jpg").write_bytes(files["bird07.png"])  # the SDK names the type by the suffix only
+    with pytest.raises(requests.HTTPError) as refused:
+        (tmp_path / "fake.png").write_bytes(b"not an image")
+        client.upload_dataset_logo(d, folder=str(tmp_path), filename="fake.png")
+    assert refused.value.response.status_code == 400
+    assert client.get_dataset(d)["has_logo"] is False
+    with_logo = client.upload_dataset_logo(d, folder=str(tmp_path), filename="logo.jpg")
+    assert (with_logo["has_logo"], with_logo["logo"]) == (True, f"dataset-{d}.jpg")
+    client.get_dataset_logo(with_logo)
+    assert Path(with_logo["logo"]).read_bytes() == files["bird07.png"]
 
     # Splits and labels edited; an item deleted through its split.
     renamed = client.update_dataset_split(d, v, {**splits["test"], "name": "holdout"})
@@ -492,6 +508,7 @@ def test_a_training_request_trains_a_model_the_sdk_and_the_models_page_see(
     """POST trainingrequests runs a Sightline training job (tiny parameters here, the server's setting); the list
     the SDK polls carries its status and the model it made, which the SDK lists with its labels."""
     settings.SIGHTLINE_SEEME_TRAINING_PARAMETERS = TINY_TRAINING
+    settings.SIGHTLINE_DETECTOR_ONNX = boxes  # the detector's ONNX file is one of its downloads
     monkeypatch.chdir(tmp_path)  # the SDK saves downloads in the working folder
     client = _client(live_server, "sam")
     d, v, _ = _made(client, tmp_path, "Trained", boxes=boxes)
@@ -501,8 +518,6 @@ def test_a_training_request_trains_a_model_the_sdk_and_the_models_page_see(
     assert (polled["id"], polled["dataset_id"], polled["dataset_version_id"]) == (started["id"], d, v)
     assert (polled["status"], polled["error"], polled["finished"]) == ("finished", "", True)
     assert polled["application_id"] == ("object_detection" if boxes else "image_classification")
-    from training.models import ModelVersion
-
     model = ModelVersion.objects.get(pk=int(polled["model_id"]))
     assert (model.project_id, model.task, model.labels) == (
         int(v),
@@ -527,3 +542,175 @@ def test_a_training_request_trains_a_model_the_sdk_and_the_models_page_see(
     with pytest.raises(requests.HTTPError) as refused:
         eve.get_model(polled["model_id"])
     assert refused.value.response.status_code == 404
+    _inferences_and_files(live_server, tmp_path, client, eve, listed[0], boxes)
+
+
+def _rest_answer(live_server, client, model: ModelVersion, image: Path) -> list[dict]:
+    """What Sightline's own predict API answers for the image, with the same key."""
+    reply = requests.post(
+        f"{live_server.url}/api/predict/{model.project_id}/{model.name}/",
+        files={"file": (image.name, image.read_bytes(), "image/png")},
+        headers={"Authorization": f"Token {client.apikey}"},
+    )
+    assert reply.status_code == 200, reply.text
+    return reply.json()["predictions"]
+
+
+def _expected(answer: list[dict], boxes: bool) -> tuple[str, float, list[dict]]:
+    """SeeMe's prediction, confidence and items for a predict API answer (boxes relative, as "cx cy w h")."""
+    if not boxes:
+        return answer[0]["label"], answer[0]["score"], []
+    items = [
+        {
+            "prediction": row["label"],
+            "confidence": row["score"],
+            "coordinates": " ".join(
+                f"{v:.6f}"
+                for v in (
+                    (row["x"] + row["width"] / 2) / 64,
+                    (row["y"] + row["height"] / 2) / 64,
+                    row["width"] / 64,
+                    row["height"] / 64,
+                )
+            ),
+        }
+        for row in answer
+    ]
+    if not items:
+        return "", 0.0, []
+    return items[0]["prediction"], items[0]["confidence"], items
+
+
+def _inferences_and_files(live_server, tmp_path, client, eve, model: dict, boxes: bool) -> None:
+    """Inferences with feedback, the model's files, and the pkl uploaded to a model made through the SDK, whose
+    versions then predict what the trained model predicts."""
+    from django.test import Client as Browser
+
+    from training.models import Inference, SeemeModel, SeemeVersion
+
+    trained = ModelVersion.objects.get(pk=int(model["id"]))
+    image = tmp_path / "b5.png"
+    kind = "object_detection" if boxes else "image_classification"
+    inference = client.predict(model["id"], str(image), input_type=kind)
+    prediction, confidence, items = _expected(_rest_answer(live_server, client, trained, image), boxes)
+    assert (inference["prediction"], inference["confidence"], inference["model_id"]) == (
+        prediction,
+        confidence,
+        model["id"],
+    )
+    assert [
+        {k: i[k] for k in ("prediction", "confidence", "coordinates")} for i in inference["inference_items"]
+    ] == items
+    assert inference["inference_time"].endswith("ms") and float(inference["inference_time"][:-2]) > 0
+    assert (inference["name"], inference["extension"], inference["error_reported"]) == ("b5.png", "png", False)
+    inference["error_reported"], inference["error"] = True, "it is a gull"
+    inference["prediction"] = "changed"  # what the model answered is not the script's to change
+    updated = client.update_inference(inference)
+    assert (updated["error_reported"], updated["error"], updated["prediction"]) == (True, "it is a gull", prediction)
+    stored = Inference.objects.get(pk=int(inference["id"]))
+    assert (stored.model_version_id, stored.user.username, stored.error_reported) == (trained.pk, "sam", True)
+    # The model's page counts it.
+    browser = Browser()
+    browser.force_login(stored.user)
+    page = browser.get(f"/projects/{trained.project_id}/models/{trained.pk}/").content.decode()
+    assert '<strong id="inference-count">1</strong> image predicted' in page
+    assert '<strong id="inference-reported">1</strong> reported wrong' in page
+    # Another user can neither predict with the model nor see or change its inferences.
+    for call in (
+        lambda: eve.predict(model["id"], str(image), input_type=kind),
+        lambda: eve.update_inference(inference),
+    ):
+        with pytest.raises(requests.HTTPError) as refused:
+            call()
+        assert refused.value.response.status_code == 404
+    assert Inference.objects.get(pk=stored.pk).error == "it is a gull"
+
+    # Files: the labels, the bundle (built once training ended) as pkl, and a detector's ONNX graph.
+    client.download_active_model(model, asset_type="pkl")
+    bundle = Path(f"{model['active_version_id']}.pkl")
+    meta = json.loads(zipfile.ZipFile(bundle).read(f"{model['name']}-best/model.json"))
+    assert (meta["name"], meta["labels"]) == (model["name"], ["gull", "tern"])
+    import onnxruntime
+
+    client.download_active_model(model, asset_type="onnx")
+    session = onnxruntime.InferenceSession(f"{model['id']}.onnx")
+    if boxes:  # the detector's network, as its checkpoint carries it
+        assert [i.name for i in session.get_inputs()] == ["x"]
+    else:  # the classifier's bundle program: pixels in, probabilities out
+        side = meta["image_size"]
+        [scores] = session.run(None, {"pixels": np.zeros((1, side, side, 3), np.uint8)})
+        assert scores.shape == (1, 2) and abs(float(scores.sum()) - 1) < 1e-5
+    assert client.get_model(model["id"])["has_onnx_model"] is True
+
+    # A model made through the SDK: created with one empty version, then the pkl uploaded to it.
+    made = client.create_model({"name": "Birds", "description": "from the bundle", "application_id": kind})
+    assert (made["can_inference"], made["has_ml_model"], made["active_version_id"] != "") == (False, False, True)
+    with pytest.raises(requests.HTTPError) as refused:
+        client.predict(made["id"], str(image), input_type=kind)
+    assert refused.value.response.status_code == 409
+    (tmp_path / "export.pkl").write_bytes(bundle.read_bytes())
+    uploaded = client.upload_model(made["id"], folder=str(tmp_path), filename="export.pkl")
+    assert (uploaded["can_inference"], uploaded["classes"], uploaded["kind"]) == (True, "gull\ntern", kind)
+    first = uploaded["active_version_id"]
+    assert first == made["active_version_id"]  # the empty version took the file
+    again = client.predict(made["id"], str(image), input_type=kind)
+    assert (again["prediction"], again["confidence"], again["model_id"], again["model_version_id"]) == (
+        prediction,
+        confidence,
+        made["id"],
+        first,
+    )
+    # Versions: a second one, renamed, given the same file, predicted with by name, then deleted.
+    second = client.create_model_version(made["id"], {"name": "retrained", "application_id": kind})
+    assert (second["version_number"], second["can_inference"]) == (2, False)
+    second["name"] = "second"
+    assert client.update_model_version(second)["name"] == "second"
+    second = client.upload_model_version(second, folder=str(tmp_path), filename="export.pkl")
+    assert second["can_inference"] is True and client.get_model(made["id"])["active_version_id"] == second["id"]
+    with pytest.raises(requests.HTTPError) as refused:  # a version keeps its file
+        client.upload_model_version(second, folder=str(tmp_path), filename="export.pkl")
+    assert refused.value.response.status_code == 400
+    if not boxes:  # the SDK predicts with a named version for classification only
+        by_version = client.version_inference(second, str(image))
+        assert (by_version["prediction"], by_version["model_version_id"]) == (prediction, second["id"])
+    assert [v["version_number"] for v in client.get_model_versions(made["id"])] == [1, 2]
+    made_row = SeemeModel.objects.get(pk=int(made["id"]))
+    assert sorted(made_row.project.model_versions.values_list("name", flat=True)) == ["Birds v1", "Birds v2"]
+    assert made_row.project.labels.count() == 2  # the bundle's labels, made in the model's project
+    # A logo, read back byte for byte.
+    (tmp_path / "logo.png").write_bytes(colour_png((200, 10, 10), 9))
+    with_logo = client.upload_logo(made["id"], folder=str(tmp_path), filename="logo.png")
+    assert with_logo["has_logo"] is True
+    client.get_logo(with_logo)
+    assert Path(with_logo["logo"]).read_bytes() == (tmp_path / "logo.png").read_bytes()
+    # Renamed; eve sees none of it.
+    made = client.get_model(made["id"])
+    made["name"] = "Shore birds"
+    assert client.update_model(made)["name"] == "Shore birds"
+    assert [m["id"] for m in eve.get_models()] == []
+    for call in (lambda: eve.get_model(made["id"]), lambda: eve.delete_model(made["id"])):
+        with pytest.raises(requests.HTTPError) as refused:
+            call()
+        assert refused.value.response.status_code == 404
+    # Deleting: a version (the active one passes back to the first), then the model with its project.
+    assert client.delete_model_version(made["id"], second["id"])["id"] == second["id"]
+    assert client.get_model(made["id"])["active_version_id"] == first
+    with pytest.raises(requests.HTTPError) as refused:  # the last version stays
+        client.delete_model_version(made["id"], first)
+    assert refused.value.response.status_code == 400
+    project_id = made_row.project_id
+    assert client.delete_model(made["id"])["name"] == "Shore birds"
+    assert not Project.objects.filter(pk=project_id).exists() and not SeemeVersion.objects.exists()
+    assert [m["id"] for m in client.get_models()] == [model["id"]]
+    # A training request that made a model stays while the model does; PUT changes nothing of it.
+    [request] = client.get_training_requests()
+    request["status"] = "queued"
+    assert client.update_training_request(request)["status"] == "finished"
+    with pytest.raises(requests.HTTPError) as refused:
+        client.delete_training_request(request["id"])
+    assert (refused.value.response.status_code, refused.value.response.json()["message"]) == (
+        409,
+        f"This request made model {model['id']}: delete the model, which takes it along.",
+    )
+    assert client.delete_model(model["id"])["id"] == model["id"]
+    assert client.get_models() == [] and client.get_training_requests() == []

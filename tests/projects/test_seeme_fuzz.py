@@ -17,6 +17,8 @@ from projects.seeme import services
 from projects.services import label_create
 from projects.uploads import images_upload
 from tests.factories import UserFactory, image_file
+from training.models import Inference, ModelVersion
+from training.services import seeme
 
 pytestmark = pytest.mark.django_db
 
@@ -27,7 +29,7 @@ SCALARS = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=40),
     st.sampled_from(["", "0.5 0.5 0.2 0.2", "1 2 3", "nan nan nan nan", "../x", "١٢", "9" * 40, "\u0000"]),
-    st.sampled_from(["{label}", "{split}", "{image}", "{valid}", "{dataset}", "{version}"]),  # the world's ids
+    st.sampled_from(["{label}", "{split}", "{image}", "{valid}", "{dataset}", "{version}", "{model_version}"]),
 )
 VALUES = st.recursive(
     SCALARS,
@@ -52,6 +54,11 @@ KEYS = st.sampled_from(
         "id",
         "content_type",
         "text",
+        "active_version_id",
+        "application_id",
+        "error_reported",
+        "error",
+        "hidden",
     ]
 )
 BODIES = st.one_of(
@@ -82,6 +89,23 @@ def world(settings):
     pending = services.item_create(project=project, user=user, data={"name": "later", "extension": "png"})
     split = Split.objects.get(project=project, name="train")
     base = f"/api/v1/datasets/{dataset.pk}/versions/{project.pk}"
+    made = seeme.model_create(user=user, data={"name": "Fuzzed"})
+    # An inference needs a model; the row is enough here (nothing predicts with it).
+    model = ModelVersion.objects.create(
+        project=project,
+        name="rows-only",
+        task="classification",
+        backbone="efficientnet_lite0",
+        image_size=64,
+        labels=["gull"],
+        best_epoch=1,
+        epochs_trained=1,
+        best_checkpoint="none.pt",
+        last_checkpoint="none.pt",
+    )
+    inference = Inference.objects.create(
+        model_version=model, user=user, name="a.png", prediction="gull", confidence=0.5, inference_ms=1, total_ms=2
+    )
     routes = [
         ("post", "/api/v1/register"),
         ("post", "/api/v1/login"),
@@ -99,6 +123,11 @@ def world(settings):
         ("get", f"{base}/items"),
         ("get", f"{base}/items/{image.pk}/download"),
         ("post", "/api/v1/trainingrequests"),
+        ("post", "/api/v1/models"),
+        ("put", f"/api/v1/models/{made.pk}"),
+        ("post", f"/api/v1/models/{made.pk}/versions"),
+        ("put", f"/api/v1/models/{made.pk}/versions/{made.active_version_id}"),
+        ("put", f"/api/v1/inferences/{inference.pk}"),
     ]
     header = f"sam:{token_get_or_create(user=user).key}"
     valid = Split.objects.get(project=project, name="valid")
@@ -109,12 +138,13 @@ def world(settings):
         "{valid}": valid.pk,
         "{dataset}": dataset.pk,
         "{version}": project.pk,
+        "{model_version}": made.active_version_id,
     }
     return {"routes": routes, "header": header, "ids": ids}
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(body=BODIES, query=QUERIES, choice=st.integers(min_value=0, max_value=15))
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=BODIES, query=QUERIES, choice=st.integers(min_value=0, max_value=20))
 def test_no_seeme_input_gives_a_500(world, body, query, choice):
     method, url = world["routes"][choice]
     client = Client()

@@ -24,9 +24,11 @@ def training_job_start(
     name: str | None = None,
     parameters: dict | None = None,
     images: list[int] | None = None,
+    bundle_when_done: bool = False,
 ) -> TrainingJob:
     """Check the parameters, freeze a dataset version (of `images` only, when given), and queue the job once the rows
-    are committed."""
+    are committed. With `bundle_when_done`, the model's bundle is built once it is trained (the SeeMe SDK downloads
+    it, and has no request that would start that)."""
     if task not in Task.values:
         raise ValidationError({"task": [f"Unknown task {task!r}; use one of {', '.join(Task.values)}."]})
     cleaned = parameters_clean(task, parameters or {})
@@ -54,6 +56,7 @@ def training_job_start(
         dataset_version=version,
         parameters={**cleaned, "multi_label": multi_label},
         epochs=cleaned["epochs"],
+        payload={"bundle_when_done": True} if bundle_when_done else {},
     )
     job_submit(job)
     return job

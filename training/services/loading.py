@@ -35,8 +35,9 @@ def _refuse(message: str):
     raise ValidationError({"file": [message]})
 
 
-def model_load(*, project: Project, user, upload, name: str | None = None) -> ModelVersion:
-    """Check the uploaded bundle and store it as a model of the project (400 with the reason when it does not fit)."""
+def model_load(*, project: Project, user, upload, name: str | None = None, labels_add: bool = False) -> ModelVersion:
+    """Check the uploaded bundle and store it as a model of the project (400 with the reason when it does not fit).
+    With `labels_add`, the model's labels that the project lacks are made (a SeeMe model's own project)."""
     from training.ml.heads import has_segmentation_head
 
     meta, raw = _bundle_read(upload)
@@ -44,7 +45,7 @@ def model_load(*, project: Project, user, upload, name: str | None = None) -> Mo
     task = _task(saved, meta)
     _network_check(saved, task)  # builds the network: no transaction is open yet
     labels = list(saved["labels"])
-    label_ids = _labels_map(project, labels, meta)
+    label_ids = [] if labels_add else _labels_map(project, labels, meta)
     thresholds = _thresholds(meta, task, saved, len(labels))
     model = ModelVersion(
         project=project,
@@ -69,6 +70,9 @@ def model_load(*, project: Project, user, upload, name: str | None = None) -> Mo
     try:
         with transaction.atomic():
             Project.objects.select_for_update().filter(pk=project.pk).first()  # the name check, then the write
+            if labels_add:
+                _labels_add(project, labels, meta)
+                model.loaded_label_ids = _labels_map(project, labels, meta)
             model.name = model_name_clean(project, name, task) if name else _name_free(project, meta, task)
             model.save()
     except BaseException:
@@ -310,6 +314,17 @@ def _labels_map(project: Project, labels: list[str], meta: dict) -> list[int | N
     if all(name in unlabeled for name in labels):
         _refuse("None of the model's outputs is a label.")
     return [None if name in unlabeled else ids[name] for name in labels]
+
+
+def _labels_add(project: Project, labels: list[str], meta: dict) -> None:
+    from projects.services import label_create
+
+    unlabeled = meta.get("unlabeled_outputs") if isinstance(meta.get("unlabeled_outputs"), list) else []
+    have = set(Label.objects.filter(project=project).values_list("name", flat=True))
+    for name in labels:
+        if name not in have and name not in unlabeled:
+            label_create(project=project, name=name)
+            have.add(name)
 
 
 def _thresholds(meta: dict, task: str, saved: dict, count: int) -> list[float] | None:

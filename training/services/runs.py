@@ -97,6 +97,10 @@ def training_job_execute(job, context: Context) -> str:
     summary = f"Model {model.name}: best epoch {model.best_epoch} of {model.epochs_trained}."
     if stopped_by == "cancelled":
         raise Cancelled(f"Stopped on request; {summary}")
+    if job.payload.get("bundle_when_done"):
+        from training.bundles import bundle_request
+
+        bundle_request(model=model, checkpoint=model.predict_with, user=job.created_by)
     return summary
 
 
