@@ -409,10 +409,14 @@ MATRIX.update(
         ),
         ("api/v1/trainingrequests/<str:request_id>", "get"): Entry("/api/v1/trainingrequests/{tj}", MEMBERS),
         ("api/v1/trainingrequests/<str:request_id>", "put"): Entry(
-            "/api/v1/trainingrequests/{tj}", DEVELOPERS, {"status": "finished"}, computes=True  # nothing to change
+            "/api/v1/trainingrequests/{tj}",
+            DEVELOPERS,
+            {"status": "finished"},
+            computes=True,  # nothing to change
         ),
         ("api/v1/trainingrequests/<str:request_id>", "delete"): Entry(
-            "/api/v1/trainingrequests/{tj}", DEVELOPERS  # the queued job is cancelled
+            "/api/v1/trainingrequests/{tj}",
+            DEVELOPERS,  # the queued job is cancelled
         ),
         ("api/v1/models", "get"): Entry("/api/v1/models", SIGNED_IN),
         ("api/v1/models/<str:model_id>", "get"): Entry("/api/v1/models/{m}", MEMBERS),

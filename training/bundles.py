@@ -18,6 +18,7 @@ import copy
 import hashlib
 import io
 import json
+import logging
 import zipfile
 from pathlib import Path
 
@@ -53,7 +54,9 @@ class _Packaged(nn.Module):
         return torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=1)
 
 
+logger = logging.getLogger(__name__)
 BUNDLE_KIND = "bundle"
+BUNDLE_FORMAT = 2  # what a bundle holds; a bundle of an older format is built again (2: a classifier's model.onnx)
 HEADS_NOTE = """
 This detector has a segmentation head too (spec 004's two heads, on one backbone): the reply also carries
 `"masks"`, one per label its segmentation head gives any pixel, as a semantic segmentation model's are (`label`,
@@ -180,7 +183,11 @@ def _classifier(model: ModelVersion, checkpoint: str) -> tuple[dict[str, bytes],
     example = torch.zeros(2, model.image_size, model.image_size, 3, dtype=torch.uint8)
     batch = torch.export.Dim("batch", min=1, max=4096)
     program = torch.export.export(packaged, (example,), dynamic_shapes={"pixels": {0: batch}})
-    files = {"model.pt2": _saved(program), "model.onnx": _onnx(program)}
+    files = {"model.pt2": _saved(program)}
+    try:
+        files["model.onnx"] = _onnx(program)
+    except Exception:  # a backbone the ONNX translator cannot take: the bundle serves without it
+        logger.exception("The ONNX export of model %s failed; its bundle has no model.onnx.", model.pk)
     return files, {"multi_label": model.multi_label}, (BUNDLE_DIR / "README.md").read_text()
 
 
@@ -250,7 +257,8 @@ def _instances(model: ModelVersion, checkpoint: str) -> tuple[dict[str, bytes], 
 def bundle_name(*, model: ModelVersion, checkpoint: str) -> str:
     """Where the built bundle is kept: one per checkpoint file and thresholds, so a change builds a new one."""
     thresholds = json.dumps(model.thresholds_for(checkpoint))
-    stamp = hashlib.sha256(f"{model.checkpoint_file(checkpoint).name}|{thresholds}".encode()).hexdigest()[:16]
+    stamp = f"{model.checkpoint_file(checkpoint).name}|{thresholds}|{BUNDLE_FORMAT}"
+    stamp = hashlib.sha256(stamp.encode()).hexdigest()[:16]
     return f"bundles/{model.pk}/{checkpoint}-{stamp}.zip"
 
 

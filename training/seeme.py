@@ -342,7 +342,7 @@ def model_download(request, model_id, asset, version_id=None):
     and an upload here read back; built once, by the bundle job)."""
     from training import bundles
 
-    model = _model(request.user, model_id, "view_project" if asset in LABEL_FILES else "export_project")
+    model = _model(request.user, model_id, "view_project" if asset in (*LABEL_FILES, "logo") else "export_project")
     if asset == "logo" and version_id is None:
         if not isinstance(model, SeemeModel):
             raise Http404("There is no logo.")
@@ -400,8 +400,10 @@ def _onnx_bytes(trained: ModelVersion) -> bytes:
         from training.bundles import bundle_name
 
         bundle = zipfile.ZipFile(io.BytesIO(stored_bytes(bundle_name(model=trained, checkpoint=trained.predict_with))))
-        [entry] = [name for name in bundle.namelist() if name.endswith("/model.onnx")]
-        return bundle.read(entry)
+        found = [name for name in bundle.namelist() if name.endswith("/model.onnx")]
+        if not found:
+            raise Refused("This model has no ONNX file: its ONNX export failed when its bundle was built.", 404)
+        return bundle.read(found[0])
     name = trained.checkpoint_file(trained.predict_with).name
     saved = torch.load(io.BytesIO(stored_bytes(name)), map_location="cpu", weights_only=True)
     if not saved.get("onnx"):

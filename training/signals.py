@@ -12,8 +12,22 @@ from training.models import ModelVersion, SeemeModel
 def model_files_delete(sender, instance: ModelVersion, **kwargs) -> None:
     fields = (instance.best_checkpoint, instance.last_checkpoint, instance.best_evaluation, instance.last_evaluation)
     names = [(f.storage, f.name) for f in fields if f]
+    pk = instance.pk
     # After commit, so a rolled-back delete never loses a file.
-    transaction.on_commit(lambda: [storage.delete(name) for storage, name in names])
+    transaction.on_commit(lambda: [storage.delete(name) for storage, name in names] + [_bundles_delete(pk)])
+
+
+def _bundles_delete(pk: int) -> None:
+    """The model's built bundles (training/bundles.py keeps them under bundles/{pk}/)."""
+    from django.core.files.storage import default_storage
+
+    folder = f"bundles/{pk}"
+    try:
+        _, files = default_storage.listdir(folder)
+    except FileNotFoundError:  # none was built
+        return
+    for name in files:
+        default_storage.delete(f"{folder}/{name}")
 
 
 @receiver(post_delete, sender=SeemeModel, dispatch_uid="seeme_model_logo_delete")

@@ -47,14 +47,20 @@ def _dataset_fields(dataset: SeemeDataset, data: dict) -> None:
 
 
 def logo_save(*, row, data: bytes, extension: str, stem: str):
-    """A picture for a dataset or a model (`row`'s `logo`; checked by the caller as every image is), replacing the
-    one before."""
+    """A picture for a dataset or a model (`row`'s `logo`; checked by the caller), replacing the one before, which
+    is deleted once the new one is committed."""
     from django.core.files.base import ContentFile
 
     old = row.logo.name
-    row.logo.save(f"{stem}.{extension}", ContentFile(data), save=True)
+    storage = row.logo.storage
+    row.logo.save(f"{stem}.{extension}", ContentFile(data), save=False)
+    try:
+        row.save(update_fields=["logo", "updated_at"])
+    except BaseException:
+        storage.delete(row.logo.name)
+        raise
     if old and old != row.logo.name:
-        row.logo.storage.delete(old)
+        transaction.on_commit(lambda: storage.delete(old))
     return row
 
 

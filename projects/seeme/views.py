@@ -239,16 +239,23 @@ LOGO_TYPES = {"jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png"}
 
 
 def logo_store(request, row, stem: str) -> None:
-    """The logo in the multipart field `file` (a JPEG or PNG, checked as every image is) becomes `row`'s."""
-    from training.predictions import image_check, upload_read
+    """The logo in the multipart field `file` becomes `row`'s: a JPEG or a PNG, decoded under the same guards as every
+    upload, and named by what it is, not by what it is called."""
+    from projects.imaging import ImageRejected, open_guarded
+    from training.predictions import upload_read
 
     upload = request.FILES.get("file")
     if upload is None:
         raise Refused("Send the logo in the multipart field 'file'.")
     data = upload_read(upload)
-    image_check(data)
-    extension = (upload.name or "").rpartition(".")[2].lower()
-    services.logo_save(row=row, data=data, extension=extension if extension in LOGO_TYPES else "png", stem=stem)
+    try:
+        with open_guarded(data, copies=1) as image:
+            kind = image.format
+    except ImageRejected as exc:
+        raise Refused(f"The logo cannot be read: {exc}") from None
+    if kind not in ("JPEG", "PNG"):
+        raise Refused(f"A logo is a JPEG or a PNG; this is {kind or 'an unknown format'}.")
+    services.logo_save(row=row, data=data, extension="jpg" if kind == "JPEG" else "png", stem=stem)
 
 
 def logo_name(row, stem: str) -> str:

@@ -160,7 +160,7 @@ def test_a_classification_dataset_made_by_the_sdk_is_a_project_of_the_web_app(li
     assert refused.value.response.status_code == 400
     assert client.get_dataset(d)["has_logo"] is False
     with_logo = client.upload_dataset_logo(d, folder=str(tmp_path), filename="logo.jpg")
-    assert (with_logo["has_logo"], with_logo["logo"]) == (True, f"dataset-{d}.jpg")
+    assert (with_logo["has_logo"], with_logo["logo"]) == (True, f"dataset-{d}.png")  # named by what it is
     client.get_dataset_logo(with_logo)
     assert Path(with_logo["logo"]).read_bytes() == files["bird07.png"]
 
@@ -584,6 +584,7 @@ def _expected(answer: list[dict], boxes: bool) -> tuple[str, float, list[dict]]:
 def _inferences_and_files(live_server, tmp_path, client, eve, model: dict, boxes: bool) -> None:
     """Inferences with feedback, the model's files, and the pkl uploaded to a model made through the SDK, whose
     versions then predict what the trained model predicts."""
+    from django.core.files.storage import default_storage
     from django.test import Client as Browser
 
     from training.models import Inference, SeemeModel, SeemeVersion
@@ -674,6 +675,13 @@ def _inferences_and_files(live_server, tmp_path, client, eve, model: dict, boxes
         by_version = client.version_inference(second, str(image))
         assert (by_version["prediction"], by_version["model_version_id"]) == (prediction, second["id"])
     assert [v["version_number"] for v in client.get_model_versions(made["id"])] == [1, 2]
+    # A file that is no bundle is a 400 that keeps nothing: no new version, no model, no label.
+    (tmp_path / "junk.pkl").write_bytes(b"PK\x03\x04 not a zip")
+    with pytest.raises(requests.HTTPError) as refused:
+        client.upload_model(made["id"], folder=str(tmp_path), filename="junk.pkl")
+    assert refused.value.response.status_code == 400
+    assert "not a model bundle" in refused.value.response.json()["message"]
+    assert [v["version_number"] for v in client.get_model_versions(made["id"])] == [1, 2]
     made_row = SeemeModel.objects.get(pk=int(made["id"]))
     assert sorted(made_row.project.model_versions.values_list("name", flat=True)) == ["Birds v1", "Birds v2"]
     assert made_row.project.labels.count() == 2  # the bundle's labels, made in the model's project
@@ -698,8 +706,10 @@ def _inferences_and_files(live_server, tmp_path, client, eve, model: dict, boxes
     with pytest.raises(requests.HTTPError) as refused:  # the last version stays
         client.delete_model_version(made["id"], first)
     assert refused.value.response.status_code == 400
-    project_id = made_row.project_id
+    project_id, logo = made_row.project_id, SeemeModel.objects.get(pk=made_row.pk).logo.name
+    assert default_storage.exists(logo)
     assert client.delete_model(made["id"])["name"] == "Shore birds"
+    assert not default_storage.exists(logo)
     assert not Project.objects.filter(pk=project_id).exists() and not SeemeVersion.objects.exists()
     assert [m["id"] for m in client.get_models()] == [model["id"]]
     # A training request that made a model stays while the model does; PUT changes nothing of it.
@@ -712,5 +722,9 @@ def _inferences_and_files(live_server, tmp_path, client, eve, model: dict, boxes
         409,
         f"This request made model {model['id']}: delete the model, which takes it along.",
     )
+    from django.core.files.storage import default_storage
+
+    assert default_storage.listdir(f"bundles/{model['id']}")[1] != []  # built when training ended
     assert client.delete_model(model["id"])["id"] == model["id"]
     assert client.get_models() == [] and client.get_training_requests() == []
+    assert default_storage.listdir(f"bundles/{model['id']}")[1] == []  # and deleted with the model

@@ -80,6 +80,7 @@ def model_update(*, model: SeemeModel, data: dict) -> SeemeModel:
     description = _text(data, "description")
     if description is not None:
         model.description = description
+    fields = ["name", "description", "updated_at"]
     active = data.get("active_version_id")
     if active not in (None, "", str(model.active_version_id)):
         text = str(active)
@@ -89,7 +90,8 @@ def model_update(*, model: SeemeModel, data: dict) -> SeemeModel:
         if chosen is None:
             raise ValidationError({"active_version_id": ["Choose one of this model's versions."]})
         model.active_version = chosen
-    model.save()
+        fields.append("active_version")
+    model.save(update_fields=fields)  # not what an upload may be setting meanwhile
     return model
 
 
@@ -121,7 +123,7 @@ def version_update(*, version: SeemeVersion, data: dict) -> SeemeVersion:
     description = _text(data, "description")
     if description is not None:
         version.description = description
-    version.save()
+    version.save(update_fields=["name", "description", "updated_at"])  # not the file an upload may be attaching
     return version
 
 
@@ -144,48 +146,69 @@ def version_delete(*, version: SeemeVersion) -> None:
         model.save(update_fields=["active_version", "updated_at"])
 
 
-def version_file_load(*, version: SeemeVersion, user, upload) -> SeemeVersion:
+def _file_load(model: SeemeModel, user, upload, number: int):
     """The uploaded file (Sightline's bundle, as the `pkl` download gives it), checked as Load Existing Model checks
-    one, becomes the version's model in the model's project, with any labels it names that the project lacks; the
-    version becomes the active one. A version that has a file keeps it: upload another to a new version."""
-    if version.model_id is not None:
-        raise ValidationError({"file": ["This version has a file already: create a new version for another."]})
-    model = version.seeme_model
-    name = f"{model.name} v{version.number}"[:MAX_NAME]
+    one, as a model of the SeeMe model's project, named for the version it is meant for, with any labels it names
+    that the project lacks. It runs outside any transaction: building the network to check it takes seconds."""
+    name = f"{model.name} v{number}"[:MAX_NAME]
     try:
         name = model_name_clean(model.project, name, Task.CLASSIFICATION)
     except ValidationError:
         name = None  # taken: the project's next free name
-    loaded = model_load(project=model.project, user=user, upload=upload, name=name, labels_add=True)
+    return model_load(project=model.project, user=user, upload=upload, name=name, labels_add=True)
+
+
+def _attached(model: SeemeModel, loaded: ModelVersion, version_id: int | None, user) -> SeemeVersion:
+    """The loaded model becomes the file of the version (`version_id`), or with none named, of the model's active
+    version while that is empty, else of a new version; that version becomes the active one. The SeeMe model is
+    locked first, then the version, as everywhere. On any refusal the loaded model goes again."""
+    from training.bundles import bundle_request
+    from training.services import model_version_delete
+
     try:
         with transaction.atomic():
-            locked = SeemeVersion.objects.select_for_update().get(pk=version.pk)
-            if locked.model_id is not None:
-                raise ValidationError({"file": ["A file reached this version first: create a new version."]})
-            locked.model = loaded
-            locked.save(update_fields=["model", "updated_at"])
-            SeemeModel.objects.filter(pk=model.pk).update(
-                active_version=locked, application=APPLICATIONS.get(loaded.task, loaded.task)
-            )
+            locked = SeemeModel.objects.select_for_update().filter(pk=model.pk).first()
+            if locked is None:
+                raise ValidationError({"file": ["The model was deleted meanwhile."]})
+            target = locked.active_version_id if version_id is None else version_id
+            version = SeemeVersion.objects.select_for_update().filter(pk=target, seeme_model=locked).first()
+            if version_id is not None and version is None:
+                raise ValidationError({"file": ["The version was deleted meanwhile."]})
+            if version is not None and version.model_id is not None:
+                if version_id is not None:
+                    raise ValidationError({"file": ["This version has a file already: create a new version."]})
+                version = None
+            if version is None:
+                version = _version_new(locked, {})
+            version.model = loaded
+            version.save(update_fields=["model", "updated_at"])
+            locked.active_version = version
+            locked.application = APPLICATIONS.get(loaded.task, loaded.task)
+            locked.save(update_fields=["active_version", "application", "updated_at"])
     except BaseException:
-        from training.services import model_version_delete
-
         model_version_delete(model=loaded)
         raise
-    from training.bundles import bundle_request
-
     bundle_request(model=loaded, checkpoint=loaded.predict_with, user=user)  # what the `pkl` download serves
-    return locked
+    return version
 
 
-def model_file_load(*, model: SeemeModel, user, upload) -> SeemeModel:
-    """An upload to the model itself: into its active version while that is empty, else into a new version."""
-    version = model.active_version
-    if version is None or version.model_id is not None:
-        version = version_create(model=model, data={})
-    version_file_load(version=version, user=user, upload=upload)
-    model.refresh_from_db()
-    return model
+def version_file_load(*, version: SeemeVersion, user, upload) -> SeemeVersion:
+    """An upload to a version that has no file yet; a version keeps its file: upload another to a new version."""
+    if version.model_id is not None:
+        raise ValidationError({"file": ["This version has a file already: create a new version for another."]})
+    loaded = _file_load(version.seeme_model, user, upload, version.number)
+    return _attached(version.seeme_model, loaded, version.pk, user)
+
+
+def model_file_load(*, model: SeemeModel, user, upload) -> SeemeVersion:
+    """An upload to the model itself: into its active version while that is empty, else into a new version (made
+    only once the file has passed its checks)."""
+    active = model.active_version
+    number = active.number if active is not None and active.model_id is None else None
+    if number is None:
+        number = (model.versions.order_by("-number").values_list("number", flat=True).first() or 0) + 1
+    loaded = _file_load(model, user, upload, number)
+    return _attached(model, loaded, None, user)
 
 
 # --- inferences ------------------------------------------------------------------------------
