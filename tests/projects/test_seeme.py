@@ -172,6 +172,25 @@ def test_a_classification_dataset_made_by_the_sdk_is_a_project_of_the_web_app(li
     recoloured = client.update_dataset_label(d, v, {**gull, "color": "#00ff00"})
     assert Label.objects.get(pk=int(gull["id"])).color == "#00ff00" and recoloured["color"] == "#00ff00"
 
+    # Deleting everything: a label (its image labels go with it), a second version, then the dataset with its
+    # versions, their images and files, and its logo.
+    from django.core.files.storage import default_storage
+
+    assert client.delete_dataset_label(d, v, tern)["id"] == tern["id"]
+    assert not Label.objects.filter(pk=int(tern["id"])).exists()
+    assert not Classification.objects.filter(image__project=project, label_id=int(tern["id"])).exists()
+    second = client.create_dataset_version(d, {"name": "v2"})
+    assert client.delete_dataset_version(d, second)["id"] == second["id"]
+    assert not Project.objects.filter(pk=int(second["id"])).exists()
+    stored = [
+        name for image in Image.objects.filter(project=project) for name in (image.file.name, image.thumbnail.name)
+    ]
+    stored.append(SeemeDataset.objects.get(pk=int(d)).logo.name)
+    assert all(default_storage.exists(name) for name in stored)
+    assert client.delete_dataset(d)["id"] == d
+    assert client.get_datasets() == [] and not Project.objects.filter(pk=int(v)).exists()
+    assert not any(default_storage.exists(name) for name in stored)
+
 
 def test_boxes_round_trip_between_the_sdk_and_the_labeler(live_server, tmp_path):
     """A box the SDK writes is a box annotation in the labeler's document; one drawn there reads back as SeeMe's
