@@ -1,5 +1,6 @@
 """`manage.py serve` (what `make run` runs) stops everything it started, even when Ctrl-C comes twice."""
 
+import json
 import os
 import shutil
 import signal
@@ -101,7 +102,13 @@ def test_a_second_ctrl_c_during_shutdown_still_stops_the_worker_the_web_server_a
     data_dir = settings.BASE_DIR / ".data" / f"test-serve-{uuid.uuid4().hex[:8]}"
     serve = None
     try:
-        serve = _serve(data_dir)
+        port = _free_port()
+        serve = _serve(data_dir, port)
+        for line in serve.stdout:  # the banner comes once /healthz is green: the worker has beaten too
+            if "Sightline is running at" in line:
+                break
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
+            assert (response.status, json.loads(response.read())["status"]) == (200, "ok")
         started = _descendants(serve.pid)
         postmaster = int((data_dir / "pg" / "postmaster.pid").read_text().split()[0])
         assert _alive(postmaster)

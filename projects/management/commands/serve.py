@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
+import urllib.request
 
 from django.conf import settings
 from django.core.management import call_command
@@ -40,7 +42,8 @@ class Command(BaseCommand):
             self._prepare(no_demo=no_demo)
             for child in children(host=host, port=port, dev=dev):
                 supervisor.start(child)
-            self._announce(host=host, port=port, no_demo=no_demo, dev=dev)
+            healthy = _healthy_wait(host=host, port=port)
+            self._announce(host=host, port=port, no_demo=no_demo, dev=dev, healthy=healthy)
             supervisor.watch(stopping=lambda: _state["stopping"])
         except KeyboardInterrupt:
             self.stdout.write("\nStopping Sightline...")
@@ -64,10 +67,14 @@ class Command(BaseCommand):
         # A first heartbeat now, so /healthz is green as soon as the worker picks it up.
         async_task(HEARTBEAT_TASK)
 
-    def _announce(self, *, host: str, port: int, no_demo: bool, dev: bool) -> None:
+    def _announce(self, *, host: str, port: int, no_demo: bool, dev: bool, healthy: bool) -> None:
         url = f"http://{'localhost' if host in {'127.0.0.1', '0.0.0.0'} else host}:{port}/"
         server = "runserver, reloading on changes" if dev else f"gunicorn, {web_processes()} x {web_threads()} threads"
         self.stdout.write(self.style.SUCCESS(f"\nSightline is running at {url} ({server})"))
+        if not healthy:
+            self.stderr.write(
+                f"It is not healthy yet after {HEALTHY_WAIT_SECONDS} s: {url}healthz says what is missing."
+            )
         if not no_demo:
             self.stdout.write(f"Demo login: {demo.DEMO_USERNAME} / {demo.DEMO_PASSWORD}")
         self.stdout.write(f"Health: {url}healthz   API docs: {url}api/docs/   Press Ctrl-C to stop.\n")
@@ -82,6 +89,26 @@ class Command(BaseCommand):
             self.stdout.write("Embedded PostgreSQL stopped.")
         else:
             self.stdout.write("Embedded PostgreSQL left running: another process started it.")
+
+
+HEALTHY_WAIT_SECONDS = 60
+
+
+def _healthy_wait(*, host: str, port: int) -> bool:
+    """Whether /healthz turned green (the web server answers, the worker's first heartbeat landed) within
+    HEALTHY_WAIT_SECONDS, so that the banner is not printed while /healthz still says unhealthy. Ctrl-C ends the
+    wait as it ends everything (_interrupt)."""
+    address = "127.0.0.1" if host in {"0.0.0.0", "localhost"} else host
+    deadline = time.monotonic() + HEALTHY_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://{address}:{port}/healthz", timeout=2) as response:
+                if response.status == 200:
+                    return True
+        except OSError:  # not listening yet, or 503 while the worker has not beaten
+            pass
+        time.sleep(0.5)
+    return False
 
 
 def web_processes() -> int:
