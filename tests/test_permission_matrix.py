@@ -459,7 +459,7 @@ MATRIX.update(
         ("api/v1/inferences/<str:target>", "put"): Entry(
             "/api/v1/inferences/{inf}", DEVELOPERS, {"error_reported": True, "error": "a tern"}
         ),
-        ("api/v1/inferences/<str:model_id>/versions/<str:version_id>", "post"): Entry(
+        ("api/v1/inferences/<str:target>/versions/<str:version_id>", "post"): Entry(
             "/api/v1/inferences/{m}/versions/{m}", DEVELOPERS, {"file": PNG}, send="multipart"
         ),
         (SEEME_V + "/download", "get"): Entry(SV + "/download", DEVELOPERS),

@@ -303,6 +303,37 @@ def bundle_request(*, model: ModelVersion, checkpoint: str, user) -> dict:
     return bundle_state(model=model, checkpoint=checkpoint)
 
 
+def onnx_made(*, model: ModelVersion) -> bool:
+    """Whether the model has an ONNX file: a classifier's is in its bundle (`model.onnx`) once that is built, a
+    detector trained here carries its network as ONNX (training.ml.detection.onnx_attach). Loading a bundle keeps
+    only the checked checkpoint, so a loaded detector has none."""
+    from django.conf import settings
+    from django.core.files.storage import default_storage
+
+    if model.task == Task.CLASSIFICATION:
+        return default_storage.exists(bundle_name(model=model, checkpoint=model.predict_with))
+    return (
+        model.task == Task.DETECTION
+        and not model.segmentation_head
+        and not model.is_loaded
+        and settings.SIGHTLINE_DETECTOR_ONNX
+    )
+
+
+def onnx_bytes(*, model: ModelVersion) -> bytes | None:
+    """The ONNX file onnx_made promises, or None where its export failed (the bundle or the checkpoint is then
+    without it)."""
+    from projects.files import stored_bytes
+
+    if model.task == Task.CLASSIFICATION:
+        bundle = zipfile.ZipFile(io.BytesIO(stored_bytes(bundle_name(model=model, checkpoint=model.predict_with))))
+        found = [name for name in bundle.namelist() if name.endswith("/model.onnx")]
+        return bundle.read(found[0]) if found else None
+    name = model.checkpoint_file(model.predict_with).name
+    saved = torch.load(io.BytesIO(stored_bytes(name)), map_location="cpu", weights_only=True)
+    return bytes(saved["onnx"]) if saved.get("onnx") else None
+
+
 def bundle_job_execute(job, context) -> str:
     """The bundle kind's work (jobs.registry): export the model and store the ZIP."""
     from django.core.files.base import ContentFile

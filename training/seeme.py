@@ -12,17 +12,18 @@ import time
 from django.conf import settings
 from django.http import Http404, HttpResponse
 
-from projects.files import stored_bytes, stored_response
+from projects.files import stored_response
 from projects.models import Image
 from projects.permissions import access_child, access_project, projects_for_user
 from projects.seeme.protocol import Refused, body_json, string_id
 from projects.seeme.transfers import has_boxes
 from projects.seeme.views import LOGO_TYPES, logo_name, logo_response, logo_store, version_access
-from training import predictions
+from training import bundles, predictions
 from training.models import Inference, ModelVersion, SeemeModel, SeemeVersion, Task, TrainingJob
 from training.services import seeme as seeme_services
 
 APPLICATION = {Task.CLASSIFICATION: "image_classification", Task.DETECTION: "object_detection"}
+LABEL_FILES = ("labels", "names", "txt")  # the file of label names, under each name the SDK asks for it
 
 
 def _at(value) -> str | None:
@@ -145,26 +146,6 @@ def _own(model: SeemeModel | ModelVersion) -> SeemeModel:
     return model
 
 
-def _has_onnx(trained: ModelVersion | None) -> bool:
-    """A classifier's ONNX model is in its bundle (training/bundles.py), once that is built; a detector trained here
-    carries its network as ONNX (training.ml.detection.onnx_attach). Loading a bundle keeps only the checked
-    checkpoint, so a loaded detector has none."""
-    if trained is None:
-        return False
-    if trained.task == Task.CLASSIFICATION:
-        from django.core.files.storage import default_storage
-
-        from training.bundles import bundle_name
-
-        return default_storage.exists(bundle_name(model=trained, checkpoint=trained.predict_with))
-    return bool(
-        trained.task == Task.DETECTION
-        and not trained.segmentation_head
-        and not trained.is_loaded
-        and settings.SIGHTLINE_DETECTOR_ONNX
-    )
-
-
 def _trained_fields(trained: ModelVersion | None) -> dict:
     """What a model and a version say of the network that predicts for them (none for an empty version)."""
     scores = (((trained.metrics or {}).get("best") or {}).get("valid") or {}) if trained else {}
@@ -173,7 +154,7 @@ def _trained_fields(trained: ModelVersion | None) -> dict:
         "accuracy": scores.get("accuracy", scores.get("map50")) or 0,
         "can_inference": trained is not None,
         "has_ml_model": trained is not None,
-        "has_onnx_model": _has_onnx(trained),
+        "has_onnx_model": trained is not None and bundles.onnx_made(model=trained),
         "has_tflite_model": False,
         "has_labels_file": trained is not None,
         "dataset_version_id": str(trained.project_id) if trained and trained.job_id else "",
@@ -320,10 +301,11 @@ def _is_logo(upload) -> bool:
 
 def model_upload(request, model_id):
     model = _own(_model(request.user, model_id, "train_project"))
-    if _is_logo(_upload(request)):
+    upload = _upload(request)
+    if _is_logo(upload):
         logo_store(request, model, str(model.pk))
     else:
-        seeme_services.model_file_load(model=model, user=request.user, upload=_upload(request))
+        seeme_services.model_file_load(model=model, user=request.user, upload=upload)
     return model_body(_model(request.user, model_id), request.user)
 
 
@@ -338,10 +320,8 @@ def model_version_upload(request, model_id, version_id):
 
 def model_download(request, model_id, asset, version_id=None):
     """A model's (or one version's) files under the SDK's names: `labels` (also `names` and `txt`: one label per
-    line), `onnx` (a detector trained here carries one) and `pkl` (Sightline's bundle, which Load Existing Model
-    and an upload here read back; built once, by the bundle job)."""
-    from training import bundles
-
+    line), `onnx` (bundles.onnx_made) and `pkl` (Sightline's bundle, which Load Existing Model and an upload here
+    read back; built once, by the bundle job)."""
     model = _model(request.user, model_id, "view_project" if asset in (*LABEL_FILES, "logo") else "export_project")
     if asset == "logo" and version_id is None:
         if not isinstance(model, SeemeModel):
@@ -359,13 +339,14 @@ def model_download(request, model_id, asset, version_id=None):
     if asset in LABEL_FILES:
         return HttpResponse("".join(f"{name}\n" for name in trained.labels), content_type="text/plain; charset=utf-8")
     if asset == "onnx":
-        if not _has_onnx(trained):
+        made = bundles.onnx_bytes(model=trained) if bundles.onnx_made(model=trained) else None
+        if made is None:
             raise Refused(
                 "This model has no ONNX file (has_onnx_model): a classifier's is made with its pkl file, and "
-                "detectors trained in Sightline have one.",
+                "detectors trained in Sightline have one, unless its export failed.",
                 404,
             )
-        return HttpResponse(_onnx_bytes(trained), content_type="application/octet-stream")
+        return HttpResponse(made, content_type="application/octet-stream")
     if asset == "pkl":
         checkpoint = trained.predict_with
         state = bundles.bundle_state(model=trained, checkpoint=checkpoint)
@@ -385,30 +366,6 @@ def model_download(request, model_id, asset, version_id=None):
             409,
         )
     raise Refused(f"There is no {asset!r} file: this server has labels, names, txt, onnx and pkl.", 404)
-
-
-LABEL_FILES = ("labels", "names", "txt")
-
-
-def _onnx_bytes(trained: ModelVersion) -> bytes:
-    import io
-    import zipfile
-
-    import torch
-
-    if trained.task == Task.CLASSIFICATION:
-        from training.bundles import bundle_name
-
-        bundle = zipfile.ZipFile(io.BytesIO(stored_bytes(bundle_name(model=trained, checkpoint=trained.predict_with))))
-        found = [name for name in bundle.namelist() if name.endswith("/model.onnx")]
-        if not found:
-            raise Refused("This model has no ONNX file: its ONNX export failed when its bundle was built.", 404)
-        return bundle.read(found[0])
-    name = trained.checkpoint_file(trained.predict_with).name
-    saved = torch.load(io.BytesIO(stored_bytes(name)), map_location="cpu", weights_only=True)
-    if not saved.get("onnx"):
-        raise Refused("This model has no ONNX file: its export failed when it was trained (see its log).", 404)
-    return bytes(saved["onnx"])
 
 
 # --- inferences ------------------------------------------------------------------------------
@@ -451,74 +408,26 @@ def inference_body(inference: Inference) -> dict:
     }
 
 
-def _relative(box: dict, width: int, height: int) -> str:
-    """A box in pixels (x, y, width, height: a detector's answer, or an instance's box) as SeeMe's coordinates: "cx cy w h" relative to the image, YOLO's order."""
-    values = (
-        (box["x"] + box["width"] / 2) / width,
-        (box["y"] + box["height"] / 2) / height,
-        box["width"] / width,
-        box["height"] / height,
-    )
-    return " ".join(f"{min(max(v, 0.0), 1.0):.6f}" for v in values)
-
-
-def inference_create(request, model_id, version_id=None):
-    """Predict the image in the multipart field `file` with the model's active version (or the one named), outside
-    any transaction, and keep the answer."""
-    from training.ml.images import upright_size
-
-    began = time.perf_counter()
-    model = _model(request.user, model_id, "train_project")
-    chosen = (
-        _version(model, version_id)
-        if version_id is not None
-        else (model if isinstance(model, ModelVersion) else model.active_version)
-    )
+def inference_create(request, target, version_id=None):
+    """POST inferences/{model}[/versions/{version}]: the image in the multipart field `file`, predicted with the
+    model's active version (or the one named)."""
+    received = time.perf_counter()
+    model = _model(request.user, target, "train_project")
+    if version_id is not None:
+        chosen = _version(model, version_id)
+    else:
+        chosen = model if isinstance(model, ModelVersion) else model.active_version
     trained = chosen if isinstance(chosen, ModelVersion) else (chosen.model if chosen else None)
     if trained is None:
         raise Refused("This model version has no file to predict with: upload one first.", 409)
     upload = _upload(request)
-    data = predictions.upload_read(upload)
-    predictions.image_check(data)
-    checkpoint = trained.predict_with
-    items: list[dict] = []
-    started = time.perf_counter()
-    if trained.task == Task.CLASSIFICATION:
-        [ranked] = predictions.images_predict(model=trained, checkpoint=checkpoint, images=[data])
-        best = ranked[0]
-        prediction, confidence = best["label"], best["score"]
-    elif trained.task in (Task.DETECTION, Task.INSTANCE):
-        predict = predictions.boxes_predict if trained.task == Task.DETECTION else predictions.instances_predict
-        extra = {} if trained.task == Task.DETECTION else {"polygons": False}
-        [found] = predict(model=trained, checkpoint=checkpoint, images=[data], **extra)
-        width, height = upright_size(data)
-        items = [
-            {
-                "prediction": row["label"],
-                "confidence": row["score"],
-                "coordinates": _relative(row.get("box", row), width, height),
-            }
-            for row in found
-            if trained.task == Task.INSTANCE or "rle" not in row  # not a segmentation head's mask
-        ]
-        prediction = items[0]["prediction"] if items else ""
-        confidence = items[0]["confidence"] if items else 0.0
-    else:
-        raise Refused(
-            "A semantic segmentation model answers masks, which SeeMe's inferences have no place for: use "
-            f"POST /api/projects/{trained.project_id}/models/{trained.name}/predict/.",
-        )
-    inference_ms = (time.perf_counter() - started) * 1000
-    inference = seeme_services.inference_record(
+    inference = seeme_services.inference_make(
         model=trained,
         seeme_version=chosen if isinstance(chosen, SeemeVersion) else None,
         user=request.user,
         name=upload.name or "",
-        prediction=prediction,
-        confidence=confidence,
-        items=items,
-        inference_ms=inference_ms,
-        total_ms=(time.perf_counter() - began) * 1000,
+        data=predictions.upload_read(upload),
+        received=received,
     )
     return inference_body(inference)
 
@@ -533,23 +442,11 @@ def _inference(user, inference_id, perm: str) -> Inference:
     return found
 
 
-def inference_get(request, inference_id):
-    return inference_body(_inference(request.user, inference_id, "view_project"))
+# GET and PUT inferences/{inference}: the same path as POST inferences/{model}, so `target` names either.
+def inference_get(request, target):
+    return inference_body(_inference(request.user, target, "view_project"))
 
 
-def inference_update(request, inference_id):
-    inference = _inference(request.user, inference_id, "train_project")
+def inference_update(request, target):
+    inference = _inference(request.user, target, "train_project")
     return inference_body(seeme_services.inference_update(inference=inference, data=body_json(request)))
-
-
-# POST inferences/{model} predicts; PUT and GET inferences/{inference} give and read feedback: one path.
-def inference_predict(request, target):
-    return inference_create(request, target)
-
-
-def inference_feedback(request, target):
-    return inference_update(request, target)
-
-
-def inference_read(request, target):
-    return inference_get(request, target)

@@ -96,3 +96,24 @@ def training_images(*, project) -> dict:
     ]
     total = Image.objects.for_project(project).count()
     return {"images": images, "total": total, "model": newest.name if newest else None}
+
+
+INFERENCES_SHOWN = 10
+
+
+def inference_usage(*, model: ModelVersion) -> dict:
+    """How the model was used through the SeeMe API (spec 002 tracks a deployment's usage): the count, those
+    reported wrong, the latest, and the id a script predicts with (its SeeMe model's, or its own)."""
+    from django.db.models import Count, Q
+
+    from training.models import Inference, Task
+
+    rows = Inference.objects.filter(model_version=model)
+    counts = rows.aggregate(count=Count("id"), reported=Count("id", filter=Q(error_reported=True)))
+    seeme = getattr(model, "seeme_version", None)
+    return {
+        **counts,
+        "latest": list(rows.select_related("user")[:INFERENCES_SHOWN]),
+        "boxes": model.task != Task.CLASSIFICATION,
+        "seeme_id": seeme.seeme_model_id if seeme else model.pk,
+    }

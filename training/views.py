@@ -219,29 +219,8 @@ def model_page(request, project_id: int, model_id: int):
         context["confusion"] = _confusion_rows(stats["labels"], stats["confusion"])
     if request.htmx:
         return render(request, "training/model.html#statistics", context)
-    context["inferences"] = _inferences(model)
+    context["inferences"] = selectors.inference_usage(model=model)
     return render(request, "training/model.html", context)
-
-
-INFERENCES_SHOWN = 10
-
-
-def _inferences(model: ModelVersion) -> dict:
-    """How the model was used through the SeeMe API (spec 002 tracks a deployment's usage): the count, those
-    reported wrong, and the latest."""
-    from django.db.models import Count, Q
-
-    from training.models import Inference
-
-    rows = Inference.objects.filter(model_version=model)
-    counts = rows.aggregate(count=Count("id"), reported=Count("id", filter=Q(error_reported=True)))
-    seeme = getattr(model, "seeme_version", None)
-    return {
-        **counts,
-        "latest": list(rows.select_related("user")[:INFERENCES_SHOWN]),
-        "boxes": model.task != Task.CLASSIFICATION,
-        "seeme_id": seeme.seeme_model_id if seeme else model.pk,
-    }
 
 
 # What a detector or segmentation model was trained on, by its learn_from parameter.
@@ -271,7 +250,7 @@ def _loaded_page(request, model: ModelVersion):
         from training.bundles import bundle_state
 
         context["bundle"] = bundle_state(model=model, checkpoint=Checkpoint.BEST)
-    context["inferences"] = _inferences(model)
+    context["inferences"] = selectors.inference_usage(model=model)
     return render(request, "training/model_loaded.html", context)
 
 

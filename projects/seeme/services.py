@@ -337,7 +337,7 @@ def _annotations_save(*, image: Image, user: User, annotations: list[dict]) -> N
             labels.append({"label": entry["label"], "default": entry["label"] == default})
             continue
         known = boxes.get(entry["id"])
-        if known is not None and box_coordinates(known["geometry"], image) == entry["coordinates"]:
+        if known is not None and box_coordinates(known["geometry"], image.width, image.height) == entry["coordinates"]:
             shapes.append({**known, "label": entry["label"]})  # unmoved: its exact geometry and all it carries
             continue
         cx, cy, w, h = (float(v) for v in entry["coordinates"].split())
@@ -377,8 +377,9 @@ def item_delete(*, project: Project, image_id: int) -> None:
     projects.images_delete(project=project, image_ids=[image_id])
 
 
-def box_coordinates(geometry: dict, image: Image) -> str:
-    """A box as SeeMe writes it: "cx cy w h", relative to the image, six decimals."""
-    cx = (geometry["x"] + geometry["width"] / 2) / image.width
-    cy = (geometry["y"] + geometry["height"] / 2) / image.height
-    return " ".join(f"{v:.6f}" for v in (cx, cy, geometry["width"] / image.width, geometry["height"] / image.height))
+def box_coordinates(geometry: dict, width: int, height: int) -> str:
+    """A box (x, y, width, height in pixels) as SeeMe writes it: "cx cy w h", relative to an image of `width` x
+    `height`, six decimals."""
+    cx = (geometry["x"] + geometry["width"] / 2) / width
+    cy = (geometry["y"] + geometry["height"] / 2) / height
+    return " ".join(f"{v:.6f}" for v in (cx, cy, geometry["width"] / width, geometry["height"] / height))

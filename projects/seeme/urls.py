@@ -64,13 +64,11 @@ urlpatterns = [
     ),
     path(
         "inferences/<str:target>",
-        endpoint(
-            {"POST": training.inference_predict, "GET": training.inference_read, "PUT": training.inference_feedback}
-        ),
+        endpoint({"POST": training.inference_create, "GET": training.inference_get, "PUT": training.inference_update}),
         name="seeme-inference",
     ),
     path(
-        "inferences/<str:model_id>/versions/<str:version_id>",
+        "inferences/<str:target>/versions/<str:version_id>",
         endpoint({"POST": training.inference_create}),
         name="seeme-version-inference",
     ),

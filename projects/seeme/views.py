@@ -175,7 +175,7 @@ def items_body(project: Project, rows: list[Image | PendingItem]) -> list[dict]:
                 "id": str(shape["id"]),
                 "label_id": str(shape["label"]),
                 "item_id": str(row.pk),
-                "coordinates": services.box_coordinates(shape["geometry"], row),
+                "coordinates": services.box_coordinates(shape["geometry"], row.width, row.height),
             }
             for shape in shapes.get(row.pk, [])
             if shape["kind"] == "box"
@@ -224,14 +224,19 @@ def dataset_create(request):
     return dataset_body(dataset, request.user)
 
 
+def _changeable(user, dataset: SeemeDataset) -> None:
+    """A dataset is changed (renamed, given a logo) by whoever may change one of its versions."""
+    if not projects_for_user(user, "change_project").filter(seeme_dataset=dataset).exists():
+        raise Refused("Your role in this dataset does not allow changing it.", 403)
+
+
 def dataset_get(request, dataset_id):
     return dataset_body(_dataset(request.user, dataset_id), request.user)
 
 
 def dataset_update(request, dataset_id):
     dataset = _dataset(request.user, dataset_id)
-    if not projects_for_user(request.user, "change_project").filter(seeme_dataset=dataset).exists():
-        raise Refused("Your role in this dataset does not allow changing it.", 403)
+    _changeable(request.user, dataset)
     return dataset_body(services.dataset_update(dataset=dataset, data=body_json(request)), request.user)
 
 
@@ -273,8 +278,7 @@ def logo_response(row) -> HttpResponse:
 def dataset_logo_upload(request, dataset_id):
     """POST datasets/{d}/upload: the dataset's logo."""
     dataset = _dataset(request.user, dataset_id)
-    if not projects_for_user(request.user, "change_project").filter(seeme_dataset=dataset).exists():
-        raise Refused("Your role in this dataset does not allow changing it.", 403)
+    _changeable(request.user, dataset)
     logo_store(request, dataset, f"dataset-{dataset.pk}")
     return dataset_body(dataset, request.user)
 

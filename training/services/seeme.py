@@ -4,6 +4,8 @@ the feedback on it."""
 
 from __future__ import annotations
 
+import time
+
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import F
@@ -214,18 +216,45 @@ def model_file_load(*, model: SeemeModel, user, upload) -> SeemeVersion:
 # --- inferences ------------------------------------------------------------------------------
 
 
-def inference_record(
-    *,
-    model: ModelVersion,
-    seeme_version: SeemeVersion | None,
-    user,
-    name: str,
-    prediction: str,
-    confidence: float,
-    items: list[dict],
-    inference_ms: float,
-    total_ms: float,
+def inference_make(
+    *, model: ModelVersion, seeme_version: SeemeVersion | None, user, name: str, data: bytes, received: float
 ) -> Inference:
+    """Predict the image with the model, outside any transaction, and keep the answer as SeeMe gives it: the best
+    label and its score, and a detector's (or an instance model's) boxes as items with SeeMe's coordinates.
+    `received`: time.perf_counter() when the request came, for the end-to-end time."""
+    from projects.seeme.services import box_coordinates
+    from training import predictions
+    from training.ml.images import upright_size
+
+    if model.task == Task.SEMANTIC:
+        raise ValidationError(
+            {
+                "file": [
+                    "A semantic segmentation model answers masks, which SeeMe's inferences have no place for: use "
+                    f"POST /api/predict/{model.project_id}/{model.name}/."
+                ]
+            }
+        )
+    predictions.image_check(data)
+    checkpoint, items = model.predict_with, []
+    started = time.perf_counter()
+    if model.task == Task.CLASSIFICATION:
+        [ranked] = predictions.images_predict(model=model, checkpoint=checkpoint, images=[data])
+        prediction, confidence = ranked[0]["label"], ranked[0]["score"]
+    else:
+        if model.task == Task.DETECTION:
+            [found] = predictions.boxes_predict(model=model, checkpoint=checkpoint, images=[data])
+            found = [row for row in found if "rle" not in row]  # not a segmentation head's masks
+        else:
+            [found] = predictions.instances_predict(model=model, checkpoint=checkpoint, images=[data], polygons=False)
+            found = [{**row, **row["box"]} for row in found]
+        width, height = upright_size(data)
+        items = [
+            {"prediction": row["label"], "confidence": row["score"], "coordinates": box_coordinates(row, width, height)}
+            for row in found
+        ]
+        prediction, confidence = (items[0]["prediction"], items[0]["confidence"]) if items else ("", 0.0)
+    inference_ms = (time.perf_counter() - started) * 1000
     stem, _, extension = name.rpartition(".")
     return Inference.objects.create(
         model_version=model,
@@ -237,7 +266,7 @@ def inference_record(
         confidence=confidence,
         items=items,
         inference_ms=inference_ms,
-        total_ms=total_ms,
+        total_ms=(time.perf_counter() - received) * 1000,
     )
 
 
