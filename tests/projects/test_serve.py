@@ -203,6 +203,20 @@ def test_idle_keep_alive_clients_exhaust_nothing_and_connections_return_to_idle_
             _cleanup(serve, data_dir)
 
 
+def _clusters(pid: int) -> list:
+    """The live qcluster children of `serve`: the killed one stays a zombie until serve reaps it, and has no cmdline."""
+    import psutil
+
+    clusters = []
+    for child in psutil.Process(pid).children():
+        try:
+            if "qcluster" in " ".join(child.cmdline()):
+                clusters.append(child)
+        except (psutil.ZombieProcess, psutil.NoSuchProcess):
+            continue
+    return clusters
+
+
 def test_a_killed_worker_is_restarted_with_its_orphans_stopped_and_the_web_server_stays_up():
     import psutil
 
@@ -211,8 +225,7 @@ def test_a_killed_worker_is_restarted_with_its_orphans_stopped_and_the_web_serve
     serve = None
     try:
         serve = _serve(data_dir, port)
-        top = psutil.Process(serve.pid).children()
-        cluster = next(p for p in top if "qcluster" in " ".join(p.cmdline()))
+        cluster = _clusters(serve.pid)[0]
         deadline = time.monotonic() + 60
         while len(cluster.children(recursive=True)) < 3 and time.monotonic() < deadline:  # sentinel and workers
             time.sleep(0.5)
@@ -225,8 +238,7 @@ def test_a_killed_worker_is_restarted_with_its_orphans_stopped_and_the_web_serve
         while restarted is None and time.monotonic() < deadline:
             assert _get(port, "/accounts/login/") == 200  # the web server never goes down
             time.sleep(0.2)
-            clusters = [p for p in psutil.Process(serve.pid).children() if "qcluster" in " ".join(p.cmdline())]
-            restarted = next((p for p in clusters if p.pid != cluster.pid), None)
+            restarted = next((p for p in _clusters(serve.pid) if p.pid != cluster.pid), None)
         assert restarted is not None, "no new qcluster within 30 s"
         assert [p.pid for p in orphans if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
         assert "The worker exited (code -9)" in _stop(serve)
