@@ -5,7 +5,7 @@ import io
 import numpy as np
 from PIL import Image as PILImage
 
-from training.ml.images import decode_rgb
+from training.ml.images import decode_rgb, upright_guide
 
 EXIF_ORIENTATION = 0x0112
 
@@ -41,3 +41,11 @@ def test_grayscale_palette_and_alpha_become_rgb_at_the_asked_size():
     for mode in ("L", "P", "RGBA", "LA"):
         decoded = decode_rgb(encoded(asymmetric().convert(mode)), 24)
         assert decoded.shape == (24, 24, 3) and decoded.dtype == np.uint8, mode
+
+
+def test_a_guide_is_the_upright_image_at_its_own_size_or_twice_the_networks():
+    upright = asymmetric(600, 300)
+    stored_sideways = upright.transpose(PILImage.Transpose.ROTATE_90)
+    assert upright_guide(encoded(upright), 416).shape == (300, 600, 3)  # under 832 px: its own size
+    assert np.array_equal(upright_guide(encoded(stored_sideways, "PNG", orientation=6), 416), np.asarray(upright))
+    assert upright_guide(encoded(upright), 200).shape == (200, 400, 3)  # over 400 px: twice the network's

@@ -19,7 +19,12 @@ from urllib.parse import parse_qs, urlsplit
 
 import torch
 from PIL import Image
-from sightline_images import decode_rgb, upright_resized, upright_size  # Sightline's decoding, shipped beside this
+from sightline_images import (  # Sightline's decoding, shipped beside this
+    decode_rgb,
+    upright_guide,
+    upright_resized,
+    upright_size,
+)
 
 HERE = Path(__file__).resolve().parent
 META = json.loads((HERE / "model.json").read_text())
@@ -98,7 +103,14 @@ def predict_instances(data: bytes, threshold: float | None, nms: float) -> list:
     with torch.inference_mode():
         outputs = MODEL(network_input([pixels], META["mean"], META["std"]))
         [found] = instances_found(
-            outputs, MASK_BRANCH, [pixels.shape[:2]], [scale], [(height, width)], score=min(thresholds), nms=nms
+            outputs,
+            MASK_BRANCH,
+            [pixels.shape[:2]],
+            [scale],
+            [(height, width)],
+            score=min(thresholds),
+            nms=nms,
+            guides=[upright_guide(data, META["image_size"])],
         )
     return instances_answer(found, META["labels"], thresholds, polygonize)
 

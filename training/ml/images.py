@@ -21,6 +21,9 @@ class Sample:
     targets: tuple[int, ...]
 
 
+GUIDE_SCALE = 2  # a guide image's longer side, at most, in the network's input sides
+
+
 def read_file(path: str) -> bytes:
     with open(path, "rb") as handle:
         return handle.read()
@@ -69,6 +72,13 @@ def upright_resized(data: bytes, size: int) -> tuple[np.ndarray, float]:
         upright = ImageOps.exif_transpose(image).convert("RGB")
         target = (max(1, round(width * scale)), max(1, round(height * scale)))
         return np.array(upright.resize(target, PILImage.Resampling.BILINEAR), dtype=np.uint8), scale
+
+
+def upright_guide(data: bytes, size: int) -> np.ndarray:
+    """HxWx3 uint8, upright: the image at its own size, or with the longer side GUIDE_SCALE x `size` when larger.
+    What a segmentation model's masks are refined by (masks.segment), beside the network's `size` pixels."""
+    width, height = upright_size(data)
+    return upright_resized(data, min(max(width, height), GUIDE_SCALE * size))[0]
 
 
 def upright_size(data: bytes) -> tuple[int, int]:

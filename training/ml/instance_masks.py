@@ -1,7 +1,8 @@
 """An instance segmentation model's last steps, shared by Sightline and the offline bundle (shipped beside it as
 sightline_instances.py), so that both answer the same instances: the detector's boxes selected from its dense
 output, a 28 x 28 mask per box from the mask branch (RoIAlign over the pyramid, then the branch's network), pasted
-into the image at its original size where the semantic head gives the box's label the pixel, and the answer.
+into the image at its original size where the semantic head gives the box's label the pixel (its probabilities
+refined by the image's own edges: masks.guided_probabilities), and the answer.
 
 Needs torch, torchvision, numpy and pycocotools, and the detector's and the semantic model's last steps
 (training.ml.boxes and training.ml.masks, shipped as sightline_boxes.py and sightline_masks.py); nothing else of
@@ -52,11 +53,13 @@ def instances_found(
     *,
     score: float,
     nms: float,
+    guides: Sequence[np.ndarray | None] | None = None,
 ) -> list[Instances]:
     """A batch's network outputs (per level boxes and scores, the pyramid's three finest levels and the semantic
     logits, for images whose unpadded `shapes` are given at the network's size) -> each image's instances at its
-    original size (`sizes`, height and width; `scales` from there to the network's). A box whose mask keeps no
-    pixel is dropped."""
+    original size (`sizes`, height and width; `scales` from there to the network's). The semantic head's pixels are
+    refined by each image's `guides` (images.upright_guide; masks.segment). A box whose mask keeps no pixel is
+    dropped."""
     level_boxes, level_scores, pyramid, semantic = outputs
     device = semantic.device
     corners = [
@@ -75,7 +78,8 @@ def instances_found(
     for row, found in enumerate(corners):
         height, width = sizes[row]
         inside = shapes[row]
-        label_map, _ = segment(semantic[row : row + 1, :, : inside[0], : inside[1]], height, width)
+        guide = guides[row] if guides is not None else None
+        label_map, _ = segment(semantic[row : row + 1, :, : inside[0], : inside[1]], height, width, guide)
         rows, masks = [], []
         for k, box_row in enumerate(found):
             box = box_row[:4] / scales[row]

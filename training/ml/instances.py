@@ -15,7 +15,7 @@ size, where predicted masks are pasted too, so mask mAP is COCOeval's on the ima
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,7 +40,7 @@ from training.ml.detection import (
     build_model as detector_build,
 )
 from training.ml.detection_metrics import coco_map
-from training.ml.images import ReadBytes, read_file, upright_resized, upright_size
+from training.ml.images import ReadBytes, read_file, upright_guide, upright_resized, upright_size
 from training.ml.instance_masks import Instances, instances_found, roi_pool
 from training.ml.instances_dense import DenseInstances, MaskBranch
 from training.ml.layers import EarlyFrozen
@@ -301,11 +301,16 @@ def _boxes_of(masks: np.ndarray, before: np.ndarray, grown: float) -> tuple[np.n
 
 class _Images:
     """Every sample decoded once at the training size with its instances' masks there (RLE), and its truth at the
-    upright original's size."""
+    upright original's size. With `guides` (the validation images, predicted every epoch), each image's guide for
+    its masks (images.upright_guide) is kept too; otherwise it is read again when the split is predicted."""
 
-    def __init__(self, samples: Sequence[MaskSample], size: int, read: ReadBytes, hooks: Hooks, progress):
+    def __init__(
+        self, samples: Sequence[MaskSample], size: int, read: ReadBytes, hooks: Hooks, progress, *, guides: bool
+    ):
         from pycocotools import mask as coco_mask
 
+        self.samples, self.size, self.read = samples, size, read
+        self.guides: list[np.ndarray] | None = [] if guides else None
         self.pixels, self.scales, self.sizes = [], [], []
         self.masks, self.areas, self.classes = [], [], []
         self.truth_rows, self.truth_masks = [], []
@@ -326,6 +331,8 @@ class _Images:
             self.too_small += len(kept) - len(small)
             stack = np.stack(small, axis=2) if small else np.zeros((*image.shape[:2], 0), bool)
             self.pixels.append(image)
+            if self.guides is not None:
+                self.guides.append(upright_guide(data, size))
             self.scales.append(scale)
             self.sizes.append((height, width))
             self.masks.append(coco_mask.encode(np.asfortranarray(stack.astype(np.uint8))))
@@ -339,6 +346,11 @@ class _Images:
 
     def __len__(self) -> int:
         return len(self.pixels)
+
+    def guide(self, index: int) -> np.ndarray:
+        if self.guides is not None:
+            return self.guides[index]
+        return upright_guide(self.read(self.samples[index].source), self.size)
 
     def masks_at(self, index: int) -> np.ndarray:
         """H x W x N uint8: the image's instances at the training size."""
@@ -372,8 +384,8 @@ class _Run(MapLoop):
             config, train=len(train_samples), valid=len(valid_samples), size=size, hooks=hooks, device=device
         )
         self.images = {
-            "train": _Images(train_samples, size, read, hooks, self.prepared(0)),
-            "valid": _Images(valid_samples, size, read, hooks, self.prepared(len(train_samples))),
+            "train": _Images(train_samples, size, read, hooks, self.prepared(0), guides=False),
+            "valid": _Images(valid_samples, size, read, hooks, self.prepared(len(train_samples)), guides=True),
         }
         self.skipped = sum(images.skipped for images in self.images.values())
         if self.skipped:
@@ -425,6 +437,7 @@ class _Run(MapLoop):
                 self.device,
                 score=EVAL_SCORE,
                 nms=NMS_DEFAULT,
+                guide_of=images.guide,
             )
 
     def valid_map(self, predicted: list[Instances]) -> dict:
@@ -461,10 +474,12 @@ def instances_predict(
     *,
     score: float,
     nms: float,
+    guide_of: Callable[[int], np.ndarray],
 ) -> list[Instances]:
     """Images decoded at the network's size -> their instances at the upright original's size (`sizes`, height and
-    width), through the steps the offline bundle takes too (instance_masks.instances_found). Images are batched only
-    with others of their padded shape, so an image's instances never depend on its neighbours."""
+    width), through the steps the offline bundle takes too (instance_masks.instances_found), each image's masks
+    refined by its guide (`guide_of(index)`: images.upright_guide). Images are batched only with others of their
+    padded shape, so an image's instances never depend on its neighbours."""
     dense, branch = DenseInstances(model), MaskBranch(model)
     out: list[Instances | None] = [None] * len(pixels)
     groups: dict[tuple[int, int], list[int]] = {}
@@ -482,6 +497,7 @@ def instances_predict(
                 [sizes[i] for i in chosen],
                 score=score,
                 nms=nms,
+                guides=[guide_of(i) for i in chosen],
             )
             for index, instances in zip(chosen, found, strict=True):
                 out[index] = instances
@@ -520,6 +536,7 @@ class InstanceSegmenter:
     def predict(self, images: Sequence[bytes], *, score: float, nms: float = NMS_DEFAULT) -> list[Instances]:
         decoded = [upright_resized(data, self.image_size) for data in images]
         sizes = [upright_size(data)[::-1] for data in images]
+        guides = [upright_guide(data, self.image_size) for data in images]
         with torch.inference_mode():
             return instances_predict(
                 self.network,
@@ -530,4 +547,5 @@ class InstanceSegmenter:
                 self.device,
                 score=score,
                 nms=nms,
+                guide_of=guides.__getitem__,
             )
