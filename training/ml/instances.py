@@ -347,10 +347,15 @@ class _Images:
     def __len__(self) -> int:
         return len(self.pixels)
 
-    def guide(self, index: int) -> np.ndarray:
+    def guide(self, index: int) -> np.ndarray | None:
+        """The image's guide, kept or read again; None (masks unrefined) when it can no longer be read: an image
+        deleted while the model trained must not cost the finished run."""
         if self.guides is not None:
             return self.guides[index]
-        return upright_guide(self.read(self.samples[index].source), self.size)
+        try:
+            return upright_guide(self.read(self.samples[index].source), self.size)
+        except OSError:  # gone from storage, or no longer an image (PIL's UnidentifiedImageError is one)
+            return None
 
     def masks_at(self, index: int) -> np.ndarray:
         """H x W x N uint8: the image's instances at the training size."""
@@ -474,7 +479,7 @@ def instances_predict(
     *,
     score: float,
     nms: float,
-    guide_of: Callable[[int], np.ndarray],
+    guide_of: Callable[[int], np.ndarray | None],
 ) -> list[Instances]:
     """Images decoded at the network's size -> their instances at the upright original's size (`sizes`, height and
     width), through the steps the offline bundle takes too (instance_masks.instances_found), each image's masks
@@ -536,7 +541,6 @@ class InstanceSegmenter:
     def predict(self, images: Sequence[bytes], *, score: float, nms: float = NMS_DEFAULT) -> list[Instances]:
         decoded = [upright_resized(data, self.image_size) for data in images]
         sizes = [upright_size(data)[::-1] for data in images]
-        guides = [upright_guide(data, self.image_size) for data in images]
         with torch.inference_mode():
             return instances_predict(
                 self.network,
@@ -547,5 +551,5 @@ class InstanceSegmenter:
                 self.device,
                 score=score,
                 nms=nms,
-                guide_of=guides.__getitem__,
+                guide_of=lambda index: upright_guide(images[index], self.image_size),
             )

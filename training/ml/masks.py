@@ -25,22 +25,18 @@ def segment(
     """1 x C x h x w logits of one image (its padding cut off) -> a height x width label map (0 background, i + 1
     label i) and, per class, the mean probability over the pixels given that class at the network's size.
 
-    With a `guide` (the image, H x W x 3 uint8, upright, at most height x width), the probabilities are refined at
-    the guide's size by its edges (guided_probabilities) before the argmax, and the label map is enlarged from there
-    by nearest neighbour. Without, the logits are enlarged to the original size before the argmax, for smooth
-    edges, while that stays within BILINEAR_MAX_VALUES; a larger image gets the label map of the network's size,
-    enlarged by nearest neighbour."""
+    With a `guide` (the image, H x W x 3 uint8, upright, at most height x width), the probabilities are refined by
+    its edges (guided_probabilities) before the argmax. Without, the logits are enlarged to the original size
+    before the argmax, for smooth edges, while that stays within BILINEAR_MAX_VALUES; a larger image gets the label
+    map of the network's size, enlarged by nearest neighbour."""
     classes = logits.shape[1]
-    probability, small = _class_max(logits.softmax(dim=1)[0])
-    small = small.to(torch.uint8).cpu().numpy()
-    sums = np.bincount(small.ravel(), weights=probability.float().cpu().numpy().ravel(), minlength=classes)
+    probabilities = logits.float().softmax(dim=1).cpu()
+    probability, small = _class_max(probabilities[0])
+    small = small.to(torch.uint8).numpy()
+    sums = np.bincount(small.ravel(), weights=probability.numpy().ravel(), minlength=classes)
     confidence = np.divide(sums, np.maximum(np.bincount(small.ravel(), minlength=classes), 1))
-    if guide is not None and 4 * classes * guide.shape[0] * guide.shape[1] <= BILINEAR_MAX_VALUES:
-        refined = guided_probabilities(logits.float().softmax(dim=1).cpu(), guide)
-        labels = _class_max(refined[0])[1].to(torch.uint8).numpy()
-        if labels.shape != (height, width):
-            labels = np.asarray(PILImage.fromarray(labels).resize((width, height), PILImage.Resampling.NEAREST))
-        return labels, confidence
+    if guide is not None:
+        return _guided_labels(probabilities, guide, height, width), confidence
     if classes * width * height <= BILINEAR_MAX_VALUES:
         enlarged = functional.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
         labels = _class_max(enlarged[0])[1].to(torch.uint8).cpu().numpy()
@@ -49,20 +45,53 @@ def segment(
     return labels, confidence
 
 
+def _guided_labels(probabilities: torch.Tensor, guide: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The height x width label map of 1 x C x h x w probabilities refined by `guide`, a few classes at a time so
+    that memory does not grow with their number (each pixel keeps the first class of its highest refined
+    probability, as an argmax). Refined at the guide's size, they are enlarged bilinearly to height x width while 8
+    planes of that size stay within BILINEAR_MAX_VALUES; a larger image gets the label map of the guide's size,
+    enlarged by nearest neighbour."""
+    image, small = _guide_tensors(guide, probabilities.shape[-2:])
+    guide_pixels = guide.shape[0] * guide.shape[1]
+    enlarge = guide.shape[:2] != (height, width) and 8 * height * width <= BILINEAR_MAX_VALUES
+    chunk = max(1, BILINEAR_MAX_VALUES // (8 * max(guide_pixels, height * width if enlarge else 0)))
+    best = labels = None
+    for start in range(0, probabilities.shape[1], chunk):
+        refined = _guided(probabilities[:, start : start + chunk], image, small)
+        if enlarge:
+            refined = functional.interpolate(refined, size=(height, width), mode="bilinear", align_corners=False)
+        value, index = _class_max(refined[0])
+        if best is None:
+            best, labels = value, index
+        else:
+            better = value > best
+            best, labels = torch.where(better, value, best), torch.where(better, index + start, labels)
+    labels = labels.to(torch.uint8).numpy()
+    if labels.shape != (height, width):
+        labels = np.asarray(PILImage.fromarray(labels).resize((width, height), PILImage.Resampling.NEAREST))
+    return labels
+
+
 def guided_probabilities(probabilities: torch.Tensor, guide: np.ndarray) -> torch.Tensor:
     """1 x C x h x w class probabilities at the network's size -> 1 x C x H x W at the guide's (H x W x 3 uint8):
     the fast guided filter (He and Sun, 2015). Within each window of the network's size each class's probability
     is fitted as a linear function of the guide's colour, and those functions, enlarged, are applied to the guide
     at its own size. So a mask's edge moves to the image's edge nearby, and a thin structure (a wire two pixels
     wide at the network's size, a blur across a few pixels of the logits) is drawn as wide as it is painted."""
+    return _guided(probabilities, *_guide_tensors(guide, probabilities.shape[-2:]))
+
+
+def _guide_tensors(guide: np.ndarray, size) -> tuple[torch.Tensor, torch.Tensor]:
+    """The guide as 1 x 3 x H x W floats in [0, 1], and resized to the network's `size`."""
     image = torch.from_numpy(np.require(guide, requirements=("C", "W"))).permute(2, 0, 1)[None].float().div_(255)
-    small = functional.interpolate(
-        image, size=probabilities.shape[-2:], mode="bilinear", align_corners=False, antialias=True
-    )
+    small = functional.interpolate(image, size=tuple(size), mode="bilinear", align_corners=False, antialias=True)
+    return image, small
+
+
+def _guided(probabilities: torch.Tensor, image: torch.Tensor, small: torch.Tensor) -> torch.Tensor:
     coefficients = _guided_coefficients(small, probabilities, GUIDE_RADIUS, GUIDE_EPS)
     coefficients = functional.interpolate(coefficients, size=image.shape[-2:], mode="bilinear", align_corners=False)
-    classes = probabilities.shape[1]
-    red, green, blue, offset = coefficients.split(classes, dim=1)
+    red, green, blue, offset = coefficients.split(probabilities.shape[1], dim=1)
     return red * image[:, 0:1] + green * image[:, 1:2] + blue * image[:, 2:3] + offset
 
 
@@ -94,7 +123,7 @@ def _box_mean(x: torch.Tensor, radius: int) -> torch.Tensor:
     """The mean over each (2 radius + 1)-pixel square window, clipped at the borders (avg_pool2d's
     count_include_pad=False), from running sums: its cost does not grow with the window."""
     height, width = x.shape[-2:]
-    count = _window_sums(_window_sums(torch.ones(1, 1, height, width), radius, 2), radius, 3)
+    count = _window_sums(_window_sums(x.new_ones(1, 1, height, width), radius, 2), radius, 3)
     return _window_sums(_window_sums(x, radius, 2), radius, 3) / count
 
 
