@@ -57,7 +57,7 @@ def _guided_labels(probabilities: torch.Tensor, guide: np.ndarray, height: int, 
     chunk = max(1, BILINEAR_MAX_VALUES // (8 * max(guide_pixels, height * width if enlarge else 0)))
     best = labels = None
     for start in range(0, probabilities.shape[1], chunk):
-        refined = _guided(probabilities[:, start : start + chunk], image, small)
+        refined = guided_probabilities(probabilities[:, start : start + chunk], image, small)
         if enlarge:
             refined = functional.interpolate(refined, size=(height, width), mode="bilinear", align_corners=False)
         value, index = _class_max(refined[0])
@@ -72,15 +72,6 @@ def _guided_labels(probabilities: torch.Tensor, guide: np.ndarray, height: int, 
     return labels
 
 
-def guided_probabilities(probabilities: torch.Tensor, guide: np.ndarray) -> torch.Tensor:
-    """1 x C x h x w class probabilities at the network's size -> 1 x C x H x W at the guide's (H x W x 3 uint8):
-    the fast guided filter (He and Sun, 2015). Within each window of the network's size each class's probability
-    is fitted as a linear function of the guide's colour, and those functions, enlarged, are applied to the guide
-    at its own size. So a mask's edge moves to the image's edge nearby, and a thin structure (a wire two pixels
-    wide at the network's size, a blur across a few pixels of the logits) is drawn as wide as it is painted."""
-    return _guided(probabilities, *_guide_tensors(guide, probabilities.shape[-2:]))
-
-
 def _guide_tensors(guide: np.ndarray, size) -> tuple[torch.Tensor, torch.Tensor]:
     """The guide as 1 x 3 x H x W floats in [0, 1], and resized to the network's `size`."""
     image = torch.from_numpy(np.require(guide, requirements=("C", "W"))).permute(2, 0, 1)[None].float().div_(255)
@@ -88,7 +79,13 @@ def _guide_tensors(guide: np.ndarray, size) -> tuple[torch.Tensor, torch.Tensor]
     return image, small
 
 
-def _guided(probabilities: torch.Tensor, image: torch.Tensor, small: torch.Tensor) -> torch.Tensor:
+def guided_probabilities(probabilities: torch.Tensor, image: torch.Tensor, small: torch.Tensor) -> torch.Tensor:
+    """1 x C x h x w class probabilities at the network's size -> 1 x C x H x W at the guide's (`image`, and
+    `small`, the guide at the network's size: _guide_tensors): the fast guided filter (He and Sun, 2015). Within
+    each window of the network's size each class's probability is fitted as a linear function of the guide's
+    colour, and those functions, enlarged, are applied to the guide at its own size. So a mask's edge moves to the
+    image's edge nearby, and a thin structure (a wire two pixels wide at the network's size, a blur across a few
+    pixels of the logits) is drawn as wide as it is painted."""
     coefficients = _guided_coefficients(small, probabilities, GUIDE_RADIUS, GUIDE_EPS)
     coefficients = functional.interpolate(coefficients, size=image.shape[-2:], mode="bilinear", align_corners=False)
     red, green, blue, offset = coefficients.split(probabilities.shape[1], dim=1)
