@@ -281,6 +281,14 @@ def bundle_state(*, model: ModelVersion, checkpoint: str) -> dict:
     return {"status": "missing"}
 
 
+def models_bundling(model_ids) -> set[int]:
+    """Those of these models whose bundle is being built (any checkpoint), in one query."""
+    from jobs.models import Job
+
+    building = Job.objects.active().filter(kind=BUNDLE_KIND, payload__model_id__in=list(model_ids))
+    return set(building.values_list("payload__model_id", flat=True))
+
+
 def bundle_request(*, model: ModelVersion, checkpoint: str, user) -> dict:
     """Start building the bundle unless it is built or being built; its state either way."""
     from django.db import transaction

@@ -15,7 +15,7 @@ from django.http import Http404, HttpResponse
 from projects.files import stored_response
 from projects.models import Image
 from projects.permissions import access_child, access_project, projects_for_user
-from projects.seeme.protocol import Refused, body_json, string_id
+from projects.seeme.protocol import Refused, body_json, query_flag, string_id
 from projects.seeme.transfers import has_boxes
 from projects.seeme.views import LOGO_TYPES, logo_name, logo_response, logo_store, version_access
 from training import bundles, predictions
@@ -30,8 +30,15 @@ def _at(value) -> str | None:
     return value.isoformat() if value else None
 
 
-def request_body(job: TrainingJob) -> dict:
-    model = getattr(job, "model_version", None)  # the reverse one-to-one, selected with the job
+def _made(job: TrainingJob) -> ModelVersion | None:
+    return getattr(job, "model_version", None)  # the reverse one-to-one, selected with the job
+
+
+def request_body(job: TrainingJob, bundling: set[int] = frozenset()) -> dict:
+    """The request as the SDK polls it. A trained model whose files (the bundle the request asked for) are still
+    being built reads as running, so a script that waits for `finished` can download them at once."""
+    model = _made(job)
+    status = "running" if model is not None and model.pk in bundling and job.status == "finished" else job.status
     return {
         "id": str(job.pk),
         "created_at": _at(job.created_at),
@@ -40,21 +47,34 @@ def request_body(job: TrainingJob) -> dict:
         "dataset_id": str(job.project.seeme_dataset_id or ""),
         "dataset_version_id": str(job.project_id),
         "application_id": APPLICATION.get(job.task, job.task),
-        "status": job.status,
+        "status": status,
         "error": job.error,
         "started": job.started_at is not None,
-        "finished": job.status in ("finished", "failed", "cancelled"),
+        "finished": status in ("finished", "failed", "cancelled"),
         "model_id": str(model.pk) if model else "",
         "model_version_id": str(model.pk) if model else "",
     }
 
 
 def training_requests(request):
-    """The training jobs of the dataset versions the user may see, newest first."""
+    """The training jobs of the dataset versions the user may see, newest first; the SDK's filters
+    `applicationId`, `started` and `finished` narrow them."""
+    started, finished = query_flag(request, "started"), query_flag(request, "finished")
     visible = projects_for_user(request.user).filter(seeme_dataset__isnull=False)
     jobs = TrainingJob.objects.filter(project__in=visible).select_related("project", "model_version")
-    jobs = jobs.order_by("-created_at", "-id")
-    return [request_body(job) for job in jobs]
+    if request.GET.get("applicationId"):
+        tasks = [task for task, application in APPLICATION.items() if application == request.GET["applicationId"]]
+        jobs = jobs.filter(task__in=tasks)
+    if started is not None:
+        jobs = jobs.filter(started_at__isnull=not started)
+    jobs = list(jobs.order_by("-created_at", "-id"))
+    bundling = bundles.models_bundling(_made(job).pk for job in jobs if _made(job))
+    bodies = (request_body(job, bundling) for job in jobs)
+    return [body for body in bodies if finished is None or body["finished"] == finished]
+
+
+def _with_bundling(job: TrainingJob) -> dict:
+    return request_body(job, bundles.models_bundling([_made(job).pk] if _made(job) else []))
 
 
 def training_request_create(request):
@@ -86,13 +106,13 @@ def _training_request(user, request_id, perm: str) -> TrainingJob:
 
 
 def training_request_get(request, request_id):
-    return request_body(_training_request(request.user, request_id, "view_project"))
+    return _with_bundling(_training_request(request.user, request_id, "view_project"))
 
 
 def training_request_update(request, request_id):
     """The SDK PUTs back what it read; a training request has nothing a script may change, so it answers as it is."""
     body_json(request)
-    return request_body(_training_request(request.user, request_id, "train_project"))
+    return _with_bundling(_training_request(request.user, request_id, "train_project"))
 
 
 def training_request_delete(request, request_id):
@@ -103,7 +123,7 @@ def training_request_delete(request, request_id):
     job = _training_request(request.user, request_id, "train_project")
     if job.is_active:
         return request_body(training_job_cancel(job=job))
-    if getattr(job, "model_version", None) is not None:
+    if _made(job) is not None:
         raise Refused(f"This request made model {job.model_version.pk}: delete the model, which takes it along.", 409)
     body = request_body(job)
     training_job_delete(job=job)

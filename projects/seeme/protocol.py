@@ -103,3 +103,16 @@ def string_id(value) -> int:
     if not (text.isascii() and text.isdigit()) or len(text) > 18:
         raise Http404("Not found.")
     return int(text)
+
+
+def query_flag(request, name: str) -> bool | None:
+    """A true/false query parameter as the SDK writes one (Python's `True`, or `true`, `1`, `yes`); None when it is
+    absent or empty, which filters nothing."""
+    value = request.GET.get(name, "").strip().lower()
+    if not value:
+        return None
+    if value in {"true", "1", "yes"}:
+        return True
+    if value in {"false", "0", "no"}:
+        return False
+    raise Refused(f"{name} is true or false.")

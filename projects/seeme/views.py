@@ -11,7 +11,7 @@ from projects.files import stored_bytes
 from projects.models import Image, Label, PendingItem, Project, SeemeDataset, Split
 from projects.permissions import access_project, projects_for_user
 from projects.seeme import services, transfers
-from projects.seeme.protocol import Refused, body_json, string_id
+from projects.seeme.protocol import Refused, body_json, query_flag, string_id
 
 MAX_PAGE_SIZE = 1000
 MAX_IMAGE_BYTES = 50 * 1024 * 1024
@@ -388,10 +388,6 @@ def split_delete(request, dataset_id, version_id, split_id):
 # --- items ----------------------------------------------------------------------------------
 
 
-def _flag(value: str | None) -> bool:
-    return (value or "").lower() in {"true", "1", "yes"}
-
-
 def items_list(request, dataset_id, version_id):
     """A page of items, oldest first: `pageSize`, `pageCount` (the page, from 0), `onlyUnlabelled`, `labelId`,
     `splitId`."""
@@ -404,7 +400,7 @@ def items_list(request, dataset_id, version_id):
         raise Refused("pageSize and pageCount are numbers.") from None
     images = Image.objects.filter(project=project)
     pending = list(PendingItem.objects.filter(project=project))
-    if _flag(query.get("onlyUnlabelled")):
+    if query_flag(request, "onlyUnlabelled"):
         images = images.filter(annotations__isnull=True, classifications__isnull=True)
         pending = [item for item in pending if not item.annotations]
     if query.get("labelId"):
@@ -476,7 +472,7 @@ def item_download(request, dataset_id, version_id, item_id):
     item = _item(project, item_id)
     if isinstance(item, PendingItem):
         raise Http404("This item has no image yet.")
-    field = item.thumbnail if _flag(request.GET.get("thumbnail")) else item.file
+    field = item.thumbnail if query_flag(request, "thumbnail") else item.file
     kind = "image/webp" if field is item.thumbnail else _content_type(item.name)
     return HttpResponse(stored_bytes(field.name), content_type=kind)
 

@@ -16,9 +16,11 @@ from django.contrib.auth.models import Permission
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from annotations.models import Annotation, Classification
+from jobs.models import Job
 from projects.models import Image, Label, PendingItem, Project, SeemeDataset, Split
 from tests.factories import builtin_roles_seed
 from tests.training.conftest import colour_png
+from training.bundles import BUNDLE_KIND
 from training.models import ModelVersion
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -543,6 +545,28 @@ def test_a_training_request_trains_a_model_the_sdk_and_the_models_page_see(
         "detection" if boxes else "classification",
         ["gull", "tern"],
     )
+    # While the files it asked for are still being built, the request reads as running, so a script that waits
+    # for it to finish can download them at once.
+    building = Job.objects.create(
+        kind=BUNDLE_KIND, project_id=int(v), status="running", payload={"model_id": model.pk, "checkpoint": "best"}
+    )
+    assert [(r["status"], r["finished"]) for r in client.get_training_requests()] == [("running", False)]
+    one = requests.get(f"{live_server.url}/api/v1/trainingrequests/{started['id']}", headers=client.headers)
+    assert (one.json()["status"], one.json()["finished"]) == ("running", False)
+    app, other = ("object_detection", "image_classification") if boxes else ("image_classification", "object_detection")
+    assert [r["id"] for r in client.get_training_requests(app, started=True, finished=False)] == [started["id"]]
+    assert client.get_training_requests(app, started=True, finished=True) == []
+    Job.objects.filter(pk=building.pk).update(status="finished")
+    assert [(r["status"], r["finished"]) for r in client.get_training_requests()] == [("finished", True)]
+    # The SDK's filters: the application, and whether a request has started and finished.
+    assert [r["id"] for r in client.get_training_requests(app, started=True, finished=True)] == [started["id"]]
+    assert [r["id"] for r in client.get_training_requests(app)] == [started["id"]]
+    assert client.get_training_requests(app, started=False) == []
+    assert client.get_training_requests(app, started=True, finished=False) == []
+    assert client.get_training_requests(other) == []
+    with pytest.raises(requests.HTTPError) as refused:
+        client.get_training_requests(app, started="maybe")
+    assert refused.value.response.json()["message"] == "started is true or false."
     assert model.dataset_version.split_method == "user"  # the valid split is the validation set
     assert sorted(model.dataset_version.items.filter(split="valid").values_list("image_name", flat=True)) == [
         "b4.png",

@@ -70,8 +70,15 @@ BODIES = st.one_of(
     VALUES,
 )
 QUERIES = st.dictionaries(
-    st.sampled_from(["pageSize", "pageCount", "onlyUnlabelled", "labelId", "splitId", "thumbnail"]),
-    st.one_of(st.text(max_size=12), st.sampled_from(["{label}", "{split}", "{valid}", "-1", "99999999999999999999"])),
+    st.sampled_from(
+        ["pageSize", "pageCount", "onlyUnlabelled", "labelId", "splitId", "thumbnail"]
+        + ["applicationId", "started", "finished"]
+    ),
+    st.one_of(
+        st.text(max_size=12),
+        st.sampled_from(["{label}", "{split}", "{valid}", "-1", "99999999999999999999", "True", "false"]),
+        st.sampled_from(["image_classification", "object_detection"]),
+    ),
     max_size=4,
 )
 
