@@ -149,6 +149,41 @@ def test_serve_leaves_running_a_database_another_process_started():
             _cleanup(serve, data_dir)
 
 
+def test_a_database_another_process_uses_outlives_the_serve_that_started_it_and_the_last_serve_out_stops_it():
+    """A second `make run` (or one started while the first was still stopping) keeps its database."""
+    data_dir = settings.BASE_DIR / ".data" / f"test-serve-{uuid.uuid4().hex[:8]}"
+    attach = (
+        "from pathlib import Path; import sys; from config import embedded_db; "
+        "embedded_db.database_settings(Path(sys.argv[1])); print('attached', flush=True); sys.stdin.read()"
+    )
+    first = user = second = None
+    try:
+        first = _serve(data_dir)  # starts the database
+        postmaster = int((data_dir / "pg" / "postmaster.pid").read_text().split()[0])
+        user = subprocess.Popen(
+            [sys.executable, "-c", attach, str(data_dir)],
+            cwd=settings.BASE_DIR,
+            env=_env(data_dir),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert user.stdout.readline() == "attached\n"
+        assert "Embedded PostgreSQL left running: 1 other process still uses it." in _stop(first)
+        assert _alive(postmaster)
+        user.communicate("", timeout=30)  # the other process ends; its claim on the database goes with it
+        second = _serve(data_dir)  # re-attaches to the running database; the last serve out stops it
+        assert "Embedded PostgreSQL stopped." in _stop(second)
+        time.sleep(0.5)
+        assert not _alive(postmaster)
+    finally:
+        if user is not None and user.poll() is None:
+            user.kill()
+        for serve in (first, second):
+            if serve is not None:
+                _cleanup(serve, data_dir)
+
+
 def _web_backends(data_dir: Path) -> int:
     import psycopg
 

@@ -85,10 +85,7 @@ class Command(BaseCommand):
         from django.db import connections
 
         connections.close_all()
-        if embedded_db.stop(settings.DATA_DIR):
-            self.stdout.write("Embedded PostgreSQL stopped.")
-        else:
-            self.stdout.write("Embedded PostgreSQL left running: another process started it.")
+        self.stdout.write(embedded_db.stop(settings.DATA_DIR))
 
 
 HEALTHY_WAIT_SECONDS = 60
