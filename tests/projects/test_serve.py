@@ -130,7 +130,7 @@ def test_a_second_ctrl_c_during_shutdown_still_stops_the_worker_the_web_server_a
             _cleanup(serve, data_dir)
 
 
-def test_serve_leaves_running_a_database_another_process_started():
+def test_serve_stops_a_database_another_process_started_once_no_process_uses_it():
     data_dir = settings.BASE_DIR / ".data" / f"test-serve-{uuid.uuid4().hex[:8]}"
     starter = "from pathlib import Path; import sys; from config import embedded_db; embedded_db.database_settings(Path(sys.argv[1]))"
     subprocess.run(
@@ -139,11 +139,10 @@ def test_serve_leaves_running_a_database_another_process_started():
     postmaster = int((data_dir / "pg" / "postmaster.pid").read_text().split()[0])
     serve = None
     try:
-        serve = _serve(data_dir)
-        serve.send_signal(signal.SIGINT)
-        output, _ = serve.communicate(timeout=60)
-        assert "Embedded PostgreSQL left running: another process started it." in output
-        assert _alive(postmaster)  # the first `make run` keeps its database when a second one exits
+        serve = _serve(data_dir)  # attaches to the database the starter, now ended, left running
+        assert "Embedded PostgreSQL stopped." in _stop(serve)
+        time.sleep(0.5)
+        assert not _alive(postmaster)
     finally:
         if serve is not None:
             _cleanup(serve, data_dir)
