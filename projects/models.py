@@ -200,6 +200,7 @@ class Invitation(models.Model):
 class Label(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="labels")
     name = models.CharField(max_length=100)
+    description = models.CharField(max_length=300, blank=True)
     color = models.CharField(max_length=7, default="#e6194b")
     hotkey = models.PositiveSmallIntegerField(null=True, blank=True)
     keypoint_template = models.JSONField(
@@ -250,6 +251,7 @@ def _suffix(filename: str) -> str:
 class Image(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="images")
     name = models.CharField(max_length=255, help_text="The file name as uploaded.")
+    description = models.TextField(blank=True, help_text="A note on the image (a SeeMe item's description).")
     # FileFields, not ImageFields: the service decodes each image once and records its size itself.
     file = models.FileField(upload_to=image_upload_path, max_length=300)
     thumbnail = models.FileField(upload_to=thumbnail_upload_path, max_length=300)

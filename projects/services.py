@@ -386,12 +386,14 @@ def label_create(
     hotkey=...,
     keypoint_template: list[str] | None = None,
     attributes: list[dict] | None = None,
+    description: str = "",
 ) -> Label:
     """A new label; unless chosen, it takes the next palette colour and the next free hotkey (1-9, or none)."""
     name = name.strip()
     label = Label(
         project=project,
         name=name,
+        description=description,
         color=color or label_next_color(project=project),
         hotkey=label_next_hotkey(project=project) if hotkey is ... else hotkey,
         keypoint_template=_keypoint_template(keypoint_template or []),
@@ -449,6 +451,7 @@ def label_update(
     hotkey=...,
     keypoint_template=None,
     attributes: list[dict] | None = None,
+    description: str | None = None,
 ) -> Label:
     """Rename, recolour or rebind a label; `hotkey=None` unbinds, leaving it out keeps it."""
     redefined = attributes is not None and definitions_clean(attributes) != label.attributes
@@ -460,6 +463,8 @@ def label_update(
         label.name = name.strip()
     if color is not None:
         label.color = color
+    if description is not None:
+        label.description = description
     if hotkey is not ...:
         label.hotkey = hotkey
     label_check_unique(label)

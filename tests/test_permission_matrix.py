@@ -495,6 +495,7 @@ MATRIX.update(
 PUBLIC = {
     "api/v1/register": "the SeeMe SDK's sign-up, throttled",
     "api/v1/login": "the SeeMe SDK's log-in, throttled",
+    "api/v1/<path:unknown>": "the SeeMe API's JSON 404 for any path it does not have",
     "": "a redirect to the project list (which needs a log-in)",
     "healthz": "the load balancer's check; details only for staff or a health token",
     "api/auth/register/": "sign-up, throttled",

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.http import Http404, HttpResponse
 
 from projects.files import stored_response
-from projects.models import Image
+from projects.models import Image, Split
 from projects.permissions import access_child, access_project, projects_for_user
 from projects.seeme.protocol import Refused, body_json, query_flag, string_id
 from projects.seeme.transfers import has_boxes
@@ -23,7 +23,8 @@ from training.models import Inference, ModelVersion, SeemeModel, SeemeVersion, T
 from training.services import seeme as seeme_services
 
 APPLICATION = {Task.CLASSIFICATION: "image_classification", Task.DETECTION: "object_detection"}
-LABEL_FILES = ("labels", "names", "txt")  # the file of label names, under each name the SDK asks for it
+LABEL_FILES = ("labels", "names", "txt")
+TEST_SPLIT = "test"  # SeeMe's held-out split: a training request leaves its images out  # the file of label names, under each name the SDK asks for it
 
 
 def _at(value) -> str | None:
@@ -88,9 +89,18 @@ def training_request_create(request):
     parameters = dict(settings.SIGHTLINE_SEEME_TRAINING_PARAMETERS.get(task, {}))
     if Image.objects.filter(project=project, is_validation=True).exists():
         parameters["use_validation_set"] = True  # the valid split is the validation set
+    # The test split is held out: its images train only when another split (or valid) has them too.
+    held_out = set(
+        Image.objects.filter(project=project, splits__name=TEST_SPLIT, is_validation=False)
+        .exclude(splits__in=Split.objects.filter(project=project).exclude(name=TEST_SPLIT))
+        .values_list("pk", flat=True)
+    )
+    images = None
+    if held_out:
+        images = list(Image.objects.filter(project=project).exclude(pk__in=held_out).values_list("pk", flat=True))
     # The model is named as the web app names it (model_name_clean), unique in the project.
     job = training_job_start(
-        project=project, user=request.user, task=task, parameters=parameters, bundle_when_done=True
+        project=project, user=request.user, task=task, parameters=parameters, images=images, bundle_when_done=True
     )
     job.refresh_from_db()
     return request_body(job)
@@ -173,7 +183,7 @@ def _trained_fields(trained: ModelVersion | None) -> dict:
         "classes": "\n".join(trained.labels) if trained else "",
         "accuracy": scores.get("accuracy", scores.get("map50")) or 0,
         "can_inference": trained is not None,
-        "has_ml_model": trained is not None,
+        "has_ml_model": False,  # SeeMe's flag for a Core ML file, which Sightline does not make
         "has_onnx_model": trained is not None and bundles.onnx_made(model=trained),
         "has_tflite_model": False,
         "has_labels_file": trained is not None,
@@ -440,7 +450,9 @@ def inference_create(request, target, version_id=None):
     trained = chosen if isinstance(chosen, ModelVersion) else (chosen.model if chosen else None)
     if trained is None:
         raise Refused("This model version has no file to predict with: upload one first.", 409)
-    upload = _upload(request)
+    upload = request.FILES.get("file")
+    if upload is None:
+        raise Refused("Send the image in the multipart field 'file': Sightline's models predict images, not text.")
     inference = seeme_services.inference_make(
         model=trained,
         seeme_version=chosen if isinstance(chosen, SeemeVersion) else None,

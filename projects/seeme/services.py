@@ -64,11 +64,20 @@ def logo_save(*, row, data: bytes, extension: str, stem: str):
     return row
 
 
+@transaction.atomic
 def dataset_update(*, dataset: SeemeDataset, data: dict) -> SeemeDataset:
+    """A renamed dataset renames its versions' projects, so the web app shows the new name."""
     _dataset_fields(dataset, data)
     dataset.full_clean()
     dataset.save()
+    for project in dataset.versions.all():
+        _project_name(project)
     return dataset
+
+
+def _project_name(project: Project) -> None:
+    """A version's project is named "dataset (version)"."""
+    projects.project_update(project=project, name=f"{project.seeme_dataset.name} ({project.seeme_version})"[:200])
 
 
 @transaction.atomic
@@ -101,10 +110,12 @@ def version_delete(*, project: Project) -> None:
     projects.project_delete(project=project)
 
 
+@transaction.atomic
 def version_update(*, project: Project, data: dict) -> Project:
     if isinstance(data.get("name"), str) and data["name"].strip():
         project.seeme_version = data["name"].strip()[:100]
         project.save(update_fields=["seeme_version", "updated_at"])
+        _project_name(project)
     if isinstance(data.get("description"), str):
         projects.project_update(project=project, description=data["description"])
     return project
@@ -113,17 +124,33 @@ def version_update(*, project: Project, data: dict) -> Project:
 # --- labels and splits ----------------------------------------------------------------------
 
 
+def _color(data: dict) -> str | None:
+    """A label's colour as scripts write it (`#ff0000`, `ff0000`, `#f00`), as `#ff0000`; None when not given."""
+    value = data.get("color")
+    if not isinstance(value, str) or not value.strip():
+        return None
+    digits = value.strip().removeprefix("#").lower()
+    if len(digits) == 3:
+        digits = "".join(c * 2 for c in digits)
+    if len(digits) != 6 or any(c not in "0123456789abcdef" for c in digits):
+        raise ValidationError({"color": f"{value!r} is no colour: write it as #rrggbb, like #ff0000."})
+    return f"#{digits}"
+
+
 def label_create(*, project: Project, data: dict) -> Label:
-    color = data.get("color") if isinstance(data.get("color"), str) and data["color"] else None
-    return projects.label_create(project=project, name=str(data.get("name") or ""), color=color)
+    description = data["description"] if isinstance(data.get("description"), str) else ""
+    return projects.label_create(
+        project=project, name=str(data.get("name") or ""), color=_color(data), description=description
+    )
 
 
 def label_update(*, label: Label, data: dict) -> Label:
     changes = {}
-    if isinstance(data.get("name"), str):
-        changes["name"] = data["name"]
-    if isinstance(data.get("color"), str) and data["color"]:
-        changes["color"] = data["color"]
+    for field in ("name", "description"):
+        if isinstance(data.get(field), str):
+            changes[field] = data[field]
+    if _color(data):
+        changes["color"] = _color(data)
     return projects.label_update(label=label, **changes)
 
 
@@ -300,6 +327,9 @@ def item_image_store(*, item: PendingItem, user: User, data: bytes, filename: st
         _splits_set(image, [pk for pk in item.split_ids if pk in known])
         labels = set(Label.objects.filter(project=item.project).values_list("pk", flat=True))
         annotations = [a for a in item.annotations if a["label"] in labels]  # labels deleted meanwhile go with them
+        if item.description:
+            Image.objects.filter(pk=image.pk).update(description=item.description)
+            image.description = item.description
         item.delete()
         if annotations:
             _annotations_save(image=image, user=user, annotations=annotations)
@@ -309,6 +339,21 @@ def item_image_store(*, item: PendingItem, user: User, data: bytes, filename: st
     return image
 
 
+def _image_fields(image: Image, data: dict) -> None:
+    """An item's name (its file name's stem: the extension stays what the bytes are) and description."""
+    changed = []
+    name = data.get("name")
+    if isinstance(name, str) and name.strip():
+        stem, dot, extension = image.name.rpartition(".")
+        image.name = f"{name.strip()[: 250 - len(extension)]}.{extension}" if dot else name.strip()[:255]
+        changed.append("name")
+    if isinstance(data.get("description"), str):
+        image.description = data["description"]
+        changed.append("description")
+    if changed:
+        image.save(update_fields=changed)
+
+
 @transaction.atomic
 def image_update(*, image: Image, user: User, data: dict) -> Image:
     """PUT of a whole item: its splits and its annotations are the new truth (a field left out or null changes
@@ -316,6 +361,7 @@ def image_update(*, image: Image, user: User, data: dict) -> Image:
     and the geometry it was given; other shapes (polygons, masks, points: not SeeMe's) are kept."""
     project = image.project
     annotations = None if data.get("annotations") is None else _annotations_check(project, data["annotations"])
+    _image_fields(image, data)
     if data.get("splits") is not None:
         _splits_set(image, _split_ids(project, data["splits"]))
     if annotations is not None:
@@ -369,6 +415,13 @@ def item_in_split(*, item: Image | PendingItem, split: Split) -> bool:
     if split.name == Split.VALID:
         return item.is_validation
     return split.images.filter(pk=item.pk).exists()
+
+
+def item_in_no_split(*, item: Image | PendingItem) -> bool:
+    """An item in no split (an image uploaded in the web app, say) is deleted through any split of its version."""
+    if isinstance(item, PendingItem):
+        return not item.split_ids
+    return not item.is_validation and not item.splits.exists()
 
 
 def item_delete(*, project: Project, image_id: int) -> None:

@@ -1,7 +1,7 @@
 """Export and import of a SeeMe dataset version as the SDK's ZIP layouts.
 
 - Classification: one folder per split, then one per label: `train/gull/bird01.png`; an image with no label sits
-  in its split's folder. An image in several splits is in each of their folders.
+  in its split's folder, and one in no split in `_no_split/`. An image in several splits is in the first of them.
 - Object detection (the version has boxes): flat YOLO, as the SDK's `import_yolo_dataset` reads it: `{split}.txt`
   listing bare image names, each image beside a `.txt` of its boxes (empty when it has none), `{version_id}.names`
   (one label per line, its line the class index) and `config.json` with every label's colour.
@@ -27,6 +27,7 @@ from projects.models import Image, Label, Project, Split
 from projects.services import labels_get_or_create
 from projects.uploads import image_files_delete, images_store
 
+NO_SPLIT = "_no_split"  # the classification layout's folder for the images in no split, both ways
 MAX_EXPORT_IMAGES = 5000  # a GET that answers a ZIP at once; larger exports go through the web app's export job
 
 
@@ -36,9 +37,13 @@ def has_boxes(project: Project) -> bool:
 
 def _members(project: Project, only: Split | None) -> dict[int, list[str]]:
     """Each image's split (for `only` one split if given). An image in several splits is exported in the first
-    (`valid` before the others, then by id), as the layouts and the SDK's import take each image once."""
+    (`valid` before the others, then by id), as the layouts and the SDK's import take each image once. The whole
+    version's export holds the images in no split too (those uploaded in the web app, say), with no split."""
     splits = [only] if only else list(Split.objects.filter(project=project))
     found: dict[int, list[str]] = defaultdict(list)
+    if only is None:
+        for pk in Image.objects.filter(project=project).values_list("pk", flat=True):
+            found[pk] = []
     for split in splits:
         ids = (
             Image.objects.filter(project=project, is_validation=True).values_list("pk", flat=True)
@@ -85,7 +90,7 @@ def version_export(*, project: Project, only: Split | None = None):
             {"download": f"{len(images)} images: export at most {MAX_EXPORT_IMAGES} here, or use the web app's export."}
         )
     splits = [only.name] if only else list(Split.objects.filter(project=project).values_list("name", flat=True))
-    names = _file_names(images, {_part(name) for name in splits} | {str(project.pk)})
+    names = _file_names(images, {_part(name) for name in splits} | {str(project.pk), NO_SPLIT})
     out = tempfile.TemporaryFile()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as archive:
         if has_boxes(project):
@@ -103,7 +108,7 @@ def _folders(archive, project, images, names, members) -> None:
         labels[image_id].append(name)
     for image in images:
         data = stored_bytes(image.file.name)
-        for split in members[image.pk]:
+        for split in members[image.pk] or [NO_SPLIT]:
             folder = f"{_part(split)}/{_part(labels[image.pk][0])}" if labels[image.pk] else _part(split)
             archive.writestr(f"{folder}/{names[image.pk]}", data)
 
@@ -160,13 +165,12 @@ def version_import(*, project: Project, user, fileobj) -> dict:
             for info, image in zip(members, stored, strict=True):
                 parts = PurePosixPath(info.filename).parts
                 name = parts[0][:100]
-                split = splits.get(name)
-                if split is None:
-                    split = splits[name] = Split.objects.create(project=project, name=name)
-                if split.name == Split.VALID:
+                if name not in splits and name != NO_SPLIT:
+                    splits[name] = Split.objects.create(project=project, name=name)
+                if name == Split.VALID:
                     Image.objects.filter(pk=image.pk).update(is_validation=True)
-                else:
-                    split.images.add(image)
+                elif name != NO_SPLIT:
+                    splits[name].images.add(image)
                 if len(parts) == 3:
                     classifications_add(images=[image], labels=labels_get_or_create(project=project, names=[parts[1]]))
     except BaseException:

@@ -11,6 +11,7 @@ D = "datasets/<str:dataset_id>"
 M = "models/<str:model_id>"
 MV = f"{M}/versions/<str:version_id>"
 V = f"{D}/versions/<str:version_id>"
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 urlpatterns = [
     path("register", endpoint({"POST": accounts.register}, public=True), name="seeme-register"),
@@ -112,4 +113,6 @@ urlpatterns = [
     path(f"{V}/items/<str:item_id>", endpoint({"GET": views.item_get, "PUT": views.item_update}), name="seeme-item"),
     path(f"{V}/items/<str:item_id>/upload", endpoint({"POST": views.item_upload}), name="seeme-item-upload"),
     path(f"{V}/items/<str:item_id>/download", endpoint({"GET": views.item_download}), name="seeme-item-download"),
+    # Last: any other path is the SDK's kind of 404, a JSON message, not the REST API's {"detail"}.
+    path("<path:unknown>", endpoint(dict.fromkeys(METHODS, views.no_route), public=True), name="seeme-unknown"),
 ]

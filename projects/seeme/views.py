@@ -78,7 +78,7 @@ def label_body(label: Label, index: int) -> dict:
         "created_at": _at(label.created_at),
         "updated_at": _at(label.created_at),
         "name": label.name,
-        "description": "",
+        "description": label.description,
         "color": label.color,
         "index": index,
         "version_id": str(label.project_id),
@@ -211,6 +211,10 @@ def _item_body(pk: int, name: str, extension: str, row, splits: list[Split], ann
 
 
 # --- datasets -------------------------------------------------------------------------------
+
+
+def no_route(request, unknown: str):
+    raise Http404(f"The SeeMe API has no {request.method} /api/v1/{unknown[:200]}.")
 
 
 def datasets_list(request):
@@ -404,6 +408,8 @@ def items_list(request, dataset_id, version_id):
         images = images.filter(annotations__isnull=True, classifications__isnull=True)
         pending = [item for item in pending if not item.annotations]
     if query.get("labelId"):
+        if not (query["labelId"].isascii() and query["labelId"].isdigit()):
+            raise Refused("labelId is a label's id: a string of digits.")
         label = string_id(query["labelId"])
         images = images.filter(Q(annotations__label_id=label) | Q(classifications__label_id=label))
         pending = [item for item in pending if any(a["label"] == label for a in item.annotations)]
@@ -446,7 +452,7 @@ def item_delete(request, dataset_id, version_id, split_id, item_id):
     project = version_access(request.user, dataset_id, version_id, "delete_images_project")
     split = _split(project, split_id)
     item = _item(project, item_id)
-    if not services.item_in_split(item=item, split=split):
+    if not (services.item_in_split(item=item, split=split) or services.item_in_no_split(item=item)):
         raise Http404("No such item in this split.")
     body = items_body(project, [item])[0]
     services.item_delete(project=project, image_id=item.pk)

@@ -135,14 +135,7 @@ def test_a_classification_dataset_made_by_the_sdk_is_a_project_of_the_web_app(li
     assert [item["name"] for item in by_split] == ["bird00", "bird05", "bird10", "bird15"]
     assert client.get_dataset_items(d, v, params={"pageSize": 50, "onlyUnlabelled": True}) == []
     # An image the web app uploads is an item too, unlabelled.
-    from projects.uploads import images_upload
-
-    [web] = images_upload(
-        project=project,
-        user=project.owner,
-        files=[SimpleUploadedFile("web.png", colour_png((0, 200, 0), 99))],
-        labels=[],
-    ).stored
+    web = _web_image(project)
     unlabelled = client.get_dataset_items(d, v, params={"pageSize": 50, "onlyUnlabelled": True})
     assert [(item["id"], item["name"], item["annotations"]) for item in unlabelled] == [(str(web.pk), "web", [])]
 
@@ -313,6 +306,26 @@ def test_bad_input_is_a_clear_4xx_and_changes_nothing(live_server, tmp_path):
     assert after == before and not Image.objects.exists()
 
 
+def _web_image(project: Project) -> Image:
+    """An image uploaded in the web app, as web.png: in no split, with no label."""
+    from projects.uploads import images_upload
+
+    files = [SimpleUploadedFile("web.png", colour_png((0, 200, 0), 99))]
+    [web] = images_upload(project=project, user=project.owner, files=files, labels=[]).stored
+    return web
+
+
+# Where the classification export puts _made's images.
+MADE_FOLDERS = [
+    "train/gull/b0.png",
+    "train/gull/b2.png",
+    "train/tern/b1.png",
+    "train/tern/b3.png",
+    "valid/gull/b4.png",
+    "valid/tern/b5.png",
+]
+
+
 def _made(client, tmp_path, name: str, boxes: bool) -> tuple[str, str, dict]:
     """A dataset of 6 images in train (4) and valid (2): labelled gull or tern, by image label or by a box."""
     dataset = client.create_dataset({"name": name, "default_splits": True})
@@ -346,14 +359,7 @@ def test_a_classification_version_exports_as_folders_and_imports_back(live_serve
     out = tmp_path / "out"
     client.download_dataset(d, v, extract_to_dir=str(out))
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*.png"))
-    assert files == [
-        "train/gull/b0.png",
-        "train/gull/b2.png",
-        "train/tern/b1.png",
-        "train/tern/b3.png",
-        "valid/gull/b4.png",
-        "valid/tern/b5.png",
-    ]
+    assert files == MADE_FOLDERS
     assert (out / "train/gull/b0.png").read_bytes() == (tmp_path / "b0.png").read_bytes()
     only = tmp_path / "only"
     client.download_dataset(d, v, split_id=splits["valid"]["id"], extract_to_dir=str(only))
@@ -516,6 +522,85 @@ def test_what_a_review_found_stays_fixed(live_server, tmp_path):
     assert Membership.objects.filter(user=uma).count() == 1
 
 
+def test_what_a_newcomer_found_stays_fixed(live_server, tmp_path):
+    """Each a defect found by running the SeeMe docs' own examples against a fresh clone."""
+    client = _client(live_server, "sam")
+    d, v, splits = _made(client, tmp_path, "Shore", boxes=False)
+    project = Project.objects.get(pk=int(v))
+    # An image uploaded in the web app is in no split: the export keeps it, in _no_split/, and its import too.
+    web = _web_image(project)
+    out = tmp_path / "out"
+    client.download_dataset(d, v, extract_to_dir=str(out))
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*.png")) == ["_no_split/web.png", *MADE_FOLDERS]
+    again = client.create_dataset({"name": "Shore again", "default_splits": False})
+    av = again["versions"][0]["id"]
+    archive = tmp_path / "up" / "dataset.zip"
+    archive.parent.mkdir()
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for path in sorted(out.rglob("*.png")):
+            zipped.write(path, str(path.relative_to(out)))
+    client.upload_dataset_version(again["id"], av, folder=str(archive.parent), filename="dataset.zip")
+    imported = Image.objects.get(project_id=int(av), name="web.png")
+    assert (imported.is_validation, list(imported.splits.all())) == (False, [])
+    assert sorted(Split.objects.filter(project_id=int(av)).values_list("name", flat=True)) == ["train", "valid"]
+    # ...and an item in no split is deleted through any split of its version.
+    items = {item["name"]: item for item in client.get_dataset_items(d, v, params={"pageSize": 50})}
+    assert client.delete_dataset_item(d, v, splits["test"]["id"], items["web"])["id"] == str(web.pk)
+    assert not Image.objects.filter(pk=web.pk).exists()
+    with pytest.raises(requests.HTTPError) as refused:  # one in a split is deleted through that split only
+        client.delete_dataset_item(d, v, splits["test"]["id"], items["b0"])
+    assert (refused.value.response.status_code, refused.value.response.json()) == (
+        404,
+        {"message": "No such item in this split."},
+    )
+
+    # A PUT keeps the item's new name and description; the image keeps its extension.
+    item = client.get_dataset_item(d, v, items["b0"]["id"])
+    item["name"], item["description"] = "first gull", "A better description"
+    client.update_dataset_item(d, v, item)
+    read = client.get_dataset_item(d, v, items["b0"]["id"])
+    assert (read["name"], read["description"], read["extension"]) == ("first gull", "A better description", "png")
+    assert Image.objects.get(pk=int(item["id"])).name == "first gull.png"
+    # An item's description outlives the upload of its image.
+    pending = client.create_dataset_item(d, v, {"name": "later", "description": "taken at dawn"})
+    (tmp_path / "later.png").write_bytes(colour_png((9, 9, 200), 7))
+    client.upload_dataset_item_image(d, v, pending["id"], str(tmp_path), "later.png")
+    assert client.get_dataset_item(d, v, pending["id"])["description"] == "taken at dawn"
+
+    # A label keeps its description; a colour is #rrggbb however a script writes it, and a bad one says so.
+    birds = client.create_dataset_label(d, v, {"name": "Birds", "description": "Adding birds", "color": "#F00"})
+    assert (birds["description"], birds["color"]) == ("Adding birds", "#ff0000")
+    birds["color"], birds["description"] = "00ff00", "Changed"
+    assert (client.update_dataset_label(d, v, birds)["color"], Label.objects.get(pk=int(birds["id"])).description) == (
+        "#00ff00",
+        "Changed",
+    )
+    with pytest.raises(requests.HTTPError) as refused:
+        client.create_dataset_label(d, v, {"name": "Red", "color": "red"})
+    assert refused.value.response.json() == {"message": "color: 'red' is no colour: write it as #rrggbb, like #ff0000."}
+    assert not Label.objects.filter(project=project, name="Red").exists()
+
+    # Renaming the dataset or its version renames the project the web app shows.
+    dataset = client.get_dataset(d)
+    dataset["name"] = "Coast"
+    client.update_dataset(dataset)
+    version = client.get_dataset_version(d, v)
+    version["name"] = "final"
+    client.update_dataset_version(d, version)
+    assert Project.objects.get(pk=int(v)).name == "Coast (final)"
+
+    with pytest.raises(requests.HTTPError) as refused:
+        client.get_dataset_items(d, v, params={"labelId": "abc"})
+    assert refused.value.response.json() == {"message": "labelId is a label's id: a string of digits."}
+
+    # Any path the SeeMe API lacks is its kind of 404: a JSON message.
+    missing = requests.get(f"{live_server.url}/api/v1/models/1/download/", headers=client.headers)
+    assert (missing.status_code, missing.json()) == (
+        404,
+        {"message": "The SeeMe API has no GET /api/v1/models/1/download/."},
+    )
+
+
 TINY_TRAINING = {
     "classification": {"epochs": 1, "batch_size": 8, "fine_tune": "head", "patience": 0},
     "detection": {"epochs": 1, "model_size": "small", "image_size": 224, "batch_size": 4, "patience_minutes": 0},
@@ -532,7 +617,23 @@ def test_a_training_request_trains_a_model_the_sdk_and_the_models_page_see(
     settings.SIGHTLINE_DETECTOR_ONNX = boxes  # the detector's ONNX file is one of its downloads
     monkeypatch.chdir(tmp_path)  # the SDK saves downloads in the working folder
     client = _client(live_server, "sam")
-    d, v, _ = _made(client, tmp_path, "Trained", boxes=boxes)
+    d, v, splits = _made(client, tmp_path, "Trained", boxes=boxes)
+    # An image of the test split only is held out of training; one in test and train trains.
+    for n, named in ((6, ["test"]), (7, ["test", "train"])):
+        coordinates = "0.5 0.5 0.2 0.25" if boxes else ""
+        gull = client.get_dataset_labels(d, v)[0]
+        item = client.create_dataset_item(
+            d,
+            v,
+            {
+                "name": f"b{n}",
+                "extension": "png",
+                "splits": [splits[name] for name in named],
+                "annotations": [{"label_id": gull["id"], "coordinates": coordinates}],
+            },
+        )
+        (tmp_path / f"b{n}.png").write_bytes(colour_png((200, 30 * n, 90), 40 + n, size=64))
+        client.upload_dataset_item_image(d, v, item["id"], str(tmp_path), f"b{n}.png")
     version = client.get_dataset_version(d, v)
     started = client.create_training_request(version)  # in tests the job runs inside this request
     [polled] = client.get_training_requests()
@@ -568,6 +669,8 @@ def test_a_training_request_trains_a_model_the_sdk_and_the_models_page_see(
         client.get_training_requests(app, started="maybe")
     assert refused.value.response.json()["message"] == "started is true or false."
     assert model.dataset_version.split_method == "user"  # the valid split is the validation set
+    trained_on = model.dataset_version.items.values_list("image_name", flat=True)
+    assert sorted(trained_on) == ["b0.png", "b1.png", "b2.png", "b3.png", "b4.png", "b5.png", "b7.png"]
     assert sorted(model.dataset_version.items.filter(split="valid").values_list("image_name", flat=True)) == [
         "b4.png",
         "b5.png",
@@ -575,6 +678,7 @@ def test_a_training_request_trains_a_model_the_sdk_and_the_models_page_see(
     listed = client.get_models()
     assert [m["id"] for m in listed] == [polled["model_id"]]
     assert listed[0]["active_version_id"] == polled["model_id"] and listed[0]["classes"] == "gull\ntern"
+    assert listed[0]["has_ml_model"] is False  # SeeMe's flag for a Core ML file, which Sightline does not make
     [only] = client.get_model_versions(polled["model_id"])
     assert (only["model_id"], only["id"]) == (polled["model_id"], polled["model_id"])
     client.download_active_model(listed[0], asset_type="labels")
@@ -646,6 +750,13 @@ def _inferences_and_files(live_server, tmp_path, client, eve, model: dict, boxes
         {k: i[k] for k in ("prediction", "confidence", "coordinates")} for i in inference["inference_items"]
     ] == items
     assert inference["inference_time"].endswith("ms") and float(inference["inference_time"][:-2]) > 0
+    text = requests.post(
+        f"{live_server.url}/api/v1/inferences/{model['id']}", json={"input_text": "a gull"}, headers=client.headers
+    )
+    assert (text.status_code, text.json()) == (
+        400,
+        {"message": "Send the image in the multipart field 'file': Sightline's models predict images, not text."},
+    )
     assert (inference["name"], inference["extension"], inference["error_reported"]) == ("b5.png", "png", False)
     inference["error_reported"], inference["error"] = True, "it is a gull"
     inference["prediction"] = "changed"  # what the model answered is not the script's to change
