@@ -3,8 +3,12 @@ access through projects.permissions, calls projects/seeme/services.py, and answe
 
 from __future__ import annotations
 
+import io
+
 from django.db.models import Q
 from django.http import FileResponse, Http404, HttpResponse
+from PIL import Image as Picture
+from PIL import UnidentifiedImageError
 
 from annotations.services.documents import classifications_read, shapes_read
 from projects.files import stored_bytes
@@ -479,15 +483,17 @@ def item_download(request, dataset_id, version_id, item_id):
     if isinstance(item, PendingItem):
         raise Http404("This item has no image yet.")
     field = item.thumbnail if query_flag(request, "thumbnail") else item.file
-    kind = "image/webp" if field is item.thumbnail else _content_type(item.name)
-    return HttpResponse(stored_bytes(field.name), content_type=kind)
+    data = stored_bytes(field.name)
+    return HttpResponse(data, content_type=_content_type(data))
 
 
-def _content_type(name: str) -> str:
-    extension = name.rpartition(".")[2].lower()
-    return {"jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}.get(
-        extension, "application/octet-stream"
-    )
+def _content_type(data: bytes) -> str:
+    """What the bytes are (a PNG sent for an item named .jpg is served as a PNG), from their header alone."""
+    try:
+        with Picture.open(io.BytesIO(data)) as picture:
+            return Picture.MIME.get(picture.format or "", "application/octet-stream")
+    except (UnidentifiedImageError, OSError):
+        return "application/octet-stream"
 
 
 # --- export and import ----------------------------------------------------------------------

@@ -562,10 +562,16 @@ def test_what_a_newcomer_found_stays_fixed(live_server, tmp_path):
     assert (read["name"], read["description"], read["extension"]) == ("first gull", "A better description", "png")
     assert Image.objects.get(pk=int(item["id"])).name == "first gull.png"
     # An item's description outlives the upload of its image.
-    pending = client.create_dataset_item(d, v, {"name": "later", "description": "taken at dawn"})
+    pending = client.create_dataset_item(d, v, {"name": "later", "description": "taken at dawn", "extension": "jpg"})
     (tmp_path / "later.png").write_bytes(colour_png((9, 9, 200), 7))
     client.upload_dataset_item_image(d, v, pending["id"], str(tmp_path), "later.png")
     assert client.get_dataset_item(d, v, pending["id"])["description"] == "taken at dawn"
+    # Served as what the bytes are (a PNG, though the item said jpg), and the thumbnail as WebP.
+    download = f"{live_server.url}/api/v1/datasets/{d}/versions/{v}/items/{pending['id']}/download"
+    for url, kind in ((download, "image/png"), (f"{download}?thumbnail=true", "image/webp")):
+        served = requests.get(url, headers=client.headers)
+        assert (served.status_code, served.headers["Content-Type"]) == (200, kind)
+    assert requests.get(download, headers=client.headers).content == (tmp_path / "later.png").read_bytes()
 
     # A label keeps its description; a colour is #rrggbb however a script writes it, and a bad one says so.
     birds = client.create_dataset_label(d, v, {"name": "Birds", "description": "Adding birds", "color": "#F00"})
