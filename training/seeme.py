@@ -99,8 +99,15 @@ def training_request_create(request):
     if held_out:
         images = list(Image.objects.filter(project=project).exclude(pk__in=held_out).values_list("pk", flat=True))
     # The model is named as the web app names it (model_name_clean), unique in the project.
+    multi_label = task == Task.CLASSIFICATION and project.seeme_dataset.multi_label  # the dataset's setting
     job = training_job_start(
-        project=project, user=request.user, task=task, parameters=parameters, images=images, bundle_when_done=True
+        project=project,
+        user=request.user,
+        task=task,
+        multi_label=multi_label,
+        parameters=parameters,
+        images=images,
+        bundle_when_done=True,
     )
     job.refresh_from_db()
     return request_body(job)

@@ -698,6 +698,24 @@ def test_a_training_request_trains_a_model_the_sdk_and_the_models_page_see(
     _inferences_and_files(live_server, tmp_path, client, eve, listed[0], boxes)
 
 
+def test_a_multi_label_dataset_trains_a_multi_label_model(live_server, tmp_path, settings):
+    settings.SIGHTLINE_SEEME_TRAINING_PARAMETERS = TINY_TRAINING
+    client = _client(live_server, "sam")
+    d, v, _ = _made(client, tmp_path, "Flocks", boxes=False)
+    dataset = client.get_dataset(d)
+    dataset["multi_label"] = True
+    client.update_dataset(dataset)
+    gull, tern = client.get_dataset_labels(d, v)
+    [b0] = [item for item in client.get_dataset_items(d, v, params={"pageSize": 50}) if item["name"] == "b0"]
+    b0["annotations"].append({"label_id": tern["id"], "coordinates": ""})  # b0 shows both birds
+    client.update_dataset_item(d, v, b0)
+    client.create_training_request(client.get_dataset_version(d, v))
+    [polled] = client.get_training_requests()
+    model = ModelVersion.objects.get(pk=int(polled["model_id"]))
+    assert (polled["status"], model.multi_label, model.dataset_version.multi_label) == ("finished", True, True)
+    assert model.dataset_version.items.get(image_name="b0.png").targets == [0, 1]  # gull and tern
+
+
 def _rest_answer(live_server, client, model: ModelVersion, image: Path) -> list[dict]:
     """What Sightline's own predict API answers for the image, with the same key."""
     reply = requests.post(
