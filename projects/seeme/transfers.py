@@ -10,6 +10,7 @@ Import takes the classification layout: splits and labels are matched by name, a
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tempfile
 import zipfile
@@ -141,7 +142,9 @@ def _yolo(archive, project, images, names, members, splits: list[str]) -> None:
 
 def version_import(*, project: Project, user, fileobj) -> dict:
     """The classification layout into the version, in one transaction: `{split}/{label}/{file}` or
-    `{split}/{file}`. A refused archive, or a file that is no image, leaves nothing behind."""
+    `{split}/{file}`. A file whose bytes the version (or the archive, in another folder) has already is that image:
+    it gains the folder's split and label, so importing an export again changes nothing, and an image exported in
+    several folders is one image. A refused archive, or a file that is no image, leaves nothing behind."""
     try:
         archive, members = archives.open_checked(fileobj, limits=archives.limits_from_settings())
     except archives.ArchiveRejected as exc:
@@ -152,8 +155,14 @@ def version_import(*, project: Project, user, fileobj) -> dict:
             for info in members:
                 if len(PurePosixPath(info.filename).parts) not in (2, 3):
                     raise ValidationError({"file": f"{info.filename}: expected split/label/file or split/file."})
-            named = ((PurePosixPath(i.filename).name, archives.member_read(archive, i)) for i in members)
             try:
+                hashes = [hashlib.sha256(archives.member_read(archive, info)).hexdigest() for info in members]
+                images = {i.sha256: i for i in Image.objects.filter(project=project, sha256__in=set(hashes))}
+                new: dict[str, zipfile.ZipInfo] = {}  # the first file of each image the version lacks
+                for info, sha256 in zip(members, hashes, strict=True):
+                    if sha256 not in images:
+                        new.setdefault(sha256, info)
+                named = ((PurePosixPath(i.filename).name, archives.member_read(archive, i)) for i in new.values())
                 result = images_store(project=project, user=user, named=named)
             except archives.ArchiveRejected as exc:  # a member found damaged as it is read
                 raise ValidationError({"file": str(exc)}) from None
@@ -161,8 +170,10 @@ def version_import(*, project: Project, user, fileobj) -> dict:
             if result.rejected:
                 refused = result.rejected[0]
                 raise ValidationError({"file": f"{refused.name}: {refused.reason}"})
+            images.update((image.sha256, image) for image in stored)
             splits = {split.name: split for split in Split.objects.filter(project=project)}
-            for info, image in zip(members, stored, strict=True):
+            for info, sha256 in zip(members, hashes, strict=True):
+                image = images[sha256]
                 parts = PurePosixPath(info.filename).parts
                 name = parts[0][:100]
                 if name not in splits and name != NO_SPLIT:
@@ -177,4 +188,8 @@ def version_import(*, project: Project, user, fileobj) -> dict:
         for image in stored:
             image_files_delete(image)
         raise
-    return {"images": len(stored), "splits": sorted({PurePosixPath(i.filename).parts[0] for i in members})}
+    return {
+        "images": len(stored),
+        "known": len(members) - len(stored),
+        "splits": sorted({PurePosixPath(i.filename).parts[0] for i in members}),
+    }

@@ -371,7 +371,7 @@ def test_a_classification_version_exports_as_folders_and_imports_back(live_serve
     copy = client.create_dataset({"name": "Copy"})
     cd, cv = copy["id"], copy["versions"][0]["id"]
     answer = client.upload_dataset_version(cd, cv, folder=str(tmp_path), filename="again.zip")
-    assert answer["imported"] == {"images": 6, "splits": ["train", "valid"]}
+    assert answer["imported"] == {"images": 6, "known": 0, "splits": ["train", "valid"]}
     project = Project.objects.get(pk=int(cv))
     assert sorted(Label.objects.filter(project=project).values_list("name", flat=True)) == ["gull", "tern"]
     assert sorted(Image.objects.filter(project=project, is_validation=True).values_list("name", flat=True)) == [
@@ -386,16 +386,29 @@ def test_a_classification_version_exports_as_folders_and_imports_back(live_serve
         ("b4.png", "gull"),
         ("b5.png", "tern"),
     ]
+    # Imported again, it changes nothing: each file is an image the version has.
+    before = sorted(Classification.objects.filter(image__project=project).values_list("image_id", "label_id"))
+    answer = client.upload_dataset_version(cd, cv, folder=str(tmp_path), filename="again.zip")
+    assert answer["imported"] == {"images": 0, "known": 6, "splits": ["train", "valid"]}
+    assert Image.objects.filter(project=project).count() == 6
+    assert sorted(Classification.objects.filter(image__project=project).values_list("image_id", "label_id")) == before
+    # One image in two folders is one image, with both folders' splits and labels.
+    with zipfile.ZipFile(tmp_path / "twice.zip", "w") as twice:
+        twice.writestr("train/gull/new.png", colour_png((5, 6, 7), 70))
+        twice.writestr("test/tern/same.png", colour_png((5, 6, 7), 70))
+    answer = client.upload_dataset_version(cd, cv, folder=str(tmp_path), filename="twice.zip")
+    assert answer["imported"] == {"images": 1, "known": 1, "splits": ["test", "train"]}
+    new = Image.objects.get(project=project, name="new.png")
+    assert sorted(new.splits.values_list("name", flat=True)) == ["test", "train"]
+    assert sorted(new.classifications.values_list("label__name", flat=True)) == ["gull", "tern"]
     # A ZIP with a path out of its folder is refused whole.
-    import zipfile
-
     with zipfile.ZipFile(tmp_path / "evil.zip", "w") as evil:
         evil.writestr("train/gull/ok.png", colour_png((1, 2, 3), 7))
         evil.writestr("../escape.png", colour_png((1, 2, 4), 8))
     with pytest.raises(requests.HTTPError) as refused:
         client.upload_dataset_version(cd, cv, folder=str(tmp_path), filename="evil.zip")
     assert refused.value.response.status_code == 400
-    assert Image.objects.filter(project=project).count() == 6
+    assert Image.objects.filter(project=project).count() == 7
 
 
 def test_a_detection_version_exports_as_yolo_that_the_sdk_imports_back(live_server, tmp_path):
