@@ -15,11 +15,15 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
 DATABASE_NAME = "sightline"
-_attached: tuple[int, object] | None = None  # (pid, the open file whose lock says it uses the server)
+_attached: tuple[int, Path, object] | None = None  # (pid, its file, the open file whose lock says it uses the server)
+# How long a stopping serve waits for processes it has just killed to be gone before it counts those left.
+SETTLE_SECONDS = 3.0
 
 
 def _pgdata(data_dir: Path) -> Path:
@@ -35,23 +39,33 @@ def _exclusive(data_dir: Path):
 
 
 def _attach(data_dir: Path) -> None:
+    """Claim a use of the server for this process: a file of its own (named by pid and a random part, so a pid
+    reused while a forked child holds the old file's lock never meets it), locked while the process lives."""
     global _attached
     if _attached is not None and _attached[0] == os.getpid():
         return
     users = data_dir / "pg-users"
     users.mkdir(exist_ok=True)
-    mark = open(users / str(os.getpid()), "w")  # held open, and locked, while the process lives
-    fcntl.flock(mark, fcntl.LOCK_EX)
-    _attached = (os.getpid(), mark)
+    path = users / f"{os.getpid()}-{uuid.uuid4().hex}"
+    mark = open(path, "w")  # held open, and locked, while the process lives
+    fcntl.flock(mark, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new file: nobody else can hold it
+    _attached = (os.getpid(), path, mark)
+
+
+def _detach() -> None:
+    """Give up this process's claim (a stopping serve, whose children are gone and which will not query again)."""
+    global _attached
+    if _attached is not None and _attached[0] == os.getpid():
+        _attached[2].close()
+        _attached[1].unlink(missing_ok=True)
+    _attached = None
 
 
 def _other_users(data_dir: Path) -> int:
-    """How many other live processes use the server. The files of processes that ended are removed."""
+    """How many live processes claim a use of the server. The files of processes that ended are removed."""
     users = data_dir / "pg-users"
     count = 0
     for path in users.iterdir() if users.exists() else ():
-        if path.name == str(os.getpid()):
-            continue
         try:
             mark = open(path)  # closed below, which lets go of a lock taken here
         except FileNotFoundError:
@@ -110,14 +124,20 @@ def database_settings(data_dir: Path) -> dict:
 
 def stop(data_dir: Path) -> str:
     """Stop the embedded server when `manage.py serve` exits, unless another process still uses it (a second
-    `make run`, the test suite): what happened, in words. The last of them to stop takes it down."""
+    `make run`, the test suite, a shell): what happened, in words. A serve that finds itself the last user stops
+    it; one left running for the tests or a shell stops with the next serve that is last."""
     if not (_pgdata(data_dir) / "postmaster.pid").exists():
         return "Embedded PostgreSQL already stopped."
     server = _server(data_dir)  # this process's handle, made when its settings were read
     with _exclusive(data_dir):
-        others = _other_users(data_dir)
+        _detach()  # first: two serves stopping together must not each count the other
+        deadline = time.monotonic() + SETTLE_SECONDS
+        while (others := _other_users(data_dir)) and time.monotonic() < deadline:
+            time.sleep(0.2)  # a worker's forked children, killed a moment ago, may still hold its claim
         if others:
             who = "1 other process still uses" if others == 1 else f"{others} other processes still use"
             return f"Embedded PostgreSQL left running: {who} it."
+        # The server may have been restarted by another process since this one attached: stop the one running now.
+        server.ensure_postgres_running()
         server.stop()
         return "Embedded PostgreSQL stopped."

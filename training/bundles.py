@@ -281,12 +281,12 @@ def bundle_state(*, model: ModelVersion, checkpoint: str) -> dict:
     return {"status": "missing"}
 
 
-def models_bundling(model_ids) -> set[int]:
-    """Those of these models whose bundle is being built (any checkpoint), in one query."""
+def models_bundling(model_ids) -> set[tuple[int, str]]:
+    """The (model, checkpoint) bundles of these models being built, in one query."""
     from jobs.models import Job
 
     building = Job.objects.active().filter(kind=BUNDLE_KIND, payload__model_id__in=list(model_ids))
-    return set(building.values_list("payload__model_id", flat=True))
+    return set(building.values_list("payload__model_id", "payload__checkpoint"))
 
 
 def bundle_request(*, model: ModelVersion, checkpoint: str, user) -> dict:

@@ -23,8 +23,8 @@ from training.models import Inference, ModelVersion, SeemeModel, SeemeVersion, T
 from training.services import seeme as seeme_services
 
 APPLICATION = {Task.CLASSIFICATION: "image_classification", Task.DETECTION: "object_detection"}
-LABEL_FILES = ("labels", "names", "txt")
-TEST_SPLIT = "test"  # SeeMe's held-out split: a training request leaves its images out  # the file of label names, under each name the SDK asks for it
+LABEL_FILES = ("labels", "names", "txt")  # the file of label names, under each name the SDK asks for it
+TEST_SPLIT = "test"  # SeeMe's held-out split: a training request leaves its images out
 
 
 def _at(value) -> str | None:
@@ -35,11 +35,13 @@ def _made(job: TrainingJob) -> ModelVersion | None:
     return getattr(job, "model_version", None)  # the reverse one-to-one, selected with the job
 
 
-def request_body(job: TrainingJob, bundling: set[int] = frozenset()) -> dict:
-    """The request as the SDK polls it. A trained model whose files (the bundle the request asked for) are still
-    being built reads as running, so a script that waits for `finished` can download them at once."""
+def request_body(job: TrainingJob, bundling: set[tuple[int, str]] = frozenset()) -> dict:
+    """The request as the SDK polls it. A trained model whose files (the bundle of the checkpoint it predicts with,
+    which the request asked for) are still being built reads as running, so a script that waits for `finished` can
+    download them at once."""
     model = _made(job)
-    status = "running" if model is not None and model.pk in bundling and job.status == "finished" else job.status
+    building = model is not None and (model.pk, model.predict_with) in bundling
+    status = "running" if building and job.status == "finished" else job.status
     return {
         "id": str(job.pk),
         "created_at": _at(job.created_at),
@@ -98,6 +100,8 @@ def training_request_create(request):
     images = None
     if held_out:
         images = list(Image.objects.filter(project=project).exclude(pk__in=held_out).values_list("pk", flat=True))
+        if not images:
+            raise Refused("Every image is in the test split, which training holds out: put some in train.")
     # The model is named as the web app names it (model_name_clean), unique in the project.
     multi_label = task == Task.CLASSIFICATION and project.seeme_dataset.multi_label  # the dataset's setting
     job = training_job_start(

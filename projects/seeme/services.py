@@ -3,6 +3,8 @@ items (images, or pending items until their image arrives) and annotations, thro
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
@@ -14,6 +16,7 @@ from projects.permissions import project_permissions
 from projects.uploads import image_files_delete, image_id_reserve, images_store
 
 DEFAULT_SPLITS = ("train", "valid", "test")
+NO_SPLIT = "_no_split"  # the classification export's folder for the images in no split, both ways: no split's name
 
 
 # --- datasets and versions ------------------------------------------------------------------
@@ -65,19 +68,27 @@ def logo_save(*, row, data: bytes, extension: str, stem: str):
 
 
 @transaction.atomic
-def dataset_update(*, dataset: SeemeDataset, data: dict) -> SeemeDataset:
-    """A renamed dataset renames its versions' projects, so the web app shows the new name."""
+def dataset_update(*, dataset: SeemeDataset, data: dict, renamable: Iterable[Project] = ()) -> SeemeDataset:
+    """A renamed dataset renames those of its versions' projects in `renamable` (the caller's to change) that still
+    have the name it gave them, so the web app shows the new name and keeps a name given there."""
+    before = dataset.name
     _dataset_fields(dataset, data)
     dataset.full_clean()
     dataset.save()
-    for project in dataset.versions.all():
-        _project_name(project)
+    if dataset.name != before:
+        for project in renamable:
+            _project_rename(project, was=_project_name(before, project.seeme_version))
     return dataset
 
 
-def _project_name(project: Project) -> None:
+def _project_name(dataset_name: str, version_name: str) -> str:
     """A version's project is named "dataset (version)"."""
-    projects.project_update(project=project, name=f"{project.seeme_dataset.name} ({project.seeme_version})"[:200])
+    return f"{dataset_name} ({version_name})"[:200]
+
+
+def _project_rename(project: Project, *, was: str) -> None:
+    if project.name == was:
+        projects.project_update(project=project, name=_project_name(project.seeme_dataset.name, project.seeme_version))
 
 
 @transaction.atomic
@@ -98,7 +109,7 @@ def version_create(*, dataset: SeemeDataset, user: User, data: dict) -> Project:
     number = dataset.versions.count() + 1
     name = str(data.get("name") or f"v{number}").strip()[:100]
     project = projects.project_create(
-        owner=user, name=f"{dataset.name} ({name})"[:200], description=str(data.get("description") or "")
+        owner=user, name=_project_name(dataset.name, name), description=str(data.get("description") or "")
     )
     project.seeme_dataset, project.seeme_version = dataset, name
     project.save(update_fields=["seeme_dataset", "seeme_version", "updated_at"])
@@ -113,9 +124,10 @@ def version_delete(*, project: Project) -> None:
 @transaction.atomic
 def version_update(*, project: Project, data: dict) -> Project:
     if isinstance(data.get("name"), str) and data["name"].strip():
+        was = _project_name(project.seeme_dataset.name, project.seeme_version)
         project.seeme_version = data["name"].strip()[:100]
         project.save(update_fields=["seeme_version", "updated_at"])
-        _project_name(project)
+        _project_rename(project, was=was)
     if isinstance(data.get("description"), str):
         projects.project_update(project=project, description=data["description"])
     return project
@@ -163,12 +175,18 @@ def split_create(*, project: Project, data: dict) -> Split:
     name = str(data.get("name") or "").strip()
     if not name:
         raise ValidationError({"name": "Give the split a name."})
+    _split_name_free(name)
     if Split.objects.filter(project=project, name=name).exists():
         raise ValidationError({"name": f"A split named {name!r} exists already."})
     split = Split(project=project, name=name[:100], description=str(data.get("description") or "")[:300])
     split.full_clean()
     split.save()
     return split
+
+
+def _split_name_free(name: str) -> None:
+    if name.lstrip(".") == NO_SPLIT:
+        raise ValidationError({"name": f"{NO_SPLIT} is the export's folder for the images in no split."})
 
 
 def split_update(*, split: Split, data: dict) -> Split:
@@ -178,6 +196,7 @@ def split_update(*, split: Split, data: dict) -> Split:
             raise ValidationError(
                 {"name": "The valid split is the validation set: it keeps its name, and no other split takes it."}
             )
+        _split_name_free(name)
         if Split.objects.filter(project=split.project, name=name).exclude(pk=split.pk).exists():
             raise ValidationError({"name": f"A split named {name!r} exists already."})
         split.name = name
@@ -344,8 +363,9 @@ def _image_fields(image: Image, data: dict) -> None:
     changed = []
     name = data.get("name")
     if isinstance(name, str) and name.strip():
-        stem, dot, extension = image.name.rpartition(".")
-        image.name = f"{name.strip()[: 250 - len(extension)]}.{extension}" if dot else name.strip()[:255]
+        _, dot, extension = image.name.rpartition(".")
+        stem = name.strip()[: max(1, 250 - len(extension))]
+        image.name = (f"{stem}.{extension}" if dot else stem)[:255]
         changed.append("name")
     if isinstance(data.get("description"), str):
         image.description = data["description"]
@@ -421,7 +441,8 @@ def item_in_no_split(*, item: Image | PendingItem) -> bool:
     """An item in no split (an image uploaded in the web app, say) is deleted through any split of its version."""
     if isinstance(item, PendingItem):
         return not item.split_ids
-    return not item.is_validation and not item.splits.exists()
+    in_valid = item.is_validation and Split.objects.filter(project_id=item.project_id, name=Split.VALID).exists()
+    return not in_valid and not item.splits.exists()
 
 
 def item_delete(*, project: Project, image_id: int) -> None:

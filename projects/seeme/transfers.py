@@ -21,14 +21,14 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from annotations.models import Annotation, Classification
-from annotations.services import classifications_add
+from annotations.services import classifications_add, classifications_set_many
 from projects import archives
 from projects.files import stored_bytes
 from projects.models import Image, Label, Project, Split
+from projects.seeme.services import NO_SPLIT
 from projects.services import labels_get_or_create
 from projects.uploads import image_files_delete, images_store
 
-NO_SPLIT = "_no_split"  # the classification layout's folder for the images in no split, both ways
 MAX_EXPORT_IMAGES = 5000  # a GET that answers a ZIP at once; larger exports go through the web app's export job
 
 
@@ -170,8 +170,10 @@ def version_import(*, project: Project, user, fileobj) -> dict:
             if result.rejected:
                 refused = result.rejected[0]
                 raise ValidationError({"file": f"{refused.name}: {refused.reason}"})
+            new_ids = {image.pk for image in stored}
             images.update((image.sha256, image) for image in stored)
             splits = {split.name: split for split in Split.objects.filter(project=project)}
+            labelled: dict[Label, list[int]] = defaultdict(list)  # images the version had, by the label they gain
             for info, sha256 in zip(members, hashes, strict=True):
                 image = images[sha256]
                 parts = PurePosixPath(info.filename).parts
@@ -183,7 +185,13 @@ def version_import(*, project: Project, user, fileobj) -> dict:
                 elif name != NO_SPLIT:
                     splits[name].images.add(image)
                 if len(parts) == 3:
-                    classifications_add(images=[image], labels=labels_get_or_create(project=project, names=[parts[1]]))
+                    [label] = labels_get_or_create(project=project, names=[parts[1]])
+                    if image.pk in new_ids:
+                        classifications_add(images=[image], labels=[label])
+                    else:
+                        labelled[label].append(image.pk)
+            for label, image_ids in labelled.items():  # locked, with a new revision, as the labeler's saves are
+                classifications_set_many(project=project, image_ids=image_ids, label=label, present=True)
     except BaseException:
         for image in stored:
             image_files_delete(image)

@@ -245,7 +245,9 @@ def dataset_get(request, dataset_id):
 def dataset_update(request, dataset_id):
     dataset = _dataset(request.user, dataset_id)
     _changeable(request.user, dataset)
-    return dataset_body(services.dataset_update(dataset=dataset, data=body_json(request)), request.user)
+    renamable = projects_for_user(request.user, "change_project").filter(seeme_dataset=dataset)
+    updated = services.dataset_update(dataset=dataset, data=body_json(request), renamable=renamable)
+    return dataset_body(updated, request.user)
 
 
 LOGO_TYPES = {"jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png"}
@@ -511,6 +513,7 @@ def version_upload(request, dataset_id, version_id):
     """A ZIP of the classification layout into the version."""
     project = version_access(request.user, dataset_id, version_id, "upload_project")
     access_project(request.user, project.pk, "manage_labels_project")  # it makes the labels and splits it names
+    access_project(request.user, project.pk, "annotate_project")  # and labels the images the version has
     upload = request.FILES.get("file")
     if upload is None:
         raise Refused("Send the ZIP in the multipart field 'file'.")

@@ -277,6 +277,7 @@ def test_bad_input_is_a_clear_4xx_and_changes_nothing(live_server, tmp_path):
     dataset = client.create_dataset({"name": "Checks", "default_splits": True})
     d, v = dataset["id"], dataset["versions"][0]["id"]
     base = f"{live_server.url}/api/v1/datasets/{d}/versions/{v}"
+    splits = {split["name"]: split for split in dataset["versions"][0]["splits"]}
     item = client.create_dataset_item(d, v, {"name": "x", "extension": "png"})
     (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     cases = [
@@ -288,6 +289,14 @@ def test_bad_input_is_a_clear_4xx_and_changes_nothing(live_server, tmp_path):
         ("get", f"{base}/items?pageSize=many", None, 400, "pageSize and pageCount are numbers."),
         ("post", f"{base}/labels", json.dumps({"name": ""}), 400, "name:"),
         ("post", f"{base}/splits", json.dumps({"name": "train"}), 400, "name: A split named 'train' exists already."),
+        ("post", f"{base}/splits", json.dumps({"name": "_no_split"}), 400, "name: _no_split is the export's folder"),
+        (
+            "put",
+            f"{base}/splits/{splits['test']['id']}",
+            json.dumps({"name": ".._no_split"}),
+            400,
+            "name: _no_split is",
+        ),
         ("post", f"{base}/items", json.dumps({"splits": [{"id": "x"}]}), 400, "splits: 'x' is no split id."),
         ("post", f"{base}/items", json.dumps({"annotations": "all"}), 400, "annotations: A list of annotations."),
         ("patch", f"{live_server.url}/api/v1/datasets", "{}", 405, "PATCH is not allowed here."),
@@ -607,10 +616,50 @@ def test_what_a_newcomer_found_stays_fixed(live_server, tmp_path):
     version["name"] = "final"
     client.update_dataset_version(d, version)
     assert Project.objects.get(pk=int(v)).name == "Coast (final)"
+    # ...but only the projects the caller may change, and not a name given in the web app.
+    from projects.models import Role
+    from projects.services import membership_grant, project_update
+
+    v2 = client.create_dataset_version(d, {"name": "v2"})["id"]
+    v3 = client.create_dataset_version(d, {"name": "v3"})["id"]
+    project_update(project=Project.objects.get(pk=int(v3)), name="Named in the web app")
+    eve = _client(live_server, "eve")
+    membership_grant(
+        project=Project.objects.get(pk=int(v2)), email="eve@example.com", role=Role.objects.get(name="Admin")
+    )
+    dataset = eve.get_dataset(d)
+    dataset["name"] = "Dunes"
+    eve.update_dataset(dataset)
+    assert [Project.objects.get(pk=int(pk)).name for pk in (v, v2, v3)] == [
+        "Coast (final)",  # eve may not see it
+        "Dunes (v2)",
+        "Named in the web app",
+    ]
+    dataset = client.get_dataset(d)
+    dataset["description"] = "Only the description"  # the SDK PUTs the whole body back: the names stay
+    client.update_dataset(dataset)
+    assert Project.objects.get(pk=int(v)).name == "Coast (final)"
 
     with pytest.raises(requests.HTTPError) as refused:
         client.get_dataset_items(d, v, params={"labelId": "abc"})
     assert refused.value.response.json() == {"message": "labelId is a label's id: a string of digits."}
+
+    # A training request on a version whose every image is in the test split says why it cannot train.
+    held = client.create_dataset({"name": "Held out", "default_splits": True})
+    hv = held["versions"][0]
+    [test_split] = [split for split in hv["splits"] if split["name"] == "test"]
+    gull = client.create_dataset_label(held["id"], hv["id"], {"name": "gull"})
+    kept = client.create_dataset_item(
+        held["id"],
+        hv["id"],
+        {"name": "t", "splits": [test_split], "annotations": [{"label_id": gull["id"], "coordinates": ""}]},
+    )
+    client.upload_dataset_item_image(held["id"], hv["id"], kept["id"], str(tmp_path), "b0.png")
+    with pytest.raises(requests.HTTPError) as refused:
+        client.create_training_request(client.get_dataset_version(held["id"], hv["id"]))
+    assert refused.value.response.json() == {
+        "message": "Every image is in the test split, which training holds out: put some in train."
+    }
 
     # Any path the SeeMe API lacks is its kind of 404: a JSON message.
     missing = requests.get(f"{live_server.url}/api/v1/models/1/download/", headers=client.headers)

@@ -183,6 +183,23 @@ def test_a_database_another_process_uses_outlives_the_serve_that_started_it_and_
                 _cleanup(serve, data_dir)
 
 
+def test_two_serves_stopped_together_leave_no_database_behind():
+    data_dir = settings.BASE_DIR / ".data" / f"test-serve-{uuid.uuid4().hex[:8]}"
+    serves = []
+    try:
+        serves = [_serve(data_dir), _serve(data_dir)]
+        postmaster = int((data_dir / "pg" / "postmaster.pid").read_text().split()[0])
+        for serve in serves:
+            serve.send_signal(signal.SIGINT)  # closing the terminal both run in
+        outputs = [serve.communicate(timeout=60)[0] for serve in serves]
+        assert sum("Embedded PostgreSQL stopped." in output for output in outputs) == 1, outputs
+        time.sleep(0.5)
+        assert not _alive(postmaster)
+    finally:
+        for serve in serves:
+            _cleanup(serve, data_dir)
+
+
 def _web_backends(data_dir: Path) -> int:
     import psycopg
 
@@ -329,6 +346,11 @@ def test_with_the_database_down_the_api_answers_json_503_with_retry_after_and_re
             code = _api(port, "GET", "/api/projects/", token)[0]
             time.sleep(0.2)
         assert code == 200  # the pool replaced its dead connections by itself: no restart of Sightline
+        # Its Ctrl-C stops the server running now, which another process started after this one attached.
+        restarted = int(pid_file.read_text().split()[0])
+        assert "Embedded PostgreSQL stopped." in _stop(serve)
+        time.sleep(0.5)
+        assert not _alive(restarted) and not pid_file.exists()
     finally:
         if serve is not None:
             _cleanup(serve, data_dir)
