@@ -19,6 +19,7 @@ from pathlib import PurePosixPath
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 
 from annotations.models import Annotation, Classification
 from annotations.services import classifications_add, classifications_set_many
@@ -140,6 +141,17 @@ def _yolo(archive, project, images, names, members, splits: list[str]) -> None:
     archive.writestr("config.json", json.dumps({"colors": {label.name: label.color for label in labels}}))
 
 
+def _known_by_stored_bytes(project, archive, members, hashes, *, known) -> dict[str, Image]:
+    """The version's images that files the upload hashes missed are, matched by their exported name and then by the
+    bytes stored. An EXIF-turned photo is stored upright, so its export's bytes are not the bytes first uploaded."""
+    missed = [(info, sha256) for info, sha256 in zip(members, hashes, strict=True) if sha256 not in known]
+    names = {PurePosixPath(info.filename).name for info, _ in missed}
+    ids = {int(name.split("-", 1)[0]) for name in names if name.split("-", 1)[0].isdigit()}  # `{pk}-{name}`
+    candidates = Image.objects.filter(project=project).filter(Q(name__in=names) | Q(pk__in=ids))
+    by_stored = {hashlib.sha256(stored_bytes(image.file.name)).hexdigest(): image for image in candidates}
+    return {sha256: by_stored[sha256] for _, sha256 in missed if sha256 in by_stored}
+
+
 def version_import(*, project: Project, user, fileobj) -> dict:
     """The classification layout into the version, in one transaction: `{split}/{label}/{file}` or
     `{split}/{file}`. A file whose bytes the version (or the archive, in another folder) has already is that image:
@@ -158,6 +170,7 @@ def version_import(*, project: Project, user, fileobj) -> dict:
             try:
                 hashes = [hashlib.sha256(archives.member_read(archive, info)).hexdigest() for info in members]
                 images = {i.sha256: i for i in Image.objects.filter(project=project, sha256__in=set(hashes))}
+                images.update(_known_by_stored_bytes(project, archive, members, hashes, known=images))
                 new: dict[str, zipfile.ZipInfo] = {}  # the first file of each image the version lacks
                 for info, sha256 in zip(members, hashes, strict=True):
                     if sha256 not in images:

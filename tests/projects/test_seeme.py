@@ -4,6 +4,7 @@ the web app shows, and the reverse."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import zipfile
 from pathlib import Path
@@ -14,6 +15,7 @@ import requests
 import torch
 from django.contrib.auth.models import Permission
 from django.core.files.uploadedfile import SimpleUploadedFile
+from PIL import Image as PILImage
 
 from annotations.models import Annotation, Classification
 from jobs.models import Job
@@ -410,6 +412,23 @@ def test_a_classification_version_exports_as_folders_and_imports_back(live_serve
     new = Image.objects.get(project=project, name="new.png")
     assert sorted(new.splits.values_list("name", flat=True)) == ["test", "train"]
     assert sorted(new.classifications.values_list("label__name", flat=True)) == ["gull", "tern"]
+    # A photo that EXIF turns is stored upright, so its export's bytes are not the ones uploaded: it is still known.
+    turned = PILImage.new("RGB", (40, 20), (200, 30, 30))
+    exif = turned.getexif()
+    exif[0x0112] = 6  # turned 90 degrees
+    buffer = io.BytesIO()
+    turned.save(buffer, "PNG", exif=exif.tobytes())
+    with zipfile.ZipFile(tmp_path / "turned.zip", "w") as archive:
+        archive.writestr("train/tern/turned.png", buffer.getvalue())
+    answer = client.upload_dataset_version(cd, cv, folder=str(tmp_path), filename="turned.zip")
+    assert answer["imported"] == {"images": 1, "known": 0, "splits": ["train"]}
+    assert Image.objects.values_list("width", "height").get(project=project, name="turned.png") == (20, 40)
+    client.download_dataset(cd, cv, extract_to_dir=str(tmp_path / "whole"))
+    assert (tmp_path / "whole/train/tern/turned.png").read_bytes() != buffer.getvalue()
+    shutil.make_archive(str(tmp_path / "whole"), "zip", tmp_path / "whole")
+    answer = client.upload_dataset_version(cd, cv, folder=str(tmp_path), filename="whole.zip")
+    assert answer["imported"] == {"images": 0, "known": 8, "splits": ["train", "valid"]}
+    assert Image.objects.filter(project=project).count() == 8
     # A ZIP with a path out of its folder is refused whole.
     with zipfile.ZipFile(tmp_path / "evil.zip", "w") as evil:
         evil.writestr("train/gull/ok.png", colour_png((1, 2, 3), 7))
@@ -417,7 +436,7 @@ def test_a_classification_version_exports_as_folders_and_imports_back(live_serve
     with pytest.raises(requests.HTTPError) as refused:
         client.upload_dataset_version(cd, cv, folder=str(tmp_path), filename="evil.zip")
     assert refused.value.response.status_code == 400
-    assert Image.objects.filter(project=project).count() == 7
+    assert Image.objects.filter(project=project).count() == 8
 
 
 def test_a_detection_version_exports_as_yolo_that_the_sdk_imports_back(live_server, tmp_path):
