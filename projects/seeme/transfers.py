@@ -83,6 +83,12 @@ def _file_names(images: list[Image], taken: set[str]) -> dict[int, str]:
     return out
 
 
+def _exported_id(name: str) -> int | None:
+    """The image id `_file_names` put in front of a name it had to change, if the name has one."""
+    prefix, dash, _ = name.partition("-")
+    return int(prefix) if dash and prefix.isdigit() else None
+
+
 def version_export(*, project: Project, only: Split | None = None):
     """The version (or one split of it) as the SDK's ZIP, in a temporary file positioned at its start."""
     members = _members(project, only)
@@ -141,13 +147,19 @@ def _yolo(archive, project, images, names, members, splits: list[str]) -> None:
     archive.writestr("config.json", json.dumps({"colors": {label.name: label.color for label in labels}}))
 
 
-def _known_by_stored_bytes(project, archive, members, hashes, *, known) -> dict[str, Image]:
+def _known_by_stored_bytes(project, members, hashes, *, known: dict[str, Image]) -> dict[str, Image]:
     """The version's images that files the upload hashes missed are, matched by their exported name and then by the
     bytes stored. An EXIF-turned photo is stored upright, so its export's bytes are not the bytes first uploaded."""
     missed = [(info, sha256) for info, sha256 in zip(members, hashes, strict=True) if sha256 not in known]
+    if not missed:
+        return {}
     names = {PurePosixPath(info.filename).name for info, _ in missed}
-    ids = {int(name.split("-", 1)[0]) for name in names if name.split("-", 1)[0].isdigit()}  # `{pk}-{name}`
-    candidates = Image.objects.filter(project=project).filter(Q(name__in=names) | Q(pk__in=ids))
+    ids = {pk for pk in map(_exported_id, names) if pk is not None}
+    candidates = (
+        Image.objects.filter(project=project)
+        .filter(Q(name__in=names) | Q(pk__in=ids))
+        .exclude(pk__in=[image.pk for image in known.values()])
+    )
     by_stored = {hashlib.sha256(stored_bytes(image.file.name)).hexdigest(): image for image in candidates}
     return {sha256: by_stored[sha256] for _, sha256 in missed if sha256 in by_stored}
 
@@ -170,7 +182,7 @@ def version_import(*, project: Project, user, fileobj) -> dict:
             try:
                 hashes = [hashlib.sha256(archives.member_read(archive, info)).hexdigest() for info in members]
                 images = {i.sha256: i for i in Image.objects.filter(project=project, sha256__in=set(hashes))}
-                images.update(_known_by_stored_bytes(project, archive, members, hashes, known=images))
+                images.update(_known_by_stored_bytes(project, members, hashes, known=images))
                 new: dict[str, zipfile.ZipInfo] = {}  # the first file of each image the version lacks
                 for info, sha256 in zip(members, hashes, strict=True):
                     if sha256 not in images:
