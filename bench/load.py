@@ -23,7 +23,6 @@ import random
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if not (ROOT / "manage.py").exists():  # a copy run from elsewhere: the repository is the working directory
     ROOT = Path.cwd()
 sys.path.insert(0, str(ROOT / "bench"))
-from harness import machine, percentile, table  # noqa: E402
+from harness import free_port, machine, percentile, table  # noqa: E402
 
 OPERATIONS = ["read", "save", "list", "thumbnail"]
 READ_ONLY = {"author", "created_at", "updated_at"}  # the server's to set: a shape goes back without them
@@ -240,9 +239,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=40)
     args = parser.parse_args()
     data_dir = ROOT / ".data" / f"bench-load-{secrets.token_hex(4)}"
-    with socket.socket() as s:  # a port nobody listens on now
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     log, stop, serve = tempfile.TemporaryFile(), threading.Event(), None
     samples, results = {operation: [] for operation in OPERATIONS}, []
